@@ -1,0 +1,519 @@
+"""Decoding: how a causal LM turns next-token logits into text.
+
+The knob math (repetition penalty, temperature, top-k, top-p, min-p) is written here, once,
+and used by the next-token view, the step path and generation alike, so the chart shows
+exactly the distribution that sampling draws from. tests/test_decoding.py proves each knob
+equals the matching transformers logits processor.
+
+Three ways in:
+- next_token_view(): one forward over the prompt, the distribution after each knob.
+- StepSession: keeps the KV cache of one browser session; each step appends one token and
+  runs one forward over that token only.
+- generate_stream(): batched sampling of num_return_sequences continuations with a seeded
+  generator, yielding after every token (for streaming), each token with its probability
+  and rank, and the reason each sequence stopped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Iterator
+
+import torch
+
+from .errors import UserInputError, check_choice, check_text
+from .settings import knob, validate
+
+MODES = ("raw", "chat")  # raw completion, or the instruct model's chat template
+MAX_PROMPT_CHARS = 8_000
+MAX_STEP_TOKENS = 2_048  # a step session (prompt + steps) stops growing here: bounds its KV cache
+MAX_STOP_STRINGS = 8
+
+
+@dataclass
+class DecodingSettings:
+    """The knobs of the decoding tab. Ranges are written once here: the sliders are built
+    from them and validate() checks values that arrive through the API."""
+
+    temperature: float = knob(0.8, 0.0, 2.0, "Divide the logits by T: below 1 sharpens, above 1 "
+                              "flattens; 0 = always the most likely token", step=0.05)
+    top_k: int = knob(50, 0, 200, "Keep only the k most likely tokens (0 = off)", step=1)
+    top_p: float = knob(0.9, 0.0, 1.0, "Keep the smallest set of likely tokens whose probabilities "
+                        "add up to p (1 = off)", step=0.01)
+    min_p: float = knob(0.0, 0.0, 1.0, "Drop tokens less likely than min_p × the top token's "
+                        "probability (0 = off)", step=0.01)
+    repetition_penalty: float = knob(1.0, 0.5, 2.0, "Above 1, tokens already in the text become less "
+                                     "likely; below 1, more likely (1 = off)", step=0.05)
+    do_sample: bool = knob(True, help="Sample from the distribution; off = greedy: always the most likely token")
+    max_new_tokens: int = knob(40, 1, 256, "How many tokens to generate at most", step=1)
+    num_return_sequences: int = knob(2, 1, 4, "How many continuations to sample side by side", step=1,
+                                     label="sequences side by side")
+    seed: int = knob(42, 0, 2**32 - 1, "Same seed, same samples", step=1)
+
+
+def check_settings(settings: DecodingSettings) -> DecodingSettings:
+    """validate() plus what it does not cover (a bool must be a bool)."""
+    if not isinstance(settings, DecodingSettings):
+        raise UserInputError(f"settings must be DecodingSettings, got {type(settings).__name__}.")
+    if not isinstance(settings.do_sample, bool):
+        raise UserInputError(f"do_sample = {settings.do_sample!r} must be true or false.")
+    return validate(settings)
+
+
+def make_settings(**values) -> DecodingSettings:
+    """Settings from loose keyword values (API, UI), validated; unknown names are an error."""
+    names = set(DecodingSettings.__dataclass_fields__)
+    unknown = set(values) - names
+    if unknown:
+        raise UserInputError(f"unknown decoding settings {sorted(unknown)}: valid names are {sorted(names)}.")
+    return check_settings(DecodingSettings(**values))
+
+
+# --- the knobs: (batch, vocab) logits in, (batch, vocab) logits out; -inf = cut ---------------
+
+NEG_INF = float("-inf")
+
+
+def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Tokens already in the text: positive logits are divided by the penalty, negative ones
+    multiplied, so a penalty > 1 always makes them less likely. Applied once per distinct token."""
+    if penalty == 1.0 or previous_ids.numel() == 0:
+        return logits
+    seen = logits.gather(-1, previous_ids)  # (batch, seq)
+    seen = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return logits.scatter(-1, previous_ids, seen)
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / T). T = 0 is the limit: only the most likely token survives."""
+    if temperature == 1.0:
+        return logits
+    if temperature == 0.0:
+        best = logits.argmax(-1, keepdim=True)  # (batch, 1)
+        keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, best, True)
+        return logits.masked_fill(~keep, NEG_INF)
+    return logits / temperature
+
+
+def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits (ties with the k-th are kept too); k = 0 is off."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth_value = logits.topk(k, dim=-1).values[..., -1:]  # (batch, 1)
+    return logits.masked_fill(logits < kth_value, NEG_INF)
+
+
+def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus: walk the tokens from most to least likely and keep them while the mass of the
+    tokens before them is below p, i.e. the smallest set whose mass reaches p. p = 1 is off."""
+    if p >= 1.0:
+        return logits
+    probs = logits.softmax(-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)  # (batch, vocab)
+    mass_before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
+    cut_sorted = mass_before >= p
+    cut_sorted[..., 0] = False  # the most likely token always stays
+    cut = torch.zeros_like(cut_sorted).scatter(-1, order, cut_sorted)
+    return logits.masked_fill(cut, NEG_INF)
+
+
+def apply_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Drop tokens whose probability is below min_p times the top token's; 0 is off."""
+    if min_p <= 0.0:
+        return logits
+    probs = logits.softmax(-1)
+    threshold = min_p * probs.max(-1, keepdim=True).values  # (batch, 1)
+    return logits.masked_fill(probs < threshold, NEG_INF)
+
+
+# The order transformers' generate() uses: processors, then the sampling warpers.
+STAGES = ("raw", "repetition penalty", "temperature", "top-k", "top-p", "min-p")
+
+
+def stage_logits(logits: torch.Tensor, previous_ids: torch.Tensor, s: DecodingSettings) -> list[torch.Tensor]:
+    """The logits after each knob in turn, in STAGES order (the first is the raw logits)."""
+    out = [logits]
+    out.append(apply_repetition_penalty(out[-1], previous_ids, s.repetition_penalty))
+    out.append(apply_temperature(out[-1], s.temperature))
+    out.append(apply_top_k(out[-1], s.top_k))
+    out.append(apply_top_p(out[-1], s.top_p))
+    out.append(apply_min_p(out[-1], s.min_p))
+    return out
+
+
+def final_logits(logits: torch.Tensor, previous_ids: torch.Tensor, s: DecodingSettings) -> torch.Tensor:
+    """What the next token is drawn from: greedy uses only the repetition penalty."""
+    if not sampling(s):
+        return apply_repetition_penalty(logits, previous_ids, s.repetition_penalty)
+    return stage_logits(logits, previous_ids, s)[-1]
+
+
+def sampling(s: DecodingSettings) -> bool:
+    """Temperature 0 means greedy even with do_sample on."""
+    return bool(s.do_sample) and s.temperature > 0.0
+
+
+def choose(logits: torch.Tensor, previous_ids: torch.Tensor, s: DecodingSettings,
+           generator: torch.Generator | None) -> torch.Tensor:
+    """One next token per row: argmax (greedy) or a draw from the knob-processed distribution."""
+    scores = final_logits(logits, previous_ids, s)  # (batch, vocab)
+    if not sampling(s):
+        return scores.argmax(-1)  # (batch,)
+    probs = scores.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (batch,)
+
+
+# --- model plumbing ------------------------------------------------------------------------
+
+def max_context(tm) -> int:
+    cfg = tm.model.config
+    return int(getattr(cfg, "max_position_embeddings", 0) or getattr(cfg, "n_positions", 0) or 2048)
+
+
+def eos_ids(tm) -> set[int]:
+    ids: set[int] = set()
+    for value in (getattr(tm.model.generation_config, "eos_token_id", None), tm.tokenizer.eos_token_id):
+        if value is None:
+            continue
+        ids.update([value] if isinstance(value, int) else list(value))
+    return ids
+
+
+def format_prompt(tm, prompt: str, mode: str) -> str:
+    """The text the model actually reads: the prompt as is, or wrapped in the chat template."""
+    check_choice("mode", mode, MODES)
+    if mode == "raw":
+        return prompt
+    if not getattr(tm.tokenizer, "chat_template", None):
+        raise UserInputError(f"mode = 'chat' needs a chat template, and {tm.key} has none: use mode 'raw'.")
+    return tm.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                            add_generation_prompt=True)
+
+
+def encode(tm, prompt: str, mode: str, *, reserve: int = 0) -> tuple[str, torch.Tensor]:
+    """(formatted text, (1, seq) ids); checks that prompt + reserve fits the context window."""
+    check_text("prompt", prompt, max_chars=MAX_PROMPT_CHARS)
+    text = format_prompt(tm, prompt, mode)
+    ids = tm.tokenizer(text, return_tensors="pt", add_special_tokens=(mode == "raw")).input_ids
+    limit = max_context(tm)
+    if ids.shape[1] + reserve > limit:
+        raise UserInputError(
+            f"prompt ({ids.shape[1]} tokens) + max_new_tokens ({reserve}) = {ids.shape[1] + reserve} tokens is "
+            f"more than {tm.key}'s context window: valid totals are 1 to {limit}.")
+    return text, ids.to(tm.device)
+
+
+@torch.inference_mode()
+def _forward(tm, ids: torch.Tensor, past=None):
+    """Logits of the last position (batch, vocab) in fp32, and the updated KV cache."""
+    out = tm.model(input_ids=ids, past_key_values=past, use_cache=True, logits_to_keep=1)
+    return out.logits[:, -1, :].float(), out.past_key_values
+
+
+def token_label(tm, token_id: int) -> str:
+    """A token as a short visible string: spaces as ␣, newlines as ↵."""
+    text = tm.tokenizer.decode([int(token_id)])
+    return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or f"<{int(token_id)}>"
+
+
+def check_model(tm):
+    if not hasattr(tm, "model") or not hasattr(tm, "tokenizer"):
+        raise UserInputError("the decoding tab needs a causal language model (registry task 'causal-lm').")
+    return tm
+
+
+# --- the next-token view --------------------------------------------------------------------
+
+@dataclass
+class StageView:
+    name: str  # one of STAGES
+    label: str  # e.g. "top-p 0.90"
+    active: bool  # False when the knob is at its "off" value
+    probs: torch.Tensor  # (vocab,) after this knob, renormalised
+    kept: torch.Tensor  # (vocab,) bool, still in the running after this knob
+    kept_count: int
+    kept_mass: float  # mass the survivors had in the distribution before this knob
+
+
+@dataclass
+class NextTokenView:
+    prompt_tokens: int
+    context_max: int
+    stages: list[StageView]
+    greedy_id: int
+    sampling: bool
+    labels: dict[int, str] = field(default_factory=dict)  # token id -> visible text, for top tokens
+
+    @property
+    def final(self) -> StageView:
+        return self.stages[-1]
+
+    def top_ids(self, n: int) -> list[int]:
+        return self.stages[0].probs.topk(n).indices.tolist()
+
+    def rows(self, n: int = 15) -> list[dict]:
+        """The n most likely raw tokens, with their probability after every knob."""
+        out = []
+        for rank, tid in enumerate(self.top_ids(n), 1):
+            row = dict(rank=rank, token=self.labels.get(tid, str(tid)), id=tid)
+            for st in self.stages:
+                row[st.name] = round(float(st.probs[tid]), 6)
+            row["kept"] = bool(self.final.kept[tid])
+            out.append(row)
+        return out
+
+
+def _knob_label(name: str, s: DecodingSettings) -> tuple[str, bool]:
+    if name == "raw":
+        return "raw model probabilities", True
+    if name == "repetition penalty":
+        return f"repetition penalty {s.repetition_penalty:g}", s.repetition_penalty != 1.0
+    if name == "temperature":
+        return f"temperature {s.temperature:g}", s.temperature != 1.0
+    if name == "top-k":
+        return f"top-k {s.top_k}", 0 < s.top_k
+    if name == "top-p":
+        return f"top-p {s.top_p:g}", s.top_p < 1.0
+    return f"min-p {s.min_p:g}", s.min_p > 0.0
+
+
+def view_from_logits(tm, logits: torch.Tensor, previous_ids: torch.Tensor, s: DecodingSettings,
+                     label_top: int = 20) -> NextTokenView:
+    """The distribution after each knob for one position. logits (vocab,), previous_ids (seq,)."""
+    staged = stage_logits(logits[None].float(), previous_ids[None], s)  # each (1, vocab)
+    stages, prev_probs = [], None
+    for name, lg in zip(STAGES, staged):
+        probs = lg[0].softmax(-1)  # (vocab,)
+        kept = torch.isfinite(lg[0])
+        mass = 1.0 if prev_probs is None else float(prev_probs[kept].sum())
+        label, active = _knob_label(name, s)
+        stages.append(StageView(name, label, active, probs, kept, int(kept.sum()), mass))
+        prev_probs = probs
+    greedy = int(apply_repetition_penalty(logits[None].float(), previous_ids[None], s.repetition_penalty).argmax())
+    view = NextTokenView(prompt_tokens=int(previous_ids.numel()), context_max=max_context(tm), stages=stages,
+                         greedy_id=greedy, sampling=sampling(s))
+    ids = set(view.top_ids(label_top)) | {greedy}
+    view.labels = {tid: token_label(tm, tid) for tid in ids}
+    return view
+
+
+@torch.inference_mode()
+def next_token_view(tm, prompt: str, settings: DecodingSettings, mode: str = "raw") -> NextTokenView:
+    """One forward over the prompt; the next-token distribution raw and after each knob."""
+    check_model(tm)
+    settings = check_settings(settings)
+    _, ids = encode(tm, prompt, mode)
+    logits, _ = _forward(tm, ids)
+    return view_from_logits(tm, logits[0], ids[0], settings)
+
+
+# --- the step path: one token at a time, reusing the KV cache ---------------------------------
+
+class StepSession:
+    """One browser session's walk through a text, one token per step.
+
+    Holds the KV cache, so step N runs one forward over one new token. Lives in the tab's
+    gr.State (per browser session, with a time to live), never in the engine."""
+
+    def __init__(self, tm, prompt: str, mode: str = "raw", seed: int = 42):
+        check_model(tm)
+        self.tm = tm
+        self.key = tm.key
+        self.prompt, self.mode = prompt, mode
+        self.text, ids = encode(tm, prompt, mode)
+        self.prompt_len = ids.shape[1]
+        with torch.inference_mode():
+            logits, self.past = _forward(tm, ids)
+        self.ids = ids[0]  # (seq,)
+        self.logits = logits[0]  # (vocab,) for the next position
+        self.forward_tokens = [ids.shape[1]]  # tokens each forward pass read (proves cache reuse)
+        self.steps: list[dict] = []  # each: id, label, p_raw, p_final, rank, how
+        self.seed = None
+        self.generator = None
+
+    def matches(self, tm, prompt: str, mode: str) -> bool:
+        return tm.key == self.key and tm is self.tm and prompt == self.prompt and mode == self.mode
+
+    def view(self, settings: DecodingSettings) -> NextTokenView:
+        return view_from_logits(self.tm, self.logits, self.ids, check_settings(settings))
+
+    def _generator(self, seed: int) -> torch.Generator:
+        if self.generator is None or seed != self.seed:
+            self.generator = torch.Generator(device=self.tm.device).manual_seed(int(seed))
+            self.seed = seed
+        return self.generator
+
+    @torch.inference_mode()
+    def step(self, settings: DecodingSettings) -> dict:
+        """Append the greedy or sampled token, then one forward over that token alone."""
+        s = check_settings(settings)
+        if self.ids.numel() >= min(MAX_STEP_TOKENS, max_context(self.tm)):
+            raise UserInputError(f"this text has {self.ids.numel()} tokens: steps stop at "
+                                 f"{min(MAX_STEP_TOKENS, max_context(self.tm))}. Press 'Next token' to start over.")
+        logits = self.logits[None]  # (1, vocab)
+        token = int(choose(logits, self.ids[None], s, self._generator(s.seed))[0])
+        info = _token_info(self.tm, logits[0], final_logits(logits, self.ids[None], s)[0], token)
+        info["how"] = "sampled" if sampling(s) else "greedy"
+        new = torch.tensor([[token]], device=self.ids.device)  # (1, 1)
+        next_logits, self.past = _forward(self.tm, new, self.past)
+        self.forward_tokens.append(new.shape[1])
+        self.ids = torch.cat([self.ids, new[0]])
+        self.logits = next_logits[0]
+        self.steps.append(info)
+        return info
+
+    @property
+    def generated_text(self) -> str:
+        return self.tm.tokenizer.decode(self.ids[self.prompt_len:].tolist())
+
+
+def _token_info(tm, raw_logits: torch.Tensor, final: torch.Tensor, token: int) -> dict:
+    """Probability of `token` raw and after the knobs, and its rank in the raw distribution."""
+    raw_p = raw_logits.float().softmax(-1)
+    fin_p = final.float().softmax(-1)
+    rank = int((raw_p > raw_p[token]).sum()) + 1
+    return dict(id=token, label=token_label(tm, token), text=tm.tokenizer.decode([token]), p_raw=float(raw_p[token]), p_final=float(fin_p[token]),
+                rank=rank)
+
+
+# --- generation -----------------------------------------------------------------------------
+
+@dataclass
+class TokenOut:
+    id: int
+    text: str  # the characters this token added (special tokens as written)
+    p_raw: float  # model probability before any knob
+    p_final: float  # probability in the distribution it was drawn from
+    rank: int  # 1 = the model's most likely token
+    special: bool = False
+
+
+@dataclass
+class SequenceOut:
+    tokens: list[TokenOut] = field(default_factory=list)
+    text: str = ""
+    stop_reason: str = ""  # "", "EOS", "max_new_tokens", "stop string '…'"
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.stop_reason)
+
+
+@dataclass
+class GenerationResult:
+    prompt_text: str  # what the model read (chat template applied)
+    prompt_tokens: int
+    context_max: int
+    max_new_tokens: int
+    sequences: list[SequenceOut]
+    seconds: float = 0.0
+    steps: int = 0  # forward passes after the prompt
+    done: bool = False
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else 0.0
+
+
+def parse_stop(stop) -> list[str]:
+    """Stop strings from a list, or from text separated by '|' (\\n and \\t written as escapes)."""
+    if stop is None or stop == "":
+        return []
+    if isinstance(stop, str):
+        items = [part.replace("\\n", "\n").replace("\\t", "\t") for part in stop.split("|")]
+    elif isinstance(stop, (list, tuple)):
+        items = list(stop)
+    else:
+        raise UserInputError(f"stop = {stop!r} must be text like '\\n|.' or a list of strings.")
+    items = [x for x in items if x != ""]
+    if len(items) > MAX_STOP_STRINGS or any(not isinstance(x, str) or len(x) > 50 for x in items):
+        raise UserInputError(f"stop = {stop!r}: give 0 to {MAX_STOP_STRINGS} stop strings of 1 to 50 characters.")
+    return items
+
+
+@torch.inference_mode()
+def generate_stream(tm, prompt: str, settings: DecodingSettings, mode: str = "raw",
+                    stop=None) -> Iterator[GenerationResult]:
+    """Generate num_return_sequences continuations side by side, yielding after every token.
+
+    Batched: all rows share one forward per step and one KV cache. Sampling uses a
+    torch.Generator seeded with settings.seed, so the same seed gives the same samples. Greedy
+    rows would all be identical, so greedy runs one row and repeats it."""
+    check_model(tm)
+    s = check_settings(settings)
+    stops = parse_stop(stop)
+    text, ids = encode(tm, prompt, mode, reserve=s.max_new_tokens)
+    n = s.num_return_sequences
+    rows = n if sampling(s) else 1
+    eos = eos_ids(tm)
+    pad = next(iter(sorted(eos)), 0)
+    special = set(getattr(tm.tokenizer, "all_special_ids", []) or [])
+    generator = torch.Generator(device=tm.device).manual_seed(int(s.seed)) if sampling(s) else None
+    result = GenerationResult(text, ids.shape[1], max_context(tm), s.max_new_tokens,
+                              [SequenceOut() for _ in range(n)])
+    all_ids = ids.expand(rows, -1)  # (rows, seq)
+    new_ids: list[list[int]] = [[] for _ in range(rows)]
+    start = time.perf_counter()
+    logits, past = _forward(tm, all_ids)  # (rows, vocab)
+    done = torch.zeros(rows, dtype=torch.bool, device=ids.device)
+    for step in range(s.max_new_tokens):
+        tokens = choose(logits, all_ids, s, generator)  # (rows,)
+        tokens = tokens.masked_fill(done, pad)
+        fin = final_logits(logits, all_ids, s)
+        raw_p, fin_p = logits.softmax(-1), fin.softmax(-1)  # (rows, vocab)
+        for r in range(rows):
+            if done[r]:
+                continue
+            tid = int(tokens[r])
+            p = raw_p[r, tid]
+            before = tm.tokenizer.decode(new_ids[r])
+            new_ids[r].append(tid)
+            after = tm.tokenizer.decode(new_ids[r])
+            seq = result.sequences[r]
+            seq.tokens.append(TokenOut(tid, after[len(before):] if after.startswith(before) else
+                                       tm.tokenizer.decode([tid]), float(p), float(fin_p[r, tid]),
+                                       int((raw_p[r] > p).sum()) + 1, tid in special))
+            seq.text = after
+            if tid in eos:
+                seq.stop_reason = "EOS"
+            else:
+                hit = next((x for x in stops if x in after), None)
+                if hit is not None:
+                    seq.stop_reason = f"stop string {hit!r}"
+            if seq.stop_reason:
+                done[r] = True
+        all_ids = torch.cat([all_ids, tokens[:, None]], dim=1)  # (rows, seq + 1)
+        result.steps = step + 1
+        if bool(done.all()) or step + 1 == s.max_new_tokens:
+            break
+        result.seconds = time.perf_counter() - start
+        _copy_rows(result, rows, n)
+        yield result
+        logits, past = _forward(tm, tokens[:, None], past)
+    for seq in result.sequences[:rows]:
+        if not seq.stop_reason:
+            seq.stop_reason = "max_new_tokens"
+    result.seconds = time.perf_counter() - start
+    result.done = True
+    _copy_rows(result, rows, n)
+    yield result
+
+
+def _copy_rows(result: GenerationResult, rows: int, n: int) -> None:
+    """Greedy ran one row: show it in every column."""
+    for i in range(rows, n):
+        result.sequences[i] = replace(result.sequences[0], tokens=list(result.sequences[0].tokens))
+
+
+def generate(tm, prompt: str, settings: DecodingSettings, mode: str = "raw", stop=None) -> GenerationResult:
+    """generate_stream() run to the end."""
+    result = None
+    for result in generate_stream(tm, prompt, settings, mode, stop):
+        pass
+    return result
+
+
+__all__ = ["DecodingSettings", "make_settings", "check_settings", "STAGES", "apply_repetition_penalty",
+           "apply_temperature", "apply_top_k", "apply_top_p", "apply_min_p", "stage_logits", "final_logits",
+           "choose", "next_token_view", "view_from_logits", "NextTokenView", "StepSession", "generate_stream",
+           "generate", "GenerationResult", "SequenceOut", "TokenOut", "parse_stop", "MODES"]

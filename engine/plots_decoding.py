@@ -1,0 +1,174 @@
+"""Pure functions for the decoding tab: data -> plotly Figure / HTML. No model code here."""
+from __future__ import annotations
+
+import html
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+KEPT = "#4f46e5"  # indigo: still in the running
+CUT_NOW = "#9ca3af"  # grey: cut by this knob
+CUT_BEFORE = "#e5e7eb"  # light grey: cut by an earlier knob
+GREEDY = "#f59e0b"
+
+
+def distribution_figure(view, top: int = 12) -> go.Figure:
+    """Small multiples: the same top tokens (by raw probability) after each knob in turn.
+
+    Kept tokens are coloured bars at their renormalised probability; cut tokens are grey bars
+    at the probability they had just before they were cut. Each panel's title says how many
+    tokens survived and how much of the mass they carried."""
+    ids = view.top_ids(top)
+    labels = [_tick(view.labels.get(t, str(t)), i) for i, t in enumerate(ids)]
+    titles = [_panel_title(st, i, view) for i, st in enumerate(view.stages)]
+    fig = make_subplots(rows=3, cols=2, subplot_titles=titles, vertical_spacing=0.16, horizontal_spacing=0.06)
+    cut_at: dict[int, int] = {}
+    for i, st in enumerate(view.stages):
+        row, col = i // 2 + 1, i % 2 + 1
+        heights, colors, texts, hovers = [], [], [], []
+        for t in ids:
+            if bool(st.kept[t]):
+                p = float(st.probs[t])
+                heights.append(p)
+                colors.append(GREEDY if (i == 0 and t == view.greedy_id) else KEPT)
+                texts.append(_pct(p))
+                hovers.append(f"kept · p = {p:.4f}")
+            else:
+                first = cut_at.setdefault(t, i)
+                before = float(view.stages[first - 1].probs[t])
+                heights.append(before)
+                colors.append(CUT_NOW if first == i else CUT_BEFORE)
+                texts.append("cut" if first == i else "")
+                hovers.append(f"cut by {view.stages[first].name} (p was {before:.4f})")
+        fig.add_trace(go.Bar(x=labels, y=heights, marker_color=colors, text=texts, textposition="outside",
+                             cliponaxis=False, textfont=dict(size=11), hovertext=hovers,
+                             hovertemplate="%{x}<br>%{hovertext}<extra></extra>", showlegend=False),
+                      row=row, col=col)
+        ymax = max(heights + [0.05])
+        fig.update_yaxes(range=[0, min(1.0, ymax * 1.3) if ymax < 0.77 else 1.18], tickformat=".0%",
+                         row=row, col=col, gridcolor="#eef0f4")
+        fig.update_xaxes(tickangle=-35, tickfont=dict(size=12, family="monospace"), row=row, col=col)
+    fig.update_annotations(font=dict(size=13))
+    fig.update_layout(height=760, margin=dict(l=50, r=20, t=60, b=40), bargap=0.25, plot_bgcolor="white",
+                      title=dict(text=_figure_title(view), font=dict(size=15), x=0.01, y=0.985))
+    return fig
+
+
+def _tick(label: str, index: int) -> str:
+    label = label if len(label) <= 14 else label[:13] + "…"
+    return label + "\u200b" * index  # zero-width suffix keeps repeated labels distinct
+
+
+def _pct(p: float) -> str:
+    if p >= 0.095:
+        return f"{p:.0%}"
+    if p >= 0.0095:
+        return f"{p:.1%}"
+    return f"{p:.2%}" if p >= 0.0001 else "<0.01%"
+
+
+def _panel_title(st, index: int, view) -> str:
+    if index == 0:
+        return f"<b>1. raw</b>: all {st.kept_count:,} tokens"
+    head = f"<b>{index + 1}. {st.label}</b>"
+    if not st.active:
+        return f"{head} (off)"
+    if st.name in ("repetition penalty", "temperature") and st.kept_count == view.stages[index - 1].kept_count:
+        return f"{head}: reshapes, cuts nothing"
+    return f"{head}: {st.kept_count:,} kept, {st.kept_mass:.1%} of mass survives"
+
+
+def _figure_title(view) -> str:
+    final = view.final
+    greedy = view.labels.get(view.greedy_id, str(view.greedy_id))
+    how = (f"sampling draws from the last panel: {final.kept_count:,} candidate token"
+           f"{'s' if final.kept_count != 1 else ''}" if view.sampling
+           else "greedy (do_sample off or temperature 0) ignores panels 3–6")
+    return f"Next token after {view.prompt_tokens} tokens · greedy pick <b>{html.escape(greedy)}</b> · {how}"
+
+
+def _color(value: float) -> str:
+    """A readable background from red (0) through yellow to green (1)."""
+    value = max(0.0, min(1.0, value))
+    hue = 120 * value
+    return f"hsl({hue:.0f}, 75%, 80%)"
+
+
+def _rank_value(rank: int) -> float:
+    return {1: 1.0, 2: 0.7, 3: 0.55}.get(rank, 0.4 if rank <= 5 else 0.25 if rank <= 10 else 0.0)
+
+
+def token_spans(tokens, color_by: str = "probability") -> str:
+    out = []
+    for t in tokens:
+        value = t.p_raw if color_by == "probability" else _rank_value(t.rank)
+        tip = f"{t.text!r} · p = {t.p_raw:.3f} (after knobs {t.p_final:.3f}) · rank {t.rank}"
+        text = html.escape(t.text) if not t.special else f"<span class='dec-special'>{html.escape(t.text)}</span>"
+        text = text.replace("\n", "↵<br>")
+        out.append(f"<span class='dec-tok' style='background:{_color(value)}' title='{html.escape(tip, quote=True)}'>"
+                   f"{text}</span>")
+    return "".join(out)
+
+
+STYLE = """<style>
+.dec-wrap{display:flex;gap:12px;flex-wrap:wrap}
+.dec-col{flex:1 1 300px;border:1px solid #d1d5db;border-radius:8px;padding:10px;background:#fff;color:#111}
+.dec-head{font-weight:600;margin-bottom:6px;font-size:0.9em;color:#374151}
+.dec-body{font-family:ui-monospace,monospace;font-size:15px;line-height:1.9;white-space:pre-wrap;word-break:break-word}
+.dec-prompt{color:#6b7280}
+.dec-tok{border-radius:3px;padding:1px 0;margin:0 1px}
+.dec-special{font-size:0.8em;color:#7c2d12;font-weight:600}
+.dec-stop{margin-top:8px;font-size:0.85em;padding:2px 8px;border-radius:10px;display:inline-block;background:#eef2ff;color:#3730a3}
+.dec-legend{font-size:0.85em;color:#4b5563;margin:6px 0}
+.dec-ctx{height:12px;background:#e5e7eb;border-radius:6px;overflow:hidden;margin:4px 0}
+.dec-ctx>div{height:100%;float:left}
+</style>"""
+
+
+def _legend(color_by: str) -> str:
+    if color_by == "probability":
+        stops = [(0.02, "2%"), (0.2, "20%"), (0.5, "50%"), (0.9, "90%")]
+        body = " ".join(f"<span class='dec-tok' style='background:{_color(v)}'>&nbsp;{t}&nbsp;</span>" for v, t in stops)
+        return f"<div class='dec-legend'>colour = the model's probability of each token (before the knobs): {body}</div>"
+    body = " ".join(f"<span class='dec-tok' style='background:{_color(_rank_value(r))}'>&nbsp;{t}&nbsp;</span>"
+                    for r, t in [(1, "rank 1"), (2, "2"), (3, "3"), (5, "4–5"), (10, "6–10"), (11, ">10")])
+    return f"<div class='dec-legend'>colour = the token's rank in the model's distribution: {body}</div>"
+
+
+def generation_html(result, color_by: str = "probability", prompt: str = "") -> str:
+    """The sequences side by side, each token coloured; the stop reason under each."""
+    cols = []
+    for i, seq in enumerate(result.sequences):
+        reason = seq.stop_reason or "generating…"
+        n = len(seq.tokens)
+        mean_p = sum(t.p_raw for t in seq.tokens) / n if n else 0.0
+        cols.append(
+            f"<div class='dec-col'><div class='dec-head'>sequence {i + 1} · {n} tokens · mean p {mean_p:.2f}</div>"
+            f"<div class='dec-body'><span class='dec-prompt'>{html.escape(prompt)}</span>"
+            f"{token_spans(seq.tokens, color_by)}</div>"
+            f"<div class='dec-stop'>stopped: {html.escape(reason)}</div></div>")
+    return STYLE + _legend(color_by) + "<div class='dec-wrap'>" + "".join(cols) + "</div>"
+
+
+def steps_html(prompt_text: str, steps: list[dict]) -> str:
+    """The text built by the step button: the prompt in grey, each stepped token coloured."""
+    spans = []
+    for st in steps:
+        tip = f"{st['how']} · p = {st['p_raw']:.3f} (after knobs {st['p_final']:.3f}) · rank {st['rank']}"
+        label = html.escape(st["text"]).replace("\n", "↵<br>")
+        spans.append(f"<span class='dec-tok' style='background:{_color(st['p_raw'])}' "
+                     f"title='{html.escape(tip, quote=True)}'>{label}</span>")
+    body = (f"<span class='dec-prompt'>{html.escape(prompt_text)}</span>" + "".join(spans)) if prompt_text else \
+        "<span class='dec-prompt'>Press <b>Next token</b> to read the prompt, then <b>Step</b>.</span>"
+    return STYLE + f"<div class='dec-col'><div class='dec-body'>{body}</div></div>"
+
+
+def context_html(used: int, new: int, maximum: int) -> str:
+    """A bar: prompt tokens and reserved new tokens against the model's context window."""
+    total = used + new
+    a = 100 * used / maximum
+    b = 100 * new / maximum
+    return (STYLE + f"<div class='dec-legend'><b>Context window:</b> {used:,} prompt + {new:,} new = {total:,} of "
+            f"{maximum:,} tokens ({100 * total / maximum:.1f}%)</div><div class='dec-ctx'>"
+            f"<div style='width:{max(a, 0.4):.2f}%;background:#4f46e5'></div>"
+            f"<div style='width:{max(b, 0.4):.2f}%;background:#a5b4fc'></div></div>")

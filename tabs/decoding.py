@@ -1,0 +1,170 @@
+"""Decoding: how a model picks the next word. The next-token distribution raw and after each
+knob, a Step button that extends the text one token at a time (reusing the KV cache), and
+streaming generation of several samples side by side."""
+from __future__ import annotations
+
+import gradio as gr
+
+from engine.decoding import MODES, DecodingSettings, StepSession, generate_stream, make_settings, max_context
+from engine.errors import check_range
+from engine.plots_decoding import context_html, distribution_figure, generation_html, steps_html
+from tabs._ui import HEAVY, controls_for, model_picker, notice, progress_callback, user_errors
+
+TITLE = "Decoding"
+
+KNOBS = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "do_sample", "seed"]
+GEN_KNOBS = ["max_new_tokens", "num_return_sequences"]
+TABLE_HEADERS = ["rank", "token", "id", "raw", "repetition penalty", "temperature", "top-k", "top-p", "min-p", "kept"]
+STATE_TTL_S = 1800  # a step session's KV cache is dropped 30 min after its last use
+
+
+def _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed,
+              max_new_tokens=None, num_return_sequences=None) -> DecodingSettings:
+    values = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                  repetition_penalty=repetition_penalty, do_sample=do_sample, seed=seed)
+    if max_new_tokens is not None:
+        values.update(max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences)
+    return make_settings(**values)
+
+
+def _table(view) -> list[list]:
+    return [[r["rank"], r["token"], r["id"], r["raw"], r["repetition penalty"], r["temperature"], r["top-k"],
+             r["top-p"], r["min-p"], r["kept"]] for r in view.rows(15)]
+
+
+def _summary(view) -> str:
+    raw, final = view.stages[0], view.final
+    greedy = view.labels.get(view.greedy_id, str(view.greedy_id))
+    lines = [f"**Greedy pick:** `{greedy}` with p = {float(raw.probs[view.greedy_id]):.1%} before the knobs."]
+    if view.sampling:
+        top = final.probs.topk(min(3, final.kept_count))
+        best = ", ".join(f"`{view.labels.get(int(i), str(int(i)))}` {float(p):.1%}"
+                         for p, i in zip(top.values, top.indices))
+        lines.append(f"**Sampling** draws from {final.kept_count:,} of {raw.kept_count:,} tokens; "
+                     f"most likely after the knobs: {best}.")
+    else:
+        lines.append("**Greedy** (do_sample off, or temperature 0): the knobs below change the picture, not the pick.")
+    return "  \n".join(lines)
+
+
+def _view_outputs(session: StepSession, settings: DecodingSettings):
+    view = session.view(settings)
+    return distribution_figure(view), _summary(view), _table(view)
+
+
+def build(engine) -> None:
+    gr.Markdown("## Decoding: how a model picks the next word\n"
+                "A language model does not write words: it gives a probability to **every** token of its "
+                "vocabulary. The knobs reshape that distribution before one token is picked; then the "
+                "token is appended and the model is asked again.")
+    with gr.Row():
+        model = model_picker(engine, "causal-lm", scale=2)
+        mode = gr.Radio([("Raw completion", "raw"), ("Chat template (instruct)", "chat")], value=MODES[0],
+                        label="Prompt format", info="Raw: the model continues your text. Chat: your text is "
+                        "wrapped as a user message, and the model answers as the assistant.", scale=3)
+    prompt = gr.Textbox("The capital of France is", label="Prompt", lines=2, max_lines=8)
+    context = gr.HTML(context_html(0, 0, 1), elem_id="decoding-context")
+    state = gr.State(None, time_to_live=STATE_TTL_S)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            knobs = controls_for(DecodingSettings, KNOBS)
+        with gr.Column(scale=4):
+            with gr.Tabs():
+                with gr.Tab("Next token, step by step"):
+                    with gr.Row():
+                        next_btn = gr.Button("Next token", variant="primary")
+                        step_btn = gr.Button("Step: append a token")
+                        per_click = gr.Slider(1, 16, value=1, step=1, label="tokens per step click")
+                    steps = gr.HTML(steps_html("", []), elem_id="decoding-steps")
+                    summary = gr.Markdown()
+                    chart = gr.Plot(label="Next-token distribution after each knob", elem_id="decoding-chart")
+                    notice("Grey bars are tokens a knob cut. Raise the temperature and watch the long tail grow; "
+                           "lower top-p and watch the nucleus shrink to a few tokens.")
+                    with gr.Accordion("Top 15 tokens after each knob (table)", open=False):
+                        table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="decoding-table")
+                with gr.Tab("Generate"):
+                    with gr.Row():
+                        gen_knobs = controls_for(DecodingSettings, GEN_KNOBS)
+                        stop = gr.Textbox("", label="stop strings", info="separate with | ; write a newline as \\n",
+                                          max_lines=1)
+                        color_by = gr.Radio(["probability", "rank"], value="probability", label="colour tokens by")
+                    gen_btn = gr.Button("Generate", variant="primary")
+                    generated = gr.HTML(elem_id="decoding-generated")
+                    stats = gr.Markdown()
+                    notice("Same seed, same samples. Greedy gives the same text in every column; sampling gives "
+                           "different ones. Hover a token for its probability and rank.")
+
+    knob_inputs = [knobs[k] for k in KNOBS]
+    gen_inputs = [gen_knobs[k] for k in GEN_KNOBS]
+
+    # Register listeners
+    @user_errors
+    def show_next_token(model, mode, prompt, temperature, top_k, top_p, min_p, repetition_penalty, do_sample,
+                        seed, progress=gr.Progress()):
+        settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed)
+        tm = engine.load(model, progress=progress_callback(progress))
+        session = StepSession(tm, prompt, mode, seed=settings.seed)
+        fig, text, rows = _view_outputs(session, settings)
+        return (fig, text, rows, steps_html(session.text, session.steps),
+                context_html(session.prompt_len, 0, _context_max(session)), session)
+
+    @user_errors
+    def step(model, mode, prompt, temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed, n,
+             session, progress=gr.Progress()):
+        settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed)
+        n = int(make_steps(n))
+        tm = engine.load(model, progress=progress_callback(progress))
+        if session is None or not session.matches(tm, prompt, mode):
+            session = StepSession(tm, prompt, mode, seed=settings.seed)
+        for _ in range(n):
+            session.step(settings)
+            yield (gr.skip(), gr.skip(), gr.skip(), steps_html(session.text, session.steps), gr.skip(), session)
+        fig, text, rows = _view_outputs(session, settings)
+        yield (fig, text, rows, steps_html(session.text, session.steps),
+               context_html(session.ids.numel(), 0, _context_max(session)), session)
+
+    @user_errors
+    def redraw(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed, session):
+        if session is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed)
+        return _view_outputs(session, settings)
+
+    @user_errors
+    def generate(model, mode, prompt, temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed,
+                 max_new_tokens, num_return_sequences, stop, color_by, progress=gr.Progress()):
+        settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed,
+                             max_new_tokens, num_return_sequences)
+        if color_by not in ("probability", "rank"):
+            raise gr.Error(f"color_by = {color_by!r} is not a valid choice: choose 'probability' or 'rank'.")
+        tm = engine.load(model, progress=progress_callback(progress))
+        shown = prompt if mode == "raw" else ""
+        ctx = None
+        for result in generate_stream(tm, prompt, settings, mode, stop):
+            if ctx is None:
+                ctx = context_html(result.prompt_tokens, settings.max_new_tokens, result.context_max)
+            reasons = ", ".join(f"{i + 1}: {q.stop_reason or '…'}" for i, q in enumerate(result.sequences))
+            text = (f"**{result.steps} tokens** in {result.seconds:.1f} s · {result.tokens_per_second:.1f} "
+                    f"tokens/s per sequence · stop reasons: {reasons}")
+            yield generation_html(result, color_by, shown), text, ctx
+
+    next_btn.click(show_next_token, inputs=[model, mode, prompt, *knob_inputs],
+                   outputs=[chart, summary, table, steps, context, state], api_name="next_token", **HEAVY)
+    prompt.submit(show_next_token, inputs=[model, mode, prompt, *knob_inputs],
+                  outputs=[chart, summary, table, steps, context, state], api_name="next_token_submit", **HEAVY)
+    step_btn.click(step, inputs=[model, mode, prompt, *knob_inputs, per_click, state],
+                   outputs=[chart, summary, table, steps, context, state], api_name="step", **HEAVY)
+    gr.on([knobs[k].release for k in KNOBS if k not in ("do_sample", "seed")] + [knobs["do_sample"].change],
+          redraw, inputs=[*knob_inputs, state], outputs=[chart, summary, table], api_name="redraw",
+          show_progress="hidden")
+    gen_btn.click(generate, inputs=[model, mode, prompt, *knob_inputs, *gen_inputs, stop, color_by],
+                  outputs=[generated, stats, context], api_name="generate", **HEAVY)
+
+
+def make_steps(n):
+    """Steps per click from the slider or the API: 1 to 16."""
+    return check_range("steps per click", n, 1, 16, integer=True)
+
+
+def _context_max(session: StepSession) -> int:
+    return max_context(session.tm)

@@ -1,0 +1,256 @@
+"""engine/decoding.py: the knob math equals transformers' logits processors, the distributions
+stay distributions, sampling is reproducible, and generation stops for the reason it reports."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import decoding as D
+from engine.errors import UserInputError
+from engine.models import TextModel
+from engine.registry import ModelSpec, Source
+
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def tiny(smollm):
+    """A 2-layer random Llama with SmolLM2's tokenizer: cheap forwards, real token ids."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(smollm.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    model = LlamaForCausalLM(cfg).eval()
+    spec = ModelSpec(key="tiny-llama", task="causal-lm", title="tiny random Llama", loader="tests:none")
+    return TextModel(model, smollm.tokenizer, Source(spec, "embedded", "(memory)"), torch.device("cpu"),
+                     torch.float32)
+
+
+@pytest.fixture(scope="module")
+def real_logits(smollm):
+    """(2, vocab) next-token logits of SmolLM2 for two prompts, and the prompt ids."""
+    out = []
+    for text in (PROMPT, "Once upon a time there was a little"):
+        _, ids = D.encode(smollm, text, "raw")
+        logits, _ = D._forward(smollm, ids)
+        out.append((logits, ids))
+    return out
+
+
+def test_each_knob_equals_transformers_processor(real_logits):
+    from transformers import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
+                              TopKLogitsWarper)
+
+    for logits, ids in real_logits:
+        for t in (0.3, 0.7, 1.6):
+            assert torch.equal(D.apply_temperature(logits, t), TemperatureLogitsWarper(t)(ids, logits))
+        for k in (1, 5, 50, 400):
+            assert torch.equal(D.apply_top_k(logits, k), TopKLogitsWarper(k)(ids, logits))
+        for m in (0.02, 0.1, 0.5):
+            assert torch.equal(D.apply_min_p(logits, m), MinPLogitsWarper(m)(ids, logits))
+        for r in (0.8, 1.3, 2.0):
+            assert torch.equal(D.apply_repetition_penalty(logits, ids, r),
+                               RepetitionPenaltyLogitsProcessor(r)(ids, logits))
+
+
+def _top_p_matches(ours, theirs, logits, p):
+    """Same kept set, except tokens whose cumulative mass sits on p within float rounding."""
+    differ = torch.isinf(ours) != torch.isinf(theirs)
+    if not differ.any():
+        return True
+    probs = logits.softmax(-1)
+    sorted_p, order = probs.sort(dim=-1, descending=True, stable=True)
+    before = torch.zeros_like(probs).scatter(-1, order, sorted_p.cumsum(-1) - sorted_p)
+    return bool(((before[differ] - p).abs() < 1e-5).all()) and int(differ.sum()) <= 4
+
+
+def test_top_p_equals_transformers_processor(real_logits):
+    from transformers import TopPLogitsWarper
+
+    for logits, ids in real_logits:
+        for p in (0.05, 0.3, 0.8, 0.9, 0.95, 0.99):
+            ours = D.apply_top_p(logits, p)
+            theirs = TopPLogitsWarper(p)(ids, logits)
+            assert _top_p_matches(ours, theirs, logits, p), p
+            kept = torch.isfinite(ours)
+            assert torch.equal(ours[kept], logits[kept])
+
+
+def test_knob_chain_equals_transformers_processor_list(real_logits):
+    from transformers import (LogitsProcessorList, MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
+                              TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+    s = D.make_settings(temperature=0.7, top_k=40, top_p=0.9, min_p=0.05, repetition_penalty=1.3)
+    hf = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.3), TemperatureLogitsWarper(0.7),
+                              TopKLogitsWarper(40), TopPLogitsWarper(0.9), MinPLogitsWarper(0.05)])
+    for logits, ids in real_logits:
+        ours = D.final_logits(logits, ids, s)
+        theirs = hf(ids, logits)
+        assert torch.equal(torch.isinf(ours), torch.isinf(theirs))
+        assert torch.allclose(ours[torch.isfinite(ours)], theirs[torch.isfinite(theirs)])
+
+
+def test_top_p_keeps_the_smallest_set_whose_mass_reaches_p(real_logits):
+    for logits, _ in real_logits:
+        probs = logits[0].softmax(-1)
+        for p in (0.2, 0.5, 0.9, 0.97):
+            kept = torch.isfinite(D.apply_top_p(logits, p)[0])
+            mass = float(probs[kept].sum())
+            assert mass >= p - 1e-6, (p, mass)
+            # dropping the least likely survivor falls below p: no smaller set reaches p
+            assert mass - float(probs[kept].min()) < p, p
+            # the nucleus is a prefix of the ranking: every survivor beats every cut token
+            assert float(probs[kept].min()) >= float(probs[~kept].max())
+
+
+def test_probabilities_sum_to_one_after_every_knob(smollm):
+    for kwargs in (dict(), dict(temperature=0.4, top_k=10, top_p=0.5, min_p=0.1, repetition_penalty=1.5),
+                   dict(temperature=1.9, top_k=0, top_p=0.99, min_p=0.0, repetition_penalty=0.7),
+                   dict(temperature=0.0, top_k=200)):
+        view = D.next_token_view(smollm, "I like to eat apples and", D.make_settings(**kwargs))
+        assert [st.name for st in view.stages] == list(D.STAGES)
+        for st in view.stages:
+            assert abs(float(st.probs.sum()) - 1.0) < 1e-4, (kwargs, st.name)
+            assert float(st.probs[~st.kept].sum()) == 0.0
+            assert 0.0 < st.kept_mass <= 1.0 + 1e-5
+        counts = [st.kept_count for st in view.stages]
+        assert counts == sorted(counts, reverse=True)  # a knob never brings a cut token back
+        assert sum(r["kept"] for r in view.rows(15)) <= view.final.kept_count
+
+
+def test_temperature_zero_and_top_k_one_equal_greedy_and_transformers(smollm):
+    n = 4
+    greedy = D.generate(smollm, PROMPT, D.make_settings(do_sample=False, max_new_tokens=n, num_return_sequences=1))
+    ids = [t.id for t in greedy.sequences[0].tokens]
+    for rows, kwargs in ((2, dict(temperature=0.0)), (1, dict(temperature=1.0, top_k=1, top_p=1.0))):
+        got = D.generate(smollm, PROMPT, D.make_settings(do_sample=True, max_new_tokens=n, num_return_sequences=rows,
+                                                         seed=3, **kwargs))
+        assert [[t.id for t in q.tokens] for q in got.sequences] == [ids] * rows, kwargs
+    _, prompt_ids = D.encode(smollm, PROMPT, "raw")
+    raw = smollm.model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), do_sample=False,
+                                max_new_tokens=n)
+    assert raw[0, prompt_ids.shape[1]:].tolist() == ids
+    assert greedy.sequences[0].stop_reason == "max_new_tokens"
+
+
+def test_same_seed_same_samples_different_seeds_differ(tiny):
+    s = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=8, num_return_sequences=2)
+    runs = {seed: [[t.id for t in q.tokens] for q in D.generate(tiny, PROMPT, D.make_settings(seed=seed, **s)).sequences]
+            for seed in (1, 2)}
+    again = [[t.id for t in q.tokens] for q in D.generate(tiny, PROMPT, D.make_settings(seed=1, **s)).sequences]
+    assert again == runs[1]
+    assert runs[1] != runs[2]
+    assert runs[1][0] != runs[1][1]  # the side-by-side samples differ from each other too
+
+
+def test_seeded_sampling_equals_transformers_generate(tiny):
+    s = D.make_settings(do_sample=True, temperature=0.9, top_k=50, top_p=0.95, repetition_penalty=1.2,
+                        max_new_tokens=8, num_return_sequences=3, seed=11)
+    ours = [[t.id for t in q.tokens] for q in D.generate(tiny, PROMPT, s).sequences]
+    _, ids = D.encode(tiny, PROMPT, "raw")
+    torch.manual_seed(11)
+    raw = tiny.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=0.9, top_k=50,
+                              top_p=0.95, repetition_penalty=1.2, max_new_tokens=8, num_return_sequences=3,
+                              pad_token_id=2)
+    assert raw[:, ids.shape[1]:].tolist() == ours
+
+
+def test_num_return_sequences_returns_that_many(tiny):
+    for n in (1, 3, 4):
+        r = D.generate(tiny, PROMPT, D.make_settings(do_sample=True, max_new_tokens=3, num_return_sequences=n))
+        assert len(r.sequences) == n
+        assert all(len(q.tokens) == 3 and q.stop_reason == "max_new_tokens" for q in r.sequences)
+    greedy = D.generate(tiny, PROMPT, D.make_settings(do_sample=False, max_new_tokens=3, num_return_sequences=3))
+    assert len({tuple(t.id for t in q.tokens) for q in greedy.sequences}) == 1
+
+
+def test_eos_stops_generation_and_is_reported(tiny):
+    s = D.make_settings(do_sample=False, max_new_tokens=8, num_return_sequences=1)
+    ids = [t.id for t in D.generate(tiny, PROMPT, s).sequences[0].tokens]
+    eos = ids[3]
+    stop_at = ids.index(eos)
+    cfg = tiny.model.generation_config
+    old = cfg.eos_token_id
+    cfg.eos_token_id = eos  # make the 4th greedy token the end-of-sequence token
+    try:
+        r = D.generate(tiny, PROMPT, s)
+    finally:
+        cfg.eos_token_id = old
+    seq = r.sequences[0]
+    assert [t.id for t in seq.tokens] == ids[:stop_at + 1]
+    assert seq.stop_reason == "EOS" and r.done
+
+
+def test_stop_string_stops_and_is_reported(tiny):
+    s = D.make_settings(do_sample=False, max_new_tokens=8, num_return_sequences=1)
+    full = D.generate(tiny, PROMPT, s).sequences[0]
+    target = next(t.text for t in full.tokens[2:] if t.text.strip())
+    r = D.generate(tiny, PROMPT, s, stop=f"zzzq|{target}")
+    seq = r.sequences[0]
+    assert seq.stop_reason == f"stop string {target!r}"
+    assert target in seq.text and len(seq.tokens) < 8
+
+
+def test_stream_yields_every_token_then_done(tiny):
+    s = D.make_settings(do_sample=True, max_new_tokens=5, num_return_sequences=2)
+    snaps = [(r.steps, r.done) for r in D.generate_stream(tiny, PROMPT, s)]
+    assert [x[0] for x in snaps] == [1, 2, 3, 4, 5] and snaps[-1][1] and not any(d for _, d in snaps[:-1])
+
+
+def test_step_session_reuses_the_kv_cache(smollm):
+    s = D.make_settings(do_sample=False)
+    session = D.StepSession(smollm, PROMPT, "raw")
+    picked = [session.step(s)["id"] for _ in range(3)]
+    assert session.forward_tokens == [session.prompt_len, 1, 1, 1]  # step N reads one token
+    greedy = D.generate(smollm, PROMPT, D.make_settings(do_sample=False, max_new_tokens=3, num_return_sequences=1))
+    assert picked == [t.id for t in greedy.sequences[0].tokens]
+    full, _ = D._forward(smollm, session.ids[None])  # the whole text again, no cache
+    assert torch.allclose(full[0], session.logits, atol=1e-3)
+    view = session.view(D.make_settings())
+    assert view.prompt_tokens == session.prompt_len + 3
+
+
+def test_step_session_sampling_is_seeded(tiny):
+    s = D.make_settings(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, seed=5)
+    a, b = D.StepSession(tiny, PROMPT), D.StepSession(tiny, PROMPT)
+    assert [a.step(s)["id"] for _ in range(4)] == [b.step(s)["id"] for _ in range(4)]
+
+
+def test_chat_template_and_context_window(smollm, tiny):
+    text, ids = D.encode(smollm, "Hi", "chat")
+    assert "<|im_start|>user\nHi<|im_end|>" in text and text.rstrip().endswith("assistant")
+    assert ids.shape[1] > len(smollm.tokenizer("Hi").input_ids)
+    assert D.max_context(smollm) == smollm.model.config.max_position_embeddings
+    with pytest.raises(UserInputError, match=r"context window.*1 to 128"):
+        D.generate(tiny, "word " * 100, D.make_settings(max_new_tokens=60))
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(temperature=5), ["temperature", "5", "0.0 to 2.0"]),
+    (dict(top_k=2.5), ["top_k", "2.5", "whole number"]),
+    (dict(top_p=-0.1), ["top_p", "-0.1", "0.0 to 1.0"]),
+    (dict(min_p=float("nan")), ["min_p", "nan"]),
+    (dict(repetition_penalty=0), ["repetition_penalty", "0.5 to 2.0"]),
+    (dict(max_new_tokens=1000), ["max_new_tokens", "1000", "1 to 256"]),
+    (dict(num_return_sequences=9), ["num_return_sequences", "9", "1 to 4"]),
+    (dict(seed=-1), ["seed", "-1"]),
+    (dict(do_sample="yes"), ["do_sample", "yes"]),
+    (dict(top_q=1), ["top_q", "valid names"]),
+])
+def test_every_knob_is_validated_with_value_and_range(kwargs, words):
+    with pytest.raises(UserInputError) as err:
+        D.make_settings(**kwargs)
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+def test_bad_prompt_mode_and_stop_are_named(tiny):
+    s = D.make_settings(max_new_tokens=2)
+    with pytest.raises(UserInputError, match="mode = 'poem'"):
+        D.generate(tiny, PROMPT, s, mode="poem")
+    with pytest.raises(UserInputError, match="prompt is empty"):
+        D.next_token_view(tiny, "  ", s)
+    with pytest.raises(UserInputError, match="stop strings"):
+        D.generate(tiny, PROMPT, s, stop="|".join("abcdefghij"))
