@@ -49,8 +49,8 @@ def distribution_figure(view, top: int = 12) -> go.Figure:
                          row=row, col=col, gridcolor="#eef0f4")
         fig.update_xaxes(tickangle=-35, tickfont=dict(size=12, family="monospace"), row=row, col=col)
     fig.update_annotations(font=dict(size=13))
-    fig.update_layout(height=760, margin=dict(l=50, r=20, t=60, b=40), bargap=0.25, plot_bgcolor="white",
-                      title=dict(text=_figure_title(view), font=dict(size=15), x=0.01, y=0.985))
+    # No figure title: the tab's summary line says the same, and a title collides with the modebar.
+    fig.update_layout(height=740, margin=dict(l=50, r=20, t=40, b=40), bargap=0.25, plot_bgcolor="white")
     return fig
 
 
@@ -76,15 +76,6 @@ def _panel_title(st, index: int, view) -> str:
     if st.name in ("repetition penalty", "temperature") and st.kept_count == view.stages[index - 1].kept_count:
         return f"{head}: reshapes, cuts nothing"
     return f"{head}: {st.kept_count:,} kept, {st.kept_mass:.1%} of mass survives"
-
-
-def _figure_title(view) -> str:
-    final = view.final
-    greedy = view.labels.get(view.greedy_id, str(view.greedy_id))
-    how = (f"sampling draws from the last panel: {final.kept_count:,} candidate token"
-           f"{'s' if final.kept_count != 1 else ''}" if view.sampling
-           else "greedy (do_sample off or temperature 0) ignores panels 3–6")
-    return f"Next token after {view.prompt_tokens} tokens · greedy pick <b>{html.escape(greedy)}</b> · {how}"
 
 
 def _color(value: float) -> str:

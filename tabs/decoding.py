@@ -8,11 +8,12 @@ import gradio as gr
 from engine.decoding import MODES, DecodingSettings, StepSession, generate_stream, make_settings, max_context
 from engine.errors import check_range
 from engine.plots_decoding import context_html, distribution_figure, generation_html, steps_html
-from tabs._ui import HEAVY, controls_for, model_picker, notice, progress_callback, user_errors
+from engine.settings import knob_default
+from tabs._ui import HEAVY, controls_for, model_picker, notice, progress_callback, seed_box, user_errors
 
 TITLE = "Decoding"
 
-KNOBS = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "do_sample", "seed"]
+KNOBS = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "do_sample"]
 GEN_KNOBS = ["max_new_tokens", "num_return_sequences"]
 TABLE_HEADERS = ["rank", "token", "id", "raw", "repetition penalty", "temperature", "top-k", "top-p", "min-p", "kept"]
 STATE_TTL_S = 1800  # a step session's KV cache is dropped 30 min after its last use
@@ -62,39 +63,42 @@ def build(engine) -> None:
         mode = gr.Radio([("Raw completion", "raw"), ("Chat template (instruct)", "chat")], value=MODES[0],
                         label="Prompt format", info="Raw: the model continues your text. Chat: your text is "
                         "wrapped as a user message, and the model answers as the assistant.", scale=3)
-    prompt = gr.Textbox("The capital of France is", label="Prompt", lines=2, max_lines=8)
+    prompt = gr.Textbox("The capital of France is", label="Prompt", lines=2, max_lines=8, elem_id="decoding-prompt")
     context = gr.HTML(context_html(0, 0, 1), elem_id="decoding-context")
     state = gr.State(None, time_to_live=STATE_TTL_S)
-    with gr.Row():
+    with gr.Row(elem_id="decoding-row"):
         with gr.Column(scale=1, min_width=280):
-            knobs = controls_for(DecodingSettings, KNOBS)
-        with gr.Column(scale=4):
+            knobs = controls_for(DecodingSettings, KNOBS, **{k: {"elem_id": f"decoding-{k}"} for k in KNOBS})
+            knobs["seed"] = seed_box(knob_default(DecodingSettings, "seed"), elem_id="decoding-seed")
+        with gr.Column(scale=4, elem_id="decoding-main"):
             with gr.Tabs():
                 with gr.Tab("Next token, step by step"):
                     with gr.Row():
-                        next_btn = gr.Button("Next token", variant="primary")
-                        step_btn = gr.Button("Step: append a token")
+                        next_btn = gr.Button("Next token", variant="primary", elem_id="decoding-next")
+                        step_btn = gr.Button("Step: append a token", elem_id="decoding-step")
                         per_click = gr.Slider(1, 16, value=1, step=1, label="tokens per step click")
                     steps = gr.HTML(steps_html("", []), elem_id="decoding-steps")
                     summary = gr.Markdown()
-                    chart = gr.Plot(label="Next-token distribution after each knob", elem_id="decoding-chart")
-                    notice("Grey bars are tokens a knob cut. Raise the temperature and watch the long tail grow; "
+                    chart = gr.Plot(label="Next-token distribution after each knob", show_label=False,
+                                    elem_id="decoding-chart")
+                    notice("Orange is the greedy pick, grey bars are tokens a knob cut. Raise the temperature and watch the long tail grow; "
                            "lower top-p and watch the nucleus shrink to a few tokens.")
                     with gr.Accordion("Top 15 tokens after each knob (table)", open=False):
                         table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="decoding-table")
                 with gr.Tab("Generate"):
                     with gr.Row():
-                        gen_knobs = controls_for(DecodingSettings, GEN_KNOBS)
+                        gen_knobs = controls_for(DecodingSettings, GEN_KNOBS,
+                                                 **{k: {"elem_id": f"decoding-{k}"} for k in GEN_KNOBS})
                         stop = gr.Textbox("", label="stop strings", info="separate with | ; write a newline as \\n",
                                           max_lines=1)
                         color_by = gr.Radio(["probability", "rank"], value="probability", label="colour tokens by")
-                    gen_btn = gr.Button("Generate", variant="primary")
+                    gen_btn = gr.Button("Generate", variant="primary", elem_id="decoding-generate")
                     generated = gr.HTML(elem_id="decoding-generated")
                     stats = gr.Markdown()
                     notice("Same seed, same samples. Greedy gives the same text in every column; sampling gives "
                            "different ones. Hover a token for its probability and rank.")
 
-    knob_inputs = [knobs[k] for k in KNOBS]
+    knob_inputs = [knobs[k] for k in [*KNOBS, "seed"]]
     gen_inputs = [gen_knobs[k] for k in GEN_KNOBS]
 
     # Register listeners

@@ -1,0 +1,43 @@
+"""The decoding tab in headless Chromium: the distribution chart with a top-p cut, and
+generation side by side. Saves the screenshots used in the docs."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import SCREENSHOTS
+
+GREY_FILL = "rgb(156, 163, 175)"  # engine/plots_decoding.py CUT_NOW
+
+
+def _set_number(page, elem_id: str, value) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+@pytest.mark.browser
+def test_top_p_cut_chart_and_generation(page, app_url):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(app_url)
+    page.get_by_role("tab", name="Decoding").click()
+    page.locator("#decoding-prompt textarea").fill("My favourite colour is")
+    _set_number(page, "decoding-temperature", 1.0)
+    _set_number(page, "decoding-top_p", 0.5)
+    page.locator("#decoding-next").click()
+    page.wait_for_selector("#decoding-chart .js-plotly-plot", timeout=120_000)
+    page.wait_for_timeout(800)
+    chart = page.locator("#decoding-chart")
+    assert "top-p 0.5" in chart.inner_text()
+    fills = chart.locator("g.point path").evaluate_all("els => els.map(e => e.style.fill)")
+    assert GREY_FILL in fills  # some visible tokens are cut by top-p
+    page.locator("#decoding-row").screenshot(path=str(SCREENSHOTS / "decoding-topp.png"))
+
+    page.get_by_role("tab", name="Generate").click()
+    _set_number(page, "decoding-max_new_tokens", 20)
+    _set_number(page, "decoding-num_return_sequences", 3)
+    page.locator("#decoding-generate").click()
+    page.wait_for_function(
+        "() => (document.querySelector('#decoding-generated')?.innerText.match(/stopped: (EOS|max_new_tokens)/g)"
+        " || []).length === 3", timeout=180_000)
+    assert page.locator("#decoding-generated .dec-col").count() == 3
+    page.locator("#decoding-row").screenshot(path=str(SCREENSHOTS / "decoding-generate.png"))
