@@ -6,7 +6,7 @@ import functools
 import inspect
 import logging
 import traceback
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import gradio as gr
@@ -121,3 +121,15 @@ def seed_box(value: int = 42, **kwargs) -> gr.Number:
 def notice(text: str) -> gr.Markdown:
     """A 'what to notice' line beside a view."""
     return gr.Markdown(f"<div class='notice'>💡 {text}</div>")
+
+
+@dataclass
+class Share:
+    """What a tab offers to deep links: `?tab=<id>&<param>=<value>` fills `params` when the page
+    opens, then `run(*run_inputs)` renders the view into `run_outputs`, so a teacher can send
+    the exact example. A tab's build(engine) returns one (or None)."""
+
+    params: dict = field(default_factory=dict)  # query name -> input component
+    run: Callable | None = None
+    run_inputs: list = field(default_factory=list)
+    run_outputs: list = field(default_factory=list)

@@ -49,7 +49,6 @@ def _topics_markdown() -> str:
 
 def build(engine) -> None:
     gr.Markdown(
-        "# LLM Playground\n"
         "Learn how language models and diffusion models work by touching them. Each tab is one "
         "lesson, in teaching order. Models load on first use (you will see a progress message) and "
         "stay cached for everyone after that."
