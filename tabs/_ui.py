@@ -27,6 +27,9 @@ def _as_gr_error(exc: BaseException) -> gr.Error:
     if isinstance(exc, (UserInputError, ModelUnavailableError)):
         return gr.Error(str(exc))
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        from engine.cache import free_all
+
+        free_all()
         return gr.Error("The server ran out of memory for this request. Try a shorter input or "
                         "fewer samples; the model cache has been emptied.")
     log.error("listener failed: %s", "".join(traceback.format_exception(exc)))

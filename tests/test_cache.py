@@ -110,3 +110,13 @@ def test_key_includes_device_and_dtype(engine):
     keys = [e["key"] for e in engine.cache.stats()["entries"]]
     assert any(k.startswith("minilm-l6 / cpu / float32") for k in keys)
     assert engine.load("minilm-l6") is enc
+
+
+def test_free_all_empties_every_cache():
+    from engine.cache import free_all
+
+    a, b = ModelCache(50 * MB), ModelCache(50 * MB)
+    a.get_or_load("x", lambda: fake_model(1))
+    b.get_or_load("y", lambda: fake_model(1))
+    free_all()
+    assert a.used_bytes == 0 and b.used_bytes == 0

