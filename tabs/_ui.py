@@ -136,3 +136,17 @@ class Share:
     run: Callable | None = None
     run_inputs: list = field(default_factory=list)
     run_outputs: list = field(default_factory=list)
+
+
+def on_gpu(fn: Callable, duration: int = 60) -> Callable:
+    """On a ZeroGPU Space, run fn with a GPU attached (spaces.GPU); anywhere else fn is
+    returned untouched, so nothing depends on the `spaces` package."""
+    import os
+
+    if not os.environ.get("SPACES_ZERO_GPU"):
+        return fn
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=duration)(fn)
