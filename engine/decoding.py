@@ -26,7 +26,7 @@ from .settings import knob, validate
 
 MODES = ("raw", "chat")  # raw completion, or the instruct model's chat template
 MAX_PROMPT_CHARS = 8_000
-MAX_STEP_TOKENS = 2_048  # a step session (prompt + steps) stops growing here: bounds its KV cache
+MAX_STEP_TOKENS = 1_024  # a step session (prompt + steps) stops growing here: bounds its KV cache
 MAX_STOP_STRINGS = 8
 
 
@@ -156,11 +156,30 @@ def sampling(s: DecodingSettings) -> bool:
 def choose(logits: torch.Tensor, previous_ids: torch.Tensor, s: DecodingSettings,
            generator: torch.Generator | None) -> torch.Tensor:
     """One next token per row: argmax (greedy) or a draw from the knob-processed distribution."""
-    scores = final_logits(logits, previous_ids, s)  # (batch, vocab)
+    return pick(final_logits(logits, previous_ids, s), s, generator)[0]
+
+
+def pick(scores: torch.Tensor, s: DecodingSettings, generator: torch.Generator | None):
+    """(tokens (batch,), probs (batch, vocab) or None) from knob-processed scores."""
     if not sampling(s):
-        return scores.argmax(-1)  # (batch,)
-    probs = scores.softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (batch,)
+        return scores.argmax(-1), None
+    probs = scores.softmax(-1)  # (batch, vocab)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1), probs
+
+
+def chosen_stats(logits: torch.Tensor, scores: torch.Tensor, probs: torch.Tensor | None,
+                 tokens: torch.Tensor) -> tuple[list[float], list[float], list[int]]:
+    """For each row's chosen token: raw probability, probability after the knobs, raw rank.
+    Only the chosen entries are read (a logsumexp per row), not a full softmax."""
+    idx = tokens[:, None]  # (batch, 1)
+    raw_logit = logits.gather(-1, idx)  # (batch, 1)
+    p_raw = (raw_logit - logits.logsumexp(-1, keepdim=True)).exp()[:, 0]
+    if probs is not None:
+        p_fin = probs.gather(-1, idx)[:, 0]
+    else:
+        p_fin = (scores.gather(-1, idx) - scores.logsumexp(-1, keepdim=True)).exp()[:, 0]
+    rank = (logits > raw_logit).sum(-1) + 1  # (batch,)
+    return p_raw.tolist(), p_fin.tolist(), rank.tolist()
 
 
 # --- model plumbing ------------------------------------------------------------------------
@@ -281,14 +300,17 @@ def view_from_logits(tm, logits: torch.Tensor, previous_ids: torch.Tensor, s: De
                      label_top: int = 20) -> NextTokenView:
     """The distribution after each knob for one position. logits (vocab,), previous_ids (seq,)."""
     staged = stage_logits(logits[None].float(), previous_ids[None], s)  # each (1, vocab)
-    stages, prev_probs = [], None
-    for name, lg in zip(STAGES, staged):
+    stages: list[StageView] = []
+    for i, (name, lg) in enumerate(zip(STAGES, staged)):
+        label, active = _knob_label(name, s)
+        if i > 0 and lg is staged[i - 1]:  # knob off: same tensor, same distribution
+            prev = stages[-1]
+            stages.append(StageView(name, label, active, prev.probs, prev.kept, prev.kept_count, 1.0))
+            continue
         probs = lg[0].softmax(-1)  # (vocab,)
         kept = torch.isfinite(lg[0])
-        mass = 1.0 if prev_probs is None else float(prev_probs[kept].sum())
-        label, active = _knob_label(name, s)
+        mass = 1.0 if i == 0 else float(stages[-1].probs.masked_fill(~kept, 0.0).sum())
         stages.append(StageView(name, label, active, probs, kept, int(kept.sum()), mass))
-        prev_probs = probs
     greedy = int(apply_repetition_penalty(logits[None].float(), previous_ids[None], s.repetition_penalty).argmax())
     view = NextTokenView(prompt_tokens=int(previous_ids.numel()), context_max=max_context(tm), stages=stages,
                          greedy_id=greedy, sampling=sampling(s))
@@ -351,10 +373,13 @@ class StepSession:
             raise UserInputError(f"this text has {self.ids.numel()} tokens: steps stop at "
                                  f"{min(MAX_STEP_TOKENS, max_context(self.tm))}. Press 'Next token' to start over.")
         logits = self.logits[None]  # (1, vocab)
-        token = int(choose(logits, self.ids[None], s, self._generator(s.seed))[0])
-        info = _token_info(self.tm, logits[0], final_logits(logits, self.ids[None], s)[0], token)
-        info["how"] = "sampled" if sampling(s) else "greedy"
-        new = torch.tensor([[token]], device=self.ids.device)  # (1, 1)
+        scores = final_logits(logits, self.ids[None], s)
+        tokens, probs = pick(scores, s, self._generator(s.seed))
+        (p_raw,), (p_fin,), (rank,) = chosen_stats(logits, scores, probs, tokens)
+        token = int(tokens[0])
+        info = dict(id=token, label=token_label(self.tm, token), text=self.tm.tokenizer.decode([token]),
+                    p_raw=p_raw, p_final=p_fin, rank=rank, how="sampled" if sampling(s) else "greedy")
+        new = tokens[:, None]  # (1, 1)
         next_logits, self.past = _forward(self.tm, new, self.past)
         self.forward_tokens.append(new.shape[1])
         self.ids = torch.cat([self.ids, new[0]])
@@ -365,15 +390,6 @@ class StepSession:
     @property
     def generated_text(self) -> str:
         return self.tm.tokenizer.decode(self.ids[self.prompt_len:].tolist())
-
-
-def _token_info(tm, raw_logits: torch.Tensor, final: torch.Tensor, token: int) -> dict:
-    """Probability of `token` raw and after the knobs, and its rank in the raw distribution."""
-    raw_p = raw_logits.float().softmax(-1)
-    fin_p = final.float().softmax(-1)
-    rank = int((raw_p > raw_p[token]).sum()) + 1
-    return dict(id=token, label=token_label(tm, token), text=tm.tokenizer.decode([token]), p_raw=float(raw_p[token]), p_final=float(fin_p[token]),
-                rank=rank)
 
 
 # --- generation -----------------------------------------------------------------------------
@@ -457,22 +473,21 @@ def generate_stream(tm, prompt: str, settings: DecodingSettings, mode: str = "ra
     logits, past = _forward(tm, all_ids)  # (rows, vocab)
     done = torch.zeros(rows, dtype=torch.bool, device=ids.device)
     for step in range(s.max_new_tokens):
-        tokens = choose(logits, all_ids, s, generator)  # (rows,)
-        tokens = tokens.masked_fill(done, pad)
-        fin = final_logits(logits, all_ids, s)
-        raw_p, fin_p = logits.softmax(-1), fin.softmax(-1)  # (rows, vocab)
-        for r in range(rows):
-            if done[r]:
+        scores = final_logits(logits, all_ids, s)  # (rows, vocab)
+        tokens, probs = pick(scores, s, generator)
+        tokens = tokens.masked_fill(done, pad)  # (rows,)
+        p_raw, p_fin, ranks = chosen_stats(logits, scores, probs, tokens)
+        finished = done.tolist()
+        for r, tid in enumerate(tokens.tolist()):
+            if finished[r]:
                 continue
-            tid = int(tokens[r])
-            p = raw_p[r, tid]
             before = tm.tokenizer.decode(new_ids[r])
             new_ids[r].append(tid)
             after = tm.tokenizer.decode(new_ids[r])
             seq = result.sequences[r]
             seq.tokens.append(TokenOut(tid, after[len(before):] if after.startswith(before) else
-                                       tm.tokenizer.decode([tid]), float(p), float(fin_p[r, tid]),
-                                       int((raw_p[r] > p).sum()) + 1, tid in special))
+                                       tm.tokenizer.decode([tid]), p_raw[r], p_fin[r], ranks[r],
+                                       tid in special))
             seq.text = after
             if tid in eos:
                 seq.stop_reason = "EOS"
@@ -515,5 +530,5 @@ def generate(tm, prompt: str, settings: DecodingSettings, mode: str = "raw", sto
 
 __all__ = ["DecodingSettings", "make_settings", "check_settings", "STAGES", "apply_repetition_penalty",
            "apply_temperature", "apply_top_k", "apply_top_p", "apply_min_p", "stage_logits", "final_logits",
-           "choose", "next_token_view", "view_from_logits", "NextTokenView", "StepSession", "generate_stream",
+           "choose", "pick", "next_token_view", "view_from_logits", "NextTokenView", "StepSession", "generate_stream",
            "generate", "GenerationResult", "SequenceOut", "TokenOut", "parse_stop", "MODES"]

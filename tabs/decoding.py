@@ -9,14 +9,15 @@ from engine.decoding import MODES, DecodingSettings, StepSession, generate_strea
 from engine.errors import check_range
 from engine.plots_decoding import context_html, distribution_figure, generation_html, steps_html
 from engine.settings import knob_default
-from tabs._ui import HEAVY, controls_for, model_picker, notice, progress_callback, seed_box, user_errors
+from tabs._ui import (HEAVY, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
+                      user_errors)
 
 TITLE = "Decoding"
 
 KNOBS = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "do_sample"]
 GEN_KNOBS = ["max_new_tokens", "num_return_sequences"]
 TABLE_HEADERS = ["rank", "token", "id", "raw", "repetition penalty", "temperature", "top-k", "top-p", "min-p", "kept"]
-STATE_TTL_S = 1800  # a step session's KV cache is dropped 30 min after its last use
+STATE_TTL_S = 900  # a step session's KV cache (at most MAX_STEP_TOKENS) is dropped 15 min after its last use
 
 
 def _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed,
@@ -53,7 +54,7 @@ def _view_outputs(session: StepSession, settings: DecodingSettings):
     return distribution_figure(view), _summary(view), _table(view)
 
 
-def build(engine) -> None:
+def build(engine) -> Share:
     gr.Markdown("## Decoding: how a model picks the next word\n"
                 "A language model does not write words: it gives a probability to **every** token of its "
                 "vocabulary. The knobs reshape that distribution before one token is picked; then the "
@@ -102,7 +103,6 @@ def build(engine) -> None:
     gen_inputs = [gen_knobs[k] for k in GEN_KNOBS]
 
     # Register listeners
-    @user_errors
     def show_next_token(model, mode, prompt, temperature, top_k, top_p, min_p, repetition_penalty, do_sample,
                         seed, progress=gr.Progress()):
         settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed)
@@ -112,7 +112,6 @@ def build(engine) -> None:
         return (fig, text, rows, steps_html(session.text, session.steps),
                 context_html(session.prompt_len, 0, _context_max(session)), session)
 
-    @user_errors
     def step(model, mode, prompt, temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed, n,
              session, progress=gr.Progress()):
         settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed)
@@ -134,7 +133,6 @@ def build(engine) -> None:
         settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed)
         return _view_outputs(session, settings)
 
-    @user_errors
     def generate(model, mode, prompt, temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed,
                  max_new_tokens, num_return_sequences, stop, color_by, progress=gr.Progress()):
         settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed,
@@ -152,6 +150,9 @@ def build(engine) -> None:
                     f"tokens/s per sequence · stop reasons: {reasons}")
             yield generation_html(result, color_by, shown), text, ctx
 
+    show_next_token = user_errors(on_gpu(show_next_token))
+    step = user_errors(on_gpu(step))
+    generate = user_errors(on_gpu(generate, duration=120))
     next_btn.click(show_next_token, inputs=[model, mode, prompt, *knob_inputs],
                    outputs=[chart, summary, table, steps, context, state], api_name="next_token", **HEAVY)
     prompt.submit(show_next_token, inputs=[model, mode, prompt, *knob_inputs],
@@ -163,6 +164,11 @@ def build(engine) -> None:
           show_progress="hidden")
     gen_btn.click(generate, inputs=[model, mode, prompt, *knob_inputs, *gen_inputs, stop, color_by],
                   outputs=[generated, stats, context], api_name="generate", **HEAVY)
+    # A shared link (?tab=decoding&prompt=...&top_p=0.5) fills the knobs and shows the chart.
+    return Share(params={"prompt": prompt, "mode": mode, **{k: knobs[k] for k in [*KNOBS, "seed"]},
+                         **{k: gen_knobs[k] for k in GEN_KNOBS}, "stop": stop},
+                 run=show_next_token, run_inputs=[model, mode, prompt, *knob_inputs],
+                 run_outputs=[chart, summary, table, steps, context, state])
 
 
 def make_steps(n):
