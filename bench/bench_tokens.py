@@ -6,7 +6,9 @@ import gzip
 import os
 from pathlib import Path
 
-from bench.run import Row, best_of
+import time
+
+from bench.run import Row
 
 KEYS = ["tok-gpt2", "tok-cl100k", "tok-o200k", "tok-p50k", "tok-bert-uncased", "tok-smollm2", "tok-llama2",
         "tok-phi3", "tok-starcoder", "tok-qwen2"]
@@ -29,7 +31,23 @@ def raw_encoder(engine, key):
     gz = folder / "tokenizer.json.gz"
     tok = Tokenizer.from_str(gzip.decompress(gz.read_bytes()).decode()) if gz.exists() else \
         Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.no_truncation()  # MiniLM's tokenizer.json truncates at 128 tokens; we count them all
+    tok.no_padding()
     return lambda text: tok.encode(text, add_special_tokens=False).ids
+
+
+def interleaved(fa, fb, repeat: int = 9) -> tuple[float, float]:
+    """Fastest of `repeat` calls of each, alternating, so load from other processes on a shared
+    machine hits both sides alike."""
+    best_a = best_b = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fa()
+        best_a = min(best_a, time.perf_counter() - t)
+        t = time.perf_counter()
+        fb()
+        best_b = min(best_b, time.perf_counter() - t)
+    return best_a, best_b
 
 
 def run(ctx) -> list[Row]:
@@ -49,6 +67,7 @@ def run(ctx) -> list[Row]:
 
         n = ours().n_tokens
         assert n == len(raw(text))
-        rows.append(Row(f"tokens: 100 kB, {key} (+render 800) vs raw encode", best_of(ours, 5),
-                        best_of(lambda: raw(text), 5), target=1.5, note=f"{n:,} tokens"))
+        t_ours, t_raw = interleaved(ours, lambda: raw(text))
+        rows.append(Row(f"tokens: 100 kB, {key} (+render 800) vs raw encode", t_ours, t_raw, target=1.5,
+                        note=f"{n:,} tokens"))
     return rows

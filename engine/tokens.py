@@ -9,6 +9,7 @@ loading: padding and truncation are done on plain lists, not by switching the ba
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import json
@@ -550,6 +551,7 @@ CSS = """<style>
 </style>"""
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def colour(tid: int) -> str:
     """The same id gets the same pastel colour in every view (golden-angle hues)."""
     return f"hsl({(tid * 137.508) % 360:.0f},85%,{84 + (tid % 3) * 3}%)"
@@ -563,6 +565,12 @@ def _visible(text: str) -> str:
 
 
 def piece_html(p: Piece, show_ids: bool = True, extra: str = "") -> str:
+    return _piece_html(p.id, p.text, p.kind, show_ids, extra)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a pure function of its arguments; texts repeat the same pieces
+def _piece_html(tid: int, text: str, kind: str, show_ids: bool, extra: str) -> str:
+    p = Piece(tid, text, kind)
     cls = "t" + {"special": " sp", "bytes": " by"}.get(p.kind, "") + extra
     body = _visible(p.text) if p.kind != "bytes" else f"⟨{p.text}⟩"
     title = f"id {p.id}" + (" · bytes" if p.kind == "bytes" else " · special" if p.kind == "special" else "")
