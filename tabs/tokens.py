@@ -25,11 +25,9 @@ FACTS = ("Vocabulary sizes of models not shipped here (from the course notes): B
 
 
 def _choices(engine, only=None) -> list[tuple[str, str]]:
-    out = []
-    for key in T.tokenizer_keys(engine):
-        if only is None or key in only:
-            out.append((engine.registry.get(key).title, key))
-    return out
+    usable = T.tokenizer_keys(engine)
+    keys = usable if only is None else [k for k in only if k in usable]
+    return [(engine.registry.get(key).title, key) for key in keys]
 
 
 def build(engine) -> None:
@@ -90,9 +88,10 @@ def build(engine) -> None:
                     pad_to = gr.Radio(choices=list(T.PAD_TO), value="longest", label="pad to")
             batch_btn = gr.Button("Encode the batch", variant="primary")
             notice("BERT wraps every sentence in [CLS] … [SEP]; GPT-2 and the tiktoken encodings add nothing and "
-                   "have no pad token; Llama adds <s> at the start. Padding never changes the real tokens.")
+                   "have no pad token; Llama adds &lt;s&gt; at the start. Padding never changes the real tokens.")
             batch_view = gr.HTML(elem_id="tok-batch")
-            batch_json = gr.JSON(label="What the model receives")
+            with gr.Accordion("What the model receives (input_ids, attention_mask as JSON)", open=False):
+                batch_json = gr.JSON(label="batch")
 
         with gr.Tab("Special tokens: chat & FIM"):
             gr.Markdown("### Chat template\nAn instruct model never sees 'roles': its chat template turns the "
