@@ -288,3 +288,27 @@ def test_bad_input_names_value_and_range(engine):
         T.batch_encode(engine, "tok-gpt2", "a\nb", "middle", 8)
     with pytest.raises(UserInputError, match="limit"):
         T.tokenize(engine, "toy-byte", "x" * (T.MAX_CHARS + 1))
+
+
+def test_hub_loading_path_with_a_local_folder(engine, tmp_path):
+    """Online, a tokenizer row loads through AutoTokenizer at its pinned revision. The same code
+    path, fed a local folder instead of a Hub id, must give the same ids as the embedded copy."""
+    from engine.registry import Source
+
+    tok = engine.load("tok-gpt2")
+    tok.hf.save_pretrained(tmp_path)
+    spec = engine.registry.get("tok-gpt2")
+    hub_like = T.load_hf_tokenizer(Source(spec, "hub", str(tmp_path), None))
+    assert hub_like.encode(TEXT) == tok.encode(TEXT)
+    assert hub_like.vocab_size == tok.vocab_size and hub_like.pad_id == tok.pad_id
+
+
+def test_smollm2_tokenizer_asset_equals_the_models_own_tokenizer(engine, smollm):
+    """The tab's SmolLM2 tokenizer (converted once from the package's GGUF) is the one the
+    generation tabs use with the model (engine key smollm2-135m-instruct)."""
+    tok = engine.load("tok-smollm2")
+    for text in CORPUS + [TEXT]:
+        assert tok.encode(text) == smollm.tokenizer.encode(text, add_special_tokens=False)
+    messages = [{"role": "user", "content": "What is a token?"}]
+    assert tok.render_chat(messages) == smollm.tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True)
