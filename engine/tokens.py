@@ -531,7 +531,7 @@ CSS = """<style>
 .tkv{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:15px;line-height:1.9;color:#111}
 .tkv .grid{display:grid;gap:12px}
 .tkv .card{border:1px solid #d6d6e0;border-radius:10px;padding:8px 10px;background:#fff;min-width:0}
-.tkv .head{font-family:system-ui,sans-serif;font-size:14px;margin-bottom:6px;color:#222}
+.tkv .head{font-family:system-ui,sans-serif;font-size:14px;margin-bottom:6px;color:#222;line-height:1.4}
 .tkv .head b{font-size:15px}.tkv .sub{color:#555;font-size:12.5px}
 .tkv .body{max-height:520px;overflow:auto;word-break:break-all}
 .tkv .t{display:inline-block;border-radius:4px;padding:0 2px;margin:1px 1px;white-space:pre;vertical-align:top;line-height:1.35}
@@ -540,6 +540,8 @@ CSS = """<style>
 .tkv .sp{outline:2px solid #333;font-weight:700}
 .tkv .by{font-size:12px;border:1px dashed #777}
 .tkv .pad{opacity:.45}
+.tkv .bar{height:6px;background:#eceff3;border-radius:3px;margin-top:4px}
+.tkv .bar div{height:6px;background:#6366f1;border-radius:3px}
 .tkv .more{font-family:system-ui,sans-serif;font-size:12.5px;color:#7a4b00;background:#fff4d6;
  border-radius:6px;padding:2px 8px;margin-top:6px;display:inline-block}
 .tkv table.bt{border-collapse:collapse;margin:4px 0 10px}
@@ -579,11 +581,12 @@ def _piece_html(tid: int, text: str, kind: str, show_ids: bool, extra: str) -> s
     return f'<span class="{cls}" style="background:{colour(p.id)}" title="{title}">{body}{ids}</span>{brk}'
 
 
-def card_html(r: Tokenized, show_ids: bool = True) -> str:
+def card_html(r: Tokenized, show_ids: bool = True, most: int = 0) -> str:
     s = r.stats()
-    head = (f"<div class='head'><b>{r.title}</b><br><span class='sub'>{r.algorithm} · "
-            f"<b>{r.n_tokens:,}</b> tokens · {s['chars_per_token']} chars/token · "
-            f"vocab {r.vocab_size:,}</span></div>")
+    pct = 100 * r.n_tokens / most if most else 100
+    head = (f"<div class='head'><b>{r.title}</b><br><span class='sub'><b>{r.n_tokens:,}</b> tokens · "
+            f"{s['chars_per_token']} chars/token · vocab {r.vocab_size:,} · {r.algorithm}</span>"
+            f"<div class='bar' title='tokens, relative to the longest'><div style='width:{pct:.0f}%'></div></div></div>")
     body = "".join(piece_html(p, show_ids) for p in r.pieces)
     more = ""
     if r.shown < r.n_tokens:
@@ -594,7 +597,8 @@ def card_html(r: Tokenized, show_ids: bool = True) -> str:
 
 def render_side_by_side(results: list[Tokenized], show_ids: bool = True) -> str:
     cols = max(len(results), 1)
-    cards = "".join(card_html(r, show_ids) for r in results)
+    most = max((r.n_tokens for r in results), default=0)
+    cards = "".join(card_html(r, show_ids, most) for r in results)
     return f"{CSS}<div class='tkv'><div class='grid' style='grid-template-columns:repeat({cols},minmax(0,1fr))'>{cards}</div></div>"
 
 
