@@ -36,7 +36,7 @@ def raw_encoder(engine, key):
     return lambda text: tok.encode(text, add_special_tokens=False).ids
 
 
-def interleaved(fa, fb, repeat: int = 9) -> tuple[float, float]:
+def interleaved(fa, fb, repeat: int = 15) -> tuple[float, float]:
     """Fastest of `repeat` calls of each, alternating, so load from other processes on a shared
     machine hits both sides alike."""
     best_a = best_b = float("inf")

@@ -55,6 +55,7 @@ class Tok:
         self.pad_id: int | None = None
         self.pad_note = ""
         self.chat_template: str | None = None
+        self.piece_memo: dict[int, "Piece"] = {}  # id -> display piece; at most vocab_size entries
         self.nbytes = 64 * vocab_size if vocab_size < 10**6 else 1 << 16  # rough, for the cache
 
     # required
@@ -454,7 +455,7 @@ def get(engine, key: str, progress=None) -> Tok:
     return engine.load(key, progress=progress)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Piece:
     id: int
     text: str  # what to print (bytes shown as hex when they are not whole UTF-8 characters)
@@ -462,6 +463,14 @@ class Piece:
 
 
 def piece_of(tok: Tok, tid: int) -> Piece:
+    """The display piece of one id (memoized per tokenizer: a pure function of the id)."""
+    piece = tok.piece_memo.get(tid)
+    if piece is None:
+        piece = tok.piece_memo.setdefault(tid, _piece_of(tok, tid))
+    return piece
+
+
+def _piece_of(tok: Tok, tid: int) -> Piece:
     label = tok.piece_label(tid)
     if tid in tok.special_ids:
         return Piece(tid, label or tok.piece_bytes(tid).decode("utf-8", "replace"), "special")
