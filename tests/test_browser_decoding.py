@@ -41,3 +41,23 @@ def test_top_p_cut_chart_and_generation(page, app_url):
         " || []).length === 3", timeout=180_000)
     assert page.locator("#decoding-generated .dec-col").count() == 3
     page.locator("#decoding-row").screenshot(path=str(SCREENSHOTS / "decoding-generate.png"))
+
+
+@pytest.mark.browser
+def test_deep_link_opens_the_chart_with_the_same_knobs(browser, app_url):
+    from urllib.parse import urlencode
+
+    qs = urlencode({"tab": "decoding", "prompt": "My favourite colour is", "temperature": "1", "top_p": "0.5",
+                    "top_k": "20"})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})  # fresh: no session state
+    page = ctx.new_page()
+    try:
+        page.goto(app_url + "?" + qs)
+        page.wait_for_selector("#decoding-chart .js-plotly-plot", timeout=120_000)
+        page.wait_for_function("document.querySelector('#decoding-chart').innerText.includes('top-p 0.5')",
+                               timeout=30_000)
+        text = page.locator("#decoding-chart").inner_text()
+        assert "top-k 20" in text and "temperature 1" in text
+        assert page.locator("#decoding-prompt textarea").input_value() == "My favourite colour is"
+    finally:
+        ctx.close()
