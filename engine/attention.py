@@ -18,6 +18,10 @@ from .models import Progress, TextModel, no_progress
 # Registry key -> the load variant that returns attention weights (encoders always load eager).
 ATTENTION_MODELS = {"minilm-l6": "default", "smollm2-135m-instruct": "eager"}
 MAX_TOKENS = 128
+# The largest layer and head counts among ATTENTION_MODELS (SmolLM2: 30 layers, MiniLM: 12 heads).
+# The UI's sliders start at these limits so the API, which checks them, reaches every layer;
+# each model's own limits are checked on every call (check_layer_head).
+MAX_LAYERS, MAX_HEADS = 30, 12
 MAX_CHARS = 2_000
 
 

@@ -65,8 +65,10 @@ def heatmap(maps: AttentionMaps, layer: int, head: int | None, token: int | None
     if maps.causal:
         fig.update_layout(plot_bgcolor="#f3f3f3")
     kind = "causal: each token sees only the past" if maps.causal else "encoder: every token sees every token"
-    return _layout(fig, title or f"{maps.title.split(' (')[0]} · layer {layer} · {which}<br>"
-                                 f"<sup>{kind}</sup>", height)
+    fig = _layout(fig, title or f"{maps.title.split(' (')[0]} · layer {layer} · {which}<br>"
+                                f"<sup>{kind}</sup>", height)
+    fig.update_layout(margin=dict(t=150))
+    return fig
 
 
 def attends_bar(maps: AttentionMaps, layer: int, head: int | None, token: int,
@@ -186,4 +188,8 @@ def search_bars(result: dict, height: int = 380) -> go.Figure:
                              hovertemplate="%{y}<br>score %{x:.3f}<extra></extra>"), row=1, col=col)
         fig.update_yaxes(autorange="reversed", row=1, col=col)
         fig.update_xaxes(range=[0, 1], row=1, col=col)
+    if not any(r["score"] > 0 for r in result["tfidf"]):
+        fig.add_annotation(text="No passage shares a word with the query:<br>every TF-IDF score is 0",
+                           xref="x2 domain", yref="y2 domain", x=0.5, y=0.5, showarrow=False,
+                           font=dict(size=15, color="#b35900"), bgcolor="#fff4e5")
     return _layout(fig, f"Query: “{result['query']}”", height)

@@ -38,6 +38,11 @@ def test_rows_sum_to_one_and_shape(request, engine, which):
     assert (maps.weights >= 0).all()
 
 
+def test_slider_limits_cover_every_model(engine):
+    dims = [att.model_dims(engine, key) for key in att.ATTENTION_MODELS]
+    assert (att.MAX_LAYERS, att.MAX_HEADS) == (max(d[0] for d in dims), max(d[1] for d in dims))
+
+
 def test_causal_is_lower_triangular_encoder_is_not(enc_maps, causal_maps):
     n = causal_maps.n_tokens
     upper = np.triu_indices(n, k=1)
