@@ -10,7 +10,7 @@ import gradio as gr
 from engine import attention as att
 from engine import bertviz_page, embeddings as emb
 from engine import plots_embeddings as plots
-from tabs._ui import HEAVY, notice, progress_callback, user_errors
+from tabs._ui import HEAVY, Share, notice, on_gpu, progress_callback, user_errors
 
 TITLE = "Embeddings & attention"
 
@@ -62,7 +62,7 @@ def _ranking_rows(rows: list[dict]) -> list[list]:
     return [[r["rank"], r["passage"], r["score"], r["text"]] for r in rows]
 
 
-def build(engine) -> None:
+def build(engine) -> Share:
     gr.Markdown("## Inside the transformer: attention and contextual embeddings\n"
                 "Each layer lets every token gather information from other tokens (**attention**), "
                 "so a word's vector changes with its sentence (**contextual embeddings**).")
@@ -220,26 +220,30 @@ def build(engine) -> None:
                 result)
 
     att_views = [heat, bar, grid, summary]
-    gr.on([run.click, text.submit], user_errors(attention),
+    gr.on([run.click, text.submit], user_errors(on_gpu(attention)),
           inputs=[text, model, layer, head, mean_heads, token],
           outputs=[maps_state, token, shape_md, *att_views], api_name="attention", **HEAVY)
-    model.input(user_errors(set_model), inputs=[model, layer, head], outputs=[layer, head],
+    model.input(user_errors(on_gpu(set_model)), inputs=[model, layer, head], outputs=[layer, head],
                 api_name="attention_model_dims", api_visibility="undocumented", **HEAVY).then(
-        user_errors(attention), inputs=[text, model, layer, head, mean_heads, token],
+        user_errors(on_gpu(attention)), inputs=[text, model, layer, head, mean_heads, token],
         outputs=[maps_state, token, shape_md, *att_views], api_visibility="private", **HEAVY)
     gr.on([layer.release, head.release, mean_heads.input, token.input], user_errors(view),
           inputs=[maps_state, layer, head, mean_heads, token], outputs=att_views,
           api_name="attention_view", api_visibility="undocumented", **LIGHT)
-    cmp_run.click(user_errors(compare), inputs=[text, cmp_enc_layer, cmp_causal_layer],
+    cmp_run.click(user_errors(on_gpu(compare)), inputs=[text, cmp_enc_layer, cmp_causal_layer],
                   outputs=[cmp_state, cmp_enc_layer, cmp_causal_layer, cmp_plot],
                   api_name="attention_compare", **HEAVY)
     gr.on([cmp_enc_layer.release, cmp_causal_layer.release], user_errors(compare_view),
           inputs=[cmp_state, cmp_enc_layer, cmp_causal_layer], outputs=cmp_plot,
           api_name="attention_compare_view", api_visibility="undocumented", **LIGHT)
-    gr.on([bv_run.click, bv_text.submit], user_errors(bertviz), inputs=[bv_text, bv_model, bv_view],
+    gr.on([bv_run.click, bv_text.submit], user_errors(on_gpu(bertviz)), inputs=[bv_text, bv_model, bv_view],
           outputs=bv_html, api_name="bertviz", **HEAVY)
-    gr.on([ctx_run.click, word.submit, pca_layer.release], user_errors(embedding_similarity),
+    gr.on([ctx_run.click, word.submit, pca_layer.release], user_errors(on_gpu(embedding_similarity)),
           inputs=[sentences, word, pca_layer], outputs=[legend, sim_plot, pca_plot, shapes_md, sim_json],
           api_name="embedding_similarity", **HEAVY)
-    gr.on([search_run.click, query.submit], user_errors(semantic_search), inputs=[query, passages, top_k],
+    gr.on([search_run.click, query.submit], user_errors(on_gpu(semantic_search)), inputs=[query, passages, top_k],
           outputs=[search_plot, dense_table, sparse_table, search_json], api_name="semantic_search", **HEAVY)
+    # A link to this tab reopens the attention heatmap with the same text and knobs.
+    return Share(params=dict(text=text, model=model, layer=layer, head=head, mean=mean_heads),
+                 run=user_errors(attention), run_inputs=[text, model, layer, head, mean_heads, token],
+                 run_outputs=[maps_state, token, shape_md, *att_views])
