@@ -57,8 +57,8 @@ def heatmap(maps: AttentionMaps, layer: int, head: int | None, token: int | None
                                showscale=show_scale, colorbar=dict(title=dict(text="weight"), thickness=14)))
     ticks = dict(tickmode="array", tickvals=idx, ticktext=maps.tokens, tickfont=dict(size=_tick_font(n)),
                  showgrid=False)
-    fig.update_xaxes(title_text="attended to (key)", side="top", tickangle=-60, **ticks)
-    fig.update_yaxes(title_text="attending (query)", autorange="reversed", **ticks)
+    fig.update_xaxes(side="top", tickangle=-60, **ticks)
+    fig.update_yaxes(title_text="attending (query): one row per token", autorange="reversed", **ticks)
     if token is not None and 0 <= token < n:
         fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=token - 0.5, y1=token + 0.5,
                       line=dict(color="#d62728", width=2))
@@ -66,8 +66,8 @@ def heatmap(maps: AttentionMaps, layer: int, head: int | None, token: int | None
         fig.update_layout(plot_bgcolor="#f3f3f3")
     kind = "causal: each token sees only the past" if maps.causal else "encoder: every token sees every token"
     fig = _layout(fig, title or f"{maps.title.split(' (')[0]} · layer {layer} · {which}<br>"
-                                f"<sup>{kind}</sup>", height)
-    fig.update_layout(margin=dict(t=150))
+                                f"<sup>{kind} · columns: the tokens attended to (keys)</sup>", height)
+    fig.update_layout(margin=dict(t=130))
     return fig
 
 
@@ -184,7 +184,8 @@ def search_bars(result: dict, height: int = 380) -> go.Figure:
         rows = result[key]
         labels = [f"#{r['passage']} {r['text'][:28]}…" for r in rows]
         fig.add_trace(go.Bar(x=[r["score"] for r in rows], y=labels, orientation="h", marker_color=color,
-                             text=[f"{r['score']:.3f}" for r in rows], textposition="auto", showlegend=False,
+                             text=[f"{r['score']:.3f}" for r in rows], textposition="outside", cliponaxis=False,
+                             showlegend=False,
                              hovertemplate="%{y}<br>score %{x:.3f}<extra></extra>"), row=1, col=col)
         fig.update_yaxes(autorange="reversed", row=1, col=col)
         fig.update_xaxes(range=[0, 1], row=1, col=col)

@@ -29,6 +29,10 @@ def shot(page, path: Path, top_sel: str, bottom_sel: str) -> None:
     y0 = max(0, top["y"] - 10)
     clip = dict(x=0, y=y0, width=page.viewport_size["width"], height=bottom["y"] + bottom["height"] + 10 - y0)
     page.screenshot(path=str(path), clip=clip, type="png")
+    if path.stat().st_size > 450_000:  # dense SVG line art: a 256-colour palette keeps it small
+        from PIL import Image
+
+        Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)
     print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} kB)")
 
 
@@ -45,6 +49,7 @@ def main(url: str = "http://127.0.0.1:7872/") -> None:
         page.locator("#att-grid .js-plotly-plot").wait_for()
         page.wait_for_timeout(1500)
         shot(page, OUT / "embeddings-heatmap.png", "#att-text", "#att-bar")
+        shot(page, OUT / "embeddings-grid.png", "#att-grid", "#att-grid")
 
         page.locator("#cmp-run").click()
         page.locator("#cmp-plot .js-plotly-plot").wait_for()

@@ -176,7 +176,8 @@ def build(engine) -> Share:
             token = None  # the text changed under the dropdown
         views = _views(maps, layer, head, bool(mean_heads), token)
         chosen = views[3]["token"]
-        return (maps, gr.Dropdown(choices=_token_choices(maps), value=chosen), _shape_line(maps), *views)
+        return (maps, gr.Slider(maximum=maps.n_layers), gr.Slider(maximum=maps.n_heads),
+                gr.Dropdown(choices=_token_choices(maps), value=chosen), _shape_line(maps), *views)
 
     def view(maps, layer, head, mean_heads, token):
         if maps is None:
@@ -222,11 +223,11 @@ def build(engine) -> Share:
     att_views = [heat, bar, grid, summary]
     gr.on([run.click, text.submit], user_errors(on_gpu(attention)),
           inputs=[text, model, layer, head, mean_heads, token],
-          outputs=[maps_state, token, shape_md, *att_views], api_name="attention", **HEAVY)
+          outputs=[maps_state, layer, head, token, shape_md, *att_views], api_name="attention", **HEAVY)
     model.input(user_errors(on_gpu(set_model)), inputs=[model, layer, head], outputs=[layer, head],
                 api_name="attention_model_dims", api_visibility="undocumented", **HEAVY).then(
         user_errors(on_gpu(attention)), inputs=[text, model, layer, head, mean_heads, token],
-        outputs=[maps_state, token, shape_md, *att_views], api_visibility="private", **HEAVY)
+        outputs=[maps_state, layer, head, token, shape_md, *att_views], api_visibility="private", **HEAVY)
     gr.on([layer.release, head.release, mean_heads.input, token.input], user_errors(view),
           inputs=[maps_state, layer, head, mean_heads, token], outputs=att_views,
           api_name="attention_view", api_visibility="undocumented", **LIGHT)
@@ -246,4 +247,4 @@ def build(engine) -> Share:
     # A link to this tab reopens the attention heatmap with the same text and knobs.
     return Share(params=dict(text=text, model=model, layer=layer, head=head, mean=mean_heads),
                  run=user_errors(attention), run_inputs=[text, model, layer, head, mean_heads, token],
-                 run_outputs=[maps_state, token, shape_md, *att_views])
+                 run_outputs=[maps_state, layer, head, token, shape_md, *att_views])
