@@ -50,6 +50,12 @@ def main(url: str = "http://127.0.0.1:7872/") -> None:
         page.wait_for_timeout(1500)
         shot(page, OUT / "embeddings-heatmap.png", "#att-text", "#att-bar")
         shot(page, OUT / "embeddings-grid.png", "#att-grid", "#att-grid")
+        page.get_by_text("Causal: SmolLM2-135M (sees only the past)").first.click()  # reloads the maps
+        page.locator("#att-heatmap .gtitle", has_text="SmolLM2").wait_for()
+        page.wait_for_timeout(1500)
+        shot(page, OUT / "embeddings-heatmap-causal.png", "#att-text", "#att-bar")
+        page.get_by_text("Encoder: all-MiniLM-L6-v2 (sees both sides)").first.click()
+        page.locator("#att-heatmap .gtitle", has_text="MiniLM").wait_for()
 
         page.locator("#cmp-run").click()
         page.locator("#cmp-plot .js-plotly-plot").wait_for()

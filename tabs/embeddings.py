@@ -187,7 +187,7 @@ def build(engine) -> Share:
     def set_model(model_key, layer, head, progress=gr.Progress()):
         n_layers, n_heads = att.model_dims(engine, model_key, progress_callback(progress))
         return (gr.Slider(maximum=n_layers, value=min(int(layer), n_layers)),
-                gr.Slider(maximum=n_heads, value=min(int(head), n_heads)))
+                gr.Slider(maximum=n_heads, value=min(int(head), n_heads)), None)  # new tokens: new query
 
     def compare(text, enc_layer, causal_layer, progress=gr.Progress()):
         cb = progress_callback(progress)
@@ -224,10 +224,11 @@ def build(engine) -> Share:
     gr.on([run.click, text.submit], user_errors(on_gpu(attention)),
           inputs=[text, model, layer, head, mean_heads, token],
           outputs=[maps_state, layer, head, token, shape_md, *att_views], api_name="attention", **HEAVY)
-    model.input(user_errors(on_gpu(set_model)), inputs=[model, layer, head], outputs=[layer, head],
+    model.input(user_errors(on_gpu(set_model)), inputs=[model, layer, head], outputs=[layer, head, token],
                 api_name="attention_model_dims", api_visibility="undocumented", **HEAVY).then(
         user_errors(on_gpu(attention)), inputs=[text, model, layer, head, mean_heads, token],
         outputs=[maps_state, layer, head, token, shape_md, *att_views], api_visibility="private", **HEAVY)
+    text.input(lambda: None, outputs=token, api_visibility="private", queue=False)  # positions change
     gr.on([layer.release, head.release, mean_heads.input, token.input], user_errors(view),
           inputs=[maps_state, layer, head, mean_heads, token], outputs=att_views,
           api_name="attention_view", api_visibility="undocumented", **LIGHT)

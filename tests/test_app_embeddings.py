@@ -42,3 +42,14 @@ def test_semantic_search_endpoint(client):
     ranking = [r["passage"] for r in result["embedding"]]
     assert ranking.index(3) < ranking.index(2) and ranking.index(1) < ranking.index(2)
     assert {r["passage"] for r in result["tfidf"]} == {1, 2, 3}
+
+
+def test_tab_offers_a_deep_link(engine):
+    import gradio as gr
+
+    import tabs.embeddings as tab
+
+    with gr.Blocks():
+        share = tab.build(engine)
+    assert set(share.params) == {"text", "model", "layer", "head", "mean"}
+    assert len(share.run_inputs) == 6 and len(share.run_outputs) == 9
