@@ -21,6 +21,25 @@ VIEW_CHOICES = [("Head view (one layer, lines between tokens)", "head"),
                 ("Model view (every layer x every head)", "model")]
 LIGHT = dict(concurrency_limit=None)  # re-plotting from state: no model work
 
+# Clicking a heatmap cell picks its row (the query token): plotly's click event writes the row
+# into a hidden textbox, whose change event re-plots from state. The hook is attached after
+# each redraw (the plot element can be replaced), once per element.
+HOOK_CLICKS_JS = """() => {
+  const hook = (tries) => {
+    const plot = document.querySelector('#att-heatmap .js-plotly-plot');
+    if (!plot || !plot.on) { if (tries > 0) setTimeout(() => hook(tries - 1), 250); return; }
+    if (plot.dataset.clickHooked) return;
+    plot.dataset.clickHooked = '1';
+    plot.on('plotly_click', (ev) => {
+      const box = document.querySelector('#att-click textarea, #att-click input');
+      if (!box || !ev.points.length) return;
+      box.value = ev.points[0].y + ':' + Date.now();  // a new value on every click
+      box.dispatchEvent(new Event('input', {bubbles: true}));
+    });
+  };
+  hook(20);
+}"""
+
 # --- listener bodies (plain functions: the engine validates, user_errors maps errors) -------
 
 
@@ -79,7 +98,7 @@ def build(engine) -> Share:
                 layer = gr.Slider(1, att.MAX_LAYERS, value=4, step=1, label="Layer", elem_id="att-layer")
                 head = gr.Slider(1, att.MAX_HEADS, value=2, step=1, label="Head", elem_id="att-head")
                 mean_heads = gr.Checkbox(False, label="Mean over heads", elem_id="att-mean")
-                token = gr.Dropdown([], value=None, label="Query token: what does it attend to?",
+                token = gr.Dropdown([], value=None, label="Query token (or click a row of the heatmap)",
                                     elem_id="att-token")
             shape_md = gr.Markdown()
             with gr.Row():
@@ -92,6 +111,7 @@ def build(engine) -> Share:
             grid = gr.Plot(show_label=False, label="All heads of this layer", elem_id="att-grid")
             with gr.Accordion("Numbers (what the `attention` API endpoint returns)", open=False):
                 summary = gr.JSON(label="attention summary")
+            clicked = gr.Textbox(visible="hidden", elem_id="att-click")  # row of a clicked cell
             maps_state = gr.State(None)
 
             gr.Markdown("### Encoder vs causal on the same text")
@@ -184,6 +204,12 @@ def build(engine) -> Share:
             raise gr.Error("Click “Show attention” first.")
         return _views(maps, layer, head, bool(mean_heads), token)
 
+    def click(maps, layer, head, mean_heads, row):
+        if maps is None or not str(row).strip():
+            raise gr.Error("Click “Show attention” first.")
+        token = att.check_token(maps, str(row).split(":")[0].strip())
+        return token, *_views(maps, layer, head, bool(mean_heads), token)
+
     def set_model(model_key, layer, head, progress=gr.Progress()):
         n_layers, n_heads = att.model_dims(engine, model_key, progress_callback(progress))
         return (gr.Slider(maximum=n_layers, value=min(int(layer), n_layers)),
@@ -229,6 +255,10 @@ def build(engine) -> Share:
         user_errors(on_gpu(attention)), inputs=[text, model, layer, head, mean_heads, token],
         outputs=[maps_state, layer, head, token, shape_md, *att_views], api_visibility="private", **HEAVY)
     text.input(lambda: None, outputs=token, api_visibility="private", queue=False)  # positions change
+    heat.change(None, js=HOOK_CLICKS_JS, api_visibility="private", queue=False)
+    clicked.change(user_errors(click), inputs=[maps_state, layer, head, mean_heads, clicked],
+                  outputs=[token, *att_views], api_name="attention_click", api_visibility="undocumented",
+                  **LIGHT)
     gr.on([layer.release, head.release, mean_heads.input, token.input], user_errors(view),
           inputs=[maps_state, layer, head, mean_heads, token], outputs=att_views,
           api_name="attention_view", api_visibility="undocumented", **LIGHT)
