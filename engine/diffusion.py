@@ -177,7 +177,8 @@ def make_scheduler(pipe, name: str):
 
     check_choice("scheduler", name, SCHEDULER_NAMES)
     cls = getattr(diffusers, SCHEDULERS[name])
-    return cls.from_config(pipe.scheduler.config)
+    extra = {"skip_prk_steps": True} if name == "PNDM" else {}  # PLMS only, as Stable Diffusion runs it
+    return cls.from_config(pipe.scheduler.config, **extra)
 
 
 def request_pipeline(bundle: DiffusionBundle, scheduler: str, img2img: bool = False):
@@ -514,7 +515,8 @@ def pipeline_diagram_html(shapes: list[tuple[str, str, str]], kind: str = "pixel
         parts.append(
             f"<div style='background:{colour};border:1px solid #94a3b8;border-radius:10px;padding:10px 12px;"
             f"min-width:150px;flex:1;color:#111'><div style='font-weight:600'>{title}</div>"
-            f"<div style='font-family:monospace;font-size:1.1em;margin:4px 0'>{_esc(shape)}</div>"
+            f"<div style='font-size:0.8em;color:#475569;margin-top:4px'>{stage}</div>"
+            f"<div style='font-family:monospace;font-size:1.1em;margin:2px 0 4px'>{_esc(shape or '(generate to see)')}</div>"
             f"<div style='font-size:0.85em;color:#374151'>{_esc(what)}</div></div>")
         if i < len(boxes) - 1:
             parts.append("<div style='align-self:center;font-size:1.6em;color:#64748b'>&rarr;</div>")
