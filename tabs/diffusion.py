@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from engine import diffusion as D
+from engine.settings import knob_info
 from tabs._ui import HEAVY, controls_for, model_picker, notice, progress_callback, seed_box, user_errors
 
 TITLE = "Diffusion"
@@ -44,7 +45,7 @@ def _write_frames(result) -> list[tuple[str, str]]:
     for f in result.frames:
         path = folder / f"step-{f.step:03d}.png"
         f.image.save(path)
-        out.append((str(path), f"step {f.step}/{result.steps_run} (t={f.timestep})"))
+        out.append((str(path), f"step {f.step}/{result.steps_run}"))
     return out
 
 
@@ -76,13 +77,16 @@ def build(engine) -> None:
                               placeholder="what to steer away from, e.g. bold")
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            ctl = controls_for(D.DiffusionSettings, KNOBS, **{
+            plain = [k for k in KNOBS if k not in ("width", "height")]
+            ctl = controls_for(D.DiffusionSettings, plain, **{
                 "guidance_scale": {"value": start.guidance_scale},
                 "steps": {"value": start.steps},
                 "scheduler": {"value": start.scheduler},
-                "width": {"value": start.width, "minimum": profile.min_size, "maximum": profile.max_size},
-                "height": {"value": start.height, "minimum": profile.min_size, "maximum": profile.max_size},
             })
+            with gr.Row():
+                for name in ("width", "height"):  # bounds depend on the model: set here, updated on change
+                    ctl[name] = gr.Slider(profile.min_size, profile.max_size, value=getattr(start, name), step=8,
+                                          label=name, info=knob_info(D.DiffusionSettings, name).help)
             seed = seed_box(42)
             on_gpu = engine.device.kind == "cuda"
             with gr.Accordion("GPU memory knobs" + ("" if on_gpu else " (GPU only: off on this CPU)"),
@@ -99,7 +103,7 @@ def build(engine) -> None:
             with gr.Tabs():
                 with gr.Tab("Text to image"):
                     go = gr.Button("Generate", variant="primary", elem_id="diffusion-generate")
-                    images = gr.Gallery(label="Images (PNG with parameters)", columns=4, height=300,
+                    images = gr.Gallery(label="Images (PNG with parameters)", columns=4, height="auto",
                                         object_fit="contain", elem_id="diffusion-images")
                     info = gr.Markdown()
                     frames = gr.Gallery(label="Denoising gallery: the first image every few steps", columns=6,
@@ -122,7 +126,7 @@ def build(engine) -> None:
                             init_preview = gr.Image(label="Init image as the model sees it", type="pil",
                                                     height=160, interactive=False, image_mode="L")
                     go_i2i = gr.Button("Generate from the image", variant="primary")
-                    images_i2i = gr.Gallery(label="Results", columns=4, height=260, object_fit="contain")
+                    images_i2i = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain")
                     info_i2i = gr.Markdown()
                     frames_i2i = gr.Gallery(label="Denoising gallery", columns=6, height=200, object_fit="contain")
                     files_i2i = gr.File(label="Download PNGs", file_count="multiple")
