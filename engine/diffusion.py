@@ -484,7 +484,9 @@ def grid_image(cells: list[list[Image.Image]], row_labels: list[str], col_labels
     grid = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(grid)
     if title:
-        draw.text((left, 12), title[:80], fill="black", font=font)
+        while len(title) > 10 and draw.textlength(title, font=font) > width - left - pad:
+            title = title[:-5] + "..."
+        draw.text((left, 12), title, fill="black", font=font)
     for c, label in enumerate(col_labels):
         x = left + c * (cell + pad) + cell // 2
         draw.text((x, top - 12), label, fill="#333", font=small, anchor="ms")
