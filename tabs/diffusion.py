@@ -83,10 +83,9 @@ def build(engine) -> None:
                 "steps": {"value": start.steps},
                 "scheduler": {"value": start.scheduler},
             })
-            with gr.Row():
-                for name in ("width", "height"):  # bounds depend on the model: set here, updated on change
-                    ctl[name] = gr.Slider(profile.min_size, profile.max_size, value=getattr(start, name), step=8,
-                                          label=name, info=knob_info(D.DiffusionSettings, name).help)
+            for name in ("width", "height"):  # bounds depend on the model: set here, updated on change
+                ctl[name] = gr.Slider(profile.min_size, profile.max_size, value=getattr(start, name), step=8,
+                                      label=name, info=knob_info(D.DiffusionSettings, name).help)
             seed = seed_box(42)
             on_gpu = engine.device.kind == "cuda"
             with gr.Accordion("GPU memory knobs" + ("" if on_gpu else " (GPU only: off on this CPU)"),
@@ -139,7 +138,7 @@ def build(engine) -> None:
                         col_list = gr.Textbox("5, 10, 25", label="Steps values or scheduler names (columns)",
                                               info=f"schedulers: {', '.join(D.SCHEDULER_NAMES)}")
                     go_sweep = gr.Button("Run the sweep", variant="primary", elem_id="diffusion-sweep")
-                    grid = gr.Image(label="Sweep grid (same seed in every cell)", type="filepath",
+                    grid = gr.Image(label="Sweep grid (same seed in every cell)", type="filepath", show_label=False,
                                     elem_id="diffusion-grid", height=560)
                     notice("Read across for steps, down for guidance. Too little guidance ignores the prompt; "
                            "too much over-cooks it.")

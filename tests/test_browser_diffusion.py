@@ -25,7 +25,7 @@ def _open_tab(page, app_url):
 
 
 def test_txt2img_shows_images_and_denoising_gallery(page, app_url):
-    page.set_viewport_size({"width": 1400, "height": 1250})
+    page.set_viewport_size({"width": 1400, "height": 1700})
     _open_tab(page, app_url)
     page.get_by_label("Prompt", exact=True).fill("a handwritten 7")
     page.locator("#diffusion-generate").click()
