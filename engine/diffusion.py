@@ -151,7 +151,7 @@ def load_diffusion(source: Source, device: DeviceInfo, variant: str = "default",
         kwargs = {"revision": source.revision} if source.revision else {}
         if dtype == torch.float16:
             kwargs["variant"] = "fp16"
-        pipe = cls.from_pretrained(source.path, torch_dtype=dtype, **kwargs)
+        pipe = cls.from_pretrained(source.path, dtype=dtype, **kwargs)
     pipe.to(device.torch_device)
     pipe.set_progress_bar_config(disable=True)
     return DiffusionBundle(pipe, profile, source, device.torch_device, dtype, time.perf_counter() - start)
@@ -165,7 +165,7 @@ def load_pixel_pipeline(folder: str, dtype=torch.float32):
     from .diffusion_pipeline import PixelDiffusionPipeline
 
     root = Path(folder)
-    unet = UNet2DConditionModel.from_pretrained(root / "unet", torch_dtype=dtype).eval()
+    unet = UNet2DConditionModel.from_pretrained(root / "unet", dtype=dtype).eval()
     text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", dtype=dtype).eval()
     tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer")
     scheduler = DDIMScheduler.from_pretrained(root / "scheduler")
@@ -355,9 +355,19 @@ def generate(engine, key: str, prompt: str, negative_prompt: str = "", settings:
     negative_prompt = check_text("negative prompt", negative_prompt, max_chars=2000, allow_empty=True)
     bundle: DiffusionBundle = engine.load(key, variant_for(knobs) if engine.device.kind != "cpu" else "default",
                                           progress=progress)
+    return run_bundle(bundle, prompt, negative_prompt, settings, init_image, knobs, progress, keep_frames)
+
+
+def run_bundle(bundle: DiffusionBundle, prompt: str, negative_prompt: str, settings: DiffusionSettings,
+               init_image=None, knobs: MemoryKnobs = MemoryKnobs(), progress: Progress = no_progress,
+               keep_frames: bool = True) -> DiffusionResult:
+    """generate() once the model is loaded (settings already checked)."""
+    profile, key = bundle.profile, bundle.key
     img2img = init_image is not None
     if img2img:
         init_image = prepare_init_image(init_image, profile)
+        if profile.kind == "latent":
+            init_image = init_image.resize((settings.width, settings.height), Image.LANCZOS)
     pipe = request_pipeline(bundle, settings.scheduler, img2img)
     applied = apply_memory_knobs(pipe, knobs, bundle.device)
     total = int(settings.steps * settings.strength) if img2img else settings.steps

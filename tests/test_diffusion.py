@@ -1,6 +1,8 @@
 """Diffusion engine: the pipeline on tiny components built from configs, and the real digits model."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -177,3 +179,41 @@ def test_pipeline_shapes_and_prompt_builder(engine):
     assert shapes["latents"] == "(3, 1, 24, 16)" and shapes["image"] == "(3, 1, 24, 16)"
     assert "token ids" in D.pipeline_diagram_html(D.pipeline_shapes(bundle, "a 7", s))
     assert D.compose_prompt("a fox", "watercolor", "", "in snow") == "a fox, watercolor, in snow"
+
+
+def test_stable_diffusion_path_on_tiny_components(tmp_path):
+    """The online path (StableDiffusionPipeline + VAE, img2img via from_pipe) on a tiny random
+    SD built from configs and loaded through load_diffusion, as a Hub folder would be."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from engine.device import pick_device
+    from engine.registry import ASSETS, Registry, Source
+
+    torch.manual_seed(0)
+    tok = CLIPTokenizer.from_pretrained(ASSETS / "diffusion/digits/tokenizer")
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+                                        num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=12,
+                                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(8, 16), norm_num_groups=4, cross_attention_dim=16,
+                                attention_head_dim=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+    vae = AutoencoderKL(block_out_channels=(8, 8, 8, 8), norm_num_groups=4, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet,
+                            scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(tmp_path)
+    spec = Registry().get("sd15")
+    bundle = D.load_diffusion(Source(spec, "embedded", str(tmp_path)), pick_device("cpu"))
+    assert type(bundle.pipe).__name__ == "StableDiffusionPipeline"
+    s = D.DiffusionSettings(steps=2, width=64, height=64, num_images=1, guidance_scale=5.0, scheduler="Euler",
+                            gallery_every=1, strength=0.5)
+    a = D.run_bundle(bundle, "a fox", "", s)
+    b = D.run_bundle(bundle, "a fox", "", s)
+    assert a.images[0].size == (64, 64) and len(a.frames) == 2
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+    shapes = {name: shape for name, shape, _ in a.shapes}
+    assert shapes["latents"] == "(1, 4, 8, 8)" and shapes["image"] == "(1, 3, 64, 64)"
+    i2i = D.run_bundle(bundle, "a fox", "", replace(s, steps=4), init_image=a.images[0])
+    assert i2i.steps_run == 2 and i2i.images[0].size == (64, 64)
