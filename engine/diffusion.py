@@ -56,12 +56,13 @@ class DiffusionProfile:
 
 PROFILES: dict[str, DiffusionProfile] = {
     "digits-16px": DiffusionProfile(
-        guidance=3.0, steps=25, size=16, min_size=8, max_size=64, scheduler="DPM++ 2M", kind="pixel",
+        guidance=3.0, steps=25, size=16, min_size=8, max_size=64, scheduler="DDIM", kind="pixel",
         display=256, pipeline="pixel",
         note="Trained at 16x16 pixels (scikit-learn's 8x8 digits, upscaled): 16 is its native size. "
-             "Larger canvases show what a model does outside its training size. Measured: 89-90% of "
-             "'a handwritten N' samples recognised at guidance 1.5-3 (Euler, DPM++ 2M), 85% at 5, "
-             "80% at 7.5; DDIM (which clips its x0 guess) falls apart above guidance 2."),
+             "Larger canvases show what a model does outside its training size. Measured share of "
+             "'a handwritten N' samples a digits classifier recognises: DDIM 98% at guidance 3, 100% "
+             "at 7.5; Euler / DPM++ 2M 89-90% at 1.5-3, 85% at 5, 80% at 7.5; all about 76-90% at 1 "
+             "(no guidance)."),
     "sd15": DiffusionProfile(guidance=7.5, steps=25, size=512, min_size=256, max_size=1024,
                              scheduler="PNDM", kind="latent", pipeline="sd"),
     "sd-turbo": DiffusionProfile(guidance=0.0, steps=1, size=512, min_size=256, max_size=768,

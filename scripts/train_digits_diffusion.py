@@ -167,8 +167,10 @@ def build_models(vocab_size: int, bos: int, eos: int):
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=64, attention_head_dim=8, norm_num_groups=16,
     )
+    # No x0 clipping: with clipping, DDIM broke down at guidance >= 3 (41% recognised at 3, 4% at 7.5);
+    # without it 98% at 3 and 100% at 7.5 (50 samples each, measured after the run of 2026-11-23).
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
-                              prediction_type="epsilon", clip_sample=True, clip_sample_range=1.0,
+                              prediction_type="epsilon", clip_sample=False,
                               set_alpha_to_one=False, steps_offset=1)
     return unet, text_encoder, scheduler
 
