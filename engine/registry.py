@@ -168,7 +168,31 @@ PIPELINES_SPECS: tuple[ModelSpec, ...] = ()
 LORA_SPECS: tuple[ModelSpec, ...] = ()
 
 # --- diffusion tab ------------------------------------------------------------------------
-DIFFUSION_SPECS: tuple[ModelSpec, ...] = ()
+DIFFUSION_SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        key="digits-16px", task="diffusion", title="Handwritten digits 16x16 (trained here)",
+        loader="engine.diffusion:load_diffusion",
+        embedded=Embedded(asset="diffusion/digits", filename="model_index.json"),
+        license="weights: ours (MIT); data: UCI optdigits via scikit-learn, CC BY 4.0", size_mb=17,
+        stands_in_for="Stable Diffusion",
+        notes="Built by scripts/train_digits_diffusion.py: UNet2DConditionModel (4.1M) + tiny CLIP "
+              "text encoder, pixel space, no VAE. Defaults (guidance 3, DPM++ 2M) in "
+              "engine/diffusion.py PROFILES.",
+    ),
+    ModelSpec(
+        key="sd15", task="diffusion", title="Stable Diffusion v1.5 (512x512)",
+        loader="engine.diffusion:load_diffusion",
+        hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
+        license="CreativeML OpenRAIL-M", size_mb=2100,
+    ),
+    ModelSpec(
+        key="sd-turbo", task="diffusion", title="SD-Turbo (1-4 steps, no guidance)",
+        loader="engine.diffusion:load_diffusion",
+        hub_id="stabilityai/sd-turbo", revision="b261bac6fd2cf515557d5d0707481eafa0485ec2",
+        license="Stability AI Community License", size_mb=2600,
+    ),
+)
 
 # --- evaluation tab -----------------------------------------------------------------------
 EVALUATION_SPECS: tuple[ModelSpec, ...] = ()
