@@ -105,6 +105,12 @@ def default_run_row(ctx) -> list[Row]:
 
 
 def run(ctx) -> list[Row]:
+    import torch
+
+    threads = os.environ.get("BENCH_LORA_THREADS")
+    if threads:  # on a shared, overloaded 2-core machine 1 thread beats 2 by a wide margin
+        torch.set_num_threads(int(threads))
+    print(f"  torch threads: {torch.get_num_threads()}; {_load_avg()}", flush=True)
     rows = step_rows(ctx)
     if os.environ.get("BENCH_LORA_SKIP_DEFAULT") != "1":
         rows += default_run_row(ctx)

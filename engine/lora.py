@@ -300,6 +300,7 @@ def train_steps(peft_model, examples: list[list[int]], settings: LoraSettings, p
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
     order = batches(len(examples), settings.batch_size, settings.seed)
     losses: list[float] = []
+    device = next(iter(params)).device
     start = time.perf_counter()
     peft_model.train()
     try:
@@ -309,6 +310,7 @@ def train_steps(peft_model, examples: list[list[int]], settings: LoraSettings, p
                                   time.perf_counter() - start, "stopped", done=True, stopped=True)
                 return
             batch = collate([examples[i] for i in next(order)], pad_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
             out = peft_model(**batch)  # mean cross-entropy over the non-padding next tokens
             out.loss.backward()
             optimizer.step()
@@ -413,7 +415,8 @@ def generate_pair(peft_model, tokenizer, prompt: str, seed: int, max_new_tokens:
     seed = check_range("seed", seed, 0, 2**32 - 1, integer=True)
     max_new_tokens = check_range("max new tokens", max_new_tokens, 1, 200, integer=True)
     temperature = check_range("temperature", temperature, 0.0, 2.0)
-    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    device = next(peft_model.parameters()).device
+    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
     n_prompt = enc["input_ids"].shape[1]
     kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id_of(tokenizer),
                   eos_token_id=tokenizer.eos_token_id)
@@ -508,42 +511,54 @@ def _settings_from(tensors: dict, config: dict | None) -> LoraSettings:
         LINEAR_NAMES.index(s) if s in LINEAR_NAMES else 99, s)))
 
 
-def import_adapter(engine, session: LoraSession, path: str | Path, progress: Progress | None = None) -> dict:
-    """Load an uploaded adapter into the session, after checking every key and shape against
-    the adapter these settings would create on the base model."""
+def load_adapter_file(base_model, path: str | Path, hub_id: str = ""):
+    """(PeftModel, LoraSettings) from an uploaded .safetensors or .zip, after checking every key
+    and shape against the adapter those settings create on `base_model`."""
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
-    from safetensors import SafetensorError
     from safetensors.torch import load as load_safetensors
 
-    if session.training:
-        raise UserInputError("a training is running in this session: press Stop first, then upload.")
     data, config = _read_upload(Path(path))
     try:
         tensors = load_safetensors(data)
-    except (SafetensorError, Exception) as exc:  # noqa: BLE001 - any parse failure is the file's fault
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the file's fault
         raise UserInputError(f"the adapter is not a readable safetensors file ({type(exc).__name__}).") from None
     if not tensors:
         raise UserInputError("the adapter file holds no tensors.")
     settings = _settings_from(tensors, config)
-    bundle = engine.load(BASE_KEY, progress=progress)
-    model = session_model(bundle.model, settings, engine.registry.get(BASE_KEY).hub_id)
+    model = session_model(base_model, settings, hub_id)
     expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(model).items()}
     got = {k: tuple(v.shape) for k, v in tensors.items()}
     if set(expected) != set(got):
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-        raise UserInputError(f"the adapter does not fit {BASE_KEY}: {len(missing)} tensors missing "
+        raise UserInputError(f"the adapter does not fit this model: {len(missing)} tensors missing "
                              f"(e.g. {missing[:1]}), {len(extra)} unexpected (e.g. {extra[:1]}).")
     for k, shape in expected.items():
         if got[k] != shape:
             raise UserInputError(f"tensor {k!r} has shape {got[k]}: this model needs {shape}.")
-    floats = {k: v.to(torch.float32) for k, v in tensors.items() if v.is_floating_point()}
-    if len(floats) != len(tensors):
+    if not all(v.is_floating_point() for v in tensors.values()):
         raise UserInputError("the adapter holds non-float tensors: LoRA matrices are floating point.")
-    set_peft_model_state_dict(model, floats)
+    device = next(model.parameters()).device
+    set_peft_model_state_dict(model, {k: v.to(device, torch.float32) for k, v in tensors.items()})
+    model.eval()
+    return model, settings
+
+
+def import_adapter(engine, session: LoraSession, path: str | Path, progress: Progress | None = None) -> dict:
+    """Load an uploaded adapter into the session (validated by load_adapter_file)."""
+    if session.training:
+        raise UserInputError("a training is running in this session: press Stop first, then upload.")
+    bundle = engine.load(BASE_KEY, progress=progress)
+    model, settings = load_adapter_file(bundle.model, path, engine.registry.get(BASE_KEY).hub_id)
     session.model, session.tokenizer, session.settings = model, bundle.tokenizer, settings
     session.losses, session.steps_done, session.examples, session.source = [], 0, 0, "uploaded"
     return dict(r=settings.r, alpha=settings.alpha, target_modules=settings.target_modules,
-                tensors=len(tensors))
+                tensors=len(get_state_keys(model)))
+
+
+def get_state_keys(model) -> list[str]:
+    from peft import get_peft_model_state_dict
+
+    return list(get_peft_model_state_dict(model))
 
 
 # ---- plots (pure: data -> figure) ------------------------------------------------------------------
@@ -573,5 +588,5 @@ __all__ = [
     "LoraSettings", "lora_settings", "LoraSession", "load_quotes", "parse_dataset", "read_dataset_file",
     "dataset_texts", "encode_examples", "collate", "show_format", "session_model", "shared_copy",
     "param_report", "count_params", "expected_trainable", "train", "train_steps", "generate_pair",
-    "export_adapter", "import_adapter", "loss_figure", "linear_layer_names", "GATE",
+    "export_adapter", "import_adapter", "load_adapter_file", "loss_figure", "linear_layer_names", "GATE",
 ]
