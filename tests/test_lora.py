@@ -285,3 +285,19 @@ def test_bad_adapter_uploads_are_refused(base, tokenizer, examples, tmp_path):
     save_file(state, tmp_path / "extra.safetensors")
     with pytest.raises(UserInputError, match="unexpected tensor"):
         L.load_adapter_file(base, tmp_path / "extra.safetensors")
+
+
+def test_a_second_training_waits_with_a_message(engine):
+    """While the gate is held, train() yields a queued message and loads nothing; Stop leaves."""
+    assert L.GATE.try_enter()
+    try:
+        session = L.LoraSession()
+        steps = L.train(engine, session, ["a — b"] * 4, fast(), wait_poll=0.01)
+        first = next(steps)
+        assert "Queued" in first.message and first.step == 0
+        session.stop.set()
+        last = list(steps)[-1]
+        assert last.stopped and session.model is None
+    finally:
+        L.GATE.leave()
+    assert not L.GATE.busy
