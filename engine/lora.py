@@ -172,7 +172,7 @@ def show_format(tokenizer, texts: list[str], max_length: int, n: int = 3) -> dic
     first = ids[0]
     return dict(
         text=texts[0] + tokenizer.eos_token, eos=tokenizer.eos_token, pad=tokenizer.convert_ids_to_tokens(pad_id_of(tokenizer)),
-        tokens=tokenizer.convert_ids_to_tokens(first), ids=first,
+        tokens=[tokenizer.decode([i]) for i in first], ids=first,  # readable pieces, not byte-level BPE
         input_ids=batch["input_ids"].tolist(), attention_mask=batch["attention_mask"].tolist(),
         labels=batch["labels"].tolist(), lengths=[len(x) for x in ids],
     )

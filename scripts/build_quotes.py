@@ -23,7 +23,7 @@ OUT = ROOT / "assets" / "quotes" / "quotes.txt"
 # riddles, definitions, zippy, ...) are left out as unsuitable or as not being quotes.
 TOPICS = ("art", "computers", "cookie", "education", "food", "humorists", "kids", "literature",
           "love", "magic", "people", "platitudes", "science", "songs-poems", "sports", "tao",
-          "wisdom", "work", "pets", "linux", "debian")
+          "wisdom", "work", "pets", "linux", "debian", "startrek", "medicine", "miscellaneous")
 
 MIN_CHARS, MAX_CHARS, MAX_AUTHOR = 15, 220, 40
 DASH = " — "
@@ -36,12 +36,19 @@ UNSUITABLE = re.compile(
     r"nigg\w*|negro\w*|jew\w*|fag\w*|gay|homosexual\w*|lesbian\w*|breast\w*|nud\w*|naked|penis\w*|"
     r"vagina\w*|virgin\w*|orgasm\w*|porn\w*|erotic\w*|ass|asses|arse|piss\w*|crap\w*|suicid\w*|kill\w*|"
     r"murder\w*|drunk\w*|beer|whisk[e]?y|vodka|booze|liquor|drug\w*|marijuana|cocaine|heroin|"
-    r"god|gods|jesus|christ\w*|church\w*|bible|satan|devil|religio\w*|pope|hitler|nazi\w*|slave\w*|"
+    r"god|gods|jesus|christ\w*|church\w*|bibles?|satan|devil|religio\w*|pope|hitler|nazi\w*|slave\w*|"
     r"wives|wife|husband\w*|mistress\w*|adulter\w*|bed|seduc\w*|lust\w*|bra|kiss\w*|"
     r"fat|ugly|stupid\w*|idiot\w*|moron\w*|retard\w*|dumb|gun\w*|shoot\w*|bomb\w*|war|wars|"
     r"blood\w*|drown\w*|amyl\w*|toke|ludes|cheech|butt|goetz|midget\w*|prostate|tortur\w*|terror\w*|"
     r"fetish\w*|suck\w*|dope|lsd|cancer\w*|f-word|tequil\w*|handgun\w*|miniskirt\w*|naughty|mug|"
-    r"knocked|hot tub|crippl\w*|love life|jerk|scum|stench|garbage|gross\w*|catholic|alcohol\w*|hash|dirty|sucks|hate|girdle\w*|armageddon|weapon\w*|die|dies|dead|death|corpse\w*|grave|insult\w*|women|woman|girl\w*|men)\b",
+    r"knocked|desalvo|behind|shotgun|shot|alzado|cardiac|protestants?|biblical|krishna|used by you|disease|gag|puked?|buried|indian\w*|firearms?|horsewhip|squealers?|anastasia|junkies|trash|"
+    r"imbeciles?|slob|pants|obituar\w*|warned you|barker|dog meat|no feet|love without|nipple\w*|whip|knees|addict\w*|swears|ahrimanes|strangle\w*|gin|coffin|dying|leary|trump|getraenke|hanged|backside|beast|subhuman|assas+ination|gwine|yigarette|priests?|allah|lord|carried by six|"
+    r"hades|aborigin\w*|monsters?|spastic|insane|throats?|executioner|kidnap\w*|halter\w*|witch\w*|hootch\w*|females?|feminine|cock|pallbearer\w*|"
+    r"bartender\w*|scab|suffocat\w*|invasion|male|magazine|burn|shorter by the head|bondage|chastity|continence|nympho\w*|atrocious|homicid\w*|maniac\w*|crowley|flesh|turn-on|"
+    r"contract|tapeworm\w*|depraved|sins|sinners?|revenge|blackmail|hatred|organ|caress\w*|obscen\w*|tart|swine|pregnan\w*|funeral\w*|knife|voodoo|flog\w*|naked\w*|belch\w*|intimate|"
+    r"consenting|puritan\w*|hated|pot|died|baby|nuke\w*|bending|orgy|dogfood|punch\w*|ram|blackout|pervers\w*|sin|toilet\w*|"
+    r"drink\w*|primitive|faith|pray\w*|preacher\w*|theolog\w*|saints?|infidel\w*|evolution|lunatic\w*|"
+    r"lunacy|madm[ae]n|stinks|snot\w*|unnatural|slap\w*|deadly|lethal|psycho\w*|sadist\w*|hot tub|crippl\w*|love life|jerk|scum|stench|garbage|gross\w*|catholic|alcohol\w*|hash|dirty|sucks|hate|girdle\w*|armageddon|weapon\w*|die|dies|dead|death|corpse\w*|grave|insult\w*|women|woman|girl\w*|men)\b",
     re.IGNORECASE,
 )
 BAD_AUTHOR = re.compile(r"(unknown|anonymous|fortune|usenet|\bfrom\b|\bsign\b|\bon\b|http|@|\d{3,}|"

@@ -34,7 +34,7 @@ def _format_html(fmt: dict) -> str:
     chips = "".join(
         f"<span style='display:inline-block;margin:2px;padding:1px 5px;border-radius:4px;"
         f"background:{'#f7d9a8' if t == fmt['eos'] else '#dde7f5'};font-family:monospace'>"
-        f"{esc(t.replace('Ġ', '·'))}<sub style='opacity:.6'>{i}</sub></span>"
+        f"{esc(t.replace(' ', '·'))}<sub style='opacity:.6'>{i}</sub></span>"
         for t, i in zip(fmt["tokens"], fmt["ids"]))
     rows = []
     for b, (ids, mask, labels) in enumerate(zip(fmt["input_ids"], fmt["attention_mask"], fmt["labels"])):
@@ -113,7 +113,8 @@ def build(engine) -> None:
             count_md = gr.Markdown()
         with gr.Column(scale=2):
             preview = gr.Dataframe(headers=["quote", "author"], label=f"First {PREVIEW_ROWS} examples",
-                                   interactive=False, wrap=True, max_height=330)
+                                   interactive=False, wrap=True, max_height=330,
+                                   column_widths=["78%", "22%"])
     format_html = gr.HTML()
     notice("Every example ends with the EOS token. That is how the adapted model learns to stop after the "
            "author, while the base model keeps rambling until it runs out of tokens.")
