@@ -10,7 +10,7 @@ import gradio as gr
 
 from engine import lora as L
 from engine.errors import UserInputError
-from tabs._ui import HEAVY, controls_for, notice, progress_callback, seed_box, user_errors
+from tabs._ui import HEAVY, Share, controls_for, notice, progress_callback, seed_box, user_errors
 
 TITLE = "LoRA"
 PREVIEW_ROWS = 12
@@ -90,7 +90,7 @@ def _status(u: L.TrainUpdate, n_examples: int) -> str:
             f"{per:.1f} s/step · {_duration(u.seconds)} so far{left} · {n_examples:,} examples.{tail}")
 
 
-def build(engine) -> None:
+def build(engine) -> Share:
     gr.Markdown(
         "## LoRA: fine-tuning can be cheap\n"
         "Instead of changing all 135 million weights of SmolLM2, LoRA freezes them and learns a small "
@@ -258,3 +258,6 @@ def build(engine) -> None:
                        api_name="lora_download", **HEAVY)
     adapter_upload.upload(user_errors(do_upload), inputs=[adapter_upload, session],
                           outputs=[upload_md, session], api_name="lora_upload", **HEAVY)
+    # A link can preset the knobs and the prompt; training itself stays a deliberate click.
+    return Share(params={"prompt": prompt, "r": c["r"], "alpha": c["alpha"], "steps": c["max_steps"],
+                         "targets": targets, "lr": c["learning_rate"]})
