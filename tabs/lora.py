@@ -205,9 +205,11 @@ def build(engine) -> Share:
             yield _status(u, len(texts)), L.loss_figure(u.losses, s.max_steps), state
 
     def do_stop(state):
-        if not isinstance(state, L.LoraSession) or not state.training:
+        if not isinstance(state, L.LoraSession):
             return "Nothing is training in this session."
-        state.stop.set()
+        state.stop.set()  # also takes a queued training out of the queue
+        if not state.training:
+            return "⏹️ Stopped (nothing was running yet)."
         return "⏹️ Stopping after the current step; the adapter trained so far is kept."
 
     def do_compare(text, seed_v, n_new, temp, state):
