@@ -13,6 +13,7 @@ import copy
 import io
 import json
 import math
+import os
 import threading
 import time
 import zipfile
@@ -363,6 +364,20 @@ class LoraSession:
         return LoraSession()
 
 
+def fit_threads(default: int, load: float | None = None, cores: int | None = None) -> int:
+    """Torch threads for the next training steps: 1 when the CPU is oversubscribed (1-minute
+    load above 1.5 x cores), else `default`. Measured here on 2 shared cores at load ~9: a
+    SmolLM2 step took ~44 s with 2 OpenMP threads (they wait on each other) and ~10 s with 1;
+    on a free machine 2 threads take ~1.5 s."""
+    cores = cores or os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            return default
+    return 1 if load > 1.5 * cores else default
+
+
 def dataset_texts(source: str, pasted: str | None = None, upload: str | None = None) -> list[str]:
     """The examples for a run: the bundled quotes, pasted text (.txt format) or an uploaded file."""
     if source == "quotes":
@@ -389,6 +404,7 @@ def train(engine, session: LoraSession, texts: list[str], settings: LoraSettings
         if session.stop.wait(wait_poll):
             yield TrainUpdate(0, settings.max_steps, math.nan, [], 0.0, "Left the queue.", done=True, stopped=True)
             return
+    default_threads = torch.get_num_threads()
     try:
         session.training = True
         bundle = engine.load(BASE_KEY, progress=progress)
@@ -397,11 +413,17 @@ def train(engine, session: LoraSession, texts: list[str], settings: LoraSettings
         session.model = session_model(bundle.model, settings, spec.hub_id)
         session.tokenizer, session.settings = bundle.tokenizer, settings
         session.losses, session.steps_done, session.examples, session.source = [], 0, len(examples), "trained"
+        on_cpu = engine.device.kind == "cpu"
+        if on_cpu:
+            torch.set_num_threads(fit_threads(default_threads))
         for update in train_steps(session.model, examples, settings, pad_id_of(bundle.tokenizer), session.stop):
             session.losses, session.steps_done = list(update.losses), update.step
             GATE.progress = f"step {update.step} of {update.max_steps}"
+            if on_cpu and update.step % 5 == 1:  # process-wide; restored when training ends
+                torch.set_num_threads(fit_threads(default_threads))
             yield update
     finally:
+        torch.set_num_threads(default_threads)
         session.training = False
         GATE.leave()
 

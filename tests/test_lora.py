@@ -301,3 +301,10 @@ def test_a_second_training_waits_with_a_message(engine):
     finally:
         L.GATE.leave()
     assert not L.GATE.busy
+
+
+def test_fit_threads_drops_to_one_only_when_oversubscribed():
+    assert L.fit_threads(2, load=1.0, cores=2) == 2
+    assert L.fit_threads(2, load=2.9, cores=2) == 2
+    assert L.fit_threads(2, load=9.0, cores=2) == 1
+    assert L.fit_threads(8, load=20.0, cores=16) == 8
