@@ -466,7 +466,8 @@ def generate_pair(peft_model, tokenizer, prompt: str, seed: int, max_new_tokens:
 def export_adapter(peft_model, folder: str | Path) -> Path:
     """Save the adapter (safetensors + adapter_config.json) and zip the two files."""
     folder = Path(folder)
-    peft_model.save_pretrained(folder / "adapter", safe_serialization=True)
+    # save_embedding_layers=False: no embeddings are adapted, so peft need not look up the base config
+    peft_model.save_pretrained(folder / "adapter", safe_serialization=True, save_embedding_layers=False)
     out = folder / "lora-adapter.zip"
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in (ADAPTER_FILE, CONFIG_FILE):
