@@ -65,15 +65,21 @@ def step_rows(ctx, rounds: int = 3, steps: int = 3) -> list[Row]:
     raw_model = _raw_model(base, settings)
     ours_t, raw_t = [], []
     load_before = _load_avg()
+    import torch
+
+    default = torch.get_num_threads()
+    torch.set_num_threads(L.fit_threads(default))  # the same thread count for both sides
+    threads = torch.get_num_threads()
     for _ in range(rounds):
         last = 0.0
         for u in L.train_steps(ours_model, examples, settings, pad):  # includes collate + streaming
             ours_t.append(u.seconds - last)
             last = u.seconds
         raw_t += _raw_steps(raw_model, same, settings.learning_rate)
+    torch.set_num_threads(default)
     ours, raw = statistics.median(ours_t), statistics.median(raw_t)
     note = (f"median of {len(ours_t)} steps each, batch {settings.batch_size}, r={settings.r} "
-            f"{'+'.join(settings.target_modules)}; speed ours/raw = {raw / ours:.2f} (target >= 0.9); "
+            f"{'+'.join(settings.target_modules)}, {threads} thread(s); speed ours/raw = {raw / ours:.2f} (target >= 0.9); "
             f"{_load_avg()} (before: {load_before})")
     return [Row("LoRA train step: engine vs plain peft+torch loop", ours, raw, target=1 / 0.9, note=note)]
 
