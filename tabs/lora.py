@@ -134,8 +134,8 @@ def build(engine) -> Share:
     with gr.Row():
         train_btn = gr.Button("Train adapter", variant="primary")
         stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
-    status_md = gr.Markdown("Press **Train adapter**. The default (40 steps of 8 quotes) takes about two "
-                            "minutes on a free 2-core CPU.", elem_id="lora-status")
+    status_md = gr.Markdown("Press **Train adapter**. The default (40 steps of 8 quotes) takes one to two "
+                            "minutes on a free 2-core CPU, longer when the machine is busy.", elem_id="lora-status")
     loss_plot = gr.Plot(value=L.loss_figure([], 40), label="Loss", elem_id="lora-loss")
     notice("The loss is the average surprise (cross-entropy) per next token. It falls fast at first, as the "
            "model learns the ' — Author' + EOS pattern, then slowly, as it learns the quotes' style.")
