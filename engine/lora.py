@@ -10,7 +10,6 @@ LoRA matrices are trained; the shared storage is only read.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
 import os

@@ -136,8 +136,6 @@ def test_settings_name_the_bad_value():
 
 
 def test_linear_layer_names_match_the_knob_choices(base):
-    from engine.lora import LINEAR_NAMES  # noqa: F401
-
     assert L.linear_layer_names(base) == list(L.LINEAR_NAMES)
 
 
