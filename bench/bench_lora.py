@@ -49,7 +49,7 @@ def _raw_steps(model, batches, lr):
     return times
 
 
-def step_rows(ctx, rounds: int = 3, steps: int = 3) -> list[Row]:
+def step_rows(ctx, rounds: int = 6, steps: int = 2) -> list[Row]:
     from engine import lora as L
 
     engine = ctx.engine
