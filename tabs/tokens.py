@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from engine import tokens as T
-from tabs._ui import control_for, notice, progress_callback, user_errors
+from tabs._ui import Share, control_for, notice, progress_callback, user_errors
 
 TITLE = "Tokens"
 DEFAULT_PICKS = ("tok-gpt2", "tok-cl100k", "tok-bert-uncased", "tok-llama2")
@@ -30,7 +30,7 @@ def _choices(engine, only=None) -> list[tuple[str, str]]:
     return [(engine.registry.get(key).title, key) for key in keys]
 
 
-def build(engine) -> None:
+def build(engine) -> Share:
     choices = _choices(engine)
     keys = [k for _, k in choices]
     defaults = [k for k in DEFAULT_PICKS if k in keys] or keys[:2]
@@ -165,3 +165,7 @@ def build(engine) -> None:
           api_visibility="private")
     chat_btn.click(user_errors(chat_template), [chat_tok, system, user, assistant], chat_view, api_name="chat_template")
     fim_btn.click(user_errors(fim_prompt), [fim_tok, prefix, suffix], fim_view, api_name="fim_prompt")
+
+    # Deep link: ?tab=tokens&text=...&picks=tok-gpt2,tok-cl100k reopens this exact comparison.
+    return Share(params={"text": text, "picks": picks, "show_ids": show_ids, "max_render": max_render},
+                 run=user_errors(compare_tokenizers), run_inputs=cmp_in, run_outputs=cmp_out)
