@@ -614,13 +614,19 @@ def _sum_pre(text: str, s: SummarizationSettings) -> Prepared:
 def _sum_generate(engine, opt, p: Prepared, progress):
     bundle = engine.load(opt.key, progress=progress)
     tok = bundle.tokenizer
-    enc = tok(p.text, truncation=True, return_tensors="pt").to(bundle.device)
+    enc = _seq2seq_inputs(tok, p.text, bundle.device)
     progress(None, "Summarizing...")
     with torch.inference_mode():
         out = bundle.model.generate(**enc, min_length=p.settings.min_length, max_length=p.settings.max_length)
     p.extra["input_tokens"] = int(enc["input_ids"].shape[1])
     p.extra["summary_tokens"] = int(out.shape[1])
     return [{"summary_text": tok.decode(out[0], skip_special_tokens=True).strip()}]
+
+
+def _seq2seq_inputs(tok, text: str, device) -> dict:
+    """input_ids and attention_mask only (a BERT-style tokenizer would add token_type_ids)."""
+    enc = tok(text, truncation=True, return_tensors="pt")
+    return {k: enc[k].to(device) for k in ("input_ids", "attention_mask")}
 
 
 def _summary_messages(text: str) -> list[dict]:
@@ -818,7 +824,7 @@ def _tr_generate(engine, opt, p: Prepared, progress):
                              f"{pairs_text(opt.key)}. Pick another model or language pair.")
     bundle = engine.load(opt.key, progress=progress)
     tok = bundle.tokenizer
-    enc = tok(_t5_prefix(opt.key, s) + p.text, truncation=True, return_tensors="pt").to(bundle.device)
+    enc = _seq2seq_inputs(tok, _t5_prefix(opt.key, s) + p.text, bundle.device)
     progress(None, "Translating...")
     with torch.inference_mode():
         out = bundle.model.generate(**enc, max_new_tokens=256)
