@@ -22,9 +22,10 @@ def scores_bar(labels: list[str], scores: list[float], title: str = "", x_title:
     ))
     top = x_max if x_max is not None else (max(scores) * 1.15 if scores else 1.0)
     fig.update_layout(
-        title=dict(text=title, x=0.01, font=dict(size=16)), height=max(220, 60 + 42 * len(labels)),
+        title=dict(text=title, x=0.01, font=dict(size=16)), height=max(300, 90 + 52 * len(labels)),
         margin=dict(l=10, r=40, t=50 if title else 20, b=40), font=dict(size=15),
-        xaxis=dict(range=[0, top * 1.08], title=x_title), yaxis=dict(autorange="reversed"),
+        xaxis=dict(range=[0, top * 1.08], title=x_title), yaxis=dict(autorange="reversed", type="category", tickmode="array", tickvals=labels,
+                                                           ticktext=labels, automargin=True),
         plot_bgcolor="rgba(0,0,0,0)", paper_bgcolor="rgba(0,0,0,0)",
     )
     return fig

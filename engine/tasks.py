@@ -154,6 +154,7 @@ class ModelOption:
     method: str  # "pipeline" | "generate" | a fallback: "similarity", "lm-rescoring", "prompted", "spacy"
     stands_in_for: str = ""  # for a fallback: the Hub model it replaces offline
     how: str = ""  # one line on how the fallback works
+    name: str = ""  # a short name for the picker
 
     @property
     def is_fallback(self) -> bool:
@@ -227,7 +228,7 @@ def model_options(engine, task_name: str) -> list[tuple[str, str, bool]]:
         spec = engine.registry.get(opt.key)
         usable = engine.registry.usable(opt.key)
         if opt.is_fallback:
-            label = f"{spec.title} · offline fallback for {opt.stands_in_for}"
+            label = f"{opt.name or spec.title} · offline fallback for {opt.stands_in_for.split('/')[-1]}"
         elif spec.hub_id:
             where = "Hub" if usable else "needs the Hub"
             label = f"{spec.hub_id} ({where})"
@@ -471,7 +472,7 @@ register(Task(
      ModelOption("minilm-l6", "similarity", "facebook/bart-large-mnli",
                  "the text and each hypothesis are embedded with MiniLM and compared by cosine similarity "
                  "(softmax of 20 x cosine; with multi_label, each label's own cosine) instead of an NLI model "
-                 "judging entailment.")),
+                 "judging entailment.", "MiniLM embedding similarity")),
     _zs_pre, {"pipeline": _zs_pipeline, "similarity": _zs_similarity}, _zs_post,
     example="The striker scored twice in the second half and the home team won the cup final.",
     variable="classifier",
@@ -591,7 +592,7 @@ register(Task(
      ModelOption("smollm2-135m-instruct", "lm-rescoring", "distilbert/distilroberta-base",
                  "SmolLM2 reads left to right, so it proposes words from its next-token distribution at "
                  "the mask, then scores each whole sentence (including the words after the mask); scores "
-                 "are shared among those candidates.")),
+                 "are shared among those candidates.", "SmolLM2 scoring candidate words")),
     _fm_pre, {"pipeline": _fm_pipeline, "lm-rescoring": _fm_lm_rescoring}, _fm_post,
     example="The capital of France is [MASK].", variable="unmasker",
 ))
@@ -691,7 +692,7 @@ register(Task(
     (ModelOption("distilbart-cnn-12-6", "generate"),
      ModelOption("smollm2-135m-instruct", "prompted", "sshleifer/distilbart-cnn-12-6",
                  "the small instruct model is asked, through its chat template, to summarize the text "
-                 "(min/max length become min_new_tokens/max_new_tokens).")),
+                 "(min/max length become min_new_tokens/max_new_tokens).", "SmolLM2 prompted to summarize")),
     _sum_pre, {"generate": _sum_generate, "prompted": _sum_prompted}, _sum_post,
     example=("The city council voted on Tuesday to turn the old railway station into a public library. "
              "The building, closed since 1998, will get a reading room, a children's corner and a cafe. "
@@ -770,7 +771,7 @@ register(Task(
                  "spaCy's small English model finds the entities; its labels are mapped to CoNLL's "
                  "(PERSON->PER, GPE/LOC/FAC->LOC, NORP/EVENT/PRODUCT/...->MISC; dates and numbers are "
                  "dropped). spaCy tags whole words and gives no confidence score, so the aggregation "
-                 "strategies other than 'none' give the same spans.")),
+                 "strategies other than 'none' give the same spans.", "spaCy en_core_web_sm")),
     _ner_pre, {"pipeline": _ner_pipeline, "spacy": _ner_spacy}, _ner_post,
     example="Marie Curie moved from Warsaw to Paris, where she worked at the Sorbonne with Pierre Curie.",
     variable="ner",
