@@ -302,7 +302,7 @@ def code(engine, task: Task, opt: ModelOption, prepared: Prepared) -> str:
         # Show the call the stand-in replaces; say where this result came from.
         hub_key = next(o.key for o in task.options if not o.is_fallback)
         hub = engine.registry.get(hub_key)
-        header = (f"# This result came from an offline fallback ({spec.title}: {opt.how})\n"
+        header = (f"# Offline, this result came from a fallback: {opt.name or spec.title}.\n"
                   f"# Online, the app runs {hub.hub_id} with exactly this call:\n")
     text = header + CODE_BUILDERS[task.name](engine.registry.get(hub_key), prepared, opt)
     own = FALLBACK_CODE.get(opt.method)
@@ -313,9 +313,9 @@ def code(engine, task: Task, opt: ModelOption, prepared: Prepared) -> str:
 
 def _pipeline_code(pipeline_task: str, variable: str, spec, call_text: str, call_kwargs: dict,
                    imports: str = "from transformers import pipeline", pre: str = "") -> str:
-    rev = f", revision={spec.revision!r}" if spec.revision else ""
+    rev = f"    revision={spec.revision!r},\n" if spec.revision else ""
     return (f"{imports}\n\n{pre}"
-            f"{variable} = pipeline({pipeline_task!r}, model={spec.hub_id!r}{rev})\n"
+            f"{variable} = pipeline(\n    {pipeline_task!r},\n    model={spec.hub_id!r},\n{rev})\n"
             f"result = {variable}(\n    {call_text!r},\n{_fmt_kwargs(call_kwargs)})\n"
             f"print(result)\n")
 
@@ -501,6 +501,7 @@ def _with_mask(text: str, mask_token: str) -> str:
 
 def _fm_pipeline(engine, opt, p: Prepared, progress):
     pipe = _pipeline_of(engine, opt.key, progress)
+    p.extra["mask_token"] = pipe.tokenizer.mask_token
     return pipe(_with_mask(p.text, pipe.tokenizer.mask_token), top_k=p.settings.top_k)
 
 
@@ -582,7 +583,7 @@ MASK_TOKENS = {"distilroberta-base": "<mask>"}  # BERT-style models use [MASK]
 
 
 def _fm_code(spec, p: Prepared, opt) -> str:
-    mask = MASK_TOKENS.get(spec.key, "[MASK]")
+    mask = p.extra.get("mask_token") or MASK_TOKENS.get(spec.key, "[MASK]")
     return _pipeline_code("fill-mask", "unmasker", spec, _with_mask(p.text, mask), {"top_k": p.settings.top_k})
 
 
@@ -640,7 +641,7 @@ def _sum_prompted(engine, opt, p: Prepared, progress):
     progress(None, "Summarizing with the instruct model...")
     with torch.inference_mode():
         out = pipe(_summary_messages(p.text), max_new_tokens=p.settings.max_length,
-                   min_new_tokens=p.settings.min_length, do_sample=False, repetition_penalty=1.2)
+                   min_new_tokens=p.settings.min_length, do_sample=False)
     summary = out[0]["generated_text"][-1]["content"].strip()
     tok = bundle.tokenizer
     p.extra["input_tokens"] = len(tok(p.text, add_special_tokens=False)["input_ids"])
@@ -676,8 +677,7 @@ def _sum_code(spec, p: Prepared, opt) -> str:
 
 def _sum_prompted_code(spec, p: Prepared) -> str:
     s = p.settings
-    kwargs = dict(max_new_tokens=s.max_length, min_new_tokens=s.min_length, do_sample=False,
-                  repetition_penalty=1.2)
+    kwargs = dict(max_new_tokens=s.max_length, min_new_tokens=s.min_length, do_sample=False)
     rev = f", revision={spec.revision!r}" if spec.revision else ""
     return ("# transformers 5's advice for summarization: a chat model through pipeline(\"text-generation\")\n"
             "from transformers import pipeline\n\n"
