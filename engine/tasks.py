@@ -529,6 +529,40 @@ def _start_id(tok) -> int:
     return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
 
 
+CONTINUATION_RE = re.compile(r"^[a-z]+$")  # a word piece that glues on without a space
+
+
+def _complete_words(bundle: TextModel, start_id: int, head: str, words: list[str], steps: int = 3) -> list[str]:
+    """A BPE token is often part of a word ("St"); extend each candidate greedily while the LM's
+    most likely next piece continues the word (up to `steps` pieces), in one batch per step."""
+    tok = bundle.tokenizer
+    words = list(words)
+    open_ = list(range(len(words)))
+    for _ in range(steps):
+        if not open_:
+            break
+        rows = [[start_id] + tok(head + words[i], add_special_tokens=False)["input_ids"] for i in open_]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [start_id] * (width - len(r)) for r in rows], device=bundle.device)  # (n, width)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=bundle.device)
+        with torch.inference_mode():
+            logits = bundle.model(input_ids=ids, attention_mask=mask).logits  # (n, width, vocab)
+        last = torch.tensor([len(r) - 1 for r in rows], device=bundle.device)  # (n,)
+        best = logits[torch.arange(len(rows)), last].argmax(-1).tolist()  # (n,)
+        still = []
+        for i, tid in zip(open_, best):
+            piece = tok.decode([tid])
+            if CONTINUATION_RE.match(piece):
+                words[i] += piece
+                still.append(i)
+        open_ = still
+    unique = []
+    for w in words:
+        if w not in unique:
+            unique.append(w)
+    return unique
+
+
 def _fm_lm_rescoring(engine, opt, p: Prepared, progress):
     """Fill-mask with a left-to-right LM: candidates from the next-token distribution at the
     mask, then each whole sentence (with what follows the mask) scored by the LM."""
@@ -558,6 +592,7 @@ def _fm_lm_rescoring(engine, opt, p: Prepared, progress):
         raise UserInputError("no word candidates came out of the language model for this mask position: "
                              "put [MASK] where a word goes, e.g. 'The capital of France is [MASK].'")
     joiner = " " if space and prefix else ""
+    candidates = _complete_words(bundle, start_id, f"{prefix}{joiner}", candidates)
     sentences = [f"{prefix}{joiner}{w}{after}" for w in candidates]
     progress(None, f"Scoring {len(sentences)} candidate sentences...")
     totals = _sentence_logprobs(bundle, sentences, start_id)  # (n,)
