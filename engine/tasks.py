@@ -25,6 +25,8 @@ from .errors import ModelUnavailableError, UserInputError, check_choice, check_t
 from .models import Progress, TextModel, _pretrained_kwargs, no_progress
 from .registry import Source
 from .settings import knob, make, validate
+from .task_fallbacks import (MASK_RE, fill_mask_by_lm, lm_pipeline, ner_by_spacy,
+                             summarize_by_prompt, summary_messages, zero_shot_by_similarity)
 
 MAX_CHARS = 5000
 
@@ -331,13 +333,6 @@ def _pipeline_of(engine, key: str, progress: Progress):
     return bundle.pipe
 
 
-def _lm_pipeline(bundle: TextModel):
-    """transformers' text-generation pipeline around an already loaded causal LM (cheap: ~2 ms)."""
-    from transformers import pipeline
-
-    return pipeline("text-generation", model=bundle.model, tokenizer=bundle.tokenizer)
-
-
 def _to_float(value):
     try:
         return float(value)
@@ -368,7 +363,7 @@ def _gen_forward(engine, opt, p: Prepared, progress):
     from transformers import set_seed
 
     bundle = engine.load(opt.key, progress=progress)
-    pipe = _lm_pipeline(bundle)
+    pipe = lm_pipeline(bundle)
     set_seed(p.settings.seed)
     progress(None, "Generating...")
     with torch.inference_mode():
@@ -395,8 +390,6 @@ register(Task(
 
 # =======================================================================================
 # 2. Zero-shot classification
-
-ZS_SCALE = 20.0  # MiniLM was trained with cosine similarities scaled by 20 before the softmax
 
 
 def parse_labels(text: str) -> list[str]:
@@ -431,32 +424,6 @@ def _zs_pipeline(engine, opt, p: Prepared, progress):
     return pipe(p.text, **_zs_kwargs(p))
 
 
-def mean_pooled(bundle: TextModel, texts: list[str]) -> torch.Tensor:
-    """Sentence embeddings as all-MiniLM-L6-v2 makes them: mean over tokens, L2-normalized."""
-    enc = bundle.tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
-    enc = {k: v.to(bundle.device) for k, v in enc.items()}
-    with torch.inference_mode():
-        hidden = bundle.model(**enc).last_hidden_state  # (batch, seq, hidden)
-    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (batch, hidden)
-    return torch.nn.functional.normalize(pooled.float(), dim=-1)
-
-
-def _zs_similarity(engine, opt, p: Prepared, progress):
-    bundle = engine.load(opt.key, progress=progress)
-    labels = p.extra["labels"]
-    hypotheses = [p.extra["template"].format(label) for label in labels]
-    emb = mean_pooled(bundle, [p.text] + hypotheses)  # (1 + labels, hidden)
-    cos = emb[1:] @ emb[0]  # (labels,)
-    if p.extra["multi_label"] or len(labels) == 1:
-        scores = cos.clamp(min=0.0)  # each label on its own: its cosine similarity, 0..1
-    else:
-        scores = torch.softmax(cos * ZS_SCALE, dim=0)  # the labels share 1.0
-    order = torch.argsort(scores, descending=True).tolist()
-    p.extra["cosine"] = {labels[i]: round(float(cos[i]), 4) for i in range(len(labels))}
-    return {"sequence": p.text, "labels": [labels[i] for i in order], "scores": [float(scores[i]) for i in order]}
-
-
 def _zs_post(raw, p: Prepared):
     return {"sequence": raw["sequence"], "labels": list(raw["labels"]),
             "scores": [float(x) for x in raw["scores"]]}
@@ -473,7 +440,7 @@ register(Task(
                  "the text and each hypothesis are embedded with MiniLM and compared by cosine similarity "
                  "(softmax of 20 x cosine; with multi_label, each label's own cosine) instead of an NLI model "
                  "judging entailment.", "MiniLM embedding similarity")),
-    _zs_pre, {"pipeline": _zs_pipeline, "similarity": _zs_similarity}, _zs_post,
+    _zs_pre, {"pipeline": _zs_pipeline, "similarity": zero_shot_by_similarity}, _zs_post,
     example="The striker scored twice in the second half and the home team won the cup final.",
     variable="classifier",
 ))
@@ -481,9 +448,6 @@ register(Task(
 
 # =======================================================================================
 # 3. Fill-mask
-
-MASK_RE = re.compile(r"\[MASK\]|<mask>")
-WORD_RE = re.compile(r"^\s?[^\W_][\w'\-]*$")
 
 
 def _fm_pre(text: str, s: FillMaskSettings) -> Prepared:
@@ -503,104 +467,6 @@ def _fm_pipeline(engine, opt, p: Prepared, progress):
     pipe = _pipeline_of(engine, opt.key, progress)
     p.extra["mask_token"] = pipe.tokenizer.mask_token
     return pipe(_with_mask(p.text, pipe.tokenizer.mask_token), top_k=p.settings.top_k)
-
-
-def _sentence_logprobs(bundle: TextModel, sentences: list[str], start_id: int) -> torch.Tensor:
-    """Sum of log p(token | tokens before it) over each whole sentence, batched."""
-    tok = bundle.tokenizer
-    rows = [[start_id] + tok(s, add_special_tokens=False)["input_ids"] for s in sentences]
-    width = max(len(r) for r in rows)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else start_id
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=bundle.device)  # (n, width)
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=bundle.device)
-    with torch.inference_mode():
-        logits = bundle.model(input_ids=ids, attention_mask=mask).logits.float()  # (n, width, vocab)
-    logp = torch.log_softmax(logits[:, :-1], dim=-1)  # (n, width-1, vocab): predicts tokens 1..
-    picked = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (n, width-1)
-    return (picked * mask[:, 1:]).sum(-1)  # (n,)
-
-
-def _start_id(tok) -> int:
-    """The token a document starts after in pretraining (<|endoftext|> for SmolLM2/GPT-2 style
-    vocabularies); the chat-format BOS (<|im_start|>) would make the LM expect a role name."""
-    tid = tok.convert_tokens_to_ids("<|endoftext|>")
-    if isinstance(tid, int) and tid != tok.unk_token_id and tid is not None:
-        return tid
-    return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-
-
-CONTINUATION_RE = re.compile(r"^[a-z]+$")  # a word piece that glues on without a space
-
-
-def _complete_words(bundle: TextModel, start_id: int, head: str, words: list[str], steps: int = 3) -> list[str]:
-    """A BPE token is often part of a word ("St"); extend each candidate greedily while the LM's
-    most likely next piece continues the word (up to `steps` pieces), in one batch per step."""
-    tok = bundle.tokenizer
-    words = list(words)
-    open_ = list(range(len(words)))
-    for _ in range(steps):
-        if not open_:
-            break
-        rows = [[start_id] + tok(head + words[i], add_special_tokens=False)["input_ids"] for i in open_]
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([r + [start_id] * (width - len(r)) for r in rows], device=bundle.device)  # (n, width)
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=bundle.device)
-        with torch.inference_mode():
-            logits = bundle.model(input_ids=ids, attention_mask=mask).logits  # (n, width, vocab)
-        last = torch.tensor([len(r) - 1 for r in rows], device=bundle.device)  # (n,)
-        best = logits[torch.arange(len(rows)), last].argmax(-1).tolist()  # (n,)
-        still = []
-        for i, tid in zip(open_, best):
-            piece = tok.decode([tid])
-            if CONTINUATION_RE.match(piece):
-                words[i] += piece
-                still.append(i)
-        open_ = still
-    unique = []
-    for w in words:
-        if w not in unique:
-            unique.append(w)
-    return unique
-
-
-def _fm_lm_rescoring(engine, opt, p: Prepared, progress):
-    """Fill-mask with a left-to-right LM: candidates from the next-token distribution at the
-    mask, then each whole sentence (with what follows the mask) scored by the LM."""
-    bundle = engine.load(opt.key, progress=progress)
-    tok = bundle.tokenizer
-    before, after = MASK_RE.split(p.text)
-    prefix = before.rstrip()
-    space = before != prefix  # a word after a space starts with " " in a BPE vocabulary
-    start_id = _start_id(tok)
-    prefix_ids = [start_id] + tok(prefix, add_special_tokens=False)["input_ids"]
-    with torch.inference_mode():
-        logits = bundle.model(input_ids=torch.tensor([prefix_ids], device=bundle.device)).logits  # (1, len, vocab)
-    next_logp = torch.log_softmax(logits[0, -1].float(), dim=-1)  # (vocab,)
-    # A sentence-initial mask gets a flat, uninformative first-token distribution: try more words.
-    want = max(3 * p.settings.top_k, 20 if prefix else 60)
-    candidates: list[str] = []
-    for tid in torch.topk(next_logp, 2000).indices.tolist():
-        piece = tok.decode([tid])
-        if not WORD_RE.match(piece) or piece.startswith(" ") != space:
-            continue
-        word = piece.strip()
-        if word and word not in candidates:
-            candidates.append(word)
-        if len(candidates) >= want:
-            break
-    if not candidates:
-        raise UserInputError("no word candidates came out of the language model for this mask position: "
-                             "put [MASK] where a word goes, e.g. 'The capital of France is [MASK].'")
-    joiner = " " if space and prefix else ""
-    candidates = _complete_words(bundle, start_id, f"{prefix}{joiner}", candidates)
-    sentences = [f"{prefix}{joiner}{w}{after}" for w in candidates]
-    progress(None, f"Scoring {len(sentences)} candidate sentences...")
-    totals = _sentence_logprobs(bundle, sentences, start_id)  # (n,)
-    probs = torch.softmax(totals, dim=0)  # shares 1.0 among the candidates
-    order = torch.argsort(probs, descending=True).tolist()[: p.settings.top_k]
-    p.extra["candidates_scored"] = len(candidates)
-    return [{"score": float(probs[i]), "token_str": candidates[i], "sequence": sentences[i],
-             "sentence_logprob": round(float(totals[i]), 3)} for i in order]
 
 
 def _fm_post(raw, p: Prepared):
@@ -629,15 +495,13 @@ register(Task(
                  "SmolLM2 reads left to right, so it proposes words from its next-token distribution at "
                  "the mask, then scores each whole sentence (including the words after the mask); scores "
                  "are shared among those candidates.", "SmolLM2 scoring candidate words")),
-    _fm_pre, {"pipeline": _fm_pipeline, "lm-rescoring": _fm_lm_rescoring}, _fm_post,
+    _fm_pre, {"pipeline": _fm_pipeline, "lm-rescoring": fill_mask_by_lm}, _fm_post,
     example="The capital of France is [MASK].", variable="unmasker",
 ))
 
 
 # =======================================================================================
 # 4. Summarization
-
-SUMMARY_PROMPT = "Summarize the following text in one or two short sentences.\n\n{text}"
 
 
 def _sum_pre(text: str, s: SummarizationSettings) -> Prepared:
@@ -664,24 +528,6 @@ def _seq2seq_inputs(tok, text: str, device) -> dict:
     """input_ids and attention_mask only (a BERT-style tokenizer would add token_type_ids)."""
     enc = tok(text, truncation=True, return_tensors="pt")
     return {k: enc[k].to(device) for k in ("input_ids", "attention_mask")}
-
-
-def _summary_messages(text: str) -> list[dict]:
-    return [{"role": "user", "content": SUMMARY_PROMPT.format(text=text)}]
-
-
-def _sum_prompted(engine, opt, p: Prepared, progress):
-    bundle = engine.load(opt.key, progress=progress)
-    pipe = _lm_pipeline(bundle)
-    progress(None, "Summarizing with the instruct model...")
-    with torch.inference_mode():
-        out = pipe(_summary_messages(p.text), max_new_tokens=p.settings.max_length,
-                   min_new_tokens=p.settings.min_length, do_sample=False)
-    summary = out[0]["generated_text"][-1]["content"].strip()
-    tok = bundle.tokenizer
-    p.extra["input_tokens"] = len(tok(p.text, add_special_tokens=False)["input_ids"])
-    p.extra["summary_tokens"] = len(tok(summary, add_special_tokens=False)["input_ids"])
-    return [{"summary_text": summary}]
 
 
 def _sum_post(raw, p: Prepared):
@@ -717,7 +563,7 @@ def _sum_prompted_code(spec, p: Prepared) -> str:
     return ("# transformers 5's advice for summarization: a chat model through pipeline(\"text-generation\")\n"
             "from transformers import pipeline\n\n"
             f"chat = pipeline(\"text-generation\", model={spec.hub_id!r}{rev})\n"
-            f"messages = {_summary_messages(p.text)!r}\n"
+            f"messages = {summary_messages(p.text)!r}\n"
             f"result = chat(messages, {', '.join(f'{k}={v!r}' for k, v in kwargs.items())})\n"
             "print(result[0][\"generated_text\"][-1][\"content\"])\n")
 
@@ -728,7 +574,7 @@ register(Task(
      ModelOption("smollm2-135m-instruct", "prompted", "sshleifer/distilbart-cnn-12-6",
                  "the small instruct model is asked, through its chat template, to summarize the text "
                  "(min/max length become min_new_tokens/max_new_tokens).", "SmolLM2 prompted to summarize")),
-    _sum_pre, {"generate": _sum_generate, "prompted": _sum_prompted}, _sum_post,
+    _sum_pre, {"generate": _sum_generate, "prompted": summarize_by_prompt}, _sum_post,
     example=("The city council voted on Tuesday to turn the old railway station into a public library. "
              "The building, closed since 1998, will get a reading room, a children's corner and a cafe. "
              "Work starts next spring and should take two years. The mayor said the project would bring "
@@ -739,10 +585,6 @@ register(Task(
 
 # =======================================================================================
 # 5. Named entities
-
-SPACY_TO_CONLL = {"PERSON": "PER", "ORG": "ORG", "GPE": "LOC", "LOC": "LOC", "FAC": "LOC",
-                  "NORP": "MISC", "EVENT": "MISC", "WORK_OF_ART": "MISC", "LAW": "MISC",
-                  "LANGUAGE": "MISC", "PRODUCT": "MISC"}
 
 
 def _ner_pre(text: str, s: NerSettings) -> Prepared:
@@ -758,23 +600,6 @@ def _ner_pipeline(engine, opt, p: Prepared, progress):
         raise UserInputError(f"aggregation_strategy = {strategy!r} needs a fast tokenizer, which this model "
                              "lacks: choose 'none' or 'simple'.")
     return pipe(p.text, aggregation_strategy=strategy)
-
-
-def _ner_spacy(engine, opt, p: Prepared, progress):
-    bundle = engine.load(opt.key, progress=progress)
-    doc = bundle.nlp(p.text)
-    if p.settings.aggregation_strategy == "none":
-        # one row per word with its IOB tag, like the pipeline's "none" (spaCy has no word pieces)
-        out = []
-        for tok in doc:
-            label = SPACY_TO_CONLL.get(tok.ent_type_)
-            if tok.ent_iob_ in ("B", "I") and label:
-                out.append({"entity": f"{tok.ent_iob_}-{label}", "score": None, "index": tok.i,
-                            "word": tok.text, "start": tok.idx, "end": tok.idx + len(tok.text)})
-        return out
-    return [{"entity_group": SPACY_TO_CONLL[e.label_], "score": None, "word": e.text,
-             "start": e.start_char, "end": e.end_char, "spacy_label": e.label_}
-            for e in doc.ents if e.label_ in SPACY_TO_CONLL]
 
 
 def entity_type(tag: str) -> str:
@@ -807,7 +632,7 @@ register(Task(
                  "(PERSON->PER, GPE/LOC/FAC->LOC, NORP/EVENT/PRODUCT/...->MISC; dates and numbers are "
                  "dropped). spaCy tags whole words and gives no confidence score, so the aggregation "
                  "strategies other than 'none' give the same spans.", "spaCy en_core_web_sm")),
-    _ner_pre, {"pipeline": _ner_pipeline, "spacy": _ner_spacy}, _ner_post,
+    _ner_pre, {"pipeline": _ner_pipeline, "spacy": ner_by_spacy}, _ner_post,
     example="Marie Curie moved from Warsaw to Paris, where she worked at the Sorbonne with Pierre Curie.",
     variable="ner",
 ))

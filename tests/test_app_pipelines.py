@@ -24,12 +24,6 @@ def test_ner_endpoint(client):
     assert "<mark" in html and "aggregation_strategy='simple'" in code
 
 
-def test_fill_mask_endpoint(client):
-    fig, status, raw, code = client.predict("The capital of France is [MASK].", "smollm2-135m-instruct", 3,
-                                            api_name="/pipeline_fill_mask")
-    assert len(raw) == 3 and "Paris" in [r["token_str"] for r in raw]
-
-
 def test_bad_input_and_offline_translation_give_clear_errors(client):
     from gradio_client.exceptions import AppError
 
@@ -46,3 +40,13 @@ def test_all_six_endpoints_are_public(client):
     for name in ("text_generation", "zero_shot_classification", "fill_mask", "summarization", "ner",
                  "translation"):
         assert f"/pipeline_{name}" in names
+
+
+def test_text_generation_endpoint_greedy_is_repeatable(client):
+    args = ("The capital of France is", "smollm2-135m-instruct", 3, 0.0, 1, 42)
+    md, status, raw, code = client.predict(*args, api_name="/pipeline_text_generation")
+    assert raw[0]["generated_text"].startswith("The capital of France is")
+    assert "Paris" in raw[0]["generated_text"]
+    assert "max_new_tokens=3" in code and "do_sample=False" in code
+    again = client.predict(*args, api_name="/pipeline_text_generation")[2]
+    assert again == raw
