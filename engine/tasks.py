@@ -230,7 +230,8 @@ def model_options(engine, task_name: str) -> list[tuple[str, str, bool]]:
         spec = engine.registry.get(opt.key)
         usable = engine.registry.usable(opt.key)
         if opt.is_fallback:
-            label = f"{opt.name or spec.title} · offline fallback for {opt.stands_in_for.split('/')[-1]}"
+            hub_key = next(o.key for o in task.options if not o.is_fallback)  # short, e.g. bert-large-conll03
+            label = f"{opt.name or spec.title} · offline fallback for {hub_key}"
         elif spec.hub_id:
             where = "Hub" if usable else "needs the Hub"
             label = f"{spec.hub_id} ({where})"
