@@ -32,3 +32,18 @@ def test_tokens_deep_link_reproduces_the_comparison(browser, app_url, client):
         assert "picks=tok-gpt2%2Ctok-cl100k" in link and "text=Deep+links" in link
     finally:
         ctx.close()
+
+
+@pytest.mark.browser
+def test_embeddings_deep_link_renders_the_heatmap(browser, app_url):
+    qs = urlencode({"tab": "embeddings", "text": "The cat sat on the mat because it was tired.",
+                    "layer": 2, "head": 3})
+    for _ in range(2):  # twice in fresh contexts: the render must not depend on timing
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = ctx.new_page()
+        try:
+            page.goto(app_url + "?" + qs)
+            page.wait_for_function("document.body.innerText.includes('tired')", timeout=60_000)
+            page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)
+        finally:
+            ctx.close()
