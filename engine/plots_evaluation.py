@@ -62,7 +62,20 @@ def surprisal_html(report) -> str:
         parts.append(f"<span style='background:{bg};color:{fg};border-radius:3px;padding:1px 0' "
                      f"title=\"{html.escape(tip, quote=True)}\">{_shown(tok.piece)}</span>")
     parts.append("</div>")
+    parts.append(_extremes(report))
     return "".join(parts)
+
+
+def _extremes(report, k: int = 5) -> str:
+    """The most surprising and the best-predicted tokens, with p and rank, in one line each."""
+    def item(t):
+        return (f"<code>{html.escape(repr(t.piece))}</code> p={t.prob:.2g}, rank {t.rank:,} "
+                f"({t.surprisal_bits:.1f} bits)")
+    by = sorted(report.tokens, key=lambda t: t.logprob)
+    worst = " · ".join(item(t) for t in by[:k])
+    best = " · ".join(item(t) for t in by[::-1][:k])
+    return (f"<div style='font-size:0.88em;margin-top:6px;line-height:1.6'><b>Most surprising:</b> {worst}<br>"
+            f"<b>Best predicted:</b> {best}</div>")
 
 
 def arithmetic_markdown(report) -> str:
@@ -108,7 +121,7 @@ def entropy_figure(report) -> go.Figure:
     for n, (_, _, first) in enumerate(report.windows[1:], 2):
         fig.add_vline(x=first - shift - 0.5, line=dict(color="#64748b", dash="dot"),
                       annotation_text=f"pass {n}", annotation_position="top")
-    fig.update_layout(title="Next-token entropy along the text (how unsure the model is before each token)",
+    fig.update_layout(title="How unsure the model is before each token",
                       xaxis_title="token position", yaxis_title="bits", height=340, template="plotly_white",
                       margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.25))
     return fig

@@ -155,10 +155,11 @@ def build(engine) -> None:
         with gr.Tab("Perplexity & surprisal", id="eval-perplexity"):
             with gr.Row():
                 with gr.Column(scale=3):
-                    ppl_text = gr.Textbox(EXAMPLE, lines=5, label="Text to score", max_length=metrics.MAX_TEXT_CHARS)
+                    ppl_text = gr.Textbox(EXAMPLE, lines=4, label="Text to score", max_length=metrics.MAX_TEXT_CHARS)
+                    with gr.Row():
+                        ctl = controls_for(metrics.PerplexitySettings)
                 with gr.Column(scale=1, min_width=260):
                     ppl_model = model_picker(engine, "causal-lm", label="Language model")
-                    ctl = controls_for(metrics.PerplexitySettings)
                     ppl_btn = gr.Button("Score the text", variant="primary")
             ppl_html = gr.HTML(elem_id="eval-surprisal")
             notice("Red tokens surprised the model (low probability); pale ones were expected. The start of a "
@@ -257,9 +258,11 @@ def build(engine) -> None:
                   outputs=[cmp_table, cmp_plot], api_name="compare_texts", **HEAVY)
     for trigger in (toy_spec.submit, toy_spec.blur):
         trigger(user_errors(toy_update), inputs=[toy_spec, toy_target, toy_temp],
-                outputs=[toy_target, toy_math, toy_plot], api_visibility="private", show_progress="hidden")
+                outputs=[toy_target, toy_math, toy_plot], api_name="toy_logits_changed",
+                api_visibility="private", show_progress="hidden")
     toy_target.change(user_errors(cross_entropy), inputs=[toy_spec, toy_target, toy_temp],
-                      outputs=[toy_math, toy_plot], api_visibility="private", show_progress="hidden")
+                      outputs=[toy_math, toy_plot], api_name="toy_target_changed", api_visibility="private",
+                      show_progress="hidden")
     toy_temp.change(user_errors(cross_entropy), inputs=[toy_spec, toy_target, toy_temp],
                     outputs=[toy_math, toy_plot], api_name="cross_entropy", show_progress="hidden")
     ans_btn.click(user_errors(make_compare_answers(engine)), inputs=[ans_q, ans_ref, ans_cands, ans_sem, ans_judge],
