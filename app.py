@@ -6,23 +6,108 @@ from __future__ import annotations
 
 import argparse
 import os
+from urllib.parse import urlencode
 
 import gradio as gr
 
 import tabs
+from tabs._ui import Share
 
 CSS = """
 .notice { font-size: 0.95em; opacity: 0.85; }
 footer { display: none !important; }
+body.present .gradio-container { zoom: 1.3; }
+#share-link textarea { font-family: monospace; font-size: 0.85em; }
 """
+
+# Presentation mode: larger everything for a projector; also `?present=1` in the URL.
+PRESENT_JS = "(on) => { document.body.classList.toggle('present', !!on); return on; }"
+ON_LOAD_JS = """() => {
+  const q = new URLSearchParams(window.location.search);
+  if (q.get('present') === '1') document.body.classList.add('present');
+}"""
+LINK_JS = "(qs) => qs ? window.location.origin + window.location.pathname + '?' + qs : ''"
+
+
+def _coerce(component, raw: str):
+    """A query-string value converted to what the component holds."""
+    if isinstance(component, gr.Checkbox):
+        return raw.lower() in {"1", "true", "yes", "on"}
+    if isinstance(component, (gr.Slider, gr.Number)):
+        value = float(raw)
+        return int(value) if value.is_integer() else value
+    if isinstance(component, gr.CheckboxGroup) or (isinstance(component, gr.Dropdown) and component.multiselect):
+        return [v for v in raw.split(",") if v]
+    return raw
 
 
 def build_demo(engine) -> gr.Blocks:
+    shares: dict[str, Share] = {}
     with gr.Blocks(title="LLM Playground") as demo:
-        with gr.Tabs():
+        with gr.Row(equal_height=True):
+            gr.Markdown("## 🧪 LLM Playground")
+            present = gr.Checkbox(label="Presentation mode (larger text)", value=False, scale=0,
+                                  min_width=260)
+            link_btn = gr.Button("🔗 Link to this view", size="sm", scale=0, min_width=180)
+        link_box = gr.Textbox(label="Share this link: it reopens this tab with the same text and knobs",
+                              visible=False, elem_id="share-link", buttons=["copy"])
+        query = gr.Textbox(visible=False)
+        current_tab = gr.State("home")
+        with gr.Tabs() as tab_set:
             for module in tabs.available():
-                with gr.Tab(module.TITLE, id=module.__name__.split(".")[-1]):
-                    module.build(engine)
+                tab_id = module.__name__.split(".")[-1]
+                with gr.Tab(module.TITLE, id=tab_id) as tab:
+                    share = module.build(engine)
+                if isinstance(share, Share):
+                    shares[tab_id] = share
+                tab.select(lambda t=tab_id: t, outputs=current_tab, api_name=False, queue=False)
+
+        # Register listeners
+        present.change(None, inputs=present, outputs=present, js=PRESENT_JS, api_name=False)
+        param_slots = [(tid, name, comp) for tid, sh in shares.items() for name, comp in sh.params.items()]
+
+        def make_query(tab_id, *values):
+            params = {"tab": tab_id}
+            for (tid, name, comp), value in zip(param_slots, values):
+                if tid != tab_id or value is None:
+                    continue
+                params[name] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            return urlencode(params)
+
+        link_btn.click(make_query, inputs=[current_tab, *[c for _, _, c in param_slots]], outputs=query,
+                       api_name=False, queue=False).then(
+            None, inputs=query, outputs=link_box, js=LINK_JS).then(
+            lambda: gr.update(visible=True), outputs=link_box, api_name=False, queue=False)
+
+        def apply_query(request: gr.Request):
+            q = dict(request.query_params) if request is not None else {}
+            tab_id = q.get("tab")
+            updates = []
+            for tid, name, comp in param_slots:
+                if tid == tab_id and name in q:
+                    try:
+                        updates.append(gr.update(value=_coerce(comp, q[name])))
+                    except ValueError:
+                        updates.append(gr.update())
+                else:
+                    updates.append(gr.update())
+            selected = gr.update(selected=tab_id) if tab_id in {m.__name__.split(".")[-1] for m in tabs.available()} else gr.update()
+            on = gr.update(value=True) if q.get("present") == "1" else gr.update()
+            return [selected, tab_id or "home", on, *updates]
+
+        load = demo.load(apply_query, outputs=[tab_set, current_tab, present, *[c for _, _, c in param_slots]],
+                         api_name=False, js=ON_LOAD_JS)
+        for tid, sh in shares.items():
+            if sh.run is None:
+                continue
+
+            def run_if_linked(tab_id, *inputs, _tid=tid, _run=sh.run, _n=len(sh.run_outputs)):
+                if tab_id != _tid:
+                    return [gr.skip()] * _n if _n > 1 else gr.skip()
+                return _run(*inputs)
+
+            load.then(run_if_linked, inputs=[current_tab, *sh.run_inputs], outputs=sh.run_outputs,
+                      api_name=False)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 

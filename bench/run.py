@@ -66,7 +66,7 @@ def fmt(value: float, unit: str) -> str:
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    names = [m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(Path(__file__).parent))
+    names = [m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(Path(__file__).parent)])
              if m.name.startswith("bench_")]
     chosen = [n for n in names if not argv or n in argv]
     ctx = Context()

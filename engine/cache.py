@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, Hashable
@@ -59,6 +60,16 @@ class _Entry:
     last_used: float
 
 
+_ALL_CACHES: "weakref.WeakSet[ModelCache]" = weakref.WeakSet()
+
+
+def free_all() -> None:
+    """After an out-of-memory error: drop every cached model so the next request starts clean."""
+    for cache in list(_ALL_CACHES):
+        cache.clear()
+    release_memory()
+
+
 class ModelCache:
     def __init__(self, budget_bytes: int):
         if budget_bytes <= 0:
@@ -71,6 +82,7 @@ class ModelCache:
         self.misses = 0
         self.evictions = 0
         self.loads_failed = 0
+        _ALL_CACHES.add(self)
 
     # ---- public API ---------------------------------------------------------------------
     def get_or_load(self, key: Hashable, loader: Callable[[], Any],

@@ -6,7 +6,7 @@ import functools
 import inspect
 import logging
 import traceback
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import gradio as gr
@@ -27,6 +27,9 @@ def _as_gr_error(exc: BaseException) -> gr.Error:
     if isinstance(exc, (UserInputError, ModelUnavailableError)):
         return gr.Error(str(exc))
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        from engine.cache import free_all
+
+        free_all()
         return gr.Error("The server ran out of memory for this request. Try a shorter input or "
                         "fewer samples; the model cache has been emptied.")
     log.error("listener failed: %s", "".join(traceback.format_exception(exc)))
@@ -121,3 +124,29 @@ def seed_box(value: int = 42, **kwargs) -> gr.Number:
 def notice(text: str) -> gr.Markdown:
     """A 'what to notice' line beside a view."""
     return gr.Markdown(f"<div class='notice'>💡 {text}</div>")
+
+
+@dataclass
+class Share:
+    """What a tab offers to deep links: `?tab=<id>&<param>=<value>` fills `params` when the page
+    opens, then `run(*run_inputs)` renders the view into `run_outputs`, so a teacher can send
+    the exact example. A tab's build(engine) returns one (or None)."""
+
+    params: dict = field(default_factory=dict)  # query name -> input component
+    run: Callable | None = None
+    run_inputs: list = field(default_factory=list)
+    run_outputs: list = field(default_factory=list)
+
+
+def on_gpu(fn: Callable, duration: int = 60) -> Callable:
+    """On a ZeroGPU Space, run fn with a GPU attached (spaces.GPU); anywhere else fn is
+    returned untouched, so nothing depends on the `spaces` package."""
+    import os
+
+    if not os.environ.get("SPACES_ZERO_GPU"):
+        return fn
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=duration)(fn)

@@ -17,7 +17,7 @@ def _status_markdown(engine) -> str:
     lines = [
         f"**Device:** `{st['device']}`  ",
         f"**Model dtype:** `{st['dtype']}` (fp32 on the CPU, fp16/bf16 on a GPU)  ",
-        f"**Models from:** {'the Hugging Face Hub' if st['online'] else 'embedded packages (offline)'} "
+        f"**Models from:** {'the Hugging Face Hub' if st['online'] else 'embedded packages'} "
         f"({st['online_reason']})  ",
         f"**Model cache:** {c['used_bytes'] / mb:,.0f} MB of {c['budget_bytes'] / mb:,.0f} MB used · "
         f"{c['hits']} hits · {c['misses']} misses · {c['evictions']} evictions",
@@ -29,9 +29,13 @@ def _status_markdown(engine) -> str:
     return "\n".join(lines)
 
 
-def _model_rows(engine) -> list[list]:
-    return [[r["key"], r["task"], r["model"], r["source_now"], r["hub"], r["embedded"],
-             r["stands_in_for"], r["license"], r["size_mb"]] for r in engine.registry.table()]
+def _models_markdown(engine) -> str:
+    head = ("| key | task | model | source now | Hub id @ revision (online) | embedded source (offline) "
+            "| offline stand-in for | license | MB |\n|---|---|---|---|---|---|---|---|---:|")
+    rows = [f"| `{r['key']}` | {r['task']} | {r['model']} | **{r['source_now']}** | {r['hub']} | "
+            f"{r['embedded']} | {r['stands_in_for']} | {r['license']} | {r['size_mb']:g} |"
+            for r in engine.registry.table()]
+    return "\n".join([head, *rows])
 
 
 def _topics_markdown() -> str:
@@ -45,7 +49,6 @@ def _topics_markdown() -> str:
 
 def build(engine) -> None:
     gr.Markdown(
-        "# LLM Playground\n"
         "Learn how language models and diffusion models work by touching them. Each tab is one "
         "lesson, in teaching order. Models load on first use (you will see a progress message) and "
         "stay cached for everyone after that."
@@ -55,15 +58,10 @@ def build(engine) -> None:
         status = gr.Markdown(_status_markdown(engine), elem_id="engine-status")
         refresh = gr.Button("Refresh status", size="sm", scale=0)
     gr.Markdown("### Models: where each one comes from here")
-    table = gr.Dataframe(
-        value=_model_rows(engine),
-        headers=["key", "task", "model", "source now", "Hub id @ revision", "embedded source",
-                 "offline stand-in for", "license", "MB"],
-        interactive=False, wrap=True, elem_id="model-table",
-    )
+    table = gr.Markdown(_models_markdown(engine), elem_id="model-table")
 
     # Register listeners
     def refresh_status():
-        return _status_markdown(engine), _model_rows(engine)
+        return _status_markdown(engine), _models_markdown(engine)
 
     refresh.click(user_errors(refresh_status), outputs=[status, table], api_name="engine_status")
