@@ -11,7 +11,7 @@ from engine import plots_evaluation as plots
 from engine import quantization as quant
 from engine.errors import check_range, check_text
 from engine.settings import dataclass, knob, make
-from tabs._ui import HEAVY, controls_for, model_picker, notice, progress_callback, user_errors
+from tabs._ui import HEAVY, Share, controls_for, model_picker, notice, on_gpu, progress_callback, user_errors
 
 TITLE = "Evaluation"
 
@@ -249,12 +249,13 @@ def build(engine) -> None:
                 q_json = gr.JSON()
 
     # Register listeners
-    ppl_btn.click(user_errors(make_perplexity(engine)),
+    score = user_errors(on_gpu(make_perplexity(engine)))
+    ppl_btn.click(score,
                   inputs=[ppl_model, ppl_text, ctl["window"], ctl["stride"]],
                   outputs=[ppl_html, ppl_math, ppl_plot, ppl_json], api_name="perplexity", **HEAVY)
     cmp_make.click(user_errors(make_variants), inputs=[cmp_nat, cmp_seed], outputs=[cmp_shuf, cmp_rand],
                    api_name="make_shuffled_and_random")
-    cmp_btn.click(user_errors(make_compare_texts(engine)), inputs=[cmp_model, cmp_nat, cmp_shuf, cmp_rand],
+    cmp_btn.click(user_errors(on_gpu(make_compare_texts(engine))), inputs=[cmp_model, cmp_nat, cmp_shuf, cmp_rand],
                   outputs=[cmp_table, cmp_plot], api_name="compare_texts", **HEAVY)
     for trigger in (toy_spec.submit, toy_spec.blur):
         trigger(user_errors(toy_update), inputs=[toy_spec, toy_target, toy_temp],
@@ -265,8 +266,12 @@ def build(engine) -> None:
                       show_progress="hidden")
     toy_temp.change(user_errors(cross_entropy), inputs=[toy_spec, toy_target, toy_temp],
                     outputs=[toy_math, toy_plot], api_name="cross_entropy", show_progress="hidden")
-    ans_btn.click(user_errors(make_compare_answers(engine)), inputs=[ans_q, ans_ref, ans_cands, ans_sem, ans_judge],
+    ans_btn.click(user_errors(on_gpu(make_compare_answers(engine))), inputs=[ans_q, ans_ref, ans_cands, ans_sem, ans_judge],
                   outputs=[ans_table, ans_prompt, ans_json], api_name="compare_answers", **HEAVY)
     q_btn.click(user_errors(make_quantization(engine)), inputs=[q_model, q_text, q_variants, q_ctl["new_tokens"]],
                 outputs=[q_table, q_plot, q_json, q_status], api_name="quantization_compare", **HEAVY)
     q_free.click(user_errors(make_free(engine)), inputs=q_model, outputs=q_status, api_name="quantization_free")
+    # a link to this tab reopens it with the same text and knobs, and scores the text
+    return Share(params={"text": ppl_text, "window": ctl["window"], "stride": ctl["stride"], "model": ppl_model},
+                 run=score, run_inputs=[ppl_model, ppl_text, ctl["window"], ctl["stride"]],
+                 run_outputs=[ppl_html, ppl_math, ppl_plot, ppl_json])
