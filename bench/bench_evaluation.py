@@ -43,7 +43,7 @@ def raw_loop(model, ids: torch.Tensor, window: int, stride: int) -> float:
     return math.exp(nll_sum / n_scored)
 
 
-def _interleaved(ours, raw, repeat: int = 2) -> tuple[float, float]:
+def _interleaved(ours, raw, repeat: int = 3) -> tuple[float, float]:
     """Best of `repeat` for each, alternating so both see the same machine load."""
     best_ours = best_raw = float("inf")
     for _ in range(repeat):

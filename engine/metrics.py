@@ -167,13 +167,15 @@ def score_window(model, ids: torch.Tensor, score_from: int) -> dict[str, torch.T
         logits = head(states[lo:lo + HEAD_CHUNK]).float()  # (c, V)
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        logp = torch.log_softmax(logits, dim=-1)  # (c, V)
-        out["logprob"].append(logp.gather(1, tgt)[:, 0])
-        out["rank"].append((logits > logits.gather(1, tgt)).sum(1) + 1)
-        out["entropy"].append(torch.special.entr(logp.exp()).sum(1))
-        top = logp.max(1)
+        lse = torch.logsumexp(logits, dim=-1)  # (c,): ln sum_v e^z_v
+        tgt_logit = logits.gather(1, tgt)[:, 0]  # (c,)
+        out["logprob"].append(tgt_logit - lse)  # ln softmax(z)[target]
+        out["rank"].append((logits > tgt_logit[:, None]).sum(1) + 1)
+        probs = torch.softmax(logits, dim=-1)  # (c, V)
+        out["entropy"].append(lse - torch.linalg.vecdot(probs, logits))  # H = -sum p ln p = lse - sum p z
+        top = logits.max(1)
         out["top_id"].append(top.indices)
-        out["top_prob"].append(top.values.exp())
+        out["top_prob"].append(torch.exp(top.values - lse))
     return {k: torch.cat(v).cpu() for k, v in out.items()}
 
 

@@ -150,6 +150,9 @@ def toy_figure(toy: dict) -> go.Figure:
                          text=[f"{z:.2f}" for z in toy["logits"]], textposition="outside"), 1, 1)
     fig.add_trace(go.Bar(x=toy["labels"], y=toy["probs"], marker_color=colours,
                          text=[f"{p:.3f}" for p in toy["probs"]], textposition="outside"), 1, 2)
+    lo, hi = min(0.0, min(toy["logits"])), max(0.0, max(toy["logits"]))
+    pad = 0.2 * (hi - lo or 1.0)
+    fig.update_yaxes(range=[lo - pad, hi + pad], row=1, col=1)
     fig.update_yaxes(range=[0, 1.15], row=1, col=2)
     fig.update_layout(showlegend=False, height=320, template="plotly_white", margin=dict(l=40, r=20, t=50, b=40),
                       title=f"target = {toy['target']!r} (red): loss = −ln {toy['prob_target']:.4f} = "
