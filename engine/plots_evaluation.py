@@ -135,7 +135,8 @@ def compare_figure(rows: list[dict]) -> go.Figure:
                          text=[f"{r['perplexity']:.1f}" for r in rows], textposition="outside"), 1, 1)
     fig.add_trace(go.Bar(x=labels, y=[r["bits_per_byte"] for r in rows], marker_color=colours,
                          text=[f"{r['bits_per_byte']:.2f}" for r in rows], textposition="outside"), 1, 2)
-    fig.update_yaxes(type="log", row=1, col=1)
+    top_ppl = max(max(r["perplexity"] for r in rows), 10.0)
+    fig.update_yaxes(type="log", dtick=1, range=[0, math.log10(top_ppl) * 1.15], row=1, col=1)
     top = max(r["bits_per_byte"] for r in rows)
     fig.update_yaxes(range=[0, top * 1.2], row=1, col=2)
     fig.update_layout(showlegend=False, height=360, template="plotly_white", margin=dict(l=50, r=20, t=50, b=40))

@@ -20,21 +20,23 @@ from .metrics import perplexity
 
 VARIANTS = ("fp32", "bf16", "int8")
 DESCRIPTIONS = {
-    "fp32": "32-bit floats: the reference (4 bytes per weight)",
-    "bf16": "bfloat16: 2 bytes per weight, fp32's range with fewer mantissa bits",
-    "int8": "dynamic int8: block Linear weights as 1-byte integers + a scale per row; embedding/head stay fp32",
+    "fp32": "4 bytes per weight (the reference)",
+    "bf16": "2 bytes per weight, fewer mantissa bits",
+    "int8": "1 byte per block weight + scales; embedding fp32",
 }
 
 
 def model_bytes(model: torch.nn.Module) -> int:
     """Bytes of weights held by a model, counting packed int8 Linear weights and shared
     (tied) tensors once."""
-    seen, total = set(), 0
+    seen, total, keep = set(), 0, []  # keep: unpacked int8 weights are temporaries; holding them
+    # stops a later one from reusing a freed address and being skipped as "already counted"
 
     def add(t):
         nonlocal total
         if t is None or t.data_ptr() in seen:
             return
+        keep.append(t)
         seen.add(t.data_ptr())
         total += t.numel() * t.element_size()
 

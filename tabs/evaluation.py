@@ -27,7 +27,7 @@ ANSWER_CANDIDATES = "Paris\nparis.\nThe capital is Paris.\nLondon\nIt's Lyon, I 
 ANSWER_HEADERS = ["candidate", "exact (raw)", "exact (normalized)", "edit distance", "edit ratio", "token F1",
                   "bigram F1", "semantic (MiniLM cos)", "tiny judge: rating 1-5", "judge p(1..5)"]
 QUANT_HEADERS = ["variant", "what it is", "weights MB", "× fp32 size", "tokens/s", "perplexity",
-                 "Δ perplexity vs fp32", "bits/byte", "greedy continuation"]
+                 "Δ ppl vs fp32", "bits/byte", "greedy continuation"]
 COMPARE_HEADERS = ["text", "tokens", "perplexity", "mean NLL (nats)", "bits/token", "bits/byte", "bits/char",
                    "mean entropy (bits)"]
 
@@ -182,8 +182,9 @@ def build(engine) -> None:
                 cmp_btn = gr.Button("Compare", variant="primary")
             cmp_table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False, label="Scores")
             cmp_plot = gr.Plot()
-            notice("Shuffling keeps every word but destroys grammar, and perplexity jumps; random letters are "
-                   "worse still. Bits per byte stays comparable although the token counts differ.")
+            notice("Shuffling keeps every word but destroys grammar, and perplexity jumps. Random letters look "
+                   "only a little worse per token because they are cut into many more tokens; bits per byte, "
+                   "which does not depend on how the text is cut, shows the real gap.")
 
         with gr.Tab("Cross-entropy toy", id="eval-toy"):
             gr.Markdown("One prediction, by hand: the model's logits become probabilities through softmax, and "
@@ -240,7 +241,12 @@ def build(engine) -> None:
                 q_btn = gr.Button("Build and compare", variant="primary")
                 q_free = gr.Button("Free the bf16/int8 copies")
             q_table = gr.Dataframe(headers=QUANT_HEADERS, interactive=False, wrap=True, label="Side by side",
+                                   column_widths=["7%", "19%", "8%", "7%", "7%", "8%", "8%", "7%", "29%"],
                                    elem_id="eval-quant-table")
+            gr.Markdown("**fp32**: 32-bit floats, the reference · **bf16**: every weight as bfloat16 (fp32's range, "
+                        "8 bits of mantissa) · **int8**: PyTorch dynamic quantization of the Linear layers in the "
+                        "transformer blocks (int8 weights with one scale per output row; activations quantized on "
+                        "the fly); the token embedding, shared with the output head, stays fp32.")
             q_plot = gr.Plot()
             q_status = gr.Markdown()
             notice("Fewer bits per weight: less memory. Speed depends on the hardware (a CPU without bf16 "
