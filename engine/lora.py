@@ -1,0 +1,614 @@
+"""LoRA fine-tuning on the CPU: a quotes dataset, the EOS-terminated training format, a data
+collator, a training loop that streams its loss, base-vs-adapted generation from one model,
+and adapter export/import.
+
+Isolation: the cached base model is never changed. Each session gets its own module tree
+(`session_model`) whose frozen weights are *the same storage* as the cached model's (no copy,
+so 30 students do not need 30 x 540 MB), wrapped by peft with its own LoRA matrices. Only the
+LoRA matrices are trained; the shared storage is only read.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from .errors import UserInputError, check_range, check_text
+from .registry import ASSETS
+from .settings import knob, make, validate
+
+QUOTES = ASSETS / "quotes" / "quotes.txt"
+DASH = " — "
+BASE_KEY = "smollm2-135m-instruct"
+LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+MAX_DATASET_BYTES = 2_000_000  # an uploaded or pasted dataset
+MAX_EXAMPLE_CHARS = 1_000
+MIN_EXAMPLES, MAX_EXAMPLES = 4, 20_000
+MAX_ADAPTER_BYTES = 64 * 2**20  # an uploaded adapter (r=64 on every layer of SmolLM2 is ~40 MB)
+ADAPTER_FILE, CONFIG_FILE = "adapter_model.safetensors", "adapter_config.json"
+Progress = Callable[[float | None, str], None]
+
+
+@dataclass
+class LoraSettings:
+    """The knobs of one LoRA run. Ranges are written once here; the UI and the API use them."""
+
+    r: int = knob(8, 1, 64, "Rank of the update B·A: how many directions each layer may change in",
+                  step=1)
+    alpha: int = knob(16, 1, 256, "The update is scaled by alpha / r before it is added to W", step=1)
+    dropout: float = knob(0.05, 0.0, 0.5, "Dropout on the LoRA input while training", step=0.01)
+    target_modules: list = knob(["q_proj", "v_proj"], help="Which linear layers get an adapter",
+                                choices=LINEAR_NAMES, label="target modules")
+    learning_rate: float = knob(0.002, 0.00001, 0.01, "AdamW step size for the LoRA matrices",
+                                step=0.00001, label="learning rate")
+    max_steps: int = knob(40, 1, 1000, "Optimizer steps (one batch each)", step=1, label="max steps")
+    batch_size: int = knob(8, 1, 64, "Examples per step, padded to the longest in the batch", step=1,
+                           label="batch size")
+    max_length: int = knob(64, 8, 256, "Tokens kept per example (longer ones are cut, losing their EOS)",
+                           step=1, label="max length")
+    seed: int = knob(42, 0, 2**31 - 1, "Shuffling, dropout and LoRA initialisation", step=1)
+
+
+def lora_settings(**values) -> LoraSettings:
+    """Build and check settings from loose values (the API bypasses slider limits)."""
+    if "target_modules" in values and values["target_modules"] is not None:
+        values["target_modules"] = list(values["target_modules"])
+    s = make(LoraSettings, **{k: v for k, v in values.items() if v is not None})
+    if not s.target_modules:
+        raise UserInputError(f"target modules is empty: pick at least one of {', '.join(LINEAR_NAMES)}.")
+    return s
+
+
+# ---- dataset ---------------------------------------------------------------------------------
+def format_example(quote: str, author: str) -> str:
+    return f"{quote.strip()}{DASH}{author.strip()}"
+
+
+def load_quotes(path: Path = QUOTES) -> list[str]:
+    """The bundled dataset: one "<quote> — <author>" a line."""
+    if not path.exists():
+        raise UserInputError(f"{path} is missing: rebuild it with `python scripts/build_quotes.py`.")
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def split_quote(example: str) -> tuple[str, str]:
+    """(quote, author) for display; author is '' when the line has no ' — '."""
+    quote, sep, author = example.rpartition(DASH)
+    return (quote, author) if sep else (example, "")
+
+
+def parse_dataset(text: str, kind: str = "txt") -> list[str]:
+    """User data: .txt = one example a line; .jsonl = one object a line with "text", or with
+    "quote" and "author" (formatted as "<quote> — <author>")."""
+    if kind not in ("txt", "jsonl"):
+        raise UserInputError(f"dataset kind = {kind!r} is not valid: choose 'txt' or 'jsonl'.")
+    text = check_text("dataset", text, max_chars=MAX_DATASET_BYTES)
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if kind == "jsonl":
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserInputError(f"dataset line {n} is not valid JSON ({exc.msg}): each line must be "
+                                     'an object like {"text": "..."} or {"quote": "...", "author": "..."}.') from None
+            if not isinstance(obj, dict):
+                raise UserInputError(f"dataset line {n} is a {type(obj).__name__}, not an object with "
+                                     '"text" or "quote"/"author".')
+            if isinstance(obj.get("text"), str):
+                line = obj["text"].strip()
+            elif isinstance(obj.get("quote"), str) and isinstance(obj.get("author"), str):
+                line = format_example(obj["quote"], obj["author"])
+            else:
+                raise UserInputError(f'dataset line {n} has no "text" string and no "quote" + "author" strings.')
+        if len(line) > MAX_EXAMPLE_CHARS:
+            raise UserInputError(f"dataset line {n} is {len(line):,} characters long: the limit is "
+                                 f"{MAX_EXAMPLE_CHARS:,} characters per example.")
+        if line:
+            out.append(line)
+    if not MIN_EXAMPLES <= len(out) <= MAX_EXAMPLES:
+        raise UserInputError(f"the dataset has {len(out):,} examples: give {MIN_EXAMPLES} to "
+                             f"{MAX_EXAMPLES:,} non-empty lines.")
+    return out
+
+
+def read_dataset_file(path: str | Path) -> list[str]:
+    """An uploaded .txt or .jsonl file (the path is Gradio's temporary copy, never user text)."""
+    path = Path(path)
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in ("txt", "jsonl"):
+        raise UserInputError(f"file type .{kind} is not accepted: upload a .txt or .jsonl file.")
+    size = path.stat().st_size
+    if size > MAX_DATASET_BYTES:
+        raise UserInputError(f"the file is {size:,} bytes: the limit is {MAX_DATASET_BYTES:,} bytes.")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserInputError("the file is not UTF-8 text: save it as UTF-8 and upload it again.") from None
+    return parse_dataset(text, kind)
+
+
+# ---- the training format: text + EOS, padded per batch ------------------------------------------
+def encode_examples(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids of each example followed by EOS, cut to max_length (a cut example loses its EOS)."""
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [(x + [tokenizer.eos_token_id])[:max_length] for x in ids]
+
+
+def collate(batch: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch to its longest example. Labels copy the ids except at padding (-100,
+    ignored by the loss). Padding is found from the attention mask, not the pad id: SmolLM2 pads
+    with its EOS token, and masking by id would also hide the real EOS the model must learn."""
+    longest = max(len(x) for x in batch)
+    input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)  # (batch, longest)
+    attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)  # (batch, longest)
+    for i, ids in enumerate(batch):
+        input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[i, : len(ids)] = 1
+    labels = input_ids.masked_fill(attention_mask == 0, -100)  # (batch, longest)
+    return dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+
+
+def pad_id_of(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def show_format(tokenizer, texts: list[str], max_length: int, n: int = 3) -> dict:
+    """One formatted example, its tokens, and a padded batch of the first n, for the UI."""
+    texts = texts[:n]
+    ids = encode_examples(tokenizer, texts, max_length)
+    batch = collate(ids, pad_id_of(tokenizer))
+    first = ids[0]
+    return dict(
+        text=texts[0] + tokenizer.eos_token, eos=tokenizer.eos_token, pad=tokenizer.convert_ids_to_tokens(pad_id_of(tokenizer)),
+        tokens=[tokenizer.decode([i]) for i in first], ids=first,  # readable pieces, not byte-level BPE
+        input_ids=batch["input_ids"].tolist(), attention_mask=batch["attention_mask"].tolist(),
+        labels=batch["labels"].tolist(), lengths=[len(x) for x in ids],
+    )
+
+
+def batches(n_examples: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Endless shuffled batches of example indices: a new permutation each epoch."""
+    g = torch.Generator().manual_seed(seed)
+    batch_size = min(batch_size, n_examples)
+    while True:
+        order = torch.randperm(n_examples, generator=g).tolist()
+        for i in range(0, n_examples - batch_size + 1, batch_size):
+            yield order[i : i + batch_size]
+
+
+# ---- one model tree per session, sharing the cached weights ----------------------------------------
+def linear_layer_names(model) -> list[str]:
+    """Distinct names of the linear layers inside the transformer blocks (lm_head left out)."""
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear) and ".layers." in f".{n}"}
+    return sorted(names, key=lambda s: (LINEAR_NAMES.index(s) if s in LINEAR_NAMES else 99, s))
+
+
+def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A new module tree whose parameters are new, frozen Parameter objects over the same
+    storage as `model`'s, and whose buffers are the same tensors. Nothing is copied; the
+    original's modules, flags and tensors are left as they are (we only ever read them)."""
+    memo: dict[int, Any] = {}
+    for p in model.parameters():
+        memo[id(p)] = torch.nn.Parameter(p.data, requires_grad=False)
+    for b in model.buffers():
+        memo[id(b)] = b
+    twin = copy.deepcopy(model, memo)
+    twin.eval()
+    return twin
+
+
+def lora_config(settings: LoraSettings):
+    from peft import LoraConfig
+
+    return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                      target_modules=list(settings.target_modules), bias="none", task_type="CAUSAL_LM")
+
+
+def session_model(base_model, settings: LoraSettings, hub_id: str = ""):
+    """A PeftModel over a shared copy of `base_model` with fresh LoRA matrices (B = 0, so it
+    starts out identical to the base). Seeded, so the same settings give the same A."""
+    from peft import get_peft_model
+
+    validate(settings)
+    available = linear_layer_names(base_model)
+    for name in settings.target_modules:
+        if name not in available:
+            raise UserInputError(f"target module {name!r} is not a linear layer of this model: "
+                                 f"choose from {', '.join(available)}.")
+    torch.manual_seed(settings.seed)
+    peft_model = get_peft_model(shared_copy(base_model), lora_config(settings))
+    if hub_id:
+        peft_model.peft_config["default"].base_model_name_or_path = hub_id
+    peft_model.eval()
+    return peft_model
+
+
+def count_params(model) -> tuple[int, int]:
+    """(trainable, total), counting a tied weight once."""
+    seen, total, trainable = set(), 0, 0
+    for p in model.parameters():
+        key = (p.data_ptr(), p.numel())
+        if key in seen:
+            continue
+        seen.add(key)
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def expected_trainable(base_model, settings: LoraSettings) -> int:
+    """r·(in + out) summed over every targeted linear layer of the base model."""
+    total = 0
+    for name, m in base_model.named_modules():
+        if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in settings.target_modules:
+            total += settings.r * (m.in_features + m.out_features)
+    return total
+
+
+def param_report(peft_model, settings: LoraSettings) -> dict:
+    """The numbers shown before training: counts, one layer's W + B·A arithmetic, sizes on disk."""
+    trainable, total = count_params(peft_model)
+    layer_name, layer = next((n, m) for n, m in peft_model.named_modules()
+                             if hasattr(m, "lora_A") and "default" in getattr(m, "lora_A", {}))
+    out_f, in_f = layer.base_layer.weight.shape  # W: (out, in)
+    r = settings.r
+    n_layers = sum(1 for _, m in peft_model.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A)
+    base_params = total - trainable
+    return dict(
+        trainable=trainable, total=total, percent=100.0 * trainable / total,
+        layer=layer_name.replace("base_model.model.", ""), w_shape=(out_f, in_f), w_params=out_f * in_f,
+        a_shape=(r, in_f), b_shape=(out_f, r), a_params=r * in_f, b_params=out_f * r,
+        layer_lora=r * (in_f + out_f), layer_percent=100.0 * r * (in_f + out_f) / (out_f * in_f),
+        scale=settings.alpha / r, n_adapted_layers=n_layers,
+        adapter_bytes=trainable * 4, full_bytes=base_params * 4,
+    )
+
+
+# ---- training -------------------------------------------------------------------------------
+@dataclass
+class TrainUpdate:
+    step: int
+    max_steps: int
+    loss: float
+    losses: list
+    seconds: float
+    message: str = ""
+    done: bool = False
+    stopped: bool = False
+
+
+def train_steps(peft_model, examples: list[list[int]], settings: LoraSettings, pad_id: int,
+                stop: threading.Event | None = None) -> Iterator[TrainUpdate]:
+    """Plain AdamW on the LoRA matrices, one update per batch, yielding after each step. A set
+    `stop` ends the loop between steps; the adapter keeps what it learned so far."""
+    validate(settings)
+    torch.manual_seed(settings.seed)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
+    order = batches(len(examples), settings.batch_size, settings.seed)
+    losses: list[float] = []
+    device = next(iter(params)).device
+    start = time.perf_counter()
+    peft_model.train()
+    try:
+        for step in range(1, settings.max_steps + 1):
+            if stop is not None and stop.is_set():
+                yield TrainUpdate(step - 1, settings.max_steps, losses[-1] if losses else math.nan, losses,
+                                  time.perf_counter() - start, "stopped", done=True, stopped=True)
+                return
+            batch = collate([examples[i] for i in next(order)], pad_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out = peft_model(**batch)  # mean cross-entropy over the non-padding next tokens
+            out.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(out.loss.detach()))
+            yield TrainUpdate(step, settings.max_steps, losses[-1], losses, time.perf_counter() - start,
+                              done=step == settings.max_steps)
+    finally:
+        peft_model.eval()
+
+
+class TrainingGate:
+    """At most one training at a time in this process (a CPU has no room for two). Others wait
+    with a message saying who is ahead. Not per-user state: one gate guards one machine."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.progress = ""
+
+    def try_enter(self) -> bool:
+        return self._lock.acquire(blocking=False)
+
+    def leave(self) -> None:
+        self.progress = ""
+        self._lock.release()
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+
+GATE = TrainingGate()
+
+
+@dataclass
+class LoraSession:
+    """One browser session's adapter (kept in gr.State). Never shared between sessions."""
+
+    model: Any = None  # PeftModel over a shared copy of the cached base model
+    tokenizer: Any = None
+    settings: LoraSettings | None = None
+    losses: list = field(default_factory=list)
+    steps_done: int = 0
+    examples: int = 0
+    source: str = ""  # "trained", "uploaded"
+    training: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __deepcopy__(self, memo):  # gr.State may copy its initial value; a new session is empty
+        return LoraSession()
+
+
+def fit_threads(default: int, load: float | None = None, cores: int | None = None) -> int:
+    """Torch threads for the next training steps: 1 when the CPU is oversubscribed (1-minute
+    load above 1.5 x cores), else `default`. Measured here on 2 shared cores at load ~9: a
+    SmolLM2 step took ~44 s with 2 OpenMP threads (they wait on each other) and ~10 s with 1;
+    on a free machine 2 threads take ~1.5 s."""
+    cores = cores or os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            return default
+    return 1 if load > 1.5 * cores else default
+
+
+def dataset_texts(source: str, pasted: str | None = None, upload: str | None = None) -> list[str]:
+    """The examples for a run: the bundled quotes, pasted text (.txt format) or an uploaded file."""
+    if source == "quotes":
+        return load_quotes()
+    if source == "paste":
+        return parse_dataset(pasted or "", "txt")
+    if source == "upload":
+        if not upload:
+            raise UserInputError("no file uploaded: upload a .txt or .jsonl file (up to 2 MB).")
+        return read_dataset_file(upload)
+    raise UserInputError(f"dataset = {source!r} is not valid: choose 'quotes', 'paste' or 'upload'.")
+
+
+def train(engine, session: LoraSession, texts: list[str], settings: LoraSettings,
+          progress: Progress | None = None, wait_poll: float = 1.0) -> Iterator[TrainUpdate]:
+    """Train a fresh adapter for `session` on `texts`, streaming updates. Waits (with a
+    message) while another session trains. The cached base model is only read."""
+    validate(settings)
+    session.stop.clear()
+    while not GATE.try_enter():
+        yield TrainUpdate(0, settings.max_steps, math.nan, [], 0.0,
+                          "Queued: another session is training on this machine"
+                          f"{' (' + GATE.progress + ')' if GATE.progress else ''}. Yours starts when it ends.")
+        if session.stop.wait(wait_poll):
+            yield TrainUpdate(0, settings.max_steps, math.nan, [], 0.0, "Left the queue.", done=True, stopped=True)
+            return
+    default_threads = torch.get_num_threads()
+    try:
+        session.training = True
+        bundle = engine.load(BASE_KEY, progress=progress)
+        examples = encode_examples(bundle.tokenizer, texts, settings.max_length)
+        spec = engine.registry.get(BASE_KEY)
+        session.model = session_model(bundle.model, settings, spec.hub_id)
+        session.tokenizer, session.settings = bundle.tokenizer, settings
+        session.losses, session.steps_done, session.examples, session.source = [], 0, len(examples), "trained"
+        on_cpu = engine.device.kind == "cpu"
+        if on_cpu:
+            torch.set_num_threads(fit_threads(default_threads))
+        for update in train_steps(session.model, examples, settings, pad_id_of(bundle.tokenizer), session.stop):
+            session.losses, session.steps_done = list(update.losses), update.step
+            GATE.progress = f"step {update.step} of {update.max_steps}"
+            if on_cpu and update.step % 5 == 1:  # process-wide; restored when training ends
+                torch.set_num_threads(fit_threads(default_threads))
+            yield update
+    finally:
+        torch.set_num_threads(default_threads)
+        session.training = False
+        GATE.leave()
+
+
+# ---- base vs adapted -------------------------------------------------------------------------
+@torch.no_grad()
+def generate_pair(peft_model, tokenizer, prompt: str, seed: int, max_new_tokens: int = 48,
+                  temperature: float = 0.8, top_p: float = 0.95) -> dict:
+    """The same prompt and seed through the base (adapter disabled) and the adapted model."""
+    prompt = check_text("prompt", prompt, max_chars=500)
+    seed = check_range("seed", seed, 0, 2**32 - 1, integer=True)
+    max_new_tokens = check_range("max new tokens", max_new_tokens, 1, 200, integer=True)
+    temperature = check_range("temperature", temperature, 0.0, 2.0)
+    device = next(peft_model.parameters()).device
+    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
+    n_prompt = enc["input_ids"].shape[1]
+    kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id_of(tokenizer),
+                  eos_token_id=tokenizer.eos_token_id)
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+    else:
+        kwargs.update(do_sample=False)
+    peft_model.eval()
+    result = {}
+    for name in ("base", "adapted"):
+        torch.manual_seed(seed)
+        if name == "base":
+            with peft_model.disable_adapter():
+                out = peft_model.generate(**enc, **kwargs)  # (1, prompt + new)
+        else:
+            out = peft_model.generate(**enc, **kwargs)
+        new = out[0, n_prompt:].tolist()
+        stopped = bool(new) and new[-1] == tokenizer.eos_token_id
+        text = tokenizer.decode(new, skip_special_tokens=True)
+        result[name] = dict(text=prompt + text, new_tokens=len(new), stopped_at_eos=stopped)
+    return result
+
+
+# ---- adapter files -------------------------------------------------------------------------------
+def export_adapter(peft_model, folder: str | Path) -> Path:
+    """Save the adapter (safetensors + adapter_config.json) and zip the two files."""
+    folder = Path(folder)
+    # save_embedding_layers=False: no embeddings are adapted, so peft need not look up the base config
+    peft_model.save_pretrained(folder / "adapter", safe_serialization=True, save_embedding_layers=False)
+    out = folder / "lora-adapter.zip"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in (ADAPTER_FILE, CONFIG_FILE):
+            zf.write(folder / "adapter" / name, arcname=name)
+    return out
+
+
+def _read_upload(path: Path) -> tuple[bytes, dict | None]:
+    """(safetensors bytes, config dict or None) from a .safetensors or a .zip of the two files."""
+    size = path.stat().st_size
+    if size > MAX_ADAPTER_BYTES:
+        raise UserInputError(f"the adapter file is {size:,} bytes: the limit is {MAX_ADAPTER_BYTES:,} bytes.")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return path.read_bytes(), None
+    if suffix != ".zip":
+        raise UserInputError(f"file type {suffix or '(none)'} is not accepted: upload {ADAPTER_FILE} "
+                             f"or a .zip holding {ADAPTER_FILE} and {CONFIG_FILE}.")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = {i.filename: i for i in zf.infolist()}
+            if ADAPTER_FILE not in infos:
+                raise UserInputError(f"the zip holds {sorted(infos)[:5]}: it must hold {ADAPTER_FILE} "
+                                     f"(and {CONFIG_FILE}).")
+            for name in (ADAPTER_FILE, CONFIG_FILE):
+                if name in infos and infos[name].file_size > MAX_ADAPTER_BYTES:
+                    raise UserInputError(f"{name} in the zip is {infos[name].file_size:,} bytes unpacked: "
+                                         f"the limit is {MAX_ADAPTER_BYTES:,}.")
+            data = zf.read(ADAPTER_FILE)
+            config = None
+            if CONFIG_FILE in infos:
+                try:
+                    config = json.loads(zf.read(CONFIG_FILE).decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    raise UserInputError(f"{CONFIG_FILE} in the zip is not valid JSON.") from None
+                if not isinstance(config, dict):
+                    raise UserInputError(f"{CONFIG_FILE} must hold a JSON object.")
+    except zipfile.BadZipFile:
+        raise UserInputError("the file is not a valid zip archive.") from None
+    return data, config
+
+
+def _settings_from(tensors: dict, config: dict | None) -> LoraSettings:
+    """Rank and targets from the tensors (checked against the config when there is one)."""
+    targets, ranks = set(), set()
+    for key, t in tensors.items():
+        parts = key.split(".")
+        if len(parts) < 3 or parts[-2] not in ("lora_A", "lora_B") or parts[-1] != "weight":
+            raise UserInputError(f"unexpected tensor {key!r}: a LoRA adapter holds only "
+                                 "'...<layer>.lora_A.weight' and '...<layer>.lora_B.weight' tensors.")
+        if t.dim() != 2:
+            raise UserInputError(f"tensor {key!r} has {t.dim()} dimensions: LoRA matrices have 2.")
+        targets.add(parts[-3])
+        ranks.add(t.shape[0] if parts[-2] == "lora_A" else t.shape[1])
+    if len(ranks) != 1:
+        raise UserInputError(f"the adapter mixes ranks {sorted(ranks)}: one rank r (1 to 64) is supported.")
+    r = ranks.pop()
+    alpha = 2 * r
+    if config is not None:
+        if config.get("r") is not None and config.get("r") != r:
+            raise UserInputError(f"{CONFIG_FILE} says r = {config.get('r')!r} but the tensors have rank {r}.")
+        alpha = config.get("lora_alpha", alpha)
+    return lora_settings(r=r, alpha=alpha, target_modules=sorted(targets, key=lambda s: (
+        LINEAR_NAMES.index(s) if s in LINEAR_NAMES else 99, s)))
+
+
+def load_adapter_file(base_model, path: str | Path, hub_id: str = ""):
+    """(PeftModel, LoraSettings) from an uploaded .safetensors or .zip, after checking every key
+    and shape against the adapter those settings create on `base_model`."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load as load_safetensors
+
+    data, config = _read_upload(Path(path))
+    try:
+        tensors = load_safetensors(data)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the file's fault
+        raise UserInputError(f"the adapter is not a readable safetensors file ({type(exc).__name__}).") from None
+    if not tensors:
+        raise UserInputError("the adapter file holds no tensors.")
+    settings = _settings_from(tensors, config)
+    model = session_model(base_model, settings, hub_id)
+    expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(model).items()}
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if set(expected) != set(got):
+        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        raise UserInputError(f"the adapter does not fit this model: {len(missing)} tensors missing "
+                             f"(e.g. {missing[:1]}), {len(extra)} unexpected (e.g. {extra[:1]}).")
+    for k, shape in expected.items():
+        if got[k] != shape:
+            raise UserInputError(f"tensor {k!r} has shape {got[k]}: this model needs {shape}.")
+    if not all(v.is_floating_point() for v in tensors.values()):
+        raise UserInputError("the adapter holds non-float tensors: LoRA matrices are floating point.")
+    device = next(model.parameters()).device
+    set_peft_model_state_dict(model, {k: v.to(device, torch.float32) for k, v in tensors.items()})
+    model.eval()
+    return model, settings
+
+
+def import_adapter(engine, session: LoraSession, path: str | Path, progress: Progress | None = None) -> dict:
+    """Load an uploaded adapter into the session (validated by load_adapter_file)."""
+    if session.training:
+        raise UserInputError("a training is running in this session: press Stop first, then upload.")
+    bundle = engine.load(BASE_KEY, progress=progress)
+    model, settings = load_adapter_file(bundle.model, path, engine.registry.get(BASE_KEY).hub_id)
+    session.model, session.tokenizer, session.settings = model, bundle.tokenizer, settings
+    session.losses, session.steps_done, session.examples, session.source = [], 0, 0, "uploaded"
+    return dict(r=settings.r, alpha=settings.alpha, target_modules=settings.target_modules,
+                tensors=len(get_state_keys(model)))
+
+
+def get_state_keys(model) -> list[str]:
+    from peft import get_peft_model_state_dict
+
+    return list(get_peft_model_state_dict(model))
+
+
+# ---- plots (pure: data -> figure) ------------------------------------------------------------------
+def loss_figure(losses: list[float], max_steps: int | None = None, title: str = "Training loss"):
+    import plotly.graph_objects as go
+
+    steps = list(range(1, len(losses) + 1))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines+markers", name="loss per step",
+                             line=dict(color="#7c9cc9", width=1.5), marker=dict(size=5)))
+    if len(losses) >= 3:
+        smooth, ema = [], losses[0]
+        for x in losses:
+            ema = 0.8 * ema + 0.2 * x
+            smooth.append(ema)
+        fig.add_trace(go.Scatter(x=steps, y=smooth, mode="lines", name="moving average",
+                                 line=dict(color="#d9534f", width=3)))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="cross-entropy loss (nats/token)",
+                      template="plotly_white", height=360, margin=dict(l=60, r=20, t=50, b=50),
+                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    if max_steps:
+        fig.update_xaxes(range=[0.5, max(max_steps, 1) + 0.5])
+    return fig
+
+
+__all__ = [
+    "LoraSettings", "lora_settings", "LoraSession", "load_quotes", "parse_dataset", "read_dataset_file",
+    "dataset_texts", "encode_examples", "collate", "show_format", "session_model", "shared_copy",
+    "param_report", "count_params", "expected_trainable", "train", "train_steps", "generate_pair",
+    "export_adapter", "import_adapter", "load_adapter_file", "loss_figure", "linear_layer_names", "GATE",
+]

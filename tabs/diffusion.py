@@ -1,0 +1,254 @@
+"""Diffusion: text-to-image and image-to-image with every knob, the denoising steps as a gallery,
+a guidance x steps sweep, and the pipeline with the tensor shape at each stage."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from engine import diffusion as D
+from engine.settings import knob_info
+from tabs._ui import HEAVY, controls_for, model_picker, notice, progress_callback, seed_box, user_errors
+
+TITLE = "Diffusion"
+
+BUILDER_FIELDS = (
+    ("subject", "Subject", "a handwritten 7 / a red fox"),
+    ("style", "Style", "pencil sketch, watercolor, photo"),
+    ("details", "Details", "bold strokes, fluffy tail"),
+    ("environment", "Environment", "in a snowy forest"),
+    ("composition", "Composition", "centered, close-up"),
+    ("lighting", "Lighting", "soft morning light"),
+    ("quality", "Quality modifiers", "highly detailed, sharp focus"),
+)
+KNOBS = ["guidance_scale", "steps", "scheduler", "num_images", "width", "height", "gallery_every",
+         "guidance_rescale"]
+
+
+def _profile_md(engine, key: str) -> str:
+    if not key:
+        return "No diffusion model is usable here."
+    spec, p = engine.registry.get(key), D.profile_for(key)
+    src = "the Hugging Face Hub" if engine.online and spec.hub_id else "assets/ (offline)"
+    lines = [f"**{spec.title}** from {src} · native size **{p.size}x{p.size}** · default guidance "
+             f"**{p.guidance:g}**, **{p.steps}** steps, **{p.scheduler}** · "
+             f"{'latent space (VAE, 8x smaller)' if p.kind == 'latent' else 'pixel space (no VAE)'}"]
+    if p.note:
+        lines.append(p.note)
+    return "  \n".join(lines)
+
+
+def _write_frames(result) -> list[tuple[str, str]]:
+    folder = Path(tempfile.mkdtemp(prefix="frames-"))
+    out = []
+    for f in result.frames:
+        path = folder / f"step-{f.step:03d}.png"
+        f.image.save(path)
+        out.append((str(path), f"step {f.step}/{result.steps_run}"))
+    return out
+
+
+def _summary(result) -> str:
+    p = result.params
+    applied = ", ".join(result.applied) if result.applied else "none (CPU)" if not result.applied else ""
+    return (f"{len(result.images)} image(s) in **{result.seconds:.2f} s** · **{result.steps_run}** denoising "
+            f"steps run · seed {p['seed']} · {p['scheduler']} · guidance {p['guidance_scale']:g} · "
+            f"memory savers: {applied}. Each PNG carries its parameters in its metadata.")
+
+
+def build(engine) -> None:
+    gr.Markdown("## Diffusion: from noise to an image, one denoising step at a time\n"
+                "A text encoder turns the prompt into vectors; a U-Net predicts the noise in the image; "
+                "the scheduler removes a bit of it per step; guidance pushes towards the prompt and away "
+                "from the negative prompt.")
+    with gr.Row():
+        model = model_picker(engine, "diffusion", label="Model", scale=2)
+        profile_md = gr.Markdown(_profile_md(engine, model.value))
+    start = D.defaults_for(model.value) if model.value else D.DiffusionSettings()
+    profile = D.profile_for(model.value or "sd15")
+    with gr.Accordion("Prompt builder", open=False):
+        with gr.Row():
+            fields = [gr.Textbox(label=label, placeholder=hint, max_lines=1) for _, label, hint in BUILDER_FIELDS]
+        compose = gr.Button("Compose into the prompt below", size="sm")
+    with gr.Row():
+        prompt = gr.Textbox(label="Prompt", value="a handwritten 7", lines=2, scale=3)
+        negative = gr.Textbox(label="Negative prompt", value="", lines=2, scale=2,
+                              placeholder="what to steer away from, e.g. bold")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            plain = [k for k in KNOBS if k not in ("width", "height")]
+            ctl = controls_for(D.DiffusionSettings, plain, **{
+                "guidance_scale": {"value": start.guidance_scale},
+                "steps": {"value": start.steps},
+                "scheduler": {"value": start.scheduler},
+            })
+            for name in ("width", "height"):  # bounds depend on the model: set here, updated on change
+                ctl[name] = gr.Slider(profile.min_size, profile.max_size, value=getattr(start, name), step=8,
+                                      label=name, info=knob_info(D.DiffusionSettings, name).help)
+            seed = seed_box(42)
+            on_gpu = engine.device.kind == "cuda"
+            with gr.Accordion("GPU memory knobs" + ("" if on_gpu else " (GPU only: off on this CPU)"),
+                              open=False):
+                fp16 = gr.Checkbox(True, label="fp16 weights", interactive=on_gpu)
+                attn = gr.Checkbox(False, label="attention slicing", interactive=on_gpu)
+                vae_slice = gr.Checkbox(False, label="VAE slicing", interactive=on_gpu)
+                vae_tile = gr.Checkbox(False, label="VAE tiling", interactive=on_gpu)
+                offload = gr.Checkbox(False, label="model CPU offload", interactive=on_gpu)
+                gr.Markdown("Applied only on a CUDA GPU. fp16 halves the weights' memory; slicing runs "
+                            "attention / VAE decoding in pieces; tiling decodes large images tile by tile; "
+                            "CPU offload keeps each model on the CPU until it is needed.")
+        with gr.Column(scale=2):
+            with gr.Tabs():
+                with gr.Tab("Text to image"):
+                    go = gr.Button("Generate", variant="primary", elem_id="diffusion-generate")
+                    images = gr.Gallery(label="Images (PNG with parameters)", columns=4, height="auto",
+                                        object_fit="contain", elem_id="diffusion-images")
+                    info = gr.Markdown()
+                    frames = gr.Gallery(label="Denoising gallery: the first image every few steps", columns=6,
+                                        height=220, object_fit="contain", elem_id="diffusion-frames")
+                    notice("Early steps are almost pure noise; the shape appears in the middle steps and the "
+                           "last steps only sharpen it. Same seed, same image.")
+                    with gr.Row():
+                        files = gr.File(label="Download PNGs", file_count="multiple")
+                        gif = gr.File(label="Denoising as animated GIF")
+                with gr.Tab("Image to image"):
+                    with gr.Row():
+                        init = gr.Sketchpad(label="Init image: draw or upload", type="pil",
+                                            canvas_size=(320, 320), sources=["upload"], height=360)
+                        with gr.Column():
+                            strength = controls_for(D.DiffusionSettings, ["strength"])["strength"]
+                            steps_run = gr.Markdown()
+                            digit = gr.Dropdown([str(i) for i in range(10)], value="3",
+                                                label="or start from a real digit of the dataset")
+                            use_digit = gr.Button("Use this digit", size="sm")
+                            init_preview = gr.Image(label="Init image as the model sees it", type="pil",
+                                                    height=160, interactive=False, image_mode="L")
+                    go_i2i = gr.Button("Generate from the image", variant="primary")
+                    images_i2i = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain")
+                    info_i2i = gr.Markdown()
+                    frames_i2i = gr.Gallery(label="Denoising gallery", columns=6, height=200, object_fit="contain")
+                    files_i2i = gr.File(label="Download PNGs", file_count="multiple")
+                    notice("Strength 0 returns your image; strength 1 ignores it. Only int(strength x steps) "
+                           "steps run, starting from your image with that much noise added.")
+                with gr.Tab("Sweep"):
+                    with gr.Row():
+                        guid_list = gr.Textbox("1, 3, 7.5", label="Guidance values (rows)")
+                        axis = gr.Radio(["steps", "scheduler"], value="steps", label="Columns vary")
+                        col_list = gr.Textbox("5, 10, 25", label="Steps values or scheduler names (columns)",
+                                              info=f"schedulers: {', '.join(D.SCHEDULER_NAMES)}")
+                    go_sweep = gr.Button("Run the sweep", variant="primary", elem_id="diffusion-sweep")
+                    grid = gr.Image(label="Sweep grid (same seed in every cell)", type="filepath", show_label=False,
+                                    elem_id="diffusion-grid", height=560)
+                    notice("Read across for steps, down for guidance. Too little guidance ignores the prompt; "
+                           "too much over-cooks it.")
+                with gr.Tab("How it works"):
+                    diagram = gr.HTML(D.pipeline_diagram_html([], profile.kind))
+                    gr.Markdown("Shapes are (batch, ...). With guidance > 1 every U-Net call runs the prompt "
+                                "and the negative prompt together (batch x 2) and mixes the two predictions: "
+                                "`noise = uncond + guidance x (cond - uncond)`. Stable Diffusion works on 4 x 64 x 64 "
+                                "latents for a 512 x 512 image; the digits model works on the 1 x 16 x 16 pixels.")
+
+    # Register listeners
+    memory = [fp16, attn, vae_slice, vae_tile, offload]
+    knob_inputs = [ctl[k] for k in KNOBS]
+
+    def settings_from(values, seed_value, strength_value=None) -> D.DiffusionSettings:
+        kw = dict(zip(KNOBS, values))
+        kw["steps"], kw["num_images"] = int(kw["steps"]), int(kw["num_images"])
+        kw["width"], kw["height"], kw["gallery_every"] = int(kw["width"]), int(kw["height"]), int(kw["gallery_every"])
+        if strength_value is not None:
+            kw["strength"] = strength_value
+        return D.DiffusionSettings(seed=int(seed_value or 0), **kw)
+
+    def on_model(key):
+        p, s = D.profile_for(key), D.defaults_for(key)
+        size = dict(minimum=p.min_size, maximum=p.max_size)
+        return (_profile_md(engine, key), gr.update(value=s.guidance_scale), gr.update(value=s.steps),
+                gr.update(value=s.scheduler), gr.update(value=s.width, **size), gr.update(value=s.height, **size))
+
+    model.change(user_errors(on_model), [model], [profile_md, ctl["guidance_scale"], ctl["steps"],
+                                                  ctl["scheduler"], ctl["width"], ctl["height"]],
+                 api_name="diffusion_defaults")
+    compose.click(user_errors(D.compose_prompt), fields, [prompt], api_name="compose_prompt")
+
+    def txt2img(key, p, n, *rest, progress=gr.Progress()):
+        values, seed_value, mem = rest[:len(KNOBS)], rest[len(KNOBS)], rest[len(KNOBS) + 1:]
+        result = D.generate(engine, key, p, n, settings_from(values, seed_value), knobs=D.MemoryKnobs(*mem),
+                            progress=progress_callback(progress))
+        pngs = D.save_pngs(result)
+        gif_path = D.save_gif(result.frames) if result.frames else None
+        return ([(path, f"seed {result.params['seed']} #{i}") for i, path in enumerate(pngs)], _summary(result),
+                _write_frames(result), pngs, gif_path, D.pipeline_diagram_html(result.shapes, result_kind(key)))
+
+    def result_kind(key):
+        return D.profile_for(key).kind
+
+    go.click(user_errors(txt2img), [model, prompt, negative, *knob_inputs, seed, *memory],
+             [images, info, frames, files, gif, diagram], api_name="txt2img", **HEAVY)
+
+    def img2img(key, image, p, n, strength_value, *rest, progress=gr.Progress()):
+        if image is None:
+            raise D.UserInputError("init image is missing: draw or upload one, or use a dataset digit.")
+        values, seed_value, mem = rest[:len(KNOBS)], rest[len(KNOBS)], rest[len(KNOBS) + 1:]
+        result = D.generate(engine, key, p, n, settings_from(values, seed_value, strength_value),
+                            init_image=_composite(image), knobs=D.MemoryKnobs(*mem),
+                            progress=progress_callback(progress))
+        pngs = D.save_pngs(result)
+        return ([(path, f"#{i}") for i, path in enumerate(pngs)], _summary(result), _write_frames(result), pngs,
+                D.pipeline_diagram_html(result.shapes, result_kind(key)))
+
+    go_i2i.click(user_errors(img2img), [model, init, prompt, negative, strength, *knob_inputs, seed, *memory],
+                 [images_i2i, info_i2i, frames_i2i, files_i2i, diagram], api_name="img2img", **HEAVY)
+
+    def show_steps_run(strength_value, steps_value):
+        run = int(float(steps_value) * float(strength_value))
+        return (f"**Steps actually run = int(strength x steps) = int({float(strength_value):g} x "
+                f"{int(steps_value)}) = {run}** of {int(steps_value)}")
+
+    for trigger in (strength, ctl["steps"]):
+        trigger.change(user_errors(show_steps_run), [strength, ctl["steps"]], [steps_run], api_name=False)
+
+    def preview(key, image):
+        if image is None:
+            return None
+        return D.prepare_init_image(_composite(image), D.profile_for(key)).resize((160, 160), 0)
+
+    def use_sample(d):
+        img = D.sample_digit(int(d))
+        return {"background": img.resize((320, 320), 0).convert("RGBA"), "layers": [], "composite":
+                img.resize((320, 320), 0).convert("RGBA")}
+
+    use_digit.click(user_errors(use_sample), [digit], [init], api_name="sample_digit")
+    init.change(user_errors(preview), [model, init], [init_preview], api_name=False)
+
+    def run_sweep(key, p, n, guid_text, axis_value, cols_text, *rest, progress=gr.Progress()):
+        values, seed_value, mem = rest[:len(KNOBS)], rest[len(KNOBS)], rest[len(KNOBS) + 1:]
+        guidances = _numbers("guidance values", guid_text)
+        cols = ([int(v) for v in _numbers("steps values", cols_text)] if axis_value == "steps"
+                else [c.strip() for c in cols_text.split(",") if c.strip()])
+        image, params = D.sweep(engine, key, p, n, settings_from(values, seed_value), guidances, cols, axis_value,
+                                knobs=D.MemoryKnobs(*mem), progress=progress_callback(progress))
+        path = Path(tempfile.mkdtemp(prefix="sweep-")) / "sweep.png"
+        path.write_bytes(D.png_bytes(image, params))
+        return str(path)
+
+    go_sweep.click(user_errors(run_sweep), [model, prompt, negative, guid_list, axis, col_list, *knob_inputs, seed,
+                                            *memory], [grid], api_name="diffusion_sweep", **HEAVY)
+
+
+def _composite(image):
+    """A Sketchpad value (dict with a composite) or a plain picture."""
+    if isinstance(image, dict):
+        image = image.get("composite") or image.get("background")
+    return image
+
+
+def _numbers(name: str, text: str) -> list[float]:
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise D.UserInputError(f"{name} = {text!r} must be numbers separated by commas, e.g. 1, 3, 7.5") from None
+    if not values:
+        raise D.UserInputError(f"{name} is empty: give 1 to 6 numbers separated by commas, e.g. 1, 3, 7.5")
+    return values

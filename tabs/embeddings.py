@@ -1,0 +1,281 @@
+"""Embeddings & attention: look inside a transformer with the models the app ships.
+
+Attention heatmaps per layer and head (encoder vs causal), bertviz's views rendered offline,
+the word "bank" in two senses across layers, and a mini vector search (the retrieval step of RAG)
+next to TF-IDF. The engine does the model work; this file lays out and wires the widgets."""
+from __future__ import annotations
+
+import gradio as gr
+
+from engine import attention as att
+from engine import bertviz_page, embeddings as emb
+from engine import plots_embeddings as plots
+from tabs._ui import HEAVY, Share, notice, on_gpu, progress_callback, user_errors
+
+TITLE = "Embeddings & attention"
+
+DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
+MODEL_CHOICES = [("Encoder: all-MiniLM-L6-v2 (sees both sides)", "minilm-l6"),
+                 ("Causal: SmolLM2-135M (sees only the past)", "smollm2-135m-instruct")]
+VIEW_CHOICES = [("Head view (one layer, lines between tokens)", "head"),
+                ("Model view (every layer x every head)", "model")]
+LIGHT = dict(concurrency_limit=None)  # re-plotting from state: no model work
+
+# Clicking a heatmap cell picks its row (the query token): plotly's click event writes the row
+# into a hidden textbox, whose change event re-plots from state. The hook is attached after
+# each redraw (the plot element can be replaced), once per element.
+HOOK_CLICKS_JS = """() => {
+  const hook = (tries) => {
+    const plot = document.querySelector('#att-heatmap .js-plotly-plot');
+    if (!plot || !plot.on) { if (tries > 0) setTimeout(() => hook(tries - 1), 250); return; }
+    if (plot.dataset.clickHooked) return;
+    plot.dataset.clickHooked = '1';
+    plot.on('plotly_click', (ev) => {
+      const box = document.querySelector('#att-click textarea, #att-click input');
+      if (!box || !ev.points.length) return;
+      box.value = ev.points[0].y + ':' + Date.now();  // a new value on every click
+      box.dispatchEvent(new Event('input', {bubbles: true}));
+    });
+  };
+  hook(20);
+}"""
+
+# --- listener bodies (plain functions: the engine validates, user_errors maps errors) -------
+
+
+def _token_choices(maps: att.AttentionMaps) -> list[tuple[str, int]]:
+    return [(f"{i} · {t}", i) for i, t in enumerate(maps.tokens)]
+
+
+def _views(maps: att.AttentionMaps, layer, head, mean_heads: bool, token):
+    head = None if mean_heads else head
+    token = att.default_token(maps) if token is None else att.check_token(maps, token)
+    return (plots.heatmap(maps, layer, head, token), plots.attends_bar(maps, layer, head, token),
+            plots.head_grid(maps, int(layer)), att.summary(maps, layer, head, token))
+
+
+def _shape_line(maps: att.AttentionMaps) -> str:
+    kind = "causal: the future is masked, rows sum to 1 over the past" if maps.causal else \
+        "encoder: every row sums to 1 over all tokens"
+    return (f"`attentions: {maps.n_layers} x [1, {maps.n_heads}, {maps.n_tokens}, {maps.n_tokens}]` "
+            f"(layers x [batch, heads, query tokens, key tokens]) · {kind}")
+
+
+def _compare_figure(maps: dict, enc_layer, causal_layer):
+    return plots.side_by_side(maps["minilm-l6"], enc_layer, maps["smollm2-135m-instruct"], causal_layer)
+
+
+def _shapes_markdown(sim: dict) -> str:
+    width = max(len(k) for k in sim["shapes"])
+    lines = [f"{k + ':':<{width + 1}} {v}" for k, v in sim["shapes"].items()]
+    pieces = ", ".join(f"S{i + 1}: {' '.join(p)}" for i, p in enumerate(sim["pieces"]))
+    return (f"Tensor shapes for S1 (“{sim['shapes_of']}”):\n```\n" + "\n".join(lines) + "\n```\n"
+            f"Word pieces of “{sim['word']}”: {pieces} (several pieces are averaged).")
+
+
+def _sentence_legend(sim: dict) -> str:
+    return "\n".join(f"**S{i + 1}** {s}  " for i, s in enumerate(sim["sentences"]))
+
+
+def _ranking_rows(rows: list[dict]) -> list[list]:
+    return [[r["rank"], r["passage"], r["score"], r["text"]] for r in rows]
+
+
+def build(engine) -> Share:
+    gr.Markdown("## Inside the transformer: attention and contextual embeddings\n"
+                "Each layer lets every token gather information from other tokens (**attention**), "
+                "so a word's vector changes with its sentence (**contextual embeddings**).")
+    with gr.Tabs():
+        # ---------------------------------------------------------------- attention heatmaps
+        with gr.Tab("Attention heatmaps", id="emb-attention"):
+            with gr.Row():
+                text = gr.Textbox(DEFAULT_TEXT, label="Text (1 to 128 tokens)", lines=2, scale=4,
+                                  elem_id="att-text")
+                with gr.Column(scale=2):
+                    model = gr.Radio(MODEL_CHOICES, value="minilm-l6", label="Model")
+                    run = gr.Button("Show attention", variant="primary", elem_id="att-run")
+            with gr.Row():
+                layer = gr.Slider(1, att.MAX_LAYERS, value=4, step=1, label="Layer", elem_id="att-layer")
+                head = gr.Slider(1, att.MAX_HEADS, value=2, step=1, label="Head", elem_id="att-head")
+                mean_heads = gr.Checkbox(False, label="Mean over heads", elem_id="att-mean")
+                token = gr.Dropdown([], value=None, label="Query token (or click a row of the heatmap)",
+                                    elem_id="att-token")
+            shape_md = gr.Markdown()
+            with gr.Row():
+                heat = gr.Plot(show_label=False, label="Attention heatmap", scale=3, elem_id="att-heatmap")
+                bar = gr.Plot(show_label=False, label="What the chosen token attends to", scale=2, elem_id="att-bar")
+            notice("Each row is one token looking at the others and sums to 1. Many heads send most "
+                   "weight to [CLS], [SEP] or the first token: a 'no-op' they fall back on. In MiniLM's "
+                   "layer 4, head 2, 'it' looks at 'animal': one head has learned to link a pronoun to "
+                   "what it refers to. Other heads look at the next or previous word.")
+            grid = gr.Plot(show_label=False, label="All heads of this layer", elem_id="att-grid")
+            with gr.Accordion("Numbers (what the `attention` API endpoint returns)", open=False):
+                summary = gr.JSON(label="attention summary")
+            clicked = gr.Textbox(visible="hidden", elem_id="att-click")  # row of a clicked cell
+            maps_state = gr.State(None)
+
+            gr.Markdown("### Encoder vs causal on the same text")
+            with gr.Row():
+                cmp_run = gr.Button("Compare encoder vs causal", elem_id="cmp-run", scale=1)
+                cmp_enc_layer = gr.Slider(1, att.MAX_LAYERS, value=1, step=1, label="Encoder layer", scale=2)
+                cmp_causal_layer = gr.Slider(1, att.MAX_LAYERS, value=1, step=1, label="Causal layer", scale=2)
+            cmp_plot = gr.Plot(show_label=False, label="Encoder vs causal (mean over heads)", elem_id="cmp-plot")
+            notice("The encoder fills the whole square: each token reads the words after it too. The "
+                   "causal model only fills the lower triangle (grey = masked future), which is what lets "
+                   "it generate text one token at a time.")
+            cmp_state = gr.State(None)
+
+        # ---------------------------------------------------------------- bertviz
+        with gr.Tab("bertviz", id="emb-bertviz"):
+            gr.Markdown("bertviz's interactive views, running inside the app with no internet: its "
+                        "JavaScript (d3, jQuery, require.js) is bundled. **Head view**: hover a token to "
+                        "see its lines; double-click a colour to show one head. **Model view**: every head "
+                        "of every layer; click a thumbnail to enlarge it. bertviz counts layers and heads from 0.")
+            with gr.Row():
+                bv_text = gr.Textbox("The cat sat on the mat because it was warm.", label="Text (1 to 64 tokens)",
+                                     lines=2, scale=4, elem_id="bv-text")
+                with gr.Column(scale=2):
+                    bv_model = gr.Radio(MODEL_CHOICES, value="minilm-l6", label="Model")
+                    bv_view = gr.Radio(VIEW_CHOICES, value="head", label="View")
+                    bv_run = gr.Button("Draw bertviz view", variant="primary", elem_id="bv-run")
+            bv_html = gr.HTML(elem_id="bv-html")
+
+        # ---------------------------------------------------------------- contextual embeddings
+        with gr.Tab("Contextual embeddings", id="emb-context"):
+            with gr.Row():
+                sentences = gr.Textbox("\n".join(emb.BANK_SENTENCES), lines=5, scale=4,
+                                       label=f"Sentences, one per line (2 to {emb.MAX_SENTENCES}), each "
+                                             "containing the word", elem_id="ctx-sentences")
+                with gr.Column(scale=2):
+                    word = gr.Textbox("bank", label="Word", elem_id="ctx-word")
+                    pca_layer = gr.Slider(0, 6, value=6, step=1, label="Layer for the 2D map (0 = embedding layer)")
+                    ctx_run = gr.Button("Compare the word's vectors", variant="primary", elem_id="ctx-run")
+            legend = gr.Markdown()
+            with gr.Row():
+                sim_plot = gr.Plot(show_label=False, label="Similarity across layers", elem_id="ctx-sim")
+                pca_plot = gr.Plot(show_label=False, label="2D PCA of token vectors", elem_id="ctx-pca")
+            notice("At layer 0 every “bank” starts from the same table row, so all pairs are alike (only "
+                   "the position differs). Layer by layer the context flows in: pairs with the same sense "
+                   "(river/stream, or money) end up more alike than pairs with different senses.")
+            shapes_md = gr.Markdown(elem_id="ctx-shapes")
+            with gr.Accordion("Numbers (what the `embedding_similarity` API endpoint returns)", open=False):
+                sim_json = gr.JSON(label="similarity")
+
+        # ---------------------------------------------------------------- vector search
+        with gr.Tab("Mini vector search", id="emb-search"):
+            gr.Markdown("The retrieval step of RAG: embed every passage once, embed the query, rank by "
+                        "cosine similarity. Next to it, TF-IDF ranks by shared words only.")
+            with gr.Row():
+                passages = gr.Textbox("\n".join(emb.EXAMPLE_PASSAGES), lines=10, scale=3,
+                                      label=f"Passages, one per line (1 to {emb.MAX_PASSAGES}); paste your own",
+                                      elem_id="search-passages")
+                with gr.Column(scale=2):
+                    query = gr.Textbox(emb.EXAMPLE_QUERIES[0], label="Query", elem_id="search-query")
+                    top_k = gr.Slider(1, 10, value=5, step=1, label="Show the top k passages")
+                    search_run = gr.Button("Search", variant="primary", elem_id="search-run")
+                    gr.Examples([[q] for q in emb.EXAMPLE_QUERIES], inputs=[query], label="Example queries")
+            search_plot = gr.Plot(show_label=False, label="Scores", elem_id="search-plot")
+            with gr.Row():
+                dense_table = gr.Dataframe(headers=["rank", "id", "cosine", "passage"],
+                                           label="Embedding ranking (MiniLM, mean pooling)", wrap=True,
+                                           column_widths=["9%", "12%", "13%", "66%"],
+                                           interactive=False, elem_id="search-dense")
+                sparse_table = gr.Dataframe(headers=["rank", "id", "tf-idf", "passage"],
+                                            label="TF-IDF ranking (scikit-learn)", wrap=True,
+                                            column_widths=["9%", "12%", "13%", "66%"],
+                                            interactive=False, elem_id="search-sparse")
+            notice("“flat tire on my bike” shares no word with “punctured bicycle tyre”, so TF-IDF scores it "
+                   "0; the embedding still puts it first. Exact keywords are where TF-IDF is strong.")
+            with gr.Accordion("Numbers (what the `semantic_search` API endpoint returns)", open=False):
+                search_json = gr.JSON(label="rankings")
+
+    # Register listeners
+    def attention(text, model_key, layer, head, mean_heads, token, progress=gr.Progress()):
+        maps = att.attention_maps(engine, text, model_key, progress=progress_callback(progress))
+        if token is not None and not 0 <= int(token) < maps.n_tokens:
+            token = None  # the text changed under the dropdown
+        views = _views(maps, layer, head, bool(mean_heads), token)
+        chosen = views[3]["token"]
+        return (maps, gr.Slider(maximum=maps.n_layers), gr.Slider(maximum=maps.n_heads),
+                gr.Dropdown(choices=_token_choices(maps), value=chosen), _shape_line(maps), *views)
+
+    def view(maps, layer, head, mean_heads, token):
+        if maps is None:
+            raise gr.Error("Click “Show attention” first.")
+        return _views(maps, layer, head, bool(mean_heads), token)
+
+    def click(maps, layer, head, mean_heads, row):
+        if maps is None or not str(row).strip():
+            raise gr.Error("Click “Show attention” first.")
+        token = att.check_token(maps, str(row).split(":")[0].strip())
+        return token, *_views(maps, layer, head, bool(mean_heads), token)
+
+    def set_model(model_key, layer, head, progress=gr.Progress()):
+        n_layers, n_heads = att.model_dims(engine, model_key, progress_callback(progress))
+        return (gr.Slider(maximum=n_layers, value=min(int(layer), n_layers)),
+                gr.Slider(maximum=n_heads, value=min(int(head), n_heads)), None)  # new tokens: new query
+
+    def compare(text, enc_layer, causal_layer, progress=gr.Progress()):
+        cb = progress_callback(progress)
+        maps = {key: att.attention_maps(engine, text, key, progress=cb) for key in att.ATTENTION_MODELS}
+        enc, causal = maps["minilm-l6"], maps["smollm2-135m-instruct"]
+        enc_layer, causal_layer = min(int(enc_layer), enc.n_layers), min(int(causal_layer), causal.n_layers)
+        return (maps, gr.Slider(maximum=enc.n_layers, value=enc_layer),
+                gr.Slider(maximum=causal.n_layers, value=causal_layer),
+                _compare_figure(maps, enc_layer, causal_layer))
+
+    def compare_view(maps, enc_layer, causal_layer):
+        if maps is None:
+            raise gr.Error("Click “Compare encoder vs causal” first.")
+        return _compare_figure(maps, enc_layer, causal_layer)
+
+    def bertviz(text, model_key, view_name, progress=gr.Progress()):
+        maps = att.attention_maps(engine, text, model_key, max_tokens=bertviz_page.MAX_TOKENS,
+                                  progress=progress_callback(progress))
+        return bertviz_page.iframe(view_name, maps, layer=min(3, maps.n_layers))
+
+    def embedding_similarity(sentences_text, word_text, layer_value, progress=gr.Progress()):
+        sim, pca = emb.contextual(engine, sentences_text, word_text, layer_value,
+                                  progress=progress_callback(progress))
+        return (_sentence_legend(sim), plots.similarity_lines(sim), plots.pca_scatter(pca, sim["word"]),
+                _shapes_markdown(sim), {**sim, "pca": pca})
+
+    def semantic_search(query_text, passages_text, k, progress=gr.Progress()):
+        result = emb.semantic_search(engine, query_text, passages_text, top_k=k,
+                                     progress=progress_callback(progress))
+        return (plots.search_bars(result), _ranking_rows(result["embedding"]), _ranking_rows(result["tfidf"]),
+                result)
+
+    att_views = [heat, bar, grid, summary]
+    gr.on([run.click, text.submit], user_errors(on_gpu(attention)),
+          inputs=[text, model, layer, head, mean_heads, token],
+          outputs=[maps_state, layer, head, token, shape_md, *att_views], api_name="attention", **HEAVY)
+    model.input(user_errors(on_gpu(set_model)), inputs=[model, layer, head], outputs=[layer, head, token],
+                api_name="attention_model_dims", api_visibility="undocumented", **HEAVY).then(
+        user_errors(on_gpu(attention)), inputs=[text, model, layer, head, mean_heads, token],
+        outputs=[maps_state, layer, head, token, shape_md, *att_views], api_visibility="private", **HEAVY)
+    text.input(lambda: None, outputs=token, api_visibility="private", queue=False)  # positions change
+    heat.change(None, js=HOOK_CLICKS_JS, api_visibility="private", queue=False)
+    clicked.change(user_errors(click), inputs=[maps_state, layer, head, mean_heads, clicked],
+                  outputs=[token, *att_views], api_name="attention_click", api_visibility="undocumented",
+                  **LIGHT)
+    gr.on([layer.release, head.release, mean_heads.input, token.input], user_errors(view),
+          inputs=[maps_state, layer, head, mean_heads, token], outputs=att_views,
+          api_name="attention_view", api_visibility="undocumented", **LIGHT)
+    cmp_run.click(user_errors(on_gpu(compare)), inputs=[text, cmp_enc_layer, cmp_causal_layer],
+                  outputs=[cmp_state, cmp_enc_layer, cmp_causal_layer, cmp_plot],
+                  api_name="attention_compare", **HEAVY)
+    gr.on([cmp_enc_layer.release, cmp_causal_layer.release], user_errors(compare_view),
+          inputs=[cmp_state, cmp_enc_layer, cmp_causal_layer], outputs=cmp_plot,
+          api_name="attention_compare_view", api_visibility="undocumented", **LIGHT)
+    gr.on([bv_run.click, bv_text.submit], user_errors(on_gpu(bertviz)), inputs=[bv_text, bv_model, bv_view],
+          outputs=bv_html, api_name="bertviz", **HEAVY)
+    gr.on([ctx_run.click, word.submit, pca_layer.release], user_errors(on_gpu(embedding_similarity)),
+          inputs=[sentences, word, pca_layer], outputs=[legend, sim_plot, pca_plot, shapes_md, sim_json],
+          api_name="embedding_similarity", **HEAVY)
+    gr.on([search_run.click, query.submit], user_errors(on_gpu(semantic_search)), inputs=[query, passages, top_k],
+          outputs=[search_plot, dense_table, sparse_table, search_json], api_name="semantic_search", **HEAVY)
+    # A link to this tab reopens the attention heatmap with the same text and knobs.
+    return Share(params=dict(text=text, model=model, layer=layer, head=head, mean=mean_heads),
+                 run=user_errors(attention), run_inputs=[text, model, layer, head, mean_heads, token],
+                 run_outputs=[maps_state, layer, head, token, shape_md, *att_views])

@@ -1,0 +1,265 @@
+"""LoRA: fine-tune SmolLM2 on quotes in the browser, watch the loss fall, and compare the base
+and the adapted model on the same prompt and seed. Each browser session has its own adapter
+(gr.State); the shared base model is never changed; one training runs at a time."""
+from __future__ import annotations
+
+import html
+import tempfile
+
+import gradio as gr
+
+from engine import lora as L
+from engine.errors import UserInputError
+from tabs._ui import HEAVY, Share, controls_for, notice, progress_callback, seed_box, user_errors
+
+TITLE = "LoRA"
+PREVIEW_ROWS = 12
+# Trainings wait in the engine's gate (with a message), not silently in Gradio's queue.
+TRAIN = dict(concurrency_id="lora_train", concurrency_limit=8)
+SOURCES = [("Bundled quotes (Debian fortunes, BSD)", "quotes"), ("Paste text (one example a line)", "paste"),
+           ("Upload .txt or .jsonl", "upload")]
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB" if n >= 2**20 else f"{n / 2**10:,.0f} kB"
+
+
+def _duration(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{int(s // 60)} min {int(s % 60)} s"
+
+
+def _format_html(fmt: dict) -> str:
+    """One formatted example, its tokens, and a padded batch with its masks and labels."""
+    esc = html.escape
+    chips = "".join(
+        f"<span style='display:inline-block;margin:2px;padding:1px 5px;border-radius:4px;"
+        f"background:{'#f7d9a8' if t == fmt['eos'] else '#dde7f5'};font-family:monospace'>"
+        f"{esc(t.replace(' ', '·'))}<sub style='opacity:.6'>{i}</sub></span>"
+        for t, i in zip(fmt["tokens"], fmt["ids"]))
+    rows = []
+    for b, (ids, mask, labels) in enumerate(zip(fmt["input_ids"], fmt["attention_mask"], fmt["labels"])):
+        def cells(xs, pad_check):
+            return "".join(f"<td style='padding:1px 4px;{'background:#eee;color:#999' if m == 0 else ''}'>{x}</td>"
+                           for x, m in zip(xs, pad_check))
+        rows.append(f"<tr><th>ex {b + 1} input_ids</th>{cells(ids, mask)}</tr>"
+                    f"<tr><th>attention_mask</th>{cells(mask, mask)}</tr>"
+                    f"<tr><th>labels</th>{cells(labels, mask)}</tr>")
+    return (
+        "<div style='font-size:0.92em'>"
+        f"<p><b>Formatted text</b> (what the model learns to write): <code>{esc(fmt['text'])}</code></p>"
+        f"<p><b>Tokens</b> ({len(fmt['ids'])}; · marks a leading space, the orange one is EOS "
+        f"<code>{esc(fmt['eos'])}</code>):<br>{chips}</p>"
+        f"<p><b>A padded batch of {len(fmt['input_ids'])}</b> (lengths {fmt['lengths']}; the collator pads "
+        f"to the longest with <code>{esc(fmt['pad'])}</code>, sets attention_mask 0 there and labels -100 "
+        "so padding is not learned, while the real EOS keeps its label):</p>"
+        f"<div style='overflow-x:auto'><table style='font-family:monospace;font-size:0.85em;border-collapse:collapse'>"
+        f"{''.join(rows)}</table></div></div>"
+    )
+
+
+def _report_markdown(rep: dict, s) -> str:
+    out_f, in_f = rep["w_shape"]
+    return (
+        f"**Trainable: {rep['trainable']:,}** of {rep['total']:,} parameters = **{rep['percent']:.2f}%** "
+        f"({rep['n_adapted_layers']} adapted layers: {', '.join(s.target_modules)} in every block).\n\n"
+        f"**One layer, `{rep['layer']}`:** the frozen weight W is {out_f}×{in_f} = {rep['w_params']:,} numbers. "
+        f"LoRA adds B·A with B {out_f}×{s.r} ({rep['b_params']:,}) and A {s.r}×{in_f} ({rep['a_params']:,}): "
+        f"**{rep['layer_lora']:,} trainable = {rep['layer_percent']:.1f}% of W**.  \n"
+        f"Output = W·x + (alpha/r)·B·A·x with alpha/r = {s.alpha}/{s.r} = {rep['scale']:g}. B starts at zero, "
+        "so before training the adapted model is exactly the base model.\n\n"
+        f"**On disk:** this adapter ≈ **{_mb(rep['adapter_bytes'])}** (fp32) vs a full fine-tuned copy "
+        f"≈ {_mb(rep['full_bytes'])} (fp32): {rep['full_bytes'] / rep['adapter_bytes']:,.0f}× smaller."
+    )
+
+
+def _settings(r, alpha, dropout, targets, lr, steps, batch, max_len, seed):
+    return L.lora_settings(r=r, alpha=alpha, dropout=dropout, target_modules=targets or [],
+                           learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed)
+
+
+def _status(u: L.TrainUpdate, n_examples: int) -> str:
+    if not u.step:
+        return f"⏳ {u.message}"
+    per = u.seconds / u.step
+    first = u.losses[0]
+    head = "⏹️ Stopped" if u.stopped else ("✅ Done" if u.done else "🏋️ Training")
+    left = "" if u.done else f" · about {_duration(per * (u.max_steps - u.step))} left"
+    tail = (" The adapter trained so far is kept: compare it below or download it." if u.stopped else
+            " Now compare base and adapted below, or download the adapter." if u.done else "")
+    return (f"{head}: step **{u.step} / {u.max_steps}** · loss {first:.2f} → **{u.loss:.2f}** · "
+            f"{per:.1f} s/step · {_duration(u.seconds)} so far{left} · {n_examples:,} examples.{tail}")
+
+
+def build(engine) -> Share:
+    gr.Markdown(
+        "## LoRA: fine-tuning can be cheap\n"
+        "Instead of changing all 135 million weights of SmolLM2, LoRA freezes them and learns a small "
+        "low-rank update **B·A** beside some layers. Train one here on quotes written as "
+        "`<quote> — <author>` + end-of-sequence, then give the base and the adapted model the same "
+        "prompt and seed: the adapted one writes a quote, signs it and stops."
+    )
+    session = gr.State(None)
+
+    gr.Markdown("### 1. Data")
+    with gr.Row():
+        with gr.Column(scale=1):
+            source = gr.Radio(choices=SOURCES, value="quotes", label="Dataset")
+            pasted = gr.Textbox(label="Your examples (one a line)", lines=5, visible=False,
+                                placeholder="Stay hungry, stay foolish. — Stewart Brand")
+            upload = gr.File(label="Upload .txt (one example a line) or .jsonl ({\"text\": ...} or "
+                                   "{\"quote\": ..., \"author\": ...}), up to 2 MB",
+                             file_types=[".txt", ".jsonl"], visible=False)
+            preview_btn = gr.Button("Preview data and training format")
+            count_md = gr.Markdown()
+        with gr.Column(scale=2):
+            preview = gr.Dataframe(headers=["quote", "author"], label=f"First {PREVIEW_ROWS} examples",
+                                   interactive=False, wrap=True, max_height=330,
+                                   column_widths=["78%", "22%"])
+    format_html = gr.HTML()
+    notice("Every example ends with the EOS token. That is how the adapted model learns to stop after the "
+           "author, while the base model keeps rambling until it runs out of tokens.")
+
+    gr.Markdown("### 2. Settings")
+    with gr.Row():
+        c = controls_for(L.LoraSettings, ["r", "alpha", "dropout"])
+    with gr.Row():
+        targets = controls_for(L.LoraSettings, ["target_modules"])["target_modules"]
+    with gr.Row():
+        c.update(controls_for(L.LoraSettings, ["learning_rate", "max_steps", "batch_size", "max_length"]))
+        seed = seed_box(42)
+    inspect_btn = gr.Button("Count parameters (before training)")
+    report_md = gr.Markdown()
+
+    gr.Markdown("### 3. Train")
+    with gr.Row():
+        train_btn = gr.Button("Train adapter", variant="primary")
+        stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
+    status_md = gr.Markdown("Press **Train adapter**. The default (40 steps of 8 quotes) takes one to two "
+                            "minutes on a free 2-core CPU, longer when the machine is busy.", elem_id="lora-status")
+    loss_plot = gr.Plot(value=L.loss_figure([], 40), label="Loss", elem_id="lora-loss")
+    notice("The loss is the average surprise (cross-entropy) per next token. It falls fast at first, as the "
+           "model learns the ' — Author' + EOS pattern, then slowly, as it learns the quotes' style.")
+
+    gr.Markdown("### 4. Compare: same prompt, same seed, adapter off vs on")
+    with gr.Row():
+        prompt = gr.Textbox(value="Life is", label="Prompt", scale=3)
+        cmp_seed = seed_box(7, scale=1)
+        max_new = gr.Slider(8, 120, value=48, step=1, label="max new tokens", scale=1)
+        temperature = gr.Slider(0.0, 1.5, value=0.8, step=0.05, label="temperature (0 = greedy)", scale=1)
+    compare_btn = gr.Button("Compare base vs adapted", variant="primary")
+    with gr.Row():
+        base_out = gr.Textbox(label="Base model (adapter disabled)", lines=6, elem_id="lora-base")
+        adapted_out = gr.Textbox(label="Adapted model (adapter enabled)", lines=6, elem_id="lora-adapted")
+    compare_md = gr.Markdown()
+    notice("One model does both: peft's disable_adapter() switches B·A off, so the only difference between "
+           "the two boxes is the adapter.")
+
+    gr.Markdown("### 5. Adapter files")
+    with gr.Row():
+        with gr.Column():
+            download_btn = gr.Button("Download adapter (.zip)")
+            download_file = gr.File(label="adapter_model.safetensors + adapter_config.json", interactive=False)
+        with gr.Column():
+            adapter_upload = gr.File(label="Upload an adapter: the .zip from here or adapter_model.safetensors "
+                                           "(64 MB max, checked against the model)",
+                                     file_types=[".zip", ".safetensors"])
+            upload_md = gr.Markdown()
+    gr.Markdown("Load the zip elsewhere with `PeftModel.from_pretrained(base_model, folder)` after unzipping.")
+
+    # Register listeners
+    def show_source(src):
+        return gr.update(visible=src == "paste"), gr.update(visible=src == "upload")
+
+    def do_preview(src, text, file, max_len, progress=gr.Progress()):
+        texts = L.dataset_texts(src, text, file)
+        max_len = L.lora_settings(max_length=max_len).max_length
+        bundle = engine.load(L.BASE_KEY, progress=progress_callback(progress))
+        fmt = L.show_format(bundle.tokenizer, texts, max_len)
+        rows = [list(L.split_quote(t)) for t in texts[:PREVIEW_ROWS]]
+        ids = L.encode_examples(bundle.tokenizer, texts, max_len)
+        cut = sum(1 for x in ids if x[-1] != bundle.tokenizer.eos_token_id)
+        avg = sum(len(x) for x in ids) / len(ids)
+        md = (f"**{len(texts):,} examples**, {avg:.0f} tokens on average with EOS"
+              f"{f'; {cut} longer than max length {max_len} are cut (and lose their EOS)' if cut else ''}.")
+        return md, rows, _format_html(fmt)
+
+    def do_inspect(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, progress=gr.Progress()):
+        s = _settings(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v)
+        bundle = engine.load(L.BASE_KEY, progress=progress_callback(progress))
+        model = L.session_model(bundle.model, s)
+        md = _report_markdown(L.param_report(model, s), s)
+        return md, gr.update(choices=L.linear_layer_names(bundle.model))
+
+    def do_train(src, text, file, r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, state,
+                 progress=gr.Progress()):
+        s = _settings(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v)
+        texts = L.dataset_texts(src, text, file)
+        state = state if isinstance(state, L.LoraSession) else L.LoraSession()
+        if state.training:
+            raise UserInputError("this session is already training: wait for it or press Stop.")
+        report = progress_callback(progress)
+        yield "⏳ Starting: preparing the model and the data...", L.loss_figure([], s.max_steps), state
+        for u in L.train(engine, state, texts, s, progress=report):
+            if u.step:
+                report(u.step / u.max_steps, f"step {u.step}/{u.max_steps}, loss {u.loss:.3f}")
+            yield _status(u, len(texts)), L.loss_figure(u.losses, s.max_steps), state
+
+    def do_stop(state):
+        if not isinstance(state, L.LoraSession):
+            return "Nothing is training in this session."
+        state.stop.set()  # also takes a queued training out of the queue
+        if not state.training:
+            return "⏹️ Stopped (nothing was running yet)."
+        return "⏹️ Stopping after the current step; the adapter trained so far is kept."
+
+    def do_compare(text, seed_v, n_new, temp, state):
+        if not isinstance(state, L.LoraSession) or state.model is None:
+            raise UserInputError("no adapter in this session yet: train one (step 3) or upload one (step 5).")
+        if state.training:
+            raise UserInputError("the adapter is still training: wait for it to finish or press Stop.")
+        pair = L.generate_pair(state.model, state.tokenizer, text, seed_v, n_new, temp)
+        b, a = pair["base"], pair["adapted"]
+
+        def how(x):
+            return "stopped at EOS" if x["stopped_at_eos"] else "ran out of tokens (no EOS)"
+        origin = (f"trained {state.steps_done} steps" if state.source == "trained" else "uploaded")
+        md = (f"Base: {b['new_tokens']} new tokens, {how(b)}. Adapted ({origin}, r={state.settings.r}): "
+              f"{a['new_tokens']} new tokens, {how(a)}.")
+        return b["text"], a["text"], md
+
+    def do_download(state):
+        if not isinstance(state, L.LoraSession) or state.model is None:
+            raise UserInputError("no adapter in this session yet: train one (step 3) or upload one (step 5).")
+        if state.training:
+            raise UserInputError("the adapter is still training: wait for it to finish or press Stop.")
+        return str(L.export_adapter(state.model, tempfile.mkdtemp(prefix="lora-")))
+
+    def do_upload(file, state, progress=gr.Progress()):
+        if not file:
+            return "Choose a file to upload.", state
+        state = state if isinstance(state, L.LoraSession) else L.LoraSession()
+        info = L.import_adapter(engine, state, file, progress=progress_callback(progress))
+        return (f"✅ Loaded: r={info['r']}, alpha={info['alpha']}, {', '.join(info['target_modules'])}, "
+                f"{info['tensors']} tensors, all shapes checked. Compare it in step 4."), state
+
+    settings_inputs = [c["r"], c["alpha"], c["dropout"], targets, c["learning_rate"], c["max_steps"],
+                       c["batch_size"], c["max_length"], seed]
+    source.change(show_source, inputs=source, outputs=[pasted, upload], api_name=False, queue=False)
+    preview_btn.click(user_errors(do_preview), inputs=[source, pasted, upload, c["max_length"]],
+                      outputs=[count_md, preview, format_html], api_name="lora_preview", **HEAVY)
+    inspect_btn.click(user_errors(do_inspect), inputs=settings_inputs, outputs=[report_md, targets],
+                      api_name="lora_params", **HEAVY)
+    train_btn.click(user_errors(do_train), inputs=[source, pasted, upload, *settings_inputs, session],
+                    outputs=[status_md, loss_plot, session], api_name="lora_train",
+                    show_progress="minimal", **TRAIN)
+    stop_btn.click(user_errors(do_stop), inputs=session, outputs=status_md, api_name="lora_stop",
+                   concurrency_limit=None)
+    compare_btn.click(user_errors(do_compare), inputs=[prompt, cmp_seed, max_new, temperature, session],
+                      outputs=[base_out, adapted_out, compare_md], api_name="lora_compare", **HEAVY)
+    download_btn.click(user_errors(do_download), inputs=session, outputs=download_file,
+                       api_name="lora_download", **HEAVY)
+    adapter_upload.upload(user_errors(do_upload), inputs=[adapter_upload, session],
+                          outputs=[upload_md, session], api_name="lora_upload", **HEAVY)
+    # A link can preset the knobs and the prompt; training itself stays a deliberate click.
+    return Share(params={"prompt": prompt, "r": c["r"], "alpha": c["alpha"], "steps": c["max_steps"],
+                         "targets": targets, "lr": c["learning_rate"]})

@@ -1,0 +1,229 @@
+"""Pipelines: the six classic tasks with their real knobs, and the Python that does the same.
+
+Layout first (one sub-tab per task: input, model picker, knobs | result, raw output, code),
+then the listeners. All model work goes through engine.tasks.run(); this file only turns
+plain results into views."""
+from __future__ import annotations
+
+import gradio as gr
+
+from engine import tasks as T
+from engine.plots_pipelines import entities_html, scores_bar
+from tabs._ui import HEAVY, controls_for, notice, progress_callback, seed_box, user_errors
+
+TITLE = "Pipelines"
+
+INTRO = (
+    "## Pipelines: one line of code per task\n"
+    "transformers' `pipeline()` hides three steps: **preprocess** (tokenize), **forward** (run the "
+    "model) and **postprocess** (turn numbers into labels and text). Pick a task, change a knob, "
+    "run it, then open *Show code* to copy the exact call."
+)
+
+
+def _picker(engine, task: str) -> tuple[gr.Dropdown, gr.Markdown]:
+    options = T.model_options(engine, task)
+    value = T.default_model(engine, task) or (options[0][1] if options else None)
+    dd = gr.Dropdown(choices=[(label, key) for label, key, _ in options], value=value, label="Model",
+                     elem_id=f"pipe-model-{task}")
+    info = gr.Markdown(T.describe_model(engine, task, value) if value else "", elem_id=f"pipe-info-{task}")
+    return dd, info
+
+
+def _result_views(task: str) -> tuple[gr.Markdown, gr.JSON, gr.Code]:
+    status = gr.Markdown(elem_id=f"pipe-status-{task}")
+    with gr.Accordion("Raw output (what the pipeline returns)", open=False):
+        raw = gr.JSON(label="output", elem_id=f"pipe-raw-{task}")
+    with gr.Accordion("Show code", open=False):
+        code = gr.Code(language="python", label="Python", elem_id=f"pipe-code-{task}")
+    return status, raw, code
+
+
+def _status(res: T.TaskResult) -> str:
+    line = f"Ran in {res.seconds:.2f} s with `{res.model_key}`."
+    if res.fallback_for:
+        line += f"  \n⚠️ Offline fallback standing in for `{res.fallback_for}`."
+    return line
+
+
+def build(engine) -> None:
+    gr.Markdown(INTRO)
+    with gr.Tabs():
+        # ---- 1. text generation --------------------------------------------------------
+        with gr.Tab("Text generation"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    gen_text = gr.Textbox(T.TASKS["text-generation"].example, label="Prompt", lines=3)
+                    gen_model, gen_info = _picker(engine, "text-generation")
+                    gen_knobs = controls_for(T.GenerationSettings,
+                                             ["max_new_tokens", "temperature", "num_return_sequences"])
+                    gen_knobs["seed"] = seed_box()
+                    gen_btn = gr.Button("Generate", variant="primary")
+                with gr.Column(scale=1):
+                    gen_out = gr.Markdown(label="Continuations", elem_id="pipe-gen-out")
+                    notice("Temperature 0 always gives the same text; above 0 each sequence is a new sample. "
+                           "The prompt stays at the start of each result.")
+                    gen_status, gen_raw, gen_code = _result_views("text-generation")
+
+        # ---- 2. zero-shot classification ----------------------------------------------
+        with gr.Tab("Zero-shot classification"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    zs_text = gr.Textbox(T.TASKS["zero-shot-classification"].example, label="Text", lines=3)
+                    zs_model, zs_info = _picker(engine, "zero-shot-classification")
+                    zs_knobs = controls_for(T.ZeroShotSettings)
+                    zs_btn = gr.Button("Classify", variant="primary")
+                with gr.Column(scale=1):
+                    zs_plot = gr.Plot(label="Scores per label", elem_id="pipe-zs-plot")
+                    notice("No training on these labels: each one is turned into a sentence with the "
+                           "template and compared with the text. multi_label off: the scores share 1.0; "
+                           "on: each label is judged on its own.")
+                    zs_status, zs_raw, zs_code = _result_views("zero-shot-classification")
+
+        # ---- 3. fill-mask ------------------------------------------------------------------
+        with gr.Tab("Fill-mask"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    fm_text = gr.Textbox(T.TASKS["fill-mask"].example, label="Text with one [MASK]", lines=2)
+                    fm_model, fm_info = _picker(engine, "fill-mask")
+                    fm_knobs = controls_for(T.FillMaskSettings)
+                    fm_btn = gr.Button("Fill the mask", variant="primary")
+                with gr.Column(scale=1):
+                    fm_plot = gr.Plot(label="Candidates", elem_id="pipe-fm-plot")
+                    notice("A masked language model sees the words on both sides of [MASK] at once; "
+                           "top_k is how many of its guesses you see.")
+                    fm_status, fm_raw, fm_code = _result_views("fill-mask")
+
+        # ---- 4. summarization ----------------------------------------------------------
+        with gr.Tab("Summarization"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    sum_text = gr.Textbox(T.TASKS["summarization"].example, label="Text", lines=8)
+                    sum_model, sum_info = _picker(engine, "summarization")
+                    sum_knobs = controls_for(T.SummarizationSettings)
+                    sum_btn = gr.Button("Summarize", variant="primary")
+                with gr.Column(scale=1):
+                    sum_out = gr.Textbox(label="Summary", lines=5, elem_id="pipe-sum-out")
+                    notice("min_length and max_length count tokens, not words: the summary stops at "
+                           "max_length even mid-sentence.")
+                    sum_status, sum_raw, sum_code = _result_views("summarization")
+
+        # ---- 5. NER -----------------------------------------------------------------------
+        with gr.Tab("Named entities"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    ner_text = gr.Textbox(T.TASKS["ner"].example, label="Text", lines=3)
+                    ner_model, ner_info = _picker(engine, "ner")
+                    ner_knobs = controls_for(T.NerSettings)
+                    ner_btn = gr.Button("Find entities", variant="primary")
+                with gr.Column(scale=1):
+                    ner_html = gr.HTML(elem_id="pipe-ner-html")
+                    ner_table = gr.Dataframe(headers=["word", "type", "tag", "score", "start", "end"],
+                                             label="Entities", interactive=False, elem_id="pipe-ner-table")
+                    notice("PER person, ORG organisation, LOC place, MISC other names. With "
+                           "aggregation 'none' a BERT model shows every word piece with its B-/I- tag; the "
+                           "other strategies merge pieces into whole entities.")
+                    ner_status, ner_raw, ner_code = _result_views("ner")
+
+        # ---- 6. translation ----------------------------------------------------------------
+        with gr.Tab("Translation"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    tr_text = gr.Textbox(T.TASKS["translation"].example, label="Text", lines=3)
+                    tr_knobs = controls_for(T.TranslationSettings)
+                    tr_model, tr_info = _picker(engine, "translation")
+                    tr_btn = gr.Button("Translate", variant="primary")
+                with gr.Column(scale=1):
+                    tr_out = gr.Textbox(label="Translation", lines=4, elem_id="pipe-tr-out")
+                    notice("Each OPUS-MT model knows one direction; T5 was trained on several and is told "
+                           "which by a text prefix ('translate English to French: ').")
+                    tr_status, tr_raw, tr_code = _result_views("translation")
+
+    # Register listeners ---------------------------------------------------------------------
+    def describe(task):
+        def fn(key):
+            return T.describe_model(engine, task, key) if key else ""
+        return user_errors(fn)
+
+    for task, dd, info in (("text-generation", gen_model, gen_info),
+                           ("zero-shot-classification", zs_model, zs_info), ("fill-mask", fm_model, fm_info),
+                           ("summarization", sum_model, sum_info), ("ner", ner_model, ner_info),
+                           ("translation", tr_model, tr_info)):
+        dd.change(describe(task), dd, info, api_visibility="private")
+
+    @user_errors
+    def run_generation(text, key, max_new_tokens, temperature, n, seed, progress=gr.Progress()):
+        res = T.run(engine, "text-generation", key, text, progress=progress_callback(progress),
+                    max_new_tokens=max_new_tokens, temperature=temperature, num_return_sequences=n,
+                    seed=seed)
+        md = "\n\n".join(f"**{i}.** {r['generated_text']}" for i, r in enumerate(res.data, 1))
+        return md, _status(res), res.data, res.code
+
+    gen_btn.click(run_generation, [gen_text, gen_model, *gen_knobs.values()],
+                  [gen_out, gen_status, gen_raw, gen_code], api_name="pipeline_text_generation", **HEAVY)
+
+    @user_errors
+    def run_zero_shot(text, key, labels, multi_label, template, progress=gr.Progress()):
+        res = T.run(engine, "zero-shot-classification", key, text, progress=progress_callback(progress),
+                    candidate_labels=labels, multi_label=multi_label, hypothesis_template=template)
+        d = res.data
+        x_title = "cosine similarity (each label alone)" if (res.fallback_for and res.extra.get("multi_label")) \
+            else "score"
+        fig = scores_bar(d["labels"], d["scores"], title="multi_label: each label on its own"
+                         if res.extra.get("multi_label") else "Scores share 1.0", x_title=x_title)
+        return fig, _status(res), d, res.code
+
+    zs_btn.click(run_zero_shot, [zs_text, zs_model, *zs_knobs.values()], [zs_plot, zs_status, zs_raw, zs_code],
+                 api_name="pipeline_zero_shot_classification", **HEAVY)
+
+    @user_errors
+    def run_fill_mask(text, key, top_k, progress=gr.Progress()):
+        res = T.run(engine, "fill-mask", key, text, progress=progress_callback(progress), top_k=top_k)
+        fig = scores_bar([r["token_str"] for r in res.data], [r["score"] for r in res.data],
+                         title=f"top_k = {len(res.data)}")
+        return fig, _status(res), res.data, res.code
+
+    fm_btn.click(run_fill_mask, [fm_text, fm_model, *fm_knobs.values()], [fm_plot, fm_status, fm_raw, fm_code],
+                 api_name="pipeline_fill_mask", **HEAVY)
+
+    @user_errors
+    def run_summarization(text, key, min_length, max_length, progress=gr.Progress()):
+        res = T.run(engine, "summarization", key, text, progress=progress_callback(progress),
+                    min_length=min_length, max_length=max_length)
+        extra = res.extra
+        status = _status(res) + (f"  \nInput {extra.get('input_tokens')} tokens -> summary "
+                                 f"{extra.get('summary_tokens')} tokens.")
+        return res.data[0]["summary_text"], status, res.data, res.code
+
+    sum_btn.click(run_summarization, [sum_text, sum_model, *sum_knobs.values()],
+                  [sum_out, sum_status, sum_raw, sum_code], api_name="pipeline_summarization", **HEAVY)
+
+    @user_errors
+    def run_ner(text, key, strategy, progress=gr.Progress()):
+        res = T.run(engine, "ner", key, text, progress=progress_callback(progress),
+                    aggregation_strategy=strategy)
+        rows = [[e["word"], e["type"], e["tag"], "n/a" if e["score"] is None else f"{e['score']:.3f}",
+                 e["start"], e["end"]] for e in res.data]
+        status = _status(res)
+        if res.data and all(e["score"] is None for e in res.data):
+            status += "  \nspaCy gives no confidence score per entity, so none is shown."
+        return entities_html(text, res.data), rows, status, res.data, res.code
+
+    ner_btn.click(run_ner, [ner_text, ner_model, *ner_knobs.values()],
+                  [ner_html, ner_table, ner_status, ner_raw, ner_code], api_name="pipeline_ner", **HEAVY)
+
+    @user_errors
+    def run_translation(text, key, source, target, progress=gr.Progress()):
+        res = T.run(engine, "translation", key, text, progress=progress_callback(progress),
+                    source_language=source, target_language=target)
+        return res.data[0]["translation_text"], _status(res), res.data, res.code
+
+    tr_btn.click(run_translation, [tr_text, tr_model, *tr_knobs.values()], [tr_out, tr_status, tr_raw, tr_code],
+                 api_name="pipeline_translation", **HEAVY)
+
+    def pick_for_pair(source, target, current):
+        key = T.model_for_pair(source, target)
+        return gr.update(value=key) if key and key != current else gr.update()
+
+    for knob in tr_knobs.values():
+        knob.change(pick_for_pair, [*tr_knobs.values(), tr_model], tr_model, api_visibility="private")

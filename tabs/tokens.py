@@ -1,0 +1,171 @@
+"""Tokens: the same text cut into pieces by real tokenizers side by side, ids, the decode round
+trip, padded batches with attention masks, chat templates and fill-in-the-middle sentinels."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from engine import tokens as T
+from tabs._ui import Share, control_for, notice, progress_callback, user_errors
+
+TITLE = "Tokens"
+DEFAULT_PICKS = ("tok-gpt2", "tok-cl100k", "tok-bert-uncased", "tok-llama2")
+INTRO = (
+    "## Text is not what the model sees\n"
+    "A tokenizer cuts text into pieces from a fixed vocabulary and gives each piece a number (its id); "
+    "the model only ever sees the ids. Same text, different tokenizers, different pieces: compare "
+    "them below. Each colour stands for one id (the same id has the same colour everywhere), "
+    "`·` is a space, `↵` a new line, `→` a tab, dashed boxes are raw bytes (part of a character), "
+    "outlined boxes are special tokens."
+)
+FACTS = ("Vocabulary sizes of models not shipped here (from the course notes): BERT 30,522 · GPT-2 50,257 · "
+         "RoBERTa 50,265 · T5 32,128. Online, RoBERTa and T5 load from the Hub and appear in the list.")
+
+
+def _choices(engine, only=None) -> list[tuple[str, str]]:
+    usable = T.tokenizer_keys(engine)
+    keys = usable if only is None else [k for k in only if k in usable]
+    return [(engine.registry.get(key).title, key) for key in keys]
+
+
+def build(engine) -> Share:
+    choices = _choices(engine)
+    keys = [k for _, k in choices]
+    defaults = [k for k in DEFAULT_PICKS if k in keys] or keys[:2]
+
+    gr.Markdown(INTRO)
+    with gr.Tabs():
+        with gr.Tab("Side by side"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    text = gr.Textbox(value=T.EXAMPLES["Mixed (start here)"], lines=6, max_lines=14,
+                                      label="Text", elem_id="tok-text")
+                with gr.Column(scale=2):
+                    example = gr.Dropdown(choices=list(T.EXAMPLES), value=None, label="Examples: where tokenizers differ")
+                    picks = gr.Dropdown(choices=choices, value=defaults, multiselect=True, max_choices=4,
+                                        label="Tokenizers (2 to 4 side by side)", elem_id="tok-picks")
+                    with gr.Row():
+                        show_ids = gr.Checkbox(value=True, label="show ids")
+                        long_btn = gr.Button("Paste 100 kB of text", size="sm")
+                    max_render = control_for(T.TokensSettings, "max_render")
+            run = gr.Button("Tokenize", variant="primary", elem_id="tok-run")
+            notice("Capital letters, emoji, indentation and non-English text cost very different numbers of "
+                   "tokens in different tokenizers: more tokens = more compute and less room in the context.")
+            view = gr.HTML(elem_id="tok-side-by-side")
+            stats = gr.Dataframe(headers=T.STATS_HEADERS, interactive=False, wrap=True, label="Per tokenizer",
+                                 elem_id="tok-stats")
+            gr.Markdown(f"<div class='notice'>{FACTS}</div>")
+            with gr.Accordion("Decode round trip: does decode(encode(text)) give the text back?", open=False):
+                rt_btn = gr.Button("Decode round trip")
+                rt_view = gr.HTML()
+            with gr.Accordion("Token table, ids as JSON, CSV export", open=False):
+                with gr.Row():
+                    one = gr.Dropdown(choices=choices, value=defaults[0] if defaults else None, label="Tokenizer")
+                    table_btn = gr.Button("Show its tokens")
+                    csv_btn = gr.Button("Export CSV (every token, chosen tokenizers)")
+                table = gr.Dataframe(headers=T.CSV_HEADERS, interactive=False, label="First tokens")
+                ids_json = gr.JSON(label="ids (all of them) and counts")
+                csv_file = gr.File(label="CSV", interactive=False)
+
+        with gr.Tab("Batch: padding & attention mask"):
+            gr.Markdown("A model takes a batch as one rectangle: shorter sentences are **padded**, longer ones "
+                        "**truncated**, and the **attention mask** tells the model which positions are real (1) "
+                        "and which are padding (0).")
+            with gr.Row():
+                sentences = gr.Textbox(value="The cat sat.\nTokenizers cut text into pieces, and models read "
+                                             "the pieces as numbers.\nHi!", lines=5, label="Sentences, one per line")
+                with gr.Column():
+                    batch_tok = gr.Dropdown(choices=choices, value="tok-bert-uncased" if "tok-bert-uncased" in keys
+                                            else (keys[0] if keys else None), label="Tokenizer")
+                    side = gr.Radio(choices=list(T.PAD_SIDES), value="right", label="padding side",
+                                    info="decoder-only models generate after the last token, so they pad on the left")
+                    max_len = control_for(T.TokensSettings, "max_length")
+                    with gr.Row():
+                        truncation = gr.Checkbox(value=True, label="truncate to max_length")
+                        add_special = gr.Checkbox(value=True, label="add the model's special tokens")
+                    pad_to = gr.Radio(choices=list(T.PAD_TO), value="longest", label="pad to")
+            batch_btn = gr.Button("Encode the batch", variant="primary")
+            notice("BERT wraps every sentence in [CLS] … [SEP]; GPT-2 and the tiktoken encodings add nothing and "
+                   "have no pad token; Llama adds &lt;s&gt; at the start. Padding never changes the real tokens.")
+            batch_view = gr.HTML(elem_id="tok-batch")
+            with gr.Accordion("What the model receives (input_ids, attention_mask as JSON)", open=False):
+                batch_json = gr.JSON(label="batch")
+
+        with gr.Tab("Special tokens: chat & FIM"):
+            gr.Markdown("### Chat template\nAn instruct model never sees 'roles': its chat template turns the "
+                        "conversation into one text with special tokens that mark who speaks.")
+            with gr.Row():
+                chat_choices = _choices(engine, T.CHAT_KEYS)
+                chat_tok = gr.Dropdown(choices=chat_choices, value=chat_choices[0][1] if chat_choices else None,
+                                       label="Instruct tokenizer")
+                system = gr.Textbox(value="You are a friendly tutor.", label="system")
+                user = gr.Textbox(value="What is a token?", label="user")
+                assistant = gr.Textbox(value="", label="assistant (optional)")
+            chat_btn = gr.Button("Show the chat template as tokens")
+            chat_view = gr.HTML()
+            gr.Markdown("### Fill in the middle\nCode models can complete a gap: the prompt is the code before the "
+                        "gap and the code after it, marked by sentinel tokens; the model writes the middle.")
+            with gr.Row():
+                fim_choices = _choices(engine, T.FIM_KEYS)
+                fim_tok = gr.Dropdown(choices=fim_choices, value=fim_choices[0][1] if fim_choices else None,
+                                      label="Code tokenizer")
+                prefix = gr.Textbox(value="def average(xs):\n    ", lines=3, label="code before the gap")
+                suffix = gr.Textbox(value="\n    return total / len(xs)\n", lines=3, label="code after the gap")
+            fim_btn = gr.Button("Show the FIM prompt as tokens")
+            fim_view = gr.HTML()
+
+    # Register listeners
+    def compare_tokenizers(text, keys, max_render, show_ids, progress=gr.Progress()):
+        results = T.compare(engine, keys, text, max_render, progress_callback(progress))
+        return T.render_side_by_side(results, bool(show_ids)), T.stats_rows(results)
+
+    def tokenize(text, key, max_render, progress=gr.Progress()):
+        r = T.tokenize(engine, key, text, max_render, progress_callback(progress))
+        return T.token_table(engine, key, text, limit=int(max_render)), {
+            **r.stats(), "ids": r.ids, "pieces": [p.text for p in r.pieces], "shown": r.shown}
+
+    def round_trip(text, keys, progress=gr.Progress()):
+        keys = list(keys or [])
+        if not 1 <= len(keys) <= 4:
+            raise T.UserInputError(f"Choose 1 to 4 tokenizers, got {len(keys)}.")
+        return T.render_round_trips([T.round_trip(engine, k, text, progress_callback(progress)) for k in keys])
+
+    def export_csv(text, keys):
+        folder = Path(tempfile.mkdtemp(prefix="tokens-"))
+        path = folder / "tokens.csv"
+        path.write_text(T.token_csv(engine, keys, text), encoding="utf-8")
+        return str(path)
+
+    def batch_encode(sentences, key, side, max_len, truncation, pad_to, add_special, progress=gr.Progress()):
+        b = T.batch_encode(engine, key, sentences, side, max_len, bool(truncation), pad_to, bool(add_special),
+                           progress_callback(progress))
+        return T.render_batch_html(b), b.as_dict()
+
+    def chat_template(key, system, user, assistant, progress=gr.Progress()):
+        return T.chat_view(engine, key, system, user, assistant, progress_callback(progress))[1]
+
+    def fim_prompt(key, prefix, suffix, progress=gr.Progress()):
+        return T.fim_view(engine, key, prefix, suffix, progress_callback(progress))[1]
+
+    cmp_in, cmp_out = [text, picks, max_render, show_ids], [view, stats]
+    run.click(user_errors(compare_tokenizers), cmp_in, cmp_out, api_name="compare_tokenizers")
+    gr.on([text.change, picks.change, show_ids.change, max_render.release], user_errors(compare_tokenizers),
+          cmp_in, cmp_out, trigger_mode="always_last", show_progress="minimal", api_visibility="private")
+    example.change(lambda name: T.EXAMPLES.get(name) or gr.skip(), example, text, api_visibility="private")
+    long_btn.click(lambda: T.long_text(100_000), None, text, api_visibility="private")
+    rt_btn.click(user_errors(round_trip), [text, picks], rt_view, api_name="round_trip")
+    table_btn.click(user_errors(tokenize), [text, one, max_render], [table, ids_json], api_name="tokenize")
+    csv_btn.click(user_errors(export_csv), [text, picks], csv_file, api_name="export_tokens_csv")
+    batch_in = [sentences, batch_tok, side, max_len, truncation, pad_to, add_special]
+    batch_btn.click(user_errors(batch_encode), batch_in, [batch_view, batch_json], api_name="batch_encode")
+    gr.on([batch_tok.change, side.change, max_len.release, truncation.change, pad_to.change, add_special.change],
+          user_errors(batch_encode), batch_in, [batch_view, batch_json], trigger_mode="always_last",
+          api_visibility="private")
+    chat_btn.click(user_errors(chat_template), [chat_tok, system, user, assistant], chat_view, api_name="chat_template")
+    fim_btn.click(user_errors(fim_prompt), [fim_tok, prefix, suffix], fim_view, api_name="fim_prompt")
+
+    # Deep link: ?tab=tokens&text=...&picks=tok-gpt2,tok-cl100k reopens this exact comparison.
+    return Share(params={"text": text, "picks": picks, "show_ids": show_ids, "max_render": max_render},
+                 run=user_errors(compare_tokenizers), run_inputs=cmp_in, run_outputs=cmp_out)

@@ -1,0 +1,55 @@
+"""The Embeddings & attention tab through its API, as any gradio_client user would call it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gradio_client.exceptions import AppError
+
+TEXT = "The animal didn't cross the street because it was too tired."
+
+
+def test_attention_endpoint(client):
+    *_, summary = client.predict(TEXT, "smollm2-135m-instruct", 2, 3, False, None, api_name="/attention")
+    n = len(summary["tokens"])
+    assert summary["shape"] == dict(layers=30, heads=9, query_tokens=n, key_tokens=n)
+    m = np.array(summary["matrix"])
+    assert m.shape == (n, n) and np.allclose(m.sum(axis=1), 1.0, atol=1e-3)
+    assert np.all(m[np.triu_indices(n, k=1)] == 0)  # causal: nothing above the diagonal
+    assert summary["tokens"][summary["token"]] == "it"
+
+
+def test_attention_endpoint_validates(client):
+    with pytest.raises(AppError, match="layer = 9 is out of range: valid values are 1 to 6"):
+        client.predict(TEXT, "minilm-l6", 9, 1, False, None, api_name="/attention")
+    with pytest.raises(AppError, match="gpt-17"):
+        client.predict(TEXT, "gpt-17", 1, 1, False, None, api_name="/attention")
+
+
+def test_embedding_similarity_endpoint(client):
+    sentences = "The river bank was muddy.\nThe bank lent me money.\nThe bank of the river flooded."
+    *_, sim = client.predict(sentences, "bank", 6, api_name="/embedding_similarity")
+    assert sim["pairs"] == [[1, 2], [1, 3], [2, 3]] and sim["layers"] == list(range(7))
+    assert sim["shapes"]["last_hidden_state"] == [1, 8, 384]
+    cos = {tuple(p): c[-1] for p, c in zip(sim["pairs"], sim["cosine"])}
+    assert cos[(1, 3)] > cos[(1, 2)]
+    assert len(sim["pca"]["x"]) == len(sim["pca"]["labels"])
+
+
+def test_semantic_search_endpoint(client):
+    passages = "Cats purr when they are content.\nStock markets fell sharply on Monday.\n" \
+               "A happy kitten makes a soft rumbling sound."
+    *_, result = client.predict("Why does my cat make a humming noise?", passages, 3, api_name="/semantic_search")
+    ranking = [r["passage"] for r in result["embedding"]]
+    assert ranking.index(3) < ranking.index(2) and ranking.index(1) < ranking.index(2)
+    assert {r["passage"] for r in result["tfidf"]} == {1, 2, 3}
+
+
+def test_tab_offers_a_deep_link(engine):
+    import gradio as gr
+
+    import tabs.embeddings as tab
+
+    with gr.Blocks():
+        share = tab.build(engine)
+    assert set(share.params) == {"text", "model", "layer", "head", "mean"}
+    assert len(share.run_inputs) == 6 and len(share.run_outputs) == 9

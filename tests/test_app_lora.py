@@ -1,0 +1,60 @@
+"""The LoRA tab through its API (gradio_client), on the real embedded SmolLM2: a 2-step training,
+base vs adapted, the adapter zip, errors, and two sessions that do not see each other's adapter."""
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+import torch
+
+from engine import lora as L
+
+# source, pasted, upload, r, alpha, dropout, targets, lr, steps, batch, max_len, seed
+SMALL = ("quotes", "", None, 4, 8, 0.0, ["q_proj", "v_proj"], 0.002, 2, 2, 24, 42)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """On a shared 2-core machine two OpenMP threads thrash; the app runs in this process."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def base_logits(smollm):
+    ids = smollm.tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return smollm.model(input_ids=ids).logits
+
+
+def test_train_compare_download_and_the_base_stays_the_same(client, smollm, tmp_path):
+    before = base_logits(smollm)
+    status, plot = client.predict(*SMALL, api_name="/lora_train")
+    assert "Done" in status and "2 / 2" in status, status
+    base, adapted, md = client.predict("Life is", 7, 12, 0.0, api_name="/lora_compare")
+    assert base.startswith("Life is") and adapted.startswith("Life is")
+    assert "Base:" in md and "Adapted" in md
+    assert torch.equal(base_logits(smollm), before)  # the shared model did not move
+    path = client.predict(api_name="/lora_download")
+    with zipfile.ZipFile(path) as zf:
+        assert sorted(zf.namelist()) == sorted([L.ADAPTER_FILE, L.CONFIG_FILE])
+
+
+def test_bad_values_are_named(client):
+    bad = list(SMALL)
+    bad[3] = 0  # r: refused by the slider's own check or by the engine, naming the value and range
+    with pytest.raises(Exception, match=r"(r = 0 .*1 to 64|Value 0 is less than minimum value 1)"):
+        client.predict(*bad, api_name="/lora_train")
+    bad = list(SMALL)
+    bad[6] = ["lm_head"]
+    with pytest.raises(Exception, match="lm_head"):
+        client.predict(*bad, api_name="/lora_train")
+
+
+def test_a_new_session_has_no_adapter(app_url):
+    from gradio_client import Client
+
+    fresh = Client(app_url, verbose=False)
+    with pytest.raises(Exception, match="no adapter in this session"):
+        fresh.predict("Life is", 7, 8, 0.0, api_name="/lora_compare")

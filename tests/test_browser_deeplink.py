@@ -1,0 +1,49 @@
+"""A link reopens a tab with the same text and knobs in a fresh browser (issue 12)."""
+from urllib.parse import urlencode
+
+import pytest
+
+
+@pytest.mark.browser
+def test_tokens_deep_link_reproduces_the_comparison(browser, app_url, client):
+    text = "Deep links: naïve café 2024 🙂"
+    qs = urlencode({"tab": "tokens", "text": text, "picks": "tok-gpt2,tok-cl100k", "show_ids": "true"})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})  # fresh: no state carried over
+    page = ctx.new_page()
+    try:
+        page.goto(app_url + "?" + qs)
+        view = page.locator("#tok-side-by-side")
+        page.wait_for_function(
+            "document.querySelector('#tok-side-by-side') && "
+            "document.querySelector('#tok-side-by-side').innerText.includes('cl100k') && "
+            "!document.querySelector('#tok-side-by-side').innerText.includes('Llama')", timeout=60_000)
+        shown = view.inner_text()
+        assert "GPT-2" in shown and "cl100k" in shown and "Llama" not in shown
+        # the same numbers as the API gives for the same inputs
+        html, stats = client.predict(text, ["tok-gpt2", "tok-cl100k"], 800, True, api_name="/compare_tokenizers")
+        counts = {row[0]: row[1] for row in stats["data"]}
+        for name, count in counts.items():
+            assert str(count) in shown, (name, count)
+        # and the link button gives a link back to the same view
+        page.get_by_role("button", name="🔗 Link to this view").click()
+        page.wait_for_function("(document.querySelector('#share-link textarea') || {value: ''}).value.includes('tab=tokens')",
+                               timeout=10_000)
+        link = page.locator("#share-link textarea").input_value()
+        assert "picks=tok-gpt2%2Ctok-cl100k" in link and "text=Deep+links" in link
+    finally:
+        ctx.close()
+
+
+@pytest.mark.browser
+def test_embeddings_deep_link_renders_the_heatmap(browser, app_url):
+    qs = urlencode({"tab": "embeddings", "text": "The cat sat on the mat because it was tired.",
+                    "layer": 2, "head": 3})
+    for _ in range(2):  # twice in fresh contexts: the render must not depend on timing
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = ctx.new_page()
+        try:
+            page.goto(app_url + "?" + qs)
+            page.wait_for_function("document.body.innerText.includes('tired')", timeout=60_000)
+            page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)
+        finally:
+            ctx.close()

@@ -1,0 +1,50 @@
+"""The Diffusion tab in headless Chromium: txt2img with its denoising gallery, and a sweep grid.
+Saves the screenshots used in the docs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import SCREENSHOTS
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _open_tab(page, app_url):
+    page.goto(app_url)
+    page.get_by_role("tab", name="Diffusion").click()
+    page.locator("#diffusion-generate").wait_for()
+
+
+def test_txt2img_shows_images_and_denoising_gallery(page, app_url):
+    page.set_viewport_size({"width": 1400, "height": 1700})
+    _open_tab(page, app_url)
+    page.get_by_label("Prompt", exact=True).fill("a handwritten 7")
+    page.locator("#diffusion-generate").click()
+    frames = page.locator("#diffusion-frames img")
+    frames.first.wait_for(timeout=60_000)
+    page.wait_for_timeout(800)
+    assert page.locator("#diffusion-images img").count() >= 2
+    assert frames.count() >= 5  # 25 steps, one frame every 5
+    assert "denoising steps run" in page.content()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "diffusion-txt2img.png"), full_page=False)
+
+
+def test_sweep_grid(page, app_url):
+    _open_tab(page, app_url)
+    page.get_by_role("tab", name="Sweep").click()
+    page.locator("#diffusion-sweep").click()
+    img = page.locator("#diffusion-grid img")
+    img.first.wait_for(timeout=90_000)
+    page.wait_for_timeout(800)
+    assert img.first.evaluate("i => i.naturalWidth") > 500
+    page.locator("#diffusion-grid").screenshot(path=str(SCREENSHOTS / "diffusion-sweep.png"))
