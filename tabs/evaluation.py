@@ -1,0 +1,283 @@
+"""Evaluation: how language models are measured, with the arithmetic visible. Perplexity with
+per-token surprisal, natural vs shuffled vs random text, the cross-entropy toy, answer metrics
+(exact match to an AI judge) and the size/speed/quality trade-off of quantization."""
+from __future__ import annotations
+
+import gradio as gr
+
+from engine import answer_metrics as answers
+from engine import metrics
+from engine import plots_evaluation as plots
+from engine import quantization as quant
+from engine.errors import check_range, check_text
+from engine.settings import dataclass, knob, make
+from tabs._ui import HEAVY, Share, controls_for, model_picker, notice, on_gpu, progress_callback, user_errors
+
+TITLE = "Evaluation"
+
+EXAMPLE = (
+    "The water cycle moves water around our planet. The sun warms the oceans, and some of the water "
+    "rises into the air as vapour. High in the sky the vapour cools and forms clouds. When the droplets "
+    "grow heavy, they fall back to the ground as rain or snow, and rivers carry the water back to the sea."
+)
+TOY_LOGITS = "cat 3.0, dog 2.2, car 0.5, tree -1.0"
+ANSWER_QUESTION = "What is the capital of France?"
+ANSWER_REFERENCE = "Paris"
+ANSWER_CANDIDATES = "Paris\nparis.\nThe capital is Paris.\nLondon\nIt's Lyon, I think"
+ANSWER_HEADERS = ["candidate", "exact (raw)", "exact (normalized)", "edit distance", "edit ratio", "token F1",
+                  "bigram F1", "semantic (MiniLM cos)", "tiny judge: rating 1-5", "judge p(1..5)"]
+QUANT_HEADERS = ["variant", "what it is", "weights MB", "× fp32 size", "tokens/s", "perplexity",
+                 "Δ ppl vs fp32", "bits/byte", "greedy continuation"]
+COMPARE_HEADERS = ["text", "tokens", "perplexity", "mean NLL (nats)", "bits/token", "bits/byte", "bits/char",
+                   "mean entropy (bits)"]
+
+
+@dataclass
+class QuantizationSettings:
+    new_tokens: int = knob(16, 1, 64, "Tokens generated (greedy) to time each variant", step=1)
+
+
+def _fmt(value, digits=3):
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "✅" if value else "❌"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return value
+
+
+# ---- listeners (plain functions; wrapped with user_errors when registered) ----------------------
+def make_perplexity(engine):
+    def run(model_key, text, window, stride, progress=gr.Progress()):
+        cb = progress_callback(progress)
+        bundle = engine.load(model_key, progress=cb)
+        rep = metrics.perplexity(bundle.model, bundle.tokenizer, text, window, stride, model_key, progress=cb)
+        numbers = rep.summary()
+        numbers["tokens"] = [dict(piece=t.piece, id=t.token_id, p=t.prob, rank=t.rank,
+                                  surprisal_bits=t.surprisal_bits, entropy_bits=t.entropy_bits)
+                             for t in rep.tokens[:2000]]
+        return plots.surprisal_html(rep), plots.arithmetic_markdown(rep), plots.entropy_figure(rep), numbers
+    return run
+
+
+def make_variants(text, seed):
+    check_text("natural text", text, max_chars=metrics.MAX_TEXT_CHARS)
+    seed = check_range("seed", seed, 0, 2**32 - 1, integer=True)
+    return metrics.shuffle_words(text, seed), metrics.random_characters(text, seed)
+
+
+def make_compare_texts(engine):
+    def run(model_key, natural, shuffled, random_text, progress=gr.Progress()):
+        cb = progress_callback(progress)
+        bundle = engine.load(model_key, progress=cb)
+        texts = [("natural", natural), ("words shuffled", shuffled), ("random characters", random_text)]
+        rows = metrics.compare_texts(bundle.model, bundle.tokenizer, texts, model_key=model_key, progress=cb)
+        table = [[r["label"], r["tokens_scored"], _fmt(r["perplexity"], 2), _fmt(r["mean_nll_nats"]),
+                  _fmt(r["bits_per_token"]), _fmt(r["bits_per_byte"]), _fmt(r["bits_per_char"]),
+                  _fmt(r["mean_entropy_bits"], 2)] for r in rows]
+        return table, plots.compare_figure(rows)
+    return run
+
+
+def toy_update(spec, current, temperature):
+    """New logits typed: refresh the target choices, then the numbers."""
+    labels, _ = metrics.parse_logits(spec)
+    target = current if current in labels else labels[0]
+    return (gr.Dropdown(choices=labels, value=target), *cross_entropy(spec, target, temperature))
+
+
+def cross_entropy(spec, target, temperature):
+    labels, logits = metrics.parse_logits(spec)
+    target = target if target in labels else labels[0]
+    toy = metrics.cross_entropy_toy(labels, logits, target, temperature)
+    return plots.toy_markdown(toy), plots.toy_figure(toy)
+
+
+def make_compare_answers(engine):
+    def run(question, reference, candidates, semantic, use_judge, progress=gr.Progress()):
+        cb = progress_callback(progress)
+        encoder = engine.load("minilm-l6", progress=cb) if semantic else None
+        judge = engine.load("smollm2-135m-instruct", progress=cb) if use_judge else None
+        rows = answers.compare_answers(reference, candidates, encoder, judge, question, progress=cb)
+        table, plain = [], []
+        for r in rows:
+            j = r.get("judge")
+            table.append([r["candidate"], _fmt(r["exact_raw"]), _fmt(r["exact_normalized"]), r["edit_distance"],
+                          _fmt(r["edit_ratio"], 2), _fmt(r["token_f1"], 2), _fmt(r["bigram_f1"], 2),
+                          _fmt(r.get("semantic"), 3),
+                          f"{j['expected']:.2f} (top {j['rating']})" if j else "–",
+                          " ".join(f"{p:.2f}" for p in j["digit_probs"]) if j else "–"])
+            plain.append({k: v for k, v in r.items() if k != "judge"} | (
+                {"judge_expected": j["expected"], "judge_rating": j["rating"], "judge_digit_probs": j["digit_probs"],
+                 "judge_digit_mass": j["digit_mass"]} if j else {}))
+        prompt = rows[0]["judge"]["prompt"] if use_judge else "(the judge was not asked)"
+        return table, f"```text\n{prompt}\n```", plain
+    return run
+
+
+def make_quantization(engine):
+    def run(model_key, text, variants, new_tokens, progress=gr.Progress()):
+        cb = progress_callback(progress)
+        settings = make(QuantizationSettings, new_tokens=new_tokens)
+        rows = quant.quantization_compare(engine, model_key, text, variants or [], settings.new_tokens, progress=cb)
+        table = [[r["variant"], r["description"], _fmt(r["size_mb"], 1), _fmt(r["size_vs_fp32"], 2),
+                  _fmt(r["tokens_per_s"], 1), _fmt(r["perplexity"], 3),
+                  "–" if r["perplexity_change_pct"] is None else f"{r['perplexity_change_pct']:+.1f}%",
+                  _fmt(r["bits_per_byte"]), r["sample"]] for r in rows]
+        return table, plots.quantization_figure(rows), rows, _cache_line(engine)
+    return run
+
+
+def _cache_line(engine) -> str:
+    st = engine.cache.stats()
+    held = [e for e in st["entries"] if "eval-quantization" in e["key"]]
+    if not held:
+        return "No bf16/int8 copies are held in the model cache."
+    names = ", ".join(f"{e['key'].split(' / ')[2]} ({e['mb']:.0f} MB)" for e in held)
+    return f"Held in the shared model cache: {names}. Free them when you are done."
+
+
+def make_free(engine):
+    def run(model_key):
+        n = quant.free_variants(engine, model_key)
+        return f"Freed {n} cop{'y' if n == 1 else 'ies'}. " + _cache_line(engine)
+    return run
+
+
+# ---- layout --------------------------------------------------------------------------------------
+def build(engine) -> None:
+    gr.Markdown("## Evaluation: how do we measure a language model?\n"
+                "A language model assigns a probability to every next token. Evaluation starts from "
+                "those probabilities: how surprised is the model by real text (perplexity), and how close is "
+                "an answer to a reference (answer metrics)?")
+    with gr.Tabs():
+        with gr.Tab("Perplexity & surprisal", id="eval-perplexity"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    ppl_text = gr.Textbox(EXAMPLE, lines=4, label="Text to score", max_length=metrics.MAX_TEXT_CHARS)
+                    with gr.Row():
+                        ctl = controls_for(metrics.PerplexitySettings)
+                with gr.Column(scale=1, min_width=260):
+                    ppl_model = model_picker(engine, "causal-lm", label="Language model")
+                    ppl_btn = gr.Button("Score the text", variant="primary")
+            ppl_html = gr.HTML(elem_id="eval-surprisal")
+            notice("Red tokens surprised the model (low probability); pale ones were expected. The start of a "
+                   "text is hard to predict; words that repeat get cheaper.")
+            with gr.Row():
+                ppl_math = gr.Markdown(elem_id="eval-arithmetic")
+                ppl_plot = gr.Plot(label="Entropy along the text")
+            with gr.Accordion("All numbers (JSON, as the API returns them)", open=False):
+                ppl_json = gr.JSON()
+
+        with gr.Tab("Natural vs shuffled vs random", id="eval-compare"):
+            with gr.Row():
+                cmp_nat = gr.Textbox(EXAMPLE, lines=5, label="Natural text")
+                cmp_shuf = gr.Textbox(metrics.shuffle_words(EXAMPLE, 0), lines=5, label="Same words, shuffled")
+                cmp_rand = gr.Textbox(metrics.random_characters(EXAMPLE, 0), lines=5, label="Random characters")
+            with gr.Row():
+                cmp_seed = gr.Number(0, precision=0, minimum=0, label="Shuffle seed", scale=0, min_width=140)
+                cmp_make = gr.Button("Rebuild shuffled + random from the natural text")
+                cmp_model = model_picker(engine, "causal-lm", label="Language model")
+                cmp_btn = gr.Button("Compare", variant="primary")
+            cmp_table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False, label="Scores")
+            cmp_plot = gr.Plot()
+            notice("Shuffling keeps every word but destroys grammar, and perplexity jumps. Random letters look "
+                   "only a little worse per token because they are cut into many more tokens; bits per byte, "
+                   "which does not depend on how the text is cut, shows the real gap.")
+
+        with gr.Tab("Cross-entropy toy", id="eval-toy"):
+            gr.Markdown("One prediction, by hand: the model's logits become probabilities through softmax, and "
+                        "the loss is −ln of the probability of the right answer.")
+            with gr.Row():
+                toy_spec = gr.Textbox(TOY_LOGITS, label="Logits: 'label value' pairs, comma separated", scale=3)
+                toy_target = gr.Dropdown(["cat", "dog", "car", "tree"], value="dog", label="Correct next token (target)",
+                                         allow_custom_value=True)
+                toy_temp = gr.Slider(0.05, 10, value=1.0, step=0.05, label="Temperature T")
+            toy_md, toy_fig = cross_entropy(TOY_LOGITS, "dog", 1.0)
+            toy_math = gr.Markdown(toy_md)
+            toy_plot = gr.Plot(toy_fig)
+            notice("Make the target's logit the largest and the loss falls towards 0; make another one huge and "
+                   "the loss grows without bound.")
+
+        with gr.Tab("Answer metrics", id="eval-answers"):
+            with gr.Row():
+                with gr.Column():
+                    ans_q = gr.Textbox(ANSWER_QUESTION, label="Question (shown to the judge only)")
+                    ans_ref = gr.Textbox(ANSWER_REFERENCE, label="Reference answer")
+                with gr.Column():
+                    ans_cands = gr.Textbox(ANSWER_CANDIDATES, lines=5, label="Candidate answers, one per line")
+                    with gr.Row():
+                        ans_sem = gr.Checkbox(True, label="Semantic similarity (MiniLM embeddings)")
+                        ans_judge = gr.Checkbox(True, label="AI as judge (SmolLM2-135M, a tiny model)")
+                    ans_btn = gr.Button("Compare answers", variant="primary")
+            ans_table = gr.Dataframe(headers=ANSWER_HEADERS, interactive=False, wrap=True, label="Metrics per answer")
+            gr.Markdown(
+                "**exact (raw)**: identical strings · **normalized**: after lower-casing and dropping punctuation "
+                "and a/an/the · **edit distance**: fewest character insertions, deletions, substitutions; ratio = "
+                "1 − distance / longer length · **token F1 / bigram F1**: overlap of words / word pairs · "
+                "**semantic**: cosine of mean-pooled MiniLM sentence embeddings · **tiny judge**: SmolLM2-135M "
+                "asked for a 1-5 rating; we read its probabilities for the five digits (no sampling). It is a "
+                "135M-parameter model's opinion, not a grade.")
+            notice("Each metric forgives a different kind of difference. The tiny judge gives almost the same "
+                   "rating to right and wrong answers: a judge must be far stronger than what it grades.")
+            with gr.Accordion("The prompt the judge saw (first answer)", open=False):
+                ans_prompt = gr.Markdown()
+            with gr.Accordion("All numbers (JSON)", open=False):
+                ans_json = gr.JSON()
+
+        with gr.Tab("Quantization", id="eval-quant"):
+            gr.Markdown("The same model stored three ways, run on the CPU. Each copy is built on first use from "
+                        "the float model (the shared model is never changed) and kept in the model cache until "
+                        "freed.")
+            with gr.Row():
+                q_text = gr.Textbox(EXAMPLE, lines=4, label="Text for perplexity (and the prompt for timing)",
+                                    scale=3, max_length=4000)
+                with gr.Column(scale=1, min_width=260):
+                    q_model = model_picker(engine, "causal-lm", label="Language model")
+                    q_variants = gr.CheckboxGroup(list(quant.VARIANTS), value=list(quant.VARIANTS), label="Variants")
+                    q_ctl = controls_for(QuantizationSettings)
+            with gr.Row():
+                q_btn = gr.Button("Build and compare", variant="primary")
+                q_free = gr.Button("Free the bf16/int8 copies")
+            q_table = gr.Dataframe(headers=QUANT_HEADERS, interactive=False, wrap=True, label="Side by side",
+                                   column_widths=["7%", "19%", "8%", "7%", "7%", "8%", "8%", "7%", "29%"],
+                                   elem_id="eval-quant-table")
+            gr.Markdown("**fp32**: 32-bit floats, the reference · **bf16**: every weight as bfloat16 (fp32's range, "
+                        "8 bits of mantissa) · **int8**: PyTorch dynamic quantization of the Linear layers in the "
+                        "transformer blocks (int8 weights with one scale per output row; activations quantized on "
+                        "the fly); the token embedding, shared with the output head, stays fp32.")
+            q_plot = gr.Plot()
+            q_status = gr.Markdown()
+            notice("Fewer bits per weight: less memory. Speed depends on the hardware (a CPU without bf16 "
+                   "units can be slower in bf16), and quality drops most where rounding hits the weights hardest.")
+            with gr.Accordion("All numbers (JSON)", open=False):
+                q_json = gr.JSON()
+
+    # Register listeners
+    score = user_errors(on_gpu(make_perplexity(engine)))
+    ppl_btn.click(score,
+                  inputs=[ppl_model, ppl_text, ctl["window"], ctl["stride"]],
+                  outputs=[ppl_html, ppl_math, ppl_plot, ppl_json], api_name="perplexity", **HEAVY)
+    cmp_make.click(user_errors(make_variants), inputs=[cmp_nat, cmp_seed], outputs=[cmp_shuf, cmp_rand],
+                   api_name="make_shuffled_and_random")
+    cmp_btn.click(user_errors(on_gpu(make_compare_texts(engine))), inputs=[cmp_model, cmp_nat, cmp_shuf, cmp_rand],
+                  outputs=[cmp_table, cmp_plot], api_name="compare_texts", **HEAVY)
+    for trigger in (toy_spec.submit, toy_spec.blur):
+        trigger(user_errors(toy_update), inputs=[toy_spec, toy_target, toy_temp],
+                outputs=[toy_target, toy_math, toy_plot], api_name="toy_logits_changed",
+                api_visibility="private", show_progress="hidden")
+    toy_target.change(user_errors(cross_entropy), inputs=[toy_spec, toy_target, toy_temp],
+                      outputs=[toy_math, toy_plot], api_name="toy_target_changed", api_visibility="private",
+                      show_progress="hidden")
+    toy_temp.change(user_errors(cross_entropy), inputs=[toy_spec, toy_target, toy_temp],
+                    outputs=[toy_math, toy_plot], api_name="cross_entropy", show_progress="hidden")
+    ans_btn.click(user_errors(on_gpu(make_compare_answers(engine))), inputs=[ans_q, ans_ref, ans_cands, ans_sem, ans_judge],
+                  outputs=[ans_table, ans_prompt, ans_json], api_name="compare_answers", **HEAVY)
+    q_btn.click(user_errors(make_quantization(engine)), inputs=[q_model, q_text, q_variants, q_ctl["new_tokens"]],
+                outputs=[q_table, q_plot, q_json, q_status], api_name="quantization_compare", **HEAVY)
+    q_free.click(user_errors(make_free(engine)), inputs=q_model, outputs=q_status, api_name="quantization_free")
+    # a link to this tab reopens it with the same text and knobs, and scores the text
+    return Share(params={"text": ppl_text, "window": ctl["window"], "stride": ctl["stride"], "model": ppl_model},
+                 run=score, run_inputs=[ppl_model, ppl_text, ctl["window"], ctl["stride"]],
+                 run_outputs=[ppl_html, ppl_math, ppl_plot, ppl_json])
