@@ -129,7 +129,9 @@ def build_demo(engine) -> gr.Blocks:
 
 
 def launch_kwargs() -> dict:
-    return dict(theme=gr.themes.Soft(), css=CSS)
+    # show_error: errors raised before our listeners run (e.g. Gradio refusing 'NaN' for a
+    # slider) reach the user with their message instead of a generic one.
+    return dict(theme=gr.themes.Soft(), css=CSS, show_error=True)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

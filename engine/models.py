@@ -62,7 +62,7 @@ def float_copy_of_gguf(folder: str, gguf_file: str, progress: Progress = no_prog
 
     src = Path(folder) / gguf_file
     stat = src.stat()
-    tag = hashlib.sha1(f"{src.name}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:10]
+    tag = hashlib.sha1(f"v2:{src.name}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:10]
     out = home_dir() / f"{src.stem}-{tag}"
     if (out / "done.json").exists():
         return out
@@ -72,7 +72,10 @@ def float_copy_of_gguf(folder: str, gguf_file: str, progress: Progress = no_prog
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
     progress(0.6, "Saving a float copy for fast loads next time...")
-    model = AutoModelForCausalLM.from_config(gguf_model.config, dtype=torch.float32)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):  # the copy is plain float: drop the GGUF marker
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
