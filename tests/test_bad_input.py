@@ -43,7 +43,7 @@ def variants(param: dict):
 def project_files() -> set[str]:
     return {str(p.relative_to(ROOT)) for p in ROOT.rglob("*")
             if ".venv" not in p.parts and ".git" not in p.parts and "__pycache__" not in p.parts
-            and ".pytest_cache" not in p.parts and "docs" not in p.parts}
+            and ".pytest_cache" not in p.parts and "docs" not in p.parts and ".carry" not in p.parts}
 
 
 def call(client, api_name, args, timeout=120):
