@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import gradio as gr
 
 import tabs
-from tabs._ui import Share
+from tabs._ui import HEAVY, Share, on_gpu
 
 CSS = """
 .notice { font-size: 0.95em; opacity: 0.85; }
@@ -43,7 +43,9 @@ def _coerce(component, raw: str):
 
 def build_demo(engine) -> gr.Blocks:
     shares: dict[str, Share] = {}
-    with gr.Blocks(title="LLM Playground") as demo:
+    # delete_cache: files made for downloads (each in its own per-request temp folder) are
+    # removed from Gradio's cache after two hours.
+    with gr.Blocks(title="LLM Playground", delete_cache=(3600, 7200)) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown("## 🧪 LLM Playground")
             present = gr.Checkbox(label="Presentation mode (larger text)", value=False, scale=0,
@@ -124,6 +126,11 @@ def build_demo(engine) -> gr.Blocks:
                 return _run(*inputs)
 
             load.then(run_if_linked, inputs=list(sh.run_inputs), outputs=sh.run_outputs, api_name=False)
+    # On a ZeroGPU Space every listener of the heavy model-work group gets a GPU (spaces.GPU);
+    # anywhere else on_gpu returns the function unchanged.
+    for block_fn in demo.fns.values():
+        if block_fn.concurrency_id == HEAVY["concurrency_id"] and block_fn.fn is not None:
+            block_fn.fn = on_gpu(block_fn.fn)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 

@@ -83,9 +83,19 @@ def _TAB_IDS():
     return {m.__name__.split(".")[-1] for m in tabs.available()}
 
 
+def front_matter_models(text: str) -> str:
+    """The Space card's `models:` list: every Hub model the app uses online."""
+    from engine.registry import ALL_SPECS
+
+    ids = sorted({s.hub_id for s in ALL_SPECS if s.hub_id})
+    block = "models:\n" + "".join(f"  - {i}\n" for i in ids)
+    return re.sub(r"models:\n(?:  - .*\n)+", lambda m: block, text, count=1)
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
+    text = front_matter_models(text)
     text = replace_block(text, "tabs", tabs_block())
     text = replace_block(text, "models", models_block())
     text = replace_block(text, "api", api_block())

@@ -143,10 +143,12 @@ def on_gpu(fn: Callable, duration: int = 60) -> Callable:
     returned untouched, so nothing depends on the `spaces` package."""
     import os
 
-    if not os.environ.get("SPACES_ZERO_GPU"):
+    if not os.environ.get("SPACES_ZERO_GPU") or getattr(fn, "_on_gpu", False):
         return fn
     try:
         import spaces
     except ImportError:
         return fn
-    return spaces.GPU(duration=duration)(fn)
+    wrapped = spaces.GPU(duration=duration)(fn)
+    wrapped._on_gpu = True
+    return wrapped

@@ -1,0 +1,67 @@
+"""The glue every tab relies on: errors become clear gr.Error messages, out-of-memory empties
+the model caches, unexpected crashes do not leak a stack trace, ZeroGPU wrapping is inert here."""
+import gradio as gr
+import pytest
+import torch
+
+from engine.cache import ModelCache
+from engine.errors import ModelUnavailableError, UserInputError
+from tabs._ui import on_gpu, user_errors
+
+
+def test_user_errors_keep_their_message():
+    @user_errors
+    def bad(x):
+        raise UserInputError(f"temperature = {x} is out of range: valid values are 0 to 2.")
+
+    with pytest.raises(gr.Error, match="temperature = 5 is out of range: valid values are 0 to 2"):
+        bad(5)
+
+    @user_errors
+    def missing():
+        raise ModelUnavailableError("Install them with: pip install --no-deps x==1")
+
+    with pytest.raises(gr.Error, match="pip install --no-deps x==1"):
+        missing()
+
+
+def test_unexpected_crash_is_a_short_message_not_a_trace():
+    @user_errors
+    def boom():
+        raise KeyError("internal detail")
+
+    with pytest.raises(gr.Error) as err:
+        boom()
+    assert "KeyError" in err.value.message and "still running" in err.value.message
+    assert "internal detail" not in err.value.message
+
+
+def test_out_of_memory_frees_the_caches_and_fails_cleanly():
+    cache = ModelCache(10 * 2**20)
+    cache.get_or_load("m", lambda: torch.nn.Linear(64, 64))
+
+    @user_errors
+    def oom():
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(gr.Error, match="ran out of memory"):
+        oom()
+    assert "m" not in cache and cache.used_bytes == 0
+
+
+def test_generators_are_wrapped_too():
+    @user_errors
+    def stream():
+        yield 1
+        raise UserInputError("max_new_tokens = 9999 is out of range: valid values are 1 to 512.")
+
+    gen = stream()
+    assert next(gen) == 1
+    with pytest.raises(gr.Error, match="9999"):
+        next(gen)
+
+
+def test_on_gpu_is_inert_off_zerogpu(monkeypatch):
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    fn = lambda: 1  # noqa: E731
+    assert on_gpu(fn) is fn
