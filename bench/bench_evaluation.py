@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from bench.run import ROOT, Row
+from bench.run import ROOT, Row, interleaved
 
 N_TOKENS = 2000
 
@@ -43,19 +43,6 @@ def raw_loop(model, ids: torch.Tensor, window: int, stride: int) -> float:
     return math.exp(nll_sum / n_scored)
 
 
-def _interleaved(ours, raw, repeat: int = 3) -> tuple[float, float]:
-    """Best of `repeat` for each, alternating so both see the same machine load."""
-    best_ours = best_raw = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        ours()
-        best_ours = min(best_ours, time.perf_counter() - t)
-        t = time.perf_counter()
-        raw()
-        best_raw = min(best_raw, time.perf_counter() - t)
-    return best_ours, best_raw
-
-
 def run(ctx) -> list[Row]:
     from engine import metrics
 
@@ -67,7 +54,7 @@ def run(ctx) -> list[Row]:
     rows = []
     for window, stride, label in ((1024, 512, "sliding window 1024/512"), (2048, 1024, "one pass")):
         ours_ppl, raw_ppl = [], []
-        t_ours, t_raw = _interleaved(
+        t_ours, t_raw = interleaved(
             lambda: ours_ppl.append(metrics.perplexity(model, tok, text, window, stride).perplexity),
             lambda: raw_ppl.append(raw_loop(model, x, window, stride)))
         rows.append(Row(f"perplexity, {len(ids) - 1} tokens, {label}: ours vs raw loop", t_ours, t_raw, target=1.2,

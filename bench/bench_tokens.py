@@ -6,9 +6,8 @@ import gzip
 import os
 from pathlib import Path
 
-import time
 
-from bench.run import Row
+from bench.run import Row, interleaved
 
 KEYS = ["tok-gpt2", "tok-cl100k", "tok-o200k", "tok-p50k", "tok-bert-uncased", "tok-smollm2", "tok-llama2",
         "tok-phi3", "tok-starcoder", "tok-qwen2"]
@@ -36,20 +35,6 @@ def raw_encoder(engine, key):
     return lambda text: tok.encode(text, add_special_tokens=False).ids
 
 
-def interleaved(fa, fb, repeat: int = 15) -> tuple[float, float]:
-    """Fastest of `repeat` calls of each, alternating, so load from other processes on a shared
-    machine hits both sides alike."""
-    best_a = best_b = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fa()
-        best_a = min(best_a, time.perf_counter() - t)
-        t = time.perf_counter()
-        fb()
-        best_b = min(best_b, time.perf_counter() - t)
-    return best_a, best_b
-
-
 def run(ctx) -> list[Row]:
     from engine import tokens as T
 
@@ -67,7 +52,7 @@ def run(ctx) -> list[Row]:
 
         n = ours().n_tokens
         assert n == len(raw(text))
-        t_ours, t_raw = interleaved(ours, lambda: raw(text))
+        t_ours, t_raw = interleaved(ours, lambda: raw(text), repeat=15)
         rows.append(Row(f"tokens: 100 kB, {key} (+render 800) vs raw encode", t_ours, t_raw, target=1.5,
                         note=f"{n:,} tokens"))
     return rows

@@ -56,6 +56,20 @@ def best_of(fn, repeat: int = 3) -> float:
     return best
 
 
+def interleaved(ours, raw, repeat: int = 3) -> tuple[float, float]:
+    """Best-of timings of two calls, alternated so that load from other processes on a shared
+    machine hits both sides alike. Returns (ours seconds, raw seconds)."""
+    best_ours = best_raw = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        ours()
+        best_ours = min(best_ours, time.perf_counter() - t)
+        t = time.perf_counter()
+        raw()
+        best_raw = min(best_raw, time.perf_counter() - t)
+    return best_ours, best_raw
+
+
 def fmt(value: float, unit: str) -> str:
     if unit == "s":
         return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"

@@ -25,6 +25,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Use with `pytestmark = pytest.mark.usefixtures("one_thread")`: on a shared 2-core machine
+    two OpenMP threads can thrash (a tiny training step took 48 s instead of 1.7 s)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def engine():
     from engine import Engine

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from engine.diffusion import read_png_parameters, sample_digit
@@ -11,12 +10,7 @@ from engine.diffusion import read_png_parameters, sample_digit
 MEMORY = [True, False, False, False, False]  # fp16, attention slicing, VAE slicing, VAE tiling, CPU offload
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def knobs(guidance=3.0, steps=6, scheduler="Euler", n=2, w=16, h=16, every=2, rescale=0.0):

@@ -13,13 +13,7 @@ from engine import lora as L
 SMALL = ("quotes", "", None, 4, 8, 0.0, ["q_proj", "v_proj"], 0.002, 2, 2, 24, 42)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """On a shared 2-core machine two OpenMP threads thrash; the app runs in this process."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def base_logits(smollm):

@@ -3,19 +3,12 @@ Saves the screenshots used in the docs."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.conftest import SCREENSHOTS
 
-pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("one_thread")]
 
 
 def _open_tab(page, app_url):

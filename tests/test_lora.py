@@ -38,13 +38,7 @@ def tiny_llama(vocab: int, seed: int = 0):
 VOCAB = 512  # a tiny vocabulary keeps the output layer small; ids >= VOCAB are folded into it
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """On a shared 2-core machine two OpenMP threads thrash (a tiny step took 48 s vs 1.7 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
