@@ -84,3 +84,66 @@ def test_every_endpoint_survives_bad_input(client):
     assert "Device:" in status
     assert project_files() == before, project_files() ^ before
     assert not problems, "\n".join(problems)
+
+
+def _bad_files(tmp_path):
+    from PIL import Image
+
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40)
+    huge = tmp_path / "huge.png"
+    Image.new("L", (6000, 6000), 255).save(huge)  # 36 megapixels, a few kB on disk
+    text_as_png = tmp_path / "notes.png"
+    text_as_png.write_text("this is not an image")
+    exe = tmp_path / "tool.exe"
+    exe.write_bytes(b"MZ" + b"\x00" * 4096)
+    pickle_weights = tmp_path / "adapter_model.bin"
+    pickle_weights.write_bytes(b"\x80\x04\x95" + b"\x00" * 512)
+    junk_st = tmp_path / "adapter_model.safetensors"
+    junk_st.write_bytes(b"\xff" * 64)
+    junk_zip = tmp_path / "adapter.zip"
+    junk_zip.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
+    big_jsonl = tmp_path / "quotes.jsonl"
+    big_jsonl.write_text('{"text": "' + "a" * 3_000_000 + '"}\n')
+    return {"junk .safetensors": junk_st, "broken .zip": junk_zip, "3 MB .jsonl": big_jsonl,
+            "corrupt png": corrupt, "36-megapixel image": huge, "text named .png": text_as_png,
+            "exe": exe, "pickle .bin weights": pickle_weights}
+
+
+@pytest.mark.timeout(600)
+def test_file_inputs_refuse_corrupt_huge_and_wrong_files(client, tmp_path):
+    """Uploads through the API: corrupt or huge images, wrong file types, pickled weights."""
+    from gradio_client import handle_file
+
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    problems, rows = [], []
+    for name, info in sorted(api.items()):
+        params = info["parameters"]
+        defaults = [p.get("parameter_default") if p.get("parameter_has_default") else None for p in params]
+        if name in NUMERIC_ONLY:  # a valid default would start a training run or a sweep
+            continue
+        names = [q["parameter_name"] for q in params]
+        if "src" in names:  # make the dataset come from the uploaded file
+            defaults[names.index("src")] = "upload"
+        for i, p in enumerate(params):
+            comp = p["component"].lower()
+            if comp not in ("file", "image", "imageeditor"):
+                continue
+            for label, path in _bad_files(tmp_path).items():
+                args = list(defaults)
+                ref = handle_file(str(path))
+                args[i] = {"background": ref, "layers": [], "composite": ref} if comp == "imageeditor" else ref
+                try:
+                    call(client, name, args, timeout=180)
+                    outcome = "ok"
+                except Exception as exc:
+                    msg = str(exc)
+                    outcome = msg.splitlines()[0][:100] if msg else type(exc).__name__
+                    if not msg.strip() or GENERIC in msg or "TimeoutError" in type(exc).__name__:
+                        problems.append(f"{name}({p['parameter_name']}={label}): {msg[:200]}")
+                rows.append((name, p["parameter_name"], label, outcome))
+                print(" | ".join(map(str, rows[-1])), flush=True)
+    assert rows, "no file inputs found"
+    status, _ = client.predict(api_name="/engine_status")
+    assert "Device:" in status
+    assert not problems, "\n".join(problems)
