@@ -40,7 +40,7 @@ def jobs():
 
 
 @pytest.mark.timeout(900)
-def test_sixteen_concurrent_requests_match_sequential_answers(client, app_url, engine):
+def test_twelve_concurrent_requests_from_eight_clients_match_sequential_answers(client, app_url, engine):
     work = jobs()
     expected = {name: pick(client.predict(*args, api_name=api)) for name, api, args, pick in work}
     clients = [Client(app_url, verbose=False) for _ in range(8)]
