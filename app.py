@@ -11,12 +11,13 @@ from urllib.parse import urlencode
 import gradio as gr
 
 import tabs
-from tabs._ui import HEAVY, Share, on_gpu
+from tabs._ui import HEAVY, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, on_gpu
 
 CSS = """
 .notice { font-size: 0.95em; opacity: 0.85; }
 footer { display: none !important; }
 body.present .gradio-container { zoom: 1.3; }
+.csv-download { max-width: 16em; }
 #share-link textarea { font-family: monospace; font-size: 0.85em; }
 """
 
@@ -49,7 +50,9 @@ def build_demo(engine) -> gr.Blocks:
         with gr.Row(equal_height=True):
             gr.Markdown("## 🧪 LLM Playground")
             present = gr.Checkbox(label="Presentation mode (larger text)", value=False, scale=0,
-                                  min_width=260)
+                                  min_width=300)
+            plot_format = gr.Radio(PLOT_FORMATS, value="png", label="📷 in a plot's toolbar saves",
+                                   scale=0, min_width=420, elem_id="plot-format")
             link_btn = gr.Button("🔗 Link to this view", size="sm", scale=0, min_width=180)
         link_box = gr.Textbox(label="Share this link: it reopens this tab with the same text and knobs",
                               visible=False, elem_id="share-link", buttons=["copy"])
@@ -66,6 +69,7 @@ def build_demo(engine) -> gr.Blocks:
 
         # Register listeners
         present.change(None, inputs=present, outputs=present, js=PRESENT_JS, api_name=False)
+        plot_format.change(None, inputs=plot_format, outputs=plot_format, js=PLOT_FORMAT_JS, api_name=False)
         param_slots = [(tid, name, comp) for tid, sh in shares.items() for name, comp in sh.params.items()]
 
         def make_query(tab_id, *values):
@@ -138,7 +142,8 @@ def build_demo(engine) -> gr.Blocks:
 def launch_kwargs() -> dict:
     # show_error: errors raised before our listeners run (e.g. Gradio refusing 'NaN' for a
     # slider) reach the user with their message instead of a generic one.
-    return dict(theme=gr.themes.Soft(), css=CSS, show_error=True)
+    # head: the plot-format switch (PNG or SVG from each plot's camera button).
+    return dict(theme=gr.themes.Soft(), css=CSS, head=PLOT_FORMAT_HEAD, show_error=True)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
+import re
+import tempfile
 import traceback
+from pathlib import Path
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
@@ -152,3 +156,131 @@ def on_gpu(fn: Callable, duration: int = 60) -> Callable:
     wrapped = spaces.GPU(duration=duration)(fn)
     wrapped._on_gpu = True
     return wrapped
+
+
+# ---- exports for slides: plots as 2x PNG or SVG, tables as CSV ---------------------------------
+
+PLOT_FORMATS = [("PNG (2× size)", "png"), ("SVG (vector)", "svg")]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:60] or "plot"
+
+
+def export_config(plot_json: str, filename: str) -> str:
+    """A Plotly figure's JSON with the browser config that Gradio hands to Plotly.react: the
+    toolbar's camera saves the figure at twice the screen size, named after the view. The page's
+    plot-format switch (PLOT_FORMAT_HEAD) changes png to svg at click time."""
+    fig = json.loads(plot_json)
+    config = dict(fig.get("config") or {})
+    config.update(displaylogo=False,
+                  toImageButtonOptions={"format": "png", "scale": 2, "filename": _slug(filename)})
+    fig["config"] = config
+    return json.dumps(fig)
+
+
+class ExportPlot(gr.Plot):
+    """gr.Plot (same front end and constructor) whose camera button saves a slide-ready image named
+    after the view: PNG at 2x, or SVG when the header switch says so. Made by Plot() below."""
+
+    filename = "plot"
+
+    def get_block_name(self) -> str:  # the front end picks its component by this name
+        return "plot"
+
+    def get_block_class(self) -> str:
+        return "plot"
+
+    def postprocess(self, value):
+        data = super().postprocess(value)
+        if data is None or getattr(data, "type", None) != "plotly":
+            return data
+        return type(data)(type=data.type, plot=export_config(data.plot, self.filename))
+
+
+def Plot(value=None, *, filename: str, **kwargs) -> ExportPlot:  # noqa: N802 - reads like gr.Plot
+    """A plot component whose downloads are named `filename`. The name is set after construction
+    (Gradio builds a component's config from gr.Plot's constructor), so an initial figure is
+    stored again, now with its export settings."""
+    plot = ExportPlot(**kwargs)
+    plot.filename = _slug(filename)
+    if value is not None:
+        plot.value = plot.postprocess(value).model_dump()
+    return plot
+
+
+# Runs once per page. Plotly's camera button reads gd._context.toImageButtonOptions when it is
+# clicked, so a capturing listener sets the chosen format just before Plotly's own handler.
+PLOT_FORMAT_HEAD = """<script>
+(() => {
+  window.llmPlotFormat = 'png';
+  document.addEventListener('click', (ev) => {
+    const btn = ev.target && ev.target.closest ? ev.target.closest('.modebar-btn') : null;
+    if (!btn || !/download/i.test(btn.getAttribute('data-title') || '')) return;
+    const gd = btn.closest('.js-plotly-plot');
+    if (gd && gd._context) {
+      gd._context.toImageButtonOptions = Object.assign({}, gd._context.toImageButtonOptions,
+                                                       {format: window.llmPlotFormat || 'png'});
+    }
+  }, true);
+})();
+</script>"""
+PLOT_FORMAT_JS = "(f) => { window.llmPlotFormat = f; return f; }"
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """A cell as written to CSV: text that a spreadsheet would run as a formula (=, +, -, @) gets
+    a leading apostrophe; numbers, including negative ones, are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+            return value
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def write_csv(frame, filename: str) -> str | None:
+    """The table as a CSV file in its own temporary folder (Gradio's cache removes it later)."""
+    if frame is None or len(frame) == 0:
+        return None
+    path = Path(tempfile.mkdtemp(prefix="table-")) / f"{_slug(filename)}.csv"
+    frame.map(csv_safe).to_csv(path, index=False)
+    return str(path)
+
+
+def data_table(filename: str, **kwargs) -> gr.Dataframe:
+    """A read-only table with a '⬇ CSV' button under it that always holds the table shown."""
+    scale, min_width = kwargs.pop("scale", None), kwargs.pop("min_width", 160)
+    kwargs.setdefault("interactive", False)
+    with gr.Column(scale=scale or 1, min_width=min_width):
+        frame = gr.Dataframe(**kwargs)
+        button = gr.DownloadButton(f"⬇ {_slug(filename)}.csv", size="sm", visible=False,
+                                   elem_classes=["csv-download"])
+
+    def refresh(value):
+        path = write_csv(value, filename)
+        return gr.update(value=path, visible=path is not None)
+
+    frame.change(refresh, inputs=frame, outputs=button, api_name=False, queue=False, show_progress="hidden")
+    return frame
+
+
+def examples(rows: list[list], inputs: list, *, labels: list[str] | None = None, fn: Callable | None = None,
+             outputs: list | None = None, cache: bool = False, columns: list[int] | None = None,
+             label: str = "Examples: click one") -> gr.Examples:
+    """Examples under a view. A click fills the inputs; with fn it also runs fn into outputs. With
+    cache=True (only for cheap, deterministic listeners) the result is kept the first time anyone
+    clicks that example (Gradio's lazy cache) and shown at once to everyone afterwards."""
+    kw = dict(examples=rows, inputs=inputs, label=label, example_labels=labels, visible_columns=columns,
+              examples_per_page=12, cache_examples=bool(fn is not None and cache))
+    if fn is not None:
+        kw.update(fn=fn, outputs=outputs, run_on_click=True)
+        if cache:
+            kw.update(cache_mode="lazy")
+    ex = gr.Examples(**kw)
+    if fn is not None and cache:
+        ex.dataset.cached_with = (fn, rows)  # lets a test check that cached listeners are deterministic
+    return ex

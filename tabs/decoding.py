@@ -9,8 +9,8 @@ from engine.decoding import MODES, DecodingSettings, StepSession, generate_strea
 from engine.errors import check_range
 from engine.plots_decoding import context_html, distribution_figure, generation_html, steps_html
 from engine.settings import knob_default
-from tabs._ui import (HEAVY, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
-                      user_errors)
+from tabs._ui import (HEAVY, Plot, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
+                      data_table, examples, user_errors)
 
 TITLE = "Decoding"
 
@@ -27,6 +27,27 @@ def _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, s
     if max_new_tokens is not None:
         values.update(max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences)
     return make_settings(**values)
+
+
+# Examples for the next-token view: (label, prompt, prompt format, knob overrides).
+EXAMPLES = (
+    ("Greedy: a fact", "The capital of France is", "raw", dict(do_sample=False)),
+    ("Hot: temperature 1.8", "Once upon a time, in a small village,", "raw", dict(temperature=1.8, top_k=0, top_p=1.0)),
+    ("Cold: temperature 0.3", "Once upon a time, in a small village,", "raw", dict(temperature=0.3, top_k=0, top_p=1.0)),
+    ("Nucleus: top-p 0.5", "My favourite food is", "raw", dict(temperature=1.0, top_k=0, top_p=0.5)),
+    ("Top-k 5", "My favourite food is", "raw", dict(temperature=1.0, top_k=5, top_p=1.0)),
+    ("min-p 0.1", "The weather today is", "raw", dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.1)),
+    ("Repetition penalty 1.5", "I like cats. I like dogs. I like", "raw", dict(repetition_penalty=1.5)),
+    ("Chat: ask the assistant", "What is the capital of France?", "chat", dict(do_sample=False)),
+)
+
+
+def _example_rows(model_key) -> list[list]:
+    rows = []
+    for _, prompt, mode, knobs in EXAMPLES:
+        values = {k: knobs.get(k, knob_default(DecodingSettings, k)) for k in [*KNOBS, "seed"]}
+        rows.append([model_key, mode, prompt, *values.values()])
+    return rows
 
 
 def _table(view) -> list[list]:
@@ -67,6 +88,7 @@ def build(engine) -> Share:
     prompt = gr.Textbox("The capital of France is", label="Prompt", lines=2, max_lines=8, elem_id="decoding-prompt")
     context = gr.HTML(context_html(0, 0, 1), elem_id="decoding-context")
     state = gr.State(None, time_to_live=STATE_TTL_S)
+    example_box = gr.Column()  # examples go under the prompt; filled once the listener exists
     with gr.Row(elem_id="decoding-row"):
         with gr.Column(scale=1, min_width=280):
             knobs = controls_for(DecodingSettings, KNOBS, **{k: {"elem_id": f"decoding-{k}"} for k in KNOBS})
@@ -80,12 +102,13 @@ def build(engine) -> Share:
                         per_click = gr.Slider(1, 16, value=1, step=1, label="tokens per step click")
                     steps = gr.HTML(steps_html("", []), elem_id="decoding-steps")
                     summary = gr.Markdown()
-                    chart = gr.Plot(label="Next-token distribution after each knob", show_label=False,
+                    chart = Plot(filename="next-token-distribution",
+                                 label="Next-token distribution after each knob", show_label=False,
                                     elem_id="decoding-chart")
                     notice("Orange is the greedy pick, grey bars are tokens a knob cut. Raise the temperature and watch the long tail grow; "
                            "lower top-p and watch the nucleus shrink to a few tokens.")
                     with gr.Accordion("Top 15 tokens after each knob (table)", open=False):
-                        table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="decoding-table")
+                        table = data_table("next-token-top15", headers=TABLE_HEADERS, interactive=False, elem_id="decoding-table")
                 with gr.Tab("Generate"):
                     with gr.Row():
                         gen_knobs = controls_for(DecodingSettings, GEN_KNOBS,
@@ -162,6 +185,12 @@ def build(engine) -> Share:
     gr.on([knobs[k].release for k in KNOBS if k not in ("do_sample", "seed")] + [knobs["do_sample"].change],
           redraw, inputs=[*knob_inputs, state], outputs=[chart, summary, table], api_name="redraw",
           show_progress="hidden")
+    with example_box:
+        # Each example sets the prompt and the knobs, then shows the next-token chart (not cached:
+        # the step state it starts belongs to the session).
+        examples(_example_rows(model.value), [model, mode, prompt, *knob_inputs], labels=[e[0] for e in EXAMPLES],
+                 fn=show_next_token, outputs=[chart, summary, table, steps, context, state],
+                 label="Examples: one knob at a time (click, then try Step or Generate)")
     gen_btn.click(generate, inputs=[model, mode, prompt, *knob_inputs, *gen_inputs, stop, color_by],
                   outputs=[generated, stats, context], api_name="generate", **HEAVY)
     # A shared link (?tab=decoding&prompt=...&top_p=0.5) fills the knobs and shows the chart.

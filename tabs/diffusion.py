@@ -9,7 +9,7 @@ import gradio as gr
 
 from engine import diffusion as D
 from engine.settings import knob_info
-from tabs._ui import HEAVY, controls_for, model_picker, notice, progress_callback, seed_box, user_errors
+from tabs._ui import HEAVY, controls_for, examples, model_picker, notice, progress_callback, seed_box, user_errors
 
 TITLE = "Diffusion"
 
@@ -57,6 +57,18 @@ def _summary(result) -> str:
             f"memory savers: {applied}. Each PNG carries its parameters in its metadata.")
 
 
+# (prompt, negative prompt, guidance) per kind of model: the offline digits model knows digits
+# written as numbers or words, and "bold" / "thin" ink; Stable Diffusion takes any scene.
+EXAMPLES = {
+    "pixel": (("a handwritten 7", "", 3.0), ("a bold 3", "", 3.0), ("the number eight", "", 3.0),
+              ("a thin 2", "a bold 2", 5.0), ("a handwritten 4", "", 1.0), ("a handwritten 4", "", 7.5)),
+    "latent": (("a watercolor painting of a lighthouse at dawn", "blurry, low quality", 7.5),
+               ("a photo of a red fox in the snow, sharp focus", "cartoon, drawing", 7.5),
+               ("an isometric illustration of a tiny library", "text, watermark", 7.5),
+               ("a bowl of ramen, studio lighting", "", 2.0)),
+}
+
+
 def build(engine) -> None:
     gr.Markdown("## Diffusion: from noise to an image, one denoising step at a time\n"
                 "A text encoder turns the prompt into vectors; a U-Net predicts the noise in the image; "
@@ -75,6 +87,7 @@ def build(engine) -> None:
         prompt = gr.Textbox(label="Prompt", value="a handwritten 7", lines=2, scale=3)
         negative = gr.Textbox(label="Negative prompt", value="", lines=2, scale=2,
                               placeholder="what to steer away from, e.g. bold")
+    example_box = gr.Column()  # filled below, once the guidance and seed controls exist
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             plain = [k for k in KNOBS if k not in ("width", "height")]
@@ -87,6 +100,10 @@ def build(engine) -> None:
                 ctl[name] = gr.Slider(profile.min_size, profile.max_size, value=getattr(start, name), step=8,
                                       label=name, info=knob_info(D.DiffusionSettings, name).help)
             seed = seed_box(42)
+            with example_box:
+                examples([[p, n, g, 42] for p, n, g in EXAMPLES[profile.kind]],
+                         [prompt, negative, ctl["guidance_scale"], seed], columns=[0, 1, 2],
+                         label="Examples (click one, then Generate)")
             on_gpu = engine.device.kind == "cuda"
             with gr.Accordion("GPU memory knobs" + ("" if on_gpu else " (GPU only: off on this CPU)"),
                               open=False):

@@ -10,7 +10,7 @@ import gradio as gr
 from engine import attention as att
 from engine import bertviz_page, embeddings as emb
 from engine import plots_embeddings as plots
-from tabs._ui import HEAVY, Share, notice, on_gpu, progress_callback, user_errors
+from tabs._ui import HEAVY, Plot, Share, data_table, examples, notice, on_gpu, progress_callback, user_errors
 
 TITLE = "Embeddings & attention"
 
@@ -39,6 +39,24 @@ HOOK_CLICKS_JS = """() => {
   };
   hook(20);
 }"""
+
+# Examples: (label, text, model) for the heatmap; (label, sentences, word) for the senses.
+ATTENTION_EXAMPLES = (
+    ("Pronoun: 'it' = the animal", DEFAULT_TEXT, "minilm-l6"),
+    ("Pronoun: 'it' = the suitcase", "The trophy didn't fit in the suitcase because it was too small.", "minilm-l6"),
+    ("Agreement across words", "The keys to the old cabinet are on the kitchen table.", "minilm-l6"),
+    ("Causal: only the past", "Once upon a time there was a little dragon who loved books.", "smollm2-135m-instruct"),
+)
+SENSE_EXAMPLES = (
+    ("bank: river or money", "\n".join(emb.BANK_SENTENCES), "bank"),
+    ("bat: animal or sport", "A bat flew out of the cave at dusk.\nThe bat hung upside down from the branch.\n"
+     "He swung the bat and hit the ball.\nShe bought a new cricket bat for the season.", "bat"),
+    ("pitch: sound or field", "The singer hit a very high pitch.\nThe violin was tuned to the right pitch.\n"
+     "The players ran onto the pitch.\nRain flooded the football pitch.", "pitch"),
+    ("apple: fruit or company", "She ate a crisp apple from the tree.\nApple pie needs sour apples.\n"
+     "Apple released a new phone this year.\nShares of Apple rose after the launch.", "apple"),
+)
+
 
 # --- listener bodies (plain functions: the engine validates, user_errors maps errors) -------
 
@@ -100,15 +118,19 @@ def build(engine) -> Share:
                 mean_heads = gr.Checkbox(False, label="Mean over heads", elem_id="att-mean")
                 token = gr.Dropdown([], value=None, label="Query token (or click a row of the heatmap)",
                                     elem_id="att-token")
+            att_examples_box = gr.Column()
             shape_md = gr.Markdown()
             with gr.Row():
-                heat = gr.Plot(show_label=False, label="Attention heatmap", scale=3, elem_id="att-heatmap")
-                bar = gr.Plot(show_label=False, label="What the chosen token attends to", scale=2, elem_id="att-bar")
+                heat = Plot(filename="attention-heatmap",
+                            show_label=False, label="Attention heatmap", scale=3, elem_id="att-heatmap")
+                bar = Plot(filename="attends-to",
+                           show_label=False, label="What the chosen token attends to", scale=2, elem_id="att-bar")
             notice("Each row is one token looking at the others and sums to 1. Many heads send most "
                    "weight to [CLS], [SEP] or the first token: a 'no-op' they fall back on. In MiniLM's "
                    "layer 4, head 2, 'it' looks at 'animal': one head has learned to link a pronoun to "
                    "what it refers to. Other heads look at the next or previous word.")
-            grid = gr.Plot(show_label=False, label="All heads of this layer", elem_id="att-grid")
+            grid = Plot(filename="attention-heads",
+                        show_label=False, label="All heads of this layer", elem_id="att-grid")
             with gr.Accordion("Numbers (what the `attention` API endpoint returns)", open=False):
                 summary = gr.JSON(label="attention summary")
             clicked = gr.Textbox(visible="hidden", elem_id="att-click")  # row of a clicked cell
@@ -119,7 +141,8 @@ def build(engine) -> Share:
                 cmp_run = gr.Button("Compare encoder vs causal", elem_id="cmp-run", scale=1)
                 cmp_enc_layer = gr.Slider(1, att.MAX_LAYERS, value=1, step=1, label="Encoder layer", scale=2)
                 cmp_causal_layer = gr.Slider(1, att.MAX_LAYERS, value=1, step=1, label="Causal layer", scale=2)
-            cmp_plot = gr.Plot(show_label=False, label="Encoder vs causal (mean over heads)", elem_id="cmp-plot")
+            cmp_plot = Plot(filename="encoder-vs-causal",
+                            show_label=False, label="Encoder vs causal (mean over heads)", elem_id="cmp-plot")
             notice("The encoder fills the whole square: each token reads the words after it too. The "
                    "causal model only fills the lower triangle (grey = masked future), which is what lets "
                    "it generate text one token at a time.")
@@ -150,10 +173,13 @@ def build(engine) -> Share:
                     word = gr.Textbox("bank", label="Word", elem_id="ctx-word")
                     pca_layer = gr.Slider(0, 6, value=6, step=1, label="Layer for the 2D map (0 = embedding layer)")
                     ctx_run = gr.Button("Compare the word's vectors", variant="primary", elem_id="ctx-run")
+            ctx_examples_box = gr.Column()
             legend = gr.Markdown()
             with gr.Row():
-                sim_plot = gr.Plot(show_label=False, label="Similarity across layers", elem_id="ctx-sim")
-                pca_plot = gr.Plot(show_label=False, label="2D PCA of token vectors", elem_id="ctx-pca")
+                sim_plot = Plot(filename="word-similarity-across-layers",
+                                show_label=False, label="Similarity across layers", elem_id="ctx-sim")
+                pca_plot = Plot(filename="token-vectors-pca",
+                                show_label=False, label="2D PCA of token vectors", elem_id="ctx-pca")
             notice("At layer 0 every “bank” starts from the same table row, so all pairs are alike (only "
                    "the position differs). Layer by layer the context flows in: pairs with the same sense "
                    "(river/stream, or money) end up more alike than pairs with different senses.")
@@ -173,14 +199,14 @@ def build(engine) -> Share:
                     query = gr.Textbox(emb.EXAMPLE_QUERIES[0], label="Query", elem_id="search-query")
                     top_k = gr.Slider(1, 10, value=5, step=1, label="Show the top k passages")
                     search_run = gr.Button("Search", variant="primary", elem_id="search-run")
-                    gr.Examples([[q] for q in emb.EXAMPLE_QUERIES], inputs=[query], label="Example queries")
-            search_plot = gr.Plot(show_label=False, label="Scores", elem_id="search-plot")
+                    search_examples_box = gr.Column()
+            search_plot = Plot(filename="search-scores", show_label=False, label="Scores", elem_id="search-plot")
             with gr.Row():
-                dense_table = gr.Dataframe(headers=["rank", "id", "cosine", "passage"],
+                dense_table = data_table("embedding-ranking", headers=["rank", "id", "cosine", "passage"],
                                            label="Embedding ranking (MiniLM, mean pooling)", wrap=True,
                                            column_widths=["9%", "12%", "13%", "66%"],
                                            interactive=False, elem_id="search-dense")
-                sparse_table = gr.Dataframe(headers=["rank", "id", "tf-idf", "passage"],
+                sparse_table = data_table("tfidf-ranking", headers=["rank", "id", "tf-idf", "passage"],
                                             label="TF-IDF ranking (scikit-learn)", wrap=True,
                                             column_widths=["9%", "12%", "13%", "66%"],
                                             interactive=False, elem_id="search-sparse")
@@ -275,6 +301,17 @@ def build(engine) -> Share:
           api_name="embedding_similarity", **HEAVY)
     gr.on([search_run.click, query.submit], user_errors(on_gpu(semantic_search)), inputs=[query, passages, top_k],
           outputs=[search_plot, dense_table, sparse_table, search_json], api_name="semantic_search", **HEAVY)
+    with att_examples_box:
+        examples([[t, m, 4, 2, False, None] for _, t, m in ATTENTION_EXAMPLES],
+                 [text, model, layer, head, mean_heads, token], labels=[e[0] for e in ATTENTION_EXAMPLES],
+                 fn=user_errors(on_gpu(attention)), outputs=[maps_state, layer, head, token, shape_md, *att_views])
+    with ctx_examples_box:  # MiniLM on a few sentences: cheap and deterministic, so cached
+        examples([[sents, w, 6] for _, sents, w in SENSE_EXAMPLES], [sentences, word, pca_layer],
+                 labels=[e[0] for e in SENSE_EXAMPLES], fn=user_errors(on_gpu(embedding_similarity)),
+                 outputs=[legend, sim_plot, pca_plot, shapes_md, sim_json], cache=True)
+    with search_examples_box:
+        # fills the query only: passages pasted by the user stay
+        examples([[q] for q in emb.EXAMPLE_QUERIES], [query], label="Example queries (then press Search)")
     # A link to this tab reopens the attention heatmap with the same text and knobs.
     return Share(params=dict(text=text, model=model, layer=layer, head=head, mean=mean_heads),
                  run=user_errors(attention), run_inputs=[text, model, layer, head, mean_heads, token],

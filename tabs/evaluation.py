@@ -11,7 +11,8 @@ from engine import plots_evaluation as plots
 from engine import quantization as quant
 from engine.errors import check_range, check_text
 from engine.settings import dataclass, knob, make
-from tabs._ui import HEAVY, Share, controls_for, model_picker, notice, on_gpu, progress_callback, user_errors
+from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, model_picker, notice, on_gpu, progress_callback,
+                      user_errors)
 
 TITLE = "Evaluation"
 
@@ -21,6 +22,33 @@ EXAMPLE = (
     "grow heavy, they fall back to the ground as rain or snow, and rivers carry the water back to the sea."
 )
 TOY_LOGITS = "cat 3.0, dog 2.2, car 0.5, tree -1.0"
+# Perplexity examples: (label, text). Each shows one thing that makes text easy or hard to predict.
+PERPLEXITY_EXAMPLES = (
+    ("Plain English", EXAMPLE),
+    ("Repeated sentence", "The cat sat on the mat. " * 6),
+    ("Python code", "def mean(values):\n    total = 0\n    for v in values:\n        total += v\n"
+                    "    return total / len(values)\n"),
+    ("Poem", "Shall I compare thee to a summer's day? Thou art more lovely and more temperate."),
+    ("Word salad", "Purple seven the quietly banana under galaxy spoons running of."),
+    ("Not English", "Le soleil brille et les enfants jouent dans le parc pendant que les oiseaux chantent."),
+)
+# Cross-entropy toy: (label, logits, target, temperature)
+TOY_EXAMPLES = (
+    ("Confident and right", "cat 1.0, dog 4.0, car -1.0, tree 0.5", "dog", 1.0),
+    ("Confident and wrong", "cat 4.0, dog 0.5, car -1.0, tree 0.5", "dog", 1.0),
+    ("No idea (all equal)", "cat 1.0, dog 1.0, car 1.0, tree 1.0", "dog", 1.0),
+    ("Right, but hot (T = 5)", "cat 1.0, dog 4.0, car -1.0, tree 0.5", "dog", 5.0),
+)
+# Answer metrics: (label, question, reference, candidates)
+ANSWER_EXAMPLES = (
+    ("Capital of France", "What is the capital of France?", "Paris",
+     "Paris\nparis.\nThe capital is Paris.\nLondon\nIt's Lyon, I think"),
+    ("Paraphrases", "Why is the sky blue?", "Air scatters blue light more than red light.",
+     "Blue light is scattered more by the air than red light.\nThe air scatters red light more than blue.\n"
+     "Because the ocean reflects onto it.\nair scatters blue light more than red light"),
+    ("Numbers", "How many legs does a spider have?", "8",
+     "8\neight\nEight legs.\n6\n8 legs"),
+)
 ANSWER_QUESTION = "What is the capital of France?"
 ANSWER_REFERENCE = "Paris"
 ANSWER_CANDIDATES = "Paris\nparis.\nThe capital is Paris.\nLondon\nIt's Lyon, I think"
@@ -161,12 +189,13 @@ def build(engine) -> None:
                 with gr.Column(scale=1, min_width=260):
                     ppl_model = model_picker(engine, "causal-lm", label="Language model")
                     ppl_btn = gr.Button("Score the text", variant="primary")
+            ppl_examples_box = gr.Column()
             ppl_html = gr.HTML(elem_id="eval-surprisal")
             notice("Red tokens surprised the model (low probability); pale ones were expected. The start of a "
                    "text is hard to predict; words that repeat get cheaper.")
             with gr.Row():
                 ppl_math = gr.Markdown(elem_id="eval-arithmetic")
-                ppl_plot = gr.Plot(label="Entropy along the text")
+                ppl_plot = Plot(filename="entropy-along-text", label="Entropy along the text")
             with gr.Accordion("All numbers (JSON, as the API returns them)", open=False):
                 ppl_json = gr.JSON()
 
@@ -180,8 +209,8 @@ def build(engine) -> None:
                 cmp_make = gr.Button("Rebuild shuffled + random from the natural text")
                 cmp_model = model_picker(engine, "causal-lm", label="Language model")
                 cmp_btn = gr.Button("Compare", variant="primary")
-            cmp_table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False, label="Scores")
-            cmp_plot = gr.Plot()
+            cmp_table = data_table("natural-shuffled-random", headers=COMPARE_HEADERS, interactive=False, label="Scores")
+            cmp_plot = Plot(filename="natural-shuffled-random")
             notice("Shuffling keeps every word but destroys grammar, and perplexity jumps. Random letters look "
                    "only a little worse per token because they are cut into many more tokens; bits per byte, "
                    "which does not depend on how the text is cut, shows the real gap.")
@@ -194,9 +223,10 @@ def build(engine) -> None:
                 toy_target = gr.Dropdown(["cat", "dog", "car", "tree"], value="dog", label="Correct next token (target)",
                                          allow_custom_value=True)
                 toy_temp = gr.Slider(0.05, 10, value=1.0, step=0.05, label="Temperature T")
+            toy_examples_box = gr.Column()
             toy_md, toy_fig = cross_entropy(TOY_LOGITS, "dog", 1.0)
             toy_math = gr.Markdown(toy_md)
-            toy_plot = gr.Plot(toy_fig)
+            toy_plot = Plot(toy_fig, filename="cross-entropy-toy")
             notice("Make the target's logit the largest and the loss falls towards 0; make another one huge and "
                    "the loss grows without bound.")
 
@@ -211,7 +241,8 @@ def build(engine) -> None:
                         ans_sem = gr.Checkbox(True, label="Semantic similarity (MiniLM embeddings)")
                         ans_judge = gr.Checkbox(True, label="AI as judge (SmolLM2-135M, a tiny model)")
                     ans_btn = gr.Button("Compare answers", variant="primary")
-            ans_table = gr.Dataframe(headers=ANSWER_HEADERS, interactive=False, wrap=True, label="Metrics per answer")
+            ans_examples_box = gr.Column()
+            ans_table = data_table("answer-metrics", headers=ANSWER_HEADERS, interactive=False, wrap=True, label="Metrics per answer")
             gr.Markdown(
                 "**exact (raw)**: identical strings · **normalized**: after lower-casing and dropping punctuation "
                 "and a/an/the · **edit distance**: fewest character insertions, deletions, substitutions; ratio = "
@@ -240,14 +271,14 @@ def build(engine) -> None:
             with gr.Row():
                 q_btn = gr.Button("Build and compare", variant="primary")
                 q_free = gr.Button("Free the bf16/int8 copies")
-            q_table = gr.Dataframe(headers=QUANT_HEADERS, interactive=False, wrap=True, label="Side by side",
+            q_table = data_table("quantization", headers=QUANT_HEADERS, interactive=False, wrap=True, label="Side by side",
                                    column_widths=["7%", "19%", "8%", "7%", "7%", "8%", "8%", "7%", "29%"],
                                    elem_id="eval-quant-table")
             gr.Markdown("**fp32**: 32-bit floats, the reference · **bf16**: every weight as bfloat16 (fp32's range, "
                         "8 bits of mantissa) · **int8**: PyTorch dynamic quantization of the Linear layers in the "
                         "transformer blocks (int8 weights with one scale per output row; activations quantized on "
                         "the fly); the token embedding, shared with the output head, stays fp32.")
-            q_plot = gr.Plot()
+            q_plot = Plot(filename="quantization")
             q_status = gr.Markdown()
             notice("Fewer bits per weight: less memory. Speed depends on the hardware (a CPU without bf16 "
                    "units can be slower in bf16), and quality drops most where rounding hits the weights hardest.")
@@ -277,6 +308,20 @@ def build(engine) -> None:
     q_btn.click(user_errors(make_quantization(engine)), inputs=[q_model, q_text, q_variants, q_ctl["new_tokens"]],
                 outputs=[q_table, q_plot, q_json, q_status], api_name="quantization_compare", **HEAVY)
     q_free.click(user_errors(make_free(engine)), inputs=q_model, outputs=q_status, api_name="quantization_free")
+    # Examples: all three are deterministic, so a click's result is cached for everyone.
+    defaults = metrics.PerplexitySettings()
+    with ppl_examples_box:
+        examples([[ppl_model.value, t, defaults.window, defaults.stride] for _, t in PERPLEXITY_EXAMPLES],
+                 [ppl_model, ppl_text, ctl["window"], ctl["stride"]], labels=[e[0] for e in PERPLEXITY_EXAMPLES],
+                 fn=score, outputs=[ppl_html, ppl_math, ppl_plot, ppl_json], cache=True)
+    with toy_examples_box:
+        examples([list(e[1:]) for e in TOY_EXAMPLES], [toy_spec, toy_target, toy_temp],
+                 labels=[e[0] for e in TOY_EXAMPLES], fn=user_errors(cross_entropy), outputs=[toy_math, toy_plot],
+                 cache=True)
+    with ans_examples_box:  # the slow judge is off in the examples; tick it and press Compare to ask it
+        examples([[q, r, c, True, False] for _, q, r, c in ANSWER_EXAMPLES], [ans_q, ans_ref, ans_cands, ans_sem, ans_judge],
+                 labels=[e[0] for e in ANSWER_EXAMPLES], fn=user_errors(on_gpu(make_compare_answers(engine))),
+                 outputs=[ans_table, ans_prompt, ans_json], cache=True)
     # a link to this tab reopens it with the same text and knobs, and scores the text
     return Share(params={"text": ppl_text, "window": ctl["window"], "stride": ctl["stride"], "model": ppl_model},
                  run=score, run_inputs=[ppl_model, ppl_text, ctl["window"], ctl["stride"]],

@@ -10,7 +10,8 @@ import gradio as gr
 
 from engine import lora as L
 from engine.errors import UserInputError
-from tabs._ui import HEAVY, Share, controls_for, notice, progress_callback, seed_box, user_errors
+from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, seed_box,
+                      user_errors)
 
 TITLE = "LoRA"
 PREVIEW_ROWS = 12
@@ -112,7 +113,7 @@ def build(engine) -> Share:
             preview_btn = gr.Button("Preview data and training format")
             count_md = gr.Markdown()
         with gr.Column(scale=2):
-            preview = gr.Dataframe(headers=["quote", "author"], label=f"First {PREVIEW_ROWS} examples",
+            preview = data_table("lora-data-preview", headers=["quote", "author"], label=f"First {PREVIEW_ROWS} examples",
                                    interactive=False, wrap=True, max_height=330,
                                    column_widths=["78%", "22%"])
     format_html = gr.HTML()
@@ -136,7 +137,7 @@ def build(engine) -> Share:
         stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
     status_md = gr.Markdown("Press **Train adapter**. The default (40 steps of 8 quotes) takes one to two "
                             "minutes on a free 2-core CPU, longer when the machine is busy.", elem_id="lora-status")
-    loss_plot = gr.Plot(value=L.loss_figure([], 40), label="Loss", elem_id="lora-loss")
+    loss_plot = Plot(filename="lora-loss", value=L.loss_figure([], 40), label="Loss", elem_id="lora-loss")
     notice("The loss is the average surprise (cross-entropy) per next token. It falls fast at first, as the "
            "model learns the ' — Author' + EOS pattern, then slowly, as it learns the quotes' style.")
 
@@ -146,6 +147,9 @@ def build(engine) -> Share:
         cmp_seed = seed_box(7, scale=1)
         max_new = gr.Slider(8, 120, value=48, step=1, label="max new tokens", scale=1)
         temperature = gr.Slider(0.0, 1.5, value=0.8, step=0.05, label="temperature (0 = greedy)", scale=1)
+    examples([["Life is", 7, 48, 0.8], ["A good teacher", 7, 48, 0.8], ["The computer", 7, 48, 0.8],
+              ["Never trust", 3, 48, 0.0]], [prompt, cmp_seed, max_new, temperature],
+             label="Example prompts (after training, click one, then Compare)")
     compare_btn = gr.Button("Compare base vs adapted", variant="primary")
     with gr.Row():
         base_out = gr.Textbox(label="Base model (adapter disabled)", lines=6, elem_id="lora-base")

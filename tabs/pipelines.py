@@ -9,7 +9,8 @@ import gradio as gr
 
 from engine import tasks as T
 from engine.plots_pipelines import entities_html, scores_bar
-from tabs._ui import HEAVY, controls_for, notice, progress_callback, seed_box, user_errors
+from tabs._ui import (HEAVY, Plot, controls_for, data_table, examples, notice, progress_callback, seed_box,
+                      user_errors)
 
 TITLE = "Pipelines"
 
@@ -39,6 +40,47 @@ def _result_views(task: str) -> tuple[gr.Markdown, gr.JSON, gr.Code]:
     return status, raw, code
 
 
+# (prompt, max_new_tokens, temperature, num_return_sequences)
+GENERATION_EXAMPLES = (
+    (T.TASKS["text-generation"].example, 40, 0.7, 2),
+    ("Once upon a time, a robot", 40, 0.0, 1),
+    ("In the year 2050, cities will", 40, 1.2, 3),
+)
+# (text, labels, multi_label, template)
+ZERO_SHOT_EXAMPLES = (
+    (T.TASKS["zero-shot-classification"].example, "sports, politics, cooking, technology", False,
+     "This example is about {}."),
+    ("Preheat the oven and knead the dough for ten minutes.", "sports, politics, cooking, technology", False,
+     "This example is about {}."),
+    ("I loved this film: the acting was superb!", "positive, negative", False, "The sentiment of this review is {}."),
+    ("The new phone has a great camera but the battery dies by noon.", "camera, battery, price, screen", True,
+     "This review talks about the {}."),
+)
+FILL_MASK_EXAMPLES = (
+    T.TASKS["fill-mask"].example,
+    "I drink a cup of [MASK] every morning.",
+    "The doctor told her to take the [MASK] twice a day.",
+)
+SUMMARIZATION_EXAMPLES = (
+    T.TASKS["summarization"].example,
+    "Honeybees visit flowers to collect nectar and pollen. As they move from flower to flower, they carry pollen "
+    "with them, which fertilises the plants. Many crops, such as apples, almonds and cherries, depend on this. "
+    "In recent years bee numbers have fallen because of disease, pesticides and the loss of wild flowers, and "
+    "farmers in some regions now rent hives to make sure their orchards are pollinated.",
+)
+NER_EXAMPLES = (
+    T.TASKS["ner"].example,
+    "Tim Cook opened Apple's new office in Berlin in March.",
+    "The United Nations met in Geneva to discuss the Paris Agreement.",
+)
+# (text, source language, target language)
+TRANSLATION_EXAMPLES = (
+    (T.TASKS["translation"].example, "en", "fr"),
+    ("I would like a cup of coffee, please.", "en", "de"),
+    ("Le chat dort sur le canapé.", "fr", "en"),
+)
+
+
 def _status(res: T.TaskResult) -> str:
     line = f"Ran in {res.seconds:.2f} s with `{res.model_key}`."
     if res.fallback_for:
@@ -59,6 +101,7 @@ def build(engine) -> None:
                                              ["max_new_tokens", "temperature", "num_return_sequences"])
                     gen_knobs["seed"] = seed_box()
                     gen_btn = gr.Button("Generate", variant="primary")
+                    gen_ex = gr.Column()
                 with gr.Column(scale=1):
                     gen_out = gr.Markdown(label="Continuations", elem_id="pipe-gen-out")
                     notice("Temperature 0 always gives the same text; above 0 each sequence is a new sample. "
@@ -73,8 +116,9 @@ def build(engine) -> None:
                     zs_model, zs_info = _picker(engine, "zero-shot-classification")
                     zs_knobs = controls_for(T.ZeroShotSettings)
                     zs_btn = gr.Button("Classify", variant="primary")
+                    zs_ex = gr.Column()
                 with gr.Column(scale=1):
-                    zs_plot = gr.Plot(label="Scores per label", elem_id="pipe-zs-plot")
+                    zs_plot = Plot(filename="zero-shot-scores", label="Scores per label", elem_id="pipe-zs-plot")
                     notice("No training on these labels: each one is turned into a sentence with the "
                            "template and compared with the text. multi_label off: the scores share 1.0; "
                            "on: each label is judged on its own.")
@@ -88,8 +132,9 @@ def build(engine) -> None:
                     fm_model, fm_info = _picker(engine, "fill-mask")
                     fm_knobs = controls_for(T.FillMaskSettings)
                     fm_btn = gr.Button("Fill the mask", variant="primary")
+                    fm_ex = gr.Column()
                 with gr.Column(scale=1):
-                    fm_plot = gr.Plot(label="Candidates", elem_id="pipe-fm-plot")
+                    fm_plot = Plot(filename="fill-mask-candidates", label="Candidates", elem_id="pipe-fm-plot")
                     notice("A masked language model sees the words on both sides of [MASK] at once; "
                            "top_k is how many of its guesses you see.")
                     fm_status, fm_raw, fm_code = _result_views("fill-mask")
@@ -102,6 +147,7 @@ def build(engine) -> None:
                     sum_model, sum_info = _picker(engine, "summarization")
                     sum_knobs = controls_for(T.SummarizationSettings)
                     sum_btn = gr.Button("Summarize", variant="primary")
+                    sum_ex = gr.Column()
                 with gr.Column(scale=1):
                     sum_out = gr.Textbox(label="Summary", lines=5, elem_id="pipe-sum-out")
                     notice("min_length and max_length count tokens, not words: the summary stops at "
@@ -116,9 +162,10 @@ def build(engine) -> None:
                     ner_model, ner_info = _picker(engine, "ner")
                     ner_knobs = controls_for(T.NerSettings)
                     ner_btn = gr.Button("Find entities", variant="primary")
+                    ner_ex = gr.Column()
                 with gr.Column(scale=1):
                     ner_html = gr.HTML(elem_id="pipe-ner-html")
-                    ner_table = gr.Dataframe(headers=["word", "type", "tag", "score", "start", "end"],
+                    ner_table = data_table("entities", headers=["word", "type", "tag", "score", "start", "end"],
                                              label="Entities", interactive=False, elem_id="pipe-ner-table")
                     notice("PER person, ORG organisation, LOC place, MISC other names. With "
                            "aggregation 'none' a BERT model shows every word piece with its B-/I- tag; the "
@@ -133,6 +180,7 @@ def build(engine) -> None:
                     tr_knobs = controls_for(T.TranslationSettings)
                     tr_model, tr_info = _picker(engine, "translation")
                     tr_btn = gr.Button("Translate", variant="primary")
+                    tr_ex = gr.Column()
                 with gr.Column(scale=1):
                     tr_out = gr.Textbox(label="Translation", lines=4, elem_id="pipe-tr-out")
                     notice("Each OPUS-MT model knows one direction; T5 was trained on several and is told "
@@ -220,6 +268,28 @@ def build(engine) -> None:
 
     tr_btn.click(run_translation, [tr_text, tr_model, *tr_knobs.values()], [tr_out, tr_status, tr_raw, tr_code],
                  api_name="pipeline_translation", **HEAVY)
+
+    # Examples. Cached (the first click computes, later clicks show it at once): the deterministic,
+    # fast tasks. Generation samples and summarization is slow: a click runs or only fills them.
+    with gen_ex:
+        examples([[t, gen_model.value, n, temp, k, 42] for t, n, temp, k in GENERATION_EXAMPLES],
+                 [gen_text, gen_model, *gen_knobs.values()], fn=run_generation,
+                 outputs=[gen_out, gen_status, gen_raw, gen_code], columns=[0, 2, 3, 4])
+    with zs_ex:
+        examples([[t, zs_model.value, labels, multi, template] for t, labels, multi, template in ZERO_SHOT_EXAMPLES],
+                 [zs_text, zs_model, *zs_knobs.values()], fn=run_zero_shot,
+                 outputs=[zs_plot, zs_status, zs_raw, zs_code], cache=True, columns=[0, 2, 3])
+    with fm_ex:
+        examples([[t, fm_model.value, 5] for t in FILL_MASK_EXAMPLES], [fm_text, fm_model, *fm_knobs.values()],
+                 fn=run_fill_mask, outputs=[fm_plot, fm_status, fm_raw, fm_code], cache=True, columns=[0])
+    with sum_ex:
+        examples([[t] for t in SUMMARIZATION_EXAMPLES], [sum_text], label="Examples: click one, then Summarize")
+    with ner_ex:
+        examples([[t, ner_model.value, "simple"] for t in NER_EXAMPLES], [ner_text, ner_model, *ner_knobs.values()],
+                 fn=run_ner, outputs=[ner_html, ner_table, ner_status, ner_raw, ner_code], cache=True, columns=[0])
+    with tr_ex:
+        examples([list(e) for e in TRANSLATION_EXAMPLES], [tr_text, *tr_knobs.values()],
+                 label="Examples: click one, then Translate")
 
     def pick_for_pair(source, target, current):
         key = T.model_for_pair(source, target)

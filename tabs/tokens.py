@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from engine import tokens as T
-from tabs._ui import Share, control_for, notice, progress_callback, user_errors
+from tabs._ui import Share, control_for, data_table, examples, notice, progress_callback, user_errors
 
 TITLE = "Tokens"
 DEFAULT_PICKS = ("tok-gpt2", "tok-cl100k", "tok-bert-uncased", "tok-llama2")
@@ -19,6 +19,17 @@ INTRO = (
     "them below. Each colour stands for one id (the same id has the same colour everywhere), "
     "`·` is a space, `↵` a new line, `→` a tab, dashed boxes are raw bytes (part of a character), "
     "outlined boxes are special tokens."
+)
+# Curated comparisons: (example name in T.EXAMPLES, the tokenizers that show its point best).
+EXAMPLE_PICKS = (
+    ("Mixed (start here)", DEFAULT_PICKS),
+    ("Capital letters", ("tok-gpt2", "tok-cl100k", "tok-bert-uncased", "tok-llama2")),
+    ("Emoji", ("tok-gpt2", "tok-o200k", "tok-llama2", "tok-qwen2")),
+    ("Code with indentation", ("tok-gpt2", "tok-cl100k", "tok-starcoder", "tok-llama2")),
+    ("Numbers and dates", ("tok-gpt2", "tok-cl100k", "tok-llama2", "tok-phi3")),
+    ("Spaces and newlines", ("tok-gpt2", "tok-cl100k", "tok-bert-uncased", "tok-llama2")),
+    ("CJK and other scripts", ("tok-gpt2", "tok-o200k", "tok-qwen2", "tok-llama2")),
+    ("Accents", ("tok-gpt2", "tok-bert-uncased", "tok-llama2", "toy-byte")),
 )
 FACTS = ("Vocabulary sizes of models not shipped here (from the course notes): BERT 30,522 · GPT-2 50,257 · "
          "RoBERTa 50,265 · T5 32,128. Online, RoBERTa and T5 load from the Hub and appear in the list.")
@@ -43,7 +54,6 @@ def build(engine) -> Share:
                     text = gr.Textbox(value=T.EXAMPLES["Mixed (start here)"], lines=6, max_lines=14,
                                       label="Text", elem_id="tok-text")
                 with gr.Column(scale=2):
-                    example = gr.Dropdown(choices=list(T.EXAMPLES), value=None, label="Examples: where tokenizers differ")
                     picks = gr.Dropdown(choices=choices, value=defaults, multiselect=True, max_choices=4,
                                         label="Tokenizers (2 to 4 side by side)", elem_id="tok-picks")
                     with gr.Row():
@@ -51,10 +61,13 @@ def build(engine) -> Share:
                         long_btn = gr.Button("Paste 100 kB of text", size="sm")
                     max_render = control_for(T.TokensSettings, "max_render")
             run = gr.Button("Tokenize", variant="primary", elem_id="tok-run")
+            example_rows = [(name, [k for k in picks_ if k in keys]) for name, picks_ in EXAMPLE_PICKS
+                            if name in T.EXAMPLES]
+            example_box = gr.Column()  # filled once the listener exists (below)
             notice("Capital letters, emoji, indentation and non-English text cost very different numbers of "
                    "tokens in different tokenizers: more tokens = more compute and less room in the context.")
             view = gr.HTML(elem_id="tok-side-by-side")
-            stats = gr.Dataframe(headers=T.STATS_HEADERS, interactive=False, wrap=True, label="Per tokenizer",
+            stats = data_table("tokenizer-stats", headers=T.STATS_HEADERS, interactive=False, wrap=True, label="Per tokenizer",
                                  elem_id="tok-stats")
             gr.Markdown(f"<div class='notice'>{FACTS}</div>")
             with gr.Accordion("Decode round trip: does decode(encode(text)) give the text back?", open=False):
@@ -65,7 +78,7 @@ def build(engine) -> Share:
                     one = gr.Dropdown(choices=choices, value=defaults[0] if defaults else None, label="Tokenizer")
                     table_btn = gr.Button("Show its tokens")
                     csv_btn = gr.Button("Export CSV (every token, chosen tokenizers)")
-                table = gr.Dataframe(headers=T.CSV_HEADERS, interactive=False, label="First tokens")
+                table = data_table("first-tokens", headers=T.CSV_HEADERS, label="First tokens")
                 ids_json = gr.JSON(label="ids (all of them) and counts")
                 csv_file = gr.File(label="CSV", interactive=False)
 
@@ -153,7 +166,11 @@ def build(engine) -> Share:
     run.click(user_errors(compare_tokenizers), cmp_in, cmp_out, api_name="compare_tokenizers")
     gr.on([text.change, picks.change, show_ids.change, max_render.release], user_errors(compare_tokenizers),
           cmp_in, cmp_out, trigger_mode="always_last", show_progress="minimal", api_visibility="private")
-    example.change(lambda name: T.EXAMPLES.get(name) or gr.skip(), example, text, api_visibility="private")
+    with example_box:
+        # Cheap and deterministic: each example's result is cached the first time it is clicked.
+        examples([[T.EXAMPLES[name], picks_, T.TokensSettings().max_render, True] for name, picks_ in example_rows],
+                 cmp_in, labels=[name for name, _ in example_rows], fn=user_errors(compare_tokenizers),
+                 outputs=cmp_out, cache=True, label="Examples: where tokenizers differ")
     long_btn.click(lambda: T.long_text(100_000), None, text, api_visibility="private")
     rt_btn.click(user_errors(round_trip), [text, picks], rt_view, api_name="round_trip")
     table_btn.click(user_errors(tokenize), [text, one, max_render], [table, ids_json], api_name="tokenize")

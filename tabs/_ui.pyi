@@ -1,0 +1,298 @@
+"""Widgets and glue shared by the tabs: error mapping, progress, controls built from settings
+dataclasses, model pickers. No torch here: tabs talk to the engine only."""
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import re
+import tempfile
+import traceback
+from pathlib import Path
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
+
+import gradio as gr
+
+from engine.errors import ModelUnavailableError, UserInputError
+from engine.settings import KnobInfo, knob_default, knob_info
+
+log = logging.getLogger("llm_playground")
+
+# Heavy model work shares one queue group so a class of 30 cannot start 30 forward passes at
+# once on a 2-core machine; light listeners (tokenizing, plotting) run freely.
+HEAVY = dict(concurrency_id="model", concurrency_limit=2)
+
+
+def _as_gr_error(exc: BaseException) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, (UserInputError, ModelUnavailableError)):
+        return gr.Error(str(exc))
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        from engine.cache import free_all
+
+        free_all()
+        return gr.Error("The server ran out of memory for this request. Try a shorter input or "
+                        "fewer samples; the model cache has been emptied.")
+    log.error("listener failed: %s", "".join(traceback.format_exception(exc)))
+    return gr.Error(f"Something went wrong ({type(exc).__name__}). The server is still running; "
+                    "please try again or change the input.")
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Wrap a listener so engine errors reach the browser as gr.Error with their message and
+    anything unexpected becomes a short gr.Error instead of a stack trace. Works for plain
+    functions and for generators (streaming listeners)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - every error becomes a message
+                raise _as_gr_error(exc) from exc
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            raise _as_gr_error(exc) from exc
+    return wrapper
+
+
+def progress_callback(progress: gr.Progress | None) -> Callable[[float | None, str], None]:
+    """Turn gr.Progress into the engine's plain callback(fraction, message)."""
+    def report(fraction, message):
+        if progress is None:
+            return
+        try:
+            progress(fraction if fraction is not None else 0.0, desc=message)
+        except Exception:  # progress is best effort (e.g. when called through the API)
+            pass
+    return report
+
+
+def control_for(cls, name: str, **overrides) -> gr.components.Component:
+    """One input component for a settings field: slider for a numeric range, dropdown or
+    checkbox group for choices, checkbox for a bool, number otherwise."""
+    info: KnobInfo = knob_info(cls, name)
+    default = overrides.pop("value", knob_default(cls, name))
+    common = dict(label=overrides.pop("label", info.label), info=overrides.pop("info", info.help or None))
+    common.update(overrides)
+    if info.choices is not None:
+        if isinstance(default, (list, tuple)):
+            return gr.CheckboxGroup(choices=list(info.choices), value=list(default), **common)
+        return gr.Dropdown(choices=list(info.choices), value=default, **common)
+    if isinstance(default, bool):
+        return gr.Checkbox(value=default, **common)
+    if info.minimum is not None and info.maximum is not None:
+        step = info.step or (1 if isinstance(default, int) else (info.maximum - info.minimum) / 100)
+        return gr.Slider(minimum=info.minimum, maximum=info.maximum, step=step, value=default, **common)
+    if isinstance(default, (int, float)):
+        return gr.Number(value=default, precision=0 if isinstance(default, int) else None, **common)
+    return gr.Textbox(value=str(default), **common)
+
+
+def controls_for(cls, names: list[str] | None = None, **per_field) -> dict[str, Any]:
+    """Components for several fields of a settings dataclass, in field order."""
+    names = names or [f.name for f in fields(cls)]
+    return {n: control_for(cls, n, **per_field.get(n, {})) for n in names}
+
+
+def model_choices(engine, task: str) -> list[tuple[str, str]]:
+    """(label, key) pairs for a picker: the models of a task usable here now."""
+    out = []
+    for key in engine.registry.keys(task):
+        spec = engine.registry.get(key)
+        if not engine.registry.usable(key):
+            continue
+        label = spec.title + (f" (offline stand-in for {spec.stands_in_for})" if spec.stands_in_for else "")
+        out.append((label, key))
+    return out
+
+
+def model_picker(engine, task: str, label: str = "Model", **kwargs) -> gr.Dropdown:
+    choices = model_choices(engine, task)
+    value = choices[0][1] if choices else None
+    return gr.Dropdown(choices=choices, value=value, label=label, **kwargs)
+
+
+def seed_box(value: int = 42, **kwargs) -> gr.Number:
+    return gr.Number(value=value, precision=0, minimum=0, maximum=2**32 - 1, label="Seed",
+                     info="Same seed, same sample", **kwargs)
+
+
+def notice(text: str) -> gr.Markdown:
+    """A 'what to notice' line beside a view."""
+    return gr.Markdown(f"<div class='notice'>💡 {text}</div>")
+
+
+@dataclass
+class Share:
+    """What a tab offers to deep links: `?tab=<id>&<param>=<value>` fills `params` when the page
+    opens, then `run(*run_inputs)` renders the view into `run_outputs`, so a teacher can send
+    the exact example. A tab's build(engine) returns one (or None)."""
+
+    params: dict = field(default_factory=dict)  # query name -> input component
+    run: Callable | None = None
+    run_inputs: list = field(default_factory=list)
+    run_outputs: list = field(default_factory=list)
+
+
+def on_gpu(fn: Callable, duration: int = 60) -> Callable:
+    """On a ZeroGPU Space, run fn with a GPU attached (spaces.GPU); anywhere else fn is
+    returned untouched, so nothing depends on the `spaces` package."""
+    import os
+
+    if not os.environ.get("SPACES_ZERO_GPU") or getattr(fn, "_on_gpu", False):
+        return fn
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    wrapped = spaces.GPU(duration=duration)(fn)
+    wrapped._on_gpu = True
+    return wrapped
+
+
+# ---- exports for slides: plots as 2x PNG or SVG, tables as CSV ---------------------------------
+
+PLOT_FORMATS = [("PNG (2× size)", "png"), ("SVG (vector)", "svg")]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:60] or "plot"
+
+
+def export_config(plot_json: str, filename: str) -> str:
+    """A Plotly figure's JSON with the browser config that Gradio hands to Plotly.react: the
+    toolbar's camera saves the figure at twice the screen size, named after the view. The page's
+    plot-format switch (PLOT_FORMAT_HEAD) changes png to svg at click time."""
+    fig = json.loads(plot_json)
+    config = dict(fig.get("config") or {})
+    config.update(displaylogo=False,
+                  toImageButtonOptions={"format": "png", "scale": 2, "filename": _slug(filename)})
+    fig["config"] = config
+    return json.dumps(fig)
+
+from gradio.events import Dependency
+
+class Plot(gr.Plot):
+    """gr.Plot (same front end: the class name is the same) whose camera button saves a slide-ready
+    image named `filename`: PNG at 2x, or SVG when the header switch says so."""
+
+    def __init__(self, value=None, *, filename: str = "plot", **kwargs):
+        self.filename = _slug(filename)
+        super().__init__(value, **kwargs)
+
+    def postprocess(self, value):
+        data = super().postprocess(value)
+        if data is None or getattr(data, "type", None) != "plotly":
+            return data
+        return type(data)(type=data.type, plot=export_config(data.plot, self.filename))
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+# Runs once per page. Plotly's camera button reads gd._context.toImageButtonOptions when it is
+# clicked, so a capturing listener sets the chosen format just before Plotly's own handler.
+PLOT_FORMAT_HEAD = """<script>
+(() => {
+  window.llmPlotFormat = 'png';
+  document.addEventListener('click', (ev) => {
+    const btn = ev.target && ev.target.closest ? ev.target.closest('.modebar-btn') : null;
+    if (!btn || !/download/i.test(btn.getAttribute('data-title') || '')) return;
+    const gd = btn.closest('.js-plotly-plot');
+    if (gd && gd._context) {
+      gd._context.toImageButtonOptions = Object.assign({}, gd._context.toImageButtonOptions,
+                                                       {format: window.llmPlotFormat || 'png'});
+    }
+  }, true);
+})();
+</script>"""
+PLOT_FORMAT_JS = "(f) => { window.llmPlotFormat = f; return f; }"
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """A cell as written to CSV: text that a spreadsheet would run as a formula (=, +, -, @) gets
+    a leading apostrophe; numbers, including negative ones, are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+            return value
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def write_csv(frame, filename: str) -> str | None:
+    """The table as a CSV file in its own temporary folder (Gradio's cache removes it later)."""
+    if frame is None or len(frame) == 0:
+        return None
+    path = Path(tempfile.mkdtemp(prefix="table-")) / f"{_slug(filename)}.csv"
+    frame.map(csv_safe).to_csv(path, index=False)
+    return str(path)
+
+
+def table(filename: str, **kwargs) -> gr.Dataframe:
+    """A read-only table with a '⬇ CSV' button under it that always holds the table shown."""
+    scale, min_width = kwargs.pop("scale", None), kwargs.pop("min_width", 160)
+    kwargs.setdefault("interactive", False)
+    with gr.Column(scale=scale or 1, min_width=min_width):
+        frame = gr.Dataframe(**kwargs)
+        button = gr.DownloadButton(f"⬇ {_slug(filename)}.csv", size="sm", visible=False,
+                                   elem_classes=["csv-download"])
+
+    def refresh(value):
+        path = write_csv(value, filename)
+        return gr.update(value=path, visible=path is not None)
+
+    frame.change(refresh, inputs=frame, outputs=button, api_name=False, queue=False, show_progress="hidden")
+    return frame
+
+
+def examples(rows: list[list], inputs: list, *, labels: list[str] | None = None, fn: Callable | None = None,
+             outputs: list | None = None, columns: list[int] | None = None,
+             label: str = "Examples: click one") -> gr.Examples:
+    """Examples under a view. With fn and outputs, the result is cached the first time anyone clicks
+    an example (Gradio's lazy cache) and shown at once afterwards: only for deterministic,
+    cheap listeners. Without fn, a click fills the inputs and the user presses the button."""
+    kw = dict(examples=rows, inputs=inputs, label=label, example_labels=labels, visible_columns=columns,
+              examples_per_page=12)
+    if fn is not None:
+        kw.update(fn=fn, outputs=outputs, cache_examples=True, cache_mode="lazy")
+    else:
+        kw.update(cache_examples=False)
+    return gr.Examples(**kw)
+class ExportPlot(gr.Plot):
+    """gr.Plot (same front end and constructor) whose camera button saves a slide-ready image named
+    after the view: PNG at 2x, or SVG when the header switch says so. Made by Plot() below."""
+
+    filename = "plot"
+
+    def get_block_name(self) -> str:  # the front end picks its component by this name
+        return "plot"
+
+    def get_block_class(self) -> str:
+        return "plot"
+
+    def postprocess(self, value):
+        data = super().postprocess(value)
+        if data is None or getattr(data, "type", None) != "plotly":
+            return data
+        return type(data)(type=data.type, plot=export_config(data.plot, self.filename))
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+    
