@@ -18,6 +18,7 @@ CSS = """
 footer { display: none !important; }
 body.present .gradio-container { zoom: 1.3; }
 .csv-download { max-width: 16em; }
+#app-title { min-width: 260px !important; }  /* the title stays on one line; the controls wrap */
 #share-link textarea { font-family: monospace; font-size: 0.85em; }
 """
 
@@ -48,11 +49,11 @@ def build_demo(engine) -> gr.Blocks:
     # removed from Gradio's cache after two hours.
     with gr.Blocks(title="LLM Playground", delete_cache=(3600, 7200)) as demo:
         with gr.Row(equal_height=True):
-            gr.Markdown("## 🧪 LLM Playground")
+            gr.Markdown("## 🧪 LLM Playground", elem_id="app-title")
             present = gr.Checkbox(label="Presentation mode (larger text)", value=False, scale=0,
-                                  min_width=300)
+                                  min_width=250)
             plot_format = gr.Radio(PLOT_FORMATS, value="png", label="📷 in a plot's toolbar saves",
-                                   scale=0, min_width=420, elem_id="plot-format")
+                                   scale=0, min_width=330, elem_id="plot-format")
             link_btn = gr.Button("🔗 Link to this view", size="sm", scale=0, min_width=180)
         link_box = gr.Textbox(label="Share this link: it reopens this tab with the same text and knobs",
                               visible=False, elem_id="share-link", buttons=["copy"])

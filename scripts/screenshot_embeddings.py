@@ -5,12 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "docs" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+from shots import OUT, ROOT, chromium_page
 
 
 def open_tab(page, url: str, inner: str) -> None:
@@ -37,12 +32,7 @@ def shot(page, path: Path, top_sel: str, bottom_sel: str) -> None:
 
 
 def main(url: str = "http://127.0.0.1:7872/") -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 3200})
-        page.set_default_timeout(180_000)
-
+    with chromium_page(height=3200, timeout_ms=180_000) as page:
         open_tab(page, url, "Attention heatmaps")
         page.locator("#att-run").click()
         page.locator("#att-heatmap .js-plotly-plot").wait_for()
@@ -86,7 +76,6 @@ def main(url: str = "http://127.0.0.1:7872/") -> None:
         page.locator("#search-plot .js-plotly-plot").wait_for()
         page.wait_for_timeout(1500)
         shot(page, OUT / "embeddings-search.png", "#search-passages", "#search-dense")
-        browser.close()
 
 
 if __name__ == "__main__":

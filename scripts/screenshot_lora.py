@@ -7,12 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "docs" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+from shots import OUT, ROOT, chromium_page
 
 
 def view_from(page, locator, path: Path, offset: int = 20) -> None:
@@ -25,11 +20,7 @@ def view_from(page, locator, path: Path, offset: int = 20) -> None:
 
 
 def main(url: str = "http://127.0.0.1:7899/") -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(900_000)
+    with chromium_page(height=1000, timeout_ms=900_000) as page:
         page.goto(url + "?tab=lora")
         page.get_by_role("button", name="Preview data and training format").click()
         page.get_by_text("examples,", exact=False).first.wait_for()
@@ -40,9 +31,8 @@ def main(url: str = "http://127.0.0.1:7899/") -> None:
         view_from(page, page.get_by_text("3. Train", exact=True).first, OUT / "lora-train.png")
 
         page.get_by_role("button", name="Compare base vs adapted").click()
-        page.get_by_text("new tokens", exact=False).first.wait_for()
+        page.wait_for_function("() => (document.querySelector('#lora-adapted textarea') || {}).value")
         view_from(page, page.locator("#lora-loss"), OUT / "lora-compare.png", offset=-300)
-        browser.close()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import time
 from collections import Counter
 from pathlib import Path

@@ -160,7 +160,7 @@ def on_gpu(fn: Callable, duration: int = 60) -> Callable:
 
 # ---- exports for slides: plots as 2x PNG or SVG, tables as CSV ---------------------------------
 
-PLOT_FORMATS = [("PNG (2× size)", "png"), ("SVG (vector)", "svg")]
+PLOT_FORMATS = [("PNG, 2× size", "png"), ("SVG", "svg")]
 
 
 def _slug(text: str) -> str:
@@ -270,17 +270,19 @@ def data_table(filename: str, **kwargs) -> gr.Dataframe:
 
 def examples(rows: list[list], inputs: list, *, labels: list[str] | None = None, fn: Callable | None = None,
              outputs: list | None = None, cache: bool = False, columns: list[int] | None = None,
-             label: str = "Examples: click one") -> gr.Examples:
+             gpu: bool = False, label: str = "Examples: click one") -> gr.Examples:
     """Examples under a view. A click fills the inputs; with fn it also runs fn into outputs. With
     cache=True (only for cheap, deterministic listeners) the result is kept the first time anyone
-    clicks that example (Gradio's lazy cache) and shown at once to everyone afterwards."""
+    clicks that example (Gradio's lazy cache) and shown at once to everyone afterwards. gpu=True
+    for model work: on a ZeroGPU Space fn then runs with a GPU attached (see on_gpu)."""
     kw = dict(examples=rows, inputs=inputs, label=label, example_labels=labels, visible_columns=columns,
               examples_per_page=12, cache_examples=bool(fn is not None and cache))
     if fn is not None:
+        fn = on_gpu(fn) if gpu else fn
         kw.update(fn=fn, outputs=outputs, run_on_click=True)
         if cache:
             kw.update(cache_mode="lazy")
     ex = gr.Examples(**kw)
-    if fn is not None and cache:
-        ex.dataset.cached_with = (fn, rows)  # lets a test check that cached listeners are deterministic
+    ex.dataset.example_fn = fn  # for the tests: GPU wrapping, and that cached listeners are deterministic
+    ex.dataset.cached_with = (fn, rows) if fn is not None and cache else None
     return ex

@@ -43,7 +43,7 @@ TOY_EXAMPLES = (
 ANSWER_EXAMPLES = (
     ("Capital of France", "What is the capital of France?", "Paris",
      "Paris\nparis.\nThe capital is Paris.\nLondon\nIt's Lyon, I think"),
-    ("Paraphrases", "Why is the sky blue?", "Air scatters blue light more than red light.",
+    ("Paraphrase vs reversed meaning", "Why is the sky blue?", "Air scatters blue light more than red light.",
      "Blue light is scattered more by the air than red light.\nThe air scatters red light more than blue.\n"
      "Because the ocean reflects onto it.\nair scatters blue light more than red light"),
     ("Numbers", "How many legs does a spider have?", "8",

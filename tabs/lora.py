@@ -149,6 +149,7 @@ def build(engine) -> Share:
         temperature = gr.Slider(0.0, 1.5, value=0.8, step=0.05, label="temperature (0 = greedy)", scale=1)
     examples([["Life is", 7, 48, 0.8], ["A good teacher", 7, 48, 0.8], ["The computer", 7, 48, 0.8],
               ["Never trust", 3, 48, 0.0]], [prompt, cmp_seed, max_new, temperature],
+             labels=["Life is", "A good teacher", "The computer", "Never trust (greedy)"],
              label="Example prompts (after training, click one, then Compare)")
     compare_btn = gr.Button("Compare base vs adapted", variant="primary")
     with gr.Row():

@@ -274,19 +274,21 @@ def build(engine) -> None:
     with gen_ex:
         examples([[t, gen_model.value, n, temp, k, 42] for t, n, temp, k in GENERATION_EXAMPLES],
                  [gen_text, gen_model, *gen_knobs.values()], fn=run_generation,
-                 outputs=[gen_out, gen_status, gen_raw, gen_code], columns=[0, 2, 3, 4])
+                 outputs=[gen_out, gen_status, gen_raw, gen_code], columns=[0, 2, 3, 4], gpu=True)
     with zs_ex:
         examples([[t, zs_model.value, labels, multi, template] for t, labels, multi, template in ZERO_SHOT_EXAMPLES],
                  [zs_text, zs_model, *zs_knobs.values()], fn=run_zero_shot,
-                 outputs=[zs_plot, zs_status, zs_raw, zs_code], cache=True, columns=[0, 2, 3])
+                 outputs=[zs_plot, zs_status, zs_raw, zs_code], cache=True, columns=[0, 2, 3], gpu=True)
     with fm_ex:
         examples([[t, fm_model.value, 5] for t in FILL_MASK_EXAMPLES], [fm_text, fm_model, *fm_knobs.values()],
-                 fn=run_fill_mask, outputs=[fm_plot, fm_status, fm_raw, fm_code], cache=True, columns=[0])
+                 fn=run_fill_mask, outputs=[fm_plot, fm_status, fm_raw, fm_code], cache=True, columns=[0],
+                 gpu=True)
     with sum_ex:
         examples([[t] for t in SUMMARIZATION_EXAMPLES], [sum_text], label="Examples: click one, then Summarize")
     with ner_ex:
         examples([[t, ner_model.value, "simple"] for t in NER_EXAMPLES], [ner_text, ner_model, *ner_knobs.values()],
-                 fn=run_ner, outputs=[ner_html, ner_table, ner_status, ner_raw, ner_code], cache=True, columns=[0])
+                 fn=run_ner, outputs=[ner_html, ner_table, ner_status, ner_raw, ner_code], cache=True, columns=[0],
+                 gpu=True)
     with tr_ex:
         examples([list(e) for e in TRANSLATION_EXAMPLES], [tr_text, *tr_knobs.values()],
                  label="Examples: click one, then Translate")

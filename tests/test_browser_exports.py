@@ -32,13 +32,13 @@ def _download_from_camera(page, plot):
 @pytest.mark.browser
 def test_plot_camera_saves_svg_or_png_at_twice_the_size(page, app_url):
     plot = _toy_tab(page, app_url)
-    page.locator("#plot-format").get_by_text("SVG (vector)").click()
+    page.locator("#plot-format").get_by_text("SVG", exact=True).click()
     svg = _download_from_camera(page, plot)
     assert svg.suggested_filename == "cross-entropy-toy.svg"
     text = open(svg.path(), encoding="utf-8").read()
     assert text.startswith("<svg") and "dog" in text  # vector text, editable in slides
 
-    page.locator("#plot-format").get_by_text("PNG (2× size)").click()
+    page.locator("#plot-format").get_by_text("PNG, 2× size").click()
     png = _download_from_camera(page, plot)
     assert png.suggested_filename == "cross-entropy-toy.png"
     width = plot.locator(".main-svg").first.bounding_box()["width"]
@@ -76,12 +76,17 @@ def test_tokens_example_and_its_csv(page, app_url, engine):
     assert page.locator("#tok-text textarea").input_value() == T.EXAMPLES["Emoji"]
     button = page.locator(".csv-download:visible").first
     button.wait_for(timeout=30_000)
-    with page.expect_download() as info:
-        button.click()
-    download = info.value
-    assert download.suggested_filename == "tokenizer-stats.csv"
-    rows = list(csv.reader(io.StringIO(open(download.path(), encoding="utf-8").read())))
-    assert rows[0] == T.STATS_HEADERS
     keys = ["tok-gpt2", "tok-o200k", "tok-llama2", "tok-qwen2"]
-    results = T.compare(engine, keys, T.EXAMPLES["Emoji"], 800)
-    assert rows[1:] == [[str(v) for v in r] for r in T.stats_rows(results)]
+    expected = [[str(v) for v in r] for r in T.stats_rows(T.compare(engine, keys, T.EXAMPLES["Emoji"], 800))]
+    # The button is refreshed by the table's change event, a moment after the table: poll briefly.
+    for _ in range(20):
+        with page.expect_download() as info:
+            button.click()
+        download = info.value
+        rows = list(csv.reader(io.StringIO(open(download.path(), encoding="utf-8").read())))
+        if rows[1:] == expected:
+            break
+        page.wait_for_timeout(500)
+    assert download.suggested_filename == "tokenizer-stats.csv"
+    assert rows[0] == T.STATS_HEADERS
+    assert rows[1:] == expected

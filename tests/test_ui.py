@@ -65,3 +65,35 @@ def test_on_gpu_is_inert_off_zerogpu(monkeypatch):
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
     fn = lambda: 1  # noqa: E731
     assert on_gpu(fn) is fn
+
+
+def test_on_zerogpu_model_work_gets_a_gpu_and_cheap_work_does_not(monkeypatch, engine):
+    """With a stand-in `spaces` package and SPACES_ZERO_GPU set: every heavy listener and every
+    example that runs a model is wrapped by spaces.GPU; tokenizing and the toy maths are not."""
+    import functools
+    import sys
+    import types
+
+    import app
+
+    def gpu(duration=60):
+        def decorate(fn):
+            @functools.wraps(fn)
+            def wrapped(*args, **kwargs):
+                return fn(*args, **kwargs)
+            return wrapped
+        return decorate
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    demo = app.build_demo(engine)
+    fns = [f for f in demo.fns.values() if f.fn is not None]
+    heavy = [f for f in fns if f.concurrency_id == "model"]
+    assert len(heavy) > 15 and all(getattr(f.fn, "_on_gpu", False) for f in heavy)
+    examples = {ds.example_fn.__name__: getattr(ds.example_fn, "_on_gpu", False)
+                for ds in demo.blocks.values() if getattr(ds, "example_fn", None) is not None}
+    for name in ("run_zero_shot", "run_fill_mask", "run_ner", "run_generation", "show_next_token", "attention",
+                 "embedding_similarity", "run"):  # run: perplexity and answer metrics
+        assert examples.get(name) is True, (name, examples.get(name))
+    for name in ("compare_tokenizers", "cross_entropy"):
+        assert examples.get(name) is False, (name, examples.get(name))
