@@ -81,7 +81,9 @@ def start_id_of(tok) -> int:
     """The token a document starts after in pretraining (<|endoftext|> for SmolLM2/GPT-2 style
     vocabularies); the chat-format BOS (<|im_start|>) would make the LM expect a role name."""
     tid = tok.convert_tokens_to_ids("<|endoftext|>")
-    if isinstance(tid, int) and tid != tok.unk_token_id and tid is not None:
+    # compare by the token itself: SmolLM2's unk token *is* <|endoftext|>, so an id check against
+    # unk_token_id would wrongly reject it (and every sentence would start after <|im_start|>)
+    if isinstance(tid, int) and tok.convert_ids_to_tokens(tid) == "<|endoftext|>":
         return tid
     return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
 
@@ -120,9 +122,37 @@ def complete_words(bundle: TextModel, start_id: int, head: str, words: list[str]
     return unique
 
 
+BLANK_PROMPT = "Fill in the blank with one word.\nSentence: {sentence}\nReply with the missing word only."
+
+
+def blank_candidates(bundle: TextModel, before: str, after: str, want: int) -> list[str]:
+    """Words the instruct model proposes for the blank when shown the whole sentence: unlike the
+    LM's distribution at the mask, this reads both sides (and works for a mask that starts the
+    sentence, where the LM has nothing to go on)."""
+    tok = bundle.tokenizer
+    if not getattr(tok, "chat_template", None):
+        return []
+    messages = [{"role": "user", "content": BLANK_PROMPT.format(sentence=f"{before}___{after}")}]
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = bundle.model(input_ids=torch.tensor([ids], device=bundle.device)).logits  # (1, len, vocab)
+    words: list[str] = []
+    for tid in torch.topk(logits[0, -1].float(), 300).indices.tolist():
+        piece = tok.decode([tid]).strip()
+        if WORD_RE.match(piece) and piece not in words:
+            words.append(piece)
+            if before.strip() and piece[:1].isupper() and piece.lower() not in words:
+                words.append(piece.lower())  # an answer starts with a capital; mid-sentence may not
+        if len(words) >= want:
+            break
+    return words
+
+
 def fill_mask_by_lm(engine, opt, p: Prepared, progress):
     """Fill-mask with a left-to-right LM: candidates from the next-token distribution at the
-    mask, then each whole sentence (with what follows the mask) scored by the LM."""
+    mask and from the instruct model asked to fill the blank, then each whole sentence (with what
+    follows the mask) scored by the LM."""
     bundle = engine.load(opt.key, progress=progress)
     tok = bundle.tokenizer
     before, after = MASK_RE.split(p.text)
@@ -145,6 +175,9 @@ def fill_mask_by_lm(engine, opt, p: Prepared, progress):
             candidates.append(word)
         if len(candidates) >= want:
             break
+    for word in blank_candidates(bundle, before, after, want=2 * p.settings.top_k + 10):
+        if word not in candidates:
+            candidates.append(word)
     if not candidates:
         raise UserInputError("no word candidates came out of the language model for this mask position: "
                              "put [MASK] where a word goes, e.g. 'The capital of France is [MASK].'")

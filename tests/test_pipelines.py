@@ -325,3 +325,15 @@ def test_entities_html_marks_and_escapes():
 def test_scores_bar_keeps_order():
     fig = scores_bar(["a", "b"], [0.7, 0.3])
     assert list(fig.data[0].y) == ["a", "b"] and list(fig.data[0].x) == [0.7, 0.3]
+
+
+def test_fill_mask_fallback_scores_sentences_as_documents(engine, smollm):
+    """Whole sentences are scored as a document start (after <|endoftext|>), not after the chat
+    marker <|im_start|>, which makes the LM expect a role name. SmolLM2's unk token is also
+    <|endoftext|>: this once sent every sentence after <|im_start|>."""
+    from engine.task_fallbacks import start_id_of
+
+    assert smollm.tokenizer.convert_ids_to_tokens(start_id_of(smollm.tokenizer)) == "<|endoftext|>"
+    res = T.run(engine, "fill-mask", "smollm2-135m-instruct", "I drink a cup of [MASK] every morning.", top_k=3)
+    assert [r["token_str"] for r in res.data][0] in {"coffee", "tea"}
+    assert all(0 <= r["score"] <= 1 for r in res.data) and sum(r["score"] for r in res.data) <= 1 + 1e-6
