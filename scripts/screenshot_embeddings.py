@@ -31,6 +31,14 @@ def shot(page, path: Path, top_sel: str, bottom_sel: str) -> None:
     print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} kB)")
 
 
+def run_and_shoot(page, button: str, plot: str, path: Path, top_sel: str, bottom_sel: str) -> None:
+    """Click a run button, wait for its plot to be drawn and settle, then take the screenshot."""
+    page.locator(button).click()
+    page.locator(f"{plot} .js-plotly-plot").wait_for()
+    page.wait_for_timeout(1500)
+    shot(page, path, top_sel, bottom_sel)
+
+
 def main(url: str = "http://127.0.0.1:7872/") -> None:
     with chromium_page(height=3200, timeout_ms=180_000) as page:
         open_tab(page, url, "Attention heatmaps")
@@ -47,10 +55,7 @@ def main(url: str = "http://127.0.0.1:7872/") -> None:
         page.get_by_text("Encoder: all-MiniLM-L6-v2 (sees both sides)").first.click()
         page.locator("#att-heatmap .gtitle", has_text="MiniLM").wait_for()
 
-        page.locator("#cmp-run").click()
-        page.locator("#cmp-plot .js-plotly-plot").wait_for()
-        page.wait_for_timeout(1500)
-        shot(page, OUT / "embeddings-compare.png", "#cmp-run", "#cmp-plot")
+        run_and_shoot(page, "#cmp-run", "#cmp-plot", OUT / "embeddings-compare.png", "#cmp-run", "#cmp-plot")
 
         open_tab(page, url, "bertviz")
         page.locator("#bv-run").click()
@@ -66,16 +71,11 @@ def main(url: str = "http://127.0.0.1:7872/") -> None:
         shot(page, OUT / "embeddings-bertviz-model.png", "#bv-text", "#bv-html iframe")
 
         open_tab(page, url, "Contextual embeddings")
-        page.locator("#ctx-run").click()
-        page.locator("#ctx-pca .js-plotly-plot").wait_for()
-        page.wait_for_timeout(1500)
-        shot(page, OUT / "embeddings-bank.png", "#ctx-sentences", "#ctx-shapes")
+        run_and_shoot(page, "#ctx-run", "#ctx-pca", OUT / "embeddings-bank.png", "#ctx-sentences", "#ctx-shapes")
 
         open_tab(page, url, "Mini vector search")
-        page.locator("#search-run").click()
-        page.locator("#search-plot .js-plotly-plot").wait_for()
-        page.wait_for_timeout(1500)
-        shot(page, OUT / "embeddings-search.png", "#search-passages", "#search-dense")
+        run_and_shoot(page, "#search-run", "#search-plot", OUT / "embeddings-search.png", "#search-passages",
+                      "#search-dense")
 
 
 if __name__ == "__main__":

@@ -170,13 +170,13 @@ def _slug(text: str) -> str:
 def export_config(plot_json: str, filename: str) -> str:
     """A Plotly figure's JSON with the browser config that Gradio hands to Plotly.react: the
     toolbar's camera saves the figure at twice the screen size, named after the view. The page's
-    plot-format switch (PLOT_FORMAT_HEAD) changes png to svg at click time."""
-    fig = json.loads(plot_json)
-    config = dict(fig.get("config") or {})
-    config.update(displaylogo=False,
-                  toImageButtonOptions={"format": "png", "scale": 2, "filename": _slug(filename)})
-    fig["config"] = config
-    return json.dumps(fig)
+    plot-format switch (PLOT_FORMAT_HEAD) changes png to svg at click time. Plotly's to_json()
+    never writes a "config" key, so the key is spliced in front instead of parsing the figure
+    again (attention heatmaps are large and redrawn on every slider move)."""
+    config = {"displaylogo": False,
+              "toImageButtonOptions": {"format": "png", "scale": 2, "filename": _slug(filename)}}
+    body = plot_json.strip()[1:]  # the object's members after its opening brace
+    return '{"config": ' + json.dumps(config) + ("," if body.lstrip()[:1] != "}" else "") + body
 
 
 class ExportPlot(gr.Plot):

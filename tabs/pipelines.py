@@ -81,6 +81,24 @@ TRANSLATION_EXAMPLES = (
 )
 
 
+def _inputs(engine, task: str, text_label: str, lines: int, button: str, knobs: list[str] | None = None,
+            knobs_first: bool = False, seed: bool = False):
+    """The left column of a task's tab: its example text, the model picker and what it stands for,
+    the task's knobs (all, or the named ones; a seed as a number box), the run button, and a slot
+    for the examples."""
+    spec = T.TASKS[task]
+    text = gr.Textbox(spec.example, label=text_label, lines=lines)
+    if knobs_first:
+        controls = controls_for(spec.settings_cls, knobs)
+    model, info = _picker(engine, task)
+    if not knobs_first:
+        controls = controls_for(spec.settings_cls, knobs)
+    if seed:
+        controls["seed"] = seed_box()
+    run = gr.Button(button, variant="primary")
+    return text, model, info, controls, run, gr.Column()
+
+
 def _status(res: T.TaskResult) -> str:
     line = f"Ran in {res.seconds:.2f} s with `{res.model_key}`."
     if res.fallback_for:
@@ -95,13 +113,9 @@ def build(engine) -> None:
         with gr.Tab("Text generation"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    gen_text = gr.Textbox(T.TASKS["text-generation"].example, label="Prompt", lines=3)
-                    gen_model, gen_info = _picker(engine, "text-generation")
-                    gen_knobs = controls_for(T.GenerationSettings,
-                                             ["max_new_tokens", "temperature", "num_return_sequences"])
-                    gen_knobs["seed"] = seed_box()
-                    gen_btn = gr.Button("Generate", variant="primary")
-                    gen_ex = gr.Column()
+                    gen_text, gen_model, gen_info, gen_knobs, gen_btn, gen_ex = _inputs(
+                        engine, "text-generation", "Prompt", 3, "Generate",
+                        ["max_new_tokens", "temperature", "num_return_sequences"], seed=True)
                 with gr.Column(scale=1):
                     gen_out = gr.Markdown(label="Continuations", elem_id="pipe-gen-out")
                     notice("Temperature 0 always gives the same text; above 0 each sequence is a new sample. "
@@ -112,11 +126,8 @@ def build(engine) -> None:
         with gr.Tab("Zero-shot classification"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    zs_text = gr.Textbox(T.TASKS["zero-shot-classification"].example, label="Text", lines=3)
-                    zs_model, zs_info = _picker(engine, "zero-shot-classification")
-                    zs_knobs = controls_for(T.ZeroShotSettings)
-                    zs_btn = gr.Button("Classify", variant="primary")
-                    zs_ex = gr.Column()
+                    zs_text, zs_model, zs_info, zs_knobs, zs_btn, zs_ex = _inputs(
+                        engine, "zero-shot-classification", "Text", 3, "Classify")
                 with gr.Column(scale=1):
                     zs_plot = Plot(filename="zero-shot-scores", label="Scores per label", elem_id="pipe-zs-plot")
                     notice("No training on these labels: each one is turned into a sentence with the "
@@ -128,11 +139,8 @@ def build(engine) -> None:
         with gr.Tab("Fill-mask"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    fm_text = gr.Textbox(T.TASKS["fill-mask"].example, label="Text with one [MASK]", lines=2)
-                    fm_model, fm_info = _picker(engine, "fill-mask")
-                    fm_knobs = controls_for(T.FillMaskSettings)
-                    fm_btn = gr.Button("Fill the mask", variant="primary")
-                    fm_ex = gr.Column()
+                    fm_text, fm_model, fm_info, fm_knobs, fm_btn, fm_ex = _inputs(
+                        engine, "fill-mask", "Text with one [MASK]", 2, "Fill the mask")
                 with gr.Column(scale=1):
                     fm_plot = Plot(filename="fill-mask-candidates", label="Candidates", elem_id="pipe-fm-plot")
                     notice("A masked language model sees the words on both sides of [MASK] at once; "
@@ -143,11 +151,8 @@ def build(engine) -> None:
         with gr.Tab("Summarization"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    sum_text = gr.Textbox(T.TASKS["summarization"].example, label="Text", lines=8)
-                    sum_model, sum_info = _picker(engine, "summarization")
-                    sum_knobs = controls_for(T.SummarizationSettings)
-                    sum_btn = gr.Button("Summarize", variant="primary")
-                    sum_ex = gr.Column()
+                    sum_text, sum_model, sum_info, sum_knobs, sum_btn, sum_ex = _inputs(
+                        engine, "summarization", "Text", 8, "Summarize")
                 with gr.Column(scale=1):
                     sum_out = gr.Textbox(label="Summary", lines=5, elem_id="pipe-sum-out")
                     notice("min_length and max_length count tokens, not words: the summary stops at "
@@ -158,11 +163,8 @@ def build(engine) -> None:
         with gr.Tab("Named entities"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    ner_text = gr.Textbox(T.TASKS["ner"].example, label="Text", lines=3)
-                    ner_model, ner_info = _picker(engine, "ner")
-                    ner_knobs = controls_for(T.NerSettings)
-                    ner_btn = gr.Button("Find entities", variant="primary")
-                    ner_ex = gr.Column()
+                    ner_text, ner_model, ner_info, ner_knobs, ner_btn, ner_ex = _inputs(
+                        engine, "ner", "Text", 3, "Find entities")
                 with gr.Column(scale=1):
                     ner_html = gr.HTML(elem_id="pipe-ner-html")
                     ner_table = data_table("entities", headers=["word", "type", "tag", "score", "start", "end"],
@@ -176,11 +178,9 @@ def build(engine) -> None:
         with gr.Tab("Translation"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    tr_text = gr.Textbox(T.TASKS["translation"].example, label="Text", lines=3)
-                    tr_knobs = controls_for(T.TranslationSettings)
-                    tr_model, tr_info = _picker(engine, "translation")
-                    tr_btn = gr.Button("Translate", variant="primary")
-                    tr_ex = gr.Column()
+                    # the language pair comes first: it picks the model
+                    tr_text, tr_model, tr_info, tr_knobs, tr_btn, tr_ex = _inputs(
+                        engine, "translation", "Text", 3, "Translate", knobs_first=True)
                 with gr.Column(scale=1):
                     tr_out = gr.Textbox(label="Translation", lines=4, elem_id="pipe-tr-out")
                     notice("Each OPUS-MT model knows one direction; T5 was trained on several and is told "

@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -64,6 +66,10 @@ def test_cached_example_shows_its_result_again(page, app_url):
         assert _loss_line(page) == want
     assert page.get_by_label("Logits: 'label value' pairs, comma separated").input_value() == \
         "cat 4.0, dog 0.5, car -1.0, tree 0.5"
+    # the result was kept in Gradio's example cache (a run-only example would leave nothing there)
+    cache = Path(os.environ["GRADIO_EXAMPLES_CACHE"])
+    kept = [f for f in cache.rglob("*.csv") if f"= **{expected} nats**" in f.read_text(encoding="utf-8")]
+    assert kept, sorted(str(f) for f in cache.rglob("*"))
 
 
 @pytest.mark.browser
