@@ -210,7 +210,7 @@ def build(engine) -> None:
                 cmp_model = model_picker(engine, "causal-lm", label="Language model")
                 cmp_btn = gr.Button("Compare", variant="primary")
             cmp_table = data_table("natural-shuffled-random", headers=COMPARE_HEADERS, interactive=False, label="Scores")
-            cmp_plot = Plot(filename="natural-shuffled-random")
+            cmp_plot = Plot(filename="natural-shuffled-random", show_label=False)
             notice("Shuffling keeps every word but destroys grammar, and perplexity jumps. Random letters look "
                    "only a little worse per token because they are cut into many more tokens; bits per byte, "
                    "which does not depend on how the text is cut, shows the real gap.")
@@ -226,7 +226,7 @@ def build(engine) -> None:
             toy_examples_box = gr.Column()
             toy_md, toy_fig = cross_entropy(TOY_LOGITS, "dog", 1.0)
             toy_math = gr.Markdown(toy_md)
-            toy_plot = Plot(toy_fig, filename="cross-entropy-toy")
+            toy_plot = Plot(toy_fig, filename="cross-entropy-toy", show_label=False)
             notice("Make the target's logit the largest and the loss falls towards 0; make another one huge and "
                    "the loss grows without bound.")
 
@@ -278,7 +278,7 @@ def build(engine) -> None:
                         "8 bits of mantissa) · **int8**: PyTorch dynamic quantization of the Linear layers in the "
                         "transformer blocks (int8 weights with one scale per output row; activations quantized on "
                         "the fly); the token embedding, shared with the output head, stays fp32.")
-            q_plot = Plot(filename="quantization")
+            q_plot = Plot(filename="quantization", show_label=False)
             q_status = gr.Markdown()
             notice("Fewer bits per weight: less memory. Speed depends on the hardware (a CPU without bf16 "
                    "units can be slower in bf16), and quality drops most where rounding hits the weights hardest.")
