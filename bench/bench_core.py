@@ -38,7 +38,7 @@ def run(ctx) -> list[Row]:
                 _time_to_200(APP, free_port()), _time_to_200(BARE, free_port()), target=3.0,
                 note="subprocess, import included")]
     from engine import Engine
-    from engine.models import load_causal_lm
+    from engine.core.models import load_causal_lm
 
     engine = ctx.engine
     key = "smollm2-135m-instruct"

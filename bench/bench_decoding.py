@@ -32,7 +32,7 @@ def _interleaved(ours, raw, repeat: int):
 
 
 def run(ctx, repeat: int = 3) -> list[Row]:
-    from engine import decoding as D
+    from engine.decoding import generation as D
 
     tm = ctx.engine.load("smollm2-135m-instruct")
     rows = []
@@ -88,7 +88,7 @@ def run(ctx, repeat: int = 3) -> list[Row]:
                          f"{N / ours_t:.1f} steps/s"))
 
     # 4. what the browser adds on top of a step: the plotly figure (no raw counterpart; vs the step itself)
-    from engine.plots_decoding import distribution_figure
+    from engine.decoding.plots import distribution_figure
 
     view = session.view(D.make_settings(top_p=0.5))
     fig_t = min(_timed(lambda: distribution_figure(view))[0] for _ in range(repeat))

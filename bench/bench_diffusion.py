@@ -12,7 +12,7 @@ KEY = "digits-16px"
 
 
 def run(ctx) -> list[Row]:
-    from engine import diffusion as D
+    from engine.diffusion import generation as D
 
     engine = ctx.engine
     bundle = engine.load(KEY)

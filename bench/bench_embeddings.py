@@ -28,7 +28,7 @@ def text_of(tokenizer, n_tokens: int) -> str:
 
 
 def run(ctx) -> list[Row]:
-    from engine import attention as att
+    from engine.embeddings import attention as att
 
     engine = ctx.engine
     rows = []

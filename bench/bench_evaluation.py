@@ -1,4 +1,4 @@
-"""Evaluation rows: perplexity of a 2,000-token text through engine.metrics (per-token
+"""Evaluation rows: perplexity of a 2,000-token text through engine.evaluation.metrics (per-token
 probabilities, ranks and entropies included) vs the raw loop of the transformers perplexity
 guide (model(input_ids, labels=...) per window), with the same window and stride."""
 from __future__ import annotations
@@ -44,7 +44,7 @@ def raw_loop(model, ids: torch.Tensor, window: int, stride: int) -> float:
 
 
 def run(ctx) -> list[Row]:
-    from engine import metrics
+    from engine.evaluation import metrics
 
     bundle = ctx.engine.load("smollm2-135m-instruct")
     model, tok = bundle.model, bundle.tokenizer

@@ -50,7 +50,7 @@ def _raw_steps(model, batches, lr):
 
 
 def step_rows(ctx, rounds: int = 6, steps: int = 2) -> list[Row]:
-    from engine import lora as L
+    from engine.training import lora as L
 
     engine = ctx.engine
     bundle = engine.load(L.BASE_KEY)
@@ -86,7 +86,7 @@ def step_rows(ctx, rounds: int = 6, steps: int = 2) -> list[Row]:
 
 def default_run_row(ctx) -> list[Row]:
     """The default settings end to end (build the adapter, train, nothing else), with samples."""
-    from engine import lora as L
+    from engine.training import lora as L
 
     engine = ctx.engine
     bundle = engine.load(L.BASE_KEY)

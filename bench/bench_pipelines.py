@@ -13,7 +13,7 @@ NER_TEXT = "Marie Curie moved from Warsaw to Paris, where she worked at the Sorb
 def run(ctx) -> list[Row]:
     from transformers import pipeline, set_seed
 
-    from engine import tasks as T
+    from engine.pipelines import tasks as T
 
     engine = ctx.engine
     rows = []

@@ -14,7 +14,7 @@ KEYS = ["tok-gpt2", "tok-cl100k", "tok-o200k", "tok-p50k", "tok-bert-uncased", "
 
 
 def raw_encoder(engine, key):
-    """The library's own encode, loaded without engine/tokens.py."""
+    """The library's own encode, loaded without engine/tokens/."""
     from engine import tokens as T
 
     source = engine.registry.resolve(key)

@@ -1,15 +1,15 @@
-"""The engine: device, registry, cache and the topic modules. Knows nothing of Gradio."""
+"""The engine: one Engine object over a shared core and one package per lesson. Knows nothing of Gradio."""
 from __future__ import annotations
 
 import importlib
 import os
 from typing import Any
 
-from .cache import ModelCache
-from .device import DeviceInfo, free_bytes, pick_device
-from .errors import ModelUnavailableError, UserInputError
-from .models import Progress, no_progress
-from .registry import Registry, decide_online
+from .core.cache import ModelCache
+from .core.device import DeviceInfo, free_bytes, pick_device
+from .core.errors import ModelUnavailableError, UserInputError
+from .core.models import Progress, no_progress
+from .core.registry import Registry, decide_online
 
 __all__ = ["Engine", "UserInputError", "ModelUnavailableError"]
 
@@ -38,7 +38,7 @@ def _load_failure(spec, source, exc: Exception) -> str:
         raise exc
     where = f"the Hub ({source.path})" if source.is_hub else source.path
     if source.is_hub:
-        fix = "check the network and the Hub id/revision in engine/registry.py"
+        fix = "check the network and the Hub id/revision in engine/core/registry.py"
     elif spec.embedded and spec.embedded.asset:
         fix = f"rebuild assets/{spec.embedded.asset} with its script in scripts/"
     elif spec.embedded:

@@ -5,7 +5,7 @@ handwritten digits (load_digits: 1,797 images of 8x8 pixels, no download), upsca
     python scripts/train_digits_diffusion.py --device cuda --minutes 7 --out assets/diffusion/digits
     python scripts/train_digits_diffusion.py --device cpu --minutes 10      # same, slower
 
-What it writes (diffusers/transformers save_pretrained folders, loaded by engine/diffusion.py):
+What it writes (diffusers/transformers save_pretrained folders, loaded by engine/diffusion/generation.py):
     unet/            UNet2DConditionModel (1 channel in and out, 16x16, cross-attention on text)
     text_encoder/    CLIPTextModel (2 layers, width 64)
     tokenizer/       CLIPTokenizer with a byte-level BPE learned from the captions below
@@ -299,7 +299,7 @@ def main(argv=None):
     ema_text.to("cpu").save_pretrained(out / "text_encoder")
     scheduler.save_pretrained(out / "scheduler")
     (out / "model_index.json").write_text(json.dumps({
-        "_class_name": "DigitsDiffusionPipeline", "_note": "loaded by engine/diffusion.py",
+        "_class_name": "DigitsDiffusionPipeline", "_note": "loaded by engine/diffusion/generation.py",
         "unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "DDIMScheduler"],
     }, indent=2))

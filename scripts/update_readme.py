@@ -30,7 +30,7 @@ def tabs_block() -> str:
 
 
 def models_block() -> str:
-    from engine.registry import ALL_SPECS
+    from engine.core.registry import ALL_SPECS
 
     rows = ["| key | task | online (Hub id @ revision) | offline (embedded) | license |", "|---|---|---|---|---|"]
     for s in ALL_SPECS:
@@ -85,7 +85,7 @@ def _TAB_IDS():
 
 def front_matter_models(text: str) -> str:
     """The Space card's `models:` list: every Hub model the app uses online."""
-    from engine.registry import ALL_SPECS
+    from engine.core.registry import ALL_SPECS
 
     ids = sorted({s.hub_id for s in ALL_SPECS if s.hub_id})
     block = "models:\n" + "".join(f"  - {i}\n" for i in ids)

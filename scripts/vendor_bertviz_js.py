@@ -100,7 +100,7 @@ def main() -> None:
         "",
         "Built by `python scripts/vendor_bertviz_js.py` from the npm registry (tarball integrity",
         "checked against the registry's sha512). bertviz 1.4.1 would load these from cdnjs; the app",
-        "inlines them into the bertviz iframe instead (engine/bertviz_page.py). The only change made",
+        "inlines them into the bertviz iframe instead (engine/embeddings/bertviz_page.py). The only change made",
         "to the files is removing the `sourceMappingURL` comment.",
         "",
         "| file | package | path in tarball | source | sha256 of file | licence |",

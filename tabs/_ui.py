@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine.errors import ModelUnavailableError, UserInputError
-from engine.settings import KnobInfo, knob_default, knob_info
+from engine.core.errors import ModelUnavailableError, UserInputError
+from engine.core.settings import KnobInfo, knob_default, knob_info
 
 log = logging.getLogger("llm_playground")
 
@@ -31,7 +31,7 @@ def _as_gr_error(exc: BaseException) -> gr.Error:
     if isinstance(exc, (UserInputError, ModelUnavailableError)):
         return gr.Error(str(exc))
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-        from engine.cache import free_all
+        from engine.core.cache import free_all
 
         free_all()
         return gr.Error("The server ran out of memory for this request. Try a shorter input or "

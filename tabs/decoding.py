@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.decoding import MODES, DecodingSettings, StepSession, generate_stream, make_settings, max_context
-from engine.errors import check_range
-from engine.plots_decoding import context_html, distribution_figure, generation_html, steps_html
-from engine.settings import knob_default
+from engine.decoding.generation import MODES, DecodingSettings, StepSession, generate_stream, make_settings, max_context
+from engine.core.errors import check_range
+from engine.decoding.plots import context_html, distribution_figure, generation_html, steps_html
+from engine.core.settings import knob_default
 from tabs._ui import (HEAVY, Plot, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
                       data_table, examples, user_errors)
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import diffusion as D
-from engine.settings import knob_info
+from engine.diffusion import generation as D
+from engine.diffusion import plots as DP
+from engine.core.settings import knob_info
 from tabs._ui import HEAVY, controls_for, examples, model_picker, notice, progress_callback, seed_box, user_errors
 
 TITLE = "Diffusion"
@@ -160,7 +161,7 @@ def build(engine) -> None:
                     notice("Read across for steps, down for guidance. Too little guidance ignores the prompt; "
                            "too much over-cooks it.")
                 with gr.Tab("How it works"):
-                    diagram = gr.HTML(D.pipeline_diagram_html([], profile.kind))
+                    diagram = gr.HTML(DP.pipeline_diagram_html([], profile.kind))
                     gr.Markdown("Shapes are (batch, ...). With guidance > 1 every U-Net call runs the prompt "
                                 "and the negative prompt together (batch x 2) and mixes the two predictions: "
                                 "`noise = uncond + guidance x (cond - uncond)`. Stable Diffusion works on 4 x 64 x 64 "
@@ -196,7 +197,7 @@ def build(engine) -> None:
         pngs = D.save_pngs(result)
         gif_path = D.save_gif(result.frames) if result.frames else None
         return ([(path, f"seed {result.params['seed']} #{i}") for i, path in enumerate(pngs)], _summary(result),
-                _write_frames(result), pngs, gif_path, D.pipeline_diagram_html(result.shapes, result_kind(key)))
+                _write_frames(result), pngs, gif_path, DP.pipeline_diagram_html(result.shapes, result_kind(key)))
 
     def result_kind(key):
         return D.profile_for(key).kind
@@ -213,7 +214,7 @@ def build(engine) -> None:
                             progress=progress_callback(progress))
         pngs = D.save_pngs(result)
         return ([(path, f"#{i}") for i, path in enumerate(pngs)], _summary(result), _write_frames(result), pngs,
-                D.pipeline_diagram_html(result.shapes, result_kind(key)))
+                DP.pipeline_diagram_html(result.shapes, result_kind(key)))
 
     go_i2i.click(user_errors(img2img), [model, init, prompt, negative, strength, *knob_inputs, seed, *memory],
                  [images_i2i, info_i2i, frames_i2i, files_i2i, diagram], api_name="img2img", **HEAVY)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine import attention as att
-from engine import bertviz_page, embeddings as emb
-from engine import plots_embeddings as plots
+from engine.embeddings import attention as att
+from engine.embeddings import bertviz_page
+from engine.embeddings import vectors as emb
+from engine.embeddings import plots
 from tabs._ui import HEAVY, Plot, Share, data_table, examples, notice, on_gpu, progress_callback, user_errors
 
 TITLE = "Embeddings & attention"

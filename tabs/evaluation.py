@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine import answer_metrics as answers
-from engine import metrics
-from engine import plots_evaluation as plots
-from engine import quantization as quant
-from engine.errors import check_range, check_text
-from engine.settings import dataclass, knob, make
+from engine.evaluation import answers
+from engine.evaluation import metrics
+from engine.evaluation import plots
+from engine.evaluation import quantization as quant
+from engine.core.errors import check_range, check_text
+from engine.core.settings import dataclass, knob, make
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, model_picker, notice, on_gpu, progress_callback,
                       user_errors)
 

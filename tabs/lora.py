@@ -8,8 +8,9 @@ import tempfile
 
 import gradio as gr
 
-from engine import lora as L
-from engine.errors import UserInputError
+from engine.training import lora as L
+from engine.training import plots as LP
+from engine.core.errors import UserInputError
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, seed_box,
                       user_errors)
 
@@ -137,7 +138,7 @@ def build(engine) -> Share:
         stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
     status_md = gr.Markdown("Press **Train adapter**. The default (40 steps of 8 quotes) takes one to two "
                             "minutes on a free 2-core CPU, longer when the machine is busy.", elem_id="lora-status")
-    loss_plot = Plot(filename="lora-loss", value=L.loss_figure([], 40), label="Loss", elem_id="lora-loss")
+    loss_plot = Plot(filename="lora-loss", value=LP.loss_figure([], 40), label="Loss", elem_id="lora-loss")
     notice("The loss is the average surprise (cross-entropy) per next token. It falls fast at first, as the "
            "model learns the ' — Author' + EOS pattern, then slowly, as it learns the quotes' style.")
 
@@ -203,11 +204,11 @@ def build(engine) -> Share:
         if state.training:
             raise UserInputError("this session is already training: wait for it or press Stop.")
         report = progress_callback(progress)
-        yield "⏳ Starting: preparing the model and the data...", L.loss_figure([], s.max_steps), state
+        yield "⏳ Starting: preparing the model and the data...", LP.loss_figure([], s.max_steps), state
         for u in L.train(engine, state, texts, s, progress=report):
             if u.step:
                 report(u.step / u.max_steps, f"step {u.step}/{u.max_steps}, loss {u.loss:.3f}")
-            yield _status(u, len(texts)), L.loss_figure(u.losses, s.max_steps), state
+            yield _status(u, len(texts)), LP.loss_figure(u.losses, s.max_steps), state
 
     def do_stop(state):
         if not isinstance(state, L.LoraSession):

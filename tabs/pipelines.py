@@ -1,14 +1,14 @@
 """Pipelines: the six classic tasks with their real knobs, and the Python that does the same.
 
 Layout first (one sub-tab per task: input, model picker, knobs | result, raw output, code),
-then the listeners. All model work goes through engine.tasks.run(); this file only turns
+then the listeners. All model work goes through engine.pipelines.tasks.run(); this file only turns
 plain results into views."""
 from __future__ import annotations
 
 import gradio as gr
 
-from engine import tasks as T
-from engine.plots_pipelines import entities_html, scores_bar
+from engine.pipelines import tasks as T
+from engine.pipelines.plots import entities_html, scores_bar
 from tabs._ui import (HEAVY, Plot, controls_for, data_table, examples, notice, progress_callback, seed_box,
                       user_errors)
 

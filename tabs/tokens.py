@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from engine import UserInputError
 from engine import tokens as T
 from tabs._ui import Share, control_for, data_table, examples, notice, progress_callback, user_errors
 
@@ -142,7 +143,7 @@ def build(engine) -> Share:
     def round_trip(text, keys, progress=gr.Progress()):
         keys = list(keys or [])
         if not 1 <= len(keys) <= 4:
-            raise T.UserInputError(f"Choose 1 to 4 tokenizers, got {len(keys)}.")
+            raise UserInputError(f"Choose 1 to 4 tokenizers, got {len(keys)}.")
         return T.render_round_trips([T.round_trip(engine, k, text, progress_callback(progress)) for k in keys])
 
     def export_csv(text, keys):

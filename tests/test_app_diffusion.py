@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.diffusion import read_png_parameters, sample_digit
+from engine.diffusion.generation import read_png_parameters, sample_digit
 
 MEMORY = [True, False, False, False, False]  # fp16, attention slicing, VAE slicing, VAE tiling, CPU offload
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from gradio_client.exceptions import AppError
 
-from engine import metrics as M
+from engine.evaluation import metrics as M
 
 TEXT = "Rivers carry the water back to the sea. The sun warms the sea, and the water rises again."
 

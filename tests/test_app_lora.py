@@ -7,7 +7,7 @@ import zipfile
 import pytest
 import torch
 
-from engine import lora as L
+from engine.training import lora as L
 
 # source, pasted, upload, r, alpha, dropout, targets, lr, steps, batch, max_len, seed
 SMALL = ("quotes", "", None, 4, 8, 0.0, ["q_proj", "v_proj"], 0.002, 2, 2, 24, 42)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import tasks as T
+from engine.pipelines import tasks as T
 
 
 def test_zero_shot_endpoint(client):

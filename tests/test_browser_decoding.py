@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import SCREENSHOTS
 
-GREY_FILL = "rgb(156, 163, 175)"  # engine/plots_decoding.py CUT_NOW
+GREY_FILL = "rgb(156, 163, 175)"  # engine/decoding/plots.py CUT_NOW
 
 
 def _set_number(page, elem_id: str, value) -> None:

@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from engine.cache import ModelCache, estimate_bytes
+from engine.core.cache import ModelCache, estimate_bytes
 
 MB = 2**20
 
@@ -113,7 +113,7 @@ def test_key_includes_device_and_dtype(engine):
 
 
 def test_free_all_empties_every_cache():
-    from engine.cache import free_all
+    from engine.core.cache import free_all
 
     a, b = ModelCache(50 * MB), ModelCache(50 * MB)
     a.get_or_load("x", lambda: fake_model(1))

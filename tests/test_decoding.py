@@ -1,14 +1,14 @@
-"""engine/decoding.py: the knob math equals transformers' logits processors, the distributions
+"""engine/decoding/generation.py: the knob math equals transformers' logits processors, the distributions
 stay distributions, sampling is reproducible, and generation stops for the reason it reports."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from engine import decoding as D
-from engine.errors import UserInputError
-from engine.models import TextModel
-from engine.registry import ModelSpec, Source
+from engine.decoding import generation as D
+from engine.core.errors import UserInputError
+from engine.core.models import TextModel
+from engine.core.registry import ModelSpec, Source
 
 PROMPT = "The capital of France is"
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from engine import device as dev
-from engine.errors import UserInputError
+from engine.core import device as dev
+from engine.core.errors import UserInputError
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):

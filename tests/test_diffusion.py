@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import diffusion as D
-from engine.errors import UserInputError
+from engine.diffusion import generation as D
+from engine.diffusion import plots as DP
+from engine.core.errors import UserInputError
 
 DIGITS = "digits-16px"
 
@@ -23,7 +24,7 @@ def tiny(tmp_path_factory):
     from diffusers import DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from engine.registry import ASSETS
+    from engine.core.registry import ASSETS
 
     torch.manual_seed(0)
     tok = CLIPTokenizer.from_pretrained(ASSETS / "diffusion/digits/tokenizer")
@@ -72,7 +73,7 @@ def test_negative_prompt_changes_the_result(tiny):
 
 @pytest.mark.parametrize("name", D.SCHEDULER_NAMES)
 def test_every_scheduler_runs(tiny, name):
-    from engine.diffusion import make_scheduler
+    from engine.diffusion.generation import make_scheduler
 
     pipe = type(tiny)(**{**tiny.components, "scheduler": make_scheduler(tiny, name)})
     out = _run(pipe)
@@ -171,7 +172,7 @@ def test_pipeline_shapes_and_prompt_builder(engine):
     shapes = {name: shape for name, shape, _ in D.pipeline_shapes(bundle, "a 7", s)}
     assert shapes["token ids"] == "(6, 12)" and shapes["text embeddings"] == "(6, 12, 64)"
     assert shapes["latents"] == "(3, 1, 24, 16)" and shapes["image"] == "(3, 1, 24, 16)"
-    assert "token ids" in D.pipeline_diagram_html(D.pipeline_shapes(bundle, "a 7", s))
+    assert "token ids" in DP.pipeline_diagram_html(D.pipeline_shapes(bundle, "a 7", s))
     assert D.compose_prompt("a fox", "watercolor", "", "in snow") == "a fox, watercolor, in snow"
 
 
@@ -181,8 +182,8 @@ def test_stable_diffusion_path_on_tiny_components(tmp_path):
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from engine.device import pick_device
-    from engine.registry import ASSETS, Registry, Source
+    from engine.core.device import pick_device
+    from engine.core.registry import ASSETS, Registry, Source
 
     torch.manual_seed(0)
     tok = CLIPTokenizer.from_pretrained(ASSETS / "diffusion/digits/tokenizer")

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine import attention as att
-from engine import bertviz_page, embeddings as emb
-from engine import plots_embeddings as plots
-from engine.errors import UserInputError
+from engine.embeddings import attention as att
+from engine.embeddings import bertviz_page
+from engine.embeddings import vectors as emb
+from engine.embeddings import plots
+from engine.core.errors import UserInputError
 
 TEXT = "The animal didn't cross the street because it was too tired."
 CAUSAL = "smollm2-135m-instruct"

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from engine import answer_metrics as am
-from engine import metrics as M
-from engine import quantization as Q
-from engine.errors import UserInputError
+from engine.evaluation import answers as am
+from engine.evaluation import metrics as M
+from engine.evaluation import quantization as Q
+from engine.core.errors import UserInputError
 
 TEXT = "The capital of France is Paris. Students visit the Louvre, eat crêpes and walk along the Seine."
 
@@ -212,7 +212,7 @@ def test_input_checks(smollm):
 
 def test_quantized_copies_leave_the_base_model_alone(tiny, engine, monkeypatch):
     from engine import Engine
-    from engine.models import TextModel
+    from engine.core.models import TextModel
 
     model, tok = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}

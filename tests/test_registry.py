@@ -1,7 +1,7 @@
 import pytest
 
-from engine.errors import ModelUnavailableError, UserInputError
-from engine.registry import ALL_SPECS, Embedded, ModelSpec, Registry, decide_online
+from engine.core.errors import ModelUnavailableError, UserInputError
+from engine.core.registry import ALL_SPECS, Embedded, ModelSpec, Registry, decide_online
 
 
 def test_unknown_key_lists_valid_keys():
@@ -45,7 +45,7 @@ def test_online_resolves_hub_id_with_pinned_revision():
 
 
 def test_missing_package_names_exact_pip_command():
-    spec = ModelSpec(key="ghost", task="causal-lm", title="Ghost", loader="engine.models:load_causal_lm",
+    spec = ModelSpec(key="ghost", task="causal-lm", title="Ghost", loader="engine.core.models:load_causal_lm",
                      embedded=Embedded(package="no_such_pkg_xyz", pip="no-such-pkg==1.2.3"))
     reg = Registry(online=False, specs=(spec,))
     with pytest.raises(ModelUnavailableError) as err:
@@ -54,7 +54,7 @@ def test_missing_package_names_exact_pip_command():
 
 
 def test_hub_only_model_offline_says_it_needs_the_hub():
-    spec = ModelSpec(key="big", task="x", title="Big", loader="engine.models:load_encoder",
+    spec = ModelSpec(key="big", task="x", title="Big", loader="engine.core.models:load_encoder",
                      hub_id="org/big", revision="a" * 40)
     reg = Registry(online=False, reason="offline: test", specs=(spec,))
     assert not reg.usable("big")
@@ -75,7 +75,7 @@ def test_reachability_probe_cannot_hang(monkeypatch):
     import socket
     import time
 
-    from engine import registry
+    from engine.core import registry
 
     def slow_connect(*a, **k):
         time.sleep(5)

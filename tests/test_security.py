@@ -45,7 +45,7 @@ def test_share_is_off_by_default_and_password_turns_on_login(monkeypatch):
 
 
 def test_registry_keys_are_not_paths():
-    from engine.registry import ALL_SPECS
+    from engine.core.registry import ALL_SPECS
 
     for spec in ALL_SPECS:
         assert re.fullmatch(r"[a-z0-9][a-z0-9.\-]*", spec.key), spec.key

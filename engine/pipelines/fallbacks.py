@@ -1,5 +1,5 @@
 """The offline fallbacks of the Pipelines tab: honest stand-ins built from the embedded
-models, each labelled in the UI with what it replaces (see engine/tasks.py for the tasks).
+models, each labelled in the UI with what it replaces (see engine/pipelines/tasks.py for the tasks).
 
     zero-shot      -> MiniLM sentence embeddings, cosine similarity to each hypothesis
     fill-mask      -> SmolLM2 proposes words at the mask, then scores whole sentences
@@ -9,15 +9,12 @@ models, each labelled in the UI with what it replaces (see engine/tasks.py for t
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import torch
 
-from .errors import UserInputError
-from .models import TextModel
-
-if TYPE_CHECKING:
-    from .tasks import Prepared
+from ..core.errors import UserInputError
+from ..core.models import TextModel
+from .base import Prepared
 
 
 def lm_pipeline(bundle: TextModel):

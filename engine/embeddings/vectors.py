@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import UserInputError, check_range, check_text
-from .models import Progress, TextModel, no_progress
+from ..core.errors import UserInputError, check_range, check_text
+from ..core.models import Progress, TextModel, no_progress
 
 ENCODER = "minilm-l6"
 MAX_SENTENCES = 6

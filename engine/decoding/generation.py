@@ -21,8 +21,8 @@ from typing import Iterator
 
 import torch
 
-from .errors import UserInputError, check_choice, check_text
-from .settings import knob, validate
+from ..core.errors import UserInputError, check_choice, check_text
+from ..core.settings import knob, validate
 
 MODES = ("raw", "chat")  # raw completion, or the instruct model's chat template
 MAX_PROMPT_CHARS = 8_000

@@ -13,7 +13,7 @@ from collections import Counter
 
 import torch
 
-from .errors import UserInputError, check_text
+from ..core.errors import UserInputError, check_text
 
 MAX_ANSWER_CHARS = 1000
 MAX_CANDIDATES = 8

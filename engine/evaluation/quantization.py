@@ -14,8 +14,8 @@ import warnings
 
 import torch
 
-from .device import pick_device
-from .errors import UserInputError, check_range, check_text
+from ..core.device import pick_device
+from ..core.errors import UserInputError, check_range, check_text
 from .metrics import perplexity
 
 VARIANTS = ("fp32", "bf16", "int8")

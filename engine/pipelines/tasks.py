@@ -20,12 +20,13 @@ from typing import Any, Callable
 
 import torch
 
-from .device import DeviceInfo
-from .errors import ModelUnavailableError, UserInputError, check_choice, check_text
-from .models import Progress, TextModel, _pretrained_kwargs, no_progress
-from .registry import Source
-from .settings import knob, make, validate
-from .task_fallbacks import (MASK_RE, fill_mask_by_lm, lm_pipeline, ner_by_spacy,
+from ..core.device import DeviceInfo
+from ..core.errors import ModelUnavailableError, UserInputError, check_choice, check_text
+from ..core.models import Progress, TextModel, _pretrained_kwargs, no_progress
+from ..core.registry import Source
+from ..core.settings import knob, make, validate
+from .base import Prepared
+from .fallbacks import (MASK_RE, fill_mask_by_lm, lm_pipeline, ner_by_spacy,
                              summarize_by_prompt, summary_messages, zero_shot_by_similarity)
 
 MAX_CHARS = 5000
@@ -161,13 +162,6 @@ class ModelOption:
     @property
     def is_fallback(self) -> bool:
         return bool(self.stands_in_for)
-
-
-@dataclass
-class Prepared:
-    text: str
-    settings: Any
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass

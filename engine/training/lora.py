@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .errors import UserInputError, check_range, check_text
-from .registry import ASSETS
-from .settings import knob, make, validate
+from ..core.errors import UserInputError, check_range, check_text
+from ..core.registry import ASSETS
+from ..core.settings import knob, make, validate
 
 QUOTES = ASSETS / "quotes" / "quotes.txt"
 DASH = " — "
@@ -583,32 +583,9 @@ def get_state_keys(model) -> list[str]:
     return list(get_peft_model_state_dict(model))
 
 
-# ---- plots (pure: data -> figure) ------------------------------------------------------------------
-def loss_figure(losses: list[float], max_steps: int | None = None, title: str = "Training loss"):
-    import plotly.graph_objects as go
-
-    steps = list(range(1, len(losses) + 1))
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines+markers", name="loss per step",
-                             line=dict(color="#7c9cc9", width=1.5), marker=dict(size=5)))
-    if len(losses) >= 3:
-        smooth, ema = [], losses[0]
-        for x in losses:
-            ema = 0.8 * ema + 0.2 * x
-            smooth.append(ema)
-        fig.add_trace(go.Scatter(x=steps, y=smooth, mode="lines", name="moving average",
-                                 line=dict(color="#d9534f", width=3)))
-    fig.update_layout(title=title, xaxis_title="step", yaxis_title="cross-entropy loss (nats/token)",
-                      template="plotly_white", height=360, margin=dict(l=60, r=20, t=50, b=50),
-                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
-    if max_steps:
-        fig.update_xaxes(range=[0.5, max(max_steps, 1) + 0.5])
-    return fig
-
-
 __all__ = [
     "LoraSettings", "lora_settings", "LoraSession", "load_quotes", "parse_dataset", "read_dataset_file",
     "dataset_texts", "encode_examples", "collate", "show_format", "session_model", "shared_copy",
     "param_report", "count_params", "expected_trainable", "train", "train_steps", "generate_pair",
-    "export_adapter", "import_adapter", "load_adapter_file", "loss_figure", "linear_layer_names", "GATE",
+    "export_adapter", "import_adapter", "load_adapter_file", "linear_layer_names", "GATE",
 ]

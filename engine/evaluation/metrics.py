@@ -9,7 +9,7 @@ negative log-likelihoods (NLL, in nats) come
     bits per byte = sum(NLL) / ln 2 / UTF-8 bytes       bits per character = ... / characters
 
 Also here: next-token entropy, the cross-entropy toy (logits -> softmax -> loss) and the text
-generators for "natural vs shuffled vs random". Answer metrics live in engine/answer_metrics.py.
+generators for "natural vs shuffled vs random". Answer metrics live in engine/evaluation/answers.py.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .errors import UserInputError, check_range, check_text
-from .settings import knob, validate
+from ..core.errors import UserInputError, check_range, check_text
+from ..core.settings import knob, validate
 
 LN2 = math.log(2.0)
 MAX_TEXT_CHARS = 20_000

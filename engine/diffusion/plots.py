@@ -1,0 +1,70 @@
+"""What the Diffusion tab draws from plain data: labelled image grids (sweeps) and the pipeline
+diagram with the tensor shapes of the last run. Pure functions: data in, image or HTML out."""
+from __future__ import annotations
+
+from PIL import Image, ImageDraw, ImageFont
+
+
+def _font(size: int):
+    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size)
+
+
+def grid_image(cells: list[list[Image.Image]], row_labels: list[str], col_labels: list[str],
+               title: str = "", cell: int = 160) -> Image.Image:
+    """Images in a grid with labelled axes, white background, readable on a slide."""
+    font, small = _font(20), _font(17)
+    left, top, pad = 150, 80 if title else 44, 8
+    rows, cols = len(cells), len(cells[0])
+    width = left + cols * (cell + pad) + pad
+    height = top + rows * (cell + pad) + pad
+    grid = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(grid)
+    if title:
+        while len(title) > 10 and draw.textlength(title, font=font) > width - left - pad:
+            title = title[:-5] + "..."
+        draw.text((left, 12), title, fill="black", font=font)
+    for c, label in enumerate(col_labels):
+        x = left + c * (cell + pad) + cell // 2
+        draw.text((x, top - 12), label, fill="#333", font=small, anchor="ms")
+    for r, label in enumerate(row_labels):
+        y = top + r * (cell + pad) + cell // 2
+        draw.text((left - 12, y), label, fill="#333", font=small, anchor="rm")
+        for c, img in enumerate(cells[r]):
+            tile = img.convert("RGB")
+            tile = tile.resize((cell, cell), Image.NEAREST if tile.width <= cell else Image.LANCZOS)
+            grid.paste(tile, (left + c * (cell + pad), top + r * (cell + pad)))
+    return grid
+
+
+# --- the pipeline explained ------------------------------------------------------------------
+def pipeline_diagram_html(shapes: list[tuple[str, str, str]], kind: str = "pixel") -> str:
+    """Boxes and arrows: prompt -> tokenizer -> text encoder -> U-Net x steps -> (VAE) -> image."""
+    stages = {name: (shape, what) for name, shape, what in shapes}
+    boxes = [
+        ("Prompt + negative prompt", "prompt", "#eef2ff"),
+        ("Tokenizer (CLIP BPE)", "token ids", "#e0f2fe"),
+        ("Text encoder (CLIP)", "text embeddings", "#dcfce7"),
+        ("U-Net + scheduler, repeated", "latents", "#fef9c3"),
+        ("VAE decoder" if kind == "latent" else "no VAE: pixels", "image", "#fee2e2"),
+    ]
+    parts = []
+    for i, (title, stage, colour) in enumerate(boxes):
+        shape, what = stages.get(stage, ("", ""))
+        parts.append(
+            f"<div style='background:{colour};border:1px solid #94a3b8;border-radius:10px;padding:10px 12px;"
+            f"min-width:150px;flex:1;color:#111'><div style='font-weight:600'>{title}</div>"
+            f"<div style='font-size:0.8em;color:#475569;margin-top:4px'>{stage}</div>"
+            f"<div style='font-family:monospace;font-size:1.1em;margin:2px 0 4px'>{_esc(shape or '(generate to see)')}</div>"
+            f"<div style='font-size:0.85em;color:#374151'>{_esc(what)}</div></div>")
+        if i < len(boxes) - 1:
+            parts.append("<div style='align-self:center;font-size:1.6em;color:#64748b'>&rarr;</div>")
+    return ("<div style='display:flex;gap:6px;align-items:stretch;flex-wrap:wrap'>" + "".join(parts) + "</div>")
+
+
+def _esc(text: str) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,170 @@
+"""The one interface every tokenizer has (Tok), the display piece of an id, and the result of
+tokenizing a text. Loaders live in loading.py (real tokenizers) and toys.py (teaching toys)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.errors import UserInputError
+from ..core.settings import knob
+
+
+MAX_CHARS = 200_000  # a 100 kB paste fits, even in a script that takes 3 bytes a character
+PAD_SIDES = ("right", "left")
+PAD_TO = ("longest", "max_length")
+
+
+@dataclass
+class TokensSettings:
+    max_render: int = knob(800, 50, 5000, "Colour at most this many tokens per tokenizer "
+                           "(counts stay exact for any length)", step=50, label="tokens shown")
+    max_length: int = knob(12, 1, 512, "Truncate (and pad) every sentence to this many tokens",
+                           label="max_length")
+    padding_side: str = knob("right", help="Where the pad tokens go", choices=PAD_SIDES, label="padding side")
+
+
+# ---------------------------------------------------------------------------------------------
+# The common interface
+# ---------------------------------------------------------------------------------------------
+class Tok:
+    """One tokenizer. ids only: encode/decode; the rest is for display. Read-only after load."""
+
+    kind = "?"
+
+    def __init__(self, key: str, title: str, algorithm: str, vocab_size: int, lossless: bool,
+                 specials: dict[str, int], note: str = ""):
+        self.key, self.title, self.algorithm = key, title, algorithm
+        self.vocab_size, self.lossless, self.note = vocab_size, lossless, note
+        self.specials = specials  # token text -> id
+        self.special_ids = frozenset(specials.values())
+        self.pad_id: int | None = None
+        self.pad_note = ""
+        self.chat_template: str | None = None
+        self.piece_memo: dict[int, "Piece"] = {}  # id -> display piece; at most vocab_size entries
+        self.nbytes = 64 * vocab_size if vocab_size < 10**6 else 1 << 16  # rough, for the cache
+
+    # required
+    def encode(self, text: str) -> list[int]:  # no BOS/CLS added; special tokens typed in text match
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    def piece_bytes(self, tid: int) -> bytes:
+        """The bytes a token stands for (special tokens: their text)."""
+        raise NotImplementedError
+
+    # optional
+    def piece_label(self, tid: int) -> str | None:
+        """A label to show instead of the bytes (WordPiece '##ing', special tokens)."""
+        return None
+
+    def for_model(self, text: str, max_length: int | None = None) -> tuple[list[int], list[int]]:
+        """The ids the model's own pipeline feeds it: with what it adds around a sentence (BOS,
+        [CLS] ... [SEP]); truncation cuts text tokens so the added ones survive, as transformers
+        does. Returns (ids, special_tokens_mask)."""
+        ids = self.encode(text)
+        if max_length is not None:
+            ids = ids[:max_length]
+        return ids, [1 if i in self.special_ids else 0 for i in ids]
+
+    def added_count(self) -> int:
+        return 0
+
+    def fim(self) -> tuple[str, str, str] | None:
+        """(prefix, suffix, middle) sentinel texts of a fill-in-the-middle tokenizer."""
+        for names in (("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+                      ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")):
+            if all(n in self.specials for n in names):
+                return names
+        return None
+
+    def render_chat(self, messages: list[dict]) -> str:
+        raise UserInputError(f"{self.title} has no chat template: choose one of the instruct tokenizers.")
+
+
+@dataclass(frozen=True)
+class Piece:
+    id: int
+    text: str  # what to print (bytes shown as hex when they are not whole UTF-8 characters)
+    kind: str  # "text" | "bytes" | "special"
+
+
+def piece_of(tok: Tok, tid: int) -> Piece:
+    """The display piece of one id (memoized per tokenizer: a pure function of the id)."""
+    piece = tok.piece_memo.get(tid)
+    if piece is None:
+        piece = tok.piece_memo.setdefault(tid, _piece_of(tok, tid))
+    return piece
+
+
+def _piece_of(tok: Tok, tid: int) -> Piece:
+    label = tok.piece_label(tid)
+    if tid in tok.special_ids:
+        return Piece(tid, label or tok.piece_bytes(tid).decode("utf-8", "replace"), "special")
+    if label is not None:
+        return Piece(tid, label, "text")
+    raw = tok.piece_bytes(tid)
+    try:
+        return Piece(tid, raw.decode("utf-8"), "text")
+    except UnicodeDecodeError:
+        return Piece(tid, " ".join(f"{b:02X}" for b in raw), "bytes")
+
+
+@dataclass
+class Tokenized:
+    key: str
+    title: str
+    algorithm: str
+    ids: list[int]
+    pieces: list[Piece]  # the first `shown` tokens only
+    n_chars: int
+    n_bytes: int
+    vocab_size: int
+    specials: list[str]
+    lossless: bool
+    seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.ids)
+
+    @property
+    def shown(self) -> int:
+        return len(self.pieces)
+
+    def stats(self) -> dict:
+        n = max(self.n_tokens, 1)
+        return dict(tokenizer=self.title, key=self.key, algorithm=self.algorithm, tokens=self.n_tokens,
+                    chars_per_token=round(self.n_chars / n, 2), bytes_per_token=round(self.n_bytes / n, 2),
+                    vocab_size=self.vocab_size, special_tokens=", ".join(self.specials[:8])
+                    + (f" (+{len(self.specials) - 8} more)" if len(self.specials) > 8 else ""),
+                    lossless=self.lossless, ms=round(self.seconds * 1000, 1))
+
+
+@dataclass
+class RoundTrip:
+    key: str
+    title: str
+    decoded: str
+    identical: bool
+    html: str
+
+
+@dataclass
+class Batch:
+    key: str
+    title: str
+    sentences: list[str]
+    input_ids: list[list[int]]
+    attention_mask: list[list[int]]
+    special_mask: list[list[int]]  # 1 where a special token sits (added or padding)
+    pad_id: int
+    padding_side: str
+    pieces: list[list[Piece]]
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return dict(tokenizer=self.key, padding_side=self.padding_side, pad_token_id=self.pad_id,
+                    input_ids=self.input_ids, attention_mask=self.attention_mask,
+                    special_tokens_mask=self.special_mask, note=self.note)

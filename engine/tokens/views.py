@@ -1,0 +1,169 @@
+"""What the Tokens tab asks for: tokenize and compare, stats, the decode round trip, chat
+templates, fill-in-the-middle, CSV export and the example texts."""
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+from ..core.errors import UserInputError, check_choice, check_range, check_text
+from .base import MAX_CHARS, RoundTrip, Tok, Tokenized, piece_of
+from .plots import CSS, DIFF_LIMIT, _tokens_card, diff_html
+
+
+# ---------------------------------------------------------------------------------------------
+# What the tab shows
+# ---------------------------------------------------------------------------------------------
+def tokenizer_keys(engine) -> list[str]:
+    return [k for k in engine.registry.keys("tokenizer") if engine.registry.usable(k)]
+
+
+def get(engine, key: str, progress=None) -> Tok:
+    keys = engine.registry.keys("tokenizer")
+    check_choice("tokenizer", key, keys)
+    return engine.load(key, progress=progress)
+
+
+def tokenize(engine, key: str, text: str, max_render: int = 800, progress=None) -> Tokenized:
+    """Exact ids of the whole text; display pieces for the first max_render tokens only."""
+    text = check_text("text", text, max_chars=MAX_CHARS)
+    max_render = check_range("tokens shown", max_render, 1, 5000, integer=True)
+    tok = get(engine, key, progress)
+    start = time.perf_counter()
+    ids = tok.encode(text)
+    pieces = [piece_of(tok, i) for i in ids[:max_render]]
+    visible = [n for n in tok.specials if not n.startswith("[PAD") and "placeholder" not in n]
+    return Tokenized(tok.key, tok.title, tok.algorithm, ids, pieces, len(text), len(text.encode("utf-8")),
+                     tok.vocab_size, visible, tok.lossless, time.perf_counter() - start, tok.note)
+
+
+def compare(engine, keys, text: str, max_render: int = 800, progress=None) -> list[Tokenized]:
+    keys = list(keys or [])
+    if not 1 <= len(keys) <= 4:
+        raise UserInputError(f"Choose 1 to 4 tokenizers to compare (2 to 4 side by side), got {len(keys)}.")
+    return [tokenize(engine, k, text, max_render, progress) for k in keys]
+
+
+STATS_HEADERS = ["tokenizer", "algorithm", "tokens", "chars/token", "bytes/token", "vocab size",
+                 "special tokens", "lossless"]
+
+
+def stats_rows(results: list[Tokenized]) -> list[list]:
+    rows = []
+    for r in results:
+        s = r.stats()
+        rows.append([s["tokenizer"], s["algorithm"], s["tokens"], s["chars_per_token"], s["bytes_per_token"],
+                     s["vocab_size"], s["special_tokens"], "yes" if s["lossless"] else "no"])
+    return rows
+
+
+# ---- decode round trip -------------------------------------------------------------------------
+
+
+def round_trip(engine, key: str, text: str, progress=None) -> RoundTrip:
+    text = check_text("text", text, max_chars=MAX_CHARS)
+    tok = get(engine, key, progress)
+    decoded = tok.decode(tok.encode(text))
+    same = decoded == text
+    if same:
+        body = f"<b>✓ identical</b>: decode(encode(text)) gives back all {len(text):,} characters."
+    else:
+        cut = " (first 4,000 characters compared)" if max(len(text), len(decoded)) > DIFF_LIMIT else ""
+        body = (f"<b>✗ different</b>{cut}: <del>struck out</del> = lost, <ins>green</ins> = added."
+                f"<pre>{diff_html(text, decoded)}</pre>")
+    return RoundTrip(tok.key, tok.title, decoded, same, f"<div class='card'><div class='head'><b>{tok.title}</b></div>{body}</div>")
+
+
+def chat_view(engine, key: str, system: str, user: str, assistant: str = "", progress=None) -> tuple[str, str]:
+    """The instruct model's chat template filled with a conversation: the text, and its tokens."""
+    from html import escape
+
+    tok = get(engine, key, progress)
+    messages = []
+    if system and system.strip():
+        messages.append({"role": "system", "content": check_text("system message", system, max_chars=5000)})
+    messages.append({"role": "user", "content": check_text("user message", user, max_chars=5000)})
+    if assistant and assistant.strip():
+        messages.append({"role": "assistant", "content": check_text("assistant message", assistant, max_chars=5000)})
+    text = tok.render_chat(messages)
+    html = (f"{CSS}<div class='tkv'><div class='head'><b>The text the model is given</b> "
+            f"(chat template of {escape(tok.title)}, with the assistant turn opened)</div><pre>{escape(text)}</pre>"
+            f"{_tokens_card(tok, 'As tokens', text)}</div>")
+    return text, html
+
+
+def fim_view(engine, key: str, prefix: str, suffix: str, progress=None) -> tuple[str, str]:
+    """Fill-in-the-middle: prefix, suffix, then the model writes the middle (PSM order)."""
+    from html import escape
+
+    tok = get(engine, key, progress)
+    names = tok.fim()
+    if names is None:
+        choices = [k for k in engine.registry.keys("tokenizer") if k in FIM_KEYS]
+        raise UserInputError(f"{tok.title} has no fill-in-the-middle tokens: choose one of {', '.join(choices)}.")
+    prefix = check_text("prefix", prefix, max_chars=20_000, allow_empty=True)
+    suffix = check_text("suffix", suffix, max_chars=20_000, allow_empty=True)
+    p, s, m = names
+    text = f"{p}{prefix}{s}{suffix}{m}"
+    html = (f"{CSS}<div class='tkv'><div class='head'><b>Prompt for fill-in-the-middle</b> "
+            f"({escape(p)} code before {escape(s)} code after {escape(m)} → the model writes the middle)</div>"
+            f"{_tokens_card(tok, tok.title, text)}</div>")
+    return text, html
+
+
+FIM_KEYS = ("tok-starcoder", "tok-cl100k")
+CHAT_KEYS = ("tok-smollm2", "tok-phi3", "tok-qwen2")
+
+
+# ---- export -----------------------------------------------------------------------------------
+CSV_HEADERS = ["tokenizer", "position", "id", "piece", "kind", "bytes_hex"]
+
+
+def token_table(engine, key: str, text: str, limit: int | None = None) -> list[list]:
+    text = check_text("text", text, max_chars=MAX_CHARS)
+    tok = get(engine, key)
+    ids = tok.encode(text)
+    rows = []
+    for pos, tid in enumerate(ids if limit is None else ids[:limit]):
+        p = piece_of(tok, tid)
+        rows.append([tok.key, pos, tid, p.text, p.kind, tok.piece_bytes(tid).hex(" ")])
+    return rows
+
+
+def token_csv(engine, keys, text: str) -> str:
+    """Every token of the text (not only the shown ones) for each tokenizer, as CSV text."""
+    keys = list(keys or [])
+    if not 1 <= len(keys) <= 4:
+        raise UserInputError(f"Choose 1 to 4 tokenizers to export, got {len(keys)}.")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(CSV_HEADERS)
+    for k in keys:
+        w.writerows(token_table(engine, k, text))
+    return buf.getvalue()
+
+
+# ---- example texts ----------------------------------------------------------------------------
+EXAMPLES = {
+    "Mixed (start here)": "Hello world! HELLO WORLD! 🦙🚀 naïve café\n\n    def add(a, b):\n        return a + b\n"
+                          "On 2024-03-15 it cost $1,234.56 · 東京は晴れ https://example.com/a?b=1",
+    "Capital letters": "hello Hello HELLO hElLo. The Transformer, the transformer, THE TRANSFORMER.",
+    "Emoji": "I love pizza 🍕! Family: 👨‍👩‍👧 flags: 🇫🇷🇯🇵 thumbs: 👍🏽 llama: 🦙",
+    "Code with indentation": "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n\n"
+                             "for i in range(10):\n\tprint(i, fib(i))\n",
+    "Numbers and dates": "In 1969, 3 astronauts flew 384,400 km. Pi = 3.14159265. Call 555-0123 on 07/20/2024 "
+                         "or 2024-07-20 at 13:45. 1000000 vs 1,000,000 vs 1e6.",
+    "Spaces and newlines": "one space. two  spaces.   three.\n\n\nthree newlines\n\ttab\t\ttwo tabs\r\nwindows line end",
+    "Accents": "Crème brûlée, façade, Ångström, São Paulo, Dvořák, Łódź, ﬁne (ligature), e\u0301 (e + accent)",
+    "CJK and other scripts": "日本語のテキスト。中文文本。한국어 텍스트. Русский текст. नमस्ते दुनिया. مرحبا بالعالم",
+    "A URL": "https://www.example.org/search?q=large+language+models&lang=en#results",
+    "Unseen words (toy word tokenizer)": "The cat sat on the mat. The quokka sat on the trampoline.",
+}
+
+
+def long_text(n_bytes: int = 100_000) -> str:
+    """About n_bytes of varied text (all the examples repeated), for the responsiveness demo."""
+    base = "\n\n".join(EXAMPLES.values()) + "\n\n"
+    reps = n_bytes // len(base.encode("utf-8")) + 1
+    out = (base * reps).encode("utf-8")[:n_bytes]
+    return out.decode("utf-8", errors="ignore")
