@@ -102,7 +102,8 @@ def test_engine_equals_raw_pipeline_call(engine):
     bundle = engine.load(DIGITS)
     raw = D.request_pipeline(bundle, "Euler")(
         prompt="a handwritten 5", negative_prompt="bold", num_inference_steps=4, guidance_scale=3.0,
-        num_images_per_prompt=2, height=16, width=16, generator=torch.Generator().manual_seed(7)).images
+        num_images_per_prompt=2, height=16, width=16,
+        generator=[torch.Generator().manual_seed(7), torch.Generator().manual_seed(8)]).images  # seed + i
     assert [np.asarray(a).tolist() for a in ours.images] == [np.asarray(b).tolist() for b in raw]
     assert ours.steps_run == 4 and len(ours.frames) == 1  # every 5 steps, plus the last
     assert ours.display[0].size == (256, 256)  # nearest upscale x16 for slides
