@@ -155,7 +155,8 @@ def build(engine) -> None:
                                                 label="or start from a real digit of the dataset")
                             use_digit = gr.Button("Use this digit", size="sm")
                             init_preview = gr.Image(label="Init image as the model sees it", type="pil",
-                                                    height=160, interactive=False, image_mode="L")
+                                                    height=160, interactive=False, image_mode="L",
+                                                    format="png", elem_id="diffusion-init-preview")  # exact pixels
                     go_i2i = gr.Button("Generate from the image", variant="primary")
                     images_i2i = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain")
                     info_i2i = gr.Markdown()
