@@ -263,6 +263,16 @@ def test_stable_diffusion_every_offered_scheduler_reports_the_steps_asked(tiny_s
     _check_step_count(i2i, pairs, 2)  # int(0.7 x 3)
 
 
+def test_stable_diffusion_img2img_with_no_step_to_run_gives_the_input_back(tiny_sd):
+    """int(0.05 x 10) = 0 steps: diffusers' img2img cannot start from an empty schedule (it used to
+    end in a generic RuntimeError); like the pixel pipeline, the input comes back."""
+    init = Image.fromarray((np.arange(64 * 64 * 3) % 251).astype(np.uint8).reshape(64, 64, 3))
+    s = D.DiffusionSettings(steps=10, strength=0.05, width=64, height=64, num_images=2, scheduler="DDIM")
+    res = D.run_bundle(tiny_sd, "a fox", "", s, init_image=init)
+    assert res.steps_run == res.unet_calls == 0 and len(res.images) == 2
+    assert all(np.array_equal(np.asarray(im), np.asarray(init)) for im in res.images)
+
+
 def test_pndm_is_offered_only_where_it_works(engine):
     assert "PNDM" not in D.profile_for(DIGITS).schedulers and "PNDM" in D.profile_for("sd15").schedulers
     s = D.DiffusionSettings(steps=3, width=16, height=16, num_images=1, scheduler="PNDM")
