@@ -81,11 +81,12 @@ def control_for(cls, name: str, **overrides) -> gr.components.Component:
     info: KnobInfo = knob_info(cls, name)
     default = overrides.pop("value", knob_default(cls, name))
     common = dict(label=overrides.pop("label", info.label), info=overrides.pop("info", info.help or None))
+    choices = overrides.pop("choices", info.choices)  # a subset of the field's choices, e.g. per model
     common.update(overrides)
-    if info.choices is not None:
+    if choices is not None:
         if isinstance(default, (list, tuple)):
-            return gr.CheckboxGroup(choices=list(info.choices), value=list(default), **common)
-        return gr.Dropdown(choices=list(info.choices), value=default, **common)
+            return gr.CheckboxGroup(choices=list(choices), value=list(default), **common)
+        return gr.Dropdown(choices=list(choices), value=default, **common)
     if isinstance(default, bool):
         return gr.Checkbox(value=default, **common)
     if info.minimum is not None and info.maximum is not None:

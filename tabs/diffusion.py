@@ -25,6 +25,7 @@ BUILDER_FIELDS = (
 )
 KNOBS = ["guidance_scale", "steps", "scheduler", "num_images", "width", "height", "gallery_every",
          "guidance_rescale"]
+MEMORY = ["fp16", "attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload"]  # MemoryKnobs fields
 
 
 def _profile_md(engine, key: str) -> str:
@@ -40,6 +41,15 @@ def _profile_md(engine, key: str) -> str:
     return "  \n".join(lines)
 
 
+def _scheduler_info(profile) -> str:
+    return f"schedulers: {', '.join(profile.schedulers)}"
+
+
+def _captioned(result, pngs: list[str]) -> list[tuple[str, str]]:
+    """Each image with its own seed: that seed and one image give the same picture again."""
+    return [(path, f"seed {result.seeds[i]} #{i}") for i, path in enumerate(pngs)]
+
+
 def _write_frames(result) -> list[tuple[str, str]]:
     folder = Path(tempfile.mkdtemp(prefix="frames-"))
     out = []
@@ -53,8 +63,12 @@ def _write_frames(result) -> list[tuple[str, str]]:
 def _summary(result) -> str:
     p = result.params
     applied = ", ".join(result.applied) if result.applied else "none (CPU)" if not result.applied else ""
+    seeds = result.seeds
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]} to {seeds[-1]} (one per image)"
+    warmup = (f" ({result.unet_calls} U-Net calls: {p['scheduler']} warms up by making its first step twice)"
+              if result.warmup_calls else "")
     return (f"{len(result.images)} image(s) in **{result.seconds:.2f} s** · **{result.steps_run}** denoising "
-            f"steps run · seed {p['seed']} · {p['scheduler']} · guidance {p['guidance_scale']:g} · "
+            f"steps run{warmup} · {seed_text} · {p['scheduler']} · guidance {p['guidance_scale']:g} · "
             f"memory savers: {applied}. Each PNG carries its parameters in its metadata.")
 
 
@@ -95,7 +109,7 @@ def build(engine) -> None:
             ctl = controls_for(D.DiffusionSettings, plain, **{
                 "guidance_scale": {"value": start.guidance_scale},
                 "steps": {"value": start.steps},
-                "scheduler": {"value": start.scheduler},
+                "scheduler": {"value": start.scheduler, "choices": profile.schedulers},
             })
             for name in ("width", "height"):  # bounds depend on the model: set here, updated on change
                 ctl[name] = gr.Slider(profile.min_size, profile.max_size, value=getattr(start, name), step=8,
@@ -141,7 +155,8 @@ def build(engine) -> None:
                                                 label="or start from a real digit of the dataset")
                             use_digit = gr.Button("Use this digit", size="sm")
                             init_preview = gr.Image(label="Init image as the model sees it", type="pil",
-                                                    height=160, interactive=False, image_mode="L")
+                                                    height=160, interactive=False, image_mode="L",
+                                                    format="png", elem_id="diffusion-init-preview")  # exact pixels
                     go_i2i = gr.Button("Generate from the image", variant="primary")
                     images_i2i = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain")
                     info_i2i = gr.Markdown()
@@ -154,7 +169,7 @@ def build(engine) -> None:
                         guid_list = gr.Textbox("1, 3, 7.5", label="Guidance values (rows)")
                         axis = gr.Radio(["steps", "scheduler"], value="steps", label="Columns vary")
                         col_list = gr.Textbox("5, 10, 25", label="Steps values or scheduler names (columns)",
-                                              info=f"schedulers: {', '.join(D.SCHEDULER_NAMES)}")
+                                              info=_scheduler_info(profile))
                     go_sweep = gr.Button("Run the sweep", variant="primary", elem_id="diffusion-sweep")
                     grid = gr.Image(label="Sweep grid (same seed in every cell)", type="filepath", show_label=False,
                                     elem_id="diffusion-grid", height=560)
@@ -168,91 +183,95 @@ def build(engine) -> None:
                                 "latents for a 512 x 512 image; the digits model works on the 1 x 16 x 16 pixels.")
 
     # Register listeners
-    memory = [fp16, attn, vae_slice, vae_tile, offload]
-    knob_inputs = [ctl[k] for k in KNOBS]
+    # The knobs, seed and memory savers reach the listeners as keyword arguments named after the
+    # settings fields, so the API (view_api) names every parameter instead of param_3, param_4...
+    memory = dict(zip(MEMORY, [fp16, attn, vae_slice, vae_tile, offload]))
+    knob_kwargs = {**{k: ctl[k] for k in KNOBS}, "seed": seed, **memory}
 
-    def settings_from(values, seed_value, strength_value=None) -> D.DiffusionSettings:
-        kw = dict(zip(KNOBS, values))
-        kw["steps"], kw["num_images"] = int(kw["steps"]), int(kw["num_images"])
-        kw["width"], kw["height"], kw["gallery_every"] = int(kw["width"]), int(kw["height"]), int(kw["gallery_every"])
+    def settings_from(values: dict, strength_value=None) -> D.DiffusionSettings:
+        kw = {k: values[k] for k in KNOBS}
+        for name in ("steps", "num_images", "width", "height", "gallery_every"):
+            kw[name] = int(kw[name])
         if strength_value is not None:
             kw["strength"] = strength_value
-        return D.DiffusionSettings(seed=int(seed_value or 0), **kw)
+        return D.DiffusionSettings(seed=int(values["seed"] or 0), **kw)
 
-    def on_model(key):
-        p, s = D.profile_for(key), D.defaults_for(key)
+    def memory_from(values: dict) -> D.MemoryKnobs:
+        return D.MemoryKnobs(**{k: bool(values[k]) for k in MEMORY})
+
+    def on_model(model):
+        p, s = D.profile_for(model), D.defaults_for(model)
         size = dict(minimum=p.min_size, maximum=p.max_size)
-        return (_profile_md(engine, key), gr.update(value=s.guidance_scale), gr.update(value=s.steps),
-                gr.update(value=s.scheduler), gr.update(value=s.width, **size), gr.update(value=s.height, **size))
+        return (_profile_md(engine, model), gr.update(value=s.guidance_scale), gr.update(value=s.steps),
+                gr.update(value=s.scheduler, choices=list(p.schedulers)), gr.update(value=s.width, **size),
+                gr.update(value=s.height, **size), gr.update(info=_scheduler_info(p)))
 
     model.change(user_errors(on_model), [model], [profile_md, ctl["guidance_scale"], ctl["steps"],
-                                                  ctl["scheduler"], ctl["width"], ctl["height"]],
+                                                  ctl["scheduler"], ctl["width"], ctl["height"], col_list],
                  api_name="diffusion_defaults")
     compose.click(user_errors(D.compose_prompt), fields, [prompt], api_name="compose_prompt")
 
-    def txt2img(key, p, n, *rest, progress=gr.Progress()):
-        values, seed_value, mem = rest[:len(KNOBS)], rest[len(KNOBS)], rest[len(KNOBS) + 1:]
-        result = D.generate(engine, key, p, n, settings_from(values, seed_value), knobs=D.MemoryKnobs(*mem),
-                            progress=progress_callback(progress))
+    def txt2img(model, prompt, negative_prompt, progress=gr.Progress(), **values):
+        result = D.generate(engine, model, prompt, negative_prompt, settings_from(values),
+                            knobs=memory_from(values), progress=progress_callback(progress))
         pngs = D.save_pngs(result)
         gif_path = D.save_gif(result.frames) if result.frames else None
-        return ([(path, f"seed {result.params['seed']} #{i}") for i, path in enumerate(pngs)], _summary(result),
-                _write_frames(result), pngs, gif_path, DP.pipeline_diagram_html(result.shapes, result_kind(key)))
+        return (_captioned(result, pngs), _summary(result), _write_frames(result), pngs, gif_path,
+                DP.pipeline_diagram_html(result.shapes, result_kind(model)))
 
     def result_kind(key):
         return D.profile_for(key).kind
 
-    go.click(user_errors(txt2img), [model, prompt, negative, *knob_inputs, seed, *memory],
-             [images, info, frames, files, gif, diagram], api_name="txt2img", **HEAVY)
+    go.click(user_errors(txt2img), [model, prompt, negative], inputs_kwargs=knob_kwargs,
+             outputs=[images, info, frames, files, gif, diagram], api_name="txt2img", **HEAVY)
 
-    def img2img(key, image, p, n, strength_value, *rest, progress=gr.Progress()):
-        if image is None:
-            raise D.UserInputError("init image is missing: draw or upload one, or use a dataset digit.")
-        values, seed_value, mem = rest[:len(KNOBS)], rest[len(KNOBS)], rest[len(KNOBS) + 1:]
-        result = D.generate(engine, key, p, n, settings_from(values, seed_value, strength_value),
-                            init_image=_composite(image), knobs=D.MemoryKnobs(*mem),
-                            progress=progress_callback(progress))
+    def img2img(model, init_image, prompt, negative_prompt, strength, progress=gr.Progress(), **values):
+        result = D.image_to_image(engine, model, prompt, negative_prompt, settings_from(values, strength),
+                                  init_image=_composite(init_image), knobs=memory_from(values),
+                                  progress=progress_callback(progress))
         pngs = D.save_pngs(result)
-        return ([(path, f"#{i}") for i, path in enumerate(pngs)], _summary(result), _write_frames(result), pngs,
-                DP.pipeline_diagram_html(result.shapes, result_kind(key)))
+        return (_captioned(result, pngs), _summary(result), _write_frames(result), pngs,
+                DP.pipeline_diagram_html(result.shapes, result_kind(model)))
 
-    go_i2i.click(user_errors(img2img), [model, init, prompt, negative, strength, *knob_inputs, seed, *memory],
-                 [images_i2i, info_i2i, frames_i2i, files_i2i, diagram], api_name="img2img", **HEAVY)
+    go_i2i.click(user_errors(img2img), [model, init, prompt, negative, strength], inputs_kwargs=knob_kwargs,
+                 outputs=[images_i2i, info_i2i, frames_i2i, files_i2i, diagram], api_name="img2img", **HEAVY)
 
     def show_steps_run(strength_value, steps_value):
-        run = int(float(steps_value) * float(strength_value))
-        return (f"**Steps actually run = int(strength x steps) = int({float(strength_value):g} x "
-                f"{int(steps_value)}) = {run}** of {int(steps_value)}")
+        s = D.DiffusionSettings(steps=int(steps_value), strength=float(strength_value))
+        run = D.steps_to_run(s, img2img=True)
+        return (f"**Steps actually run = int(strength x steps) = int({s.strength:g} x "
+                f"{s.steps}) = {run}** of {s.steps}")
 
     for trigger in (strength, ctl["steps"]):
         trigger.change(user_errors(show_steps_run), [strength, ctl["steps"]], [steps_run], api_name=False)
 
-    def preview(key, image):
-        if image is None:
+    def preview(model, image):
+        image = _composite(image)
+        if image is None:  # cleared canvas: nothing to show
             return None
-        return D.prepare_init_image(_composite(image), D.profile_for(key)).resize((160, 160), 0)
+        return D.prepare_init_image(image, D.profile_for(model)).resize((160, 160), 0)
 
-    def use_sample(d):
-        img = D.sample_digit(int(d))
-        return {"background": img.resize((320, 320), 0).convert("RGBA"), "layers": [], "composite":
-                img.resize((320, 320), 0).convert("RGBA")}
+    def use_sample(model, digit):
+        """A real digit of the dataset on the canvas, and at once as the model sees it."""
+        img = D.sample_digit(int(digit)).resize((320, 320), 0).convert("RGBA")
+        return {"background": img, "layers": [], "composite": img}, preview(model, img)
 
-    use_digit.click(user_errors(use_sample), [digit], [init], api_name="sample_digit")
+    use_digit.click(user_errors(use_sample), [model, digit], [init, init_preview], api_name="sample_digit")
     init.change(user_errors(preview), [model, init], [init_preview], api_name=False)
 
-    def run_sweep(key, p, n, guid_text, axis_value, cols_text, *rest, progress=gr.Progress()):
-        values, seed_value, mem = rest[:len(KNOBS)], rest[len(KNOBS)], rest[len(KNOBS) + 1:]
-        guidances = _numbers("guidance values", guid_text)
-        cols = ([int(v) for v in _numbers("steps values", cols_text)] if axis_value == "steps"
-                else [c.strip() for c in cols_text.split(",") if c.strip()])
-        image, params = D.sweep(engine, key, p, n, settings_from(values, seed_value), guidances, cols, axis_value,
-                                knobs=D.MemoryKnobs(*mem), progress=progress_callback(progress))
+    def run_sweep(model, prompt, negative_prompt, guidance_values, column_axis, column_values,
+                  progress=gr.Progress(), **values):
+        guidances = _numbers("guidance values", guidance_values)
+        cols = ([int(v) for v in _numbers("steps values", column_values)] if column_axis == "steps"
+                else [c.strip() for c in str(column_values).split(",") if c.strip()])
+        image, params = D.sweep(engine, model, prompt, negative_prompt, settings_from(values), guidances, cols,
+                                column_axis, knobs=memory_from(values), progress=progress_callback(progress))
         path = Path(tempfile.mkdtemp(prefix="sweep-")) / "sweep.png"
         path.write_bytes(D.png_bytes(image, params))
         return str(path)
 
-    go_sweep.click(user_errors(run_sweep), [model, prompt, negative, guid_list, axis, col_list, *knob_inputs, seed,
-                                            *memory], [grid], api_name="diffusion_sweep", **HEAVY)
+    go_sweep.click(user_errors(run_sweep), [model, prompt, negative, guid_list, axis, col_list],
+                   inputs_kwargs=knob_kwargs, outputs=[grid], api_name="diffusion_sweep", **HEAVY)
 
 
 def _composite(image):

@@ -45,3 +45,66 @@ def test_img2img_runs_strength_times_steps(client, tmp_path):
 def test_bad_size_is_a_readable_error(client):
     with pytest.raises(Exception, match="width = 12"):
         client.predict("digits-16px", "a 1", "", *knobs(w=12), 1, *MEMORY, api_name="/txt2img")
+
+
+# --- issue 25 ---------------------------------------------------------------------------------------
+def test_each_image_is_captioned_with_its_seed_and_that_seed_remakes_it(client):
+    images, info, *_, files, gif, diagram = client.predict(
+        "digits-16px", "a handwritten 2", "", *knobs(n=3, scheduler="Euler ancestral"), 200, *MEMORY,
+        api_name="/txt2img")
+    captions = [im["caption"] for im in images]
+    assert captions == ["seed 200 #0", "seed 201 #1", "seed 202 #2"] and "seeds 200 to 202" in info
+    assert [read_png_parameters(f)["seed"] for f in files] == [200, 201, 202]
+    seed = int(captions[2].split()[1])
+    alone = client.predict("digits-16px", "a handwritten 2", "", *knobs(n=1, scheduler="Euler ancestral"), seed,
+                           *MEMORY, api_name="/txt2img")
+    assert alone[0][0]["caption"] == "seed 202 #0"
+    assert np.array_equal(np.asarray(Image.open(files[2])), np.asarray(Image.open(alone[3][0])))
+    assert not np.array_equal(np.asarray(Image.open(files[1])), np.asarray(Image.open(alone[3][0])))
+
+
+@pytest.mark.parametrize("sketch", [None, {"background": None, "layers": [], "composite": None}])
+def test_img2img_without_an_image_is_an_error_not_txt2img(client, sketch):
+    with pytest.raises(Exception, match="init image is missing"):
+        client.predict("digits-16px", sketch, "a handwritten 8", "", 0.5, *knobs(n=1), 5, *MEMORY,
+                       api_name="/img2img")
+
+
+def test_use_this_digit_also_shows_the_init_image_as_the_model_sees_it(client):
+    from engine.diffusion.generation import prepare_init_image, profile_for
+
+    canvas, preview = client.predict("digits-16px", "3", api_name="/sample_digit")
+    assert canvas["composite"] and preview
+    seen = prepare_init_image(sample_digit(3), profile_for("digits-16px")).resize((160, 160), Image.NEAREST)
+    assert np.array_equal(np.asarray(Image.open(preview).convert("L")), np.asarray(seen))
+
+
+def test_img2img_at_strength_0_3_runs_3_of_10_steps(client, tmp_path):
+    from gradio_client import handle_file
+
+    path = tmp_path / "five.png"
+    sample_digit(5).resize((160, 160), Image.NEAREST).save(path)
+    sketch = {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
+    images, info, frames, files, diagram = client.predict(
+        "digits-16px", sketch, "a handwritten 6", "", 0.3, *knobs(steps=10, n=1, every=1), 5, *MEMORY,
+        api_name="/img2img")
+    assert "**3** denoising steps run" in info and "U-Net calls" not in info
+    assert [f["caption"] for f in frames] == ["step 1/3", "step 2/3", "step 3/3"]
+
+
+def test_every_api_parameter_has_a_name(client):
+    """Gradio names API parameters after the listener's parameters; *args gave param_3, param_4..."""
+    import re
+
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    unnamed = {name: [p["parameter_name"] for p in info["parameters"] if re.fullmatch(r"param_\d+", p["parameter_name"])]
+               for name, info in api.items()}
+    assert {name: names for name, names in unnamed.items() if names} == {}
+    settings = ["guidance_scale", "steps", "scheduler", "num_images", "width", "height", "gallery_every",
+                "guidance_rescale", "seed", "fp16", "attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload"]
+    names = {name: [p["parameter_name"] for p in api[name]["parameters"]]
+             for name in ("/txt2img", "/img2img", "/diffusion_sweep")}
+    assert names["/txt2img"] == ["model", "prompt", "negative_prompt", *settings]
+    assert names["/img2img"] == ["model", "init_image", "prompt", "negative_prompt", "strength", *settings]
+    assert names["/diffusion_sweep"][:6] == ["model", "prompt", "negative_prompt", "guidance_values",
+                                             "column_axis", "column_values"]

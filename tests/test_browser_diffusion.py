@@ -41,3 +41,18 @@ def test_sweep_grid(page, app_url):
     page.wait_for_timeout(800)
     assert img.first.evaluate("i => i.naturalWidth") > 500
     page.locator("#diffusion-grid").screenshot(path=str(SCREENSHOTS / "diffusion-sweep.png"))
+
+
+def test_img2img_needs_an_image_and_use_this_digit_shows_it_as_the_model_sees_it(page, app_url):
+    """Generate with an empty canvas is an error naming the missing image (it used to run
+    text-to-image); "Use this digit" fills the canvas and the 'as the model sees it' preview."""
+    _open_tab(page, app_url)
+    page.get_by_role("tab", name="Image to image").click()
+    page.get_by_role("button", name="Generate from the image").click()
+    page.get_by_text("init image is missing").first.wait_for(timeout=30_000)
+    preview = page.locator("#diffusion-init-preview img")
+    assert preview.count() == 0  # nothing yet
+    page.get_by_role("button", name="Use this digit").click()
+    preview.first.wait_for(timeout=30_000)
+    page.wait_for_function("() => { const i = document.querySelector('#diffusion-init-preview img');"
+                           " return i && i.complete && i.naturalWidth === 160; }", timeout=30_000)

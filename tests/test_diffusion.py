@@ -102,7 +102,8 @@ def test_engine_equals_raw_pipeline_call(engine):
     bundle = engine.load(DIGITS)
     raw = D.request_pipeline(bundle, "Euler")(
         prompt="a handwritten 5", negative_prompt="bold", num_inference_steps=4, guidance_scale=3.0,
-        num_images_per_prompt=2, height=16, width=16, generator=torch.Generator().manual_seed(7)).images
+        num_images_per_prompt=2, height=16, width=16,
+        generator=[torch.Generator().manual_seed(7), torch.Generator().manual_seed(8)]).images  # seed + i
     assert [np.asarray(a).tolist() for a in ours.images] == [np.asarray(b).tolist() for b in raw]
     assert ours.steps_run == 4 and len(ours.frames) == 1  # every 5 steps, plus the last
     assert ours.display[0].size == (256, 256)  # nearest upscale x16 for slides
@@ -176,9 +177,10 @@ def test_pipeline_shapes_and_prompt_builder(engine):
     assert D.compose_prompt("a fox", "watercolor", "", "in snow") == "a fox, watercolor, in snow"
 
 
-def test_stable_diffusion_path_on_tiny_components(tmp_path):
-    """The online path (StableDiffusionPipeline + VAE, img2img via from_pipe) on a tiny random
-    SD built from configs and loaded through load_diffusion, as a Hub folder would be."""
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    """A tiny random Stable Diffusion (StableDiffusionPipeline + VAE) built from configs and loaded
+    through load_diffusion, as a Hub folder would be."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -196,11 +198,17 @@ def test_stable_diffusion_path_on_tiny_components(tmp_path):
                                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
     vae = AutoencoderKL(block_out_channels=(8, 8, 8, 8), norm_num_groups=4, latent_channels=4,
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    folder = tmp_path_factory.mktemp("tiny-sd")
     StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet,
                             scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
-                            requires_safety_checker=False).save_pretrained(tmp_path)
+                            requires_safety_checker=False).save_pretrained(folder)
     spec = Registry().get("sd15")
-    bundle = D.load_diffusion(Source(spec, "embedded", str(tmp_path)), pick_device("cpu"))
+    return D.load_diffusion(Source(spec, "embedded", str(folder)), pick_device("cpu"))
+
+
+def test_stable_diffusion_path_on_tiny_components(tiny_sd):
+    """The online path (StableDiffusionPipeline + VAE, img2img via from_pipe)."""
+    bundle = tiny_sd
     assert type(bundle.pipe).__name__ == "StableDiffusionPipeline"
     s = D.DiffusionSettings(steps=2, width=64, height=64, num_images=1, guidance_scale=5.0, scheduler="Euler",
                             gallery_every=1, strength=0.5)
@@ -212,3 +220,118 @@ def test_stable_diffusion_path_on_tiny_components(tmp_path):
     assert shapes["latents"] == "(1, 4, 8, 8)" and shapes["image"] == "(1, 3, 64, 64)"
     i2i = D.run_bundle(bundle, "a fox", "", replace(s, steps=4), init_image=a.images[0])
     assert i2i.steps_run == 2 and i2i.images[0].size == (64, 64)
+
+
+# --- issue 25: step counts, per-image seeds, img2img without an image -----------------------------
+def _steps_seen(run):
+    """Run `run(progress)` and return (result, the (step, total) pairs its progress messages named)."""
+    import re
+
+    messages = []
+    result = run(lambda fraction, message: messages.append(message))
+    found = (re.search(r"Denoising step (\d+)/(\d+)", msg) for msg in messages)
+    pairs = [(int(m[1]), int(m[2])) for m in found if m]
+    return result, pairs
+
+
+def _check_step_count(result, pairs, asked):
+    assert result.steps_run == asked
+    assert pairs and {total for _, total in pairs} == {asked}  # "step k/asked", never "k/asked+1"
+    assert max(done for done, _ in pairs) == asked == pairs[-1][0]
+    assert [f.step for f in result.frames] == list(range(1, asked + 1))  # gallery every step, no repeats
+
+
+@pytest.mark.parametrize("name", D.profile_for(DIGITS).schedulers)
+def test_digits_every_offered_scheduler_reports_the_steps_asked(engine, name):
+    s = D.DiffusionSettings(steps=3, width=16, height=16, num_images=1, scheduler=name, gallery_every=1,
+                            guidance_scale=3.0)
+    result, pairs = _steps_seen(lambda progress: D.generate(engine, DIGITS, "a 1", "", s, progress=progress))
+    _check_step_count(result, pairs, 3)
+    assert result.unet_calls == 3
+
+
+@pytest.mark.parametrize("name", D.profile_for("sd15").schedulers)
+def test_stable_diffusion_every_offered_scheduler_reports_the_steps_asked(tiny_sd, name):
+    """PNDM is offered for Stable Diffusion: its warm-up is one more U-Net call, not one more step."""
+    s = D.DiffusionSettings(steps=3, width=64, height=64, num_images=1, scheduler=name, gallery_every=1,
+                            guidance_scale=5.0, strength=0.7)
+    result, pairs = _steps_seen(lambda progress: D.run_bundle(tiny_sd, "a fox", "", s, progress=progress))
+    _check_step_count(result, pairs, 3)
+    assert result.unet_calls == 3 + (name == "PNDM")
+    i2i, pairs = _steps_seen(lambda progress: D.run_bundle(tiny_sd, "a fox", "", s, init_image=result.images[0],
+                                                           progress=progress))
+    _check_step_count(i2i, pairs, 2)  # int(0.7 x 3)
+
+
+def test_stable_diffusion_img2img_with_no_step_to_run_gives_the_input_back(tiny_sd):
+    """int(0.05 x 10) = 0 steps: diffusers' img2img cannot start from an empty schedule (it used to
+    end in a generic RuntimeError); like the pixel pipeline, the input comes back."""
+    init = Image.fromarray((np.arange(64 * 64 * 3) % 251).astype(np.uint8).reshape(64, 64, 3))
+    s = D.DiffusionSettings(steps=10, strength=0.05, width=64, height=64, num_images=2, scheduler="DDIM")
+    res = D.run_bundle(tiny_sd, "a fox", "", s, init_image=init)
+    assert res.steps_run == res.unet_calls == 0 and len(res.images) == 2
+    assert all(np.array_equal(np.asarray(im), np.asarray(init)) for im in res.images)
+
+
+def test_pndm_is_offered_only_where_it_works(engine):
+    assert "PNDM" not in D.profile_for(DIGITS).schedulers and "PNDM" in D.profile_for("sd15").schedulers
+    s = D.DiffusionSettings(steps=3, width=16, height=16, num_images=1, scheduler="PNDM")
+    with pytest.raises(UserInputError, match="scheduler = 'PNDM' is not offered.*DDIM, Euler"):
+        D.generate(engine, DIGITS, "a 1", "", s)
+
+
+@pytest.mark.parametrize("strength", [0.3, 0.35, 0.25, 0.7, 0.55, 0.05, 1.0])
+@pytest.mark.parametrize("steps", [10, 7])
+def test_img2img_steps_follow_diffusers_rule(tiny, engine, strength, steps):
+    """At strengths where int(), round() and ceil() disagree (0.3 x 10 = 3.0000000000000004,
+    0.35 x 10 = 3.5, 0.25 x 10 = 2.5): steps_run, the U-Net calls and the tensor diagram all equal
+    what diffusers' own StableDiffusionImg2ImgPipeline.get_timesteps gives."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    def diffusers_rule(pipe):
+        pipe.scheduler.set_timesteps(steps)
+        timesteps, n = StableDiffusionImg2ImgPipeline.get_timesteps(pipe, steps, strength, "cpu")
+        assert n == len(timesteps)
+        return [int(t) for t in timesteps]
+
+    seen = []
+    _run(tiny, image=Image.new("L", (8, 8), 128), strength=strength, num_inference_steps=steps, height=8,
+         width=8, callback_on_step_end=lambda p, i, t, kw: seen.append(int(t)) or kw)
+    assert seen == diffusers_rule(type(tiny)(**tiny.components))
+    expected = len(diffusers_rule(D.request_pipeline(engine.load(DIGITS), "DDIM", img2img=True)))
+    s = D.DiffusionSettings(steps=steps, strength=strength, width=16, height=16, num_images=1, scheduler="DDIM",
+                            gallery_every=1)
+    res = D.generate(engine, DIGITS, "a handwritten 8", "", s, init_image=D.sample_digit(3))
+    assert res.steps_run == res.unet_calls == len(res.frames or []) - (expected == 0) == expected
+    assert f"in {expected} steps" in dict((n, w) for n, _, w in res.shapes)["latents"]
+
+
+def test_img2img_without_an_image_is_an_error(engine):
+    s = D.DiffusionSettings(steps=2, width=16, height=16, num_images=1)
+    with pytest.raises(UserInputError, match="init image is missing"):
+        D.image_to_image(engine, DIGITS, "a 1", "", s, init_image=None)
+
+
+@pytest.mark.parametrize("name, img2img", [("DDIM", False), ("Euler ancestral", False), ("DPM++ 2M", True)])
+def test_each_image_of_a_batch_comes_back_alone_from_its_own_seed(engine, name, img2img):
+    """Image i of a batch made with seed s is the image seed s + i makes on its own; Euler ancestral
+    also draws fresh noise at every step, from the same per-image generator."""
+    s = D.DiffusionSettings(steps=4, width=16, height=16, num_images=3, scheduler=name, seed=2**32 - 2,
+                            guidance_scale=3.0, strength=0.8)
+    init = D.sample_digit(5) if img2img else None
+    batch = D.generate(engine, DIGITS, "a handwritten 6", "", s, init_image=init)
+    assert batch.seeds == [2**32 - 2, 2**32 - 1, 0]  # wraps inside the seed range
+    pixels = [np.asarray(im).tolist() for im in batch.images]
+    assert len({str(p) for p in pixels}) == 3  # different noise each
+    for i, seed in enumerate(batch.seeds):
+        alone = D.generate(engine, DIGITS, "a handwritten 6", "", replace(s, seed=seed, num_images=1),
+                           init_image=init)
+        assert alone.seeds == [seed] and np.asarray(alone.images[0]).tolist() == pixels[i]
+
+
+def test_each_png_carries_its_own_seed(engine, tmp_path):
+    s = D.DiffusionSettings(steps=2, width=16, height=16, seed=10, num_images=2)
+    res = D.generate(engine, DIGITS, "seven", "", s)
+    params = [D.read_png_parameters(p) for p in D.save_pngs(res, str(tmp_path))]
+    assert [p["seed"] for p in params] == [p["seed_of_image"] for p in params] == [10, 11]
+    assert [p["batch_seed"] for p in params] == [10, 10]

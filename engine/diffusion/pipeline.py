@@ -31,6 +31,12 @@ class PixelDiffusionPipeline(DiffusionPipeline):
                               scheduler=scheduler, vae=vae)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
 
+    @property
+    def num_timesteps(self) -> int:
+        """U-Net calls the last run made (as in StableDiffusionPipeline); PNDM makes one more
+        than the steps asked (its warm-up)."""
+        return getattr(self, "_num_timesteps", 0)
+
     # --- 1. text -> embeddings ----------------------------------------------------------
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         return self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
@@ -85,7 +91,8 @@ class PixelDiffusionPipeline(DiffusionPipeline):
 
     # --- 3. which timesteps run ---------------------------------------------------------------
     def get_timesteps(self, num_inference_steps: int, strength: float):
-        """img2img starts part-way: int(steps * strength) steps run, from the noisier end."""
+        """img2img starts part-way: int(steps * strength) steps run, from the noisier end
+        (diffusers' StableDiffusionImg2ImgPipeline.get_timesteps, same rule)."""
         init = min(int(num_inference_steps * strength), num_inference_steps)
         start = max(num_inference_steps - init, 0)
         timesteps = self.scheduler.timesteps[start * self.scheduler.order:]
