@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from engine.decoding.generation import MODES, DecodingSettings, StepSession, generate_stream, make_settings, max_context
-from engine.core.errors import check_range
+from engine.core.errors import check_choice, check_range
 from engine.decoding.plots import context_html, distribution_figure, generation_html, steps_html
 from engine.core.settings import knob_default
 from tabs._ui import (HEAVY, Plot, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
@@ -160,8 +160,7 @@ def build(engine) -> Share:
                  max_new_tokens, num_return_sequences, stop, color_by, progress=gr.Progress()):
         settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed,
                              max_new_tokens, num_return_sequences)
-        if color_by not in ("probability", "rank"):
-            raise gr.Error(f"color_by = {color_by!r} is not a valid choice: choose 'probability' or 'rank'.")
+        check_choice("color_by", color_by, ("probability", "rank"))
         tm = engine.load(model, progress=progress_callback(progress))
         shown = prompt if mode == "raw" else ""
         ctx = None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from engine.core.errors import check_text
 from engine.diffusion import generation as D
 from engine.diffusion import plots as DP
 from engine.core.settings import knob_info
@@ -244,7 +245,8 @@ def build(engine) -> None:
         values, seed_value, mem = rest[:len(KNOBS)], rest[len(KNOBS)], rest[len(KNOBS) + 1:]
         guidances = _numbers("guidance values", guid_text)
         cols = ([int(v) for v in _numbers("steps values", cols_text)] if axis_value == "steps"
-                else [c.strip() for c in cols_text.split(",") if c.strip()])
+                else [c.strip() for c in check_text("scheduler names", cols_text, max_chars=500,
+                                                    allow_empty=True).split(",") if c.strip()])
         image, params = D.sweep(engine, key, p, n, settings_from(values, seed_value), guidances, cols, axis_value,
                                 knobs=D.MemoryKnobs(*mem), progress=progress_callback(progress))
         path = Path(tempfile.mkdtemp(prefix="sweep-")) / "sweep.png"
@@ -263,6 +265,7 @@ def _composite(image):
 
 
 def _numbers(name: str, text: str) -> list[float]:
+    text = check_text(name, text, max_chars=500, allow_empty=True)
     try:
         values = [float(v) for v in str(text).split(",") if v.strip()]
     except ValueError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from engine.core.errors import UserInputError
 from engine.embeddings import attention as att
 from engine.embeddings import bertviz_page
 from engine.embeddings import vectors as emb
@@ -228,12 +229,12 @@ def build(engine) -> Share:
 
     def view(maps, layer, head, mean_heads, token):
         if maps is None:
-            raise gr.Error("Click “Show attention” first.")
+            raise UserInputError("Click “Show attention” first.")
         return _views(maps, layer, head, bool(mean_heads), token)
 
     def click(maps, layer, head, mean_heads, row):
         if maps is None or not str(row).strip():
-            raise gr.Error("Click “Show attention” first.")
+            raise UserInputError("Click “Show attention” first.")
         token = att.check_token(maps, str(row).split(":")[0].strip())
         return token, *_views(maps, layer, head, bool(mean_heads), token)
 
@@ -253,7 +254,7 @@ def build(engine) -> Share:
 
     def compare_view(maps, enc_layer, causal_layer):
         if maps is None:
-            raise gr.Error("Click “Compare encoder vs causal” first.")
+            raise UserInputError("Click “Compare encoder vs causal” first.")
         return _compare_figure(maps, enc_layer, causal_layer)
 
     def bertviz(text, model_key, view_name, progress=gr.Progress()):
