@@ -153,10 +153,16 @@ def load_spacy(source: Source, device: DeviceInfo, variant: str = "default",
 # The task registry
 
 
+# Methods that run a transformers pipeline(): loaded by pipeline() from the Hub ("pipeline"), or
+# pipeline("text-generation") around the loaded causal LM ("pipeline-lm"); "generate" calls the
+# model's generate() itself.
+PIPELINE_METHODS = ("pipeline", "pipeline-lm")
+
+
 @dataclass(frozen=True)
 class ModelOption:
     key: str  # registry key
-    method: str  # "pipeline" | "generate" | a fallback: "similarity", "lm-rescoring", "prompted", "spacy"
+    method: str  # "pipeline" | "pipeline-lm" | "generate" | a fallback: "similarity", "lm-rescoring", "prompted", "spacy"
     stands_in_for: str = ""  # for a fallback: the Hub model it replaces offline
     how: str = ""  # one line on how the fallback works
     name: str = ""  # a short name for the picker
@@ -229,7 +235,9 @@ def model_options(engine, task_name: str) -> list[tuple[str, str, bool]]:
             hub_key = next(o.key for o in task.options if not o.is_fallback)  # short, e.g. bert-large-conll03
             label = f"{opt.name or spec.title} · offline fallback for {hub_key}"
         elif spec.hub_id:
-            where = "Hub" if usable else "needs the Hub"
+            # where it would load from now: the Hub when online, else its embedded copy
+            where = ("Hub" if engine.registry.resolve(opt.key).is_hub else "embedded, offline") if usable \
+                else "needs the Hub"
             label = f"{spec.hub_id} ({where})"
         else:
             label = spec.title
@@ -258,7 +266,7 @@ def describe_model(engine, task_name: str, key: str) -> str:
     if opt.is_fallback:
         return (f"⚠️ **Offline fallback**, standing in for `{opt.stands_in_for}`: {opt.how} "
                 f"Model: {spec.title}, {where}.")
-    how = "through transformers `pipeline()`" if opt.method == "pipeline" else \
+    how = "through transformers `pipeline()`" if opt.method in PIPELINE_METHODS else \
         "through `generate()` (transformers 5 removed this task's pipeline)"
     return f"✅ {spec.title}, {where}, run {how}."
 
