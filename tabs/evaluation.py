@@ -116,8 +116,7 @@ def toy_update(spec, current, temperature):
 
 
 def cross_entropy(spec, target, temperature):
-    labels, logits = metrics.parse_logits(spec)
-    target = target if target in labels else labels[0]
+    labels, logits = metrics.parse_logits(spec)  # a target not among the labels is refused, by name
     toy = metrics.cross_entropy_toy(labels, logits, target, temperature)
     return plots.toy_markdown(toy), plots.toy_figure(toy)
 

@@ -212,3 +212,13 @@ def test_stable_diffusion_path_on_tiny_components(tmp_path):
     assert shapes["latents"] == "(1, 4, 8, 8)" and shapes["image"] == "(1, 3, 64, 64)"
     i2i = D.run_bundle(bundle, "a fox", "", replace(s, steps=4), init_image=a.images[0])
     assert i2i.steps_run == 2 and i2i.images[0].size == (64, 64)
+
+
+def test_profile_of_a_key_that_is_not_a_diffusion_model_is_refused_not_sd15():
+    """No silent default: a text model's key used to get Stable Diffusion 1.5's profile."""
+    for key in ("minilm-l6", "no-such-model", ""):
+        with pytest.raises(UserInputError, match="choose one of 'digits-16px', 'sd15', 'sd-turbo'"):
+            D.profile_for(key)
+        with pytest.raises(UserInputError):
+            D.defaults_for(key)
+    assert D.profile_for("sd15").size == 512
