@@ -8,6 +8,7 @@ from __future__ import annotations
 import gradio as gr
 
 from engine.core.errors import UserInputError
+from engine.core.markdown import md_code_block, md_text
 from engine.embeddings import attention as att
 from engine.embeddings import bertviz_page
 from engine.embeddings import vectors as emb
@@ -88,13 +89,13 @@ def _compare_figure(maps: dict, enc_layer, causal_layer):
 def _shapes_markdown(sim: dict) -> str:
     width = max(len(k) for k in sim["shapes"])
     lines = [f"{k + ':':<{width + 1}} {v}" for k, v in sim["shapes"].items()]
-    pieces = ", ".join(f"S{i + 1}: {' '.join(p)}" for i, p in enumerate(sim["pieces"]))
-    return (f"Tensor shapes for S1 (“{sim['shapes_of']}”):\n```\n" + "\n".join(lines) + "\n```\n"
-            f"Word pieces of “{sim['word']}”: {pieces} (several pieces are averaged).")
+    pieces = ", ".join(f"S{i + 1}: {md_text(' '.join(p))}" for i, p in enumerate(sim["pieces"]))
+    return (f"Tensor shapes for S1 (“{md_text(sim['shapes_of'])}”):\n" + md_code_block("\n".join(lines)) + "\n"
+            f"Word pieces of “{md_text(sim['word'])}”: {pieces} (several pieces are averaged).")
 
 
 def _sentence_legend(sim: dict) -> str:
-    return "\n".join(f"**S{i + 1}** {s}  " for i, s in enumerate(sim["sentences"]))
+    return "\n".join(f"**S{i + 1}** {md_text(s)}  " for i, s in enumerate(sim["sentences"]))
 
 
 def _ranking_rows(rows: list[dict]) -> list[list]:

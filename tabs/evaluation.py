@@ -10,6 +10,7 @@ from engine.evaluation import metrics
 from engine.evaluation import plots
 from engine.evaluation import quantization as quant
 from engine.core.errors import check_range, check_text
+from engine.core.markdown import md_code_block
 from engine.core.settings import dataclass, knob, make
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, model_picker, notice, on_gpu, progress_callback,
                       user_errors)
@@ -139,7 +140,7 @@ def make_compare_answers(engine):
                 {"judge_expected": j["expected"], "judge_rating": j["rating"], "judge_digit_probs": j["digit_probs"],
                  "judge_digit_mass": j["digit_mass"]} if j else {}))
         prompt = rows[0]["judge"]["prompt"] if use_judge else "(the judge was not asked)"
-        return table, f"```text\n{prompt}\n```", plain
+        return table, md_code_block(prompt, "text"), plain
     return run
 
 
