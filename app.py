@@ -84,7 +84,7 @@ def build_demo(engine) -> gr.Blocks:
             return urlencode(params)
 
         link_btn.click(user_errors(make_query), inputs=[current_tab, *[c for _, _, c in param_slots]], outputs=query,
-                       api_name=False, queue=False).then(
+                       api_name=False, queue=False).success(
             None, inputs=query, outputs=link_box, js=LINK_JS).then(
             lambda: gr.update(visible=True), outputs=link_box, api_name=False, queue=False)
 

@@ -280,7 +280,7 @@ def build(engine) -> Share:
           inputs=[text, model, layer, head, mean_heads, token],
           outputs=[maps_state, layer, head, token, shape_md, *att_views], api_name="attention", **HEAVY)
     model.input(user_errors(on_gpu(set_model)), inputs=[model, layer, head], outputs=[layer, head, token],
-                api_name="attention_model_dims", api_visibility="undocumented", **HEAVY).then(
+                api_name="attention_model_dims", api_visibility="undocumented", **HEAVY).success(  # not twice
         user_errors(on_gpu(attention)), inputs=[text, model, layer, head, mean_heads, token],
         outputs=[maps_state, layer, head, token, shape_md, *att_views], api_visibility="private", **HEAVY)
     text.input(lambda: None, outputs=token, api_visibility="private", queue=False)  # positions change
