@@ -29,6 +29,7 @@ def _one_line(exc: BaseException, limit: int = 500) -> str:
     """The error's class and message as one log line: user text inside a message cannot start
     a forged log line, and a huge value cannot flood the log."""
     text = str(exc).replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate cannot break the log
     text = text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
     return f"{type(exc).__name__}: {text}"
 
