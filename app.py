@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 import gradio as gr
 
 import tabs
-from tabs._ui import HEAVY, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, on_gpu
+from engine.core.errors import check_text
+from tabs._ui import HEAVY, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, on_gpu, user_errors
 
 CSS = """
 .notice { font-size: 0.95em; opacity: 0.85; }
@@ -78,11 +79,12 @@ def build_demo(engine) -> gr.Blocks:
             for (tid, name, comp), value in zip(param_slots, values):
                 if tid != tab_id or value is None:
                     continue
-                params[name] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+                text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+                params[name] = check_text(f"{name} (for the link)", text, max_chars=1_000_000, allow_empty=True)
             return urlencode(params)
 
-        link_btn.click(make_query, inputs=[current_tab, *[c for _, _, c in param_slots]], outputs=query,
-                       api_name=False, queue=False).then(
+        link_btn.click(user_errors(make_query), inputs=[current_tab, *[c for _, _, c in param_slots]], outputs=query,
+                       api_name=False, queue=False).success(
             None, inputs=query, outputs=link_box, js=LINK_JS).then(
             lambda: gr.update(visible=True), outputs=link_box, api_name=False, queue=False)
 

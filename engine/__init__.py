@@ -7,7 +7,7 @@ from typing import Any
 
 from .core.cache import ModelCache
 from .core.device import DeviceInfo, free_bytes, pick_device
-from .core.errors import ModelUnavailableError, UserInputError
+from .core.errors import ModelUnavailableError, UserInputError, is_out_of_memory
 from .core.models import Progress, no_progress
 from .core.registry import Registry, decide_online
 
@@ -34,8 +34,6 @@ def default_budget(device: DeviceInfo) -> int:
 
 
 def _load_failure(spec, source, exc: Exception) -> str:
-    if "out of memory" in str(exc).lower():
-        raise exc
     where = f"the Hub ({source.path})" if source.is_hub else source.path
     if source.is_hub:
         fix = "check the network and the Hub id/revision in engine/core/registry.py"
@@ -81,9 +79,11 @@ class Engine:
             func = getattr(importlib.import_module(module_name), func_name)
             try:
                 return func(source, self.device, variant, progress)
-            except (UserInputError, ModelUnavailableError, MemoryError):
+            except (UserInputError, ModelUnavailableError):
                 raise
             except Exception as exc:  # corrupt file, wrong format, missing dependency...
+                if is_out_of_memory(exc):  # by type only: the UI empties the cache for these
+                    raise
                 raise ModelUnavailableError(_load_failure(spec, source, exc)) from exc
 
         value = self.cache.get_or_load(cache_key, loader)

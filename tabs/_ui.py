@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine.core.errors import ModelUnavailableError, UserInputError
+from engine.core.errors import ModelUnavailableError, UserInputError, is_out_of_memory
 from engine.core.settings import KnobInfo, knob_default, knob_info
 
 log = logging.getLogger("llm_playground")
@@ -25,20 +25,37 @@ log = logging.getLogger("llm_playground")
 HEAVY = dict(concurrency_id="model", concurrency_limit=2)
 
 
+def _one_line(exc: BaseException, limit: int = 500) -> str:
+    """The error's class and message as one log line: user text inside a message cannot start
+    a forged log line, and a huge value cannot flood the log."""
+    text = str(exc).replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate cannot break the log
+    text = text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+    return f"{type(exc).__name__}: {text}"
+
+
 def _as_gr_error(exc: BaseException) -> gr.Error:
+    """The one place an exception becomes what the user sees. Its kind is decided by its type,
+    never by its text. Each gr.Error is logged here once (Gradio's own traceback print is off):
+    a user's mistake as one line, a real bug with its traceback."""
     if isinstance(exc, gr.Error):
         return exc
-    if isinstance(exc, (UserInputError, ModelUnavailableError)):
-        return gr.Error(str(exc))
-    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+    if isinstance(exc, UserInputError):
+        log.warning("user input refused: %s", _one_line(exc))
+        return gr.Error(str(exc), print_exception=False)
+    if isinstance(exc, ModelUnavailableError):
+        log.warning("model unavailable: %s", "".join(traceback.format_exception(exc)))
+        return gr.Error(str(exc), print_exception=False)
+    if is_out_of_memory(exc):
         from engine.core.cache import free_all
 
         free_all()
+        log.warning("out of memory, model cache emptied: %s", _one_line(exc))
         return gr.Error("The server ran out of memory for this request. Try a shorter input or "
-                        "fewer samples; the model cache has been emptied.")
+                        "fewer samples; the model cache has been emptied.", print_exception=False)
     log.error("listener failed: %s", "".join(traceback.format_exception(exc)))
     return gr.Error(f"Something went wrong ({type(exc).__name__}). The server is still running; "
-                    "please try again or change the input.")
+                    "please try again or change the input.", print_exception=False)
 
 
 def user_errors(fn: Callable) -> Callable:

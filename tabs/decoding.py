@@ -6,7 +6,8 @@ from __future__ import annotations
 import gradio as gr
 
 from engine.decoding.generation import MODES, DecodingSettings, StepSession, generate_stream, make_settings, max_context
-from engine.core.errors import check_range
+from engine.core.errors import check_choice, check_range
+from engine.core.markdown import md_code
 from engine.decoding.plots import context_html, distribution_figure, generation_html, steps_html
 from engine.core.settings import knob_default
 from tabs._ui import (HEAVY, Plot, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
@@ -58,10 +59,10 @@ def _table(view) -> list[list]:
 def _summary(view) -> str:
     raw, final = view.stages[0], view.final
     greedy = view.labels.get(view.greedy_id, str(view.greedy_id))
-    lines = [f"**Greedy pick:** `{greedy}` with p = {float(raw.probs[view.greedy_id]):.1%} before the knobs."]
+    lines = [f"**Greedy pick:** {md_code(greedy)} with p = {float(raw.probs[view.greedy_id]):.1%} before the knobs."]
     if view.sampling:
         top = final.probs.topk(min(3, final.kept_count))
-        best = ", ".join(f"`{view.labels.get(int(i), str(int(i)))}` {float(p):.1%}"
+        best = ", ".join(f"{md_code(view.labels.get(int(i), str(int(i))))} {float(p):.1%}"
                          for p, i in zip(top.values, top.indices))
         lines.append(f"**Sampling** draws from {final.kept_count:,} of {raw.kept_count:,} tokens; "
                      f"most likely after the knobs: {best}.")
@@ -160,8 +161,7 @@ def build(engine) -> Share:
                  max_new_tokens, num_return_sequences, stop, color_by, progress=gr.Progress()):
         settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed,
                              max_new_tokens, num_return_sequences)
-        if color_by not in ("probability", "rank"):
-            raise gr.Error(f"color_by = {color_by!r} is not a valid choice: choose 'probability' or 'rank'.")
+        check_choice("color_by", color_by, ("probability", "rank"))
         tm = engine.load(model, progress=progress_callback(progress))
         shown = prompt if mode == "raw" else ""
         ctx = None

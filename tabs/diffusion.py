@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from engine.core.errors import check_text
 from engine.diffusion import generation as D
 from engine.diffusion import plots as DP
 from engine.core.settings import knob_info
@@ -263,7 +264,8 @@ def build(engine) -> None:
                   progress=gr.Progress(), **values):
         guidances = _numbers("guidance values", guidance_values)
         cols = ([int(v) for v in _numbers("steps values", column_values)] if column_axis == "steps"
-                else [c.strip() for c in str(column_values).split(",") if c.strip()])
+                else [c.strip() for c in check_text("scheduler names", column_values, max_chars=500,
+                                                    allow_empty=True).split(",") if c.strip()])
         image, params = D.sweep(engine, model, prompt, negative_prompt, settings_from(values), guidances, cols,
                                 column_axis, knobs=memory_from(values), progress=progress_callback(progress))
         path = Path(tempfile.mkdtemp(prefix="sweep-")) / "sweep.png"
@@ -282,6 +284,7 @@ def _composite(image):
 
 
 def _numbers(name: str, text: str) -> list[float]:
+    text = check_text(name, text, max_chars=500, allow_empty=True)
     try:
         values = [float(v) for v in str(text).split(",") if v.strip()]
     except ValueError:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from engine.core.errors import UserInputError
+from engine.core.markdown import md_code_block, md_text
 from engine.embeddings import attention as att
 from engine.embeddings import bertviz_page
 from engine.embeddings import vectors as emb
@@ -87,13 +89,13 @@ def _compare_figure(maps: dict, enc_layer, causal_layer):
 def _shapes_markdown(sim: dict) -> str:
     width = max(len(k) for k in sim["shapes"])
     lines = [f"{k + ':':<{width + 1}} {v}" for k, v in sim["shapes"].items()]
-    pieces = ", ".join(f"S{i + 1}: {' '.join(p)}" for i, p in enumerate(sim["pieces"]))
-    return (f"Tensor shapes for S1 (“{sim['shapes_of']}”):\n```\n" + "\n".join(lines) + "\n```\n"
-            f"Word pieces of “{sim['word']}”: {pieces} (several pieces are averaged).")
+    pieces = ", ".join(f"S{i + 1}: {md_text(' '.join(p))}" for i, p in enumerate(sim["pieces"]))
+    return (f"Tensor shapes for S1 (“{md_text(sim['shapes_of'])}”):\n" + md_code_block("\n".join(lines)) + "\n"
+            f"Word pieces of “{md_text(sim['word'])}”: {pieces} (several pieces are averaged).")
 
 
 def _sentence_legend(sim: dict) -> str:
-    return "\n".join(f"**S{i + 1}** {s}  " for i, s in enumerate(sim["sentences"]))
+    return "\n".join(f"**S{i + 1}** {md_text(s)}  " for i, s in enumerate(sim["sentences"]))
 
 
 def _ranking_rows(rows: list[dict]) -> list[list]:
@@ -228,12 +230,12 @@ def build(engine) -> Share:
 
     def view(maps, layer, head, mean_heads, token):
         if maps is None:
-            raise gr.Error("Click “Show attention” first.")
+            raise UserInputError("Click “Show attention” first.")
         return _views(maps, layer, head, bool(mean_heads), token)
 
     def click(maps, layer, head, mean_heads, row):
         if maps is None or not str(row).strip():
-            raise gr.Error("Click “Show attention” first.")
+            raise UserInputError("Click “Show attention” first.")
         token = att.check_token(maps, str(row).split(":")[0].strip())
         return token, *_views(maps, layer, head, bool(mean_heads), token)
 
@@ -253,7 +255,7 @@ def build(engine) -> Share:
 
     def compare_view(maps, enc_layer, causal_layer):
         if maps is None:
-            raise gr.Error("Click “Compare encoder vs causal” first.")
+            raise UserInputError("Click “Compare encoder vs causal” first.")
         return _compare_figure(maps, enc_layer, causal_layer)
 
     def bertviz(text, model_key, view_name, progress=gr.Progress()):
@@ -278,7 +280,7 @@ def build(engine) -> Share:
           inputs=[text, model, layer, head, mean_heads, token],
           outputs=[maps_state, layer, head, token, shape_md, *att_views], api_name="attention", **HEAVY)
     model.input(user_errors(on_gpu(set_model)), inputs=[model, layer, head], outputs=[layer, head, token],
-                api_name="attention_model_dims", api_visibility="undocumented", **HEAVY).then(
+                api_name="attention_model_dims", api_visibility="undocumented", **HEAVY).success(  # not twice
         user_errors(on_gpu(attention)), inputs=[text, model, layer, head, mean_heads, token],
         outputs=[maps_state, layer, head, token, shape_md, *att_views], api_visibility="private", **HEAVY)
     text.input(lambda: None, outputs=token, api_visibility="private", queue=False)  # positions change

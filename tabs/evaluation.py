@@ -10,6 +10,7 @@ from engine.evaluation import metrics
 from engine.evaluation import plots
 from engine.evaluation import quantization as quant
 from engine.core.errors import check_range, check_text
+from engine.core.markdown import md_code_block
 from engine.core.settings import dataclass, knob, make
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, model_picker, notice, on_gpu, progress_callback,
                       user_errors)
@@ -108,6 +109,16 @@ def make_compare_texts(engine):
     return run
 
 
+def note_logits(spec, seen):
+    """Enter and then leaving the box are two events for one edit: only the first one renders the
+    logits (or refuses them), so a bad value gives one error, not two."""
+    return spec, spec != seen
+
+
+def toy_update_if_new(spec, current, temperature, new):
+    return toy_update(spec, current, temperature) if new else (gr.skip(), gr.skip(), gr.skip())
+
+
 def toy_update(spec, current, temperature):
     """New logits typed: refresh the target choices, then the numbers."""
     labels, _ = metrics.parse_logits(spec)
@@ -116,8 +127,7 @@ def toy_update(spec, current, temperature):
 
 
 def cross_entropy(spec, target, temperature):
-    labels, logits = metrics.parse_logits(spec)
-    target = target if target in labels else labels[0]
+    labels, logits = metrics.parse_logits(spec)  # a target not among the labels is refused, by name
     toy = metrics.cross_entropy_toy(labels, logits, target, temperature)
     return plots.toy_markdown(toy), plots.toy_figure(toy)
 
@@ -140,7 +150,7 @@ def make_compare_answers(engine):
                 {"judge_expected": j["expected"], "judge_rating": j["rating"], "judge_digit_probs": j["digit_probs"],
                  "judge_digit_mass": j["digit_mass"]} if j else {}))
         prompt = rows[0]["judge"]["prompt"] if use_judge else "(the judge was not asked)"
-        return table, f"```text\n{prompt}\n```", plain
+        return table, md_code_block(prompt, "text"), plain
     return run
 
 
@@ -223,6 +233,7 @@ def build(engine) -> None:
                 toy_target = gr.Dropdown(["cat", "dog", "car", "tree"], value="dog", label="Correct next token (target)",
                                          allow_custom_value=True)
                 toy_temp = gr.Slider(0.05, 10, value=1.0, step=0.05, label="Temperature T")
+            toy_seen, toy_new = gr.State(TOY_LOGITS), gr.State(False)  # the logits last rendered
             toy_examples_box = gr.Column()
             toy_md, toy_fig = cross_entropy(TOY_LOGITS, "dog", 1.0)
             toy_math = gr.Markdown(toy_md)
@@ -295,9 +306,11 @@ def build(engine) -> None:
     cmp_btn.click(user_errors(on_gpu(make_compare_texts(engine))), inputs=[cmp_model, cmp_nat, cmp_shuf, cmp_rand],
                   outputs=[cmp_table, cmp_plot], api_name="compare_texts", **HEAVY)
     for trigger in (toy_spec.submit, toy_spec.blur):
-        trigger(user_errors(toy_update), inputs=[toy_spec, toy_target, toy_temp],
-                outputs=[toy_target, toy_math, toy_plot], api_name="toy_logits_changed",
-                api_visibility="private", show_progress="hidden")
+        trigger(note_logits, inputs=[toy_spec, toy_seen], outputs=[toy_seen, toy_new], api_name=False,
+                queue=False, show_progress="hidden").then(
+            user_errors(toy_update_if_new), inputs=[toy_spec, toy_target, toy_temp, toy_new],
+            outputs=[toy_target, toy_math, toy_plot], api_name="toy_logits_changed", api_visibility="private",
+            show_progress="hidden")
     toy_target.change(user_errors(cross_entropy), inputs=[toy_spec, toy_target, toy_temp],
                       outputs=[toy_math, toy_plot], api_name="toy_target_changed", api_visibility="private",
                       show_progress="hidden")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from engine.core.markdown import md_text
 from engine.pipelines import tasks as T
 from engine.pipelines.plots import entities_html, scores_bar
 from tabs._ui import (HEAVY, Plot, controls_for, data_table, examples, notice, progress_callback, seed_box,
@@ -204,7 +205,7 @@ def build(engine) -> None:
         res = T.run(engine, "text-generation", key, text, progress=progress_callback(progress),
                     max_new_tokens=max_new_tokens, temperature=temperature, num_return_sequences=n,
                     seed=seed)
-        md = "\n\n".join(f"**{i}.** {r['generated_text']}" for i, r in enumerate(res.data, 1))
+        md = "\n\n".join(f"**{i}.** {md_text(r['generated_text'])}" for i, r in enumerate(res.data, 1))
         return md, _status(res), res.data, res.code
 
     gen_btn.click(run_generation, [gen_text, gen_model, *gen_knobs.values()],

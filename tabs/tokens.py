@@ -165,14 +165,17 @@ def build(engine) -> Share:
 
     cmp_in, cmp_out = [text, picks, max_render, show_ids], [view, stats]
     run.click(user_errors(compare_tokenizers), cmp_in, cmp_out, api_name="compare_tokenizers")
-    gr.on([text.change, picks.change, show_ids.change, max_render.release], user_errors(compare_tokenizers),
+    # Re-render on the user's own edits (.input), not on .change: a deep link or an example sets
+    # these inputs and renders once itself; .change would render (or refuse) a second time.
+    gr.on([text.input, picks.input, show_ids.input, max_render.release], user_errors(compare_tokenizers),
           cmp_in, cmp_out, trigger_mode="always_last", show_progress="minimal", api_visibility="private")
     with example_box:
         # Cheap and deterministic: each example's result is cached the first time it is clicked.
         examples([[T.EXAMPLES[name], picks_, T.TokensSettings().max_render, True] for name, picks_ in example_rows],
                  cmp_in, labels=[name for name, _ in example_rows], fn=user_errors(compare_tokenizers),
                  outputs=cmp_out, cache=True, label="Examples: where tokenizers differ")
-    long_btn.click(lambda: T.long_text(100_000), None, text, api_visibility="private")
+    long_btn.click(lambda: T.long_text(100_000), None, text, api_visibility="private").then(
+        user_errors(compare_tokenizers), cmp_in, cmp_out, api_visibility="private")
     rt_btn.click(user_errors(round_trip), [text, picks], rt_view, api_name="round_trip")
     table_btn.click(user_errors(tokenize), [text, one, max_render], [table, ids_json], api_name="tokenize")
     csv_btn.click(user_errors(export_csv), [text, picks], csv_file, api_name="export_tokens_csv")

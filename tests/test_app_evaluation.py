@@ -50,3 +50,7 @@ def test_quantization_endpoint_fp32_and_free(client):
 def test_cross_entropy_endpoint(client):
     md, _fig = client.predict("a 2, b 1, c 0", "b", 1.0, api_name="/cross_entropy")
     assert "1.4076" in md  # -ln softmax([2, 1, 0])[1] = 1.40761
+    # a target that is not a label is an error naming the valid labels, not the loss of label 'a'
+    for target in ("zzz", "", "A"):
+        with pytest.raises(AppError, match=f"target = {target!r} is not one of the labels: choose one of a, b, c"):
+            client.predict("a 2, b 1, c 0", target, 1.0, api_name="/cross_entropy")

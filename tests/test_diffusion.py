@@ -335,3 +335,13 @@ def test_each_png_carries_its_own_seed(engine, tmp_path):
     params = [D.read_png_parameters(p) for p in D.save_pngs(res, str(tmp_path))]
     assert [p["seed"] for p in params] == [p["seed_of_image"] for p in params] == [10, 11]
     assert [p["batch_seed"] for p in params] == [10, 10]
+
+
+def test_profile_of_a_key_that_is_not_a_diffusion_model_is_refused_not_sd15():
+    """No silent default: a text model's key used to get Stable Diffusion 1.5's profile."""
+    for key in ("minilm-l6", "no-such-model", ""):
+        with pytest.raises(UserInputError, match="choose one of 'digits-16px', 'sd15', 'sd-turbo'"):
+            D.profile_for(key)
+        with pytest.raises(UserInputError):
+            D.defaults_for(key)
+    assert D.profile_for("sd15").size == 512

@@ -337,3 +337,37 @@ def test_fill_mask_fallback_scores_sentences_as_documents(engine, smollm):
     res = T.run(engine, "fill-mask", "smollm2-135m-instruct", "I drink a cup of [MASK] every morning.", top_k=3)
     assert [r["token_str"] for r in res.data][0] in {"coffee", "tea"}
     assert all(0 <= r["score"] <= 1 for r in res.data) and sum(r["score"] for r in res.data) <= 1 + 1e-6
+
+
+# ---- hostile text and honest labels (issue 25) --------------------------------------------------
+
+@pytest.mark.parametrize("template", ["{0.__class__} {}", "{__import__} {}", "{out of memory} {}", "{} and {}",
+                                      "{{}}", "{}}", "a } {}", "{!r}", "{:>40}", "{0}", "no slot", ""])
+def test_hypothesis_template_takes_one_placeholder_and_no_other_brace(engine, template):
+    """transformers passes the template to str.format: any other field would be evaluated."""
+    with pytest.raises(UserInputError, match=r"exactly once.*no other \{ or \}") as err:
+        T.run(engine, "zero-shot-classification", "minilm-l6", "A football match", hypothesis_template=template)
+    assert repr(template) in str(err.value)
+
+
+def test_a_valid_hypothesis_template_is_used_as_written():
+    for template in ("This example is about {}.", "{}", "Topic: {} (one word)", "Ein Text über {}…"):
+        assert T.check_hypothesis_template(template) == template
+        assert template.format("x") == template.replace("{}", "x")
+
+
+def test_text_generation_picker_and_note_say_where_it_runs_and_how(engine):
+    """Offline the model is the embedded copy (not "(Hub)"), and it runs through pipeline(), as
+    the code shown under it does."""
+    labels = {key: label for label, key, _ in T.model_options(engine, "text-generation")}
+    key = T.default_model(engine, "text-generation")
+    assert "(Hub)" not in labels[key] and "embedded" in labels[key]
+    note = T.describe_model(engine, "text-generation", key)
+    shown = T.code(engine, T.TASKS["text-generation"], T.TASKS["text-generation"].option(key),
+                   T.TASKS["text-generation"].preprocess("Hello", T.make(T.GenerationSettings)))
+    assert "pipeline(" in shown and "`pipeline()`" in note and "generate()" not in note
+    online = Engine(device="cpu", offline=True)
+    online.registry = Registry(online=True, reason="test", specs=ALL_SPECS)
+    assert "(Hub)" in dict((k, lbl) for lbl, k, _ in T.model_options(online, "text-generation"))[key]
+    # a task whose pipeline transformers 5 removed still says generate()
+    assert "generate()" in T.describe_model(online, "summarization", "distilbart-cnn-12-6")

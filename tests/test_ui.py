@@ -36,17 +36,83 @@ def test_unexpected_crash_is_a_short_message_not_a_trace():
     assert "internal detail" not in err.value.message
 
 
-def test_out_of_memory_frees_the_caches_and_fails_cleanly():
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                                   MemoryError()])
+def test_out_of_memory_frees_the_caches_and_fails_cleanly(error):
     cache = ModelCache(10 * 2**20)
     cache.get_or_load("m", lambda: torch.nn.Linear(64, 64))
 
     @user_errors
     def oom():
-        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise error
 
     with pytest.raises(gr.Error, match="ran out of memory"):
         oom()
     assert "m" not in cache and cache.used_bytes == 0
+
+
+@pytest.mark.parametrize("error", [KeyError("out of memory"), RuntimeError("CUDA out of memory"),
+                                   UserInputError("labels 'out of memory' ...")])
+def test_out_of_memory_is_decided_by_type_never_by_text(error):
+    """A user controls much of an error's text (a zero-shot template "{out of memory} {}" once
+    raised KeyError('out of memory')): text alone must never empty everyone's model cache."""
+    cache = ModelCache(10 * 2**20)
+    cache.get_or_load("m", lambda: torch.nn.Linear(64, 64))
+
+    @user_errors
+    def fails():
+        raise error
+
+    with pytest.raises(gr.Error) as err:
+        fails()
+    assert "ran out of memory" not in err.value.message
+    assert "m" in cache
+
+
+def test_a_model_that_fails_to_load_with_memory_words_is_unavailable_not_out_of_memory(monkeypatch):
+    import engine.core.models as models
+    from engine import Engine
+    from engine.core.registry import ALL_SPECS
+
+    engine = Engine(device="cpu", offline=True)  # its own cache: the shared models stay loaded
+    spec = next(s for s in ALL_SPECS if s.loader.startswith("engine.core.models:"))
+    name = spec.loader.split(":")[1]
+
+    def broken(*args, **kwargs):
+        raise ValueError("weights say: out of memory")
+
+    monkeypatch.setattr(models, name, broken)
+    with pytest.raises(ModelUnavailableError, match="out of memory"):
+        engine.load(spec.key)
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(models, name, oom)
+    with pytest.raises(torch.OutOfMemoryError):
+        engine.load(spec.key)
+
+
+def test_user_errors_log_one_line_and_bugs_log_their_traceback(caplog):
+    @user_errors
+    def bad():
+        raise UserInputError("text = 'a\nforged: line' is out of range")
+
+    @user_errors
+    def bug():
+        raise KeyError("internal detail")
+
+    with caplog.at_level("WARNING", logger="llm_playground"):
+        with pytest.raises(gr.Error) as err:
+            bad()
+        assert err.value.print_exception is False  # Gradio prints no traceback for it
+        with pytest.raises(gr.Error) as err:
+            bug()
+        assert err.value.print_exception is False  # logged below, once
+    user, crash = caplog.records
+    assert user.getMessage().count("\n") == 0 and "UserInputError: text = " in user.getMessage()
+    assert user.exc_info is None and "Traceback" not in user.getMessage()
+    assert "Traceback" in crash.getMessage() and "KeyError: 'internal detail'" in crash.getMessage()
 
 
 def test_generators_are_wrapped_too():

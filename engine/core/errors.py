@@ -1,4 +1,6 @@
 """Errors the user can fix. The UI turns them into gr.Error; the engine never imports gradio."""
+import re
+import sys
 
 
 class UserInputError(ValueError):
@@ -7,6 +9,20 @@ class UserInputError(ValueError):
 
 class ModelUnavailableError(RuntimeError):
     """A model cannot be loaded here (package missing, Hub unreachable); the message names the fix."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True only for the exception types that mean memory ran out: MemoryError and torch's
+    OutOfMemoryError (CUDA). Decided by type, never by the message, whose text a user controls."""
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")  # a torch error can only exist once torch is imported
+    if torch is None:
+        return False
+    types = tuple({t for t in (getattr(torch, "OutOfMemoryError", None),
+                               getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None))
+                   if isinstance(t, type)})
+    return bool(types) and isinstance(exc, types)
 
 
 def check_range(name: str, value, lo, hi, *, integer: bool = False):
@@ -31,7 +47,14 @@ def check_choice(name: str, value, choices):
     return value
 
 
+# A lone UTF-16 surrogate (a client can send "\ud800" in JSON) is not text: it cannot be encoded
+# as UTF-8, so tokenizers, regexes over bytes and the JSON reply all fail on it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def check_text(name: str, text, *, max_chars: int = 200_000, allow_empty: bool = False) -> str:
+    """Every text a user sends goes through here: a str, not empty (unless allowed), at most
+    max_chars characters, and valid Unicode (no lone surrogates)."""
     if text is None:
         text = ""
     if not isinstance(text, str):
@@ -41,5 +64,12 @@ def check_text(name: str, text, *, max_chars: int = 200_000, allow_empty: bool =
     if len(text) > max_chars:
         raise UserInputError(
             f"{name} is {len(text):,} characters long: the limit is {max_chars:,} characters."
+        )
+    bad = _SURROGATE.search(text)
+    if bad:
+        raise UserInputError(
+            f"{name} has an invalid character at position {bad.start() + 1} (of {len(text):,}): "
+            f"U+{ord(bad.group()):04X} is half of a UTF-16 surrogate pair, not a character. "
+            "Remove it, or send the text as valid UTF-8."
         )
     return text

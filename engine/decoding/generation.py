@@ -444,6 +444,8 @@ def parse_stop(stop) -> list[str]:
     items = [x for x in items if x != ""]
     if len(items) > MAX_STOP_STRINGS or any(not isinstance(x, str) or len(x) > 50 for x in items):
         raise UserInputError(f"stop = {stop!r}: give 0 to {MAX_STOP_STRINGS} stop strings of 1 to 50 characters.")
+    for x in items:  # "\n" is a fair stop string: whitespace is allowed, broken text is not
+        check_text("stop string", x, max_chars=50, allow_empty=True)
     return items
 
 

@@ -82,7 +82,8 @@ PROFILES: dict[str, DiffusionProfile] = {
 
 
 def profile_for(key: str) -> DiffusionProfile:
-    return PROFILES.get(key, PROFILES["sd15"])
+    """The profile of a diffusion model; any other key is refused (not answered with SD 1.5's)."""
+    return PROFILES[check_choice("diffusion model", key, tuple(PROFILES))]
 
 
 @dataclass

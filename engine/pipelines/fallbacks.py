@@ -41,7 +41,7 @@ def mean_pooled(bundle: TextModel, texts: list[str]) -> torch.Tensor:
 def zero_shot_by_similarity(engine, opt, p: Prepared, progress):
     bundle = engine.load(opt.key, progress=progress)
     labels = p.extra["labels"]
-    hypotheses = [p.extra["template"].format(label) for label in labels]
+    hypotheses = [p.extra["template"].replace("{}", label) for label in labels]  # template checked: one {}, no other brace
     emb = mean_pooled(bundle, [p.text] + hypotheses)  # (1 + labels, hidden)
     cos = emb[1:] @ emb[0]  # (labels,)
     if p.extra["multi_label"] or len(labels) == 1:

@@ -30,6 +30,8 @@ from .fallbacks import (MASK_RE, fill_mask_by_lm, lm_pipeline, ner_by_spacy,
                              summarize_by_prompt, summary_messages, zero_shot_by_similarity)
 
 MAX_CHARS = 5000
+MAX_LABELS_CHARS = 2000  # zero-shot: 1 to 12 labels, comma separated
+MAX_TEMPLATE_CHARS = 500  # zero-shot: the hypothesis template
 
 # ---------------------------------------------------------------------------------------
 # Knobs of each task (ranges written once; the tab builds its sliders from these)
@@ -151,10 +153,16 @@ def load_spacy(source: Source, device: DeviceInfo, variant: str = "default",
 # The task registry
 
 
+# Methods that run a transformers pipeline(): loaded by pipeline() from the Hub ("pipeline"), or
+# pipeline("text-generation") around the loaded causal LM ("pipeline-lm"); "generate" calls the
+# model's generate() itself.
+PIPELINE_METHODS = ("pipeline", "pipeline-lm")
+
+
 @dataclass(frozen=True)
 class ModelOption:
     key: str  # registry key
-    method: str  # "pipeline" | "generate" | a fallback: "similarity", "lm-rescoring", "prompted", "spacy"
+    method: str  # "pipeline" | "pipeline-lm" | "generate" | a fallback: "similarity", "lm-rescoring", "prompted", "spacy"
     stands_in_for: str = ""  # for a fallback: the Hub model it replaces offline
     how: str = ""  # one line on how the fallback works
     name: str = ""  # a short name for the picker
@@ -227,7 +235,9 @@ def model_options(engine, task_name: str) -> list[tuple[str, str, bool]]:
             hub_key = next(o.key for o in task.options if not o.is_fallback)  # short, e.g. bert-large-conll03
             label = f"{opt.name or spec.title} · offline fallback for {hub_key}"
         elif spec.hub_id:
-            where = "Hub" if usable else "needs the Hub"
+            # where it would load from now: the Hub when online, else its embedded copy
+            where = ("Hub" if engine.registry.resolve(opt.key).is_hub else "embedded, offline") if usable \
+                else "needs the Hub"
             label = f"{spec.hub_id} ({where})"
         else:
             label = spec.title
@@ -256,7 +266,7 @@ def describe_model(engine, task_name: str, key: str) -> str:
     if opt.is_fallback:
         return (f"⚠️ **Offline fallback**, standing in for `{opt.stands_in_for}`: {opt.how} "
                 f"Model: {spec.title}, {where}.")
-    how = "through transformers `pipeline()`" if opt.method == "pipeline" else \
+    how = "through transformers `pipeline()`" if opt.method in PIPELINE_METHODS else \
         "through `generate()` (transformers 5 removed this task's pipeline)"
     return f"✅ {spec.title}, {where}, run {how}."
 
@@ -388,7 +398,8 @@ register(Task(
 
 
 def parse_labels(text: str) -> list[str]:
-    labels = [x.strip() for x in (text or "").split(",") if x.strip()]
+    text = check_text("candidate labels", text, max_chars=MAX_LABELS_CHARS, allow_empty=True)
+    labels = [x.strip() for x in text.split(",") if x.strip()]
     if not labels:
         raise UserInputError("candidate labels are empty: give 1 to 12 labels separated by commas, "
                              "e.g. 'sports, politics, cooking'.")
@@ -399,13 +410,21 @@ def parse_labels(text: str) -> list[str]:
     return labels
 
 
+def check_hypothesis_template(template) -> str:
+    """The zero-shot template is user text that transformers passes to str.format, so it may hold
+    exactly one "{}" (where each label goes) and no other brace: "{0.__class__}" or "{x}" would
+    be read as a format field."""
+    template = check_text("hypothesis template", template, max_chars=MAX_TEMPLATE_CHARS, allow_empty=True)
+    if template.count("{}") != 1 or "{" in template.replace("{}", "") or "}" in template.replace("{}", ""):
+        raise UserInputError(f"hypothesis template {template!r} must contain {{}} exactly once, where each "
+                             "label goes, and no other { or }, e.g. 'This example is about {}.'")
+    return template
+
+
 def _zs_pre(text: str, s: ZeroShotSettings) -> Prepared:
     text = check_text("text", text, max_chars=MAX_CHARS)
     labels = parse_labels(s.candidate_labels)
-    template = s.hypothesis_template if isinstance(s.hypothesis_template, str) else ""
-    if template.count("{}") != 1:
-        raise UserInputError(f"hypothesis template {template!r} must contain {{}} exactly once, where each "
-                             "label goes, e.g. 'This example is about {}.'")
+    template = check_hypothesis_template(s.hypothesis_template)
     return Prepared(text, s, dict(labels=labels, template=template, multi_label=bool(s.multi_label)))
 
 

@@ -1,0 +1,50 @@
+"""One bad input, one error toast (issue 25): a value set by a deep link was refused twice (the
+tab's .change listener and the link's own run), and logits confirmed with Enter were refused
+again when the box lost focus."""
+from urllib.parse import urlencode
+
+import pytest
+
+FIVE = "tok-gpt2,tok-cl100k,tok-o200k,tok-p50k,tok-bert-uncased"
+
+
+def _messages(page, wait_ms=3000) -> list[str]:
+    """Every error message on screen, one entry per message (Gradio groups equal ones in a toast
+    and shows a count, so the texts inside the toasts are what a user reads)."""
+    page.wait_for_timeout(wait_ms)
+    return page.locator('[data-testid="toast-text"]').all_inner_texts()
+
+
+@pytest.mark.browser
+def test_a_bad_deep_link_value_gives_one_error(browser, app_url, caplog):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    try:
+        with caplog.at_level("WARNING", logger="llm_playground"):
+            page.goto(app_url + "?" + urlencode({"tab": "tokens", "picks": FIVE}))
+            page.locator('[data-testid="toast-text"]').first.wait_for(timeout=60_000)
+            shown = _messages(page)
+        assert len(shown) == 1 and "got 5" in shown[0], shown
+        refused = [r for r in caplog.records if "got 5" in r.getMessage()]
+        assert len(refused) == 1, [r.getMessage() for r in refused]  # run once, not twice
+    finally:
+        ctx.close()
+
+
+@pytest.mark.browser
+def test_bad_logits_confirmed_with_enter_then_left_give_one_error(page, app_url):
+    page.goto(app_url)
+    page.get_by_role("tab", name="Evaluation").click()
+    page.get_by_role("tab", name="Cross-entropy toy").click()
+    box = page.get_by_label("Logits: 'label value' pairs, comma separated")
+    box.fill("cat 1, dog")
+    box.press("Enter")
+    page.locator('[data-testid="toast-text"]').first.wait_for(timeout=30_000)
+    page.mouse.click(5, 5)  # leave the box: the same text, already refused
+    shown = _messages(page)
+    assert len(shown) == 1 and "'dog' is not 'label number'" in shown[0], shown
+    # a new value is still checked when the box is left
+    box.fill("cat 1, dog 2, car")
+    page.mouse.click(5, 5)
+    shown = _messages(page)
+    assert len(shown) == 2 and "'car'" in shown[-1], shown
