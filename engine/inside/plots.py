@@ -40,24 +40,32 @@ def _label(piece: str) -> str:
 def _png(rgb: np.ndarray) -> bytes:
     """A minimal PNG writer for an (h, w, 3) uint8 array (no imaging library needed)."""
     h, w, _ = rgb.shape
-    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1).tobytes()  # filter 0 per row
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
 
     header = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
+
+
+def _diverging_lut() -> np.ndarray:
+    """256 colours: blue (-1) - white (0) - red (+1)."""
+    t = np.linspace(-1, 1, 256)[:, None]
+    white, red, blue = np.array([255, 255, 255]), np.array([200, 40, 40]), np.array([40, 80, 190])
+    return np.where(t >= 0, white + (red - white) * t, white + (blue - white) * (-t)).round().astype(np.uint8)
+
+
+LUT = _diverging_lut()
 
 
 def diverging_rgb(matrix: np.ndarray) -> np.ndarray:
-    """Blue (negative) - white (0) - red (positive), scaled to the 99th percentile of |x|."""
-    m = np.asarray(matrix, dtype=np.float64)
+    """(h, w) numbers -> (h, w, 3) colours, scaled to the 99th percentile of |x|."""
+    m = np.asarray(matrix, dtype=np.float32)
     scale = float(np.percentile(np.abs(m), 99)) or 1.0
-    t = np.clip(m / scale, -1, 1)[..., None]  # (h, w, 1)
-    white, red, blue = np.array([255, 255, 255]), np.array([200, 40, 40]), np.array([40, 80, 190])
-    rgb = np.where(t >= 0, white + (red - white) * t, white + (blue - white) * (-t))
-    return rgb.round().astype(np.uint8)
+    idx = np.clip((m / scale + 1) * 127.5, 0, 255).astype(np.uint8)  # (h, w)
+    return LUT[idx]
 
 
 def strip_img(matrix: np.ndarray, row_px: int = 14, alt: str = "") -> str:
@@ -194,7 +202,7 @@ def block_figure(b: BlockView) -> go.Figure:
     masked = np.where(np.isneginf(b.masked), np.nan, b.masked)
     ticks = _tick(b.pieces)
     lo, hi = float(np.min(b.scores)), float(np.max(b.scores))
-    for col, (z, scale, zr) in enumerate(((b.scores, "RdBu_r", (lo, hi)), (masked, "RdBu_r", (lo, hi)),
+    for col, (z, scale, zr) in enumerate(((b.scores, "Purples", (lo, hi)), (masked, "Purples", (lo, hi)),
                                           (b.weights, "Blues", (0, 1))), start=1):
         text = None
         if n <= 10:
@@ -223,7 +231,7 @@ def norms_figure(b: BlockView) -> go.Figure:
         fig.add_bar(x=x, y=[r[key] for r in rows], name=name, marker_color=colour,
                     hovertemplate="%{x}<br>" + name + ": %{y:.2f}<extra></extra>")
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.12, x=0))
-    fig.update_yaxes(title="vector length (L2 norm)", gridcolor="#eee", type="log")
+    fig.update_yaxes(title="vector length (L2 norm, log scale)", gridcolor="#eee", type="log", dtick=1)
     fig.update_xaxes(tickangle=-40)
     return _layout(fig, f"Block {b.layer}: the residual stream per token, and what each part adds", 430)
 
@@ -263,10 +271,10 @@ def lens_figure(L: Lens) -> go.Figure:
     rows = [f"{p} {_label(L.pieces[p])}"[:16] for p in L.positions]
     z = L.top_probs.T  # (positions, layers)
     text = [[_label(L.top_pieces[layer][k])[:8] for layer in range(len(L.layers))] for k in range(len(L.positions))]
-    fig = go.Figure(go.Heatmap(z=z, x=L.layers, y=rows, text=text, texttemplate="%{text}", textfont=dict(size=10),
+    fig = go.Figure(go.Heatmap(z=z, x=L.layers, y=rows, text=text, texttemplate="%{text}", textfont=dict(size=12),
                                colorscale="YlOrRd", zmin=0, zmax=1, colorbar=dict(title=dict(text="p(top)"), thickness=12),
                                hovertemplate="after block %{x}<br>at %{y}<br>top guess %{text}: %{z:.3f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", title="position: the token read (its next token is guessed)")
+    fig.update_yaxes(autorange="reversed", title="token read")
     fig.update_xaxes(title="after block", dtick=1)
     return _layout(fig, "Logit lens: the top next-token guess if the model stopped after each block", 160 + 44 * len(rows))
 
@@ -278,12 +286,12 @@ def lens_target_figure(L: Lens) -> go.Figure:
     fig.add_scatter(x=L.layers, y=L.target_ranks, mode="lines", name="its rank (right axis, 1 = top)",
                     line=dict(color=BLUE, dash="dot"), secondary_y=True)
     fig.update_yaxes(title=f"p({_label(L.target)})", range=[0, 1], gridcolor="#eee", secondary_y=False)
-    fig.update_yaxes(title="rank", type="log", autorange="reversed", secondary_y=True, showgrid=False)
+    fig.update_yaxes(title="rank", type="log", autorange="reversed", secondary_y=True, showgrid=False, dtick=1)
     fig.update_xaxes(title="after block", dtick=2)
     fig.update_layout(legend=dict(orientation="h", y=1.14, x=0))
     first = L.first_top_layer
     when = f"first the top guess after block {first}" if first else "never the top guess"
-    return _layout(fig, f"The model's final pick {_label(L.target)!s} at the last position: {when}", 400)
+    return _layout(fig, f"The model's final pick “{_label(L.target)}” at the last position: {when}", 400)
 
 
 def lens_rows(L: Lens) -> tuple[list[str], list[list]]:
