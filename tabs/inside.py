@@ -123,10 +123,9 @@ def build(engine) -> Share:
                 cost_knob = controls_for(inside.InsideSettings, ["new_tokens"],
                                          new_tokens={"elem_id": "inside-new-tokens"})["new_tokens"]
                 cost_btn = gr.Button("Measure the cost", elem_id="inside-cost-run")
-            with gr.Row():
-                config_md = gr.Markdown(elem_id="inside-config")
-                anatomy_plot = Plot(filename="parameter-groups", show_label=False, label="Parameter groups",
-                                    elem_id="inside-anatomy")
+            config_md = gr.Markdown(elem_id="inside-config")
+            anatomy_plot = Plot(filename="parameter-groups", show_label=False, label="Parameter groups",
+                                elem_id="inside-anatomy")
             groups_table = data_table("parameter-groups", label="parameter groups")
             tensors_table = data_table("weight-tensors", label="weight tensors (* = every block)", max_height=360)
             files_table = data_table("model-files", label="files in the model folder")

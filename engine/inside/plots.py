@@ -162,7 +162,7 @@ def journey_html(j: Journey) -> str:
                   _arrow(_shape((1, n, j.vocab)), f"lm_head: × ({d}, {j.vocab:,})"),
                   _card("7 · Logits", f'<div class="ids">{j.vocab:,} numbers per position</div>',
                         f"one score per vocabulary entry; the last position predicts what comes next: "
-                        f"from {st['min']:.1f} to {st['max']:.1f}"),
+                        f"from {st['min']:.1f} to {st['max']:.1f}", style="max-width:260px"),
                   _arrow(_shape((j.vocab,)), "softmax: exp, then ÷ sum"),
                   _card("8 · Probabilities", probs_html, f"top 5 of {j.vocab:,}; they sum to 1"),
                   _arrow("argmax", "greedy pick"),
@@ -310,7 +310,7 @@ def drift_figure(d: Drift) -> go.Figure:
     fig = go.Figure(go.Scatter(x=layers, y=d.cosines, mode="lines+markers", line=dict(color=BLUE, width=3),
                                name="cosine", hovertemplate="layer %{x}: cosine %{y:.4f}<extra></extra>"))
     fig.add_scatter(x=[0], y=[d.row_cosine], mode="markers+text", marker=dict(color=ORANGE, size=14, symbol="star"),
-                    text=[f"embedding rows: {d.row_cosine:.4f}"], textposition="top right", name="input embedding rows")
+                    text=[f"embedding rows: {d.row_cosine:.4f}"], textposition="bottom right", name="input embedding rows")
     fig.update_yaxes(title="cosine similarity of the two vectors", range=[min(0.0, min(d.cosines) - 0.05), 1.08],
                      gridcolor="#eee")
     fig.update_xaxes(title="layer (0 = what enters block 1)", dtick=2 if len(layers) > 12 else 1)
@@ -326,9 +326,10 @@ def untrained_figure(trained: Prediction, random: Prediction, vocab: int) -> go.
         fig.add_bar(x=[f"{k + 1} {_label(t)}"[:14] for k, (t, _) in enumerate(pred.top)], y=[p for _, p in pred.top],
                     marker_color=colour, showlegend=False, text=[f"{p:.1e}" if p < 0.01 else f"{p:.0%}" for _, p in pred.top],
                     textposition="outside", row=1, col=col)
-        fig.add_hline(y=1 / vocab, line=dict(dash="dash", color="#555"), row=1, col=col,
-                      annotation_text=f"uniform 1/{vocab:,}" if col == 2 else None, annotation_position="bottom right")
-    fig.update_yaxes(type="log", range=[-5.5, 0.3], title="probability (log scale)", gridcolor="#eee", col=1)
+        note = dict(annotation_text=f"uniform 1/{vocab:,}", annotation_position="bottom right") if col == 2 else {}
+        fig.add_hline(y=1 / vocab, line=dict(dash="dash", color="#555"), row=1, col=col, **note)
+    fig.update_yaxes(type="log", range=[-5.5, 0.3], dtick=1, gridcolor="#eee")
+    fig.update_yaxes(title="probability (log scale)", col=1)
     fig.update_xaxes(tickangle=-40)
     return _layout(fig, f"Next token after the same prompt · a uniform guess has entropy ln({vocab:,}) = "
                    f"{math.log(vocab):.2f} nats", 440)
