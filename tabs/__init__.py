@@ -9,6 +9,7 @@ ORDER = (
     "home",        # start here: what each topic teaches, device, cache, models
     "tokens",      # 1. text -> token pieces and ids
     "embeddings",  # 2. contextual embeddings and attention
+    "inside",      # 2b. one prompt's whole journey through the model, the logit lens, anatomy
     "decoding",    # 3. next-token probabilities and sampling knobs
     "pipelines",   # 4. the classic tasks through pipeline()
     "lora",        # 5. fine-tuning with LoRA
@@ -31,6 +32,8 @@ TOPICS = (
                "tokenizers, ids, padding and attention masks."),
     ("Embeddings & attention", "Inside the transformer: attention heatmaps per layer and head, bertviz, "
                                "the word 'bank' in two senses, a mini vector search."),
+    ("Inside the model", "One prompt's whole journey: text, ids, embedding rows, each block, logits, the "
+                         "next token; one block opened up, the logit lens, random vs trained, anatomy and cost."),
     ("Decoding", "How a model picks the next word: probabilities, temperature, top-k, top-p, greedy vs "
                  "sampling, one token at a time."),
     ("Pipelines", "The classic tasks with their real knobs: generation, zero-shot, fill-mask, "

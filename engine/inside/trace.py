@@ -1,0 +1,278 @@
+"""One forward pass, recorded: every tensor the "Inside the model" views draw.
+
+A forward with output_hidden_states and output_attentions, plus forward hooks that keep what
+each block's attention and MLP *add* to the residual stream. Everything else the views show
+(Q, K, V of one head, scores, the logit lens) is recomputed from these tensors with the
+model's own modules, so the numbers on screen are the model's numbers.
+
+Two architectures are handled, by a small adapter each:
+- Llama (SmolLM2): pre-norm blocks, x + attn(norm(x)) then + mlp(norm(.)); rotary positions
+  (RoPE) applied to Q and K; grouped-query attention (9 query heads share 3 K/V heads).
+- BERT (MiniLM): post-norm blocks, LayerNorm(x + attn(x)) then LayerNorm(. + mlp(.)); learned
+  position embeddings added before block 1; no causal mask; no language-model head.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..core.errors import UserInputError, check_choice, check_range, check_text
+from ..core.models import Progress, TextModel, no_progress
+from ..core.settings import knob, make
+from ..embeddings import attention
+
+MODELS = ("smollm2-135m-instruct", "minilm-l6")  # causal LM first: the default
+MAX_TOKENS = 256  # a prompt is 1 to 256 tokens: bounds every view's tensors
+MAX_CHARS = 4_000
+# The largest layer and head counts among MODELS (SmolLM2: 30 layers; MiniLM: 12 heads). Sliders
+# start at these limits; each model's own range is checked on every call (check_layer_head).
+MAX_LAYERS, MAX_HEADS = 30, 12
+
+
+@dataclass
+class InsideSettings:
+    """The knobs of the Inside-the-model tab (ranges written once; the sliders come from here)."""
+
+    layer: int = knob(3, 1, MAX_LAYERS, "Which block to open (1 = first); the model's own range is checked",
+                      step=1)
+    head: int = knob(1, 1, MAX_HEADS, "Which attention head inside the block", step=1)
+    lens_tokens: int = knob(8, 1, 32, "Logit lens: how many of the last positions to show (each costs "
+                            "one unembedding per layer)", step=1, label="positions in the lens")
+    new_tokens: int = knob(16, 1, 64, "Cost: how many tokens to generate for the tokens/s measurement",
+                           step=1, label="tokens to time")
+
+
+def make_settings(**values) -> InsideSettings:
+    try:
+        return make(InsideSettings, **values)
+    except TypeError as exc:
+        raise UserInputError(str(exc)) from None
+
+
+def check_model(model_key) -> str:
+    return check_choice("model", model_key, MODELS)
+
+
+def load(engine, model_key: str, progress: Progress = no_progress) -> TextModel:
+    """The model with attention weights available (SmolLM2 loads with eager attention)."""
+    return attention.load_attention_model(engine, check_model(model_key), progress)
+
+
+# --- architecture adapters ------------------------------------------------------------------
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class Llama:
+    name = "llama"
+    causal = True
+    pre_norm = True
+
+    def __init__(self, model):
+        self.model = model
+        cfg = model.config
+        self.n_layers, self.n_heads = int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
+        self.n_kv_heads = int(getattr(cfg, "num_key_value_heads", None) or self.n_heads)
+        self.d_model = int(cfg.hidden_size)
+        self.head_dim = int(getattr(cfg, "head_dim", None) or self.d_model // self.n_heads)
+        self.vocab = int(cfg.vocab_size)
+
+    def layers(self):
+        return self.model.model.layers
+
+    def embed_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids)
+
+    def hook_points(self, layer):  # (what attention adds, what the MLP adds)
+        return layer.self_attn, layer.mlp
+
+    def qkv(self, layer_idx: int, x_in: torch.Tensor):
+        """Q (heads, n, hd), K and V (kv heads, n, hd) of one block for its input x_in (n, d):
+        input RMSNorm, the projections, then RoPE on Q and K (V is not rotated)."""
+        layer = self.layers()[layer_idx]
+        n = x_in.shape[0]
+        xn = layer.input_layernorm(x_in)  # (n, d)
+        att = layer.self_attn
+        q = att.q_proj(xn).view(n, self.n_heads, self.head_dim).transpose(0, 1)  # (heads, n, hd)
+        k = att.k_proj(xn).view(n, self.n_kv_heads, self.head_dim).transpose(0, 1)  # (kv, n, hd)
+        v = att.v_proj(xn).view(n, self.n_kv_heads, self.head_dim).transpose(0, 1)  # (kv, n, hd)
+        positions = torch.arange(n, device=x_in.device)[None]  # (1, n)
+        cos, sin = self.model.model.rotary_emb(x_in[None], positions)  # (1, n, hd) each
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        return q, k, v
+
+    def merge_heads(self, layer_idx: int, per_head: torch.Tensor) -> torch.Tensor:
+        """(heads, n, hd) weighted sums of V -> what attention adds (n, d): concat, then o_proj."""
+        n = per_head.shape[1]
+        return self.layers()[layer_idx].self_attn.o_proj(per_head.transpose(0, 1).reshape(n, -1))
+
+    def kv_head(self, head: int) -> int:
+        """0-based query head -> the K/V head it reads (transformers' repeat_kv order)."""
+        return head // (self.n_heads // self.n_kv_heads)
+
+    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final norm + unembedding for any layer's residual stream (..., d) -> (..., vocab)."""
+        return self.model.lm_head(self.model.model.norm(hidden))
+
+
+class Bert:
+    name = "bert"
+    causal = False
+    pre_norm = False
+
+    def __init__(self, model):
+        self.model = model
+        cfg = model.config
+        self.n_layers, self.n_heads = int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
+        self.n_kv_heads = self.n_heads
+        self.d_model = int(cfg.hidden_size)
+        self.head_dim = self.d_model // self.n_heads
+        self.vocab = int(cfg.vocab_size)
+
+    def layers(self):
+        return self.model.encoder.layer
+
+    def embed_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids)
+
+    def hook_points(self, layer):
+        return layer.attention.output.dense, layer.output.dense
+
+    def qkv(self, layer_idx: int, x_in: torch.Tensor):
+        att = self.layers()[layer_idx].attention.self
+        n = x_in.shape[0]
+        split = lambda t: t.view(n, self.n_heads, self.head_dim).transpose(0, 1)  # noqa: E731 (heads, n, hd)
+        return split(att.query(x_in)), split(att.key(x_in)), split(att.value(x_in))
+
+    def merge_heads(self, layer_idx: int, per_head: torch.Tensor) -> torch.Tensor:
+        n = per_head.shape[1]
+        return self.layers()[layer_idx].attention.output.dense(per_head.transpose(0, 1).reshape(n, -1))
+
+    def kv_head(self, head: int) -> int:
+        return head
+
+    def lm_head(self, hidden):
+        raise UserInputError("MiniLM is an encoder without a next-token head: choose model "
+                             "'smollm2-135m-instruct' for next-token views.")
+
+
+def arch_of(model):
+    kind = getattr(model.config, "model_type", "")
+    if kind in ("llama", "mistral", "qwen2"):
+        return Llama(model)
+    if kind == "bert":
+        return Bert(model)
+    raise UserInputError(f"model type {kind!r} is not supported here: the views know llama and bert.")
+
+
+# --- the recorded forward -------------------------------------------------------------------
+
+@dataclass
+class Trace:
+    """One prompt through one model; tensors are float32 on the CPU, batch dimension dropped."""
+
+    model_key: str
+    title: str
+    arch: object
+    text: str
+    ids: list[int]
+    pieces: list[str]  # each token as its text piece (spaces kept)
+    special: list[bool]
+    layer_in: list[torch.Tensor]  # per block: the residual stream entering it (n, d)
+    attn_add: list[torch.Tensor]  # per block: what attention adds, after o_proj (n, d)
+    mlp_add: list[torch.Tensor]  # per block: what the MLP adds (n, d)
+    layer_out: list[torch.Tensor]  # per block: what leaves it (n, d)
+    attentions: torch.Tensor  # (layers, heads, n, n), rows sum to 1
+    final: torch.Tensor  # after the final norm (Llama) / last hidden state (BERT) (n, d)
+    logits: torch.Tensor | None  # (n, vocab) for a causal LM
+    shapes: dict = field(default_factory=dict)  # tensor name -> shape as the model returned it
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def embeddings(self) -> torch.Tensor:  # what enters block 1 (n, d)
+        return self.layer_in[0]
+
+
+def piece_texts(tokenizer, ids: list[int]) -> list[str]:
+    """Token pieces with their spaces: byte-level BPE pieces decoded (' bank'), WordPiece as is."""
+    out = []
+    for tok, tid in zip(tokenizer.convert_ids_to_tokens(ids), ids):
+        if any(c in tok for c in "ĠĊĉ▁"):
+            tok = tokenizer.decode([tid])
+        out.append(tok)
+    return out
+
+
+def encode(bundle: TextModel, text, max_tokens: int = MAX_TOKENS) -> torch.Tensor:
+    """(1, n) ids of a prompt of 1 to max_tokens tokens, or a UserInputError naming the limit."""
+    text = check_text("prompt", text, max_chars=MAX_CHARS)
+    ids = bundle.tokenizer(text, return_tensors="pt")["input_ids"]
+    n = int(ids.shape[1])
+    if n > max_tokens:
+        raise UserInputError(f"The prompt is {n} tokens long for {bundle.source.spec.title}: this tab takes "
+                             f"1 to {max_tokens} tokens. Shorten the prompt.")
+    return ids
+
+
+def run_trace(bundle: TextModel, text, max_tokens: int = MAX_TOKENS) -> Trace:
+    """The one forward pass every view of this tab reads."""
+    model, arch = bundle.model, arch_of(bundle.model)
+    ids = encode(bundle, text, max_tokens).to(bundle.device)
+    attn_add, mlp_add, layer_out = {}, {}, {}
+    handles = []
+
+    def keep(store, i):
+        def hook(_module, _args, out):
+            store[i] = (out[0] if isinstance(out, tuple) else out).detach()
+        return hook
+
+    for i, layer in enumerate(arch.layers()):
+        a, m = arch.hook_points(layer)
+        handles += [a.register_forward_hook(keep(attn_add, i)), m.register_forward_hook(keep(mlp_add, i)),
+                    layer.register_forward_hook(keep(layer_out, i))]
+    try:
+        with torch.inference_mode():
+            out = model(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True,
+                        output_attentions=True)
+    finally:
+        for h in handles:
+            h.remove()
+    hs = out.hidden_states  # layers + 1 tensors of (1, n, d)
+    as_cpu = lambda t: t[0].float().cpu()  # noqa: E731 - (1, ...) -> (...)
+    L = arch.n_layers
+    layer_in = [as_cpu(hs[i]) for i in range(L)]  # hs[i] enters block i+1; hs[L] is after the final norm
+    logits = getattr(out, "logits", None)
+    final = as_cpu(hs[L]) if arch.causal else as_cpu(out.last_hidden_state)
+    shapes = {"input_ids": tuple(ids.shape), "hidden_states": f"{len(hs)} x {tuple(hs[0].shape)}",
+              "attentions": f"{len(out.attentions)} x {tuple(out.attentions[0].shape)}"}
+    if logits is not None:
+        shapes["logits"] = tuple(logits.shape)
+    id_list = ids[0].tolist()
+    special_ids = set(bundle.tokenizer.all_special_ids)
+    return Trace(
+        model_key=bundle.key, title=bundle.source.spec.title, arch=arch, text=text, ids=id_list,
+        pieces=piece_texts(bundle.tokenizer, id_list), special=[i in special_ids for i in id_list],
+        layer_in=layer_in, attn_add=[as_cpu(attn_add[i]) for i in range(L)],
+        mlp_add=[as_cpu(mlp_add[i]) for i in range(L)], layer_out=[as_cpu(layer_out[i]) for i in range(L)],
+        attentions=torch.stack(out.attentions)[:, 0].float().cpu(), final=final,
+        logits=None if logits is None else logits[0].float().cpu(), shapes=shapes)
+
+
+def trace(engine, text, model_key: str = MODELS[0], progress: Progress = no_progress) -> Trace:
+    return run_trace(load(engine, model_key, progress), text)
+
+
+def check_layer_head(arch, layer, head=None) -> tuple[int, int | None]:
+    """1-based layer and head, checked against this model's config."""
+    layer = check_range(f"layer (this model has {arch.n_layers} blocks)", layer, 1, arch.n_layers, integer=True)
+    if head is not None:
+        head = check_range(f"head (this model has {arch.n_heads} heads per block)", head, 1, arch.n_heads,
+                           integer=True)
+    return layer, head

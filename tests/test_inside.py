@@ -1,0 +1,176 @@
+"""Inside the model (issue 17): the numbers the tab shows are the model's own numbers.
+Invariants on the real embedded SmolLM2 and MiniLM, plus the input checks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine import inside
+from engine.core.errors import UserInputError
+from engine.inside import plots
+
+pytestmark = pytest.mark.slow
+CAUSAL, ENCODER = "smollm2-135m-instruct", "minilm-l6"
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def causal(engine):
+    bundle = inside.load(engine, CAUSAL)
+    return bundle, inside.run_trace(bundle, PROMPT)
+
+
+@pytest.fixture(scope="module")
+def encoder(engine):
+    bundle = inside.load(engine, ENCODER)
+    return bundle, inside.run_trace(bundle, "The cat sat on the mat.")
+
+
+def _softmax_from(q, k, causal_mask: bool) -> np.ndarray:
+    """Attention weights from the shown Q and K alone, written out independently of the engine."""
+    q, k = torch.tensor(q, dtype=torch.float64), torch.tensor(k, dtype=torch.float64)
+    scores = q @ k.T / math.sqrt(q.shape[-1])
+    if causal_mask:
+        scores = scores.masked_fill(torch.ones_like(scores, dtype=torch.bool).triu(1), float("-inf"))
+    return scores.softmax(-1).numpy()
+
+
+@pytest.mark.parametrize("layer,head", [(1, 1), (3, 5), (17, 9), (30, 4)])
+def test_attention_from_shown_qkv_equals_output_attentions(causal, layer, head):
+    _, tr = causal
+    b = inside.block_view(tr, layer, head)
+    assert b.kv_head == (head - 1) // 3 + 1  # 9 query heads share 3 K/V heads, in repeat_kv order
+    model = tr.attentions[layer - 1, head - 1].numpy()
+    assert np.abs(_softmax_from(b.q, b.k, True) - model).max() < 1e-5
+    assert np.abs(b.weights - model).max() < 1e-5
+    assert np.allclose(b.weights @ b.v, b.mixed, atol=1e-5)
+    # all heads' weighted sums through o_proj give what attention adds to the stream
+    assert np.abs(b.attn_add_recomputed - b.attn_add).max() < 1e-4
+    assert np.isneginf(b.masked[0, 1]) and np.isfinite(b.scores[0, 1])  # before vs after the causal mask
+
+
+def test_wrong_kv_head_would_not_match(causal):
+    """The K/V mapping matters: query head 5 with the K of another K/V head gives other weights."""
+    bundle, tr = causal
+    b = inside.block_view(tr, 3, 5)
+    other = inside.block_view(tr, 3, 1)  # reads K/V head 1, head 5 reads K/V head 2
+    assert b.kv_head != other.kv_head
+    assert np.abs(_softmax_from(b.q, other.k, True) - b.model_weights).max() > 1e-3
+
+
+def test_residual_after_a_block_is_before_plus_attention_plus_mlp(causal):
+    _, tr = causal
+    for layer in (1, 12, 30):
+        b = inside.block_view(tr, layer, 1)
+        assert np.abs(b.before + b.attn_add + b.mlp_add - b.after).max() < 1e-5
+        norms = b.norms()
+        assert len(norms) == tr.n and all(r["after"] > 0 for r in norms)
+    # the stream entering block l+1 is what left block l
+    assert torch.equal(tr.layer_in[5], tr.layer_out[4])
+
+
+def test_last_layer_of_the_logit_lens_is_the_models_distribution(causal):
+    bundle, tr = causal
+    lens = inside.logit_lens(tr, bundle.tokenizer, positions=5)
+    model_probs = tr.logits[-1].softmax(-1).numpy()
+    assert np.abs(lens.last_probs - model_probs).max() < 1e-5
+    assert lens.target.strip() == "Paris" and lens.target_ranks[-1] == 1
+    assert lens.first_top_layer is not None and lens.first_top_layer <= 30
+    assert lens.top_probs.shape == (30, 5)
+    headers, rows = plots.lens_rows(lens)
+    assert len(headers) == 32 and len(rows) == 5
+
+
+def test_journey_shows_real_shapes_and_the_picked_token(causal):
+    bundle, tr = causal
+    j = inside.from_trace(tr, bundle.tokenizer)
+    assert j.picked.strip() == "Paris" and j.continued == PROMPT + " Paris"
+    assert j.shapes["embeddings"] == (1, 5, 576) and j.shapes["logits"] == (1, 5, 49152)
+    assert abs(sum(p for _, _, p in j.top) - float(tr.logits[-1].softmax(-1).topk(5).values.sum())) < 1e-6
+    # the embedding strip is the rows of the embedding table for the ids
+    rows = bundle.model.get_input_embeddings().weight[torch.tensor(j.ids)].detach().numpy()
+    assert np.array_equal(j.embeddings, rows)
+    html = plots.journey_html(j)
+    for text in ("(1, 5, 576)", "(1, 5, 49,152)", "49,152", "30 blocks", "Paris", "9 query heads, 3 K/V heads"):
+        assert text in html, text
+
+
+def test_encoder_block_and_journey(encoder):
+    bundle, tr = encoder
+    b = inside.block_view(tr, 2, 7)
+    assert np.abs(_softmax_from(b.q, b.k, False) - b.model_weights).max() < 1e-5
+    assert np.abs(b.attn_add_recomputed - b.attn_add).max() < 1e-4
+    j = inside.from_trace(tr, bundle.tokenizer)
+    assert j.logit_stats == {} and abs(float(np.linalg.norm(j.sentence)) - 1) < 1e-5
+    assert "Sentence vector" in plots.journey_html(j)
+
+
+def test_bank_input_rows_are_identical_hidden_states_drift(engine):
+    d = inside.static_vs_contextual(engine, *inside.BANK)
+    assert d.same_ids and d.row_cosine == pytest.approx(1.0, abs=1e-12)
+    assert d.cosines[0] == pytest.approx(1.0, abs=1e-12)  # SmolLM2 adds nothing before block 1
+    assert len(d.cosines) == 31 and min(d.cosines[1:]) < 0.9
+    enc = inside.static_vs_contextual(engine, *inside.BANK, model_key=ENCODER)
+    assert enc.row_cosine == pytest.approx(1.0, abs=1e-12) and enc.cosines[-1] < 0.95
+
+
+def test_anatomy_counts_sum_to_the_models_parameters(engine):
+    for key in (CAUSAL, ENCODER):
+        bundle = inside.load(engine, key)
+        a = inside.anatomy_of(bundle)
+        assert a.total == sum(g["parameters"] for g in a.groups) == bundle.model.num_parameters()
+        assert sum(g["share"] for g in a.groups) == pytest.approx(1.0)
+    a = inside.anatomy_of(inside.load(engine, CAUSAL))
+    assert a.tied and any(f["file"] == "tokenizer.json" for f in a.files)
+    groups = {g["group"]: g for g in a.groups}
+    assert groups["embeddings"]["parameters"] == 49152 * 576 and groups["head"]["parameters"] == 0
+
+
+def test_random_weights_are_near_uniform_and_built_once(engine):
+    trained, random, vocab = inside.before_training(engine, PROMPT)
+    assert vocab == 49152
+    assert random.entropy > 0.98 * math.log(vocab)
+    assert trained.entropy < 0.5 * math.log(vocab)
+    assert inside.random_model(engine) is inside.random_model(engine)
+    assert inside.random_model(engine).model is not inside.load(engine, CAUSAL).model
+
+
+def test_cost_formula_is_about_twice_the_parameters(engine):
+    c = inside.cost(engine, PROMPT, new_tokens=2)
+    assert c.new_tokens == 2 and c.tokens_per_second > 0 and c.peak is None  # CPU: peak unknown
+    assert 0.95 < c.flops_per_token / (2 * inside.load(engine, CAUSAL).model.num_parameters()) < 1.1
+    assert inside.flops_per_token(10, 2, 4, 3) == 2 * 10 + 4 * 2 * 3 * 4
+    assert "not known" in plots.cost_markdown(c)
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+def test_layer_and_head_out_of_range_name_the_valid_range(causal, encoder):
+    _, tr = causal
+    with pytest.raises(UserInputError, match=r"layer.*30 blocks.*1 to 30"):
+        inside.block_view(tr, 31, 1)
+    with pytest.raises(UserInputError, match=r"head.*1 to 9"):
+        inside.block_view(tr, 1, 10)
+    with pytest.raises(UserInputError, match=r"1 to 6"):
+        inside.block_view(encoder[1], 7, 1)
+    with pytest.raises(UserInputError, match="layer"):
+        inside.make_settings(layer="NaN")
+
+
+def test_empty_and_too_long_prompts_are_refused(engine):
+    with pytest.raises(UserInputError, match="empty"):
+        inside.journey(engine, "   ", CAUSAL)
+    with pytest.raises(UserInputError, match="1 to 256 tokens"):
+        inside.journey(engine, "word " * 300, CAUSAL)
+    with pytest.raises(UserInputError, match="valid choice"):
+        inside.journey(engine, PROMPT, "../../etc/passwd")
+
+
+def test_next_token_views_refuse_the_encoder(engine):
+    with pytest.raises(UserInputError, match="next-token head"):
+        inside.lens(engine, PROMPT, 4, ENCODER)
+    with pytest.raises(UserInputError, match="not in the sentence"):
+        inside.static_vs_contextual(engine, "a river", "a bank account", "bank")
