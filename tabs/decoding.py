@@ -3,9 +3,12 @@ knob, a Step button that extends the text one token at a time (reusing the KV ca
 streaming generation of several samples side by side."""
 from __future__ import annotations
 
+import threading
+
 import gradio as gr
 
-from engine.decoding.generation import MODES, DecodingSettings, StepSession, generate_stream, make_settings, max_context
+from engine.decoding.generation import (MODES, DecodingSettings, StepSession, TextEnded, generate_stream, make_settings,
+                                        max_context)
 from engine.core.errors import check_choice, check_range
 from engine.core.markdown import md_code
 from engine.decoding.plots import context_html, distribution_figure, generation_html, steps_html
@@ -73,7 +76,33 @@ def _summary(view) -> str:
 
 def _view_outputs(session: StepSession, settings: DecodingSettings):
     view = session.view(settings)
-    return distribution_figure(view), _summary(view), _table(view)
+    text = _summary(view)
+    if session.finished:
+        text = f"**Stopped ({session.stop_reason}):** {session.stop_message()}  \n" + text
+    return distribution_figure(view), text, _table(view)
+
+
+class StepSlot:
+    """One browser session's step state: its StepSession (None until the first step) and a lock.
+
+    gr.State(StepSlot) gives each browser session its own slot on its first event, and every later
+    event of that session receives this same object, so Step clicks that arrive while a step runs
+    (trigger_mode="multiple") all extend the same text, one token at a time, as sequential clicks
+    would, instead of being dropped or each starting a text of its own."""
+
+    def __init__(self, session: StepSession | None = None):
+        self.session = session
+        self.lock = threading.Lock()  # held while the session is chosen or made, never across a yield
+
+    def __deepcopy__(self, memo):  # Gradio deep-copies a state's first value: keep the lock
+        return self
+
+    def current(self, tm, prompt, mode, seed) -> StepSession:
+        """The session for this model, prompt and format: the one in the slot, else a new one."""
+        with self.lock:
+            if self.session is None or not self.session.matches(tm, prompt, mode):
+                self.session = StepSession(tm, prompt, mode, seed=seed)
+            return self.session
 
 
 def build(engine) -> Share:
@@ -88,7 +117,7 @@ def build(engine) -> Share:
                         "wrapped as a user message, and the model answers as the assistant.", scale=3)
     prompt = gr.Textbox("The capital of France is", label="Prompt", lines=2, max_lines=8, elem_id="decoding-prompt")
     context = gr.HTML(context_html(0, 0, 1), elem_id="decoding-context")
-    state = gr.State(None, time_to_live=STATE_TTL_S)
+    state = gr.State(StepSlot, time_to_live=STATE_TTL_S)  # a StepSlot per browser session
     example_box = gr.Column()  # examples go under the prompt; filled once the listener exists
     with gr.Row(elem_id="decoding-row"):
         with gr.Column(scale=1, min_width=280):
@@ -134,24 +163,28 @@ def build(engine) -> Share:
         session = StepSession(tm, prompt, mode, seed=settings.seed)
         fig, text, rows = _view_outputs(session, settings)
         return (fig, text, rows, steps_html(session.text, session.steps),
-                context_html(session.prompt_len, 0, _context_max(session)), session)
+                context_html(session.prompt_len, 0, _context_max(session)), StepSlot(session))
 
     def step(model, mode, prompt, temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed, n,
-             session, progress=gr.Progress()):
+             slot, progress=gr.Progress()):
         settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed)
         n = int(make_steps(n))
         tm = engine.load(model, progress=progress_callback(progress))
-        if session is None or not session.matches(tm, prompt, mode):
-            session = StepSession(tm, prompt, mode, seed=settings.seed)
+        slot = slot if isinstance(slot, StepSlot) else StepSlot()
+        session = slot.current(tm, prompt, mode, settings.seed)
         for _ in range(n):
-            session.step(settings)
-            yield (gr.skip(), gr.skip(), gr.skip(), steps_html(session.text, session.steps), gr.skip(), session)
+            try:
+                session.step(settings)  # one token at a time, even while other clicks step this session
+            except TextEnded:
+                break  # the model ended the text: the outputs below say so
+            yield (gr.skip(), gr.skip(), gr.skip(), steps_html(session.text, session.steps), gr.skip(), slot)
         fig, text, rows = _view_outputs(session, settings)
-        yield (fig, text, rows, steps_html(session.text, session.steps),
-               context_html(session.ids.numel(), 0, _context_max(session)), session)
+        yield (fig, text, rows, steps_html(session.text, session.steps, session.stop_reason),
+               context_html(session.ids.numel(), 0, _context_max(session)), slot)
 
     @user_errors
-    def redraw(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed, session):
+    def redraw(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed, slot):
+        session = slot.session if isinstance(slot, StepSlot) else None
         if session is None:
             return gr.skip(), gr.skip(), gr.skip()
         settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed)
@@ -180,8 +213,10 @@ def build(engine) -> Share:
                    outputs=[chart, summary, table, steps, context, state], api_name="next_token", **HEAVY)
     prompt.submit(show_next_token, inputs=[model, mode, prompt, *knob_inputs],
                   outputs=[chart, summary, table, steps, context, state], api_name="next_token_submit", **HEAVY)
+    # "multiple": a click while a step runs is queued, not dropped (Gradio's default drops it)
     step_btn.click(step, inputs=[model, mode, prompt, *knob_inputs, per_click, state],
-                   outputs=[chart, summary, table, steps, context, state], api_name="step", **HEAVY)
+                   outputs=[chart, summary, table, steps, context, state], api_name="step", trigger_mode="multiple",
+                   **HEAVY)
     gr.on([knobs[k].release for k in KNOBS if k not in ("do_sample", "seed")] + [knobs["do_sample"].change],
           redraw, inputs=[*knob_inputs, state], outputs=[chart, summary, table], api_name="redraw",
           show_progress="hidden")

@@ -24,6 +24,23 @@ VIEW_CHOICES = [("Head view (one layer, lines between tokens)", "head"),
                 ("Model view (every layer x every head)", "model")]
 LIGHT = dict(concurrency_limit=None)  # re-plotting from state: no model work
 
+
+class ModelSlider(gr.Slider):
+    """gr.Slider (same front end) for a layer or head number whose valid range depends on the
+    model chosen. Listeners move its maximum to the model's, but Gradio would then check every
+    later call against the maximum left by the previous model (after MiniLM's 6 layers,
+    SmolLM2's layer 30 was refused). Here the engine checks the value against the chosen model
+    (check_layer_head, whose message names the valid range), so the component checks nothing."""
+
+    def get_block_name(self) -> str:  # the front end picks its component by this name
+        return "slider"
+
+    def get_block_class(self) -> str:
+        return "slider"
+
+    def preprocess(self, payload):
+        return payload
+
 # Clicking a heatmap cell picks its row (the query token): plotly's click event writes the row
 # into a hidden textbox, whose change event re-plots from state. The hook is attached after
 # each redraw (the plot element can be replaced), once per element.
@@ -62,6 +79,14 @@ SENSE_EXAMPLES = (
 
 
 # --- listener bodies (plain functions: the engine validates, user_errors maps errors) -------
+
+
+def _clamp(value, top: int) -> int:
+    """A slider value moved into 1..top for a newly chosen model (1 when it is not a number)."""
+    try:
+        return min(max(int(float(value)), 1), top)
+    except (TypeError, ValueError, OverflowError):
+        return 1
 
 
 def _token_choices(maps: att.AttentionMaps) -> list[tuple[str, int]]:
@@ -116,8 +141,8 @@ def build(engine) -> Share:
                     model = gr.Radio(MODEL_CHOICES, value="minilm-l6", label="Model")
                     run = gr.Button("Show attention", variant="primary", elem_id="att-run")
             with gr.Row():
-                layer = gr.Slider(1, att.MAX_LAYERS, value=4, step=1, label="Layer", elem_id="att-layer")
-                head = gr.Slider(1, att.MAX_HEADS, value=2, step=1, label="Head", elem_id="att-head")
+                layer = ModelSlider(1, att.MAX_LAYERS, value=4, step=1, label="Layer", elem_id="att-layer")
+                head = ModelSlider(1, att.MAX_HEADS, value=2, step=1, label="Head", elem_id="att-head")
                 mean_heads = gr.Checkbox(False, label="Mean over heads", elem_id="att-mean")
                 token = gr.Dropdown([], value=None, label="Query token (or click a row of the heatmap)",
                                     elem_id="att-token")
@@ -241,8 +266,8 @@ def build(engine) -> Share:
 
     def set_model(model_key, layer, head, progress=gr.Progress()):
         n_layers, n_heads = att.model_dims(engine, model_key, progress_callback(progress))
-        return (gr.Slider(maximum=n_layers, value=min(int(layer), n_layers)),
-                gr.Slider(maximum=n_heads, value=min(int(head), n_heads)), None)  # new tokens: new query
+        return (gr.Slider(maximum=n_layers, value=_clamp(layer, n_layers)),
+                gr.Slider(maximum=n_heads, value=_clamp(head, n_heads)), None)  # new tokens: new query
 
     def compare(text, enc_layer, causal_layer, progress=gr.Progress()):
         cb = progress_callback(progress)

@@ -66,3 +66,51 @@ def test_bad_values_reach_the_client_as_errors(client):
     with pytest.raises(AppError, match="stop"):
         client.predict(MODEL, "raw", "Hi", *KNOBS.values(), 4, 1, "|".join("abcdefghij"), "rank",
                        api_name="/generate")
+
+
+def test_chat_step_mode_stops_at_eos_and_says_why(app_url):
+    from gradio_client import Client
+
+    c = Client(app_url, verbose=False)  # a session of its own
+    knobs = dict(KNOBS, do_sample=False)
+    args = (MODEL, "chat", "What is the capital of France?", *knobs.values())
+    out = c.predict(*args, 16, api_name="/step")
+    for _ in range(3):
+        if "stopped: EOS" in out[3]:
+            break
+        out = c.predict(*args, 16, api_name="/step")
+    steps = out[3]
+    assert "stopped: EOS" in steps and "Next token" in steps
+    tokens = re.findall(r"<span class='dec-tok'[^>]*>(.*?)</span>", steps)
+    assert tokens[-1] == "&lt;|im_end|&gt;" and tokens.count("&lt;|im_end|&gt;") == 1  # nothing after EOS
+    assert not any("im_start" in t for t in tokens) and "Paris" in "".join(tokens)
+    assert "Stopped (EOS)" in out[1]
+    again = c.predict(*args, 4, api_name="/step")  # a click after the end appends nothing
+    assert again[3].count("class='dec-tok'") == steps.count("class='dec-tok'")
+
+
+def test_quick_step_submits_all_count_and_equal_sequential_steps(app_url):
+    from gradio_client import Client
+
+    knobs = dict(KNOBS, seed=11)  # sampling: the same seed gives the same tokens step after step
+    args = (MODEL, "raw", "Once upon a time", *knobs.values(), 1)
+    quick = Client(app_url, verbose=False)
+    jobs = [quick.submit(*args, api_name="/step") for _ in range(3)]  # before the first one ends
+    results = [j.result(timeout=120) for j in jobs]
+    spans = lambda h: re.findall(r"<span class='dec-tok'[^>]*>(.*?)</span>", h)  # noqa: E731
+    longest = max((spans(r[3]) for r in results), key=len)
+    sequential = Client(app_url, verbose=False)
+    for _ in range(3):
+        want = sequential.predict(*args, api_name="/step")
+    assert len(longest) == 3 and longest == spans(want[3])
+
+
+def test_step_button_queues_clicks_while_a_step_runs(engine):
+    import gradio as gr
+
+    import tabs.decoding as tab
+
+    with gr.Blocks() as demo:
+        tab.build(engine)
+    fns = [f for f in demo.fns.values() if f.api_name == "step"]
+    assert fns and fns[0].trigger_mode == "multiple"

@@ -53,3 +53,24 @@ def test_tab_offers_a_deep_link(engine):
         share = tab.build(engine)
     assert set(share.params) == {"text", "model", "layer", "head", "mean"}
     assert len(share.run_inputs) == 6 and len(share.run_outputs) == 9
+
+
+def test_every_valid_layer_and_head_after_a_model_switch(app_url):
+    """The sliders' maximum follows the last model; a later call for another model must still
+    reach all of that model's layers and heads, and the error names the chosen model's range."""
+    from gradio_client import Client
+
+    c = Client(app_url, verbose=False)  # one session: the maximum left by one call is seen by the next
+    *_, s = c.predict(TEXT, "minilm-l6", 6, 12, False, None, api_name="/attention")
+    assert s["layer"] == 6 and s["head"] == 12
+    *_, s = c.predict(TEXT, "smollm2-135m-instruct", 30, 9, False, None, api_name="/attention")
+    assert s["layer"] == 30 and s["head"] == 9
+    *_, s = c.predict(TEXT, "minilm-l6", 6, 12, False, None, api_name="/attention")  # back: 12 heads again
+    assert s["head"] == 12
+    c.predict("minilm-l6", 4, 2, api_name="/attention_model_dims")
+    *_, s = c.predict(TEXT, "smollm2-135m-instruct", 30, 1, False, None, api_name="/attention")
+    assert s["layer"] == 30
+    with pytest.raises(AppError, match="layer = 30 is out of range: valid values are 1 to 6"):
+        c.predict(TEXT, "minilm-l6", 30, 1, False, None, api_name="/attention")
+    with pytest.raises(AppError, match="head = 12 is out of range: valid values are 1 to 9"):
+        c.predict(TEXT, "smollm2-135m-instruct", 1, 12, False, None, api_name="/attention")

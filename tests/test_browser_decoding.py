@@ -61,3 +61,35 @@ def test_deep_link_opens_the_chart_with_the_same_knobs(browser, app_url):
         assert page.locator("#decoding-prompt textarea").input_value() == "My favourite colour is"
     finally:
         ctx.close()
+
+
+@pytest.mark.browser
+def test_quick_step_clicks_each_append_a_token(browser, app_url):
+    """Three Step clicks 50 ms apart, while the first is still running, append three tokens:
+    the same three that three clicks one after the other append."""
+    import re
+
+    def steps_after(clicks_gap_ms: int | None) -> list[str]:
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})  # a session of its own
+        page = ctx.new_page()
+        try:
+            page.goto(app_url)
+            page.get_by_role("tab", name="Decoding").click()
+            page.locator("#decoding-prompt textarea").fill("Once upon a time")
+            step = page.locator("#decoding-step")
+            count = "() => document.querySelectorAll('#decoding-steps .dec-tok').length"
+            for i in range(3):
+                step.click()
+                if clicks_gap_ms is None:
+                    page.wait_for_function(f"() => ({count})() === {i + 1}", timeout=120_000)
+                else:
+                    page.wait_for_timeout(clicks_gap_ms)
+            page.wait_for_function(f"() => ({count})() >= 3", timeout=120_000)
+            page.wait_for_timeout(1500)  # a fourth token would have arrived by now
+            html = page.locator("#decoding-steps").inner_html()
+            return re.findall(r'<span class="dec-tok"[^>]*>(.*?)</span>', html)
+        finally:
+            ctx.close()
+
+    quick = steps_after(50)  # the first click is still running when the next two arrive
+    assert len(quick) == 3 and quick == steps_after(None)

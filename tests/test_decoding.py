@@ -34,7 +34,7 @@ def real_logits(smollm):
     out = []
     for text in (PROMPT, "Once upon a time there was a little"):
         _, ids = D.encode(smollm, text, "raw")
-        logits, _ = D._forward(smollm, ids)
+        logits = D._forward(smollm, ids)
         out.append((logits, ids))
     return out
 
@@ -206,7 +206,7 @@ def test_step_session_reuses_the_kv_cache(smollm):
     assert session.forward_tokens == [session.prompt_len, 1, 1, 1]  # step N reads one token
     greedy = D.generate(smollm, PROMPT, D.make_settings(do_sample=False, max_new_tokens=3, num_return_sequences=1))
     assert picked == [t.id for t in greedy.sequences[0].tokens]
-    full, _ = D._forward(smollm, session.ids[None])  # the whole text again, no cache
+    full = D._forward(smollm, session.ids[None])  # the whole text again, no cache
     assert torch.allclose(full[0], session.logits, atol=1e-3)
     view = session.view(D.make_settings())
     assert view.prompt_tokens == session.prompt_len + 3
@@ -254,3 +254,191 @@ def test_bad_prompt_mode_and_stop_are_named(tiny):
         D.next_token_view(tiny, "  ", s)
     with pytest.raises(UserInputError, match="stop strings"):
         D.generate(tiny, PROMPT, s, stop="|".join("abcdefghij"))
+
+
+# ---- issue 25 ---------------------------------------------------------------------------------
+
+def _eos_at(tiny, k: int):
+    """The greedy continuation of PROMPT, and a context manager making its k-th token the EOS."""
+    import contextlib
+
+    s = D.make_settings(do_sample=False, max_new_tokens=8, num_return_sequences=1)
+    ids = [t.id for t in D.generate(tiny, PROMPT, s).sequences[0].tokens]
+
+    @contextlib.contextmanager
+    def as_eos():
+        cfg = tiny.model.generation_config
+        old = cfg.eos_token_id
+        cfg.eos_token_id = ids[k]
+        try:
+            yield ids[:ids.index(ids[k]) + 1]
+        finally:
+            cfg.eos_token_id = old
+    return as_eos
+
+
+def test_step_session_stops_at_eos_like_generate(tiny):
+    s = D.make_settings(do_sample=False)
+    with _eos_at(tiny, 3)() as until_eos:
+        generated = [t.id for t in D.generate(tiny, PROMPT, D.make_settings(do_sample=False, max_new_tokens=8,
+                                                                            num_return_sequences=1)).sequences[0].tokens]
+        session = D.StepSession(tiny, PROMPT)
+        stepped = []
+        for _ in range(8):
+            try:
+                stepped.append(session.step(s)["id"])
+            except D.TextEnded as err:
+                assert "end-of-sequence" in str(err) and "Next token" in str(err)
+                break
+    assert stepped == until_eos == generated  # stops where generate() stops, after the EOS token
+    assert session.finished and session.stop_reason == "EOS"
+    with pytest.raises(D.TextEnded):
+        session.step(s)
+    assert len(session.steps) == len(until_eos)
+    from engine.decoding.plots import steps_html
+    assert "stopped: EOS" in steps_html(session.text, session.steps, session.stop_reason)
+
+
+def test_chat_stepping_stops_at_im_end(smollm):
+    session = D.StepSession(smollm, "What is the capital of France?", "chat")
+    s = D.make_settings(do_sample=False)
+    for _ in range(40):
+        try:
+            session.step(s)
+        except D.TextEnded:
+            break
+    text = session.generated_text
+    assert session.stop_reason == "EOS" and text.endswith("<|im_end|>") and text.count("<|im_end|>") == 1
+    assert "<|im_start|>" not in text and "Paris" in text
+
+
+def _deprecations(records) -> list[str]:
+    return [str(w.message) for w in records if issubclass(w.category, (FutureWarning, DeprecationWarning))
+            and "past_key_values" in str(w.message)]
+
+
+def test_no_past_key_values_deprecation_and_cached_equals_uncached(tiny):
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.warning_once.cache_clear()  # transformers logs each deprecation once per process
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    hf_logger = logging.getLogger("transformers")
+    hf_logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            session = D.StepSession(tiny, PROMPT)
+            s = D.make_settings(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, seed=3)
+            for _ in range(6):
+                session.step(s)
+                uncached = D._forward(tiny, session.ids[None])[0]  # the whole text again, no cache
+                assert torch.allclose(session.logits, uncached, atol=1e-4)
+            D.generate(tiny, PROMPT, D.make_settings(max_new_tokens=4, num_return_sequences=2))
+    finally:
+        hf_logger.removeHandler(handler)
+    assert session.forward_tokens == [session.prompt_len] + [1] * 6  # the cache was really used
+    assert not _deprecations(caught), _deprecations(caught)
+    assert not [m for m in logged if "past_key_values" in m], logged
+
+
+def test_two_step_sessions_interleaved_share_no_state(tiny):
+    s = D.make_settings(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, seed=9)
+    other = "Once upon a time"
+    alone_a = D.StepSession(tiny, PROMPT)
+    alone_b = D.StepSession(tiny, other)
+    want_a = [alone_a.step(s)["id"] for _ in range(5)]
+    want_b = [alone_b.step(s)["id"] for _ in range(5)]
+    a, b = D.StepSession(tiny, PROMPT), D.StepSession(tiny, other)
+    got_a, got_b = [], []
+    for _ in range(5):  # interleaved: a, b, a, b, ...
+        got_a.append(a.step(s)["id"])
+        got_b.append(b.step(s)["id"])
+    assert got_a == want_a and got_b == want_b
+    assert torch.equal(a.ids, alone_a.ids) and torch.allclose(a.logits, alone_a.logits)
+    assert a.cache is not b.cache and a.generator is not b.generator and a.steps is not b.steps
+    assert b.ids[:b.prompt_len].tolist() == D.encode(tiny, other, "raw")[1][0].tolist()
+
+
+def test_step_session_is_safe_from_several_threads(tiny):
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = D.make_settings(do_sample=False)
+    alone = D.StepSession(tiny, PROMPT)
+    want = [alone.step(s)["id"] for _ in range(8)]
+    shared = D.StepSession(tiny, PROMPT)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: shared.step(s), range(8)))
+    assert [st["id"] for st in shared.steps] == want and shared.forward_tokens[1:] == [1] * 8
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(temperature=0.7, top_k=40, top_p=0.9, min_p=0.05, repetition_penalty=1.3),
+    dict(temperature=1.6, top_k=5, top_p=0.5, min_p=0.2, repetition_penalty=0.8),
+    dict(temperature=0.3, top_k=200, top_p=0.97, min_p=0.01, repetition_penalty=1.0),
+])
+def test_each_view_stage_is_the_transformers_processor_of_the_previous_stage(smollm, kwargs):
+    """Stage i of next_token_view equals transformers' processor i applied to stage i-1's output,
+    so a wrong order (temperature after top-k) or a stage fed the raw logits fails."""
+    from transformers import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
+                              TopKLogitsWarper, TopPLogitsWarper)
+
+    s = D.make_settings(**kwargs)
+    prompt = "I like cats. I like dogs. I like"
+    view = D.next_token_view(smollm, prompt, s)
+    _, ids = D.encode(smollm, prompt, "raw")
+    raw = D._forward(smollm, ids)
+    processors = [RepetitionPenaltyLogitsProcessor(s.repetition_penalty), TemperatureLogitsWarper(s.temperature),
+                  TopKLogitsWarper(s.top_k), TopPLogitsWarper(s.top_p), MinPLogitsWarper(s.min_p)]
+    assert [st.name for st in view.stages] == list(D.STAGES)
+    assert torch.allclose(view.stages[0].probs, raw[0].softmax(-1), atol=1e-6)
+    for st, prev, proc in zip(view.stages[1:], view.stages[:-1], processors):
+        # the previous stage's logits: the raw ones for the first knob (the repetition penalty
+        # depends on their sign); after it, up to a constant, which no later knob depends on: the
+        # log of the previous stage's probabilities, cut tokens at -inf
+        prev_logits = raw.clone() if prev.name == "raw" else \
+            torch.where(prev.kept, prev.probs.clamp_min(1e-38).log(), torch.tensor(float("-inf")))[None]
+        expected = proc(ids, prev_logits.clone())[0]
+        kept = torch.isfinite(expected)
+        if st.name == "top-p":  # ties on the p boundary may differ by float rounding (see above)
+            assert int((kept != st.kept).sum()) <= 4, st.name
+        else:
+            assert torch.equal(kept, st.kept), st.name
+        assert torch.allclose(st.probs, expected.softmax(-1), atol=1e-5), st.name
+
+
+def test_partial_byte_tokens_show_their_bytes(smollm):
+    from engine.decoding.plots import steps_html, token_spans
+
+    ids = smollm.tokenizer("東京 🦙", add_special_tokens=False).input_ids
+    partial = [i for i in ids if "\ufffd" in smollm.tokenizer.decode([i])]
+    assert partial, "the test text should have tokens that are parts of characters"
+    labels = [D.token_label(smollm, i) for i in partial]
+    assert all("\ufffd" not in lab and "<0x" in lab for lab in labels), labels
+    assert len(set(labels)) > 1  # different bytes, different labels (not all "�")
+    for i in partial:  # the labels are the token's bytes
+        raw = bytes(int(h, 16) for h in re_hex(D.partial_bytes(smollm, i)))
+        assert raw and raw in "東京 🦙".encode("utf-8")
+    steps = [dict(id=i, text=smollm.tokenizer.decode([i]), bytes=D.partial_bytes(smollm, i), p_raw=0.5,
+                  p_final=0.5, rank=1, how="greedy") for i in ids]
+    html = steps_html("x", steps)
+    assert "\ufffd" not in html and "&lt;0xE6&gt;" in html
+    outs = [D.TokenOut(i, smollm.tokenizer.decode([i]), 0.5, 0.5, 1, False, D.partial_bytes(smollm, i)) for i in ids]
+    assert "\ufffd" not in token_spans(outs)
+
+
+def re_hex(label: str) -> list[str]:
+    import re
+
+    return re.findall(r"<0x([0-9A-F]{2})>", label)
+
+
+def test_invisible_token_labels_show_code_points(smollm):
+    for ch in ("\u200b", "\u00a0", "\u200d"):
+        ids = smollm.tokenizer(ch, add_special_tokens=False).input_ids
+        labels = "".join(D.token_label(smollm, i) for i in ids)
+        assert ch not in labels and (f"U+{ord(ch):04X}" in labels or "<0x" in labels), labels

@@ -165,3 +165,63 @@ def test_bertviz_page_is_offline(enc_maps, causal_maps):
     frame = bertviz_page.iframe("head", enc_maps)
     assert frame.startswith("<iframe") and 'sandbox="allow-scripts"' in frame and "srcdoc=" in frame
     assert bertviz_page.frame_height("head", enc_maps) > enc_maps.n_tokens * 20
+
+
+# ---- issue 25 ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["enc_maps", "causal_maps"])
+def test_attends_to_bars_are_the_matrix_row_of_the_chosen_token(request, which):
+    maps = request.getfixturevalue(which)
+    n = maps.n_tokens
+    for layer, head in ((1, 1), (3, 2), (maps.n_layers, maps.n_heads), (2, None)):
+        m = att.matrix(maps, layer, head)  # (q, k)
+        for token in (0, n // 2, n - 1):
+            ranked = att.attends_to(maps, layer, head, token)
+            weights = np.zeros(n)
+            for pos, label, w in ranked:
+                weights[pos] = w
+                assert label == maps.tokens[pos]
+            np.testing.assert_allclose(weights, m[token], atol=1e-7)  # the row, not the column
+            assert abs(weights.sum() - 1.0) < 1e-4
+            bars = plots.attends_bar(maps, layer, head, token).data[0]
+            np.testing.assert_allclose(np.array(bars.x, dtype=float), m[token], atol=1e-7)
+            s = att.summary(maps, layer, head, token)
+            top = {d["position"]: d["weight"] for d in s["attends_to"]}
+            assert all(abs(m[token][p] - w) < 1e-4 for p, w in top.items())
+        if maps.causal:  # token 0 sees only itself; token i only positions 0..i
+            assert att.attends_to(maps, layer, head, 0)[0][:1] == (0,) and abs(m[0, 0] - 1.0) < 1e-5
+            assert np.all(m[0, 1:] == 0) and np.all(m[n - 2, n - 1:] == 0)
+        else:
+            assert m[0, 1:].sum() > 0  # an encoder's first token sees the others
+
+
+def test_pca_labels_do_not_overlap(engine):
+    for sentences, word in (("\n".join(emb.BANK_SENTENCES), "bank"),
+                            ("A bat flew out of the cave.\nThe bat hung upside down.\nHe swung the bat.", "bat")):
+        sim, pca = emb.contextual(engine, sentences, word, layer=6)
+        width, height = 620, 460
+        fig = plots.pca_scatter(pca, sim["word"], height=height, width=width)
+        xs, ys = pca["x"], pca["y"]
+        scale = ((width - 140) / ((max(xs) - min(xs)) or 1), (height - 130) / ((max(ys) - min(ys)) or 1))
+        boxes, stars = [], 0
+        for trace in fig.data:
+            positions = trace.textposition if isinstance(trace.textposition, (list, tuple)) else \
+                [trace.textposition] * len(trace.x)
+            for x, y, text, pos in zip(trace.x, trace.y, trace.text, positions):
+                plain = re.sub(r"<[^>]+>", "", text)
+                if plain:
+                    size = trace.textfont.size
+                    boxes.append(plots.label_box(x, y, plain, size, pos, scale))
+                    stars += size == 14
+        assert stars == sum(pca["is_word"])  # every occurrence of the word is labelled
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+        for trace in fig.data[::2]:  # every other token still names itself on hover
+            assert list(trace.hovertext) and all(trace.hovertext)
+
+
+def test_bertviz_frame_leaves_room_under_the_last_token(enc_maps, causal_maps):
+    for maps in (enc_maps, causal_maps):
+        # head view: the token rows end at TEXT_TOP + n * BOXHEIGHT under the layer menu (~60 px)
+        assert bertviz_page.frame_height("head", maps) - (maps.n_tokens * 22.5 + 30 + 60) >= 30

@@ -281,7 +281,7 @@ def test_bad_input_names_value_and_range(engine):
     with pytest.raises(UserInputError, match="1 to 4"):
         T.compare(engine, REAL[:5], "hi")
     with pytest.raises(UserInputError, match="empty"):
-        T.tokenize(engine, "tok-gpt2", "   ")
+        T.tokenize(engine, "tok-gpt2", "")
     with pytest.raises(UserInputError, match="max_length"):
         T.batch_encode(engine, "tok-gpt2", "a\nb", "right", 0)
     with pytest.raises(UserInputError, match="padding_side"):
@@ -312,3 +312,72 @@ def test_smollm2_tokenizer_asset_equals_the_models_own_tokenizer(engine, smollm)
     messages = [{"role": "user", "content": "What is a token?"}]
     assert tok.render_chat(messages) == smollm.tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=True)
+
+
+# ---- issue 25: invisible characters, whitespace-only text, the per-token diff -----------------
+INVISIBLE = {"\u200b": "U+200B", "\u00a0": "U+00A0", "\u200d": "U+200D", "\u2060": "U+2060", "\u202f": "U+202F",
+             "\ufeff": "U+FEFF", "\u3000": "U+3000", "\ufe0f": "U+FE0F", "\u0007": "U+0007"}
+
+
+def _chip_texts(html: str) -> list[str]:
+    """The visible text of each token chip (tags stripped, ids dropped)."""
+    import re
+    from html import unescape
+
+    chips = re.findall(r'<span class="t[^"]*"[^>]*>(.*?)(?:<small>\d+</small>)?</span>', html)
+    return [unescape(re.sub(r"<[^>]+>", "", c)) for c in chips]
+
+
+@pytest.mark.parametrize("key", ["tok-cl100k", "toy-char", "tok-bert-uncased"])
+def test_invisible_characters_show_their_code_point(engine, key):
+    text = "a" + "b".join(INVISIBLE) + "c"
+    html = T.render_side_by_side([T.tokenize(engine, key, text)])
+    chips = _chip_texts(html)
+    assert all(c.strip() for c in chips), chips  # no chip is blank
+    for ch in INVISIBLE:
+        assert ch not in html  # never sent raw, where the browser would draw nothing
+    if key == "toy-char":  # one character per token: each shows its code point
+        for code in INVISIBLE.values():
+            assert f">{code}</i>" in html, code
+
+
+def test_round_trip_diff_marks_invisible_characters(engine):
+    rt = T.round_trip(engine, "tok-bert-uncased", "zero\u200bwidth and\u00a0nbsp")
+    assert not rt.identical
+    assert ">U+200B</i>" in rt.html and "\u200b" not in rt.html
+
+
+def test_whitespace_only_text_is_tokenized_and_empty_text_is_refused(engine):
+    for key in ["tok-gpt2", "tok-cl100k", "toy-char"]:
+        r = T.tokenize(engine, key, "    ")
+        assert r.n_tokens >= 1 and engine.load(key).decode(r.ids) == "    "
+        assert T.round_trip(engine, key, "    ").identical
+        assert T.token_table(engine, key, "\n\t ")
+    with pytest.raises(UserInputError, match="text is empty"):
+        T.round_trip(engine, "tok-gpt2", "")
+
+
+def test_round_trip_diff_is_per_token(engine):
+    import re
+    from html import unescape
+
+    rt = T.round_trip(engine, "toy-word", "The cat sat on the quokka.")
+    gone = [unescape(re.sub(r"<[^>]+>", "", m)) for m in re.findall(r"<del>(.*?)</del>", rt.html.split("<pre>")[1])]
+    added = [unescape(re.sub(r"<[^>]+>", "", m)).replace("·", " ") for m in re.findall(r"<ins>(.*?)</ins>", rt.html.split("<pre>")[1])]
+    assert gone == ["quokka"]  # the whole word, not letters shuffled against "<unk>"
+    assert any("<unk>" in a for a in added)
+    rt = T.round_trip(engine, "tok-bert-uncased", "Hello 🦙 café")
+    gone = [unescape(m) for m in re.findall(r"<del>(.*?)</del>", rt.html.split("<pre>")[1])]
+    assert gone == ["Hello", "🦙", "café"]
+    for text in ("The quokka.", "a  b\n\nc [UNK] <|endoftext|> x"):
+        assert "".join(T.diff_units(text)) == text
+
+
+def test_vocabulary_note_names_shipped_tokenizers_as_shipped(engine):
+    import tabs.tokens as tab
+
+    note = tab.facts(T.tokenizer_keys(engine))
+    shipped, away = note.split("not shipped")[0], note.split("not shipped")[-1]
+    assert "BERT 30,522" in shipped and "GPT-2 50,257" in shipped  # both are in the offline list
+    assert "BERT" not in away and "GPT-2" not in away
+    assert "not shipped" not in tab.facts([k for _, k, _ in tab.VOCAB_FACTS])  # online: all in the list

@@ -15,6 +15,7 @@ Three ways in:
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Iterator
@@ -23,6 +24,7 @@ import torch
 
 from ..core.errors import UserInputError, check_choice, check_text
 from ..core.settings import knob, validate
+from ..tokens import bytes_label, hf_token_bytes, invisible_code
 
 MODES = ("raw", "chat")  # raw completion, or the instruct model's chat template
 MAX_PROMPT_CHARS = 8_000
@@ -222,17 +224,45 @@ def encode(tm, prompt: str, mode: str, *, reserve: int = 0) -> tuple[str, torch.
     return text, ids.to(tm.device)
 
 
+def new_cache(tm):
+    """An empty KV cache for tm's model (transformers' Cache API). _forward fills it in place."""
+    from transformers import DynamicCache
+
+    return DynamicCache(config=tm.model.config)
+
+
 @torch.inference_mode()
-def _forward(tm, ids: torch.Tensor, past=None):
-    """Logits of the last position (batch, vocab) in fp32, and the updated KV cache."""
-    out = tm.model(input_ids=ids, past_key_values=past, use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1, :].float(), out.past_key_values
+def _forward(tm, ids: torch.Tensor, cache=None) -> torch.Tensor:
+    """Logits of the last position (batch, vocab) in fp32. With a cache (new_cache()), the
+    forward reads the keys and values of the earlier tokens from it and appends those of `ids`
+    (transformers' `cache=` keyword: `past_key_values` is deprecated and goes in 5.40)."""
+    out = tm.model(input_ids=ids, cache=cache, use_cache=cache is not None, logits_to_keep=1)
+    return out.logits[:, -1, :].float()
+
+
+def partial_bytes(tm, token_id: int) -> str:
+    """'<0xE6><0xB1>' for a token that is only part of a character (alone it decodes to '\ufffd'),
+    as the Tokens tab shows it; '' for a token of whole characters."""
+    text = tm.tokenizer.decode([int(token_id)])
+    if "\ufffd" not in text:
+        return ""
+    raw = hf_token_bytes(tm.tokenizer, token_id)
+    if raw is None:
+        return ""
+    try:
+        raw.decode("utf-8")
+        return ""  # a real U+FFFD in the vocabulary
+    except UnicodeDecodeError:
+        return bytes_label(raw)
 
 
 def token_label(tm, token_id: int) -> str:
-    """A token as a short visible string: spaces as ␣, newlines as ↵."""
-    text = tm.tokenizer.decode([int(token_id)])
-    return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or f"<{int(token_id)}>"
+    """A token as a short visible string: spaces as ␣, newlines as ↵, tabs as ⇥, partial
+    characters as their bytes (<0xE6>), invisible characters as their code point [U+200B]."""
+    text = partial_bytes(tm, token_id) or tm.tokenizer.decode([int(token_id)])
+    text = text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+    text = "".join(f"[{code}]" if (code := invisible_code(c)) else c for c in text)
+    return text or f"<{int(token_id)}>"
 
 
 def check_model(tm):
@@ -325,17 +355,24 @@ def next_token_view(tm, prompt: str, settings: DecodingSettings, mode: str = "ra
     check_model(tm)
     settings = check_settings(settings)
     _, ids = encode(tm, prompt, mode)
-    logits, _ = _forward(tm, ids)
+    logits = _forward(tm, ids)
     return view_from_logits(tm, logits[0], ids[0], settings)
 
 
 # --- the step path: one token at a time, reusing the KV cache ---------------------------------
 
+class TextEnded(UserInputError):
+    """A step was asked of a text that has already stopped (the model wrote its end-of-sequence
+    token); the message says why and how to start over."""
+
+
 class StepSession:
     """One browser session's walk through a text, one token per step.
 
     Holds the KV cache, so step N runs one forward over one new token. Lives in the tab's
-    gr.State (per browser session, with a time to live), never in the engine."""
+    gr.State (per browser session, with a time to live), never in the engine. Stops, as
+    generate() does, when the model writes its end-of-sequence token (stop_reason "EOS").
+    Steps from several threads on one session run one after the other (a lock per session)."""
 
     def __init__(self, tm, prompt: str, mode: str = "raw", seed: int = 42):
         check_model(tm)
@@ -344,20 +381,29 @@ class StepSession:
         self.prompt, self.mode = prompt, mode
         self.text, ids = encode(tm, prompt, mode)
         self.prompt_len = ids.shape[1]
-        with torch.inference_mode():
-            logits, self.past = _forward(tm, ids)
+        self.cache = new_cache(tm)
         self.ids = ids[0]  # (seq,)
-        self.logits = logits[0]  # (vocab,) for the next position
+        self.logits = _forward(tm, ids, self.cache)[0]  # (vocab,) for the next position
         self.forward_tokens = [ids.shape[1]]  # tokens each forward pass read (proves cache reuse)
         self.steps: list[dict] = []  # each: id, label, p_raw, p_final, rank, how
+        self.stop_reason = ""  # "" while the text goes on; "EOS" once the model ended it
         self.seed = None
         self.generator = None
+        self.eos = eos_ids(tm)
+        self._lock = threading.Lock()
 
     def matches(self, tm, prompt: str, mode: str) -> bool:
         return tm.key == self.key and tm is self.tm and prompt == self.prompt and mode == self.mode
 
+    @property
+    def finished(self) -> bool:
+        return bool(self.stop_reason)
+
     def view(self, settings: DecodingSettings) -> NextTokenView:
-        return view_from_logits(self.tm, self.logits, self.ids, check_settings(settings))
+        settings = check_settings(settings)
+        with self._lock:
+            logits, ids = self.logits, self.ids
+        return view_from_logits(self.tm, logits, ids, settings)
 
     def _generator(self, seed: int) -> torch.Generator:
         if self.generator is None or seed != self.seed:
@@ -365,27 +411,40 @@ class StepSession:
             self.seed = seed
         return self.generator
 
+    def stop_message(self) -> str:
+        last = self.steps[-1]["text"] if self.steps else ""
+        return (f"the text has ended: the model wrote its end-of-sequence token {last!r} (EOS), where "
+                f"Generate stops too. Press 'Next token' to start over.")
+
     @torch.inference_mode()
     def step(self, settings: DecodingSettings) -> dict:
-        """Append the greedy or sampled token, then one forward over that token alone."""
+        """Append the greedy or sampled token, then one forward over that token alone.
+        Raises TextEnded once the model has written its end-of-sequence token."""
         s = check_settings(settings)
-        if self.ids.numel() >= min(MAX_STEP_TOKENS, max_context(self.tm)):
-            raise UserInputError(f"this text has {self.ids.numel()} tokens: steps stop at "
-                                 f"{min(MAX_STEP_TOKENS, max_context(self.tm))}. Press 'Next token' to start over.")
-        logits = self.logits[None]  # (1, vocab)
-        scores = final_logits(logits, self.ids[None], s)
-        tokens, probs = pick(scores, s, self._generator(s.seed))
-        (p_raw,), (p_fin,), (rank,) = chosen_stats(logits, scores, probs, tokens)
-        token = int(tokens[0])
-        info = dict(id=token, label=token_label(self.tm, token), text=self.tm.tokenizer.decode([token]),
-                    p_raw=p_raw, p_final=p_fin, rank=rank, how="sampled" if sampling(s) else "greedy")
-        new = tokens[:, None]  # (1, 1)
-        next_logits, self.past = _forward(self.tm, new, self.past)
-        self.forward_tokens.append(new.shape[1])
-        self.ids = torch.cat([self.ids, new[0]])
-        self.logits = next_logits[0]
-        self.steps.append(info)
-        return info
+        with self._lock:
+            if self.finished:
+                raise TextEnded(self.stop_message())
+            limit = min(MAX_STEP_TOKENS, max_context(self.tm))
+            if self.ids.numel() >= limit:
+                raise UserInputError(f"this text has {self.ids.numel()} tokens: steps stop at "
+                                     f"{limit}. Press 'Next token' to start over.")
+            logits = self.logits[None]  # (1, vocab)
+            scores = final_logits(logits, self.ids[None], s)
+            tokens, probs = pick(scores, s, self._generator(s.seed))
+            (p_raw,), (p_fin,), (rank,) = chosen_stats(logits, scores, probs, tokens)
+            token = int(tokens[0])
+            info = dict(id=token, label=token_label(self.tm, token), text=self.tm.tokenizer.decode([token]),
+                        bytes=partial_bytes(self.tm, token), p_raw=p_raw, p_final=p_fin, rank=rank,
+                        how="sampled" if sampling(s) else "greedy")
+            new = tokens[:, None]  # (1, 1)
+            # the forward runs even after EOS, so logits stay those of the position after ids
+            self.logits = _forward(self.tm, new, self.cache)[0]
+            self.forward_tokens.append(new.shape[1])
+            self.ids = torch.cat([self.ids, new[0]])
+            self.steps.append(info)
+            if token in self.eos:
+                self.stop_reason = "EOS"
+            return info
 
     @property
     def generated_text(self) -> str:
@@ -402,6 +461,7 @@ class TokenOut:
     p_final: float  # probability in the distribution it was drawn from
     rank: int  # 1 = the model's most likely token
     special: bool = False
+    bytes: str = ""  # '<0xE6><0xB1>' when the token is only part of a character, else ''
 
 
 @dataclass
@@ -472,7 +532,8 @@ def generate_stream(tm, prompt: str, settings: DecodingSettings, mode: str = "ra
     all_ids = ids.expand(rows, -1)  # (rows, seq)
     new_ids: list[list[int]] = [[] for _ in range(rows)]
     start = time.perf_counter()
-    logits, past = _forward(tm, all_ids)  # (rows, vocab)
+    cache = new_cache(tm)
+    logits = _forward(tm, all_ids, cache)  # (rows, vocab)
     done = torch.zeros(rows, dtype=torch.bool, device=ids.device)
     for step in range(s.max_new_tokens):
         scores = final_logits(logits, all_ids, s)  # (rows, vocab)
@@ -489,7 +550,7 @@ def generate_stream(tm, prompt: str, settings: DecodingSettings, mode: str = "ra
             seq = result.sequences[r]
             seq.tokens.append(TokenOut(tid, after[len(before):] if after.startswith(before) else
                                        tm.tokenizer.decode([tid]), p_raw[r], p_fin[r], ranks[r],
-                                       tid in special))
+                                       tid in special, partial_bytes(tm, tid)))
             seq.text = after
             if tid in eos:
                 seq.stop_reason = "EOS"
@@ -506,7 +567,7 @@ def generate_stream(tm, prompt: str, settings: DecodingSettings, mode: str = "ra
         result.seconds = time.perf_counter() - start
         _copy_rows(result, rows, n)
         yield result
-        logits, past = _forward(tm, tokens[:, None], past)
+        logits = _forward(tm, tokens[:, None], cache)
     for seq in result.sequences[:rows]:
         if not seq.stop_reason:
             seq.stop_reason = "max_new_tokens"
@@ -532,5 +593,5 @@ def generate(tm, prompt: str, settings: DecodingSettings, mode: str = "raw", sto
 
 __all__ = ["DecodingSettings", "make_settings", "check_settings", "STAGES", "apply_repetition_penalty",
            "apply_temperature", "apply_top_k", "apply_top_p", "apply_min_p", "stage_logits", "final_logits",
-           "choose", "pick", "next_token_view", "view_from_logits", "NextTokenView", "StepSession", "generate_stream",
+           "choose", "pick", "next_token_view", "view_from_logits", "NextTokenView", "StepSession", "TextEnded", "generate_stream",
            "generate", "GenerationResult", "SequenceOut", "TokenOut", "parse_stop", "MODES"]

@@ -6,6 +6,8 @@ import html
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..tokens import invisible_code
+
 KEPT = "#4f46e5"  # indigo: still in the running
 CUT_NOW = "#9ca3af"  # grey: cut by this knob
 CUT_BEFORE = "#e5e7eb"  # light grey: cut by an earlier knob
@@ -89,12 +91,29 @@ def _rank_value(rank: int) -> float:
     return {1: 1.0, 2: 0.7, 3: 0.55}.get(rank, 0.4 if rank <= 5 else 0.25 if rank <= 10 else 0.0)
 
 
+def _marked(text: str) -> str:
+    """Escaped text with each invisible character (zero-width space, no-break space, joiner, ...)
+    shown as a small code-point badge, so no token is a blank chip."""
+    if text.isprintable():
+        return html.escape(text)
+    out = []
+    for ch in text:
+        code = None if ch in "\n\t\r" else invisible_code(ch)
+        out.append(f"<span class='dec-cp' title='{code}'>{code}</span>" if code else html.escape(ch))
+    return "".join(out)
+
+
 def token_spans(tokens, color_by: str = "probability") -> str:
     out = []
     for t in tokens:
         value = t.p_raw if color_by == "probability" else _rank_value(t.rank)
-        tip = f"{t.text!r} · p = {t.p_raw:.3f} (after knobs {t.p_final:.3f}) · rank {t.rank}"
-        text = html.escape(t.text) if not t.special else f"<span class='dec-special'>{html.escape(t.text)}</span>"
+        tip = f"{(t.bytes or t.text)!r} · p = {t.p_raw:.3f} (after knobs {t.p_final:.3f}) · rank {t.rank}"
+        if t.bytes:
+            text = f"<span class='dec-bytes'>{html.escape(t.bytes)}</span>"
+        elif t.special:
+            text = f"<span class='dec-special'>{html.escape(t.text)}</span>"
+        else:
+            text = _marked(t.text)
         text = text.replace("\n", "↵<br>")
         out.append(f"<span class='dec-tok' style='background:{_color(value)}' title='{html.escape(tip, quote=True)}'>"
                    f"{text}</span>")
@@ -109,6 +128,8 @@ STYLE = """<style>
 .dec-prompt{color:#6b7280}
 .dec-tok{border-radius:3px;padding:1px 0;margin:0 1px}
 .dec-special{font-size:0.8em;color:#7c2d12;font-weight:600}
+.dec-bytes{font-size:0.8em;border:1px dashed #777;border-radius:3px;padding:0 2px}
+.dec-cp{font-family:system-ui,sans-serif;font-size:9px;color:#9a3412;background:#ffedd5;border:1px solid #fb923c;border-radius:3px;padding:0 2px;margin:0 1px;vertical-align:middle}
 .dec-stop{margin-top:8px;font-size:0.85em;padding:2px 8px;border-radius:10px;display:inline-block;background:#eef2ff;color:#3730a3}
 .dec-legend{font-size:0.85em;color:#4b5563;margin:6px 0}
 .dec-ctx{height:12px;background:#e5e7eb;border-radius:6px;overflow:hidden;margin:4px 0}
@@ -141,17 +162,24 @@ def generation_html(result, color_by: str = "probability", prompt: str = "") -> 
     return STYLE + _legend(color_by) + "<div class='dec-wrap'>" + "".join(cols) + "</div>"
 
 
-def steps_html(prompt_text: str, steps: list[dict]) -> str:
-    """The text built by the step button: the prompt in grey, each stepped token coloured."""
+def steps_html(prompt_text: str, steps: list[dict], stop_reason: str = "") -> str:
+    """The text built by the step button: the prompt in grey, each stepped token coloured; the
+    stop reason under it once the model has ended the text."""
     spans = []
     for st in steps:
         tip = f"{st['how']} · p = {st['p_raw']:.3f} (after knobs {st['p_final']:.3f}) · rank {st['rank']}"
-        label = html.escape(st["text"]).replace("\n", "↵<br>")
+        label = (f"<span class='dec-bytes'>{html.escape(st['bytes'])}</span>" if st.get("bytes") else
+                 _marked(st["text"]).replace("\n", "↵<br>"))
         spans.append(f"<span class='dec-tok' style='background:{_color(st['p_raw'])}' "
                      f"title='{html.escape(tip, quote=True)}'>{label}</span>")
     body = (f"<span class='dec-prompt'>{html.escape(prompt_text)}</span>" + "".join(spans)) if prompt_text else \
         "<span class='dec-prompt'>Press <b>Next token</b> to read the prompt, then <b>Step</b>.</span>"
-    return STYLE + f"<div class='dec-col'><div class='dec-body'>{body}</div></div>"
+    stop = ""
+    if stop_reason:
+        last = html.escape(steps[-1]["text"]) if steps else ""
+        stop = (f"<div class='dec-stop'>stopped: {html.escape(stop_reason)} (the model wrote {last}, its "
+                f"end-of-sequence token): press <b>Next token</b> to start over</div>")
+    return STYLE + f"<div class='dec-col'><div class='dec-body'>{body}</div>{stop}</div>"
 
 
 def context_html(used: int, new: int, maximum: int) -> str:

@@ -27,6 +27,7 @@ LIBS = ("d3-5.7.0.min.js", "jquery-2.2.4.min.js", "require-2.3.6.js")  # this or
 SHIMS = "define('d3', [], function () { return window.d3; });\n" \
         "define('jquery', [], function () { return window.jQuery; });\n"
 VIEWS = ("head", "model")
+SPARE = 40  # px under the last token: a horizontal scrollbar or a taller font must not hide it
 MAX_TOKENS = 64  # bertviz draws every pair as an SVG line; more gets slow and unreadable
 CDN_TAG = re.compile(r"<script[^>]*\bsrc=[^>]*>\s*</script>", re.I)
 REQUIRE_CONFIG = re.compile(r"require\.config\(\{.*?\n\}\);", re.S)
@@ -81,13 +82,13 @@ def offline_page(view: str, maps: AttentionMaps, layer: int | None = None, head:
 def frame_height(view: str, maps: AttentionMaps) -> int:
     """The iframe does not size itself: estimate its height (px) from bertviz's own layout rules."""
     n = maps.n_tokens
-    if view == "head":
-        return int(n * 22.5 + 30 + 60)  # BOXHEIGHT per token + TEXT_TOP + the layer menu
+    if view == "head":  # BOXHEIGHT per token + TEXT_TOP + the layer menu + room for a scrollbar
+        return int(n * 22.5 + 30 + 60 + SPARE)
     thumb_box = 7 * 12 / maps.n_heads  # model_view.js: thumbnailBoxHeight
     thumb = n * thumb_box + 10
     axis = 15 + 5 + 13 + 5
     detail = n * 18 + 30 + 25
-    return int(max(maps.n_layers * thumb + axis, detail) + 40)
+    return int(max(maps.n_layers * thumb + axis, detail) + 40 + SPARE)
 
 
 def iframe(view: str, maps: AttentionMaps, layer: int | None = None, head: int | None = None) -> str:

@@ -149,24 +149,72 @@ def similarity_lines(sim: dict, height: int = 460) -> go.Figure:
     return _layout(fig, f"How alike is “{sim['word']}” in two sentences, layer by layer?", height)
 
 
-def pca_scatter(pca: dict, word: str, height: int = 460) -> go.Figure:
-    """Token vectors of all sentences at one layer, projected to 2D; the chosen word stands out."""
+_POSITIONS = {  # textposition -> (dx, dy) of the label box centre from the marker, in box sizes
+    "top center": (0.0, 0.5), "bottom center": (0.0, -0.5), "middle right": (0.5, 0.0), "middle left": (-0.5, 0.0),
+    "top right": (0.5, 0.5), "top left": (-0.5, 0.5), "bottom right": (0.5, -0.5), "bottom left": (-0.5, -0.5)}
+
+
+def label_box(x: float, y: float, text: str, size: float, position: str, scale: tuple[float, float]):
+    """(x0, y0, x1, y1) in pixels of a label drawn at a marker with plotly's textposition:
+    about 0.6 × font size per character, 1.3 × font size high, a 6 px gap from the marker."""
+    sx, sy = scale
+    w, h = 0.6 * size * len(text) + 2, 1.3 * size
+    fx, fy = _POSITIONS[position]
+    cx = x * sx + fx * (w + 12)
+    cy = y * sy + fy * (h + 12)
+    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_labels(points: list[tuple[float, float, str, float, bool]], scale) -> list[str | None]:
+    """A textposition per point (x, y, text, font size, must), chosen so that no two labels
+    overlap: points with must=True always get one (the best free place, first come), the others
+    only where a free place exists, else None (their text stays in the hover)."""
+    placed, out = [], [None] * len(points)
+    order = sorted(range(len(points)), key=lambda i: not points[i][4])
+    for i in order:
+        x, y, text, size, must = points[i]
+        boxes = [(pos, label_box(x, y, text, size, pos, scale)) for pos in _POSITIONS]
+        free = [(pos, b) for pos, b in boxes if not any(_overlap(b, q) for q in placed)]
+        if free or must:
+            pos, box = (free or boxes)[0]
+            out[i] = pos
+            placed.append(box)
+    return out
+
+
+def pca_scatter(pca: dict, word: str, height: int = 460, width: int = 620) -> go.Figure:
+    """Token vectors of all sentences at one layer, projected to 2D; the chosen word stands out.
+    Labels are placed so that they do not overlap (place_labels): every star of the word gets
+    one; other tokens are labelled where there is room, and all show their text on hover."""
+    xs, ys = pca["x"], pca["y"]
+    span = lambda v: (max(v) - min(v)) or 1.0  # noqa: E731
+    scale = ((width - 140) / span(xs), (height - 130) / span(ys))  # data -> pixels of the plot area
+    star = [f"{pca['labels'][i]} (S{pca['sentence'][i]})" for i in range(len(xs))]
+    points = [(xs[i], ys[i], star[i] if pca["is_word"][i] else pca["labels"][i], 14 if pca["is_word"][i] else 10,
+               bool(pca["is_word"][i])) for i in range(len(xs))]
+    where = place_labels(points, scale)
     fig = go.Figure()
     sentences = sorted(set(pca["sentence"]))
     for s in sentences:
         pts = [i for i, k in enumerate(pca["sentence"]) if k == s]
         color = PALETTE[(s - 1) % len(PALETTE)]
         others = [i for i in pts if not pca["is_word"][i]]
-        fig.add_trace(go.Scatter(x=[pca["x"][i] for i in others], y=[pca["y"][i] for i in others],
-                                 mode="markers+text", text=[pca["labels"][i] for i in others],
-                                 textposition="top center", textfont=dict(size=10, color=color),
+        fig.add_trace(go.Scatter(x=[xs[i] for i in others], y=[ys[i] for i in others],
+                                 mode="markers+text", text=[pca["labels"][i] if where[i] else "" for i in others],
+                                 textposition=[where[i] or "top center" for i in others],
+                                 hovertext=[pca["labels"][i] for i in others],
+                                 textfont=dict(size=10, color=color),
                                  marker=dict(size=6, color=color, opacity=0.45), name=f"S{s} tokens",
                                  legendgroup=f"S{s}", showlegend=False,
-                                 hovertemplate="%{text}<extra>S" + str(s) + "</extra>"))
+                                 hovertemplate="%{hovertext}<extra>S" + str(s) + "</extra>"))
         mine = [i for i in pts if pca["is_word"][i]]
-        fig.add_trace(go.Scatter(x=[pca["x"][i] for i in mine], y=[pca["y"][i] for i in mine],
-                                 mode="markers+text", text=[f"<b>{pca['labels'][i]} (S{s})</b>" for i in mine],
-                                 textposition="bottom center", textfont=dict(size=14, color=color),
+        fig.add_trace(go.Scatter(x=[xs[i] for i in mine], y=[ys[i] for i in mine],
+                                 mode="markers+text", text=[f"<b>{star[i]}</b>" for i in mine],
+                                 textposition=[where[i] for i in mine], textfont=dict(size=14, color=color),
                                  marker=dict(size=18, color=color, symbol="star", line=dict(width=1, color="black")),
                                  name=f"“{word}” in S{s}", legendgroup=f"S{s}",
                                  hovertemplate="%{text}<extra></extra>"))

@@ -14,10 +14,10 @@ cached once per process and shared read-only. This face re-exports the names the
 from .base import (MAX_CHARS, PAD_SIDES, PAD_TO, Batch, Piece, RoundTrip, Tok, Tokenized,  # noqa: F401
                    TokensSettings, piece_of)
 from .batch import batch_encode, split_sentences  # noqa: F401
-from .loading import (SPECIAL_NAMES, TIKTOKEN_FILES, HFTok, TiktokenTok, load_hf_tokenizer,  # noqa: F401
-                      load_tiktoken, read_tokenizer_folder)
-from .plots import (CSS, DIFF_LIMIT, card_html, colour, diff_html, piece_html, render_batch_html,  # noqa: F401
-                    render_round_trips, render_side_by_side)
+from .loading import (SPECIAL_NAMES, TIKTOKEN_FILES, HFTok, TiktokenTok, bytes_label, hf_token_bytes,  # noqa: F401
+                      load_hf_tokenizer, load_tiktoken, read_tokenizer_folder)
+from .plots import (CSS, DIFF_LIMIT, card_html, colour, diff_html, diff_units, invisible_code,  # noqa: F401
+                    piece_html, render_batch_html, render_round_trips, render_side_by_side)
 from .toys import TOY_SPECIALS, ByteTok, CharTok, ToyTok, WordTok, load_toy  # noqa: F401
 from .views import (CHAT_KEYS, CSV_HEADERS, EXAMPLES, FIM_KEYS, STATS_HEADERS, chat_view, compare,  # noqa: F401
                     fim_view, get, long_text, round_trip, stats_rows, token_csv, token_table, tokenize,

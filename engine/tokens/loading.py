@@ -96,6 +96,40 @@ _BYTE_OF_CHAR = _bytes_to_unicode()
 _HEX_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 
+def bytes_label(raw: bytes) -> str:
+    """Bytes as text: whole UTF-8 characters as themselves, every byte that is only part of a
+    character as <0xE6> (the way byte-fallback vocabularies write them)."""
+    out, i = [], 0
+    while i < len(raw):
+        for j in range(min(len(raw), i + 4), i, -1):  # the longest whole character at i
+            try:
+                out.append(raw[i:j].decode("utf-8"))
+                i = j
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            out.append(f"<0x{raw[i]:02X}>")
+            i += 1
+    return "".join(out)
+
+
+def hf_token_bytes(tokenizer, tid: int) -> bytes | None:
+    """The bytes one id of a transformers tokenizer stands for: byte-level BPE pieces (GPT-2,
+    SmolLM2) through GPT-2's byte alphabet, byte-fallback pieces (<0xE6>) by their hex; None for
+    other pieces (their text is whole characters)."""
+    token = tokenizer.convert_ids_to_tokens(int(tid))
+    if not isinstance(token, str):
+        return None
+    m = _HEX_PIECE.match(token)
+    if m:
+        return bytes([int(m.group(1), 16)])
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and "ByteLevel" in repr(backend.decoder) and all(c in _BYTE_OF_CHAR for c in token):
+        return bytes(_BYTE_OF_CHAR[c] for c in token)
+    return None
+
+
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "pad_token", "cls_token", "sep_token", "mask_token")
 
 

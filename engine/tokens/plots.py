@@ -3,6 +3,8 @@ the padded batch table. Pure functions: data in, HTML out."""
 from __future__ import annotations
 
 import functools
+import re
+import unicodedata
 
 from .base import Batch, Piece, RoundTrip, Tok, Tokenized, piece_of
 
@@ -16,6 +18,8 @@ CSS = """<style>
 .tkv .body{max-height:520px;overflow:auto;word-break:break-all}
 .tkv .t{display:inline-block;border-radius:4px;padding:0 2px;margin:1px 1px;white-space:pre;vertical-align:top;line-height:1.35}
 .tkv .t i{font-style:normal;color:#8a8a99}
+.tkv i.cp{font-style:normal;font-family:system-ui,sans-serif;font-size:9px;line-height:1;color:#9a3412;
+ background:#ffedd5;border:1px solid #fb923c;border-radius:3px;padding:0 2px;margin:0 1px;vertical-align:middle}
 .tkv .t small{display:block;font-size:10px;color:#444;text-align:center;line-height:1.1}
 .tkv .sp{outline:2px solid #333;font-weight:700}
 .tkv .by{font-size:12px;border:1px dashed #777}
@@ -39,11 +43,45 @@ def colour(tid: int) -> str:
     return f"hsl({(tid * 137.508) % 360:.0f},85%,{84 + (tid % 3) * 3}%)"
 
 
-def _visible(text: str) -> str:
+_MARKS = {" ": "·", "\t": "→", "\r": "␍", "\n": "↵"}
+# Characters that print as nothing or as a plain blank although Unicode does not class them as
+# format, separator or control characters: Hangul fillers, the braille blank, variation selectors.
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e") | frozenset(map(chr, range(0xFE00, 0xFE10)))
+
+
+def invisible_code(ch: str) -> str | None:
+    """'U+200B' for a character a reader cannot see (zero-width and format characters, spaces
+    other than ' ', control characters other than tab/newline/CR, fillers); None otherwise."""
+    if ch in _MARKS:
+        return None
+    if ch in _BLANK or 0xE0100 <= ord(ch) <= 0xE01EF or unicodedata.category(ch) in ("Cf", "Zs", "Zl", "Zp", "Cc",
+                                                                                    "Co", "Cn", "Cs"):
+        return f"U+{ord(ch):04X}"
+    return None
+
+
+def _badge(ch: str, code: str) -> str:
     from html import escape
 
-    return (escape(text).replace(" ", "<i>·</i>").replace("\t", "<i>→</i>")
-            .replace("\r", "<i>␍</i>").replace("\n", "<i>↵</i>"))
+    name = unicodedata.name(ch, "") if ord(ch) < 0xD800 or ord(ch) > 0xDFFF else "surrogate"
+    return f"<i class='cp' title='{escape(name or code, quote=True)}'>{code}</i>"
+
+
+def _visible(text: str, spaces: bool = True) -> str:
+    """HTML of text with nothing hidden: invisible characters as a small code-point badge
+    (U+200B); with spaces=True also space · tab → CR ␍ newline ↵."""
+    from html import escape
+
+    if text.isprintable() and not spaces:  # the common case: no invisible character at all
+        return escape(text)
+    out = []
+    for ch in text:
+        if ch in _MARKS:
+            out.append(f"<i>{_MARKS[ch]}</i>" if spaces else ch)
+        else:
+            code = invisible_code(ch)
+            out.append(_badge(ch, code) if code else escape(ch))
+    return "".join(out)
 
 
 def piece_html(p: Piece, show_ids: bool = True, extra: str = "") -> str:
@@ -85,20 +123,31 @@ def render_side_by_side(results: list[Tokenized], show_ids: bool = True) -> str:
 DIFF_LIMIT = 4000
 
 
-def diff_html(a: str, b: str) -> str:
-    """Characters of a missing from b struck out in red, characters b adds in green."""
-    import difflib
-    from html import escape
+# Diff units: special tokens as written ([UNK], <unk>, <|endoftext|>), words, runs of one
+# whitespace character, any other single character.
+_UNIT = re.compile(r"\[[A-Z]+\]|<\|?[A-Za-z_]+\|?>|\w+|(\s)\1*|.", re.S)
 
-    a, b = a[:DIFF_LIMIT], b[:DIFF_LIMIT]
+
+def diff_units(text: str) -> list[str]:
+    """text cut where tokens are cut (words, punctuation, special tokens); "".join() gives it back."""
+    return [m.group(0) for m in _UNIT.finditer(text)]
+
+
+def diff_html(a: str, b: str) -> str:
+    """Token by token: what a has and b lost struck out in red, what b adds in green, so a word
+    replaced by <unk> reads "quokka → <unk>", not as shuffled letters. Invisible characters show
+    their code point everywhere."""
+    import difflib
+
+    ua, ub = diff_units(a[:DIFF_LIMIT]), diff_units(b[:DIFF_LIMIT])
     out = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, ua, ub, autojunk=False).get_opcodes():
         if op == "equal":
-            out.append(escape(a[i1:i2]))
+            out.append(_visible("".join(ua[i1:i2]), spaces=False))
         if op in ("delete", "replace"):
-            out.append(f"<del>{_visible(a[i1:i2])}</del>")
+            out.append(f"<del>{_visible(''.join(ua[i1:i2]))}</del>")
         if op in ("insert", "replace"):
-            out.append(f"<ins>{_visible(b[j1:j2])}</ins>")
+            out.append(f"<ins>{_visible(''.join(ub[j1:j2]))}</ins>")
     return "".join(out)
 
 

@@ -24,9 +24,18 @@ def get(engine, key: str, progress=None) -> Tok:
     return engine.load(key, progress=progress)
 
 
+def check_token_text(name: str, text, max_chars: int = MAX_CHARS) -> str:
+    """check_text, except that whitespace is text here: how "    " tokenizes is a fair question.
+    Only "" is empty."""
+    text = check_text(name, text, max_chars=max_chars, allow_empty=True)
+    if text == "":
+        raise UserInputError(f"{name} is empty: type some text (1 to {max_chars:,} characters; spaces count).")
+    return text
+
+
 def tokenize(engine, key: str, text: str, max_render: int = 800, progress=None) -> Tokenized:
     """Exact ids of the whole text; display pieces for the first max_render tokens only."""
-    text = check_text("text", text, max_chars=MAX_CHARS)
+    text = check_token_text("text", text)
     max_render = check_range("tokens shown", max_render, 1, 5000, integer=True)
     tok = get(engine, key, progress)
     start = time.perf_counter()
@@ -61,7 +70,7 @@ def stats_rows(results: list[Tokenized]) -> list[list]:
 
 
 def round_trip(engine, key: str, text: str, progress=None) -> RoundTrip:
-    text = check_text("text", text, max_chars=MAX_CHARS)
+    text = check_token_text("text", text)
     tok = get(engine, key, progress)
     decoded = tok.decode(tok.encode(text))
     same = decoded == text
@@ -120,7 +129,7 @@ CSV_HEADERS = ["tokenizer", "position", "id", "piece", "kind", "bytes_hex"]
 
 
 def token_table(engine, key: str, text: str, limit: int | None = None) -> list[list]:
-    text = check_text("text", text, max_chars=MAX_CHARS)
+    text = check_token_text("text", text)
     tok = get(engine, key)
     ids = tok.encode(text)
     rows = []
