@@ -12,6 +12,7 @@ import gradio as gr
 
 import tabs
 from engine.core.errors import check_text
+from engine.core.settings import MAX_UPLOAD_BYTES
 from tabs._ui import HEAVY, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, on_gpu, user_errors
 
 CSS = """
@@ -146,7 +147,9 @@ def launch_kwargs() -> dict:
     # show_error: errors raised before our listeners run (e.g. Gradio refusing 'NaN' for a
     # slider) reach the user with their message instead of a generic one.
     # head: the plot-format switch (PNG or SVG from each plot's camera button).
-    return dict(theme=gr.themes.Soft(), css=CSS, head=PLOT_FORMAT_HEAD, show_error=True)
+    # max_file_size: the app's one upload limit (it holds the biggest LoRA adapter the app trains).
+    return dict(theme=gr.themes.Soft(), css=CSS, head=PLOT_FORMAT_HEAD, show_error=True,
+                max_file_size=MAX_UPLOAD_BYTES)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -157,21 +160,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--offline", action="store_true", help="never use the Hub; embedded models only")
     p.add_argument("--cache-gb", type=float, default=None, help="model cache budget in GiB")
+    p.add_argument("--train-minutes", type=float, default=None,
+                   help="wall-time cap of one LoRA training (default: $LLM_PLAYGROUND_TRAIN_MINUTES or 5)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     from engine import Engine
 
+    from engine.training.lora import GATE, train_time_cap
+
     args = parse_args(argv)
+    GATE.max_seconds = train_time_cap(args.train_minutes)  # checked now, not at the first training
     cache_bytes = int(args.cache_gb * 1024**3) if args.cache_gb else None
     engine = Engine(device=args.device, offline=True if args.offline else None, cache_bytes=cache_bytes)
     print(f"LLM Playground on {engine.device.describe()}; {engine.registry.reason}")
     demo = build_demo(engine)
     password = os.environ.get("LLM_PLAYGROUND_PASSWORD")
     auth = (os.environ.get("LLM_PLAYGROUND_USER", "student"), password) if password else None
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                max_file_size="20mb", **launch_kwargs())
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth, **launch_kwargs())
 
 
 if __name__ == "__main__":

@@ -2,12 +2,16 @@
 dataclasses, model pickers. No torch here: tabs talk to the engine only."""
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import json
 import logging
 import re
+import shutil
 import tempfile
+import threading
+import time
 import traceback
 from pathlib import Path
 from dataclasses import dataclass, field, fields
@@ -260,11 +264,49 @@ def csv_safe(value):
     return value
 
 
+# ---- files made for downloads ----------------------------------------------------------------
+# A listener that returns a file path hands Gradio a file that Gradio copies into its own cache
+# (which delete_cache empties) as soon as the listener returns; the original is not needed after
+# that. So every download file is written into a fresh folder under ONE scratch folder of this
+# process, and making a new folder deletes the old ones: those older than SCRATCH_MAX_AGE_S and
+# all but the newest SCRATCH_KEEP (a listener still writing has made its folder moments ago).
+# The scratch folder itself goes when the process exits.
+SCRATCH_KEEP = 32
+SCRATCH_MAX_AGE_S = 120.0
+_scratch_lock = threading.Lock()
+_scratch_root: Path | None = None
+
+
+def _remove_scratch(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new, empty folder for the files of one download. Older download folders are pruned."""
+    global _scratch_root
+    with _scratch_lock:
+        if _scratch_root is None or not _scratch_root.is_dir():
+            _scratch_root = Path(tempfile.mkdtemp(prefix="llm-playground-downloads-"))
+            atexit.register(_remove_scratch, _scratch_root)
+        old = []
+        for child in _scratch_root.iterdir():
+            try:
+                old.append((child.stat().st_mtime, child))
+            except OSError:  # removed meanwhile
+                continue
+        old.sort(reverse=True)  # newest first
+        now = time.time()
+        for i, (mtime, child) in enumerate(old):
+            if i >= SCRATCH_KEEP - 1 or now - mtime > SCRATCH_MAX_AGE_S:
+                shutil.rmtree(child, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix=f"{_slug(prefix)}-", dir=_scratch_root))
+
+
 def write_csv(frame, filename: str) -> str | None:
-    """The table as a CSV file in its own temporary folder (Gradio's cache removes it later)."""
+    """The table as a CSV file in a scratch folder (see scratch_dir; Gradio keeps its own copy)."""
     if frame is None or len(frame) == 0:
         return None
-    path = Path(tempfile.mkdtemp(prefix="table-")) / f"{_slug(filename)}.csv"
+    path = scratch_dir("table") / f"{_slug(filename)}.csv"
     frame.map(csv_safe).to_csv(path, index=False)
     return str(path)
 

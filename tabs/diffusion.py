@@ -2,16 +2,14 @@
 a guidance x steps sweep, and the pipeline with the tensor shape at each stage."""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import gradio as gr
 
 from engine.core.errors import check_text
 from engine.diffusion import generation as D
 from engine.diffusion import plots as DP
 from engine.core.settings import knob_info
-from tabs._ui import HEAVY, controls_for, examples, model_picker, notice, progress_callback, seed_box, user_errors
+from tabs._ui import (HEAVY, controls_for, examples, model_picker, notice, progress_callback, scratch_dir, seed_box,
+                      user_errors)
 
 TITLE = "Diffusion"
 
@@ -52,7 +50,7 @@ def _captioned(result, pngs: list[str]) -> list[tuple[str, str]]:
 
 
 def _write_frames(result) -> list[tuple[str, str]]:
-    folder = Path(tempfile.mkdtemp(prefix="frames-"))
+    folder = scratch_dir("frames")
     out = []
     for f in result.frames:
         path = folder / f"step-{f.step:03d}.png"
@@ -215,8 +213,8 @@ def build(engine) -> None:
     def txt2img(model, prompt, negative_prompt, progress=gr.Progress(), **values):
         result = D.generate(engine, model, prompt, negative_prompt, settings_from(values),
                             knobs=memory_from(values), progress=progress_callback(progress))
-        pngs = D.save_pngs(result)
-        gif_path = D.save_gif(result.frames) if result.frames else None
+        pngs = D.save_pngs(result, scratch_dir("diffusion"))
+        gif_path = D.save_gif(result.frames, scratch_dir("denoising") / "denoising.gif") if result.frames else None
         return (_captioned(result, pngs), _summary(result), _write_frames(result), pngs, gif_path,
                 DP.pipeline_diagram_html(result.shapes, result_kind(model)))
 
@@ -230,7 +228,7 @@ def build(engine) -> None:
         result = D.image_to_image(engine, model, prompt, negative_prompt, settings_from(values, strength),
                                   init_image=_composite(init_image), knobs=memory_from(values),
                                   progress=progress_callback(progress))
-        pngs = D.save_pngs(result)
+        pngs = D.save_pngs(result, scratch_dir("diffusion"))
         return (_captioned(result, pngs), _summary(result), _write_frames(result), pngs,
                 DP.pipeline_diagram_html(result.shapes, result_kind(model)))
 
@@ -268,7 +266,7 @@ def build(engine) -> None:
                                                     allow_empty=True).split(",") if c.strip()])
         image, params = D.sweep(engine, model, prompt, negative_prompt, settings_from(values), guidances, cols,
                                 column_axis, knobs=memory_from(values), progress=progress_callback(progress))
-        path = Path(tempfile.mkdtemp(prefix="sweep-")) / "sweep.png"
+        path = scratch_dir("sweep") / "sweep.png"
         path.write_bytes(D.png_bytes(image, params))
         return str(path)
 

@@ -4,20 +4,20 @@ and the adapted model on the same prompt and seed. Each browser session has its 
 from __future__ import annotations
 
 import html
-import tempfile
 
 import gradio as gr
 
 from engine.training import lora as L
 from engine.training import plots as LP
 from engine.core.errors import UserInputError
-from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, seed_box,
-                      user_errors)
+from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback,
+                      scratch_dir, seed_box, user_errors)
 
 TITLE = "LoRA"
 PREVIEW_ROWS = 12
-# Trainings wait in the engine's gate (with a message), not silently in Gradio's queue.
-TRAIN = dict(concurrency_id="lora_train", concurrency_limit=8)
+# One training runs at a time (the engine's gate). A second one is told at once that the machine
+# is busy and returns, so no worker thread waits on a lock; beyond two, Gradio's queue holds them.
+TRAIN = dict(concurrency_id="lora_train", concurrency_limit=2)
 SOURCES = [("Bundled quotes (Debian fortunes, BSD)", "quotes"), ("Paste text (one example a line)", "paste"),
            ("Upload .txt or .jsonl", "upload")]
 
@@ -84,9 +84,13 @@ def _status(u: L.TrainUpdate, n_examples: int) -> str:
         return f"⏳ {u.message}"
     per = u.seconds / u.step
     first = u.losses[0]
-    head = "⏹️ Stopped" if u.stopped else ("✅ Done" if u.done else "🏋️ Training")
+    head = ("⏱️ Stopped at the time cap" if u.capped else "⏹️ Stopped" if u.stopped else
+            "✅ Done" if u.done else "🏋️ Training")
     left = "" if u.done else f" · about {_duration(per * (u.max_steps - u.step))} left"
-    tail = (" The adapter trained so far is kept: compare it below or download it." if u.stopped else
+    tail = (f" {u.message[:1].upper()}{u.message[1:]}; the adapter trained so far is kept: compare it below "
+            "or download it. Fewer steps or a smaller batch fit in the cap."
+            if u.capped else
+            " The adapter trained so far is kept: compare it below or download it." if u.stopped else
             " Now compare base and adapted below, or download the adapter." if u.done else "")
     return (f"{head}: step **{u.step} / {u.max_steps}** · loss {first:.2f} → **{u.loss:.2f}** · "
             f"{per:.1f} s/step · {_duration(u.seconds)} so far{left} · {n_examples:,} examples.{tail}")
@@ -137,7 +141,8 @@ def build(engine) -> Share:
         train_btn = gr.Button("Train adapter", variant="primary")
         stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
     status_md = gr.Markdown("Press **Train adapter**. The default (40 steps of 8 quotes) takes one to two "
-                            "minutes on a free 2-core CPU, longer when the machine is busy.", elem_id="lora-status")
+                            "minutes on a free 2-core CPU, longer when the machine is busy. One training runs "
+                            f"at a time, each for at most {_duration(L.GATE.cap_seconds)}.", elem_id="lora-status")
     loss_plot = Plot(filename="lora-loss", value=LP.loss_figure([], 40), label="Loss", elem_id="lora-loss")
     notice("The loss is the average surprise (cross-entropy) per next token. It falls fast at first, as the "
            "model learns the ' — Author' + EOS pattern, then slowly, as it learns the quotes' style.")
@@ -167,7 +172,7 @@ def build(engine) -> Share:
             download_file = gr.File(label="adapter_model.safetensors + adapter_config.json", interactive=False)
         with gr.Column():
             adapter_upload = gr.File(label="Upload an adapter: the .zip from here or adapter_model.safetensors "
-                                           "(64 MB max, checked against the model)",
+                                           f"({_mb(L.MAX_ADAPTER_BYTES)} max, checked against the model)",
                                      file_types=[".zip", ".safetensors"])
             upload_md = gr.Markdown()
     gr.Markdown("Load the zip elsewhere with `PeftModel.from_pretrained(base_model, folder)` after unzipping.")
@@ -213,7 +218,7 @@ def build(engine) -> Share:
     def do_stop(state):
         if not isinstance(state, L.LoraSession):
             return "Nothing is training in this session."
-        state.stop.set()  # also takes a queued training out of the queue
+        state.stop.set()
         if not state.training:
             return "⏹️ Stopped (nothing was running yet)."
         return "⏹️ Stopping after the current step; the adapter trained so far is kept."
@@ -238,7 +243,7 @@ def build(engine) -> Share:
             raise UserInputError("no adapter in this session yet: train one (step 3) or upload one (step 5).")
         if state.training:
             raise UserInputError("the adapter is still training: wait for it to finish or press Stop.")
-        return str(L.export_adapter(state.model, tempfile.mkdtemp(prefix="lora-")))
+        return str(L.export_adapter(state.model, scratch_dir("lora")))
 
     def do_upload(file, state, progress=gr.Progress()):
         if not file:
@@ -246,7 +251,7 @@ def build(engine) -> Share:
         state = state if isinstance(state, L.LoraSession) else L.LoraSession()
         info = L.import_adapter(engine, state, file, progress=progress_callback(progress))
         return (f"✅ Loaded: r={info['r']}, alpha={info['alpha']}, {', '.join(info['target_modules'])}, "
-                f"{info['tensors']} tensors, all shapes checked. Compare it in step 4."), state
+                f"{info['tensors']} tensors; every name, shape and value checked. Compare it in step 4."), state
 
     settings_inputs = [c["r"], c["alpha"], c["dropout"], targets, c["learning_rate"], c["max_steps"],
                        c["batch_size"], c["max_length"], seed]

@@ -2,14 +2,11 @@
 trip, padded batches with attention masks, chat templates and fill-in-the-middle sentinels."""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import gradio as gr
 
 from engine import UserInputError
 from engine import tokens as T
-from tabs._ui import Share, control_for, data_table, examples, notice, progress_callback, user_errors
+from tabs._ui import Share, control_for, data_table, examples, notice, progress_callback, scratch_dir, user_errors
 
 TITLE = "Tokens"
 DEFAULT_PICKS = ("tok-gpt2", "tok-cl100k", "tok-bert-uncased", "tok-llama2")
@@ -162,8 +159,7 @@ def build(engine) -> Share:
         return T.render_round_trips([T.round_trip(engine, k, text, progress_callback(progress)) for k in keys])
 
     def export_csv(text, keys):
-        folder = Path(tempfile.mkdtemp(prefix="tokens-"))
-        path = folder / "tokens.csv"
+        path = scratch_dir("tokens") / "tokens.csv"
         path.write_text(T.token_csv(engine, keys, text), encoding="utf-8")
         return str(path)
 

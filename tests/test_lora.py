@@ -231,6 +231,149 @@ def trained(base, tokenizer, examples, **kw):
     return model
 
 
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_base_side_is_the_base_models_own_generate_and_adapted_differs(base, tokenizer, examples, temperature):
+    """After training (B is no longer zero), the 'base' side must be exactly what the base model
+    itself generates with the same seed, and the adapted side must differ from it."""
+    prompt, seed, n = "A is a", 5, 10
+    model = trained(base, tokenizer, examples, max_steps=10, target_modules=list(L.LINEAR_NAMES), learning_rate=0.01)
+    assert any(p.abs().sum() > 0 for n_, p in model.named_parameters() if "lora_B" in n_)
+    pair = L.generate_pair(model, tokenizer, prompt, seed=seed, max_new_tokens=n, temperature=temperature)
+    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    kwargs = dict(max_new_tokens=n, pad_token_id=L.pad_id_of(tokenizer), eos_token_id=tokenizer.eos_token_id)
+    kwargs.update(dict(do_sample=True, temperature=temperature, top_p=0.95) if temperature else dict(do_sample=False))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        own = base.generate(**enc, **kwargs)[0, enc["input_ids"].shape[1]:]
+    assert pair["base"]["text"] == prompt + tokenizer.decode(own.tolist(), skip_special_tokens=True)
+    assert pair["base"]["new_tokens"] == len(own)
+    assert pair["adapted"]["text"] != pair["base"]["text"]
+
+
+def test_adapter_tensor_names_and_shapes_are_known_without_building_it(base):
+    from peft import get_peft_model_state_dict
+
+    for targets in (["q_proj", "v_proj"], list(L.LINEAR_NAMES)):
+        s = fast(r=3, target_modules=targets)
+        built = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(L.session_model(base, s)).items()}
+        assert L.adapter_shapes(base, s) == built
+
+
+def _zip_with(tmp_path, name, tensors_bytes, config_text):
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(L.ADAPTER_FILE, tensors_bytes)
+        zf.writestr(L.CONFIG_FILE, config_text)
+    return path
+
+
+def test_config_json_size_depth_and_numbers_are_bounded(base, tokenizer, examples, tmp_path):
+    zpath = L.export_adapter(trained(base, tokenizer, examples), tmp_path)
+    with zipfile.ZipFile(zpath) as zf:
+        tensors_bytes, config = zf.read(L.ADAPTER_FILE), json.loads(zf.read(L.CONFIG_FILE))
+    deep = "[" * 20_000 + "]" * 20_000  # under the size limit; json.loads alone: RecursionError
+    with pytest.raises(UserInputError, match=f"nests more than {L.MAX_JSON_DEPTH} levels"):
+        L.load_adapter_file(base, _zip_with(tmp_path, "deep.zip", tensors_bytes, deep))
+    inner = 1
+    for _ in range(L.MAX_JSON_DEPTH):
+        inner = [inner]
+    nested = json.dumps({**config, "x": inner})  # one level deeper than the limit, inside the object
+    with pytest.raises(UserInputError, match="nests more than"):
+        L.load_adapter_file(base, _zip_with(tmp_path, "nested.zip", tensors_bytes, nested))
+    brackets_in_strings = json.dumps({**config, "note": "[" * 1000})  # text, not nesting: accepted
+    assert L.load_adapter_file(base, _zip_with(tmp_path, "ok.zip", tensors_bytes, brackets_in_strings))[1].r == 4
+    big = json.dumps({**config, "pad": "x" * L.MAX_CONFIG_BYTES})
+    with pytest.raises(UserInputError, match=f"limit is {L.MAX_CONFIG_BYTES:,}"):
+        L.load_adapter_file(base, _zip_with(tmp_path, "big.zip", tensors_bytes, big))
+    huge_int = json.dumps(config)[:-1] + ', "n": ' + "9" * 5000 + "}"  # int() refuses > 4,300 digits
+    with pytest.raises(UserInputError, match="not valid JSON"):
+        L.load_adapter_file(base, _zip_with(tmp_path, "int.zip", tensors_bytes, huge_int))
+    with pytest.raises(UserInputError, match="lora_alpha"):
+        L.load_adapter_file(base, _zip_with(tmp_path, "alpha.zip", tensors_bytes, json.dumps({**config, "lora_alpha": [1]})))
+    # the same bounded parser reads JSONL datasets
+    with pytest.raises(UserInputError, match="dataset line 2 nests more than"):
+        L.parse_dataset('{"text": "a"}\n' + deep + '\n{"text": "b"}\n{"text": "c"}', "jsonl")
+
+
+def test_adapters_with_nan_inf_or_overflowing_values_are_refused(base, tokenizer, examples, tmp_path):
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    model = trained(base, tokenizer, examples)
+    good = {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}
+    key = next(k for k in good if "lora_B" in k)
+    cases = {"nan": (torch.float32, float("nan"), "NaN or infinite"), "inf": (torch.float32, float("inf"), "NaN or infinite"),
+             "f64": (torch.float64, 1e300, "NaN or infinite"),  # finite in float64, Inf as float32
+             "huge": (torch.float32, 1e30, "outputs NaN or infinite")}  # finite, but the logits overflow
+    for name, (dtype, value, message) in cases.items():
+        state = {k: v.to(dtype).clone() for k, v in good.items()}
+        if name == "huge":
+            state = {k: v.fill_(value) for k, v in state.items()}
+        else:
+            state[key][0, 0] = value
+        save_file(state, tmp_path / f"{name}.safetensors")
+        with pytest.raises(UserInputError, match=message):
+            L.load_adapter_file(base, tmp_path / f"{name}.safetensors")
+    # an adapter that went bad in this session (e.g. training diverged) gives a message in Compare
+    with torch.no_grad():
+        for n_, p in model.named_parameters():
+            if "lora_B" in n_:
+                p.fill_(float("nan"))
+    with pytest.raises(UserInputError, match="outputs NaN or infinite"):
+        L.generate_pair(model, tokenizer, "A is a", seed=1, max_new_tokens=4)
+
+
+def test_keys_and_shapes_are_checked_before_a_model_copy_is_built(base, tokenizer, examples, tmp_path, monkeypatch):
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    state = {k: v.clone() for k, v in get_peft_model_state_dict(trained(base, tokenizer, examples)).items()}
+    built = []
+    real = L.session_model
+    monkeypatch.setattr(L, "session_model", lambda *a, **k: built.append(1) or real(*a, **k))
+    bad = dict(state)
+    key = next(k for k in bad if "lora_A" in k)
+    bad[key] = torch.zeros(bad[key].shape[0], bad[key].shape[1] + 1)
+    save_file(bad, tmp_path / "shape.safetensors")
+    missing = dict(state)
+    missing.pop(next(k for k in missing if "lora_B" in k))
+    save_file(missing, tmp_path / "missing.safetensors")
+    nan = {k: v.clone() for k, v in state.items()}
+    nan[key][0, 0] = float("nan")
+    save_file(nan, tmp_path / "nan.safetensors")
+    for name, message in (("shape", "shape"), ("missing", "missing"), ("nan", "NaN")):
+        with pytest.raises(UserInputError, match=message):
+            L.load_adapter_file(base, tmp_path / f"{name}.safetensors")
+    assert built == []  # refused from the file and the base model's layers alone
+    save_file(state, tmp_path / "good.safetensors")
+    L.load_adapter_file(base, tmp_path / "good.safetensors")
+    assert built == [1]
+
+
+@pytest.mark.slow
+def test_the_biggest_adapter_the_app_trains_fits_the_upload_limit(smollm, tmp_path):
+    """r and targets at the knobs' maxima on the real SmolLM2, with trained-like (random, so
+    incompressible) values: both the zip and the bare file fit MAX_UPLOAD_BYTES and load again."""
+    from engine.core.settings import MAX_UPLOAD_BYTES, knob_info
+
+    s = L.lora_settings(r=int(knob_info(L.LoraSettings, "r").maximum),
+                        target_modules=list(knob_info(L.LoraSettings, "target_modules").choices))
+    model = L.session_model(smollm.model, s)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for n_, p in model.named_parameters():
+            if "lora_" in n_:
+                p.normal_(0, 0.01)
+    zpath = L.export_adapter(model, tmp_path)
+    bare = tmp_path / "adapter" / L.ADAPTER_FILE
+    assert bare.stat().st_size >= 4 * L.expected_trainable(smollm.model, s)
+    assert zpath.stat().st_size <= MAX_UPLOAD_BYTES and bare.stat().st_size <= MAX_UPLOAD_BYTES
+    assert L.MAX_ADAPTER_BYTES == MAX_UPLOAD_BYTES
+    del model
+    again, settings = L.load_adapter_file(smollm.model, zpath)
+    assert settings.r == s.r and settings.target_modules == s.target_modules
+
+
 def test_downloaded_adapter_loads_with_peft_and_gives_the_same_logits(base, tokenizer, examples, tmp_path):
     from peft import PeftModel
 
@@ -279,20 +422,59 @@ def test_bad_adapter_uploads_are_refused(base, tokenizer, examples, tmp_path):
         L.load_adapter_file(base, tmp_path / "extra.safetensors")
 
 
-def test_a_second_training_waits_with_a_message(engine):
-    """While the gate is held, train() yields a queued message and loads nothing; Stop leaves."""
+def test_a_second_training_returns_at_once_without_holding_a_thread(engine):
+    """While the gate is held, train() says the machine is busy and returns: it neither waits on
+    the gate (which would hold a worker thread for the whole other training) nor loads anything."""
+    import threading
+
     assert L.GATE.try_enter()
+    session = L.LoraSession()
+    updates = []
+    worker = threading.Thread(target=lambda: updates.extend(L.train(engine, session, ["a — b"] * 4, fast())),
+                              daemon=True)
     try:
-        session = L.LoraSession()
-        steps = L.train(engine, session, ["a — b"] * 4, fast(), wait_poll=0.01)
-        first = next(steps)
-        assert "Queued" in first.message and first.step == 0
-        session.stop.set()
-        last = list(steps)[-1]
-        assert last.stopped and session.model is None
+        worker.start()
+        worker.join(timeout=10)
+        assert not worker.is_alive(), "a queued training blocked its thread"
     finally:
+        session.stop.set()  # lets a waiting training (the old behaviour) leave, so the gate can be freed
+        worker.join(timeout=10)
         L.GATE.leave()
     assert not L.GATE.busy
+    assert len(updates) == 1 and updates[0].busy and updates[0].done and updates[0].step == 0
+    assert "Busy" in updates[0].message and "press Train again" in updates[0].message
+    assert session.model is None and not session.training
+
+
+def test_the_time_cap_stops_a_run_cleanly_and_keeps_what_it_trained(base, tokenizer, examples, monkeypatch):
+    clock = iter(range(0, 10_000, 10))  # every reading of the clock is 10 s later
+    monkeypatch.setattr(L, "_now", lambda: float(next(clock)))
+    s = fast(max_steps=50)
+    model = L.session_model(base, s)
+    seen = list(L.train_steps(model, examples, s, L.pad_id_of(tokenizer), max_seconds=45))
+    last = seen[-1]
+    assert last.capped and last.stopped and last.done and not last.busy
+    assert 1 <= last.step < s.max_steps and len(last.losses) == last.step  # ended between steps
+    assert "time cap of 45 s" in last.message
+    assert all(not u.capped for u in seen[:-1]) and [u.step for u in seen[:-1]] == list(range(1, last.step + 1))
+    assert any(p.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)  # kept
+    assert not model.training
+    # without a cap the same clock runs every step
+    clock = iter(range(0, 10_000, 10))
+    assert list(L.train_steps(L.session_model(base, s), examples, fast(max_steps=6), L.pad_id_of(tokenizer)))[-1].step == 6
+
+
+def test_the_time_cap_comes_from_the_flag_then_the_environment(monkeypatch):
+    monkeypatch.delenv(L.TRAIN_MINUTES_ENV, raising=False)
+    assert L.train_time_cap() == 60 * L.DEFAULT_TRAIN_MINUTES
+    monkeypatch.setenv(L.TRAIN_MINUTES_ENV, "0.5")
+    assert L.train_time_cap() == 30.0
+    assert L.train_time_cap(2) == 120.0  # the flag wins
+    assert L.TrainingGate().cap_seconds == 30.0 and L.TrainingGate(7.0).cap_seconds == 7.0
+    for bad in ("abc", "0", "-1", "nan", "1e9"):
+        monkeypatch.setenv(L.TRAIN_MINUTES_ENV, bad)
+        with pytest.raises(UserInputError, match=L.TRAIN_MINUTES_ENV):
+            L.train_time_cap()
 
 
 def test_fit_threads_drops_to_one_only_when_oversubscribed():

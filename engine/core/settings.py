@@ -15,6 +15,12 @@ from typing import Any
 
 from .errors import check_choice, check_range
 
+# The one limit on an uploaded file, for the whole app (app.py passes it to launch(), and each
+# upload's label states it). It must hold the biggest file the app itself lets a user download
+# and upload again: a LoRA adapter at the knobs' maxima (r = 64 on all seven linear layers of
+# SmolLM2-135M) is 19.5 M fp32 numbers = 74.5 MiB. tests/test_lora.py builds that adapter.
+MAX_UPLOAD_BYTES = 80 * 2**20
+
 
 @dataclass(frozen=True)
 class KnobInfo:
@@ -84,4 +90,4 @@ def make(cls, **values):
     return validate(cls(**values))
 
 
-__all__ = ["knob", "knob_info", "knob_default", "validate", "make", "KnobInfo", "dataclass"]
+__all__ = ["knob", "knob_info", "knob_default", "validate", "make", "KnobInfo", "dataclass", "MAX_UPLOAD_BYTES"]

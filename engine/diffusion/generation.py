@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -297,9 +296,10 @@ def read_png_parameters(data: bytes | str | Path) -> dict:
     return json.loads(raw) if raw else {}
 
 
-def save_pngs(result: DiffusionResult, folder: str | None = None) -> list[str]:
-    """Write the display-size images as PNGs with their parameters; returns the paths."""
-    out = Path(folder or tempfile.mkdtemp(prefix="diffusion-"))
+def save_pngs(result: DiffusionResult, folder: str | Path) -> list[str]:
+    """Write the display-size images as PNGs with their parameters into `folder` (the caller owns
+    it and removes it); returns the paths."""
+    out = Path(folder)
     paths = []
     for i, img in enumerate(result.display):
         params = dict(result.params, image_index=i, seed=result.seeds[i], batch_seed=result.params["seed"],
@@ -313,11 +313,11 @@ def save_pngs(result: DiffusionResult, folder: str | None = None) -> list[str]:
     return paths
 
 
-def save_gif(frames: list[Frame], path: str | None = None, ms_per_frame: int = 250) -> str:
-    """The denoising as an animated GIF (last frame held longer)."""
+def save_gif(frames: list[Frame], path: str | Path, ms_per_frame: int = 250) -> str:
+    """The denoising as an animated GIF at `path` (the caller owns it), last frame held longer."""
     if not frames:
         raise UserInputError("There are no denoising frames yet: generate an image first.")
-    path = path or tempfile.mkstemp(prefix="denoising-", suffix=".gif")[1]
+    path = str(path)
     images = [f.image.convert("P", palette=Image.ADAPTIVE) for f in frames]
     durations = [ms_per_frame] * (len(images) - 1) + [1500]
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)

@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import os
+import re
 import threading
 import time
 import zipfile
@@ -24,7 +25,7 @@ import torch
 
 from ..core.errors import UserInputError, check_range, check_text
 from ..core.registry import ASSETS
-from ..core.settings import knob, make, validate
+from ..core.settings import MAX_UPLOAD_BYTES, knob, make, validate
 
 QUOTES = ASSETS / "quotes" / "quotes.txt"
 DASH = " — "
@@ -33,8 +34,12 @@ LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 MAX_DATASET_BYTES = 2_000_000  # an uploaded or pasted dataset
 MAX_EXAMPLE_CHARS = 1_000
 MIN_EXAMPLES, MAX_EXAMPLES = 4, 20_000
-MAX_ADAPTER_BYTES = 64 * 2**20  # an uploaded adapter (r=64 on every layer of SmolLM2 is ~40 MB)
+MAX_ADAPTER_BYTES = MAX_UPLOAD_BYTES  # the app's one upload limit covers the biggest adapter it trains
+MAX_CONFIG_BYTES = 64 * 2**10  # adapter_config.json as peft writes it is about 1 kB
+MAX_JSON_DEPTH = 20  # nesting levels of [ and { in uploaded JSON (peft's config uses 2)
 ADAPTER_FILE, CONFIG_FILE = "adapter_model.safetensors", "adapter_config.json"
+TRAIN_MINUTES_ENV = "LLM_PLAYGROUND_TRAIN_MINUTES"
+DEFAULT_TRAIN_MINUTES, MAX_TRAIN_MINUTES = 5.0, 24 * 60.0
 Progress = Callable[[float | None, str], None]
 
 
@@ -68,6 +73,34 @@ def lora_settings(**values) -> LoraSettings:
     return s
 
 
+def _short(value, limit: int = 80) -> str:
+    """repr of a user value, cut so that a message stays short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def parse_json(text: str, what: str, max_depth: int = MAX_JSON_DEPTH):
+    """json.loads for user text, after checking how deeply it nests: json recurses once per
+    level, so thousands of '[' would end in a RecursionError instead of a message."""
+    depth = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub('""', text)):  # brackets outside strings
+        depth += 1 if m.group() in "[{" else -1
+        if depth > max_depth:
+            raise UserInputError(f"{what} nests more than {max_depth} levels of [ ] or {{ }}: "
+                                 f"the limit is {max_depth}.")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{what} is not valid JSON ({exc.msg}).") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4,300 digits
+        raise UserInputError(f"{what} is not valid JSON here ({exc.__class__.__name__}: numbers "
+                             "must have fewer than 4,300 digits).") from None
+
+
 # ---- dataset ---------------------------------------------------------------------------------
 def format_example(quote: str, author: str) -> str:
     return f"{quote.strip()}{DASH}{author.strip()}"
@@ -99,10 +132,10 @@ def parse_dataset(text: str, kind: str = "txt") -> list[str]:
             continue
         if kind == "jsonl":
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserInputError(f"dataset line {n} is not valid JSON ({exc.msg}): each line must be "
-                                     'an object like {"text": "..."} or {"quote": "...", "author": "..."}.') from None
+                obj = parse_json(line, f"dataset line {n}")
+            except UserInputError as exc:
+                raise UserInputError(f"{exc} Each line must be an object like "
+                                     '{"text": "..."} or {"quote": "...", "author": "..."}.') from None
             if not isinstance(obj, dict):
                 raise UserInputError(f"dataset line {n} is a {type(obj).__name__}, not an object with "
                                      '"text" or "quote"/"author".')
@@ -217,17 +250,21 @@ def lora_config(settings: LoraSettings):
                       target_modules=list(settings.target_modules), bias="none", task_type="CAUSAL_LM")
 
 
+def _check_targets(base_model, settings: LoraSettings) -> None:
+    available = linear_layer_names(base_model)
+    for name in settings.target_modules:
+        if name not in available:
+            raise UserInputError(f"target module {name!r} is not a linear layer of this model: "
+                                 f"choose from {', '.join(available)}.")
+
+
 def session_model(base_model, settings: LoraSettings, hub_id: str = ""):
     """A PeftModel over a shared copy of `base_model` with fresh LoRA matrices (B = 0, so it
     starts out identical to the base). Seeded, so the same settings give the same A."""
     from peft import get_peft_model
 
     validate(settings)
-    available = linear_layer_names(base_model)
-    for name in settings.target_modules:
-        if name not in available:
-            raise UserInputError(f"target module {name!r} is not a linear layer of this model: "
-                                 f"choose from {', '.join(available)}.")
+    _check_targets(base_model, settings)
     torch.manual_seed(settings.seed)
     peft_model = get_peft_model(shared_copy(base_model), lora_config(settings))
     if hub_id:
@@ -249,13 +286,20 @@ def count_params(model) -> tuple[int, int]:
     return trainable, total
 
 
-def expected_trainable(base_model, settings: LoraSettings) -> int:
-    """r·(in + out) summed over every targeted linear layer of the base model."""
-    total = 0
+def adapter_shapes(base_model, settings: LoraSettings) -> dict[str, tuple[int, int]]:
+    """The tensors peft saves for these settings on `base_model` (name -> shape), found from the
+    base model's linear layers alone, without building the adapter: A is (r, in), B is (out, r)."""
+    out = {}
     for name, m in base_model.named_modules():
         if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in settings.target_modules:
-            total += settings.r * (m.in_features + m.out_features)
-    return total
+            out[f"base_model.model.{name}.lora_A.weight"] = (settings.r, m.in_features)
+            out[f"base_model.model.{name}.lora_B.weight"] = (m.out_features, settings.r)
+    return out
+
+
+def expected_trainable(base_model, settings: LoraSettings) -> int:
+    """r·(in + out) summed over every targeted linear layer of the base model."""
+    return sum(a * b for a, b in adapter_shapes(base_model, settings).values())
 
 
 def param_report(peft_model, settings: LoraSettings) -> dict:
@@ -287,13 +331,20 @@ class TrainUpdate:
     seconds: float
     message: str = ""
     done: bool = False
-    stopped: bool = False
+    stopped: bool = False  # ended before max_steps (Stop pressed or the time cap reached)
+    capped: bool = False  # ended by the time cap
+    busy: bool = False  # did not start: another training holds the machine
+
+
+def _now() -> float:  # the training clock (a test may replace it)
+    return time.perf_counter()
 
 
 def train_steps(peft_model, examples: list[list[int]], settings: LoraSettings, pad_id: int,
-                stop: threading.Event | None = None) -> Iterator[TrainUpdate]:
+                stop: threading.Event | None = None, max_seconds: float | None = None) -> Iterator[TrainUpdate]:
     """Plain AdamW on the LoRA matrices, one update per batch, yielding after each step. A set
-    `stop` ends the loop between steps; the adapter keeps what it learned so far."""
+    `stop`, or `max_seconds` of wall time used up, ends the loop between steps; the adapter keeps
+    what it learned so far."""
     validate(settings)
     torch.manual_seed(settings.seed)
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -301,13 +352,20 @@ def train_steps(peft_model, examples: list[list[int]], settings: LoraSettings, p
     order = batches(len(examples), settings.batch_size, settings.seed)
     losses: list[float] = []
     device = next(iter(params)).device
-    start = time.perf_counter()
+    start = _now()
     peft_model.train()
     try:
         for step in range(1, settings.max_steps + 1):
+            last = losses[-1] if losses else math.nan
             if stop is not None and stop.is_set():
-                yield TrainUpdate(step - 1, settings.max_steps, losses[-1] if losses else math.nan, losses,
-                                  time.perf_counter() - start, "stopped", done=True, stopped=True)
+                yield TrainUpdate(step - 1, settings.max_steps, last, losses, _now() - start, "stopped",
+                                  done=True, stopped=True)
+                return
+            elapsed = _now() - start
+            if max_seconds is not None and step > 1 and elapsed >= max_seconds:
+                yield TrainUpdate(step - 1, settings.max_steps, last, losses, elapsed,
+                                  f"this server's time cap of {_minutes(max_seconds)} per training was reached",
+                                  done=True, stopped=True, capped=True)
                 return
             batch = collate([examples[i] for i in next(order)], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -316,19 +374,45 @@ def train_steps(peft_model, examples: list[list[int]], settings: LoraSettings, p
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(out.loss.detach()))
-            yield TrainUpdate(step, settings.max_steps, losses[-1], losses, time.perf_counter() - start,
+            yield TrainUpdate(step, settings.max_steps, losses[-1], losses, _now() - start,
                               done=step == settings.max_steps)
     finally:
         peft_model.eval()
 
 
-class TrainingGate:
-    """At most one training at a time in this process (a CPU has no room for two). Others wait
-    with a message saying who is ahead. Not per-user state: one gate guards one machine."""
+def _minutes(seconds: float) -> str:
+    return f"{seconds:g} s" if seconds < 60 else f"{seconds / 60:g} min"
 
-    def __init__(self):
+
+def train_time_cap(minutes: float | str | None = None) -> float:
+    """Seconds one training may run: `minutes` (the app's --train-minutes), else the environment
+    variable LLM_PLAYGROUND_TRAIN_MINUTES, else 5 minutes."""
+    raw = minutes if minutes is not None else os.environ.get(TRAIN_MINUTES_ENV, DEFAULT_TRAIN_MINUTES)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise UserInputError(f"training time cap ({TRAIN_MINUTES_ENV} or --train-minutes) = {_short(raw)} "
+                             f"must be a number of minutes, e.g. 5.") from None
+    if not 0 < value <= MAX_TRAIN_MINUTES:  # also refuses NaN
+        raise UserInputError(f"training time cap ({TRAIN_MINUTES_ENV} or --train-minutes) = {_short(raw)} is "
+                             f"out of range: give more than 0 and at most {MAX_TRAIN_MINUTES:g} minutes.")
+    return value * 60.0
+
+
+class TrainingGate:
+    """At most one training at a time in this process (a CPU has no room for two), each for at
+    most `cap_seconds` of wall time. A training that finds the gate taken does not wait for it:
+    it says who is ahead and returns, so no worker thread sits on a lock. Not per-user state:
+    one gate guards one machine."""
+
+    def __init__(self, max_seconds: float | None = None):
         self._lock = threading.Lock()
         self.progress = ""
+        self.max_seconds = max_seconds  # None: read LLM_PLAYGROUND_TRAIN_MINUTES at each training
+
+    @property
+    def cap_seconds(self) -> float:
+        return self.max_seconds if self.max_seconds is not None else train_time_cap()
 
     def try_enter(self) -> bool:
         return self._lock.acquire(blocking=False)
@@ -391,18 +475,20 @@ def dataset_texts(source: str, pasted: str | None = None, upload: str | None = N
 
 
 def train(engine, session: LoraSession, texts: list[str], settings: LoraSettings,
-          progress: Progress | None = None, wait_poll: float = 1.0) -> Iterator[TrainUpdate]:
-    """Train a fresh adapter for `session` on `texts`, streaming updates. Waits (with a
-    message) while another session trains. The cached base model is only read."""
+          progress: Progress | None = None) -> Iterator[TrainUpdate]:
+    """Train a fresh adapter for `session` on `texts`, streaming updates, for at most the gate's
+    time cap. While another session trains, yields one 'busy' update and returns at once. The
+    cached base model is only read."""
     validate(settings)
     session.stop.clear()
-    while not GATE.try_enter():
+    cap = GATE.cap_seconds
+    if not GATE.try_enter():
+        ahead = f" ({GATE.progress})" if GATE.progress else ""
         yield TrainUpdate(0, settings.max_steps, math.nan, [], 0.0,
-                          "Queued: another session is training on this machine"
-                          f"{' (' + GATE.progress + ')' if GATE.progress else ''}. Yours starts when it ends.")
-        if session.stop.wait(wait_poll):
-            yield TrainUpdate(0, settings.max_steps, math.nan, [], 0.0, "Left the queue.", done=True, stopped=True)
-            return
+                          f"Busy: another session is training on this machine{ahead}. One training runs at a "
+                          f"time, each for at most {_minutes(cap)}: press Train again when it ends.",
+                          done=True, busy=True)
+        return
     default_threads = torch.get_num_threads()
     try:
         session.training = True
@@ -415,7 +501,8 @@ def train(engine, session: LoraSession, texts: list[str], settings: LoraSettings
         on_cpu = engine.device.kind == "cpu"
         if on_cpu:
             torch.set_num_threads(fit_threads(default_threads))
-        for update in train_steps(session.model, examples, settings, pad_id_of(bundle.tokenizer), session.stop):
+        for update in train_steps(session.model, examples, settings, pad_id_of(bundle.tokenizer), session.stop,
+                                  max_seconds=cap):
             session.losses, session.steps_done = list(update.losses), update.step
             GATE.progress = f"step {update.step} of {update.max_steps}"
             if on_cpu and update.step % 5 == 1:  # process-wide; restored when training ends
@@ -446,6 +533,7 @@ def generate_pair(peft_model, tokenizer, prompt: str, seed: int, max_new_tokens:
     else:
         kwargs.update(do_sample=False)
     peft_model.eval()
+    _check_outputs_finite(peft_model, enc["input_ids"], "this adapter")  # e.g. a diverged training
     result = {}
     for name in ("base", "adapted"):
         torch.manual_seed(seed)
@@ -483,27 +571,32 @@ def _read_upload(path: Path) -> tuple[bytes, dict | None]:
     if suffix == ".safetensors":
         return path.read_bytes(), None
     if suffix != ".zip":
-        raise UserInputError(f"file type {suffix or '(none)'} is not accepted: upload {ADAPTER_FILE} "
-                             f"or a .zip holding {ADAPTER_FILE} and {CONFIG_FILE}.")
+        raise UserInputError(f"file type {_short(suffix) if suffix else '(none)'} is not accepted: upload "
+                             f"{ADAPTER_FILE} or a .zip holding {ADAPTER_FILE} and {CONFIG_FILE}.")
     try:
         with zipfile.ZipFile(path) as zf:
             infos = {i.filename: i for i in zf.infolist()}
             if ADAPTER_FILE not in infos:
-                raise UserInputError(f"the zip holds {sorted(infos)[:5]}: it must hold {ADAPTER_FILE} "
-                                     f"(and {CONFIG_FILE}).")
-            for name in (ADAPTER_FILE, CONFIG_FILE):
-                if name in infos and infos[name].file_size > MAX_ADAPTER_BYTES:
+                raise UserInputError(f"the zip holds {_short(sorted(infos)[:5], 200)}: it must hold "
+                                     f"{ADAPTER_FILE} (and {CONFIG_FILE}).")
+            for name, limit in ((ADAPTER_FILE, MAX_ADAPTER_BYTES), (CONFIG_FILE, MAX_CONFIG_BYTES)):
+                if name in infos and infos[name].file_size > limit:
                     raise UserInputError(f"{name} in the zip is {infos[name].file_size:,} bytes unpacked: "
-                                         f"the limit is {MAX_ADAPTER_BYTES:,}.")
+                                         f"the limit is {limit:,}.")
             data = zf.read(ADAPTER_FILE)
             config = None
             if CONFIG_FILE in infos:
+                raw = zf.read(CONFIG_FILE)[: MAX_CONFIG_BYTES + 1]  # a lying header cannot make it longer
+                if len(raw) > MAX_CONFIG_BYTES:
+                    raise UserInputError(f"{CONFIG_FILE} in the zip is over {MAX_CONFIG_BYTES:,} bytes: "
+                                         f"the limit is {MAX_CONFIG_BYTES:,}.")
                 try:
-                    config = json.loads(zf.read(CONFIG_FILE).decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    raise UserInputError(f"{CONFIG_FILE} in the zip is not valid JSON.") from None
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise UserInputError(f"{CONFIG_FILE} in the zip is not UTF-8 text.") from None
+                config = parse_json(text, f"{CONFIG_FILE} in the zip")
                 if not isinstance(config, dict):
-                    raise UserInputError(f"{CONFIG_FILE} must hold a JSON object.")
+                    raise UserInputError(f"{CONFIG_FILE} must hold a JSON object, not a {type(config).__name__}.")
     except zipfile.BadZipFile:
         raise UserInputError("the file is not a valid zip archive.") from None
     return data, config
@@ -515,28 +608,56 @@ def _settings_from(tensors: dict, config: dict | None) -> LoraSettings:
     for key, t in tensors.items():
         parts = key.split(".")
         if len(parts) < 3 or parts[-2] not in ("lora_A", "lora_B") or parts[-1] != "weight":
-            raise UserInputError(f"unexpected tensor {key!r}: a LoRA adapter holds only "
+            raise UserInputError(f"unexpected tensor {_short(key)}: a LoRA adapter holds only "
                                  "'...<layer>.lora_A.weight' and '...<layer>.lora_B.weight' tensors.")
         if t.dim() != 2:
-            raise UserInputError(f"tensor {key!r} has {t.dim()} dimensions: LoRA matrices have 2.")
+            raise UserInputError(f"tensor {_short(key)} has {t.dim()} dimensions: LoRA matrices have 2.")
         targets.add(parts[-3])
         ranks.add(t.shape[0] if parts[-2] == "lora_A" else t.shape[1])
     if len(ranks) != 1:
-        raise UserInputError(f"the adapter mixes ranks {sorted(ranks)}: one rank r (1 to 64) is supported.")
+        raise UserInputError(f"the adapter mixes ranks {_short(sorted(ranks))}: one rank r (1 to 64) is supported.")
     r = ranks.pop()
     alpha = 2 * r
     if config is not None:
         if config.get("r") is not None and config.get("r") != r:
-            raise UserInputError(f"{CONFIG_FILE} says r = {config.get('r')!r} but the tensors have rank {r}.")
+            raise UserInputError(f"{CONFIG_FILE} says r = {_short(config.get('r'))} but the tensors have rank {r}.")
         alpha = config.get("lora_alpha", alpha)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            raise UserInputError(f"{CONFIG_FILE} says lora_alpha = {_short(alpha)}: it must be a number (1 to 256).")
     return lora_settings(r=r, alpha=alpha, target_modules=sorted(targets, key=lambda s: (
         LINEAR_NAMES.index(s) if s in LINEAR_NAMES else 99, s)))
 
 
+def _check_values(tensors: dict) -> dict[str, torch.Tensor]:
+    """The tensors as float32, after checking each is floating point and every value finite
+    (NaN or Inf in an adapter would turn every output of the model into NaN)."""
+    out = {}
+    for key, t in tensors.items():
+        if not t.is_floating_point():
+            raise UserInputError(f"tensor {_short(key)} is {str(t.dtype).replace('torch.', '')}: LoRA matrices "
+                                 "are floating point.")
+        t = t.to(torch.float32)  # float64 values beyond float32's range become Inf here, and are caught
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise UserInputError(f"tensor {_short(key)} holds {bad:,} NaN or infinite values of {t.numel():,}: "
+                                 "every value of an adapter must be a finite number.")
+        out[key] = t
+    return out
+
+
+def _check_outputs_finite(model, input_ids: torch.Tensor, what: str) -> None:
+    """One forward pass: an adapter with huge (finite) values still overflows the logits."""
+    with torch.no_grad():
+        logits = model(input_ids=input_ids).logits  # (1, n, vocab)
+    if not torch.isfinite(logits).all():
+        raise UserInputError(f"{what} makes the model's outputs NaN or infinite (its values are too large): "
+                             "lower the learning rate and train again, or upload another adapter.")
+
+
 def load_adapter_file(base_model, path: str | Path, hub_id: str = ""):
-    """(PeftModel, LoraSettings) from an uploaded .safetensors or .zip, after checking every key
-    and shape against the adapter those settings create on `base_model`."""
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    """(PeftModel, LoRA settings) from an uploaded .safetensors or .zip. Every key, shape and value
+    is checked against what those settings create on `base_model` before a model copy is built."""
+    from peft import set_peft_model_state_dict
     from safetensors.torch import load as load_safetensors
 
     data, config = _read_upload(Path(path))
@@ -544,24 +665,26 @@ def load_adapter_file(base_model, path: str | Path, hub_id: str = ""):
         tensors = load_safetensors(data)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the file's fault
         raise UserInputError(f"the adapter is not a readable safetensors file ({type(exc).__name__}).") from None
+    del data
     if not tensors:
         raise UserInputError("the adapter file holds no tensors.")
     settings = _settings_from(tensors, config)
-    model = session_model(base_model, settings, hub_id)
-    expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(model).items()}
+    _check_targets(base_model, settings)
+    expected = adapter_shapes(base_model, settings)
     got = {k: tuple(v.shape) for k, v in tensors.items()}
     if set(expected) != set(got):
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
         raise UserInputError(f"the adapter does not fit this model: {len(missing)} tensors missing "
-                             f"(e.g. {missing[:1]}), {len(extra)} unexpected (e.g. {extra[:1]}).")
+                             f"(e.g. {_short(missing[:1], 120)}), {len(extra)} unexpected (e.g. {_short(extra[:1], 120)}).")
     for k, shape in expected.items():
         if got[k] != shape:
             raise UserInputError(f"tensor {k!r} has shape {got[k]}: this model needs {shape}.")
-    if not all(v.is_floating_point() for v in tensors.values()):
-        raise UserInputError("the adapter holds non-float tensors: LoRA matrices are floating point.")
+    tensors = _check_values(tensors)
+    model = session_model(base_model, settings, hub_id)  # only now: every key and shape fits
     device = next(model.parameters()).device
-    set_peft_model_state_dict(model, {k: v.to(device, torch.float32) for k, v in tensors.items()})
+    set_peft_model_state_dict(model, {k: v.to(device) for k, v in tensors.items()})
     model.eval()
+    _check_outputs_finite(model, torch.zeros((1, 4), dtype=torch.long, device=device), "the adapter")
     return model, settings
 
 
@@ -587,5 +710,6 @@ __all__ = [
     "LoraSettings", "lora_settings", "LoraSession", "load_quotes", "parse_dataset", "read_dataset_file",
     "dataset_texts", "encode_examples", "collate", "show_format", "session_model", "shared_copy",
     "param_report", "count_params", "expected_trainable", "train", "train_steps", "generate_pair",
-    "export_adapter", "import_adapter", "load_adapter_file", "linear_layer_names", "GATE",
+    "export_adapter", "import_adapter", "load_adapter_file", "linear_layer_names", "GATE", "adapter_shapes",
+    "parse_json", "train_time_cap",
 ]
