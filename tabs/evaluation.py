@@ -291,7 +291,7 @@ def build(engine) -> None:
                 q_btn = gr.Button("Build and compare", variant="primary")
                 q_free = gr.Button("Free the bf16/int8 copies")
             q_table = data_table("quantization", headers=QUANT_HEADERS, interactive=False, wrap=True, label="Side by side",
-                                   column_widths=["9%", "23%", "7%", "6%", "6%", "7%", "7%", "6%", "29%"],
+                                   column_widths=["10%", "22%", "7%", "6%", "8%", "9%", "7%", "8%", "23%"],
                                    elem_id="eval-quant-table")
             gr.Markdown("**fp32**: 32-bit floats, the reference · **bf16**: every weight as bfloat16 (fp32's range, "
                         "8 bits of mantissa), and the math in bf16 · **int8-weights** (weights only): the Linear "
