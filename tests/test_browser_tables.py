@@ -31,7 +31,8 @@ HEADER_WORDS_JS = """() => {
 @pytest.mark.browser
 def test_table_headers_never_break_or_clip_inside_a_word(page, app_url, tmp_path):
     page.goto(app_url)
-    page.wait_for_selector("#model-table th", timeout=30_000)  # Start here: the models table
+    page.get_by_text("Models: where each one comes from here").click()  # Start here: the folded models table
+    page.wait_for_selector("#model-table th", timeout=30_000)
     views = {"Start here": page.evaluate(HEADER_WORDS_JS)}
     page.get_by_role("tab", name="Evaluation").click()
     for sub, table in (("Natural vs shuffled vs random", "perplexity"), ("Answer metrics", "candidate"),
