@@ -4,7 +4,6 @@ per-token surprisal, natural vs shuffled vs random text, the cross-entropy toy, 
 from __future__ import annotations
 
 import gradio as gr
-import pandas as pd
 
 from engine.evaluation import answers
 from engine.evaluation import metrics
@@ -159,8 +158,8 @@ def make_compare_answers(engine):
                 {"judge_expected": j["expected"], "judge_rating": j["rating"], "judge_digit_probs": j["digit_probs"],
                  "judge_digit_mass": j["digit_mass"]} if j else {}))
         prompt = rows[0]["judge"]["prompt"] if use_judge else "(the judge was not asked)"
-        # a frame with named columns: the header says which Unicode form was used
-        return pd.DataFrame(table, columns=answer_headers(form)), f"```text\n{prompt}\n```", plain
+        # headers with the data: the header says which Unicode form was used
+        return {"headers": answer_headers(form), "data": table}, f"```text\n{prompt}\n```", plain
     return run
 
 
@@ -281,7 +280,7 @@ def build(engine) -> None:
                         "the float model (the shared model is never changed) and kept in the model cache until "
                         "freed.")
             with gr.Row():
-                q_text = gr.Textbox(EXAMPLE, lines=4, label="Text for perplexity (and the prompt for timing)",
+                q_text = gr.Textbox(EXAMPLE, lines=4, label=f"Text for perplexity (its first {quant.TIMING_PROMPT_TOKENS} tokens are the prompt for timing)",
                                     scale=3, max_length=4000)
                 with gr.Column(scale=1, min_width=260):
                     q_model = model_picker(engine, "causal-lm", label="Language model")

@@ -31,7 +31,7 @@ METRIC_DESCRIPTIONS = {
     "exact (raw)": "the two strings exactly as typed, code point by code point: nothing is normalised, so a "
                    "trailing space, a different case or a decomposed accent (e + U+0301 instead of é) makes "
                    "them differ",
-    "exact (Unicode)": "equal after Unicode normalisation ({form}) and trimming the spaces around the answer; "
+    "exact (NFC / NFKC, trimmed)": "equal after Unicode normalisation ({form}) and trimming the spaces around the answer; "
                        "case and punctuation still count",
     "exact (normalized)": "SQuAD-style: Unicode {form}, lower-cased, punctuation (ASCII and Unicode) and the "
                           "articles a/an/the dropped, runs of whitespace collapsed",

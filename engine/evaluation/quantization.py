@@ -27,6 +27,7 @@ from ..core.device import pick_device
 from ..core.errors import UserInputError, check_range, check_text
 from .metrics import perplexity
 
+TIMING_PROMPT_TOKENS = 32  # the prompt for timing: the text's first tokens
 VARIANTS = ("fp32", "bf16", "int8-weights", "int8-dynamic")
 # What each variant quantizes (the table's "what it quantizes" column).
 DESCRIPTIONS = {
@@ -178,8 +179,9 @@ def free_variants(engine, key: str) -> int:
 
 @torch.no_grad()
 def tokens_per_second(model, tokenizer, prompt: str, new_tokens: int) -> tuple[float, str]:
-    """Greedy generation of exactly `new_tokens` tokens (KV cache on); returns (tokens/s, text)."""
-    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids[:, :32]
+    """Greedy generation of exactly `new_tokens` tokens (KV cache on) after the first
+    TIMING_PROMPT_TOKENS tokens of `prompt`; returns (tokens/s, text)."""
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids[:, :TIMING_PROMPT_TOKENS]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     kwargs = dict(do_sample=False, pad_token_id=pad, attention_mask=torch.ones_like(ids))
     model.generate(ids, max_new_tokens=2, min_new_tokens=2, **kwargs)  # warm-up
