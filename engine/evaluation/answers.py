@@ -31,8 +31,8 @@ METRIC_DESCRIPTIONS = {
     "exact (raw)": "the two strings exactly as typed, code point by code point: nothing is normalised, so a "
                    "trailing space, a different case or a decomposed accent (e + U+0301 instead of é) makes "
                    "them differ",
-    "exact (NFC / NFKC, trimmed)": "equal after Unicode normalisation ({form}) and trimming the spaces around the answer; "
-                       "case and punctuation still count",
+    "exact (NFC / NFKC, trimmed)": "equal after Unicode normalisation ({form}) and trimming the spaces "
+                                   "around the answer; case and punctuation still count",
     "exact (normalized)": "SQuAD-style: Unicode {form}, lower-cased, punctuation (ASCII and Unicode) and the "
                           "articles a/an/the dropped, runs of whitespace collapsed",
     "edit distance": "fewest single-character insertions, deletions and substitutions between the Unicode "
