@@ -22,6 +22,8 @@ body.present .gradio-container { zoom: 1.3; }
 .csv-download { max-width: 16em; }
 #app-title { min-width: 260px !important; }  /* the title stays on one line; the controls wrap */
 #share-link textarea { font-family: monospace; font-size: 0.85em; }
+/* table headers wrap between words, never inside one ("perplexit|y") */
+.gradio-container th, .gradio-container th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: manual; }
 """
 
 # Presentation mode: larger everything for a projector; also `?present=1` in the URL.

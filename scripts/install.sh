@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the app into .venv (Python 3.11). With --test, also the test tools and Debian's
-# chromium for the browser tests. Safe to run again: pip skips what is already there.
+# Install the app into .venv (Python 3.11). With --test, also the test tools, and Debian's
+# chromium and emoji + CJK fonts for the browser tests. Safe to run again: pip and apt-get skip
+# what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -15,12 +16,20 @@ pip install -q -r requirements.txt
 pip install -q --no-deps -r requirements-offline.txt
 if [ "${1:-}" = "--test" ]; then
   pip install -q -r requirements-test.txt
-  if [ ! -x /usr/bin/chromium ]; then
+  # Debian packages the browser tests need, only those missing: chromium, and the emoji and CJK
+  # fonts without which pages and screenshots show empty boxes where a user's browser shows text.
+  need=""
+  [ -x /usr/bin/chromium ] || need="chromium"
+  for pkg in fonts-noto-color-emoji fonts-noto-cjk; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
+  done
+  if [ -n "$need" ]; then
     if command -v apt-get >/dev/null 2>&1; then
       SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-      $SUDO apt-get install -y -q chromium >/dev/null || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; }
+      # shellcheck disable=SC2086  # $need is a list of package names
+      $SUDO apt-get install -y -q $need >/dev/null || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q $need >/dev/null; }
     else
-      echo "install Chromium at /usr/bin/chromium for the browser tests" >&2
+      echo "install for the browser tests:$need (Chromium at /usr/bin/chromium, Noto emoji and CJK fonts)" >&2
     fi
   fi
 fi

@@ -49,13 +49,29 @@ ANSWER_EXAMPLES = (
      "Because the ocean reflects onto it.\nair scatters blue light more than red light"),
     ("Numbers", "How many legs does a spider have?", "8",
      "8\neight\nEight legs.\n6\n8 legs"),
+    # the same word four ways that look alike: composed é (NFC), e + combining accent (NFD),
+    # with a trailing space, and in full-width letters (only NFKC folds those)
+    ("Same letters, different code points", "Where do we meet?", "café",
+     "café\ncafe\u0301\ncafé \nｃａｆé\nCafé!"),
 )
 ANSWER_QUESTION = "What is the capital of France?"
 ANSWER_REFERENCE = "Paris"
 ANSWER_CANDIDATES = "Paris\nparis.\nThe capital is Paris.\nLondon\nIt's Lyon, I think"
-ANSWER_HEADERS = ["candidate", "exact (raw)", "exact (normalized)", "edit distance", "edit ratio", "token F1",
-                  "bigram F1", "semantic (MiniLM cos)", "tiny judge: rating 1-5", "judge p(1..5)"]
-QUANT_HEADERS = ["variant", "what it is", "weights MB", "× fp32 size", "tokens/s", "perplexity",
+
+
+def answer_headers(form: str = "NFC") -> list[str]:
+    return ["candidate", "exact (raw)", f"exact ({form}, trimmed)", "exact (normalized)", "edit distance",
+            "edit ratio", "token F1", "bigram F1", "semantic (MiniLM cos)", "tiny judge: rating 1-5",
+            "judge p(1..5)"]
+
+
+def answer_metrics_markdown() -> str:
+    """What each answer metric compares, from the engine's own descriptions."""
+    forms = " or ".join(answers.UNICODE_FORMS) + ", as chosen"
+    return " · ".join(f"**{name}**: {what.format(form=forms)}" for name, what in answers.METRIC_DESCRIPTIONS.items())
+
+
+QUANT_HEADERS = ["variant", "what it quantizes", "weights MB", "× fp32 size", "tokens/s", "perplexity",
                  "Δ ppl vs fp32", "bits/byte", "greedy continuation"]
 COMPARE_HEADERS = ["text", "tokens", "perplexity", "mean NLL (nats)", "bits/token", "bits/byte", "bits/char",
                    "mean entropy (bits)"]
@@ -133,15 +149,17 @@ def cross_entropy(spec, target, temperature):
 
 
 def make_compare_answers(engine):
-    def run(question, reference, candidates, semantic, use_judge, progress=gr.Progress()):
+    def run(question, reference, candidates, semantic, use_judge, unicode_form="NFC", progress=gr.Progress()):
         cb = progress_callback(progress)
+        form = answers.check_form(unicode_form)
         encoder = engine.load("minilm-l6", progress=cb) if semantic else None
         judge = engine.load("smollm2-135m-instruct", progress=cb) if use_judge else None
-        rows = answers.compare_answers(reference, candidates, encoder, judge, question, progress=cb)
+        rows = answers.compare_answers(reference, candidates, encoder, judge, question, progress=cb, form=form)
         table, plain = [], []
         for r in rows:
             j = r.get("judge")
-            table.append([r["candidate"], _fmt(r["exact_raw"]), _fmt(r["exact_normalized"]), r["edit_distance"],
+            table.append([r["candidate"], _fmt(r["exact_raw"]), _fmt(r["exact_unicode"]), _fmt(r["exact_normalized"]),
+                          r["edit_distance"],
                           _fmt(r["edit_ratio"], 2), _fmt(r["token_f1"], 2), _fmt(r["bigram_f1"], 2),
                           _fmt(r.get("semantic"), 3),
                           f"{j['expected']:.2f} (top {j['rating']})" if j else "–",
@@ -150,7 +168,8 @@ def make_compare_answers(engine):
                 {"judge_expected": j["expected"], "judge_rating": j["rating"], "judge_digit_probs": j["digit_probs"],
                  "judge_digit_mass": j["digit_mass"]} if j else {}))
         prompt = rows[0]["judge"]["prompt"] if use_judge else "(the judge was not asked)"
-        return table, md_code_block(prompt, "text"), plain
+        # headers with the data: the header says which Unicode form was used
+        return {"headers": answer_headers(form), "data": table}, md_code_block(prompt, "text"), plain
     return run
 
 
@@ -251,16 +270,15 @@ def build(engine) -> None:
                     with gr.Row():
                         ans_sem = gr.Checkbox(True, label="Semantic similarity (MiniLM embeddings)")
                         ans_judge = gr.Checkbox(True, label="AI as judge (SmolLM2-135M, a tiny model)")
+                    ans_form = gr.Radio(list(answers.UNICODE_FORMS), value="NFC",
+                                        label="Unicode normalisation (every metric except exact (raw))",
+                                        info="NFC: a composed é equals e + combining accent · NFKC: also "
+                                             "full-width letters, ligatures (ﬁ) and superscripts (²)")
                     ans_btn = gr.Button("Compare answers", variant="primary")
             ans_examples_box = gr.Column()
-            ans_table = data_table("answer-metrics", headers=ANSWER_HEADERS, interactive=False, wrap=True, label="Metrics per answer")
-            gr.Markdown(
-                "**exact (raw)**: identical strings · **normalized**: after lower-casing and dropping punctuation "
-                "and a/an/the · **edit distance**: fewest character insertions, deletions, substitutions; ratio = "
-                "1 − distance / longer length · **token F1 / bigram F1**: overlap of words / word pairs · "
-                "**semantic**: cosine of mean-pooled MiniLM sentence embeddings · **tiny judge**: SmolLM2-135M "
-                "asked for a 1-5 rating; we read its probabilities for the five digits (no sampling). It is a "
-                "135M-parameter model's opinion, not a grade.")
+            ans_table = data_table("answer-metrics", headers=answer_headers(), interactive=False, wrap=True,
+                                   label="Metrics per answer")
+            gr.Markdown(answer_metrics_markdown() + ".", elem_id="eval-answer-metrics-help")
             notice("Each metric forgives a different kind of difference. The tiny judge gives almost the same "
                    "rating to right and wrong answers: a judge must be far stronger than what it grades.")
             with gr.Accordion("The prompt the judge saw (first answer)", open=False):
@@ -269,11 +287,11 @@ def build(engine) -> None:
                 ans_json = gr.JSON()
 
         with gr.Tab("Quantization", id="eval-quant"):
-            gr.Markdown("The same model stored three ways, run on the CPU. Each copy is built on first use from "
+            gr.Markdown("The same model stored four ways, run on the CPU. Each copy is built on first use from "
                         "the float model (the shared model is never changed) and kept in the model cache until "
                         "freed.")
             with gr.Row():
-                q_text = gr.Textbox(EXAMPLE, lines=4, label="Text for perplexity (and the prompt for timing)",
+                q_text = gr.Textbox(EXAMPLE, lines=4, label=f"Text for perplexity (its first {quant.TIMING_PROMPT_TOKENS} tokens are the prompt for timing)",
                                     scale=3, max_length=4000)
                 with gr.Column(scale=1, min_width=260):
                     q_model = model_picker(engine, "causal-lm", label="Language model")
@@ -283,16 +301,23 @@ def build(engine) -> None:
                 q_btn = gr.Button("Build and compare", variant="primary")
                 q_free = gr.Button("Free the bf16/int8 copies")
             q_table = data_table("quantization", headers=QUANT_HEADERS, interactive=False, wrap=True, label="Side by side",
-                                   column_widths=["7%", "19%", "8%", "7%", "7%", "8%", "8%", "7%", "29%"],
+                                   column_widths=["10%", "22%", "7%", "6%", "8%", "9%", "7%", "8%", "23%"],
                                    elem_id="eval-quant-table")
             gr.Markdown("**fp32**: 32-bit floats, the reference · **bf16**: every weight as bfloat16 (fp32's range, "
-                        "8 bits of mantissa) · **int8**: PyTorch dynamic quantization of the Linear layers in the "
-                        "transformer blocks (int8 weights with one scale per output row; activations quantized on "
-                        "the fly); the token embedding, shared with the output head, stays fp32.")
+                        "8 bits of mantissa), and the math in bf16 · **int8-weights** (weights only): the Linear "
+                        "layers of the transformer blocks store int8 weights with one scale per output row; "
+                        "their inputs and outputs (the activations) stay float32 · **int8-dynamic** (weights + "
+                        "activations): PyTorch dynamic quantization of the same layers: the same kind of int8 "
+                        "weights, and at run time each layer's input is also rounded to 8 bits with one scale "
+                        "for the whole tensor. In both int8 variants the token embedding, shared with the "
+                        "output head, stays fp32.", elem_id="eval-quant-help")
             q_plot = Plot(filename="quantization", show_label=False)
             q_status = gr.Markdown()
-            notice("Fewer bits per weight: less memory. Speed depends on the hardware (a CPU without bf16 "
-                   "units can be slower in bf16), and quality drops most where rounding hits the weights hardest.")
+            notice("Fewer bits per weight: less memory. Rounding the weights to int8 costs little perplexity "
+                   "(compare int8-weights with fp32); the big jump of int8-dynamic comes from rounding the "
+                   "activations: a few very large activation values set the one scale of the whole tensor, "
+                   "and every other value gets only a handful of levels. Speed depends on the hardware (a "
+                   "CPU without bf16 units can be slower in bf16).")
             with gr.Accordion("All numbers (JSON)", open=False):
                 q_json = gr.JSON()
 
@@ -316,7 +341,8 @@ def build(engine) -> None:
                       show_progress="hidden")
     toy_temp.change(user_errors(cross_entropy), inputs=[toy_spec, toy_target, toy_temp],
                     outputs=[toy_math, toy_plot], api_name="cross_entropy", show_progress="hidden")
-    ans_btn.click(user_errors(on_gpu(make_compare_answers(engine))), inputs=[ans_q, ans_ref, ans_cands, ans_sem, ans_judge],
+    ans_btn.click(user_errors(on_gpu(make_compare_answers(engine))),
+                  inputs=[ans_q, ans_ref, ans_cands, ans_sem, ans_judge, ans_form],
                   outputs=[ans_table, ans_prompt, ans_json], api_name="compare_answers", **HEAVY)
     q_btn.click(user_errors(make_quantization(engine)), inputs=[q_model, q_text, q_variants, q_ctl["new_tokens"]],
                 outputs=[q_table, q_plot, q_json, q_status], api_name="quantization_compare", **HEAVY)
@@ -332,7 +358,8 @@ def build(engine) -> None:
                  labels=[e[0] for e in TOY_EXAMPLES], fn=user_errors(cross_entropy), outputs=[toy_math, toy_plot],
                  cache=True)
     with ans_examples_box:  # the slow judge is off in the examples; tick it and press Compare to ask it
-        examples([[q, r, c, True, False] for _, q, r, c in ANSWER_EXAMPLES], [ans_q, ans_ref, ans_cands, ans_sem, ans_judge],
+        examples([[q, r, c, True, False, "NFC"] for _, q, r, c in ANSWER_EXAMPLES],
+                 [ans_q, ans_ref, ans_cands, ans_sem, ans_judge, ans_form],
                  labels=[e[0] for e in ANSWER_EXAMPLES], fn=user_errors(on_gpu(make_compare_answers(engine))),
                  outputs=[ans_table, ans_prompt, ans_json], cache=True)
     # a link to this tab reopens it with the same text and knobs, and scores the text

@@ -1,6 +1,10 @@
-"""Start here: what each topic teaches, which device and dtype are in use, the model cache,
-and where every model comes from (embedded or the Hub)."""
+"""Start here: one card per lesson (what it teaches and a link that opens it with an example),
+then which device and dtype are in use, the model cache, and, folded, where every model comes
+from (embedded or the Hub)."""
 from __future__ import annotations
+
+import html
+from urllib.parse import urlencode
 
 import gradio as gr
 
@@ -38,27 +42,79 @@ def _models_markdown(engine) -> str:
     return "\n".join([head, *rows])
 
 
-def _topics_markdown() -> str:
-    present = {m.TITLE for m in available()}
-    rows = ["| # | Tab | What it teaches |", "|---|---|---|"]
-    for i, (name, what) in enumerate(TOPICS, 1):
-        mark = name if name in present else f"{name} *(coming)*"
-        rows.append(f"| {i} | {mark} | {what} |")
-    return "\n".join(rows)
+# The first thing to try in each lesson: (what to do, query of the link that opens the tab with
+# it). The query uses the deep-link parameters each tab offers (its Share); a tab without them
+# opens with its own example already in place.
+FIRST_TRY = {
+    "tokens": ("See one sentence with accents, a number, Japanese and an emoji cut by several tokenizers.",
+               {"text": "naïve café, 2024, 東京 and 🦙 llamas"}),
+    "embeddings": ("Find which word 'it' attends to in a sentence about a tired animal.",
+                   {"text": "The animal didn't cross the street because it was too tired."}),
+    "decoding": ("Look at the next-token probabilities after a prompt, then raise the temperature.",
+                 {"prompt": "The capital of France is", "temperature": "1.5"}),
+    "pipelines": ("Press Generate under 'Text generation', then open the code that produced it.", {}),
+    "lora": ("Train a small adapter for 20 steps and compare base and adapted continuations of 'Life is'.",
+             {"prompt": "Life is", "steps": "20"}),
+    "diffusion": ("Press Generate, then watch the denoising gallery turn noise into a digit.", {}),
+    "evaluation": ("Score a sentence said twice: the second time costs the model far fewer bits.",
+                   {"text": "The cat sat on the mat. The cat sat on the mat."}),
+}
+
+CARDS_CSS = """<style>
+#lesson-cards .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(290px, 1fr)); gap: 12px; }
+#lesson-cards .card { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 12px 14px;
+  background: var(--background-fill-secondary); display: flex; flex-direction: column; gap: 6px; }
+#lesson-cards .card h3 { margin: 0; font-size: 1.05em; }
+#lesson-cards .card p { margin: 0; }
+#lesson-cards .card .try { margin-top: auto; font-weight: 600; }
+</style>"""
+
+
+def lesson_link(tab_id: str) -> str:
+    """The relative link that opens a lesson tab with its first example (app.py reads ?tab=...)."""
+    return "?" + urlencode({"tab": tab_id, **FIRST_TRY.get(tab_id, ("", {}))[1]})
+
+
+def lesson_cards() -> list[dict]:
+    """One card per lesson in teaching order: number, title, tab id (None: not built yet), what it
+    teaches, the first thing to try and its link."""
+    ids = {m.TITLE: m.__name__.split(".")[-1] for m in available()}
+    cards = []
+    for i, (title, what) in enumerate(TOPICS, 1):
+        tab_id = ids.get(title)
+        first = FIRST_TRY.get(tab_id, ("", {}))[0] if tab_id else ""
+        cards.append(dict(number=i, title=title, tab=tab_id, teaches=what, first_try=first,
+                          link=lesson_link(tab_id) if tab_id else None))
+    return cards
+
+
+def _cards_html() -> str:
+    parts = []
+    for c in lesson_cards():
+        e = html.escape
+        if c["link"]:
+            action = (f'<p class="try">Try first: <a href="{e(c["link"])}" target="_self" '
+                      f'data-tab="{e(c["tab"])}">{e(c["first_try"])} →</a></p>')
+        else:
+            action = '<p class="try"><em>coming</em></p>'
+        parts.append(f'<div class="card" data-tab="{e(c["tab"] or "")}"><h3>{c["number"]}. {e(c["title"])}</h3>'
+                     f'<p>{e(c["teaches"])}</p>{action}</div>')
+    return CARDS_CSS + '<div class="cards">' + "".join(parts) + "</div>"
 
 
 def build(engine) -> None:
     gr.Markdown(
         "Learn how language models and diffusion models work by touching them. Each tab is one "
-        "lesson, in teaching order. Models load on first use (you will see a progress message) and "
-        "stay cached for everyone after that."
+        "lesson, in teaching order: each card says what it teaches, and its link opens it with a first "
+        "example. Models load on first use (you will see a progress message) and stay cached for "
+        "everyone after that."
     )
-    gr.Markdown(_topics_markdown())
+    gr.HTML(_cards_html(), elem_id="lesson-cards")
     with gr.Row():
         status = gr.Markdown(_status_markdown(engine), elem_id="engine-status")
         refresh = gr.Button("Refresh status", size="sm", scale=0)
-    gr.Markdown("### Models: where each one comes from here")
-    table = gr.Markdown(_models_markdown(engine), elem_id="model-table")
+    with gr.Accordion("Models: where each one comes from here", open=False, elem_id="model-table-fold"):
+        table = gr.Markdown(_models_markdown(engine), elem_id="model-table")
 
     # Register listeners
     def refresh_status():

@@ -28,12 +28,18 @@ def test_perplexity_endpoint_reports_bad_stride(client):
 
 
 def test_compare_answers_endpoint(client):
-    table, _prompt, rows = client.predict("", "Paris", "Paris\nparis.\nLondon", True, False, api_name="/compare_answers")
-    assert [r["exact_raw"] for r in rows] == [True, False, False]
-    assert [r["exact_normalized"] for r in rows] == [True, True, False]
-    assert [r["edit_distance"] for r in rows] == [0, 2, 6]
+    table, _prompt, rows = client.predict("", "Paris", "Paris\nparis.\nLondon\n Paris", True, False, api_name="/compare_answers")
+    assert [r["exact_raw"] for r in rows] == [True, False, False, False]  # " Paris" is not raw-equal
+    assert [r["exact_unicode"] for r in rows] == [True, False, False, True]
+    assert [r["exact_normalized"] for r in rows] == [True, True, False, True]
+    assert [r["edit_distance"] for r in rows] == [0, 2, 6, 0]
     assert rows[0]["semantic"] == pytest.approx(1.0, abs=1e-5) and rows[2]["semantic"] < rows[1]["semantic"]
-    assert len(table["data"]) == 3
+    assert len(table["data"]) == 4 and table["headers"][1:4] == ["exact (raw)", "exact (NFC, trimmed)",
+                                                                 "exact (normalized)"]
+    nfd = "cafe\u0301"  # e + combining accent; NFKC also folds the full-width letters
+    table, _prompt, rows = client.predict("", "café", nfd + "\nｃａｆé", False, False, "NFKC", api_name="/compare_answers")
+    assert [r["exact_raw"] for r in rows] == [False, False] and [r["exact_unicode"] for r in rows] == [True, True]
+    assert "exact (NFKC, trimmed)" in table["headers"]
 
 
 def test_quantization_endpoint_fp32_and_free(client):

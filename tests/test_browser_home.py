@@ -1,18 +1,60 @@
-import pytest
+from urllib.parse import parse_qsl
 
+import pytest
+from playwright.sync_api import expect
+
+import tabs
+from tabs import home
 from tests.conftest import SCREENSHOTS
+
+# every input value on the page, visible or not (text boxes, slider number boxes)
+INPUT_VALUES_JS = "() => [...document.querySelectorAll('input, textarea')].map(e => e.value)"
 
 
 @pytest.mark.browser
-def test_landing_tab_shows_device_cache_and_models(page, app_url):
+def test_landing_tab_shows_lessons_first_then_device_cache_and_folded_models(page, app_url):
     page.goto(app_url)
     page.get_by_text("Device:").first.wait_for(timeout=30_000)
     status = page.locator("#engine-status").inner_text()
     assert "cpu" in status and "float32" in status and "evictions" in status
-    table = page.locator("#model-table").inner_text()
-    assert "smollm2-135m-instruct" in table and "embedded (offline)" in table
+    cards = page.locator("#lesson-cards .card")
+    assert cards.count() == len(home.lesson_cards())
+    # lessons first: the cards start above the status, and the model table is folded
+    assert cards.first.bounding_box()["y"] < page.locator("#engine-status").bounding_box()["y"]
+    assert not page.locator("#model-table").is_visible()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "home.png"), full_page=True)
+    page.get_by_text("Models: where each one comes from here").click()  # still one click away
+    page.locator("#model-table").wait_for(state="visible", timeout=10_000)
+    table = page.locator("#model-table").inner_text()
+    assert "smollm2-135m-instruct" in table and "embedded (offline)" in table
+
+
+@pytest.mark.browser
+def test_every_lesson_card_link_opens_its_tab_with_the_example(page, app_url):
+    titles = {m.__name__.split(".")[-1]: m.TITLE for m in tabs.available()}
+    page.goto(app_url)
+    page.locator("#lesson-cards a").first.wait_for(timeout=30_000)
+    n = page.locator("#lesson-cards a").count()
+    assert n == len(titles) - 1  # every tab but this one
+    for i in range(n):
+        pg = page.context.new_page()  # a fresh page per card: the landing page as a newcomer sees it
+        try:
+            pg.goto(app_url)
+            link = pg.locator("#lesson-cards a").nth(i)
+            link.wait_for(timeout=30_000)
+            tab_id = link.get_attribute("data-tab")
+            params = dict(parse_qsl(link.get_attribute("href").lstrip("?")))
+            link.click()
+            pg.wait_for_url(f"**tab={tab_id}**", timeout=10_000)
+            pg.get_by_role("tab", name=titles[tab_id], exact=True, selected=True).wait_for(timeout=30_000)
+            assert params.pop("tab") == tab_id
+            for value in params.values():  # the example's values reached the tab's inputs
+                pg.wait_for_function(
+                    f"() => ({INPUT_VALUES_JS})().some(v => v === {value!r} || "
+                    f"(v !== '' && Number(v) === Number({value!r})))", timeout=30_000)
+        finally:
+            pg.close()
 
 
 @pytest.mark.browser
@@ -20,7 +62,10 @@ def test_presentation_mode_and_share_link(page, app_url):
     page.goto(app_url + "?present=1")
     page.get_by_text("Device:").first.wait_for(timeout=30_000)
     page.wait_for_function("document.body.classList.contains('present')", timeout=10_000)
-    page.get_by_label("Presentation mode (larger text)").uncheck()
+    box = page.get_by_label("Presentation mode (larger text)")
+    # the server's answer to the page load ticks the box: wait for it, or it re-ticks it after us
+    expect(box).to_be_checked(timeout=30_000)
+    box.uncheck()
     page.wait_for_function("!document.body.classList.contains('present')", timeout=10_000)
     page.get_by_role("button", name="🔗 Link to this view").click()
     box = page.locator("#share-link textarea")

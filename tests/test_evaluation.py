@@ -4,6 +4,7 @@ computation (raw model logits, torch's cross_entropy, known edit distances)."""
 from __future__ import annotations
 
 import math
+import unicodedata
 
 import pytest
 import torch
@@ -167,9 +168,50 @@ def test_edit_distance_and_exact_match_known_cases():
     assert am.edit_ratio("kitten", "sitting") == pytest.approx(1 - 3 / 7)
     assert am.edit_ratio("", "") == 1.0
     assert am.exact_match("Paris", "Paris") and not am.exact_match("Paris", "paris.")
-    assert am.exact_match("Paris", "  the PARIS! ", normalized=True)
-    assert not am.exact_match("Paris", "Lyon", normalized=True)
+    assert am.exact_match("Paris", "  the PARIS! ", "normalized")
+    assert not am.exact_match("Paris", "Lyon", "normalized")
     assert am.normalize("The  Eiffel-Tower, in an instant!") == "eiffeltower in instant"
+
+
+NFC = unicodedata.normalize("NFC", "café crème")  # é as one code point
+NFD = unicodedata.normalize("NFD", "café crème")  # e + U+0301 COMBINING ACUTE ACCENT
+
+
+def test_exact_match_variants_do_what_their_descriptions_say():
+    assert NFC != NFD and len(NFD) == len(NFC) + 2
+    # raw: nothing normalised, not even the spaces around the answer or the Unicode form
+    for same_looking in (NFD, NFC + " ", " " + NFC, NFC + "\t"):
+        assert not am.exact_match(NFC, same_looking, "raw")
+    assert am.exact_match(NFC, NFC, "raw")
+    # unicode: NFC form + trimmed; case and punctuation still count
+    assert am.exact_match(NFC, NFD, "unicode") and am.exact_match(NFC, " " + NFD + " ", "unicode")
+    assert not am.exact_match(NFC, NFC.upper(), "unicode") and not am.exact_match(NFC, NFC + "!", "unicode")
+    # normalized (SQuAD-style) also sees NFC and NFD as the same text
+    assert am.exact_match(NFC, NFD.upper() + ".", "normalized")
+    assert am.normalize(NFD) == am.normalize(NFC) == NFC
+    # NFKC folds compatibility forms (full-width letters, ligatures), NFC does not
+    wide = "ｃａｆé"
+    assert not am.exact_match("café", wide, "unicode", "NFC") and am.exact_match("café", wide, "unicode", "NFKC")
+    assert am.exact_match("ﬁne", "fine", "normalized", "NFKC") and not am.exact_match("ﬁne", "fine", "normalized")
+    # "dropping punctuation" means all of it, not only ASCII
+    assert am.normalize("¿Dónde está? «París» — 東京。") == am.normalize("Dónde está París 東京")
+    with pytest.raises(UserInputError, match="'NFD'.*'NFC', 'NFKC'"):
+        am.exact_match("a", "a", "unicode", "NFD")
+    with pytest.raises(UserInputError, match="'NFD'"):
+        am.compare_answers("a", "a", form="NFD")
+
+
+def test_compare_answers_keeps_candidates_as_typed():
+    rows = am.compare_answers(NFC, [NFC, NFD, NFC + " ", "  " + NFC, "\n"])
+    assert [r["candidate"] for r in rows] == [NFC, NFD, NFC + " ", "  " + NFC]  # blank line skipped
+    assert [r["exact_raw"] for r in rows] == [True, False, False, False]
+    assert all(r["exact_unicode"] and r["exact_normalized"] for r in rows)
+    assert all(r["edit_distance"] == 0 and r["token_f1"] == 1.0 for r in rows)  # on the NFC, trimmed text
+    same = am.compare_answers("Paris ", "Paris\nParis ")  # the reference is kept as typed too
+    assert [r["exact_raw"] for r in same] == [False, True]
+    wide = am.compare_answers("café", "ｃａｆé", form="NFKC")[0]
+    assert wide["exact_unicode"] and wide["edit_distance"] == 0 and wide["unicode_form"] == "NFKC"
+    assert am.compare_answers("café", "ｃａｆé")[0]["edit_distance"] == 3
 
 
 def test_token_and_bigram_f1():
@@ -220,19 +262,97 @@ def test_quantized_copies_leave_the_base_model_alone(tiny, engine, monkeypatch):
     eng = Engine(device="cpu", offline=True, cache_bytes=2**30)
     monkeypatch.setattr(eng, "load", lambda key, variant="default", progress=None: bundle)
     text = "Rivers carry the water back to the sea, and the sun warms the oceans again."
-    rows = Q.quantization_compare(eng, "smollm2-135m-instruct", text, ["int8", "fp32", "bf16"], new_tokens=3)
-    assert [r["variant"] for r in rows] == ["fp32", "bf16", "int8"]
-    fp32, bf16, int8 = rows
+    rows = Q.quantization_compare(eng, "smollm2-135m-instruct", text, ["int8-dynamic", "fp32", "int8-weights", "bf16"],
+                                  new_tokens=3)
+    assert [r["variant"] for r in rows] == ["fp32", "bf16", "int8-weights", "int8-dynamic"]
+    fp32, bf16, weights, dynamic = rows
+    assert "weights only" in weights["description"] and "activations stay float" in weights["description"]
+    assert "weights + activations" in dynamic["description"]
     assert bf16["size_mb"] == pytest.approx(fp32["size_mb"] / 2)
-    assert int8["size_mb"] < fp32["size_mb"]
+    assert weights["size_mb"] < fp32["size_mb"] and dynamic["size_mb"] < fp32["size_mb"]
     assert fp32["perplexity"] == pytest.approx(M.perplexity(model, tok, text, 512, 256).perplexity, rel=1e-6)
     assert bf16["perplexity"] == pytest.approx(fp32["perplexity"], rel=0.05)
     assert all(r["tokens_per_s"] > 0 for r in rows)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before) and next(model.parameters()).dtype == torch.float32
     keys = [e["key"] for e in eng.cache.stats()["entries"]]
-    assert sum("eval-quantization" in k for k in keys) == 2
-    assert Q.free_variants(eng, "smollm2-135m-instruct") == 2
+    assert sum("eval-quantization" in k for k in keys) == 3
+    assert Q.free_variants(eng, "smollm2-135m-instruct") == 3
     assert not any("eval-quantization" in e["key"] for e in eng.cache.stats()["entries"])
     with pytest.raises(UserInputError, match="fp16"):
         Q.quantization_compare(eng, "smollm2-135m-instruct", text, ["fp16"])
+    with pytest.raises(UserInputError, match="'int8'.*int8-weights, int8-dynamic"):  # say which int8
+        Q.quantization_compare(eng, "smollm2-135m-instruct", text, ["int8"])
+
+
+@pytest.fixture(scope="module")
+def small_llama():
+    """A tiny random Llama with its own small vocabulary (no tokenizer needed)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def _linears(model, kind):
+    return {n: m for n, m in model.named_modules() if type(m) is kind}
+
+
+def test_weight_only_int8_rounds_weights_and_leaves_activations_float(small_llama):
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    weights = Q.build_variant(small_llama, "int8-weights")
+    dynamic = Q.build_variant(small_llama, "int8-dynamic")
+    floats = {n: m for n, m in small_llama.named_modules() if isinstance(m, torch.nn.Linear)}
+    quantized = _linears(weights, Q.WeightOnlyInt8Linear)
+    # every block Linear is int8 in both variants; the output head stays a float Linear
+    assert set(quantized) == set(_linears(dynamic, DynamicLinear)) == set(floats) - {"lm_head"}
+    assert not _linears(weights, DynamicLinear) and type(weights.lm_head) is torch.nn.Linear
+    for name, q in quantized.items():
+        w = floats[name].weight.detach()
+        assert q.weight_int8.dtype == torch.int8 and q.weight_int8.abs().max() <= 127
+        step = q.scale[:, None]  # one quantization step per output row
+        assert torch.all((q.dequantized_weight() - w).abs() <= step / 2 * (1 + 1e-5))
+    # activations: each int8-weights layer gets a float32 input and computes with it unrounded,
+    # while the dynamic layers round their input (their outputs stray far further from the float
+    # product with their own int8 weights)
+    seen = {}
+
+    def record(name):
+        def hook(mod, args, out):
+            seen.setdefault(name, (args[0], out))  # returns None: the output is left as it is
+        return hook
+
+    hooks = [m.register_forward_hook(record(n)) for n, m in quantized.items()]
+    ids = torch.randint(0, 97, (1, 12))
+    with torch.no_grad():
+        weights(input_ids=ids)
+    for h in hooks:
+        h.remove()
+    assert set(seen) == set(quantized)
+    for name, (x, out) in seen.items():
+        assert x.dtype == torch.float32 and out.dtype == torch.float32
+        expected = torch.nn.functional.linear(x, quantized[name].dequantized_weight())
+        assert torch.allclose(out, expected, atol=1e-5, rtol=1e-5), name
+    name = "model.layers.0.mlp.down_proj"
+    x = seen[name][0]
+    dyn = dynamic.get_submodule(name)
+    with torch.no_grad():
+        dyn_err = (dyn(x) - torch.nn.functional.linear(x, dyn.weight().dequantize())).abs().max()
+        own_err = (quantized[name](x) - torch.nn.functional.linear(x, quantized[name].dequantized_weight())).abs().max()
+    assert dyn_err > 100 * own_err
+
+
+@pytest.mark.slow
+def test_smollm2_weight_only_int8_stays_close_to_fp32(engine, smollm):
+    """The claim the tab makes: rounding weights to int8 costs little perplexity; rounding the
+    activations too (dynamic quantization) costs far more."""
+    text = "The sun warms the oceans, and some of the water rises into the air as vapour. " * 2
+    rows = Q.quantization_compare(engine, "smollm2-135m-instruct", text, ["fp32", "int8-weights", "int8-dynamic"],
+                                  new_tokens=1)
+    fp32, weights, dynamic = (r["perplexity"] for r in rows)
+    assert abs(weights / fp32 - 1) < 0.1
+    assert dynamic / fp32 - 1 > 2 * abs(weights / fp32 - 1)
+    Q.free_variants(engine, "smollm2-135m-instruct")

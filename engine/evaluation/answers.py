@@ -1,6 +1,7 @@
 """Reference vs candidate answers: from strict string checks to a model's opinion.
 
-exact match (raw, then after SQuAD-style normalization) -> character edit distance ->
+exact match (raw, then after Unicode normalisation, then after SQuAD-style normalization) ->
+character edit distance ->
 token F1 and bigram overlap -> cosine similarity of MiniLM sentence embeddings (mean pooling)
 -> "AI as judge": the instruct model is asked for a 1-5 rating and we read its probabilities
 for the five digits (one forward pass, no sampling). A 135M model's opinion is not a grade.
@@ -9,28 +10,72 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 
 import torch
 
-from ..core.errors import UserInputError, check_text
+from ..core.errors import UserInputError, check_choice, check_text
 
 MAX_ANSWER_CHARS = 1000
 MAX_CANDIDATES = 8
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation + "“”‘’«»…")
+_ASCII_PUNCT = frozenset(string.punctuation)  # SQuAD's set: ASCII punctuation and symbols ($ + < = > ^ ` | ~)
+# Unicode normalisation forms offered: NFC joins a letter and its combining accent into one code
+# point (so composed and decomposed "é" agree); NFKC also folds compatibility forms
+# (full-width "Ｐａｒｉｓ", the ligature "ﬁ", superscript "²") into plain ones.
+UNICODE_FORMS = ("NFC", "NFKC")
+
+# What each metric compares: shown in the UI under the table, so it is said in one place.
+METRIC_DESCRIPTIONS = {
+    "exact (raw)": "the two strings exactly as typed, code point by code point: nothing is normalised, so a "
+                   "trailing space, a different case or a decomposed accent (e + U+0301 instead of é) makes "
+                   "them differ",
+    "exact (NFC / NFKC, trimmed)": "equal after Unicode normalisation ({form}) and trimming the spaces "
+                                   "around the answer; case and punctuation still count",
+    "exact (normalized)": "SQuAD-style: Unicode {form}, lower-cased, punctuation (ASCII and Unicode) and the "
+                          "articles a/an/the dropped, runs of whitespace collapsed",
+    "edit distance": "fewest single-character insertions, deletions and substitutions between the Unicode "
+                     "({form}), trimmed strings; ratio = 1 − distance / length of the longer one",
+    "token F1 / bigram F1": "overlap of the words / word pairs of the SQuAD-normalized answers",
+    "semantic": "cosine of mean-pooled MiniLM sentence embeddings of the answers as typed",
+    "tiny judge": "SmolLM2-135M asked for a 1-5 rating; we read its probabilities for the five digits (no "
+                  "sampling). It is a 135M-parameter model's opinion, not a grade",
+}
 
 
-def normalize(text: str) -> str:
-    """Lowercase, drop punctuation and the articles a/an/the, collapse whitespace."""
-    text = text.lower().translate(_PUNCT)
+def check_form(form: str) -> str:
+    return check_choice("Unicode normalisation", form, UNICODE_FORMS)
+
+
+def unicode_form(text: str, form: str = "NFC") -> str:
+    """The text in Unicode normalisation form `form` (NFC or NFKC), surrounding whitespace trimmed."""
+    return unicodedata.normalize(check_form(form), text).strip()
+
+
+def _is_punctuation(ch: str) -> bool:
+    return ch in _ASCII_PUNCT or unicodedata.category(ch).startswith("P")
+
+
+def normalize(text: str, form: str = "NFC") -> str:
+    """Unicode `form`, lowercase, drop punctuation (ASCII punctuation and symbols, and every Unicode
+    punctuation character: « » “ ” ¿ ¡ 。 — ...), drop the articles a/an/the, collapse whitespace."""
+    text = "".join(ch for ch in unicode_form(text, form).lower() if not _is_punctuation(ch))
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-def exact_match(reference: str, candidate: str, normalized: bool = False) -> bool:
-    if normalized:
-        return normalize(reference) == normalize(candidate)
-    return reference == candidate
+EXACT_MODES = ("raw", "unicode", "normalized")
+
+
+def exact_match(reference: str, candidate: str, mode: str = "raw", form: str = "NFC") -> bool:
+    """raw: identical code points, nothing changed; unicode: equal after unicode_form(); normalized:
+    equal after normalize() (SQuAD-style). See METRIC_DESCRIPTIONS."""
+    check_choice("exact-match mode", mode, EXACT_MODES)
+    if mode == "raw":
+        return reference == candidate
+    if mode == "unicode":
+        return unicode_form(reference, form) == unicode_form(candidate, form)
+    return normalize(reference, form) == normalize(candidate, form)
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -52,9 +97,9 @@ def edit_ratio(a: str, b: str) -> float:
     return 1.0 if longest == 0 else 1.0 - edit_distance(a, b) / longest
 
 
-def ngram_f1(reference: str, candidate: str, n: int = 1) -> float:
+def ngram_f1(reference: str, candidate: str, n: int = 1, form: str = "NFC") -> float:
     """F1 of the n-grams the two normalized answers share (n=1 is SQuAD's token F1)."""
-    ref, cand = normalize(reference).split(), normalize(candidate).split()
+    ref, cand = normalize(reference, form).split(), normalize(candidate, form).split()
     grams = lambda toks: Counter(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))  # noqa: E731
     r, c = grams(ref), grams(cand)
     if not r or not c:  # an answer too short to have n-grams: only equal answers overlap
@@ -121,14 +166,15 @@ def judge(model, tokenizer, reference: str, candidate: str, question: str = "") 
 
 
 def parse_candidates(candidates) -> list[str]:
-    """One candidate per line (a string) or a list of strings."""
+    """One candidate per line (a string) or a list of strings. Each is kept exactly as typed
+    (spaces included: "exact (raw)" must see them); blank lines are skipped."""
     if isinstance(candidates, str):
-        items = [c.strip() for c in candidates.splitlines()]
+        items = candidates.splitlines()
     elif isinstance(candidates, (list, tuple)):
-        items = [str(c).strip() for c in candidates]
+        items = [str(c) for c in candidates]
     else:
         raise UserInputError(f"candidates must be text (one answer per line), got {type(candidates).__name__}.")
-    items = [c for c in items if c]
+    items = [c for c in items if c.strip()]
     if not 1 <= len(items) <= MAX_CANDIDATES:
         raise UserInputError(f"candidates: give 1 to {MAX_CANDIDATES} answers, one per line; got {len(items)}.")
     for c in items:
@@ -137,14 +183,22 @@ def parse_candidates(candidates) -> list[str]:
 
 
 def compare_answers(reference: str, candidates, encoder_bundle=None, judge_bundle=None,
-                    question: str = "", progress=None) -> list[dict]:
-    """One row of metrics per candidate. encoder_bundle / judge_bundle: TextModel or None (skip)."""
+                    question: str = "", progress=None, form: str = "NFC") -> list[dict]:
+    """One row of metrics per candidate. encoder_bundle / judge_bundle: TextModel or None (skip).
+    form: the Unicode normalisation (NFC or NFKC) of every metric except exact (raw)."""
     reference = check_text("reference answer", reference, max_chars=MAX_ANSWER_CHARS)
     question = check_text("question", question or "", max_chars=MAX_ANSWER_CHARS, allow_empty=True)
+    form = check_form(form)
     cands = parse_candidates(candidates)
-    rows = [dict(candidate=c, exact_raw=exact_match(reference, c), exact_normalized=exact_match(reference, c, True),
-                 edit_distance=edit_distance(reference, c), edit_ratio=edit_ratio(reference, c),
-                 token_f1=ngram_f1(reference, c, 1), bigram_f1=ngram_f1(reference, c, 2)) for c in cands]
+    ref_u = unicode_form(reference, form)
+    rows = []
+    for c in cands:
+        c_u = unicode_form(c, form)
+        rows.append(dict(candidate=c, unicode_form=form, exact_raw=exact_match(reference, c, "raw"),
+                         exact_unicode=exact_match(reference, c, "unicode", form),
+                         exact_normalized=exact_match(reference, c, "normalized", form),
+                         edit_distance=edit_distance(ref_u, c_u), edit_ratio=edit_ratio(ref_u, c_u),
+                         token_f1=ngram_f1(reference, c, 1, form), bigram_f1=ngram_f1(reference, c, 2, form)))
     if encoder_bundle is not None:
         if progress:
             progress(0.3, "Embedding the answers with MiniLM")

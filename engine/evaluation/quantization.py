@@ -1,10 +1,19 @@
-"""The same causal LM in fp32, bf16 and int8, side by side on the CPU.
+"""The same causal LM in fp32, bf16 and two kinds of int8, side by side on the CPU.
 
 Each variant is a copy built on demand from a float32 CPU model (never the shared cached model
-itself, which stays as it is): bf16 = every weight cast to bfloat16; int8 = PyTorch's dynamic
-quantization of the nn.Linear layers in the blocks (int8 weights, one scale per output channel,
-activations quantized on the fly). Copies go into engine.cache under their own variant keys, so the cache's
-byte budget and LRU apply to them, and free_variants() drops them.
+itself, which stays as it is):
+
+    bf16          every weight cast to bfloat16 (and the math runs in bf16)
+    int8-weights  weight-only: the nn.Linear weights in the blocks stored as int8 with one scale per
+                  output row; activations stay float32 (each matmul uses the int8 weights times
+                  their scales, so only weight rounding costs accuracy)
+    int8-dynamic  weights + activations: PyTorch's dynamic quantization of the same layers (int8
+                  weights, one scale per output row, and each layer's input rounded to 8 bits at run
+                  time with one scale for the whole tensor, so a few large activations make every
+                  other one coarse)
+
+Copies go into engine.cache under their own variant keys, so the cache's byte budget and LRU apply
+to them, and free_variants() drops them.
 """
 from __future__ import annotations
 
@@ -18,11 +27,14 @@ from ..core.device import pick_device
 from ..core.errors import UserInputError, check_range, check_text
 from .metrics import perplexity
 
-VARIANTS = ("fp32", "bf16", "int8")
+TIMING_PROMPT_TOKENS = 32  # the prompt for timing: the text's first tokens
+VARIANTS = ("fp32", "bf16", "int8-weights", "int8-dynamic")
+# What each variant quantizes (the table's "what it quantizes" column).
 DESCRIPTIONS = {
-    "fp32": "4 bytes per weight (the reference)",
-    "bf16": "2 bytes per weight, fewer mantissa bits",
-    "int8": "1 byte per block weight + scales; embedding fp32",
+    "fp32": "nothing: 4 bytes per weight, float32 math (the reference)",
+    "bf16": "weights and math in bfloat16: 2 bytes per weight, fewer mantissa bits",
+    "int8-weights": "weights only: 1 byte per block weight + a scale per row; activations stay float32",
+    "int8-dynamic": "weights + activations: int8 weights, and each layer's input rounded to int8 at run time",
 }
 
 
@@ -51,16 +63,59 @@ def model_bytes(model: torch.nn.Module) -> int:
     return total
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+class WeightOnlyInt8Linear(torch.nn.Module):
+    """nn.Linear with its weight stored as int8, one float32 scale per output row (symmetric:
+    w ≈ q * scale, q in -127..127, scale = max|w_row| / 127). The input stays float32 and is
+    never rounded: y = x @ (q * scale).T + b."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        w = linear.weight.detach().float()  # (out, in)
+        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scale", scale)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+
+    def dequantized_weight(self) -> torch.Tensor:
+        return self.weight_int8.float() * self.scale[:, None]  # (out, in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x @ (q * scale).T == (x @ q.T) * scale: the int8 weights are widened to x's float dtype
+        # for the matmul and each output column is scaled after it; x itself is never rounded.
+        out = (x @ self.weight_int8.T.to(x.dtype)) * self.scale.to(x.dtype)  # (..., out)
+        return out if self.bias is None else out + self.bias.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, weight=int8, activations=float"
+
+
+def _block_linears(model: torch.nn.Module) -> list[str]:
+    """Names of the nn.Linear layers to quantize: all but the output head, which shares its weight
+    with the token embedding (tied), so keeping it float costs no memory, and which is the layer
+    most hurt by int8."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head]
+
+
+def quantize_int8_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """Weight-only int8 (in place, returns the model): every block nn.Linear becomes a
+    WeightOnlyInt8Linear. Activations are not quantized."""
+    for name in _block_linears(model):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, WeightOnlyInt8Linear(getattr(parent, child)))
+    return model
+
+
+def quantize_int8_dynamic(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantization (returns a new model): every nn.Linear inside the transformer
     blocks gets int8 weights with one scale per output channel, and its input activations are
     quantized on the fly. The output head stays float: it shares its weight with the token
     embedding (tied), so keeping it costs no memory, and it is the layer most hurt by int8."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    spec = {name: per_channel_dynamic_qconfig for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and m is not head}
+    spec = {name: per_channel_dynamic_qconfig for name in _block_linears(model)}
     with warnings.catch_warnings():  # torch.ao.quantization announces its own deprecation
         warnings.simplefilter("ignore")
         return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=False)
@@ -75,8 +130,10 @@ def build_variant(base: torch.nn.Module, variant: str) -> torch.nn.Module:
     clone = torch.nn.Module.to(copy.deepcopy(base), "cpu", torch.float32).eval()
     if variant == "bf16":
         return torch.nn.Module.to(clone, torch.bfloat16)
-    if variant == "int8":
-        return quantize_int8(clone).eval()
+    if variant == "int8-weights":
+        return quantize_int8_weights(clone).eval()
+    if variant == "int8-dynamic":
+        return quantize_int8_dynamic(clone).eval()
     return clone
 
 
@@ -122,8 +179,9 @@ def free_variants(engine, key: str) -> int:
 
 @torch.no_grad()
 def tokens_per_second(model, tokenizer, prompt: str, new_tokens: int) -> tuple[float, str]:
-    """Greedy generation of exactly `new_tokens` tokens (KV cache on); returns (tokens/s, text)."""
-    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids[:, :32]
+    """Greedy generation of exactly `new_tokens` tokens (KV cache on) after the first
+    TIMING_PROMPT_TOKENS tokens of `prompt`; returns (tokens/s, text)."""
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids[:, :TIMING_PROMPT_TOKENS]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     kwargs = dict(do_sample=False, pad_token_id=pad, attention_mask=torch.ones_like(ids))
     model.generate(ids, max_new_tokens=2, min_new_tokens=2, **kwargs)  # warm-up
