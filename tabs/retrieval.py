@@ -73,7 +73,7 @@ def build(engine) -> Share:
             with gr.Tabs():
                 with gr.Tab("1 · Chunks"):
                     doc = gr.Dropdown(_doc_choices(corpus.bundled()), value=corpus.bundled()[0].doc_id,
-                                      label="Document", elem_id="rag-doc")
+                                      label="Document", elem_id="rag-doc", allow_custom_value=True)
                     with gr.Row():
                         chunk_md = gr.Markdown("Pick a document or move a chunk knob to see the chunks.")
                         chunks_btn = gr.Button("Show the chunks", size="sm", scale=0, min_width=160,
@@ -210,6 +210,7 @@ def build(engine) -> Share:
     def run_search(source, query, size, overlap, strategy, top_k, threshold, rrf_k, candidates, sess,
                    progress=gr.Progress()):
         s = search.make_search_settings(top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
+        query = search.check_query(query)  # before indexing: a bad input costs nothing
         kb, sess = _kb(source, size, overlap, strategy, sess, progress)
         found = search.search(engine, kb, query, s, progress_callback(progress))
         points = search.pca_map(kb, found["query_vector"], [])
@@ -225,6 +226,7 @@ def build(engine) -> Share:
         search.check_method(method)
         s = search.make_search_settings(top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
         a = rag.make_answer_settings(budget=budget, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        query = search.check_query(query)
         kb, sess = _kb(source, size, overlap, strategy, sess, progress)
         found = search.search(engine, kb, query, s, progress_callback(progress))
         hits = found[method]

@@ -61,15 +61,17 @@ def test_an_upload_past_the_limit_is_refused_by_name(app_url, tmp_path):
         _session(app_url).predict([handle_file(str(big))], 64, 8, "fixed tokens", api_name="/rag_upload")
     odd = tmp_path / "table.csv"
     odd.write_text("a,b")
-    with pytest.raises(AppError, match=r"'table.csv' is a .csv: upload .txt, .md, .pdf files"):
+    # Gradio's file component refuses another type first, naming the valid ones (the engine's own
+    # check, which names the file, is in test_retrieval.py)
+    with pytest.raises(AppError, match=r"\.txt', '\.md', '\.pdf'"):
         _session(app_url).predict([handle_file(str(odd))], 64, 8, "fixed tokens", api_name="/rag_upload")
 
 
-def test_search_knobs_are_checked(client):
-    with pytest.raises(AppError, match="top_k = 50 is out of range: valid values are 1 to 20"):
+def test_search_input_is_checked(client):
+    with pytest.raises(AppError, match="query is empty"):
+        client.predict("bundled", "   ", 64, 8, "fixed tokens", 5, 0.0, 60, 20, api_name="/rag_search")
+    with pytest.raises(AppError, match="Value 50 is greater than maximum value 20"):  # Gradio's slider check
         client.predict("bundled", "sorting", 64, 8, "fixed tokens", 50, 0.0, 60, 20, api_name="/rag_search")
-    with pytest.raises(AppError, match="source = 'web' is not a valid choice"):
-        client.predict("web", "sorting", 64, 8, "fixed tokens", 5, 0.0, 60, 20, api_name="/rag_search")
 
 
 def test_tab_offers_a_deep_link(engine):
