@@ -20,7 +20,7 @@ SOURCES = [("Python docs (bundled, 22 pages)", "bundled"), ("My uploads", "uploa
 CHUNK_KNOBS = ["size", "overlap", "strategy"]
 SEARCH_KNOBS = ["top_k", "threshold", "rrf_k", "candidates"]
 ANSWER_KNOBS = ["budget", "max_new_tokens", "temperature"]
-HIT_HEADERS = ["rank", "score", "document", "chunk", "text"]
+HIT_HEADERS = ["#", "score", "chunk: document #n, text"]
 CHUNK_HEADERS = ["chunk", "start", "end", "tokens", "text"]
 EXAMPLE_QUERIES = (
     ("Keyword-only parameters", "How do I make function parameters keyword-only?"),
@@ -32,7 +32,8 @@ EXAMPLE_QUERIES = (
 
 
 def _hit_rows(hits: list[dict]) -> list[list]:
-    return [[h["rank"], h["score"], h["title"], h["chunk"], h["text"][:220].replace("\n", " ")] for h in hits]
+    return [[h["rank"], round(h["score"], 4), f"{h['title']} #{h['chunk']}: " + h["text"][:180].replace("\n", " ")]
+            for h in hits]
 
 
 def _chunk_rows(chunks) -> list[list]:
@@ -57,9 +58,10 @@ def build(engine) -> Share:
         with gr.Column(scale=1, min_width=300):
             source = gr.Radio(SOURCES, value="bundled", label="Documents", elem_id="rag-source",
                               info=f"Bundled: {about['documents']} pages of the Python 3.11 docs ({about['license']}).")
-            files = gr.File(file_count="multiple", file_types=list(corpus.EXTENSIONS), label=(
-                f"Your files: {', '.join(corpus.EXTENSIONS)}, up to {corpus.MAX_FILES} files of "
-                f"{corpus.MAX_FILE_BYTES // 1_000_000} MB"), height=120, elem_id="rag-files")
+            files = gr.File(file_count="multiple", file_types=list(corpus.EXTENSIONS), label="Your files",
+                            height=150, elem_id="rag-files")
+            gr.Markdown(f"<small>{', '.join(corpus.EXTENSIONS)}; up to {corpus.MAX_FILES} files of "
+                        f"{corpus.MAX_FILE_BYTES // 1_000_000} MB. They stay in this session's own collection.</small>")
             with gr.Row():
                 upload_btn = gr.Button("Index my files", size="sm", elem_id="rag-upload")
                 clear_btn = gr.Button("Clear my files", size="sm", elem_id="rag-clear")
@@ -94,7 +96,7 @@ def build(engine) -> Share:
                     search_md = gr.Markdown(elem_id="rag-search-summary")
                     with gr.Row(elem_id="rag-results"):
                         tables = {m: data_table(f"rag-{m}", headers=HIT_HEADERS, label=label, wrap=True,
-                                                elem_id=f"rag-{m}", column_widths=["8%", "12%", "20%", "8%", "52%"])
+                                                elem_id=f"rag-{m}", column_widths=["9%", "19%", "72%"], max_height=420)
                                   for m, label in (("dense", "Dense: cosine of MiniLM vectors"),
                                                    ("sparse", "Sparse: TF-IDF (scikit-learn)"),
                                                    ("hybrid", "Hybrid: reciprocal-rank fusion"))}

@@ -43,8 +43,9 @@ def test_each_session_searches_only_its_own_uploads(app_url, tmp_path):
     for c, mine, other in ((one, "Giraffes", "Submarines"), (two, "Submarines", "Giraffes")):
         summary, dense, sparse, hybrid, *_ = c.predict("uploads", f"{other} or {mine}?", 32, 8, "fixed tokens",
                                                        10, 0.0, 60, 20, api_name="/rag_search")
-        texts = [r[4] for t in (dense, sparse, hybrid) for r in t["data"]]
+        texts = [r[2] for t in (dense, sparse, hybrid) for r in t["data"]]
         assert texts and all(mine in t and other not in t for t in texts)
+        assert all(float(r[1]) > 0 for r in dense["data"])
     # clearing one session's files leaves the other's alone
     one.predict(api_name="/rag_clear")
     with pytest.raises(AppError, match="No uploaded documents"):
@@ -92,7 +93,7 @@ def test_bundled_search_quality_and_answer(client):
         "bundled", "How do I make function parameters keyword-only?", 128, 32, "fixed tokens", 5, 0.0, 60, 20,
         api_name="/rag_search")
     assert info["points"] > 500 and info["dense"] == dict(name="dense", size=384, distance="Cosine")
-    assert any("keyword" in r[4].lower() for r in dense["data"][:3])
+    assert any("keyword" in r[2].lower() for r in dense["data"][:3])
     plot, table = client.predict(128, 32, "fixed tokens", 5, api_name="/rag_quality")
     assert len(table["data"]) >= 30
     prompt, with_rag, without_rag, stats = client.predict(
