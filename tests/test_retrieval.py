@@ -230,6 +230,15 @@ def test_engine_search_equals_brute_force_over_the_stored_vectors(engine, tmp_pa
     assert len(pts["x"]) == len(kb.chunks) and len(pts["query"]) == 2
 
 
+def test_the_map_of_a_one_chunk_upload(engine, tmp_path):
+    p = tmp_path / "one.txt"
+    p.write_text("Owls sleep during the day.")
+    kb = search.Library(engine).session().add([str(p)], chunking.make_settings(64, 8))
+    assert len(kb.chunks) == 1
+    pts = search.pca_map(kb, search.embed(engine, ["owls"])[0], [])
+    assert len(pts["x"]) == len(pts["y"]) == 1 and len(pts["query"]) == 2 and len(pts["explained"]) == 2
+
+
 # --- quality and RAG pieces -----------------------------------------------------------------
 
 def test_bundled_questions_quote_their_documents():
