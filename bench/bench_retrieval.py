@@ -1,4 +1,4 @@
-"""Retrieval (RAG): on the first 6 bundled pages, chunked at 128 tokens with 32 of overlap,
+"""Retrieval (RAG): on the first 3 bundled pages, chunked at 128 tokens with 32 of overlap,
 - query latency through the engine (VectorStore.dense / .hybrid, hits formatted) vs the raw
   qdrant-client query_points on the same collection and vectors (target <= 1.2);
 - indexing (chunk, embed, TF-IDF, upsert) vs raw: the same chunk texts through the model with
@@ -14,7 +14,7 @@ import torch
 
 from bench.run import Row, interleaved
 
-DOCS = 6
+DOCS = 3
 QUESTION = "How do I make function parameters keyword-only?"
 
 
