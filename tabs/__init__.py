@@ -12,6 +12,7 @@ ORDER = (
     "inside",      # 2b. one prompt's whole journey through the model, the logit lens, anatomy
     "decoding",    # 3. next-token probabilities and sampling knobs
     "pipelines",   # 4. the classic tasks through pipeline()
+    "retrieval",   # 4b. retrieval-augmented generation on a vector database
     "lora",        # 5. fine-tuning with LoRA
     "diffusion",   # 6. text-to-image and image-to-image
     "evaluation",  # 7. perplexity and answer metrics
@@ -38,6 +39,9 @@ TOPICS = (
                  "sampling, one token at a time."),
     ("Pipelines", "The classic tasks with their real knobs: generation, zero-shot, fill-mask, "
                   "summarization, NER, translation, and the code to run them."),
+    ("Retrieval (RAG)", "A real vector database (Qdrant) answers from documents: chunking, dense, sparse and "
+                        "hybrid search, the prompt with its sources, answers with and without retrieval, "
+                        "hit rate and MRR as the chunk size moves."),
     ("LoRA", "Fine-tuning can be cheap: train an adapter on quotes in the browser and compare base vs "
              "adapted output."),
     ("Diffusion", "Text-to-image step by step: prompt, negative prompt, guidance, steps, scheduler, "

@@ -1,0 +1,134 @@
+"""Documents: the bundled Python documentation pages, and a user's own .txt/.md/.pdf files.
+
+Uploads are bounded (files per upload, bytes per file, characters of text in all) and every
+refusal names the file and the limit. A PDF's text comes from pypdf, page by page.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.errors import UserInputError
+from ..core.registry import ASSETS
+
+CORPUS_DIR = ASSETS / "rag"
+EXTENSIONS = (".txt", ".md", ".pdf")
+MAX_FILES = 5
+MAX_FILE_BYTES = 2_000_000  # per file, as uploaded
+MAX_PDF_PAGES = 200
+MAX_TOTAL_CHARS = 300_000  # text of all of one session's uploads together
+MAX_NAME_CHARS = 120
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str  # stable id: the bundled page name, or "upload-<n>-<name>"
+    title: str
+    text: str
+    source: str  # URL of a bundled page, or "upload: <file name>"
+
+
+def _safe_name(name: str) -> str:
+    """A file name as shown back to the user: the last path part, printable, bounded."""
+    base = re.split(r"[\\/]", str(name))[-1]
+    base = "".join(ch if ch.isprintable() else "?" for ch in base)
+    return base[:MAX_NAME_CHARS] or "unnamed"
+
+
+@functools.lru_cache(maxsize=1)
+def bundled() -> tuple[Document, ...]:
+    """The bundled corpus (assets/rag/manifest.json), read once per process; immutable."""
+    manifest = json.loads((CORPUS_DIR / "manifest.json").read_text(encoding="utf-8"))
+    return tuple(Document(d["id"], d["title"], (CORPUS_DIR / d["file"]).read_text(encoding="utf-8"), d["url"])
+                 for d in manifest["documents"])
+
+
+def bundled_about() -> dict:
+    manifest = json.loads((CORPUS_DIR / "manifest.json").read_text(encoding="utf-8"))
+    return dict(source=manifest["source"], license=manifest["license"], documents=len(manifest["documents"]))
+
+
+def document(docs, doc_id: str) -> Document:
+    for d in docs:
+        if d.doc_id == doc_id:
+            return d
+    shown = ", ".join(repr(d.doc_id) for d in list(docs)[:30])
+    raise UserInputError(f"document = {doc_id!r} is not in this corpus: choose one of {shown}.")
+
+
+def pdf_text(data: bytes, name: str) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise UserInputError(f"{name!r} is an encrypted PDF: upload an unencrypted copy.")
+        if len(reader.pages) > MAX_PDF_PAGES:
+            raise UserInputError(f"{name!r} has {len(reader.pages)} pages: a PDF may have 1 to {MAX_PDF_PAGES} pages.")
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, UserInputError):
+            raise
+        raise UserInputError(f"{name!r} could not be read as a PDF ({type(exc).__name__}): upload a valid .pdf file.") from None
+    return "\n\n".join(p for p in pages if p)
+
+
+def parse_upload(name: str, data: bytes, number: int = 1) -> Document:
+    """One uploaded file as a Document; refused by name when too large, empty or of another kind."""
+    shown = _safe_name(name)
+    ext = Path(shown.lower()).suffix
+    if ext not in EXTENSIONS:
+        raise UserInputError(f"{shown!r} is a {ext or 'file without extension'}: upload "
+                             f"{', '.join(EXTENSIONS)} files.")
+    if len(data) > MAX_FILE_BYTES:
+        raise UserInputError(f"{shown!r} is {len(data):,} bytes: the limit is {MAX_FILE_BYTES:,} bytes per file.")
+    if ext == ".pdf":
+        text = pdf_text(data, shown)
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise UserInputError(f"{shown!r} is not UTF-8 text: save it as UTF-8 and upload it again.") from None
+    text = text.replace("\r\n", "\n").replace("\x00", "")
+    if not text.strip():
+        raise UserInputError(f"{shown!r} holds no text (a scanned PDF has none): upload a file with text.")
+    if len(text) > MAX_TOTAL_CHARS:
+        raise UserInputError(f"{shown!r} has {len(text):,} characters of text: the limit is "
+                             f"{MAX_TOTAL_CHARS:,} characters for all uploads together.")
+    slug = re.sub(r"[^a-z0-9]+", "-", shown.lower()).strip("-")[:40] or "file"
+    return Document(f"upload-{number}-{slug}", shown, text, f"upload: {shown}")
+
+
+def read_uploads(paths, already: int = 0, chars_before: int = 0) -> list[Document]:
+    """Documents from uploaded file paths (as a web form hands them over). `already` documents
+    and `chars_before` characters are in the session already; the limits count them too."""
+    if paths is None:
+        paths = []
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    paths = [p for p in paths if p]
+    if not paths:
+        raise UserInputError(f"No file given: upload 1 to {MAX_FILES} files ({', '.join(EXTENSIONS)}).")
+    if already + len(paths) > MAX_FILES:
+        raise UserInputError(f"{already + len(paths)} files in this session: the limit is {MAX_FILES} files; "
+                             f"clear your uploads first.")
+    docs, chars = [], chars_before
+    for i, p in enumerate(paths):
+        path = Path(str(getattr(p, "name", p)))
+        name = getattr(p, "orig_name", None) or path.name
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:  # refuse before reading it into memory
+            raise UserInputError(f"{_safe_name(name)!r} is {size:,} bytes: the limit is {MAX_FILE_BYTES:,} "
+                                 f"bytes per file.")
+        doc = parse_upload(name, path.read_bytes(), already + i + 1)
+        chars += len(doc.text)
+        if chars > MAX_TOTAL_CHARS:
+            raise UserInputError(f"With {doc.title!r} your uploads hold {chars:,} characters of text: the limit is "
+                                 f"{MAX_TOTAL_CHARS:,} characters for all uploads together.")
+        docs.append(doc)
+    return docs
