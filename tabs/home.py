@@ -50,9 +50,13 @@ FIRST_TRY = {
                {"text": "naïve café, 2024, 東京 and 🦙 llamas"}),
     "embeddings": ("Find which word 'it' attends to in a sentence about a tired animal.",
                    {"text": "The animal didn't cross the street because it was too tired."}),
+    "inside": ("Follow 'The capital of France is' through every block, then open the logit lens to see the "
+               "layer where ' Paris' becomes the top guess.", {"prompt": "The capital of France is"}),
     "decoding": ("Look at the next-token probabilities after a prompt, then raise the temperature.",
                  {"prompt": "The capital of France is", "temperature": "1.5"}),
     "pipelines": ("Press Generate under 'Text generation', then open the code that produced it.", {}),
+    "retrieval": ("See a page of the Python docs cut into 64-token chunks that share 16 tokens (the stripes), "
+                  "then ask a question under Search.", {"size": "64", "overlap": "16"}),
     "lora": ("Train a small adapter for 20 steps and compare base and adapted continuations of 'Life is'.",
              {"prompt": "Life is", "steps": "20"}),
     "diffusion": ("Press Generate, then watch the denoising gallery turn noise into a digit.", {}),

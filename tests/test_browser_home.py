@@ -50,9 +50,12 @@ def test_every_lesson_card_link_opens_its_tab_with_the_example(page, app_url):
             pg.get_by_role("tab", name=titles[tab_id], exact=True, selected=True).wait_for(timeout=30_000)
             assert params.pop("tab") == tab_id
             for value in params.values():  # the example's values reached the tab's inputs
-                pg.wait_for_function(
-                    f"() => ({INPUT_VALUES_JS})().some(v => v === {value!r} || "
-                    f"(v !== '' && Number(v) === Number({value!r})))", timeout=30_000)
+                try:
+                    pg.wait_for_function(
+                        f"() => ({INPUT_VALUES_JS})().some(v => v === {value!r} || "
+                        f"(v !== '' && Number(v) === Number({value!r})))", timeout=30_000)
+                except Exception as exc:
+                    raise AssertionError(f"card {tab_id}: {value!r} never reached an input") from exc
         finally:
             pg.close()
 
