@@ -9,6 +9,7 @@ import gradio as gr
 import pytest
 from PIL import Image
 
+import tabs
 from engine.core.errors import UserInputError, check_text
 
 BAD = "ab\ud800cd"  # the lone surrogate is character 3
@@ -73,7 +74,7 @@ def test_every_text_listener_refuses_a_lone_surrogate_naming_its_position(engine
             continue  # deep-link runs (a gr.Request first) call the same listeners as the buttons
         tab_ids = [None]
         if f.inputs and isinstance(f.inputs[0], gr.State) and f.inputs[0].value == "home":
-            tab_ids = ["tokens", "embeddings", "inside", "decoding", "lora", "evaluation"]  # the share link
+            tab_ids = [m.__name__.split(".")[-1] for m in tabs.available()][1:]  # the share link, every tab
         refusals = []
         for tab_id in tab_ids:
             args = [_default(c) for c in f.inputs]

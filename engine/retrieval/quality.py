@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from ..core.errors import UserInputError, check_range
+from ..core.errors import UserInputError, check_range, check_text
 from ..core.models import Progress, no_progress
 from ..core.settings import knob_info
 from . import chunking, corpus, search
@@ -62,6 +62,7 @@ def evaluate(engine, kb: search.KnowledgeBase, k: int = 5, settings: search.Sear
 
 def parse_sizes(sizes) -> list[int]:
     if isinstance(sizes, str):
+        sizes = check_text("chunk sizes", sizes, max_chars=200)
         parts = [p for p in sizes.replace(";", ",").split(",") if p.strip()]
     else:
         parts = list(sizes or [])
