@@ -66,10 +66,9 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-class Llama:
-    name = "llama"
-    causal = True
-    pre_norm = True
+class _Arch:
+    """The sizes every adapter reads from a transformers config (kv heads and head size default to
+    plain multi-head attention where the config has no such field, as BERT's)."""
 
     def __init__(self, model):
         self.model = model
@@ -79,6 +78,12 @@ class Llama:
         self.d_model = int(cfg.hidden_size)
         self.head_dim = int(getattr(cfg, "head_dim", None) or self.d_model // self.n_heads)
         self.vocab = int(cfg.vocab_size)
+
+
+class Llama(_Arch):
+    name = "llama"
+    causal = True
+    pre_norm = True
 
     def layers(self):
         return self.model.model.layers
@@ -119,19 +124,10 @@ class Llama:
         return self.model.lm_head(self.model.model.norm(hidden))
 
 
-class Bert:
+class Bert(_Arch):
     name = "bert"
     causal = False
     pre_norm = False
-
-    def __init__(self, model):
-        self.model = model
-        cfg = model.config
-        self.n_layers, self.n_heads = int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
-        self.n_kv_heads = self.n_heads
-        self.d_model = int(cfg.hidden_size)
-        self.head_dim = self.d_model // self.n_heads
-        self.vocab = int(cfg.vocab_size)
 
     def layers(self):
         return self.model.encoder.layer
