@@ -174,3 +174,21 @@ def test_next_token_views_refuse_the_encoder(engine):
         inside.lens(engine, PROMPT, 4, ENCODER)
     with pytest.raises(UserInputError, match="not in the sentence"):
         inside.static_vs_contextual(engine, "a river", "a bank account", "bank")
+
+
+@pytest.mark.slow
+def test_pieces_show_bytes_and_code_points_not_byte_level_letters(engine):
+    """A zero-width space is split by SmolLM2's BPE into partial-byte pieces, and a no-break space
+    is one piece: the journey shows bytes and the code point, never the BPE's 'âĢ' / 'Âł' letters."""
+    import importlib
+
+    tr = importlib.import_module("engine.inside.trace")  # the package face exports a function named trace
+
+    bundle = engine.load("smollm2-135m-instruct")
+    ids = bundle.tokenizer("a\u200bb\u00a0c", add_special_tokens=False)["input_ids"]
+    pieces = tr.piece_texts(bundle.tokenizer, ids)
+    joined = "".join(pieces)
+    assert "<0xE2>" in joined and "[U+00A0]" in joined, pieces
+    assert not any(ch in joined for ch in "âĢÂł"), pieces
+    words = tr.piece_texts(bundle.tokenizer, bundle.tokenizer(" river bank", add_special_tokens=False)["input_ids"])
+    assert words == [" river", " bank"]

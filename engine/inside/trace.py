@@ -20,7 +20,9 @@ import torch
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.models import Progress, TextModel, no_progress
 from ..core.settings import knob, make
+from ..decoding import generation
 from ..embeddings import attention
+from ..tokens import plots as token_plots
 
 MODELS = ("smollm2-135m-instruct", "minilm-l6")  # causal LM first: the default
 MAX_TOKENS = 256  # a prompt is 1 to 256 tokens: bounds every view's tensors
@@ -197,13 +199,25 @@ class Trace:
 
 
 def piece_texts(tokenizer, ids: list[int]) -> list[str]:
-    """Token pieces with their spaces: byte-level BPE pieces decoded (' bank'), WordPiece as is."""
+    """Token pieces as a reader can see them, spaces kept (' bank'): byte-level BPE pieces decoded,
+    WordPiece continuations as is ('##ing'), a piece that is only part of a character as its bytes
+    (<0xE2><0x80>) and an invisible character as its code point ([U+200B]), as the Tokens and
+    Decoding tabs show them."""
+    tm = _TokenizerOnly(tokenizer)
     out = []
     for tok, tid in zip(tokenizer.convert_ids_to_tokens(ids), ids):
-        if any(c in tok for c in "ĠĊĉ▁"):
-            tok = tokenizer.decode([tid])
-        out.append(tok)
+        text = generation.partial_bytes(tm, tid)
+        if not text:
+            text = tok if tok.startswith("##") else (tokenizer.decode([tid]) or tok)
+            text = "".join(f"[{code}]" if (code := token_plots.invisible_code(c)) else c for c in text)
+        out.append(text)
     return out
+
+
+@dataclass
+class _TokenizerOnly:
+    """What decoding's partial_bytes reads of a model bundle: only its tokenizer."""
+    tokenizer: object
 
 
 def encode(bundle: TextModel, text, max_tokens: int = MAX_TOKENS) -> torch.Tensor:
