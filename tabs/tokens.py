@@ -249,7 +249,10 @@ def build(engine) -> Share:
         """A deep link renders the comparison, and the ids when the link carries some."""
         out = list(user_errors(compare_tokenizers)(text, keys, max_render, show_ids))
         if ids and str(ids).strip():
-            return out + list(user_errors(decode_ids)(ids_key, ids))
+            try:
+                return out + list(T.decode_view(engine, ids_key, ids))
+            except UserInputError as err:  # bad ids in a link: say so, keep the comparison
+                gr.Warning(str(err))
         return out + [gr.skip(), gr.skip()]
 
     # Deep link: ?tab=tokens&text=...&picks=tok-gpt2,tok-cl100k reopens this exact comparison;
