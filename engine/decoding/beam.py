@@ -38,14 +38,14 @@ class BeamSettings:
     num_beams: int = knob(4, 1, 8, "How many partial texts are kept at each step (1 = greedy)", step=1)
     length_penalty: float = knob(1.0, -2.0, 2.0, "A finished text's score is sum of log p / length ** this: "
                                  "above 0 favours longer texts, below 0 shorter ones", step=0.1)
-    early_stopping: str = knob("false", help="true: stop once num_beams texts have finished; false: stop when "
-                               "no running text can still win (a guess from its current length); never: the "
-                               "same test assuming the longest possible length", choices=EARLY_STOPPING)
+    early_stopping: str = knob("false", help="true: stop once num_beams texts have finished; false: once no "
+                               "running text can still win; never: the same, judged at the longest length",
+                               choices=EARLY_STOPPING)
     no_repeat_ngram_size: int = knob(0, 0, 6, "Forbid any run of this many tokens from appearing twice "
                                      "(0 = off)", step=1, label="no-repeat n-gram size")
     repetition_penalty: float = knob(1.0, 0.5, 2.0, "Applied to the log probabilities of tokens already in the "
                                      "text, as generate() does in beam search (1 = off)", step=0.05)
-    max_new_tokens: int = knob(20, 1, 64, "How many tokens each text may add at most", step=1,
+    max_new_tokens: int = knob(12, 1, 64, "How many tokens each text may add at most", step=1,
                                label="max new tokens (beams)")
 
 

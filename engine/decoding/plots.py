@@ -229,7 +229,7 @@ def beam_tree_figure(result, max_steps: int = 64) -> go.Figure:
     ypos: dict[tuple[int, int], int] = {(0, 0): 0}  # (step, beam row) -> y of its node
     best = _best_path(result)
     edge_x, edge_y, best_x, best_y = [], [], [], []
-    groups = {"kept": ([], [], [], [], []), "finished": ([], [], [], [], []), "dropped": ([], [], [], [], [])}
+    groups = {k: ([], [], [], [], [], []) for k in ("kept", "finished", "dropped")}
     for st in result.steps[:max_steps]:
         kept_rows = 0
         for i, c in enumerate(st.candidates):
@@ -242,34 +242,36 @@ def beam_tree_figure(result, max_steps: int = 64) -> go.Figure:
             if c.status == "kept":
                 ypos[(st.step, kept_rows)] = i
                 kept_rows += 1
-            gx, gy, gt, gh, gc = groups[kind]
+            gx, gy, gt, gh, gc, gl = groups[kind]
             gx.append(st.step)
             gy.append(-i)
-            gt.append(c.label if len(c.label) <= 10 else c.label[:9] + "…")
+            gt.append("" if kind == "dropped" else c.label if len(c.label) <= 8 else c.label[:7] + "…")
             extra = f"<br>final score {c.final:.3f}" if c.final is not None else ""
             gh.append(f"step {st.step} · {html.escape(c.label)} · from beam {c.parent + 1}<br>log p {c.logprob:.3f} · "
                       f"sum {c.score:.3f}{extra}<br>{html.escape(c.status)}")
-            gc.append(BEAM_BEST if on_best else {"kept": BEAM_KEPT, "finished": BEAM_DONE, "dropped": BEAM_DROP}[kind])
+            gc.append({"kept": BEAM_KEPT, "finished": BEAM_DONE, "dropped": BEAM_DROP}[kind])
+            gl.append(BEAM_BEST if on_best else "white")
     fig.add_trace(go.Scatter(x=edge_x, y=edge_y, mode="lines", line=dict(color="#c7d2fe", width=1),
                              hoverinfo="skip", showlegend=False))
     fig.add_trace(go.Scatter(x=best_x, y=best_y, mode="lines", line=dict(color=BEAM_BEST, width=3),
                              hoverinfo="skip", name="best hypothesis"))
     names = {"kept": "kept beam", "finished": "finished hypothesis", "dropped": "dropped candidate"}
-    for kind, (gx, gy, gt, gh, gc) in groups.items():
-        fig.add_trace(go.Scatter(x=gx, y=gy, mode="markers+text", text=gt, textposition="middle right",
-                                 textfont=dict(family="monospace", size=11,
-                                               color="#9ca3af" if kind == "dropped" else "#111827"),
-                                 marker=dict(size=9 if kind != "dropped" else 6, color=gc,
+    for kind, (gx, gy, gt, gh, gc, gl) in groups.items():
+        fig.add_trace(go.Scatter(x=gx, y=gy, mode="markers+text", text=gt, textposition="top center",
+                                 textfont=dict(family="monospace", size=11, color="#111827"),
+                                 marker=dict(size=10 if kind != "dropped" else 6, color=gc, line=dict(color=gl, width=2),
                                              symbol="diamond" if kind == "finished" else "circle"),
                                  hovertext=gh, hovertemplate="%{hovertext}<extra></extra>", name=names[kind]))
-    fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers+text", text=["prompt"], textposition="middle left",
+    fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers+text", text=["prompt"], textposition="top center",
                              marker=dict(size=11, color="#374151"), hoverinfo="skip", showlegend=False))
     n = len(result.steps[:max_steps])
     rows = max((len(st.candidates) for st in result.steps), default=1)
     fig.update_layout(height=max(320, 42 * rows + 120), margin=dict(l=60, r=40, t=30, b=40), plot_bgcolor="white",
                       legend=dict(orientation="h", y=1.06, x=0), hovermode="closest")
-    fig.update_xaxes(title="step (new token)", dtick=1, range=[-0.6, n + 0.9], gridcolor="#f3f4f6")
-    fig.update_yaxes(title="candidates, best first", showticklabels=False, zeroline=False, gridcolor="#f9fafb")
+    fig.update_xaxes(title="step (new token) · dropped candidates (grey): hover for their token", dtick=1,
+                     range=[-0.6, n + 0.6], gridcolor="#f3f4f6")
+    fig.update_yaxes(title="candidates, best first", showticklabels=False, zeroline=False, gridcolor="#f9fafb",
+                     range=[-(rows - 0.5), 0.7])
     return fig
 
 
