@@ -111,10 +111,11 @@ def load_symbol_set(name: str) -> list[Image.Image]:
     return [Image.open(p).convert("L") for p in sorted((SYMBOLS / name).glob("*.png"))]
 
 
-def prepare_images(images: list) -> torch.Tensor:
-    """3-10 pictures (PIL, numpy, or file paths) as the model sees them: (N, 1, 16, 16) in [-1, 1]."""
+def prepare_images(images: list, check_count: bool = True) -> torch.Tensor:
+    """3-10 pictures (PIL, numpy, or file paths) as the model sees them: (N, 1, 16, 16) in [-1, 1].
+    check_count=False: any 1 to 10 (while the user is still adding pictures)."""
     images = [im for im in (images or []) if im is not None]
-    if not MIN_IMAGES <= len(images) <= MAX_IMAGES:
+    if not (MIN_IMAGES if check_count else 1) <= len(images) <= MAX_IMAGES:
         raise UserInputError(f"images = {len(images)}: give {MIN_IMAGES} to {MAX_IMAGES} pictures of the symbol "
                              f"(draw, upload or load an example set).")
     profile = G.profile_for(KEY)
@@ -257,6 +258,13 @@ def train_steps(unet, text_encoder, tokenizer, scheduler, params, instance: torc
         prompts = class_prompts(settings)
         cls_ids_all = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
                                 truncation=True, return_tensors="pt").input_ids  # (M, T)
+    frozen_text = not any(p.requires_grad for p in text_encoder.parameters())
+    cache: dict = {}
+    if frozen_text:  # a frozen text encoder gives the same vectors every step: encode once
+        with torch.no_grad():
+            cache["inst"] = text_encoder(inst_ids)[0]
+            if prior:
+                cache["cls"] = text_encoder(cls_ids_all)[0]
     losses: list[float] = []
     start = lora._now()
     unet.train()
@@ -275,12 +283,14 @@ def train_steps(unet, text_encoder, tokenizer, scheduler, params, instance: torc
                                        f"was reached", done=True, stopped=True, capped=True)
                 return
             pick = torch.randint(0, len(instance), (bs,), generator=gen)
-            clean, ids = instance[pick], inst_ids
+            clean, ids, emb = instance[pick], inst_ids, cache.get("inst")
             if prior:
                 cpick = torch.randint(0, len(class_images), (bs,), generator=gen)
                 clean, ids = torch.cat([clean, class_images[cpick]]), torch.cat([ids, cls_ids_all[cpick]])
+                emb = torch.cat([emb, cache["cls"][cpick]]) if frozen_text else None
             noisy, noise, t = noisy_batch(scheduler, clean, gen)
-            emb = text_encoder(ids)[0]  # (B[+B], T, D)
+            if emb is None:
+                emb = text_encoder(ids)[0]  # (B[+B], T, D)
             pred = unet(noisy, t, encoder_hidden_states=emb).sample
             loss, _, _ = prior_loss(pred, noise, bs, settings.prior_weight)
             loss.backward()
