@@ -7,9 +7,10 @@ import gradio as gr
 from engine.core.errors import check_text
 from engine.diffusion import generation as D
 from engine.diffusion import plots as DP
+from engine.diffusion import teach as T
 from engine.core.settings import knob_info
-from tabs._ui import (HEAVY, controls_for, examples, model_picker, notice, progress_callback, scratch_dir, seed_box,
-                      user_errors)
+from tabs._ui import (HEAVY, Plot, controls_for, data_table, examples, model_picker, notice, progress_callback,
+                      scratch_dir, seed_box, user_errors)
 
 TITLE = "Diffusion"
 
@@ -174,6 +175,8 @@ def build(engine) -> None:
                                     elem_id="diffusion-grid", height=560)
                     notice("Read across for steps, down for guidance. Too little guidance ignores the prompt; "
                            "too much over-cooks it.")
+                with gr.Tab("Teach it a new symbol", elem_id="diffusion-teach-tab"):
+                    _build_teach(engine)
                 with gr.Tab("How it works"):
                     diagram = gr.HTML(DP.pipeline_diagram_html([], profile.kind))
                     gr.Markdown("Shapes are (batch, ...). With guidance > 1 every U-Net call runs the prompt "
@@ -290,3 +293,159 @@ def _numbers(name: str, text: str) -> list[float]:
     if not values:
         raise D.UserInputError(f"{name} is empty: give 1 to 6 numbers separated by commas, e.g. 1, 3, 7.5")
     return values
+
+
+# --- Teach it a new symbol ---------------------------------------------------------------------
+TEACH_TRAIN = dict(concurrency_id="teach_train", concurrency_limit=2)  # the engine's gate lets one run
+
+
+def _enlarged(images) -> list:
+    return [D.upscale(im, 128) for im in images]
+
+
+def _build_teach(engine) -> None:
+    gr.Markdown("Teach the digits model a symbol it has never seen, bound to a made-up word. DreamBooth "
+                "fine-tunes the U-Net; prior preservation also trains on the model's own digits so it keeps "
+                "them; textual inversion trains one new word vector only. Your copy only: the shared model "
+                "never changes. Default run: about a minute on a CPU.")
+    session = gr.State(None)
+    pics = gr.State([])  # the 16x16 images of the symbol (PIL)
+    gr.Markdown("**1. Your symbol: 3 to 10 pictures**")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            pad = gr.Sketchpad(label="Draw one (16x16 pixels, shown enlarged)", type="pil", canvas_size=(256, 256),
+                               sources=[], height=300, elem_id="teach-pad")
+            add = gr.Button("Add this drawing", size="sm")
+        with gr.Column(scale=1, min_width=300):
+            symbol_set = gr.Dropdown(list(T.SYMBOL_SETS), value="star", label="or an example set (drawn by "
+                                     "scripts/draw_symbols.py)")
+            load_set = gr.Button("Load the example set", size="sm", elem_id="teach-load-set")
+            uploads = gr.File(label="or upload pictures", file_count="multiple", file_types=["image"])
+            clear = gr.Button("Clear the pictures", size="sm")
+        shown = gr.Gallery(label="As the model sees them (16x16)", columns=5, height=300, object_fit="contain",
+                           elem_id="teach-images", scale=1)
+    gr.Markdown("**2. A made-up word**")
+    with gr.Row():
+        word = gr.Textbox("zorb", label="Word", max_lines=1, scale=1)
+        split_md = gr.Markdown(elem_id="teach-split")
+    gr.Markdown("**3. Train**")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            method = gr.Radio([(v, k) for k, v in T.METHODS.items()], value="dreambooth", label="Method")
+            ctl = controls_for(T.TeachSettings, ["steps", "learning_rate", "batch_size", "seed", "prior_preservation",
+                                                 "class_prompt", "num_class_images", "prior_weight",
+                                                 "train_text_encoder", "lora_rank"])
+            with gr.Row():
+                train_btn = gr.Button("Train", variant="primary", elem_id="teach-train")
+                stop_btn = gr.Button("Stop (keeps what is trained)")
+        with gr.Column(scale=2):
+            status = gr.Markdown(elem_id="teach-status")
+            loss_plot = Plot(filename="teach-loss", value=DP.teach_loss_figure([], 150), label="Loss")
+            class_gallery = gr.Gallery(label="Class images the model made (prior preservation)", columns=10,
+                                       height=140, object_fit="contain")
+    gr.Markdown("**4. Use the word**")
+    with gr.Row():
+        prompt = gr.Textbox("a zorb", label="Prompt", max_lines=1, scale=3)
+        seed = seed_box(1, scale=1)
+        render_btn = gr.Button("Generate with the taught model", variant="primary", scale=1, elem_id="teach-render")
+    examples([["a zorb"], ["a bold zorb"], ["a thin zorb"], ["a handwritten 7"]], [prompt],
+             label="Prompts (put your word in place of zorb)")
+    images = gr.Gallery(label="Taught model", columns=8, height="auto", object_fit="contain", elem_id="teach-out")
+    frames = gr.Gallery(label="Denoising gallery", columns=6, height=160, object_fit="contain")
+    gr.Markdown("**5. What did it forget?** Share of 'a handwritten 0..9' samples (5 per digit) that a digits "
+                "classifier (SVC on scikit-learn's digits) recognises, before and after; train with and without "
+                "prior preservation to fill both rows.")
+    with gr.Row():
+        forget_btn = gr.Button("Measure forgetting", elem_id="teach-forget")
+        download_btn = gr.Button("Download the trained weights")
+    forget_table = data_table("teach-forgetting", label="Forgetting", elem_id="teach-forgetting")
+    weights = gr.File(label="Weights (diffusers / peft formats; teach.json says how to load them)")
+
+    def add_images(current, new):
+        current = list(current or [])
+        if len(current) + len(new) > T.MAX_IMAGES:
+            raise T.UserInputError(f"images = {len(current) + len(new)}: at most {T.MAX_IMAGES}; clear some first.")
+        current += T.to_pil(T.prepare_images(new, check_count=False))
+        return current, _enlarged(current)
+
+    def on_add(current, drawing):
+        img = _composite(drawing)
+        if img is None:
+            raise T.UserInputError("the canvas is empty: draw the symbol first.")
+        return add_images(current, [img])
+
+    def on_set(name):
+        imgs = T.to_pil(T.prepare_images(T.load_symbol_set(name)))
+        return imgs, _enlarged(imgs)
+
+    def on_upload(current, files):
+        return add_images(current, [f if isinstance(f, str) else f.name for f in (files or [])])
+
+    add.click(user_errors(on_add), [pics, pad], [pics, shown], api_name="teach_add_drawing")
+    load_set.click(user_errors(on_set), [symbol_set], [pics, shown], api_name="teach_example_set")
+    uploads.upload(user_errors(on_upload), [pics, uploads], [pics, shown], api_name="teach_upload")
+    clear.click(lambda: ([], []), None, [pics, shown], api_name=False, queue=False)
+
+    def on_word(w):
+        return T.split_markdown(T.word_split(engine.load(T.KEY).pipe.tokenizer, w))
+
+    word.change(user_errors(on_word), [word], [split_md], api_name="teach_word_split")
+
+    def on_method(m):
+        return gr.update(value=T.DEFAULT_LR[m])
+
+    method.change(on_method, [method], [ctl["learning_rate"]], api_name=False, queue=False)
+
+    def do_train(current, w, method, state, progress=gr.Progress(), **values):
+        s = T.TeachSettings(method=method, **{k: (int(v) if k in ("steps", "batch_size", "seed", "num_class_images",
+                                                                  "lora_rank") else v) for k, v in values.items()})
+        state = state if isinstance(state, T.TeachSession) else T.TeachSession()
+        if state.training:
+            raise T.UserInputError("this session is already training: wait for it or press Stop.")
+        yield "⏳ Starting...", DP.teach_loss_figure([], s.steps), [], state
+        cls_shown = []
+        for u in T.train(engine, state, current, w, s, progress=progress_callback(progress)):
+            if state.class_images is not None and not cls_shown:
+                cls_shown = _enlarged(T.to_pil(state.class_images))
+            yield T.status_text(u, state), DP.teach_loss_figure(u.losses, s.steps), cls_shown, state
+
+    train_btn.click(user_errors(do_train), [pics, word, method, session], inputs_kwargs=ctl,
+                    outputs=[status, loss_plot, class_gallery, session], api_name="teach_train",
+                    show_progress="minimal", **TEACH_TRAIN)
+
+    def do_stop(state):
+        if isinstance(state, T.TeachSession) and state.training:
+            state.stop.set()
+            return "⏹️ Stopping after this step; what is trained so far is kept."
+        return "Nothing is training in this session."
+
+    stop_btn.click(do_stop, [session], [status], api_name="teach_stop", concurrency_limit=None)
+
+    def do_render(p, seed_value, state, progress=gr.Progress()):
+        state = state if isinstance(state, T.TeachSession) else T.TeachSession()
+        s = D.DiffusionSettings(guidance_scale=3.0, steps=25, width=16, height=16, scheduler="DDIM", num_images=8,
+                                seed=int(seed_value or 0))
+        result = T.render(engine, state, p, s, progress=progress_callback(progress))
+        pngs = D.save_pngs(result, scratch_dir("teach"))
+        return _captioned(result, pngs), _write_frames(result)
+
+    render_btn.click(user_errors(do_render), [prompt, seed, session], [images, frames], api_name="teach_generate",
+                     **HEAVY)
+
+    def do_forget(state, progress=gr.Progress()):
+        import pandas as pd
+
+        state = state if isinstance(state, T.TeachSession) else T.TeachSession()
+        if not state.ready:
+            raise T.UserInputError("nothing is taught in this session yet: train first (step 3).")
+        progress(0.1, desc="Sampling 50 digits before and after...")
+        T.forgetting_row(engine, state)
+        return pd.DataFrame(state.forgetting)
+
+    forget_btn.click(user_errors(do_forget), [session], [forget_table], api_name="teach_forgetting", **HEAVY)
+
+    def do_download(state):
+        state = state if isinstance(state, T.TeachSession) else T.TeachSession()
+        return str(T.export(state, scratch_dir("teach-weights")))
+
+    download_btn.click(user_errors(do_download), [session], [weights], api_name="teach_download", **HEAVY)

@@ -16,11 +16,14 @@ from typing import Callable
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.loaders import TextualInversionLoaderMixin
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 
-class PixelDiffusionPipeline(DiffusionPipeline):
+class PixelDiffusionPipeline(DiffusionPipeline, TextualInversionLoaderMixin):
+    """TextualInversionLoaderMixin: load_textual_inversion() loads a learned token into it (teach.py)."""
+
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["vae"]
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]

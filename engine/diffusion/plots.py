@@ -68,3 +68,13 @@ def pipeline_diagram_html(shapes: list[tuple[str, str, str]], kind: str = "pixel
 
 def _esc(text: str) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def teach_loss_figure(losses: list[float], max_steps: int | None = None):
+    """The loss of a "Teach it a new symbol" run: the noise-prediction MSE (instance + weighted
+    class term when prior preservation is on), per step with its moving average."""
+    from ..training import plots as training_plots
+
+    fig = training_plots.loss_figure(losses, max_steps, title="Teaching loss")
+    fig.update_layout(yaxis_title="MSE of the predicted noise", height=300)
+    return fig
