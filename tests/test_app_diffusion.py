@@ -108,3 +108,41 @@ def test_every_api_parameter_has_a_name(client):
     assert names["/img2img"] == ["model", "init_image", "prompt", "negative_prompt", "strength", *settings]
     assert names["/diffusion_sweep"][:6] == ["model", "prompt", "negative_prompt", "guidance_values",
                                              "column_axis", "column_values"]
+
+
+def _gallery_tensor(gallery):
+    from engine.diffusion import teach as T
+
+    paths = [item["image"] if isinstance(item, dict) else item[0] for item in gallery]
+    paths = [p["path"] if isinstance(p, dict) else p for p in paths]
+    return T.prepare_images([Image.open(p).convert("L").resize((16, 16), Image.NEAREST) for p in paths],
+                            check_count=False)
+
+
+def test_teach_a_symbol_through_the_api_and_sessions_stay_apart(app_url):
+    """One API session loads the star set, trains DreamBooth (default steps, no prior preservation)
+    and then draws "a zorb" as the star: the template classifier puts most samples on the star.
+    A second session, never trained, has nothing taught: its generate and forgetting buttons are
+    refused with the step to do first. The weights download as a zip."""
+    import zipfile
+
+    from gradio_client import Client
+
+    from engine.diffusion import teach as T
+
+    star = T.prepare_images(T.load_symbol_set("star"))
+    taught, other = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    shown = taught.predict("star", api_name="/teach_example_set")
+    assert len(shown) == len(T.load_symbol_set("star"))
+    status, _, _ = taught.predict("zorb", "dreambooth", 150, 0.0005, 4, 0, False, "a handwritten {digit}", 20, 1.0,
+                                  False, 4, api_name="/teach_train")
+    assert "150 / 150" in status
+    images, _ = taught.predict("a zorb", 1, api_name="/teach_generate")
+    assert T.symbol_share(star, _gallery_tensor(images)) > 0.5
+    for call in (lambda: other.predict("a zorb", 1, api_name="/teach_generate"),
+                 lambda: other.predict(api_name="/teach_forgetting")):
+        with pytest.raises(Exception, match="train first"):
+            call()
+    with zipfile.ZipFile(taught.predict(api_name="/teach_download")) as z:
+        names = z.namelist()
+    assert "teach.json" in names and any(n.startswith("unet/") for n in names)
