@@ -114,9 +114,10 @@ def build(engine) -> Share:
             f_btn = gr.Button("Render and compute both losses", variant="primary")
             f_text = gr.Textbox(label="Rendered through the chat template (what the model is trained on)", lines=4)
             f_html = gr.HTML(elem_id="sft-mask-view")
-            notice("With the response-only mask the loss measures only what the assistant must write, and the "
-                   "end-of-turn token, which teaches it to stop. 'Everything' also trains it to write the user's "
-                   "side, and its loss is dominated by the hard-to-guess question.")
+            notice("With the response-only mask the loss measures only what the assistant must write and the "
+                   "end-of-turn token that teaches it to stop; 'everything' also trains it to write the user's side "
+                   "and the template. A base model has never seen <end_of_turn> close a turn, so that one token "
+                   "makes most of its response-only loss before SFT.")
 
         with gr.Tab("SFT: train and compare"):
             with gr.Row():
