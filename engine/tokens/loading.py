@@ -289,3 +289,15 @@ def load_hf_tokenizer(source, device=None, variant="default", progress=None) -> 
                      key=spec.key, title=spec.title)
     backend, config, chat = read_tokenizer_folder(Path(source.path))
     return HFTok(backend, config, chat, key=spec.key, title=spec.title)
+
+
+def load_assembled_tokenizer(source, device=None, variant="default", progress=None) -> HFTok:
+    """The tokenizer of a GGUF shipped in chunk packages (Gemma 3): offline, read from the float
+    copy the model row makes (the first use dequantizes the model once, ~90 s on 2 cores)."""
+    if source.is_hub:
+        return load_hf_tokenizer(source, device, variant, progress)
+    from ..core.models import assembled_gguf, float_copy_of_gguf, no_progress
+
+    folder, name = assembled_gguf(source)
+    backend, config, chat = read_tokenizer_folder(float_copy_of_gguf(folder, name, progress or no_progress))
+    return HFTok(backend, config, chat, key=source.spec.key, title=source.spec.title)

@@ -340,11 +340,14 @@ def _now() -> float:  # the training clock (a test may replace it)
     return time.perf_counter()
 
 
-def train_steps(peft_model, examples: list[list[int]], settings: LoraSettings, pad_id: int,
-                stop: threading.Event | None = None, max_seconds: float | None = None) -> Iterator[TrainUpdate]:
+def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
+                stop: threading.Event | None = None, max_seconds: float | None = None,
+                collate_fn: Callable[[list, int], dict] | None = None) -> Iterator[TrainUpdate]:
     """Plain AdamW on the LoRA matrices, one update per batch, yielding after each step. A set
     `stop`, or `max_seconds` of wall time used up, ends the loop between steps; the adapter keeps
-    what it learned so far."""
+    what it learned so far. `collate_fn(examples, pad_id)` builds a batch (default: `collate`, for
+    token-id lists; supervised fine-tuning passes one that carries its own loss mask)."""
+    collate_fn = collate_fn or collate
     validate(settings)
     torch.manual_seed(settings.seed)
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -367,7 +370,7 @@ def train_steps(peft_model, examples: list[list[int]], settings: LoraSettings, p
                                   f"this server's time cap of {_minutes(max_seconds)} per training was reached",
                                   done=True, stopped=True, capped=True)
                 return
-            batch = collate([examples[i] for i in next(order)], pad_id)
+            batch = collate_fn([examples[i] for i in next(order)], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             out = peft_model(**batch)  # mean cross-entropy over the non-padding next tokens
             out.loss.backward()
@@ -474,11 +477,16 @@ def dataset_texts(source: str, pasted: str | None = None, upload: str | None = N
     raise UserInputError(f"dataset = {source!r} is not valid: choose 'quotes', 'paste' or 'upload'.")
 
 
-def train(engine, session: LoraSession, texts: list[str], settings: LoraSettings,
-          progress: Progress | None = None) -> Iterator[TrainUpdate]:
+def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
+          progress: Progress | None = None, *, base_key: str = BASE_KEY,
+          encode: Callable[[Any, list, int], list] | None = None,
+          collate_fn: Callable[[list, int], dict] | None = None) -> Iterator[TrainUpdate]:
     """Train a fresh adapter for `session` on `texts`, streaming updates, for at most the gate's
     time cap. While another session trains, yields one 'busy' update and returns at once. The
-    cached base model is only read."""
+    cached base model is only read. `base_key`, `encode(tokenizer, texts, max_length)` and
+    `collate_fn` let another lesson (supervised fine-tuning) train its own base and format through
+    the same loop, gate and cap."""
+    encode = encode or encode_examples
     validate(settings)
     session.stop.clear()
     cap = GATE.cap_seconds
@@ -492,9 +500,9 @@ def train(engine, session: LoraSession, texts: list[str], settings: LoraSettings
     default_threads = torch.get_num_threads()
     try:
         session.training = True
-        bundle = engine.load(BASE_KEY, progress=progress)
-        examples = encode_examples(bundle.tokenizer, texts, settings.max_length)
-        spec = engine.registry.get(BASE_KEY)
+        bundle = engine.load(base_key, progress=progress)
+        examples = encode(bundle.tokenizer, texts, settings.max_length)
+        spec = engine.registry.get(base_key)
         session.model = session_model(bundle.model, settings, spec.hub_id)
         session.tokenizer, session.settings = bundle.tokenizer, settings
         session.losses, session.steps_done, session.examples, session.source = [], 0, len(examples), "trained"
@@ -502,7 +510,7 @@ def train(engine, session: LoraSession, texts: list[str], settings: LoraSettings
         if on_cpu:
             torch.set_num_threads(fit_threads(default_threads))
         for update in train_steps(session.model, examples, settings, pad_id_of(bundle.tokenizer), session.stop,
-                                  max_seconds=cap):
+                                  max_seconds=cap, collate_fn=collate_fn):
             session.losses, session.steps_done = list(update.losses), update.step
             GATE.progress = f"step {update.step} of {update.max_steps}"
             if on_cpu and update.step % 5 == 1:  # process-wide; restored when training ends

