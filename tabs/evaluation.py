@@ -442,14 +442,14 @@ def _suite_tables(reports):
 
 
 def make_suite(engine):
-    def run(models, source, upload, k_shot, max_items, seed, bootstrap, progress=gr.Progress()):
+    def run(models, src, upload, k_shot, max_items, seed, bootstrap, progress=gr.Progress()):
         from engine.evaluation import suite
 
         cb = progress_callback(progress)
         settings = suite.suite_settings(k_shot=k_shot, max_items=max_items, seed=seed, bootstrap=bootstrap)
-        if source == "upload":
+        if src == "upload":  # (named src like the LoRA tab's dataset source)
             if not upload:
-                raise UserInputError("source = 'upload' needs a .jsonl file: choose one (up to 1 MiB, 300 items).")
+                raise UserInputError("src = 'upload' needs a .jsonl file: choose one (up to 1 MiB, 300 items).")
             items = suite.read_upload(upload)
         else:
             items = None
