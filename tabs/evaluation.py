@@ -9,7 +9,7 @@ from engine.evaluation import answers
 from engine.evaluation import metrics
 from engine.evaluation import plots
 from engine.evaluation import quantization as quant
-from engine.core.errors import check_range, check_text
+from engine.core.errors import UserInputError, check_range, check_text
 from engine.core.markdown import md_code_block
 from engine.core.settings import dataclass, knob, make
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, model_picker, notice, on_gpu, progress_callback,
@@ -208,7 +208,7 @@ def build(engine) -> None:
                 "A language model assigns a probability to every next token. Evaluation starts from "
                 "those probabilities: how surprised is the model by real text (perplexity), and how close is "
                 "an answer to a reference (answer metrics)?")
-    with gr.Tabs():
+    with gr.Tabs() as eval_tabs:
         with gr.Tab("Perplexity & surprisal", id="eval-perplexity"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -320,6 +320,7 @@ def build(engine) -> None:
                    "CPU without bf16 units can be slower in bf16).")
             with gr.Accordion("All numbers (JSON)", open=False):
                 q_json = gr.JSON()
+        part2 = build_part2(engine)
 
     # Register listeners
     score = user_errors(on_gpu(make_perplexity(engine)))
@@ -362,7 +363,295 @@ def build(engine) -> None:
                  [ans_q, ans_ref, ans_cands, ans_sem, ans_judge, ans_form],
                  labels=[e[0] for e in ANSWER_EXAMPLES], fn=user_errors(on_gpu(make_compare_answers(engine))),
                  outputs=[ans_table, ans_prompt, ans_json], cache=True)
-    # a link to this tab reopens it with the same text and knobs, and scores the text
-    return Share(params={"text": ppl_text, "window": ctl["window"], "stride": ctl["stride"], "model": ppl_model},
-                 run=score, run_inputs=[ppl_model, ppl_text, ctl["window"], ctl["stride"]],
-                 run_outputs=[ppl_html, ppl_math, ppl_plot, ppl_json])
+    # a link to this tab reopens it with the same text and knobs and runs its view: the perplexity view, or
+    # (view=suite / view=stress) the task suite or the stress test with the linked knobs
+    ppl_in, ppl_out = [ppl_model, ppl_text, ctl["window"], ctl["stride"]], [ppl_html, ppl_math, ppl_plot, ppl_json]
+    suite_fn, suite_in, suite_out = part2["suite"]
+    stress_fn, stress_in, stress_out = part2["stress"]
+
+    def linked(view, *values):
+        a, b = len(ppl_in), len(ppl_in) + len(suite_in)
+        skip = lambda outs: [gr.skip()] * len(outs)  # noqa: E731
+        if view == "suite":
+            return [gr.Tabs(selected="eval-suite"), *skip(ppl_out), *suite_fn(*values[a:b]), *skip(stress_out)]
+        if view == "stress":
+            return [gr.Tabs(selected="eval-stress"), *skip(ppl_out), *skip(suite_out), *stress_fn(*values[b:])]
+        if view in ("consistency", "gltr"):  # open the sub-tab; its inputs come from the link, nothing runs
+            return [gr.Tabs(selected=f"eval-{view}"), *skip(ppl_out), *skip(suite_out), *skip(stress_out)]
+        return [gr.skip(), *score(*values[:a]), *skip(suite_out), *skip(stress_out)]
+
+    return Share(params={"text": ppl_text, "window": ctl["window"], "stride": ctl["stride"], "model": ppl_model,
+                         "view": part2["view"], **part2["params"]},
+                 run=linked, run_inputs=[part2["view"], *ppl_in, *suite_in, *stress_in],
+                 run_outputs=[eval_tabs, *ppl_out, *suite_out, *stress_out])
+
+
+# ---- part 2: task suite, stress test, consistency, "written by a model?" ----------------------------
+SUITE_SUMMARY_HEADERS = ["model", "items", "few-shot k", "acc", "acc 95% CI", "acc_norm", "acc_norm 95% CI",
+                         "stderr (acc)", "items/s"]
+SUITE_ITEM_HEADERS = ["model", "id", "skill", "question", "choices", "correct", "chosen (acc)", "chosen (acc_norm)",
+                      "acc", "acc_norm", "p(correct)", "log-likelihood per choice", "source"]
+STRESS_HEADERS = ["rule", "kind", "variant", "model's answer", "p(original answer)", "kept", "passed"]
+CLUSTER_HEADERS = ["kind of perturbation", "variants", "failures", "failed rules"]
+CONSISTENCY_HEADERS = ["temperature", "samples", "distinct answers", "most common answer", "its share", "answers grouped"]
+SOURCES2 = [("Bundled suite (200 items, 5 skills)", "bundled"), ("My .jsonl file", "upload")]
+# Stress test examples: (label, question, choices)
+STRESS_EXAMPLES = (
+    ("Capital, 4 choices", "What is the capital of France?", "Paris\nLondon\nRome\nBerlin"),
+    ("Negation matters", "Which of these is a fruit?", "apple\ncar\nhammer\nblue"),
+    ("Numbers", "What is 12 + 7?", "19\n18\n21\n12"),
+    ("Free answer (greedy)", "What is the largest planet in the solar system?", ""),
+)
+CONSISTENCY_EXAMPLES = (
+    ("Open question", "Question: Name a colour of the rainbow.\nAnswer:", "0, 0.7, 1.5"),
+    ("Fact", "Question: What is the capital of Japan?\nAnswer:", "0, 0.5, 1.0, 1.5"),
+    ("Arithmetic", "Question: What is 7 + 8?\nAnswer:", "0.3, 1.0, 2.0"),
+)
+SUITE_EXAMPLES = (
+    ("SmolLM2, 40 items, 0-shot", ["smollm2-135m-instruct"], 0, 40),
+    ("SmolLM2, 40 items, 3-shot", ["smollm2-135m-instruct"], 3, 40),
+    ("fp32 vs int8 copies, 20 items", ["smollm2-135m-instruct", "smollm2-135m-instruct · int8-weights",
+                                       "smollm2-135m-instruct · int8-dynamic"], 0, 20),
+)
+SUITE_HELP = (
+    "Each choice is scored by its **log-likelihood**: the sum of ln p(token) over the tokens of ' choice' after "
+    "`Question: …\\nAnswer:` (with k solved examples of the same skill in front). **acc**: the choice with the "
+    "highest sum is the model's pick. **acc_norm**: the sum divided by the choice's length **in characters** "
+    "(lm-evaluation-harness divides by `len(choice)`; for ASCII choices that equals UTF-8 bytes), so long choices "
+    "are not punished for having more tokens. The **95% interval** is a seeded bootstrap: resample the items "
+    "with replacement, take the 2.5th and 97.5th percentiles of the resampled accuracy. **p(correct)**: softmax "
+    "over the choices' log-likelihoods. Your own file: one JSON object a line, "
+    "`{\"question\": …, \"choices\": [...], \"answer\": <index>}`, up to 300 items and 1 MiB.")
+
+
+def _suite_tables(reports):
+    summary, items, plain = [], [], []
+    for rep in reports:
+        s = rep.summary()
+        plain.append(s)
+        summary.append([s["model"], s["n_items"], s["k_shot"], _fmt(s["acc"]["value"]),
+                        f"{s['acc']['ci_low']:.3f} – {s['acc']['ci_high']:.3f}", _fmt(s["acc_norm"]["value"]),
+                        f"{s['acc_norm']['ci_low']:.3f} – {s['acc_norm']['ci_high']:.3f}", _fmt(s["acc"]["stderr"]),
+                        _fmt(s["items_per_s"], 1)])
+        for r in rep.items:
+            items.append([rep.model, r["id"], r["skill"], r["question"], " | ".join(r["choices"]), r["correct"],
+                          r["chosen"], r["chosen_norm"], _fmt(bool(r["acc"])), _fmt(bool(r["acc_norm"])),
+                          _fmt(r["p_correct"]), " | ".join(f"{c}: {v:.2f}" for c, v in zip(r["choices"], r["loglik"])),
+                          r["source"]])
+    return summary, items, plain
+
+
+def make_suite(engine):
+    def run(models, src, upload, k_shot, max_items, seed, bootstrap, progress=gr.Progress()):
+        from engine.evaluation import suite
+
+        cb = progress_callback(progress)
+        settings = suite.suite_settings(k_shot=k_shot, max_items=max_items, seed=seed, bootstrap=bootstrap)
+        if src == "upload":  # (named src like the LoRA tab's dataset source)
+            if not upload:
+                raise UserInputError("src = 'upload' needs a .jsonl file: choose one (up to 1 MiB, 300 items).")
+            items = suite.read_upload(upload)
+        else:
+            items = None
+        reports = suite.run_suite(engine, models, settings, items, progress=cb)
+        summary, rows, plain = _suite_tables(reports)
+        return (summary, plots.suite_figure(plain), plots.suite_skill_figure(plain), rows,
+                {"summaries": plain, "items": {r.model: r.items for r in reports}})
+    return run
+
+
+def make_stress(engine):
+    def run(model_key, question, choices, rules, progress=gr.Progress()):
+        from engine.evaluation import robustness
+
+        cb = progress_callback(progress)
+        res = robustness.stress_test(engine.load(model_key, progress=cb), question, choices, rules, progress=cb)
+        # runs of spaces would collapse in the table: the whitespace rule's variant shows them as ·
+        rows = [[r["rule"], r["kind"], r["variant"].replace(" ", "·") if r["kind"] == "whitespace" else r["variant"],
+                 r["answer"], _fmt(r["p_original"]), _fmt(r["kept"]),
+                 _fmt(r["passed"])] for r in res["rows"]]
+        clusters = [[c["kind"], c["variants"], c["failures"], ", ".join(c["failed"]) or "–"] for c in res["clusters"]]
+        score = res["robustness"]
+        md = (f"**Original answer** ({res['mode']}): `{res['original_answer']}` with p = {res['p_original']:.3f}  \n"
+              f"**Robustness score: {score:.0%}** ({sum(r['passed'] for r in res['rows'])} of {len(res['rows'])} "
+              f"variants behaved as they should: kept the answer, or, for the negation swap, changed it)"
+              if score == score else "No rule found anything to change in this question.")
+        if res["skipped"]:
+            md += f"  \nRules with nothing to change here: {', '.join(res['skipped'])}."
+        return md, rows, clusters, plots.robustness_figure(res), res
+    return run
+
+
+def make_consistency(engine):
+    def run(model_key, prompt, temperatures, samples, max_new_tokens, seed, mode, progress=gr.Progress()):
+        from engine.evaluation import consistency
+
+        cb = progress_callback(progress)
+        res = consistency.consistency(engine.load(model_key, progress=cb), prompt, temperatures, samples,
+                                      max_new_tokens, seed, mode, progress=cb)
+        rows = [[f"{r['temperature']:g}", len(r["samples"]), r["distinct"], r["mode_answer"], _fmt(r["mode_share"], 2),
+                 "; ".join(f"{g['answer']} ×{g['count']}" for g in r["groups"])] for r in res["temperatures"]]
+        return rows, plots.consistency_figure(res), res
+    return run
+
+
+def make_ranks(engine):
+    def run(model_key, text_a, text_b, progress=gr.Progress()):
+        from engine.evaluation import ranks
+
+        cb = progress_callback(progress)
+        bundle = engine.load(model_key, progress=cb)
+        reps = [(label, ranks.rank_report(bundle.model, bundle.tokenizer, t, model_key))
+                for label, t in (("Text A", text_a), ("Text B", text_b)) if t and t.strip()]
+        if not reps:
+            raise UserInputError("Both texts are empty: paste a text into A or B (1 to 4,000 characters).")
+        html_out = [plots.ranks_html(r, label) for label, r in reps]
+        if len(reps) == 1:  # only one text given: the other panel stays empty
+            html_out = html_out + [""] if (text_a or "").strip() else [""] + html_out
+        numbers = {label: {k: v for k, v in r.items() if k != "tokens"} for label, r in reps}
+        return (*html_out, plots.ranks_figure(reps), numbers)
+    return run
+
+
+def make_rank_example(engine):
+    def run(model_key, seed, progress=gr.Progress()):
+        from engine.evaluation import ranks
+
+        cb = progress_callback(progress)
+        seed = check_range("seed", seed, 0, 2**32 - 1, integer=True)
+        cb(None, "the model writes its own text")
+        return ranks.example_pair(engine.load(model_key, progress=cb), seed)
+    return run
+
+
+def build_part2(engine) -> dict:
+    """The four sub-tabs of part 2 (inside build()'s gr.Tabs); returns what the deep link needs."""
+    from engine.evaluation import consistency, robustness, suite
+
+    with gr.Tab("Task suite", id="eval-suite") as t_suite:
+        view = gr.Textbox("", visible=False)  # which sub-tab of part 2 is open, for the link
+        gr.Markdown("A multiple-choice suite scored by log-likelihood, as lm-evaluation-harness does it, item by "
+                    "item. Choose several models (and quantized copies) to see them side by side on the same items.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                options = suite.model_options(engine)
+                s_models = gr.Dropdown(options, value=[options[0][1]] if options else [], multiselect=True,
+                                       max_choices=suite.MAX_MODELS, label="Models (causal LMs of the registry "
+                                       "and their bf16/int8 copies)")
+                with gr.Row():
+                    s_source = gr.Radio(SOURCES2, value="bundled", label="Items")
+                    s_file = gr.File(label="Your .jsonl (question, choices, answer), up to 1 MiB / 300 items",
+                                     file_types=[".jsonl"], type="filepath")
+            with gr.Column(scale=2):
+                s_ctl = controls_for(suite.SuiteSettings)
+        s_btn = gr.Button("Run the suite", variant="primary")
+        s_examples_box = gr.Column()
+        s_summary = data_table("suite-summary", headers=SUITE_SUMMARY_HEADERS, label="Accuracy per model",
+                               elem_id="eval-suite-summary")
+        with gr.Row():
+            s_plot = Plot(filename="suite-accuracy", show_label=False)
+            s_skills = Plot(filename="suite-skills", show_label=False)
+        s_items = data_table("suite-items", headers=SUITE_ITEM_HEADERS, label="Per item (⬇ CSV under the table)",
+                             wrap=True, max_height=520, elem_id="eval-suite-items")
+        gr.Markdown(SUITE_HELP)
+        notice("A 135M model is near chance (25%) on some skills and good on others; few-shot examples often "
+               "help more than a bigger model would. Look at the interval before believing a 2-point difference.")
+        with gr.Accordion("All numbers (JSON), with the exact context of every item", open=False):
+            s_json = gr.JSON()
+
+    with gr.Tab("Stress test", id="eval-stress") as t_stress:
+        gr.Markdown("Small changes made by written rules. A robust model keeps its answer when the meaning stays "
+                    "the same, and changes it when the negation swap flips the meaning.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                r_q = gr.Textbox(STRESS_EXAMPLES[0][1], label="Question", max_length=robustness.MAX_QUESTION_CHARS)
+                r_choices = gr.Textbox(STRESS_EXAMPLES[0][2], lines=4, label="Choices, one a line (empty: the model "
+                                       "answers freely, greedy)")
+            with gr.Column(scale=2):
+                r_rules = gr.CheckboxGroup(list(robustness.RULE_NAMES), value=list(robustness.RULE_NAMES),
+                                           label="Rules")
+                r_model = model_picker(engine, "causal-lm", label="Language model")
+                r_btn = gr.Button("Stress it", variant="primary")
+        r_examples_box = gr.Column()
+        r_md = gr.Markdown(elem_id="eval-stress-score")
+        r_table = data_table("stress-test", headers=STRESS_HEADERS, label="Each variant", wrap=True,
+                             elem_id="eval-stress-table")
+        with gr.Row():
+            r_clusters = data_table("stress-clusters", headers=CLUSTER_HEADERS, label="Failures by kind")
+            r_plot = Plot(filename="stress-test", show_label=False)
+        gr.Markdown(" · ".join(f"**{r.name}**: {r.description}" for r in robustness.RULES))
+        with gr.Accordion("All numbers (JSON)", open=False):
+            r_json = gr.JSON()
+
+    with gr.Tab("Consistency", id="eval-consistency") as t_cons:
+        gr.Markdown("The same prompt sampled N times at several temperatures: how many different answers come "
+                    "back, and how often the most common one. Answers are compared by their first line, ignoring "
+                    "case, punctuation and articles.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                c_prompt = gr.Textbox(CONSISTENCY_EXAMPLES[0][1], lines=3, label="Prompt",
+                                      max_length=consistency.MAX_PROMPT_CHARS)
+                c_temps = gr.Textbox(CONSISTENCY_EXAMPLES[0][2], label="Temperatures (comma separated, 0 to 2, "
+                                     "up to 5; 0 = greedy)")
+            with gr.Column(scale=2):
+                c_ctl = controls_for(consistency.ConsistencySettings)
+                with gr.Row():
+                    c_mode = gr.Radio(["raw", "chat"], value="raw", label="Prompt as is, or in the chat template")
+                    c_model = model_picker(engine, "causal-lm", label="Language model")
+        c_btn = gr.Button("Sample", variant="primary")
+        c_examples_box = gr.Column()
+        c_table = data_table("consistency", headers=CONSISTENCY_HEADERS, label="Per temperature", wrap=True)
+        c_plot = Plot(filename="consistency", show_label=False)
+        notice("At T = 0 there is one answer; as T grows the answers spread out. A model that gives a fact the "
+               "same way at T = 1 is sure of it; one that scatters is guessing.")
+        with gr.Accordion("All samples (JSON)", open=False):
+            c_json = gr.JSON()
+
+    with gr.Tab("Model-written?", id="eval-gltr") as t_gltr:
+        gr.Markdown("GLTR's idea: colour each token by its **rank** under the model (1 = the model's top guess). "
+                    "Sampled text is mostly green (top-10); people pick rarer words more often. A hint, not proof.")
+        with gr.Row():
+            g_a = gr.Textbox(lines=5, label="Text A", max_length=4000)
+            g_b = gr.Textbox(lines=5, label="Text B", max_length=4000)
+        with gr.Row():
+            g_model = model_picker(engine, "causal-lm", label="Language model")
+            g_seed = gr.Number(0, precision=0, minimum=0, label="Example seed", scale=0, min_width=140)
+            g_example = gr.Button("Example: the model's own text (A) vs a human quote (B)")
+            g_btn = gr.Button("Colour by rank", variant="primary")
+        with gr.Row():
+            g_html_a = gr.HTML(elem_id="eval-gltr-a")
+            g_html_b = gr.HTML(elem_id="eval-gltr-b")
+        g_plot = Plot(filename="rank-histogram", show_label=False)
+        with gr.Accordion("Counts (JSON)", open=False):
+            g_json = gr.JSON()
+
+    # Register listeners (part 2)
+    for tab, name in ((t_suite, "suite"), (t_stress, "stress"), (t_cons, "consistency"), (t_gltr, "gltr")):
+        tab.select(lambda n=name: n, outputs=view, api_name=False, queue=False)
+    suite_fn = user_errors(on_gpu(make_suite(engine)))
+    suite_in = [s_models, s_source, s_file, s_ctl["k_shot"], s_ctl["max_items"], s_ctl["seed"], s_ctl["bootstrap"]]
+    suite_out = [s_summary, s_plot, s_skills, s_items, s_json]
+    s_btn.click(suite_fn, inputs=suite_in, outputs=suite_out, api_name="task_suite", **HEAVY)
+    stress_fn = user_errors(on_gpu(make_stress(engine)))
+    stress_in, stress_out = [r_model, r_q, r_choices, r_rules], [r_md, r_table, r_clusters, r_plot, r_json]
+    r_btn.click(stress_fn, inputs=stress_in, outputs=stress_out, api_name="stress_test", **HEAVY)
+    c_btn.click(user_errors(on_gpu(make_consistency(engine))),
+                inputs=[c_model, c_prompt, c_temps, c_ctl["samples"], c_ctl["max_new_tokens"], c_ctl["seed"], c_mode],
+                outputs=[c_table, c_plot, c_json], api_name="consistency", **HEAVY)
+    ranks_fn = user_errors(on_gpu(make_ranks(engine)))
+    g_btn.click(ranks_fn, inputs=[g_model, g_a, g_b], outputs=[g_html_a, g_html_b, g_plot, g_json],
+                api_name="token_ranks", **HEAVY)
+    g_example.click(user_errors(on_gpu(make_rank_example(engine))), inputs=[g_model, g_seed], outputs=[g_a, g_b],
+                    api_name="token_ranks_example", **HEAVY).success(
+        ranks_fn, inputs=[g_model, g_a, g_b], outputs=[g_html_a, g_html_b, g_plot, g_json], api_name=False, **HEAVY)
+    with s_examples_box:  # fill the knobs; press Run (the suite takes a while)
+        examples([[m, "bundled", k, n] for _, m, k, n in SUITE_EXAMPLES],
+                 [s_models, s_source, s_ctl["k_shot"], s_ctl["max_items"]], labels=[e[0] for e in SUITE_EXAMPLES])
+    with r_examples_box:
+        examples([[q, c] for _, q, c in STRESS_EXAMPLES], [r_q, r_choices], labels=[e[0] for e in STRESS_EXAMPLES])
+    with c_examples_box:
+        examples([[p, t] for _, p, t in CONSISTENCY_EXAMPLES], [c_prompt, c_temps],
+                 labels=[e[0] for e in CONSISTENCY_EXAMPLES])
+    return dict(view=view, params={"k": s_ctl["k_shot"], "items": s_ctl["max_items"], "question": r_q,
+                                   "choices": r_choices, "prompt": c_prompt, "text_a": g_a, "text_b": g_b},
+                suite=(suite_fn, suite_in, suite_out), stress=(stress_fn, stress_in, stress_out))

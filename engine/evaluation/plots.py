@@ -201,3 +201,111 @@ def quantization_figure(rows: list[dict]) -> go.Figure:
         fig.update_yaxes(range=[0, max(vals) * 1.25], row=1, col=col)
     fig.update_layout(showlegend=False, height=340, template="plotly_white", margin=dict(l=40, r=20, t=50, b=40))
     return fig
+
+
+# ---- task suite, stress test, consistency, GLTR ranks (wave 2) -----------------------------------
+SUITE_COLOURS = ("#2563eb", "#f59e0b", "#16a34a", "#dc2626", "#7c3aed", "#0891b2")
+
+
+def suite_figure(summaries: list[dict]) -> go.Figure:
+    """acc and acc_norm per model with their bootstrap 95% intervals as error bars."""
+    fig = go.Figure()
+    names = [s["model"] for s in summaries]
+    for metric, colour in (("acc", "#2563eb"), ("acc_norm", "#f59e0b")):
+        vals = [s[metric]["value"] for s in summaries]
+        fig.add_trace(go.Bar(
+            name=metric, x=names, y=vals, marker_color=colour, text=[f"{v:.2f}" for v in vals],
+            textposition="outside",
+            error_y=dict(type="data", symmetric=False, color="#333",
+                         array=[s[metric]["ci_high"] - s[metric]["value"] for s in summaries],
+                         arrayminus=[s[metric]["value"] - s[metric]["ci_low"] for s in summaries])))
+    n = summaries[0]["n_items"] if summaries else 0
+    fig.update_layout(barmode="group", height=360, template="plotly_white", yaxis=dict(range=[0, 1.12], title="accuracy"),
+                      title=f"accuracy on {n} items, bars = bootstrap 95% interval",
+                      margin=dict(l=50, r=20, t=50, b=60), legend=dict(orientation="h", y=1.02, x=1, xanchor="right"))
+    return fig
+
+
+def suite_skill_figure(summaries: list[dict]) -> go.Figure:
+    """acc per skill, one bar per model."""
+    fig = go.Figure()
+    for i, s in enumerate(summaries):
+        skills = list(s["by_skill"])
+        fig.add_trace(go.Bar(name=s["model"], x=skills, y=[s["by_skill"][k]["acc"] for k in skills],
+                             marker_color=SUITE_COLOURS[i % len(SUITE_COLOURS)]))
+    fig.update_layout(barmode="group", height=320, template="plotly_white", yaxis=dict(range=[0, 1.05], title="acc"),
+                      title="acc per skill", margin=dict(l=50, r=20, t=50, b=60))
+    return fig
+
+
+def robustness_figure(result: dict) -> go.Figure:
+    """Per kind of perturbation: variants that passed and that failed."""
+    kinds = [c["kind"] for c in result["clusters"]]
+    fig = go.Figure([
+        go.Bar(name="passed", x=kinds, y=[c["variants"] - c["failures"] for c in result["clusters"]],
+               marker_color="#16a34a"),
+        go.Bar(name="failed", x=kinds, y=[c["failures"] for c in result["clusters"]], marker_color="#dc2626"),
+    ])
+    score = result["robustness"]
+    fig.update_layout(barmode="stack", height=320, template="plotly_white", yaxis=dict(title="variants", dtick=1),
+                      title=f"robustness {score:.0%}: variants that behaved as they should, by kind"
+                      if score == score else "no variant could be made", margin=dict(l=50, r=20, t=50, b=60))
+    return fig
+
+
+def consistency_figure(result: dict, top: int = 5) -> go.Figure:
+    """One stacked bar per temperature: the share of each answer (the top ones, the rest as 'other')."""
+    rows = result["temperatures"]
+    names: list[str] = []
+    for r in rows:
+        for g in r["groups"][:top]:
+            if g["answer"] not in names:
+                names.append(g["answer"])
+    xs = [f"T = {r['temperature']:g}" for r in rows]
+    fig = go.Figure()
+    for i, name in enumerate(names):
+        ys = [next((g["share"] for g in r["groups"][:top] if g["answer"] == name), 0.0) for r in rows]
+        fig.add_trace(go.Bar(name=name[:40], x=xs, y=ys, marker_color=SUITE_COLOURS[i % len(SUITE_COLOURS)]
+                             if i < len(SUITE_COLOURS) else None))
+    other = [1 - sum(g["share"] for g in r["groups"][:top]) for r in rows]
+    if any(o > 1e-9 for o in other):
+        fig.add_trace(go.Bar(name="other answers", x=xs, y=other, marker_color="#bbb"))
+    fig.update_layout(barmode="stack", height=360, template="plotly_white", yaxis=dict(range=[0, 1], title="share of samples"),
+                      title="answers per temperature", margin=dict(l=50, r=20, t=50, b=40))
+    return fig
+
+
+RANK_COLOURS = {"top-10": "#9be59b", "top-100": "#ffe17a", "top-1000": "#ff9c8f", "beyond": "#d7b3ff"}
+
+
+def ranks_html(report: dict, title: str = "") -> str:
+    """GLTR view: every token on the colour of its rank bucket; a tooltip gives rank, p and the top guess."""
+    legend = " ".join(f"<span style='background:{c};color:#111;padding:2px 7px;border-radius:3px'>{k}</span>"
+                      for k, c in RANK_COLOURS.items())
+    counts = " · ".join(f"{k} {v}" for k, v in report["counts"].items())
+    parts = [f"<div class='gltr-view'><div style='font-weight:bold;margin-bottom:4px'>{html.escape(title)}</div>"
+             f"<div style='font-size:0.85em;margin-bottom:6px'>rank of each token under {html.escape(report['model'])}: "
+             f"{legend}</div><div class='gltr-text' style='white-space:pre-wrap;line-height:1.9;color:#111;"
+             "background:#fff;padding:10px;border-radius:8px;border:1px solid #ddd'>"]
+    if report["unscored"]:
+        parts.append(f"<span style='color:#888'>{html.escape(report['unscored'])}</span>")
+    for t in report["tokens"]:
+        tip = f"rank {t['rank']:,} ({t['bucket']})\np = {t['p']:.4g}\nmodel's top guess: {t['top_token']!r} (p = {t['top_p']:.3f})"
+        parts.append(f"<span data-bucket='{t['bucket']}' style='background:{RANK_COLOURS[t['bucket']]};"
+                     f"border-radius:3px' title=\"{html.escape(tip, quote=True)}\">{_shown(t['piece'])}</span>")
+    parts.append(f"</div><div style='font-size:0.85em;margin-top:4px'>{report['n_tokens']} tokens scored: {counts}</div></div>")
+    return "".join(parts)
+
+
+def ranks_figure(reports: list[tuple[str, dict]]) -> go.Figure:
+    """Share of tokens per rank bucket, one group of bars per text."""
+    fig = go.Figure()
+    buckets = list(RANK_COLOURS)
+    for i, (label, rep) in enumerate(reports):
+        fig.add_trace(go.Bar(name=f"{label} ({rep['n_tokens']} tokens)", x=buckets,
+                             y=[rep["shares"][b] for b in buckets], text=[rep["counts"][b] for b in buckets],
+                             textposition="outside", marker_color=("#2563eb", "#f59e0b")[i % 2]))
+    fig.update_layout(barmode="group", height=340, template="plotly_white",
+                      yaxis=dict(range=[0, 1.1], title="share of tokens"), title="rank histogram (numbers = token counts)",
+                      margin=dict(l=50, r=20, t=50, b=40))
+    return fig
