@@ -4,7 +4,6 @@ guide (model(input_ids, labels=...) per window), with the same window and stride
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 

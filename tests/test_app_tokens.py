@@ -5,7 +5,6 @@ import csv
 
 import pytest
 
-from engine import tokens as T
 
 TEXT = "Hello  world!\n\tdef f(x): return 🦙 東京"
 

@@ -3,7 +3,6 @@ gets a clear error that names it, or a harmless result; nothing crashes, nothing
 server keeps serving and nothing is written into the project. (issue 11)"""
 from __future__ import annotations
 
-import math
 import time
 
 import pytest

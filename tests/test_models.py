@@ -1,5 +1,4 @@
 """The loading path: embedded packages and Hub-style folders go through from_pretrained."""
-import json
 
 import pytest
 import torch

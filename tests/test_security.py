@@ -1,8 +1,6 @@
 """Rules that keep the server safe for a public Space."""
 import re
-from pathlib import Path
 
-import pytest
 
 from tests.conftest import ROOT
 

@@ -90,7 +90,7 @@ def arithmetic_markdown(report) -> str:
     begin = (f"`{s['begin_token']}` is put before the text, so its first token is scored too"
              if s["begin_token"] else "the first token has nothing before it and is not scored")
     return "\n".join([
-        f"| step | formula | value |\n|---|---|---:|",
+        "| step | formula | value |\n|---|---|---:|",
         f"| tokens scored | N | {n} |",
         f"| total surprise | Σ −ln p(tokenᵢ \\| before) | {s['total_nll_nats']:.2f} nats |",
         f"| mean NLL (cross-entropy) | {s['total_nll_nats']:.2f} / {n} | {s['mean_nll_nats']:.4f} nats/token |",

@@ -128,7 +128,6 @@ def card_html(r: Tokenized, show_ids: bool = True, most: int = 0) -> str:
 def source_html(text: str, results: list[Tokenized]) -> str:
     """The source text cut at every token border of every tokenizer, each segment tagged with its
     character offsets, so hovering a chip can light up exactly its characters."""
-    from html import escape
 
     cuts = {0}
     end = 0
