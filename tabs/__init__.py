@@ -14,6 +14,7 @@ ORDER = (
     "pipelines",   # 4. the classic tasks through pipeline()
     "retrieval",   # 4b. retrieval-augmented generation on a vector database
     "lora",        # 5. fine-tuning with LoRA
+    "posttraining",  # 5b. post-training: SFT, preference tuning (reward model, DPO)
     "diffusion",   # 6. text-to-image and image-to-image
     "evaluation",  # 7. perplexity and answer metrics
 )
@@ -44,6 +45,8 @@ TOPICS = (
                         "hit rate and MRR as the chunk size moves."),
     ("LoRA", "Fine-tuning can be cheap: train an adapter on quotes in the browser and compare base vs "
              "adapted output."),
+    ("Post-training", "After pre-training: preference tuning on comparisons, a reward model with the "
+                      "Bradley–Terry loss and DPO through trl, with the margins moving live."),
     ("Diffusion", "Text-to-image step by step: prompt, negative prompt, guidance, steps, scheduler, "
                   "and the denoising as a gallery."),
     ("Evaluation", "How we measure language models: perplexity, surprisal per token, bits per byte, "
