@@ -109,9 +109,11 @@ def build_preference(engine) -> Share:
     with gr.Row():
         rm_train = gr.Button("Train reward model", variant="primary")
         rm_stop = gr.Button("Stop (keep what is trained)", variant="stop")
-    rm_status = gr.Markdown("Press **Train reward model**: the default (30 steps of 8 pairs) takes one to "
-                            "three minutes on a free 2-core CPU.", elem_id="pref-rm-status")
-    rm_plot = Plot(filename="reward-model-curves", value=TP.preference_figure({"loss": [], "margin": []}, 30,
+    rm_d, dpo_d = P.RewardSettings(), P.DPOSettings()
+    rm_status = gr.Markdown(f"Press **Train reward model**: the default ({rm_d.max_steps} steps of {rm_d.batch_size} "
+                            "pairs) takes one to two minutes on a free 2-core CPU, longer when the machine is busy.",
+                            elem_id="pref-rm-status")
+    rm_plot = Plot(filename="reward-model-curves", value=TP.preference_figure({"loss": [], "margin": []}, rm_d.max_steps,
                                                                               "Reward model"),
                    label="Reward model: loss, margin, accuracy", elem_id="pref-rm-plot")
     rm_eval_md = gr.Markdown()
@@ -135,11 +137,12 @@ def build_preference(engine) -> Share:
     with gr.Row():
         dpo_train = gr.Button("Train with DPO", variant="primary")
         dpo_stop = gr.Button("Stop (keep what is trained)", variant="stop")
-    dpo_status = gr.Markdown("Press **Train with DPO**: the default (30 steps of 4 pairs) takes one to three "
-                             f"minutes on a free 2-core CPU. One training runs at a time on this machine, each for "
+    dpo_status = gr.Markdown(f"Press **Train with DPO**: the default ({dpo_d.max_steps} steps of {dpo_d.batch_size} "
+                             "pairs) takes one to two minutes on a free 2-core CPU, longer when the machine is busy"
+                             f". One training runs at a time on this machine, each for "
                              f"at most {_duration(L.GATE.cap_seconds)}.", elem_id="pref-dpo-status")
     dpo_plot = Plot(filename="dpo-curves", value=TP.preference_figure(
-        {"loss": [], "chosen": [], "rejected": [], "margin": []}, 30), label="DPO: loss, rewards, accuracy",
+        {"loss": [], "chosen": [], "rejected": [], "margin": []}, dpo_d.max_steps), label="DPO: loss, rewards, accuracy",
         elem_id="pref-dpo-plot")
     notice("At step 1 the adapter is zero, so π = π_ref: both rewards are 0 and the loss is log 2 = 0.693. The "
            "rejected reward falls first: DPO mostly learns what not to say.")

@@ -52,7 +52,7 @@ class DPOSettings:
                        step=0.01, label="β (beta)")
     learning_rate: float = knob(0.001, 0.00001, 0.01, "AdamW step size for the LoRA matrices", step=0.00001,
                                 label="learning rate")
-    max_steps: int = knob(30, 1, 500, "Optimizer steps (one batch of pairs each)", step=1, label="max steps")
+    max_steps: int = knob(20, 1, 500, "Optimizer steps (one batch of pairs each)", step=1, label="max steps")
     batch_size: int = knob(4, 1, 32, "Pairs per step (each pair is two sequences)", step=1, label="batch size")
     r: int = knob(8, 1, 64, "LoRA rank on q_proj and v_proj", step=1, label="LoRA r")
     max_length: int = knob(64, 16, 256, "Tokens kept per prompt + response", step=1, label="max length")
@@ -66,7 +66,7 @@ class RewardSettings:
     learning_rate: float = knob(0.001, 0.00001, 0.01, "AdamW step size (LoRA matrices and the scalar head)",
                                 step=0.00001, label="learning rate")
     max_steps: int = knob(30, 1, 500, "Optimizer steps (one batch of pairs each)", step=1, label="max steps")
-    batch_size: int = knob(8, 1, 32, "Pairs per step", step=1, label="batch size")
+    batch_size: int = knob(4, 1, 32, "Pairs per step", step=1, label="batch size")
     r: int = knob(8, 1, 64, "LoRA rank on q_proj and v_proj of the backbone", step=1, label="LoRA r")
     max_length: int = knob(64, 16, 256, "Tokens kept per prompt + response", step=1, label="max length")
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling, LoRA and head initialisation", step=1)
