@@ -14,7 +14,7 @@ ORDER = (
     "pipelines",   # 4. the classic tasks through pipeline()
     "retrieval",   # 4b. retrieval-augmented generation on a vector database
     "lora",        # 5. fine-tuning with LoRA
-    "posttraining",  # 5b. base vs instruct, SFT with a visible loss mask (then preference tuning)
+    "posttraining",  # 5b. base vs instruct, SFT with a visible loss mask, preference tuning (reward model, DPO)
     "diffusion",   # 6. text-to-image and image-to-image
     "evaluation",  # 7. perplexity and answer metrics
 )
@@ -46,7 +46,8 @@ TOPICS = (
     ("LoRA", "Fine-tuning can be cheap: train an adapter on quotes in the browser and compare base vs "
              "adapted output."),
     ("Post-training", "From a text completer to an assistant: a base and an instruct model side by side, the "
-                      "chat template and its loss mask, SFT with LoRA on the base model, scored before and after."),
+                      "chat template and its loss mask, SFT with LoRA on the base model, scored before and after; then"
+                      " preference tuning: a reward model (Bradley–Terry) and DPO through trl, the margins moving live."),
     ("Diffusion", "Text-to-image step by step: prompt, negative prompt, guidance, steps, scheduler, "
                   "and the denoising as a gallery."),
     ("Evaluation", "How we measure language models: perplexity, surprisal per token, bits per byte, "

@@ -22,3 +22,56 @@ def loss_figure(losses: list[float], max_steps: int | None = None, title: str = 
     if max_steps:
         fig.update_xaxes(range=[0.5, max(max_steps, 1) + 0.5])
     return fig
+
+
+def preference_figure(history: dict, max_steps: int | None = None, title: str = "DPO"):
+    """The live curves of a preference run: the loss, and (DPO) the implicit rewards β·log π/π_ref
+    of chosen and rejected with their margin, or (reward model) the margin; and the batch accuracy."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    dpo = "chosen" in history
+    middle = "rewards β·log(π/π_ref) per batch" if dpo else "reward margin r(chosen) − r(rejected)"
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", middle, "pairwise accuracy per batch"))
+    steps = list(range(1, len(history.get("loss", [])) + 1))
+    line = dict(mode="lines+markers", marker=dict(size=4))
+    fig.add_trace(go.Scatter(x=steps, y=history.get("loss", []), name="loss", line=dict(color="#d9534f"), **line),
+                  row=1, col=1)
+    if dpo:
+        fig.add_trace(go.Scatter(x=steps, y=history.get("chosen", []), name="chosen reward",
+                                 line=dict(color="#2e7d32"), **line), row=1, col=2)
+        fig.add_trace(go.Scatter(x=steps, y=history.get("rejected", []), name="rejected reward",
+                                 line=dict(color="#c62828"), **line), row=1, col=2)
+    fig.add_trace(go.Scatter(x=steps, y=history.get("margin", []), name="margin (chosen − rejected)",
+                             line=dict(color="#1565c0", dash="dot" if dpo else "solid"), **line), row=1, col=2)
+    fig.add_trace(go.Scatter(x=steps, y=history.get("accuracy", []), name="accuracy", line=dict(color="#6a1b9a"),
+                             **line), row=1, col=3)
+    fig.add_hline(y=0.5, line=dict(color="#999", dash="dash"), row=1, col=3)
+    fig.update_yaxes(range=[-0.05, 1.05], row=1, col=3)
+    for col in (1, 2, 3):
+        fig.update_xaxes(title_text="step", row=1, col=col)
+        if max_steps:
+            fig.update_xaxes(range=[0.5, max(max_steps, 1) + 0.5], row=1, col=col)
+    fig.update_layout(title=title, template="plotly_white", height=340, margin=dict(l=50, r=20, t=70, b=50),
+                      legend=dict(orientation="h", y=-0.25, x=0.5, xanchor="center"))
+    return fig
+
+
+def before_after_figure(before: dict | None, after: dict | None, title: str = "Held-out pairs"):
+    """Per held-out pair, log π(chosen)/token − log π(rejected)/token with the adapter off and on:
+    a bar above zero is a pair where the chosen answer is the likelier one."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for stats, name, color in ((before, "before (adapter off)", "#9e9e9e"), (after, "after (adapter on)", "#1565c0")):
+        if not stats:
+            continue
+        gaps = [r["chosen_per_token"] - r["rejected_per_token"] for r in stats["rows"]]
+        fig.add_trace(go.Bar(x=list(range(1, len(gaps) + 1)), y=gaps, marker_color=color,
+                             name=f"{name}: chosen likelier in {stats['accuracy']:.0%}"))
+    fig.add_hline(y=0, line=dict(color="#333"))
+    fig.update_layout(title=title, template="plotly_white", height=320, barmode="group",
+                      xaxis_title="held-out pair", yaxis_title="Δ log-likelihood per token (chosen − rejected)",
+                      margin=dict(l=60, r=20, t=50, b=50),
+                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    return fig

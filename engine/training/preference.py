@@ -1,0 +1,612 @@
+"""Preference tuning on the CPU through trl: a reward model trained with the Bradley–Terry loss
+(trl's RewardTrainer) and DPO with LoRA (trl's DPOTrainer), on comparisons (prompt, chosen,
+rejected).
+
+    reward model  r(x, y) = a scalar head on the last token;  loss = −log σ(r(x, y_c) − r(x, y_r))
+    DPO           loss = −log σ(β·[(log π(y_c|x) − log π_ref(y_c|x)) − (log π(y_r|x) − log π_ref(y_r|x))])
+
+The reference π_ref of DPO is the policy itself with its LoRA adapter disabled: trl's DPOTrainer
+does that when it builds the peft model and gets no ref_model, so there is no second model.
+
+Isolation, the training gate, the wall-time cap and adapter export are the LoRA lesson's
+(engine/training/lora.py): each session trains LoRA matrices over `lora.shared_copy` of the
+cached model (same storage, never written); one training at a time in the process.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from ..core.errors import UserInputError, check_range, check_text
+from ..core.registry import ASSETS
+from ..core.settings import knob, make, validate
+from . import lora as L
+
+PAIRS = ASSETS / "preference" / "pairs.jsonl"
+MAX_PAIRS_BYTES = 1_000_000  # an uploaded .jsonl or an edited table
+MAX_FIELD_CHARS = 400  # one prompt, chosen or rejected text
+MIN_PAIRS, MAX_PAIRS = 4, 2_000
+MAX_HELD_OUT = 64  # pairs scored before/after (each costs four forward passes)
+MAX_SCORE_TEXTS = 16  # responses scored at once by the reward model
+FIELDS = ("prompt", "chosen", "rejected")
+# transformers 5 renamed gradient checkpointing; trl 1.16 still asks for the old name on every step
+warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+Progress = Callable[[float | None, str], None]
+
+
+@dataclass
+class DPOSettings:
+    """The knobs of one DPO run. Ranges are written once here; the UI and the API use them."""
+
+    beta: float = knob(0.1, 0.01, 1.0, "β: how far the policy may move from the reference (small β = far)",
+                       step=0.01, label="β (beta)")
+    learning_rate: float = knob(0.001, 0.00001, 0.01, "AdamW step size for the LoRA matrices", step=0.00001,
+                                label="learning rate")
+    max_steps: int = knob(20, 1, 500, "Optimizer steps (one batch of pairs each)", step=1, label="max steps")
+    batch_size: int = knob(4, 1, 32, "Pairs per step (each pair is two sequences)", step=1, label="batch size")
+    r: int = knob(8, 1, 64, "LoRA rank on q_proj and v_proj", step=1, label="LoRA r")
+    max_length: int = knob(64, 16, 256, "Tokens kept per prompt + response", step=1, label="max length")
+    seed: int = knob(42, 0, 2**31 - 1, "Shuffling and LoRA initialisation", step=1)
+
+
+@dataclass
+class RewardSettings:
+    """The knobs of one reward-model run."""
+
+    learning_rate: float = knob(0.001, 0.00001, 0.01, "AdamW step size (LoRA matrices and the scalar head)",
+                                step=0.00001, label="learning rate")
+    max_steps: int = knob(30, 1, 500, "Optimizer steps (one batch of pairs each)", step=1, label="max steps")
+    batch_size: int = knob(4, 1, 32, "Pairs per step", step=1, label="batch size")
+    r: int = knob(8, 1, 64, "LoRA rank on q_proj and v_proj of the backbone", step=1, label="LoRA r")
+    max_length: int = knob(64, 16, 256, "Tokens kept per prompt + response", step=1, label="max length")
+    seed: int = knob(42, 0, 2**31 - 1, "Shuffling, LoRA and head initialisation", step=1)
+
+
+def dpo_settings(**values) -> DPOSettings:
+    return make(DPOSettings, **{k: v for k, v in values.items() if v is not None})
+
+
+def reward_settings(**values) -> RewardSettings:
+    return make(RewardSettings, **{k: v for k, v in values.items() if v is not None})
+
+
+def _lora_of(s) -> L.LoraSettings:
+    """The LoRA lesson's settings for the adapter of a preference run (no dropout: trl turns it off)."""
+    return L.lora_settings(r=s.r, alpha=2 * s.r, dropout=0.0, target_modules=["q_proj", "v_proj"],
+                           learning_rate=s.learning_rate, seed=s.seed)
+
+
+# ---- comparison data ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pair:
+    prompt: str
+    chosen: str
+    rejected: str
+    kind: str = ""
+    held_out: bool = False
+
+
+def _field(n: int, obj: dict, name: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str):
+        raise UserInputError(f'pair {n} has no "{name}" text: each pair needs "prompt", "chosen" and "rejected" '
+                             "strings.")
+    value = check_text(f"pair {n} {name}", value, max_chars=MAX_FIELD_CHARS, allow_empty=name == "prompt")
+    if name != "prompt" and not value.strip():
+        raise UserInputError(f"pair {n} {name} is empty: type a response (1 to {MAX_FIELD_CHARS} characters).")
+    return value
+
+
+def _as_pairs(objs: list[dict], marked: bool) -> list[Pair]:
+    out = []
+    for n, obj in enumerate(objs, 1):
+        p = Pair(*(_field(n, obj, f) for f in FIELDS), kind=str(obj.get("kind", ""))[:20],
+                 held_out=marked and obj.get("split") == "test")
+        if p.chosen == p.rejected:
+            raise UserInputError(f"pair {n} has the same chosen and rejected text: a comparison needs two "
+                                 "different responses.")
+        out.append(p)
+    if not MIN_PAIRS <= len(out) <= MAX_PAIRS:
+        raise UserInputError(f"the data has {len(out):,} pairs: give {MIN_PAIRS} to {MAX_PAIRS:,}.")
+    if not marked:  # user data: every tenth pair is held out, at least two
+        step = min(10, max(2, len(out) // 2))
+        out = [Pair(p.prompt, p.chosen, p.rejected, p.kind, i % step == step - 1) for i, p in enumerate(out)]
+    if not any(p.held_out for p in out) or all(p.held_out for p in out):
+        raise UserInputError("the data needs both training pairs and held-out pairs (\"split\": \"test\").")
+    return out
+
+
+def parse_pairs(text: str) -> list[Pair]:
+    """.jsonl: one {"prompt", "chosen", "rejected"} object a line (an optional "split": "test" in
+    every line marks the held-out pairs; without it every tenth pair is held out)."""
+    text = check_text("comparison data", text, max_chars=MAX_PAIRS_BYTES)
+    objs = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        obj = L.parse_json(line, f"line {n}")
+        if not isinstance(obj, dict):
+            raise UserInputError(f'line {n} is a {type(obj).__name__}, not an object with "prompt", "chosen", '
+                                 '"rejected".')
+        objs.append(obj)
+        if len(objs) > MAX_PAIRS:
+            raise UserInputError(f"the data has more than {MAX_PAIRS:,} pairs: the limit is {MAX_PAIRS:,}.")
+    marked = bool(objs) and all("split" in o for o in objs)
+    return _as_pairs(objs, marked)
+
+
+def load_pairs(path: Path = PAIRS) -> list[Pair]:
+    """The bundled comparisons (scripts/make_preference_data.py)."""
+    if not path.exists():
+        raise UserInputError(f"{path} is missing: rebuild it with `python scripts/make_preference_data.py`.")
+    return parse_pairs(path.read_text(encoding="utf-8"))
+
+
+def read_pairs_file(path: str | Path) -> list[Pair]:
+    """An uploaded .jsonl (the path is Gradio's temporary copy, never user text)."""
+    path = Path(path)
+    if path.suffix.lower() != ".jsonl":
+        raise UserInputError(f"file type {path.suffix or '(none)'!r} is not accepted: upload a .jsonl file.")
+    size = path.stat().st_size
+    if size > MAX_PAIRS_BYTES:
+        raise UserInputError(f"the file is {size:,} bytes: the limit is {MAX_PAIRS_BYTES:,} bytes.")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserInputError("the file is not UTF-8 text: save it as UTF-8 and upload it again.") from None
+    return parse_pairs(text)
+
+
+def pairs_from_rows(rows) -> list[Pair]:
+    """The tab's editable table: rows of [prompt, chosen, rejected, held out] (the last one optional)."""
+    if rows is None:
+        rows = []
+    if hasattr(rows, "values") and hasattr(rows, "columns"):  # a pandas DataFrame
+        rows = rows.values.tolist()
+    if not isinstance(rows, (list, tuple)):
+        raise UserInputError(f"the table must be rows of prompt, chosen, rejected, not {type(rows).__name__}.")
+    if len(rows) > MAX_PAIRS:
+        raise UserInputError(f"the table has {len(rows):,} rows: the limit is {MAX_PAIRS:,}.")
+    objs = []
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, (list, tuple)) or len(row) < 3:
+            raise UserInputError(f"table row {n} must have prompt, chosen and rejected cells.")
+        cells = ["" if c is None else c for c in row[:3]]
+        if all(isinstance(c, str) and not c.strip() for c in cells):
+            continue  # an empty row left at the end of the table
+        obj = dict(zip(FIELDS, cells))
+        if len(row) > 3:
+            obj["split"] = "test" if str(row[3]).strip().lower() in ("true", "yes", "1", "test") else "train"
+        objs.append(obj)
+    return _as_pairs(objs, marked=bool(objs) and all("split" in o for o in objs))
+
+
+def pairs_to_rows(pairs: list[Pair]) -> list[list]:
+    return [[p.prompt, p.chosen, p.rejected, "yes" if p.held_out else ""] for p in pairs]
+
+
+def split(pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
+    return [p for p in pairs if not p.held_out], [p for p in pairs if p.held_out][:MAX_HELD_OUT]
+
+
+def _dataset(pairs: list[Pair]):
+    from datasets import Dataset
+
+    return Dataset.from_list([dict(prompt=p.prompt, chosen=p.chosen, rejected=p.rejected) for p in pairs])
+
+
+# ---- the runs: trl trainers in a worker thread, metrics streamed through a callback ------------------
+@dataclass
+class RunUpdate:
+    step: int
+    max_steps: int
+    history: dict  # metric name -> list of values, one per step
+    seconds: float
+    message: str = ""
+    done: bool = False
+    stopped: bool = False
+    capped: bool = False
+    busy: bool = False
+
+    def last(self, name: str) -> float:
+        values = self.history.get(name) or []
+        return values[-1] if values else math.nan
+
+
+def _callback(events: queue.Queue, stop: threading.Event, cap: float, start: float):
+    from transformers import TrainerCallback
+
+    class Stream(TrainerCallback):
+        """Each logged step goes to the queue; Stop or the time cap ends training after a step."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                events.put(("log", state.global_step, dict(logs)))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if stop.is_set():
+                control.should_training_stop = True
+                events.put(("stopped", state.global_step, {}))
+            elif time.perf_counter() - start >= cap:
+                control.should_training_stop = True
+                events.put(("capped", state.global_step, {}))
+            return control
+
+    return Stream()
+
+
+def _on_cpu(model) -> bool:
+    return next(model.parameters()).device.type == "cpu"
+
+
+def _quiet(trainer):
+    """No log lines on stdout (Trainer prints each logged step when its progress bar is off)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def _config(cls, s, out_dir: str, on_cpu: bool, **extra):
+    """A trl config for a short CPU run: every step logged, nothing saved, no progress bars."""
+    import datasets
+
+    datasets.disable_progress_bars()  # the few hundred pairs are mapped in well under a second
+    with warnings.catch_warnings():  # transformers renames gradient_checkpointing; trl still sets it
+        warnings.simplefilter("ignore", FutureWarning)
+        return cls(output_dir=out_dir, max_steps=s.max_steps, per_device_train_batch_size=s.batch_size,
+                   learning_rate=s.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+                   logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, seed=s.seed,
+                   data_seed=s.seed, use_cpu=on_cpu, bf16=False, fp16=False, gradient_checkpointing=False,
+                   max_length=s.max_length, dataloader_num_workers=0, log_level="error", **extra)
+
+
+def dpo_trainer(base_model, tokenizer, pairs: list[Pair], s: DPOSettings, out_dir: str, callbacks=()):
+    """trl's DPOTrainer over a shared copy of `base_model` with a fresh LoRA adapter (trl builds
+    the peft model from our LoRA config, seeded); reference = the adapter disabled."""
+    from trl import DPOConfig, DPOTrainer
+
+    lora_s = _lora_of(s)
+    L._check_targets(base_model, lora_s)
+    args = _config(DPOConfig, s, out_dir, _on_cpu(base_model), beta=s.beta, loss_type=["sigmoid"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return _quiet(DPOTrainer(model=L.shared_copy(base_model), ref_model=None, args=args,
+                                 train_dataset=_dataset(pairs), processing_class=tokenizer,
+                                 peft_config=L.lora_config(lora_s), callbacks=list(callbacks)))
+
+
+def reward_base(base_model, pad_id: int):
+    """A sequence-classification model (one output: the reward) whose backbone is a shared copy of
+    the cached causal LM's (same storage), with a new scalar head."""
+    from transformers import AutoModelForSequenceClassification
+
+    twin = L.shared_copy(base_model)
+    config = twin.config.__class__.from_dict(twin.config.to_dict())
+    config.num_labels, config.pad_token_id = 1, pad_id
+    with torch.device("meta"):
+        rm = AutoModelForSequenceClassification.from_config(config)
+    setattr(rm, rm.base_model_prefix, getattr(twin, twin.base_model_prefix))  # the shared backbone
+    rm.score = torch.nn.Linear(config.hidden_size, 1, bias=False)
+    torch.nn.init.normal_(rm.score.weight, std=config.hidden_size ** -0.5)
+    rm.score.to(next(twin.parameters()).device)
+    rm.eval()
+    return rm
+
+
+def reward_trainer(base_model, tokenizer, pairs: list[Pair], s: RewardSettings, out_dir: str, callbacks=()):
+    """trl's RewardTrainer on a reward model with LoRA on the backbone and a trainable head."""
+    from peft import LoraConfig
+    from trl import RewardConfig, RewardTrainer
+
+    lora_s = _lora_of(s)
+    L._check_targets(base_model, lora_s)
+    torch.manual_seed(s.seed)
+    model = reward_base(base_model, L.pad_id_of(tokenizer))
+    peft_config = LoraConfig(r=lora_s.r, lora_alpha=lora_s.alpha, lora_dropout=0.0,
+                             target_modules=list(lora_s.target_modules), task_type="SEQ_CLS",
+                             modules_to_save=["score"])
+    args = _config(RewardConfig, s, out_dir, _on_cpu(base_model), center_rewards_coefficient=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return _quiet(RewardTrainer(model=model, args=args, train_dataset=_dataset(pairs),
+                                    processing_class=tokenizer, peft_config=peft_config, callbacks=list(callbacks)))
+
+
+def _batch(trainer, pairs: list[Pair]) -> dict:
+    """One padded batch of `pairs`, prepared exactly as the trainer prepares its training data."""
+    ds = trainer._prepare_dataset(_dataset(pairs), trainer.processing_class, trainer.args, "batch")
+    cols = [c for c in ds.column_names if c.endswith("_ids")]
+    batch = trainer.data_collator([{c: row[c] for c in cols} for row in ds])
+    return {k: v.to(trainer.model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+@torch.no_grad()
+def batch_loss(trainer, pairs: list[Pair]) -> float:
+    """The trainer's own loss (trl's compute_loss) on one batch of `pairs`, in eval mode."""
+    trainer.model.eval()
+    return float(trainer.compute_loss(trainer.model, _batch(trainer, pairs)))
+
+
+# ---- sessions --------------------------------------------------------------------------------------
+@dataclass
+class PreferenceSession:
+    """One browser session's DPO adapter and reward model (kept in gr.State). Never shared."""
+
+    policy: Any = None  # PeftModel (LoRA over a shared copy of the instruct model)
+    reward: Any = None  # PeftModel for sequence classification (LoRA + scalar head)
+    tokenizer: Any = None
+    dpo: DPOSettings | None = None
+    dpo_history: dict = field(default_factory=dict)
+    dpo_steps: int = 0
+    reward_history: dict = field(default_factory=dict)
+    reward_steps: int = 0
+    before: dict | None = None  # held-out likelihood stats with the adapter off
+    after: dict | None = None
+    reward_eval: dict | None = None
+    training: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __deepcopy__(self, memo):  # gr.State may copy its initial value; a new session is empty
+        return PreferenceSession()
+
+
+DPO_METRICS = {"loss": "loss", "rewards/chosen": "chosen", "rewards/rejected": "rejected",
+               "rewards/margins": "margin", "rewards/accuracies": "accuracy"}
+REWARD_METRICS = {"loss": "loss", "accuracy": "accuracy", "margin": "margin"}
+
+
+def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, metrics: dict,
+         progress: Progress | None) -> Iterator[tuple[RunUpdate, Any]]:
+    """Build the trainer with `trainer_fn`, train it in a worker thread and yield (update, trainer)
+    after each step. The gate, the cap and the thread count follow the LoRA lesson."""
+    validate(s)
+    train_pairs, _ = split(pairs)
+    if len(train_pairs) < 2:
+        raise UserInputError(f"only {len(train_pairs)} training pairs: give at least 2 that are not held out.")
+    session.stop.clear()
+    cap = L.GATE.cap_seconds
+    if not L.GATE.try_enter():
+        ahead = f" ({L.GATE.progress})" if L.GATE.progress else ""
+        yield RunUpdate(0, s.max_steps, {}, 0.0, f"Busy: another session is training on this machine{ahead}. "
+                        f"One training runs at a time, each for at most {L._minutes(cap)}: press Train again "
+                        "when it ends.", done=True, busy=True), None
+        return
+    default_threads = torch.get_num_threads()
+    out_dir = tempfile.mkdtemp(prefix="llm-playground-pref-")
+    events: queue.Queue = queue.Queue()
+    worker = None
+    try:
+        session.training = True
+        bundle = engine.load(L.BASE_KEY, progress=progress)
+        session.tokenizer = bundle.tokenizer
+        if engine.device.kind == "cpu":
+            torch.set_num_threads(L.fit_threads(default_threads))
+        start = time.perf_counter()
+        trainer = trainer_fn(bundle.model, bundle.tokenizer, train_pairs, s, out_dir,
+                             [_callback(events, session.stop, cap, start)])
+        trainer.model.peft_config["default"].base_model_name_or_path = engine.registry.get(L.BASE_KEY).hub_id
+
+        def work():
+            try:
+                trainer.train()
+                events.put(("end", None, {}))
+            except BaseException as exc:  # noqa: BLE001 - handed to the generator, raised there
+                events.put(("error", None, exc))
+
+        worker = threading.Thread(target=work, name="preference-train", daemon=True)
+        worker.start()
+        history: dict = {v: [] for v in metrics.values()}
+        step, ended = 0, None
+        while True:
+            kind, at, payload = events.get()
+            if kind == "error":
+                raise payload
+            if kind == "log":
+                step = at
+                for key, name in metrics.items():
+                    history[name].append(float(payload.get(key, math.nan)))
+                L.GATE.progress = f"step {step} of {s.max_steps}"
+                if step < s.max_steps:
+                    yield RunUpdate(step, s.max_steps, history, time.perf_counter() - start), trainer
+            elif kind in ("stopped", "capped"):
+                ended = kind
+            elif kind == "end":
+                break
+        trainer.model.eval()
+        msg = (f"this server's time cap of {L._minutes(cap)} per training was reached" if ended == "capped"
+               else "stopped" if ended else "")
+        yield RunUpdate(step, s.max_steps, history, time.perf_counter() - start, msg, done=True,
+                        stopped=ended is not None, capped=ended == "capped"), trainer
+    finally:
+        session.stop.set()  # a closed generator (the browser went away) ends the worker too
+        if worker is not None:
+            worker.join()
+        torch.set_num_threads(default_threads)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        session.training = False
+        L.GATE.leave()
+
+
+def train_dpo(engine, session: PreferenceSession, pairs: list[Pair], s: DPOSettings,
+              progress: Progress | None = None) -> Iterator[RunUpdate]:
+    """DPO with LoRA on the instruct model; the held-out pairs are scored with the adapter off
+    (before) and on (after) once training ends. The session keeps what was trained on Stop."""
+    if session.training:
+        raise UserInputError("this session is already training: wait for it or press Stop.")
+    _, held = split(pairs)
+    for u, trainer in _run(dpo_trainer, engine, session, pairs, s, DPO_METRICS, progress):
+        if trainer is not None:
+            session.policy, session.dpo, session.dpo_history, session.dpo_steps = trainer.model, s, u.history, u.step
+        if u.done and trainer is not None:
+            session.before = held_out_stats(session.policy, session.tokenizer, held, adapter=False)
+            session.after = held_out_stats(session.policy, session.tokenizer, held, adapter=True)
+        yield u
+
+
+def train_reward(engine, session: PreferenceSession, pairs: list[Pair], s: RewardSettings,
+                 progress: Progress | None = None) -> Iterator[RunUpdate]:
+    """The reward model (Bradley–Terry); held-out pairwise accuracy once training ends."""
+    if session.training:
+        raise UserInputError("this session is already training: wait for it or press Stop.")
+    _, held = split(pairs)
+    for u, trainer in _run(reward_trainer, engine, session, pairs, s, REWARD_METRICS, progress):
+        if trainer is not None:
+            session.reward, session.reward_history, session.reward_steps = trainer.model, u.history, u.step
+        if u.done and trainer is not None:
+            session.reward_eval = reward_accuracy(session.reward, session.tokenizer, held)
+        yield u
+
+
+# ---- measuring: likelihoods of responses, rewards ---------------------------------------------------
+def encode_response(tokenizer, prompt: str, response: str) -> tuple[list[int], int]:
+    """(ids of prompt + response + EOS, where the response starts), split as trl splits them: at the
+    first token where the prompt alone and prompt + response tokenize differently."""
+    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    full = tokenizer(prompt + response + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    n = 0
+    while n < min(len(p), len(full)) and p[n] == full[n]:
+        n += 1
+    return full, n
+
+
+@torch.no_grad()
+def sequence_logprobs(model, tokenizer, items: list[tuple[str, str]], batch: int = 16) -> list[tuple[float, int]]:
+    """For each (prompt, response): (log π(response | prompt) summed over the response tokens, the
+    number of those tokens). Right-padded batches; padding is masked out and never scored."""
+    device = next(model.parameters()).device
+    encoded = [encode_response(tokenizer, p, y) for p, y in items]
+    out = []
+    for i in range(0, len(encoded), batch):
+        chunk = encoded[i:i + batch]
+        longest = max(len(ids) for ids, _ in chunk)
+        x = torch.full((len(chunk), longest), L.pad_id_of(tokenizer), dtype=torch.long)  # (b, n)
+        mask = torch.zeros((len(chunk), longest), dtype=torch.long)  # (b, n)
+        scored = torch.zeros((len(chunk), longest - 1), dtype=torch.bool)  # (b, n-1): response targets
+        for j, (ids, start) in enumerate(chunk):
+            x[j, :len(ids)] = torch.tensor(ids)
+            mask[j, :len(ids)] = 1
+            scored[j, start - 1:len(ids) - 1] = True
+        x, mask, scored = x.to(device), mask.to(device), scored.to(device)
+        logits = model(input_ids=x, attention_mask=mask).logits.float()  # (b, n, vocab)
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)  # position t predicts token t+1
+        picked = logp.gather(2, x[:, 1:, None])[..., 0]  # (b, n-1)
+        sums = (picked * scored).sum(dim=1)  # (b,)
+        out += [(float(v), int(c)) for v, c in zip(sums, scored.sum(dim=1))]
+    return out
+
+
+def response_logprob(model, tokenizer, prompt: str, response: str) -> tuple[float, int]:
+    """(log π(response | prompt) summed over the response tokens, number of those tokens)."""
+    return sequence_logprobs(model, tokenizer, [(prompt, response)])[0]
+
+
+@torch.no_grad()
+def held_out_stats(policy, tokenizer, pairs: list[Pair], adapter: bool = True) -> dict:
+    """For each held-out pair: log-likelihoods of chosen and rejected (total and per token), and the
+    share of pairs where chosen is the likelier one, with the adapter on or off."""
+    policy.eval()
+    pairs = pairs[:MAX_HELD_OUT]
+    items = [(p.prompt, y) for p in pairs for y in (p.chosen, p.rejected)]
+    if adapter:
+        scores = sequence_logprobs(policy, tokenizer, items)
+    else:
+        with policy.disable_adapter():
+            scores = sequence_logprobs(policy, tokenizer, items)
+    rows = []
+    for (lc, nc), (lr, nr) in zip(scores[0::2], scores[1::2]):
+        rows.append(dict(chosen=lc, rejected=lr, chosen_per_token=lc / max(nc, 1), rejected_per_token=lr / max(nr, 1)))
+    n = max(len(rows), 1)
+    return dict(
+        rows=rows, pairs=len(rows),
+        accuracy=sum(r["chosen_per_token"] > r["rejected_per_token"] for r in rows) / n,
+        accuracy_total=sum(r["chosen"] > r["rejected"] for r in rows) / n,
+    )
+
+
+@torch.no_grad()
+def rewards(model, tokenizer, prompt: str, responses: list[str], batch: int = 16) -> list[float]:
+    """The reward model's scalar for each (prompt, response), each one sequence ending in EOS as
+    RewardTrainer saw them. Right-padded batches: the head reads the last token that is not padding."""
+    device = next(model.parameters()).device
+    pad = L.pad_id_of(tokenizer)
+    ids = tokenizer([prompt + y + tokenizer.eos_token for y in responses], add_special_tokens=False)["input_ids"]
+    out = []
+    model.eval()
+    for i in range(0, len(ids), batch):
+        chunk = ids[i:i + batch]
+        longest = max(len(x) for x in chunk)
+        x = torch.full((len(chunk), longest), pad, dtype=torch.long)  # (b, n)
+        mask = torch.zeros_like(x)
+        for j, seq in enumerate(chunk):
+            x[j, :len(seq)], mask[j, :len(seq)] = torch.tensor(seq), 1
+        out += model(input_ids=x.to(device), attention_mask=mask.to(device)).logits[:, 0].float().tolist()
+    return out
+
+
+def reward_accuracy(model, tokenizer, pairs: list[Pair]) -> dict:
+    rows = [dict(zip(("chosen", "rejected"), rewards(model, tokenizer, p.prompt, [p.chosen, p.rejected])))
+            for p in pairs[:MAX_HELD_OUT]]  # a pair's two sides in one batch
+    n = max(len(rows), 1)
+    return dict(rows=rows, pairs=len(rows), accuracy=sum(r["chosen"] > r["rejected"] for r in rows) / n)
+
+
+def score_responses(session: PreferenceSession, prompt: str, responses_text: str) -> list[tuple[str, float]]:
+    """Rewards of the responses a user typed (one a line) for a prompt."""
+    if session.reward is None:
+        raise UserInputError("no reward model in this session yet: train one first (Reward model, Train).")
+    if session.training:
+        raise UserInputError("a training is running in this session: wait for it or press Stop.")
+    prompt = check_text("prompt", prompt, max_chars=MAX_FIELD_CHARS, allow_empty=True)
+    text = check_text("responses", responses_text, max_chars=MAX_FIELD_CHARS * MAX_SCORE_TEXTS)
+    lines = [x for x in text.splitlines() if x.strip()]
+    if len(lines) > MAX_SCORE_TEXTS:
+        raise UserInputError(f"{len(lines)} responses: score at most {MAX_SCORE_TEXTS} at once.")
+    for n, x in enumerate(lines, 1):
+        check_text(f"response {n}", x, max_chars=MAX_FIELD_CHARS)
+    spaced = [x if x.startswith(" ") else " " + x for x in lines]  # as in the data: " <answer>"
+    return list(zip(lines, rewards(session.reward, session.tokenizer, prompt, spaced)))
+
+
+def compare_outputs(session: PreferenceSession, prompts: list[str], seed: int, max_new_tokens: int = 40,
+                    temperature: float = 0.0) -> list[dict]:
+    """Held-out prompts answered by the instruct model with the DPO adapter off and on, same seed."""
+    if session.policy is None:
+        raise UserInputError("no DPO adapter in this session yet: train one first (DPO, Train).")
+    if session.training:
+        raise UserInputError("a training is running in this session: wait for it or press Stop.")
+    if not 1 <= len(prompts) <= 8:
+        raise UserInputError(f"{len(prompts)} prompts: compare 1 to 8 at once.")
+    seed = check_range("seed", seed, 0, 2**32 - 1, integer=True)
+    out = []
+    for p in prompts:
+        pair = L.generate_pair(session.policy, session.tokenizer, p, seed, max_new_tokens, temperature)
+        out.append(dict(prompt=p, base=pair["base"]["text"][len(p):], tuned=pair["adapted"]["text"][len(p):]))
+    return out
+
+
+def export_dpo_adapter(session: PreferenceSession, folder: str | Path) -> Path:
+    """The DPO adapter as a zip that PeftModel.from_pretrained loads (the LoRA lesson's export)."""
+    if session.policy is None:
+        raise UserInputError("no DPO adapter in this session yet: train one first (DPO, Train).")
+    if session.training:
+        raise UserInputError("a training is running in this session: wait for it or press Stop.")
+    return L.export_adapter(session.policy, folder)
+
+
+__all__ = [
+    "DPOSettings", "RewardSettings", "dpo_settings", "reward_settings", "Pair", "parse_pairs", "load_pairs",
+    "read_pairs_file", "pairs_from_rows", "pairs_to_rows", "split", "dpo_trainer", "reward_trainer", "batch_loss",
+    "PreferenceSession", "train_dpo", "train_reward", "response_logprob", "held_out_stats", "rewards",
+    "reward_accuracy", "score_responses", "compare_outputs", "export_dpo_adapter", "encode_response",
+]

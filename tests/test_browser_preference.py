@@ -1,0 +1,13 @@
+"""The preference sub-tab in headless Chromium: both methods are named with their loss formulas,
+and the editable comparison table holds the bundled pairs."""
+import pytest
+
+
+@pytest.mark.browser
+def test_methods_formulas_and_the_comparison_table(page, app_url):
+    page.goto(app_url + "?tab=posttraining&beta=0.2", timeout=120_000)
+    page.locator("#pref-table").wait_for(timeout=120_000)  # the link opened the Post-training tab
+    text = page.locator("body").inner_text()
+    assert "−log σ( r(x, y_chosen) − r(x, y_rejected) )" in text
+    assert "log π(y_c|x) − log π_ref(y_c|x)" in text
+    assert "Question: What is the capital of Peru?" in page.locator("#pref-table").inner_text()

@@ -1,0 +1,208 @@
+"""Preference tuning (engine/training/preference.py): trl's DPO and reward losses checked against
+the formulas computed here from log-probs and rewards of our own forward passes (a tiny Llama
+built from a config, the real SmolLM2 tokenizer); then short real runs on SmolLM2-135M-Instruct:
+held-out accuracy, the reference (adapter off) and the shared model unchanged, the adapter zip
+that peft loads, two sessions that do not mix; and the data checks."""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.core.errors import UserInputError
+from engine.training import lora as L
+from engine.training import preference as P
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PAIRS = [P.Pair("Question: What is 2 + 3?\nAnswer:", " 5.", " Well, maybe 6, I am not sure."),
+         P.Pair("Question: What is the capital of Peru?\nAnswer:", " Lima.", " Hmm, it could be Quito, perhaps."),
+         P.Pair('Question: Who said "A yawn is a silent shout."?\nAnswer:', " G. K. Chesterton.", " Kin Hubbard."),
+         P.Pair("Question: What is 9 - 4?\nAnswer:", " 5.", " Let me see... 3, or so.")]
+
+
+@pytest.fixture(scope="module")
+def tiny(smollm):
+    """A 2-layer Llama with SmolLM2's vocabulary, random weights: the losses' arithmetic is the point."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(smollm.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                      pad_token_id=smollm.tokenizer.pad_token_id, eos_token_id=smollm.tokenizer.eos_token_id)
+    return LlamaForCausalLM(cfg).eval(), smollm.tokenizer
+
+
+def _perturb_lora(model, seed: int = 1) -> None:
+    """Nonzero LoRA B (and a nonzero head), so that the policy differs from the reference."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * 0.2)
+
+
+def _logp(model, tok, prompt: str, response: str) -> float:
+    """log π(response + EOS | prompt), by hand: one plain forward, log-softmax, the response's tokens."""
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    full = tok(prompt + response + tok.eos_token, add_special_tokens=False)["input_ids"]
+    assert full[:len(p)] == p  # these prompts end on a token boundary
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([full])).logits[0]  # (n, vocab)
+    logp = torch.log_softmax(logits.float(), -1)
+    return float(sum(logp[t - 1, full[t]] for t in range(len(p), len(full))))
+
+
+def test_dpo_loss_is_minus_log_sigmoid_of_beta_times_the_log_ratio_gap(tiny, tmp_path):
+    model, tok = tiny
+    s = P.dpo_settings(beta=0.3, max_steps=1, batch_size=4, max_length=64)
+    trainer = P.dpo_trainer(model, tok, PAIRS, s, str(tmp_path))
+    policy = trainer.model
+    _perturb_lora(policy)
+    engine_loss = P.batch_loss(trainer, PAIRS)
+    terms = []
+    for p in PAIRS:
+        pc, pr = _logp(policy, tok, p.prompt, p.chosen), _logp(policy, tok, p.prompt, p.rejected)
+        with policy.disable_adapter():
+            rc, rr = _logp(policy, tok, p.prompt, p.chosen), _logp(policy, tok, p.prompt, p.rejected)
+        terms.append(-F.logsigmoid(torch.tensor(0.3 * ((pc - rc) - (pr - rr)))))
+    expected = float(torch.stack(terms).mean())
+    assert abs(expected - 0.6931) > 0.01  # the policy really differs from the reference
+    assert engine_loss == pytest.approx(expected, abs=1e-4)
+
+
+def test_reward_loss_is_minus_log_sigmoid_of_the_reward_gap(tiny, tmp_path):
+    model, tok = tiny
+    s = P.reward_settings(max_steps=1, batch_size=4, max_length=64)
+    trainer = P.reward_trainer(model, tok, PAIRS, s, str(tmp_path))
+    rm = trainer.model
+    _perturb_lora(rm)
+    engine_loss = P.batch_loss(trainer, PAIRS)
+    terms = []
+    for p in PAIRS:
+        r = []
+        for y in (p.chosen, p.rejected):
+            ids = tok(p.prompt + y + tok.eos_token, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                r.append(rm(input_ids=torch.tensor([ids])).logits[0, 0])  # one sequence, no padding
+        terms.append(-F.logsigmoid(r[0] - r[1]))
+    assert engine_loss == pytest.approx(float(torch.stack(terms).mean()), abs=1e-4)
+    # the batched scorer (right padding) gives the same rewards as one sequence at a time
+    batched = P.rewards(rm, tok, PAIRS[0].prompt, [PAIRS[0].chosen, PAIRS[0].rejected])
+    single = [P.rewards(rm, tok, PAIRS[0].prompt, [y])[0] for y in (PAIRS[0].chosen, PAIRS[0].rejected)]
+    assert batched == pytest.approx(single, abs=1e-4)
+
+
+def test_the_batched_likelihood_equals_the_hand_computed_one(tiny):
+    model, tok = tiny
+    got = P.sequence_logprobs(model, tok, [(p.prompt, y) for p in PAIRS for y in (p.chosen, p.rejected)])
+    want = [_logp(model, tok, p.prompt, y) for p in PAIRS for y in (p.chosen, p.rejected)]
+    assert [g[0] for g in got] == pytest.approx(want, abs=1e-3)
+
+
+# ---- real runs on the embedded SmolLM2-135M-Instruct -------------------------------------------
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+@pytest.fixture(scope="module")
+def dpo_run(engine, smollm):
+    pairs = P.load_pairs()
+    ids = smollm.tokenizer("Question: What is 3 + 4?\nAnswer: 7.", return_tensors="pt")["input_ids"]
+    shared_before = _logits(smollm.model, ids)
+    session = P.PreferenceSession()
+    s = P.dpo_settings(max_steps=4, batch_size=4, max_length=48)
+    updates = list(P.train_dpo(engine, session, pairs, s))
+    return session, updates, ids, shared_before
+
+
+def test_dpo_streams_every_step_and_moves_the_held_out_preference(dpo_run):
+    session, updates, _, _ = dpo_run
+    assert [u.step for u in updates] == [1, 2, 3, 4] and updates[-1].done
+    h = updates[-1].history
+    assert h["loss"][0] == pytest.approx(0.6931, abs=1e-3)  # π = π_ref at step 1: loss = log 2
+    assert h["chosen"][0] == h["rejected"][0] == 0.0
+    assert h["margin"][-1] == pytest.approx(h["chosen"][-1] - h["rejected"][-1], abs=1e-4)
+    assert h["margin"][-1] > 0
+    before, after = session.before, session.after
+    assert before["pairs"] == after["pairs"] == 32
+    assert after["accuracy"] > 0.5 and after["accuracy"] > before["accuracy"]
+
+
+def test_the_reference_and_the_shared_model_are_unchanged_and_the_zip_loads(dpo_run, smollm, tmp_path):
+    session, _, ids, shared_before = dpo_run
+    policy = session.policy
+    assert torch.equal(_logits(smollm.model, ids), shared_before)  # the cached model did not move
+    with policy.disable_adapter():
+        ref = _logits(policy, ids)
+    assert torch.allclose(ref, shared_before, atol=1e-5)  # the reference is the untouched model
+    tuned = _logits(policy, ids)
+    assert not torch.allclose(tuned, ref, atol=1e-3)  # the adapter did learn something
+    from peft import PeftModel
+
+    with zipfile.ZipFile(P.export_dpo_adapter(session, tmp_path)) as zf:
+        zf.extractall(tmp_path / "unzipped")
+    loaded = PeftModel.from_pretrained(L.shared_copy(smollm.model), str(tmp_path / "unzipped")).eval()
+    assert torch.allclose(_logits(loaded, ids), tuned, atol=1e-4)
+
+
+def test_two_sessions_do_not_mix(dpo_run, engine):
+    first, _, ids, _ = dpo_run
+    mine = {k: v.clone() for k, v in first.policy.named_parameters() if "lora_" in k}
+    fresh = P.PreferenceSession()
+    with pytest.raises(UserInputError, match="no DPO adapter in this session"):
+        P.compare_outputs(fresh, ["Question: What is 1 + 1?\nAnswer:"], 7)
+    few = P.load_pairs()[:30]  # a few held-out pairs, to keep the run short
+    list(P.train_dpo(engine, fresh, few, P.dpo_settings(max_steps=1, batch_size=2, max_length=32, seed=3)))
+    assert fresh.policy is not first.policy
+    after = dict(first.policy.named_parameters())
+    assert all(torch.equal(after[k], v) for k, v in mine.items())  # the other session's run left it alone
+    assert not torch.allclose(_logits(fresh.policy, ids), _logits(first.policy, ids), atol=1e-4)
+
+
+def test_a_short_reward_model_run_beats_chance_on_held_out_pairs(engine):
+    session = P.PreferenceSession()
+    updates = list(P.train_reward(engine, session, P.load_pairs(),
+                                  P.reward_settings(max_steps=8, batch_size=4, max_length=48)))
+    assert updates[-1].done and len(updates[-1].history["loss"]) == 8
+    assert session.reward_eval["pairs"] == 32 and session.reward_eval["accuracy"] > 0.6
+    scored = P.score_responses(session, "Question: What is 10 + 10?\nAnswer:", "20.\nWell, I am not sure, maybe 21.")
+    assert [t for t, _ in scored] == ["20.", "Well, I am not sure, maybe 21."]
+
+
+# ---- data --------------------------------------------------------------------------------------
+def test_bundled_data_and_its_split():
+    pairs = P.load_pairs()
+    assert 300 <= len(pairs) <= 400 and sum(p.held_out for p in pairs) == 32
+    assert all(p.chosen != p.rejected for p in pairs)
+    assert {p.kind for p in pairs} == {"arithmetic", "capital", "quote"}
+
+
+def test_user_data_is_bounded_and_checked(tmp_path):
+    line = json.dumps({"prompt": "Q:", "chosen": " yes", "rejected": " no"})
+    pairs = P.parse_pairs("\n".join([line] * 20))
+    assert len(pairs) == 20 and sum(p.held_out for p in pairs) == 2  # every tenth held out
+    with pytest.raises(UserInputError, match="3 pairs: give 4 to 2,000"):
+        P.parse_pairs("\n".join([line] * 3))
+    with pytest.raises(UserInputError, match='no "rejected" text'):
+        P.parse_pairs("\n".join([json.dumps({"prompt": "Q", "chosen": "a"})] * 5))
+    with pytest.raises(UserInputError, match="the same chosen and rejected"):
+        P.pairs_from_rows([["Q", "a", "a"]] * 5)
+    with pytest.raises(UserInputError, match="limit is 400"):
+        P.pairs_from_rows([["Q", "a" * 401, "b"]] * 5)
+    with pytest.raises(UserInputError, match="not valid JSON"):
+        P.parse_pairs("{oops\n" * 5)
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(b" " * (P.MAX_PAIRS_BYTES + 1))
+    with pytest.raises(UserInputError, match="limit is 1,000,000 bytes"):
+        P.read_pairs_file(big)
+    with pytest.raises(UserInputError, match="beta = 5"):
+        P.dpo_settings(beta=5)
+    first = P.load_pairs()[:12]
+    back = P.pairs_from_rows(P.pairs_to_rows(first) + [["", "", "", ""]])  # an empty last row is skipped
+    assert [(p.prompt, p.chosen, p.rejected, p.held_out) for p in back] == \
+        [(p.prompt, p.chosen, p.rejected, p.held_out) for p in first]
