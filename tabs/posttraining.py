@@ -73,6 +73,9 @@ def _status(u: L.TrainUpdate, n: int) -> str:
             f"{per:.1f} s/step · {u.seconds:.0f} s · {n:,} conversations.{tail}")
 
 
+VIEWS = ("base", "format", "sft", "preference")
+
+
 def build(engine) -> Share:
     gr.Markdown(
         "## Post-training: from a text completer to an assistant\n"
@@ -83,8 +86,10 @@ def build(engine) -> Share:
     )
     gr.Markdown(LICENSE_MD, elem_id="sft-license")
     session = gr.State(None)
-    with gr.Tabs():
-        with gr.Tab("Base vs instruct"):
+    view = gr.Textbox("base", visible=False)  # the sub-tab a deep link opens
+    preference_share = None
+    with gr.Tabs(elem_id="posttraining-views") as views:
+        with gr.Tab("Base vs instruct", id="base"):
             with gr.Row():
                 question = gr.Textbox(value="What is the capital of France?", label="Question", scale=3)
                 bvi_seed = seed_box(7, scale=1)
@@ -103,7 +108,7 @@ def build(engine) -> Share:
             notice("The base model treats the question as the start of a document and keeps writing (often more "
                    "questions). The instruct model answers best inside the template it was tuned on.")
 
-        with gr.Tab("SFT: training format and loss mask"):
+        with gr.Tab("SFT: training format and loss mask", id="format"):
             with gr.Row():
                 f_prompt = gr.Textbox(value="What is 23 + 58?", label="Prompt (user turn)", scale=3)
                 f_resp = gr.Textbox(value="81", label="Response (model turn)", scale=2)
@@ -119,7 +124,7 @@ def build(engine) -> Share:
                    "and the template. A base model has never seen <end_of_turn> close a turn, so that one token "
                    "makes most of its response-only loss before SFT.")
 
-        with gr.Tab("SFT: train and compare"):
+        with gr.Tab("SFT: train and compare", id="sft"):
             with gr.Row():
                 src = gr.Radio([("Bundled: 288 checkable tasks (ours)", "bundled"), ("Upload .jsonl", "upload")],
                                value="bundled", label="Dataset")
@@ -155,8 +160,8 @@ def build(engine) -> Share:
         if importlib.util.find_spec("tabs._posttraining_preference") is not None:
             from tabs._posttraining_preference import build_preference
 
-            with gr.Tab("Preference tuning (reward model, DPO)"):
-                build_preference(engine)
+            with gr.Tab("Preference tuning (reward model, DPO)", id="preference"):
+                preference_share = build_preference(engine)
 
     # Register listeners
     def do_bvi(q, seed_v, n_new, temp, progress=gr.Progress()):
@@ -240,5 +245,12 @@ def build(engine) -> Share:
                    api_name="posttraining_sft_compare", **HEAVY)
     download_btn.click(user_errors(do_download), inputs=session, outputs=download_file,
                        api_name="posttraining_sft_download", **HEAVY)
-    return Share(params={"question": question, "prompt": f_prompt, "response": f_resp, "steps": c["max_steps"],
-                         "mask": c["mask"]})
+    # ?tab=posttraining&view=format|sft|preference opens that sub-tab (the knobs come with the link).
+    def open_view(name):
+        return gr.update(selected=name) if name in VIEWS[1:] else gr.skip()  # "base" is open already
+
+    params = {"question": question, "prompt": f_prompt, "response": f_resp, "steps": c["max_steps"],
+              "mask": c["mask"], "view": view}
+    if preference_share is not None:
+        params.update(preference_share.params)
+    return Share(params=params, run=open_view, run_inputs=[view], run_outputs=[views])
