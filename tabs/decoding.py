@@ -11,7 +11,12 @@ from engine.decoding.generation import (MODES, DecodingSettings, StepSession, Te
                                         max_context)
 from engine.core.errors import check_choice, check_range
 from engine.core.markdown import md_code
-from engine.decoding.plots import context_html, distribution_figure, generation_html, steps_html
+from engine.decoding.beam import BeamSettings, STEP_HEADERS, beam_search_stream, make_beam_settings, step_rows
+from engine.decoding.conversation import (FACT, FORGETTING, FORGETTING_ANSWER, FORGETTING_WINDOWS, ChatSettings,
+                                          chat_turn, make_chat_settings)
+from engine.decoding.kvcache import kv_size
+from engine.decoding.plots import (beam_summary_html, beam_tree_figure, chat_html, context_html, distribution_figure,
+                                   generation_html, kv_html, steps_html)
 from engine.core.settings import knob_default
 from tabs._ui import (HEAVY, Plot, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
                       data_table, examples, user_errors)
@@ -124,8 +129,8 @@ def build(engine) -> Share:
             knobs = controls_for(DecodingSettings, KNOBS, **{k: {"elem_id": f"decoding-{k}"} for k in KNOBS})
             knobs["seed"] = seed_box(knob_default(DecodingSettings, "seed"), elem_id="decoding-seed")
         with gr.Column(scale=4, elem_id="decoding-main"):
-            with gr.Tabs():
-                with gr.Tab("Next token, step by step"):
+            with gr.Tabs(elem_id="decoding-views") as views:
+                with gr.Tab("Next token, step by step", id="next") as next_view:
                     with gr.Row():
                         next_btn = gr.Button("Next token", variant="primary", elem_id="decoding-next")
                         step_btn = gr.Button("Step: append a token", elem_id="decoding-step")
@@ -139,7 +144,7 @@ def build(engine) -> Share:
                            "lower top-p and watch the nucleus shrink to a few tokens.")
                     with gr.Accordion("Top 15 tokens after each knob (table)", open=False):
                         table = data_table("next-token-top15", headers=TABLE_HEADERS, interactive=False, elem_id="decoding-table")
-                with gr.Tab("Generate"):
+                with gr.Tab("Generate", id="generate") as gen_view:
                     with gr.Row():
                         gen_knobs = controls_for(DecodingSettings, GEN_KNOBS,
                                                  **{k: {"elem_id": f"decoding-{k}"} for k in GEN_KNOBS})
@@ -151,6 +156,11 @@ def build(engine) -> Share:
                     stats = gr.Markdown()
                     notice("Same seed, same samples. Greedy gives the same text in every column; sampling gives "
                            "different ones. Hover a token for its probability and rank.")
+                with gr.Tab("Beam search", id="beam") as beam_view:
+                    beam_parts = _beam_panel()
+                with gr.Tab("Conversation", id="chat") as chat_view:
+                    chat_parts = _chat_panel()
+    view = gr.Textbox("next", visible=False)  # the open sub-view, for deep links
 
     knob_inputs = [knobs[k] for k in [*KNOBS, "seed"]]
     gen_inputs = [gen_knobs[k] for k in GEN_KNOBS]
@@ -163,7 +173,7 @@ def build(engine) -> Share:
         session = StepSession(tm, prompt, mode, seed=settings.seed)
         fig, text, rows = _view_outputs(session, settings)
         return (fig, text, rows, steps_html(session.text, session.steps),
-                context_html(session.prompt_len, 0, _context_max(session)), StepSlot(session))
+                _context_with_kv(session), StepSlot(session))
 
     def step(model, mode, prompt, temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed, n,
              slot, progress=gr.Progress()):
@@ -180,7 +190,7 @@ def build(engine) -> Share:
             yield (gr.skip(), gr.skip(), gr.skip(), steps_html(session.text, session.steps), gr.skip(), slot)
         fig, text, rows = _view_outputs(session, settings)
         yield (fig, text, rows, steps_html(session.text, session.steps, session.stop_reason),
-               context_html(session.ids.numel(), 0, _context_max(session)), slot)
+               _context_with_kv(session), slot)
 
     @user_errors
     def redraw(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed, slot):
@@ -228,11 +238,35 @@ def build(engine) -> Share:
                  label="Examples: one knob at a time (click, then try Step or Generate)")
     gen_btn.click(generate, inputs=[model, mode, prompt, *knob_inputs, *gen_inputs, stop, color_by],
                   outputs=[generated, stats, context], api_name="generate", **HEAVY)
+    beam, beam_inputs, beam_outputs = _wire_beam(engine, beam_parts, model, mode, prompt)
+    _wire_chat(engine, chat_parts)
+    for tab, name in ((next_view, "next"), (gen_view, "generate"), (beam_view, "beam"), (chat_view, "chat")):
+        tab.select(lambda n=name: n, outputs=view, api_name=False, queue=False)
+    next_outputs = [chart, summary, table, steps, context, state]
+
+    def linked(view, *values):
+        """A deep link: ?view=beam runs beam search with the linked knobs, ?view=chat opens the
+        conversation; anything else shows the next-token chart."""
+        n = len(knob_inputs) + 3
+        if view == "beam":
+            *_, last = beam(*values[n:n + len(beam_inputs)])
+            return [gr.skip()] * len(next_outputs) + list(last) + [gr.update(selected="beam")]
+        if view in ("chat", "generate"):
+            return [gr.skip()] * (len(next_outputs) + len(beam_outputs)) + [gr.update(selected=view)]
+        return list(show_next_token(*values[:n])) + [gr.skip()] * len(beam_outputs) + [gr.skip()]
+
     # A shared link (?tab=decoding&prompt=...&top_p=0.5) fills the knobs and shows the chart.
     return Share(params={"prompt": prompt, "mode": mode, **{k: knobs[k] for k in [*KNOBS, "seed"]},
-                         **{k: gen_knobs[k] for k in GEN_KNOBS}, "stop": stop},
-                 run=show_next_token, run_inputs=[model, mode, prompt, *knob_inputs],
-                 run_outputs=[chart, summary, table, steps, context, state])
+                         **{k: gen_knobs[k] for k in GEN_KNOBS}, "stop": stop, "view": view,
+                         **{_link_name(k, "beam"): beam_parts["knobs"][k] for k in BEAM_KNOBS},
+                         **{_link_name(k, "chat"): chat_parts["knobs"][k] for k in ChatSettings.__dataclass_fields__}},
+                 run=linked, run_inputs=[view, model, mode, prompt, *knob_inputs, *beam_inputs],
+                 run_outputs=[*next_outputs, *beam_outputs, views])
+
+
+def _link_name(knob: str, view: str) -> str:
+    """A sub-view's knob in a deep link: prefixed where the next-token view has the same name."""
+    return f"{view}_{knob}" if knob in (*KNOBS, *GEN_KNOBS) else knob
 
 
 def make_steps(n):
@@ -242,3 +276,191 @@ def make_steps(n):
 
 def _context_max(session: StepSession) -> int:
     return max_context(session.tm)
+
+
+# --- KV cache size of the step view ----------------------------------------------------------
+
+def _context_with_kv(session: StepSession, new: int = 0) -> str:
+    """The context bar of the step view, with the size of the session's KV cache under it."""
+    size = kv_size(session.tm, session.cache)
+    return context_html(session.ids.numel(), new, _context_max(session)) + kv_html(size)
+
+
+# --- beam search -----------------------------------------------------------------------------
+
+BEAM_KNOBS = list(BeamSettings.__dataclass_fields__)
+# (label, prompt, prompt format, beam knob overrides)
+BEAM_EXAMPLES = (
+    ("4 beams: a fact", "The capital of France is", "raw", dict(num_beams=4, max_new_tokens=12)),
+    ("1 beam = greedy", "The capital of France is", "raw", dict(num_beams=1, max_new_tokens=12)),
+    ("Chat, early stopping", "What is 2+2?", "chat", dict(num_beams=3, early_stopping="true", max_new_tokens=24)),
+    ("length_penalty -1: short wins", "Name a colour.", "chat", dict(num_beams=4, length_penalty=-1.0,
+                                                                   max_new_tokens=24)),
+    ("Loops, then no-repeat 3-grams", "I like cats. I like dogs. I like", "raw",
+     dict(num_beams=3, no_repeat_ngram_size=3, max_new_tokens=20)),
+)
+
+
+def _beam_example_rows(model_key) -> list[list]:
+    rows = []
+    for _, prompt, mode, knobs in BEAM_EXAMPLES:
+        rows.append([model_key, mode, prompt, *[knobs.get(k, knob_default(BeamSettings, k)) for k in BEAM_KNOBS]])
+    return rows
+
+
+def _beam_panel() -> dict:
+    """The Beam search sub-tab's components (inside build()'s gr.Tabs)."""
+    parts = {}
+    notice_text = ("Beam search keeps the <b>num_beams</b> best partial texts instead of one. Each column is a step: "
+                   "every kept beam (indigo) is extended by every token and the best candidates are kept; a candidate "
+                   "that ends with EOS becomes a finished hypothesis (green ◆), scored by sum of log p / "
+                   "length<sup>length_penalty</sup>. Orange: the path of the winner. Same prompt and format as above.")
+    gr.Markdown(f"<div class='notice'>💡 {notice_text}</div>")
+    parts["knobs"] = {}
+    for row in (BEAM_KNOBS[:3], BEAM_KNOBS[3:]):
+        with gr.Row():
+            parts["knobs"].update(controls_for(BeamSettings, row, **{k: {"elem_id": f"decoding-beam-{k}"} for k in row}))
+    parts["run"] = gr.Button("Run beam search", variant="primary", elem_id="decoding-beam-run")
+    parts["stats"] = gr.Markdown(elem_id="decoding-beam-stats")
+    parts["tree"] = Plot(filename="beam-search-tree", label="Beam search: candidates at each step", show_label=False,
+                         elem_id="decoding-beam-tree")
+    parts["summary"] = gr.HTML(elem_id="decoding-beam-summary")
+    with gr.Accordion("Kept beams and finished hypotheses at each step (table)", open=False):
+        parts["table"] = data_table("beam-search-steps", headers=STEP_HEADERS, interactive=False,
+                                    elem_id="decoding-beam-table")
+    parts["examples"] = gr.Column()
+    return parts
+
+
+def _beam_stats(result) -> str:
+    best = result.best
+    head = (f"**{len(result.steps)} steps** · {sum(result.forward_tokens[1:])} cached forwards of one token per beam · "
+            f"{result.seconds:.1f} s")
+    if best is None:
+        return head + " · searching…"
+    return head + f" · stopped: {result.stop_reason} · best score {best.final:.3f} ({len(best.ids)} tokens)"
+
+
+def run_beam(engine, model, mode, prompt, *values, progress=None, every: int = 4):
+    """Beam search through the engine, streaming: (tree, summary, table, stats) every few steps."""
+    s = make_beam_settings(**dict(zip(BEAM_KNOBS, values)))
+    tm = engine.load(model, progress=progress)
+    for result in beam_search_stream(tm, prompt, s, mode):
+        if result.done or len(result.steps) % every == 0:
+            yield (beam_tree_figure(result), beam_summary_html(result) if result.done else gr.skip(),
+                   step_rows(result) if result.done else gr.skip(), _beam_stats(result))
+
+
+def _wire_beam(engine, parts, model, mode, prompt):
+    inputs = [model, mode, prompt, *[parts["knobs"][k] for k in BEAM_KNOBS]]
+    outputs = [parts["tree"], parts["summary"], parts["table"], parts["stats"]]
+
+    def beam(model, mode, prompt, *values, progress=gr.Progress()):
+        yield from run_beam(engine, model, mode, prompt, *values, progress=progress_callback(progress))
+
+    beam = user_errors(on_gpu(beam, duration=120))
+    parts["run"].click(beam, inputs=inputs, outputs=outputs, api_name="beam_search", **HEAVY)
+    with parts["examples"]:
+        examples(_beam_example_rows(model.value), inputs, labels=[e[0] for e in BEAM_EXAMPLES], fn=beam,
+                 outputs=outputs, gpu=True, label="Examples: beam search (click one)")
+    return beam, inputs, outputs
+
+
+# --- conversation and the context window ------------------------------------------------------
+
+def _chat_panel() -> dict:
+    parts = {}
+    gr.Markdown("<div class='notice'>💡 The model remembers nothing between turns: every turn, the app sends the "
+                "<b>whole</b> conversation again, with the chat template around it. When it no longer fits the "
+                "<b>context window</b>, the oldest whole turns are dropped, and what was said only there is gone. "
+                "Always SmolLM2-135M-Instruct, greedy.</div>")
+    with gr.Row():
+        parts["knobs"] = controls_for(ChatSettings, list(ChatSettings.__dataclass_fields__),
+                                      **{k: {"elem_id": f"decoding-chat-{k}"} for k in ChatSettings.__dataclass_fields__})
+    with gr.Row():
+        with gr.Column(scale=2, min_width=300):
+            parts["chatbot"] = gr.Chatbot(label="Conversation (this browser session)", height=420,
+                                          elem_id="decoding-chat-log")
+            parts["message"] = gr.Textbox(label="Your message", max_lines=4, elem_id="decoding-chat-message",
+                                          placeholder="e.g. The secret code is 4417.")
+            with gr.Row():
+                parts["send"] = gr.Button("Send", variant="primary", elem_id="decoding-chat-send")
+                parts["clear"] = gr.Button("New conversation", elem_id="decoding-chat-clear")
+                parts["forget"] = gr.Button("▶ Example: the model forgets", elem_id="decoding-chat-forget")
+            parts["compare"] = gr.Markdown(elem_id="decoding-chat-compare")
+        with gr.Column(scale=3, min_width=320):
+            parts["sent"] = gr.HTML(elem_id="decoding-chat-sent")
+    parts["history"] = gr.State([], time_to_live=STATE_TTL_S)  # this session's turns (bounded: MAX_TURNS)
+    return parts
+
+
+def _chat_log(history, dropped: int = 0) -> list[dict]:
+    """The chat for gr.Chatbot; the first `dropped` turns struck out: the model no longer sees them."""
+    out = []
+    for i, t in enumerate(history):
+        user, reply = t["user"], t["assistant"]
+        if i < dropped:
+            user, reply = f"~~{user}~~ *(dropped from the window)*", f"~~{reply}~~"
+        out += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+    return out
+
+
+def _dropped_now(turn) -> int:
+    """How many of turn.history's first turns were not sent this turn (history may have been trimmed)."""
+    trimmed = len(turn.sent.history) + 1 - len(turn.history)
+    return max(0, turn.sent.kept_from - trimmed)
+
+
+def _chat_model(engine, progress=None):
+    return engine.load(CHAT_MODEL, progress=progress)
+
+
+CHAT_MODEL = "smollm2-135m-instruct"
+
+
+def _wire_chat(engine, parts):
+    knobs = [parts["knobs"][k] for k in ChatSettings.__dataclass_fields__]
+    history = parts["history"]
+
+    def send(message, context_window, max_new_tokens, turns, progress=gr.Progress()):
+        settings = make_chat_settings(context_window=context_window, max_new_tokens=max_new_tokens)
+        tm = _chat_model(engine, progress_callback(progress))
+        turn = chat_turn(tm, turns, message, settings)
+        return (_chat_log(turn.history, _dropped_now(turn)), chat_html(turn.sent, turn.reply, turn.stop_reason), turn.history, "")
+
+    def clear():
+        return [], "", [], ""
+
+    def forget(progress=gr.Progress()):
+        """The scripted conversation at a small window (the fact's turn is dropped), then the
+        last question once more with every turn sent, for comparison."""
+        big, small = FORGETTING_WINDOWS
+        tm = _chat_model(engine, progress_callback(progress))
+        settings = make_chat_settings(context_window=small, max_new_tokens=FORGETTING_ANSWER)
+        turns: list[dict] = []
+        for i, message in enumerate(FORGETTING):
+            turn = chat_turn(tm, turns, message, settings)
+            turns = turn.history
+            yield (_chat_log(turns, _dropped_now(turn)), chat_html(turn.sent, turn.reply, turn.stop_reason), turns, small,
+                   FORGETTING_ANSWER, f"Turn {i + 1} of {len(FORGETTING)}…")
+        full = chat_turn(tm, turns[:-1], FORGETTING[-1], make_chat_settings(context_window=big,
+                                                                           max_new_tokens=FORGETTING_ANSWER))
+        knew = FACT in full.reply
+        lost = FACT not in turn.reply
+        yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+               f"**Window {small}:** turn 1 (the code) was dropped → *{turn.reply}*  \n"
+               f"**Window {big}:** all {len(turns) - 1} earlier turns sent ({full.sent.tokens} tokens) → *{full.reply}*  \n"
+               + ("The model gives the code only while the turn that said it is sent." if knew and lost else
+                  "(This time the two answers do not differ as expected.)"))
+
+    send = user_errors(on_gpu(send))
+    forget = user_errors(on_gpu(forget, duration=120))
+    outs = [parts["chatbot"], parts["sent"], history, parts["message"]]
+    parts["send"].click(send, inputs=[parts["message"], *knobs, history], outputs=outs, api_name="chat_send", **HEAVY)
+    parts["message"].submit(send, inputs=[parts["message"], *knobs, history], outputs=outs,
+                            api_name="chat_send_submit", **HEAVY)
+    parts["clear"].click(user_errors(clear), outputs=[parts["chatbot"], parts["sent"], history, parts["compare"]],
+                         api_name="chat_clear", queue=False)
+    parts["forget"].click(forget,
+                          outputs=[parts["chatbot"], parts["sent"], history, *knobs, parts["compare"]],
+                          api_name="chat_forgetting", **HEAVY)

@@ -10,6 +10,7 @@ from tabs._ui import Share, control_for, data_table, examples, notice, progress_
 
 TITLE = "Tokens"
 DEFAULT_PICKS = ("tok-gpt2", "tok-cl100k", "tok-bert-uncased", "tok-llama2")
+NEW_PICKS = ("tok-llama3", "tok-tekken", "tok-deepseek-llm", "tok-command-r")  # today's families
 INTRO = (
     "## Text is not what the model sees\n"
     "A tokenizer cuts text into pieces from a fixed vocabulary and gives each piece a number (its id); "
@@ -21,6 +22,7 @@ INTRO = (
 # Curated comparisons: (example name in T.EXAMPLES, the tokenizers that show its point best).
 EXAMPLE_PICKS = (
     ("Mixed (start here)", DEFAULT_PICKS),
+    ("Mixed: today's tokenizers", NEW_PICKS),
     ("Capital letters", ("tok-gpt2", "tok-cl100k", "tok-bert-uncased", "tok-llama2")),
     ("Emoji", ("tok-gpt2", "tok-o200k", "tok-llama2", "tok-qwen2")),
     ("Code with indentation", ("tok-gpt2", "tok-cl100k", "tok-starcoder", "tok-llama2")),
@@ -48,10 +50,24 @@ def facts(usable_keys) -> str:
     return "Vocabulary sizes (from the course notes): " + "; ".join(parts) + "."
 
 
+def label(spec) -> str:
+    """A picker label: the title (family · name (vocabulary, algorithm)) and its licence beside it."""
+    return f"{spec.title} — {spec.license}" if spec.license and spec.license != "project" else spec.title
+
+
 def _choices(engine, only=None) -> list[tuple[str, str]]:
     usable = T.tokenizer_keys(engine)
     keys = usable if only is None else [k for k in only if k in usable]
-    return [(engine.registry.get(key).title, key) for key in keys]
+    return [(label(engine.registry.get(key)), key) for key in keys]
+
+
+# Ids to paste into "Ids → text": (label, tokenizer, ids).
+DECODE_EXAMPLES = (
+    ("Llama 3: 'Hello world 🦙' (the emoji is 3 byte pieces)", "tok-llama3", "[9906, 1917, 11410, 99, 247]"),
+    ("GPT-2 ids, one per line", "tok-gpt2", "15496\n995\n0"),
+    ("Same ids, other tokenizer: other text", "tok-cl100k", "15496, 995, 0"),
+    ("Special tokens decode too (Qwen2 chat markers)", "tok-qwen2", "151644 872 198 13048 151645"),
+)
 
 
 def build(engine) -> Share:
@@ -95,6 +111,21 @@ def build(engine) -> Share:
                 ids_json = gr.JSON(label="ids (all of them) and counts")
                 csv_file = gr.File(label="CSV", interactive=False)
 
+        with gr.Tab("Ids → text"):
+            gr.Markdown("Paste token ids (a Python/JSON list, one per line, or separated by spaces or commas) to see "
+                        "the piece each id stands for and the text they decode to. The same ids mean different "
+                        "text in another tokenizer: an id is only a row number in one vocabulary.")
+            with gr.Row():
+                dec_tok = gr.Dropdown(choices=choices, value="tok-llama3" if "tok-llama3" in keys else
+                                      (keys[0] if keys else None), label="Tokenizer", elem_id="tok-dec-tok")
+                dec_ids = gr.Textbox(value=DECODE_EXAMPLES[0][2], lines=3, max_lines=10,
+                                     label=f"ids (at most {T.MAX_IDS:,})", elem_id="tok-dec-ids")
+            dec_btn = gr.Button("Decode", variant="primary", elem_id="tok-dec-run")
+            dec_box = gr.Column()
+            dec_view = gr.HTML(elem_id="tok-decoded")
+            with gr.Accordion("As JSON (ids, pieces, text)", open=False):
+                dec_json = gr.JSON(label="decoded")
+
         with gr.Tab("Batch: padding & attention mask"):
             gr.Markdown("A model takes a batch as one rectangle: shorter sentences are **padded**, longer ones "
                         "**truncated**, and the **attention mask** tells the model which positions are real (1) "
@@ -130,7 +161,9 @@ def build(engine) -> Share:
                 user = gr.Textbox(value="What is a token?", label="user")
                 assistant = gr.Textbox(value="", label="assistant (optional)")
             chat_btn = gr.Button("Show the chat template as tokens")
-            chat_view = gr.HTML()
+            chat_view = gr.HTML(elem_id="tok-chat")
+            with gr.Accordion("Token counts as JSON", open=False):
+                chat_json = gr.JSON(label="tokens per message and in all")
             gr.Markdown("### Fill in the middle\nCode models can complete a gap: the prompt is the code before the "
                         "gap and the code after it, marked by sentinel tokens; the model writes the middle.")
             with gr.Row():
@@ -145,7 +178,10 @@ def build(engine) -> Share:
     # Register listeners
     def compare_tokenizers(text, keys, max_render, show_ids, progress=gr.Progress()):
         results = T.compare(engine, keys, text, max_render, progress_callback(progress))
-        return T.render_side_by_side(results, bool(show_ids)), T.stats_rows(results)
+        return T.render_side_by_side(results, bool(show_ids), text), T.stats_rows(results)
+
+    def decode_ids(key, ids, progress=gr.Progress()):
+        return T.decode_view(engine, key, ids, progress_callback(progress))
 
     def tokenize(text, key, max_render, progress=gr.Progress()):
         r = T.tokenize(engine, key, text, max_render, progress_callback(progress))
@@ -169,7 +205,8 @@ def build(engine) -> Share:
         return T.render_batch_html(b), b.as_dict()
 
     def chat_template(key, system, user, assistant, progress=gr.Progress()):
-        return T.chat_view(engine, key, system, user, assistant, progress_callback(progress))[1]
+        _, html, counts = T.chat_build(engine, key, system, user, assistant, progress_callback(progress))
+        return html, counts
 
     def fim_prompt(key, prefix, suffix, progress=gr.Progress()):
         return T.fim_view(engine, key, prefix, suffix, progress_callback(progress))[1]
@@ -195,9 +232,31 @@ def build(engine) -> Share:
     gr.on([batch_tok.change, side.change, max_len.release, truncation.change, pad_to.change, add_special.change],
           user_errors(batch_encode), batch_in, [batch_view, batch_json], trigger_mode="always_last",
           api_visibility="private")
-    chat_btn.click(user_errors(chat_template), [chat_tok, system, user, assistant], chat_view, api_name="chat_template")
+    chat_btn.click(user_errors(chat_template), [chat_tok, system, user, assistant], [chat_view, chat_json],
+                   api_name="chat_template")
+    dec_in, dec_out = [dec_tok, dec_ids], [dec_view, dec_json]
+    dec_btn.click(user_errors(decode_ids), dec_in, dec_out, api_name="decode_ids")
+    with dec_box:
+        examples([[k, ids] for _, k, ids in DECODE_EXAMPLES if k in keys], dec_in,
+                 labels=[name for name, k, _ in DECODE_EXAMPLES if k in keys], fn=user_errors(decode_ids),
+                 outputs=dec_out, cache=True, label="Examples: ids to decode")
+    # The hover highlight: one delegated listener, installed by the first render of either view.
+    for v in (view, dec_view):
+        v.change(None, js=T.HOVER_JS, api_visibility="private", queue=False)
     fim_btn.click(user_errors(fim_prompt), [fim_tok, prefix, suffix], fim_view, api_name="fim_prompt")
 
-    # Deep link: ?tab=tokens&text=...&picks=tok-gpt2,tok-cl100k reopens this exact comparison.
-    return Share(params={"text": text, "picks": picks, "show_ids": show_ids, "max_render": max_render},
-                 run=user_errors(compare_tokenizers), run_inputs=cmp_in, run_outputs=cmp_out)
+    def linked(text, keys, max_render, show_ids, ids, ids_key):
+        """A deep link renders the comparison, and the ids when the link carries some."""
+        out = list(user_errors(compare_tokenizers)(text, keys, max_render, show_ids))
+        if ids and str(ids).strip():
+            try:
+                return out + list(T.decode_view(engine, ids_key, ids))
+            except UserInputError as err:  # bad ids in a link: say so, keep the comparison
+                gr.Warning(str(err))
+        return out + [gr.skip(), gr.skip()]
+
+    # Deep link: ?tab=tokens&text=...&picks=tok-gpt2,tok-cl100k reopens this exact comparison;
+    # &ids=9906,1917&ids_tok=tok-llama3 also fills and decodes "Ids → text".
+    return Share(params={"text": text, "picks": picks, "show_ids": show_ids, "max_render": max_render,
+                         "ids": dec_ids, "ids_tok": dec_tok},
+                 run=linked, run_inputs=cmp_in + dec_in[::-1], run_outputs=cmp_out + dec_out)

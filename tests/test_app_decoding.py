@@ -114,3 +114,29 @@ def test_step_button_queues_clicks_while_a_step_runs(engine):
         tab.build(engine)
     fns = [f for f in demo.fns.values() if f.api_name == "step"]
     assert fns and fns[0].trigger_mode == "multiple"
+
+
+def test_beam_search_and_conversation_through_the_api(app_url):
+    """Beam search's best text and the KV line come back; a conversation keeps its turns per
+    session and drops the oldest whole turn once the window is small."""
+    from gradio_client import Client
+
+    c = Client(app_url, verbose=False)  # a session of its own: its own chat history
+    fig, summary, table, stats = c.predict(MODEL, "raw", "The capital of France is", 2, 1.0, "false", 0, 1.0, 6,
+                                           api_name="/beam_search")
+    assert "Paris" in summary and "stopped: max_new_tokens" in stats and fig
+    rows = _rows(table)
+    assert [r[0] for r in rows if r[6] == "running"] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]  # 2 beams a step
+    with pytest.raises(Exception, match="maximum value 8"):  # the slider's bound, checked by Gradio
+        c.predict(MODEL, "raw", "Hi", 12, 1.0, "false", 0, 1.0, 6, api_name="/beam_search")
+    _, sent, _ = c.predict("The secret code is 4417.", 256, 16, api_name="/chat_send")
+    assert "1 earlier turn" not in sent and "0 dropped" in sent
+    log, sent, _ = c.predict("Name three fruits.", 256, 16, api_name="/chat_send")
+    assert "The secret code is 4417." in sent and "1 earlier turn(s) re-sent" in sent  # the history is re-sent
+    log, sent, _ = c.predict("What is the secret code?", 96, 16, api_name="/chat_send")
+    assert "Dropped to fit the window" in sent and "1 dropped" in sent
+    assert "4417" not in sent.split("The full prompt sent")[1]  # the dropped turn is not in what was sent
+    assert "~~The secret code" in str(log[0]["content"]) and len(log) == 6  # struck out in the chat
+    *_, context = c.predict(MODEL, "raw", "The capital of France is", *KNOBS.values(), api_name="/next_token")
+    assert "KV cache:" in context and "2 (K and V) × 30 layers × 3 KV heads × 64 dims × 5 tokens × 4 bytes = <b>230,400 " \
+        "bytes" in context and "tensors hold 230,400 bytes" in context

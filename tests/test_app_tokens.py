@@ -54,7 +54,19 @@ def test_csv_export_and_special_token_views(client, engine):
         rows = list(csv.reader(f))
     assert len(rows) == 1 + len(engine.load("tok-gpt2").encode(TEXT)) + len(TEXT)
     assert [int(r[2]) for r in rows[1:] if r[0] == "toy-char"] == [ord(c) + 3 for c in TEXT]
-    html = client.predict("tok-smollm2", "Be brief.", "What is a token?", "", api_name="/chat_template")
+    html, counts = client.predict("tok-smollm2", "Be brief.", "What is a token?", "", api_name="/chat_template")
     assert "&lt;|im_start|&gt;" in html
+    tok = engine.load("tok-smollm2")
+    assert [m["tokens"] for m in counts["messages"]] == [len(tok.encode("Be brief.")), len(tok.encode("What is a token?"))]
+    assert counts["total_tokens"] == counts["content_tokens"] + counts["template_tokens"]
     html = client.predict("tok-starcoder", "def f(x):\n    ", "\n    return y", api_name="/fim_prompt")
     assert "&lt;fim_middle&gt;" in html
+
+
+def test_decode_ids_endpoint(client, engine):
+    ids = engine.load("tok-tekken").encode(TEXT)
+    html, data = client.predict("tok-tekken", "\n".join(map(str, ids)), api_name="/decode_ids")
+    assert data["ids"] == ids and data["text"] == TEXT
+    assert html.count('class="t') == len(ids)
+    with pytest.raises(Exception, match="0 to 131,071"):
+        client.predict("tok-tekken", "[5, 131072]", api_name="/decode_ids")

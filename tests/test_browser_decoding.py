@@ -93,3 +93,30 @@ def test_quick_step_clicks_each_append_a_token(browser, app_url):
 
     quick = steps_after(50)  # the first click is still running when the next two arrive
     assert len(quick) == 3 and quick == steps_after(None)
+
+
+@pytest.mark.browser
+def test_beam_tree_and_the_forgetting_example(page, app_url):
+    """The beam view draws every step's candidates with the winner's path; the forgetting example
+    drops the turn that gave the code, and the model no longer gives it."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(app_url)
+    page.get_by_role("tab", name="Decoding").click()
+    page.get_by_role("tab", name="Beam search").click()
+    page.locator("#decoding-beam-run").click()
+    page.wait_for_function("() => (document.querySelector('#decoding-beam-stats')?.innerText || '')"
+                           ".includes('stopped')", timeout=180_000)
+    page.wait_for_timeout(800)
+    tree = page.locator("#decoding-beam-tree")
+    assert "best hypothesis" in tree.inner_text() and "Paris" in tree.inner_text()
+    assert page.locator("#decoding-beam-summary tr").count() == 1 + 4  # header + num_beams finished
+    page.locator("#decoding-main").screenshot(path=str(SCREENSHOTS / "decoding_beam.png"))
+
+    page.get_by_role("tab", name="Conversation").click()
+    page.locator("#decoding-chat-forget").click()
+    page.wait_for_function("() => (document.querySelector('#decoding-chat-compare')?.innerText || '')"
+                           ".includes('Window 256')", timeout=240_000)
+    sent = page.locator("#decoding-chat-sent").inner_text()
+    assert "Dropped to fit the window" in sent and "4417" not in sent.split("The full prompt sent")[1]
+    assert "4417" in page.locator("#decoding-chat-compare").inner_text()
+    page.locator("#decoding-main").screenshot(path=str(SCREENSHOTS / "decoding_forgetting.png"))

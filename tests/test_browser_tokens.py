@@ -28,3 +28,28 @@ def test_long_paste_shows_capped_view(page, app_url):
     page.get_by_role("button", name="Paste 100 kB of text").click()
     page.get_by_text("the counts are exact for the whole text").first.wait_for(timeout=60_000)
     assert page.locator("#tok-side-by-side .more").count() == 4
+
+
+@pytest.mark.browser
+def test_new_tokenizer_columns_and_hover_highlight(page, app_url):
+    """Today's tokenizers side by side (a deep link); hovering a piece lights up its characters in
+    the source text and the pieces over the same characters in the other columns."""
+    from urllib.parse import urlencode
+
+    picks = "tok-llama3,tok-tekken,tok-deepseek-llm,tok-command-r"
+    text = "Llama 3, Mistral NeMo, DeepSeek: naïve café 🦙 東京は晴れ\n    return a + b  # 1234567"
+    page.goto(f"{app_url}?{urlencode({'tab': 'tokens', 'text': text, 'picks': picks})}")
+    cards = page.locator("#tok-side-by-side .card")
+    cards.nth(3).wait_for(timeout=60_000)
+    for name in ("Llama 3", "Tekken", "DeepSeek LLM", "Command-R"):
+        assert page.locator("#tok-side-by-side .card .head", has_text=name).count() == 1
+    chip = cards.nth(0).locator(".t[data-s]").nth(2)
+    chip.hover()
+    page.wait_for_timeout(200)
+    lit = page.locator("#tok-side-by-side .src span.on")
+    assert lit.count() >= 1
+    s, e = int(chip.get_attribute("data-s")), int(chip.get_attribute("data-e"))
+    assert "".join(lit.all_inner_texts()) == text[s:e]
+    assert page.locator("#tok-side-by-side .card:nth-child(2) .t.on").count() >= 1  # the same characters, Tekken
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#tok-side-by-side").screenshot(path=str(SCREENSHOTS / "tokens_new_tokenizers.png"))

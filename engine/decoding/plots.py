@@ -191,3 +191,162 @@ def context_html(used: int, new: int, maximum: int) -> str:
             f"{maximum:,} tokens ({100 * total / maximum:.1f}%)</div><div class='dec-ctx'>"
             f"<div style='width:{max(a, 0.4):.2f}%;background:#4f46e5'></div>"
             f"<div style='width:{max(b, 0.4):.2f}%;background:#a5b4fc'></div></div>")
+
+
+# --- beam search: the tree of kept hypotheses ---------------------------------------------
+
+BEAM_KEPT = "#4f46e5"
+BEAM_DONE = "#059669"  # finished hypotheses
+BEAM_DROP = "#d1d5db"
+BEAM_BEST = "#f59e0b"
+
+
+def _best_path(result) -> set[tuple[int, int]]:
+    """(step, candidate index) of every node on the best finished hypothesis's path."""
+    best = result.best
+    if best is None:
+        return set()
+    path = set()
+    step = result.steps[best.step - 1]
+    idx = next((i for i, c in enumerate(step.candidates) if c.final is not None and c.parent == best.parent
+                and c.token == best.ids[-1]), None)
+    if idx is None:
+        return path
+    path.add((best.step, idx))
+    row = best.parent
+    for t in range(best.step - 1, 0, -1):
+        kept = [i for i, c in enumerate(result.steps[t - 1].candidates) if c.status == "kept"]
+        path.add((t, kept[row]))
+        row = result.steps[t - 1].beams[row].parent
+    return path
+
+
+def beam_tree_figure(result, max_steps: int = 64) -> go.Figure:
+    """Every step's candidates as a column: kept beams (indigo), finished hypotheses (green),
+    dropped candidates (grey); lines join each candidate to the beam it extends. The best
+    finished hypothesis's path is orange."""
+    fig = go.Figure()
+    ypos: dict[tuple[int, int], int] = {(0, 0): 0}  # (step, beam row) -> y of its node
+    best = _best_path(result)
+    edge_x, edge_y, best_x, best_y = [], [], [], []
+    groups = {k: ([], [], [], [], [], []) for k in ("kept", "finished", "dropped")}
+    for st in result.steps[:max_steps]:
+        kept_rows = 0
+        for i, c in enumerate(st.candidates):
+            py = ypos.get((st.step - 1, c.parent), 0)
+            on_best = (st.step, i) in best
+            xs, ys = (best_x, best_y) if on_best else (edge_x, edge_y)
+            xs += [st.step - 1, st.step, None]
+            ys += [-py, -i, None]
+            kind = "kept" if c.status == "kept" else "finished" if c.status.startswith("finished") else "dropped"
+            if c.status == "kept":
+                ypos[(st.step, kept_rows)] = i
+                kept_rows += 1
+            gx, gy, gt, gh, gc, gl = groups[kind]
+            gx.append(st.step)
+            gy.append(-i)
+            gt.append("" if kind == "dropped" else c.label if len(c.label) <= 8 else c.label[:7] + "…")
+            extra = f"<br>final score {c.final:.3f}" if c.final is not None else ""
+            gh.append(f"step {st.step} · {html.escape(c.label)} · from beam {c.parent + 1}<br>log p {c.logprob:.3f} · "
+                      f"sum {c.score:.3f}{extra}<br>{html.escape(c.status)}")
+            gc.append({"kept": BEAM_KEPT, "finished": BEAM_DONE, "dropped": BEAM_DROP}[kind])
+            gl.append(BEAM_BEST if on_best else "white")
+    fig.add_trace(go.Scatter(x=edge_x, y=edge_y, mode="lines", line=dict(color="#c7d2fe", width=1),
+                             hoverinfo="skip", showlegend=False))
+    fig.add_trace(go.Scatter(x=best_x, y=best_y, mode="lines", line=dict(color=BEAM_BEST, width=3),
+                             hoverinfo="skip", name="best hypothesis"))
+    names = {"kept": "kept beam", "finished": "finished hypothesis", "dropped": "dropped candidate"}
+    for kind, (gx, gy, gt, gh, gc, gl) in groups.items():
+        fig.add_trace(go.Scatter(x=gx, y=gy, mode="markers+text", text=gt, textposition="top center",
+                                 textfont=dict(family="monospace", size=11, color="#111827"),
+                                 marker=dict(size=10 if kind != "dropped" else 6, color=gc, line=dict(color=gl, width=2),
+                                             symbol="diamond" if kind == "finished" else "circle"),
+                                 hovertext=gh, hovertemplate="%{hovertext}<extra></extra>", name=names[kind]))
+    fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers+text", text=["prompt"], textposition="top center",
+                             marker=dict(size=11, color="#374151"), hoverinfo="skip", showlegend=False))
+    n = len(result.steps[:max_steps])
+    rows = max((len(st.candidates) for st in result.steps), default=1)
+    fig.update_layout(height=max(320, 42 * rows + 120), margin=dict(l=60, r=40, t=30, b=40), plot_bgcolor="white",
+                      legend=dict(orientation="h", y=1.06, x=0), hovermode="closest")
+    fig.update_xaxes(title="step (new token) · dropped candidates (grey): hover for their token", dtick=1,
+                     range=[-0.6, n + 0.6], gridcolor="#f3f4f6")
+    fig.update_yaxes(title="candidates, best first", showticklabels=False, zeroline=False, gridcolor="#f9fafb",
+                     range=[-(rows - 0.5), 0.7])
+    return fig
+
+
+def beam_summary_html(result) -> str:
+    """The finished hypotheses, best first, with both scores; the best one highlighted."""
+    if not result.finished:
+        return STYLE + "<div class='dec-legend'>searching…</div>"
+    lp = result.settings.length_penalty
+    rows = []
+    for i, h in enumerate(result.finished):
+        style = " style='background:#fef3c7'" if i == 0 else ""
+        rows.append(f"<tr{style}><td>{i + 1}</td><td class='dec-body' style='line-height:1.4'>{_marked(h.text)}</td>"
+                    f"<td>{len(h.ids)}</td><td>{h.score:.3f}</td><td><b>{h.final:.3f}</b></td><td>{h.step}</td></tr>")
+    return (STYLE + f"<div class='dec-legend'>Finished hypotheses, best first. score = sum of log p / length<sup>{lp:g}"
+            f"</sup> (length_penalty {lp:g}). Stopped: {html.escape(result.stop_reason)}.</div>"
+            "<table class='dec-beams'><tr><th>#</th><th>text</th><th>tokens</th><th>sum log p</th><th>score</th>"
+            "<th>finished at step</th></tr>" + "".join(rows) + "</table>"
+            "<style>.dec-beams{border-collapse:collapse;width:100%;font-size:0.9em}.dec-beams td,.dec-beams th"
+            "{border:1px solid #e5e7eb;padding:3px 6px;text-align:left;color:#111;background:#fff}"
+            ".dec-beams tr[style] td{background:#fef3c7}</style>")
+
+
+# --- the KV cache of the step view ----------------------------------------------------------
+
+def human(n: float) -> str:
+    """Bytes as '540.0 KiB'."""
+    for unit in ("bytes", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GiB"
+
+
+def kv_html(size) -> str:
+    """One line: tokens held, the formula with the model's numbers, and the tensors' bytes."""
+    return (f"<div class='dec-legend' id='decoding-kv'><b>KV cache:</b> {size.tokens:,} tokens held · 2 (K and V) × "
+            f"{size.layers} layers × {size.kv_heads} KV heads × {size.head_dim} dims × {size.tokens:,} tokens × "
+            f"{size.dtype_bytes} bytes = <b>{size.formula:,} bytes ({human(size.formula)})</b>; the cache's tensors "
+            f"hold {size.bytes:,} bytes · {human(size.per_token)} per token</div>")
+
+
+# --- the conversation: what is sent, against the window -------------------------------------
+
+TURN_COLORS = ("#6366f1", "#0ea5e9", "#14b8a6", "#a855f7", "#ec4899", "#f97316")
+
+
+def chat_html(sent, reply: str = "", stop_reason: str = "") -> str:
+    """The context bar (template + kept turns + the new message + the answer's room, against the
+    window), the dropped turns, and the full text sent."""
+    w = sent.window
+    pieces = [("system prompt, new message and template", sent.base_tokens, "#374151")]
+    for i in range(sent.kept_from, len(sent.history)):
+        pieces.append((f"turn {i + 1}", sent.turn_tokens[i], TURN_COLORS[i % len(TURN_COLORS)]))
+    pieces.append(("room for the answer", sent.reserve, "#c7d2fe"))
+    bar = "".join(f"<div title='{html.escape(label)}: {n} tokens' style='width:{100 * n / w:.2f}%;background:{c}'>"
+                  f"</div>" for label, n, c in pieces)
+    legend = " · ".join(f"<span style='color:{c}'>■</span> {html.escape(label)} {n}" for label, n, c in pieces)
+    used = sent.tokens + sent.reserve
+    head = (f"<div class='dec-legend'><b>Sent this turn:</b> {sent.tokens:,} prompt tokens + {sent.reserve} for the "
+            f"answer = {used:,} of the {w:,}-token context window ({100 * used / w:.0f}%; the model itself allows "
+            f"{sent.model_max:,}). {len(sent.kept)} earlier turn(s) re-sent, {len(sent.dropped)} dropped.</div>")
+    dropped = ""
+    if sent.dropped:
+        items = "".join(f"<li><s>turn {i + 1}: {html.escape(t['user'])}</s> ({sent.turn_tokens[i]} tokens)</li>"
+                        for i, t in enumerate(sent.dropped))
+        dropped = (f"<div class='dec-drop'><b>Dropped to fit the window</b> (the model never sees these "
+                   f"again):<ul>{items}</ul></div>")
+    answer = ""
+    if reply:
+        answer = (f"<div class='dec-col' style='margin-top:8px'><div class='dec-head'>Reply ({html.escape(stop_reason)})"
+                  f"</div><div class='dec-body'>{_marked(reply)}</div></div>")
+    return (STYLE + head + f"<div class='dec-ctx' style='height:16px'>{bar}</div><div class='dec-legend'>{legend}"
+            f"</div>{dropped}{answer}<details open><summary class='dec-legend'>The full prompt sent to the model "
+            f"(chat template applied)</summary><pre class='dec-sent'>{html.escape(sent.text)}</pre></details>"
+            "<style>.dec-sent{white-space:pre-wrap;font-size:12.5px;background:#f9fafb;color:#111;border:1px solid "
+            "#e5e7eb;border-radius:6px;padding:8px;max-height:340px;overflow:auto}.dec-drop{background:#fef2f2;"
+            "color:#7f1d1d;border:1px solid #fecaca;border-radius:6px;padding:4px 10px;margin:6px 0;font-size:0.9em}"
+            "</style>")

@@ -69,6 +69,8 @@ class BlockView:
 
 def block_view(tr: Trace, layer, head) -> BlockView:
     arch = tr.arch
+    if len(tr.attn_add) != arch.n_layers:  # a journey trace (adds=False) does not keep them
+        raise ValueError("block_view needs a trace recorded with adds=True")
     layer, head = check_layer_head(arch, layer, head)
     li, hi = layer - 1, head - 1
     kv = arch.kv_head(hi)

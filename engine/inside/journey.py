@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ..core.models import Progress, no_progress
-from .trace import Trace, load, run_trace
+from ..core.errors import check_text
+from .trace import MAX_CHARS, Trace, load, run_trace
 
 
 @dataclass
@@ -68,6 +69,7 @@ def from_trace(tr: Trace, tokenizer, top_k: int = 5) -> Journey:
 
 
 def journey(engine, text, model_key: str, progress: Progress = no_progress) -> tuple[Journey, Trace]:
+    text = check_text("prompt", text, max_chars=MAX_CHARS)  # an empty prompt is refused before the model loads
     bundle = load(engine, model_key, progress)
-    tr = run_trace(bundle, text)
+    tr = run_trace(bundle, text, adds=False)
     return from_trace(tr, bundle.tokenizer), tr

@@ -18,7 +18,7 @@ import torch
 
 from ..core.errors import UserInputError, check_range, check_text
 from ..core.models import Progress, TextModel, no_progress
-from .trace import MODELS, Trace, check_model, encode, load, run_trace
+from .trace import MAX_CHARS, MODELS, Trace, check_model, encode, load, run_trace
 
 CAUSAL = MODELS[0]
 RANDOM_SEED = 0
@@ -79,6 +79,7 @@ def check_causal(model_key, view: str = "the logit lens") -> str:
 def lens(engine, text, positions: int = 8, model_key: str = CAUSAL,
          progress: Progress = no_progress) -> tuple[Lens, Trace]:
     positions = check_range("positions in the lens", positions, 1, 32, integer=True)
+    text = check_text("prompt", text, max_chars=MAX_CHARS)  # before the model loads
     bundle = load(engine, check_causal(model_key), progress)
     tr = run_trace(bundle, text)
     return logit_lens(tr, bundle.tokenizer, positions), tr

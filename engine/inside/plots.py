@@ -37,17 +37,20 @@ def _label(piece: str) -> str:
 
 # --- a heat strip as a small PNG (one pixel per number; the browser scales it up) -------------------
 
-def _png(rgb: np.ndarray) -> bytes:
-    """A minimal PNG writer for an (h, w, 3) uint8 array (no imaging library needed)."""
-    h, w, _ = rgb.shape
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1).tobytes()  # filter 0 per row
+def _png(index: np.ndarray, palette: np.ndarray) -> bytes:
+    """A minimal PNG writer for an (h, w) uint8 array of palette indices and a (256, 3) uint8
+    palette (colour type 3: one byte per pixel, a third of what RGB would compress; no imaging
+    library needed)."""
+    h, w = index.shape
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), index], axis=1).tobytes()  # filter 0 per row
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
 
-    header = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
+    header = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 3, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"PLTE", palette.astype(np.uint8).tobytes())
+            + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
 
 
 def _diverging_lut() -> np.ndarray:
@@ -60,16 +63,20 @@ def _diverging_lut() -> np.ndarray:
 LUT = _diverging_lut()
 
 
-def diverging_rgb(matrix: np.ndarray) -> np.ndarray:
-    """(h, w) numbers -> (h, w, 3) colours, scaled to the 99th percentile of |x|."""
+def diverging_index(matrix: np.ndarray) -> np.ndarray:
+    """(h, w) numbers -> (h, w) indices into LUT, scaled to the 99th percentile of |x|."""
     m = np.asarray(matrix, dtype=np.float32)
     scale = float(np.percentile(np.abs(m), 99)) or 1.0
-    idx = np.clip((m / scale + 1) * 127.5, 0, 255).astype(np.uint8)  # (h, w)
-    return LUT[idx]
+    return np.clip((m / scale + 1) * 127.5, 0, 255).astype(np.uint8)  # (h, w)
+
+
+def diverging_rgb(matrix: np.ndarray) -> np.ndarray:
+    """(h, w) numbers -> (h, w, 3) colours: what strip_img's PNG shows."""
+    return LUT[diverging_index(matrix)]
 
 
 def strip_img(matrix: np.ndarray, row_px: int = 14, alt: str = "") -> str:
-    png = base64.b64encode(_png(diverging_rgb(matrix))).decode()
+    png = base64.b64encode(_png(diverging_index(matrix), LUT)).decode()
     h = max(row_px, min(matrix.shape[0] * row_px, 360))
     return (f'<img class="strip" alt="{escape(alt)}" src="data:image/png;base64,{png}" '
             f'style="height:{h}px">')
@@ -251,7 +258,7 @@ def worked_markdown(b: BlockView) -> str:
         gqa = (f"\n\n**Grouped-query attention:** this model has {b.n_heads} query heads but only {b.n_kv_heads} "
                f"K/V heads; each K/V head is shared by {group} query heads, so query head {b.head} reads "
                f"K/V head {b.kv_head} (heads {(b.kv_head - 1) * group + 1} to {b.kv_head * group}).")
-    mask = (f"Keys after the query are masked to −∞ (the future is hidden), so the softmax gives them 0."
+    mask = ("Keys after the query are masked to −∞ (the future is hidden), so the softmax gives them 0."
             if b.causal else "No mask: an encoder lets every token see every other token.")
     return (f"**One cell by hand:** query token {c['i']} `{_label(c['query'])}` and key token {c['j']} "
             f"`{_label(c['key'])}`, head size d = {b.head_dim}.{rope}\n\n"

@@ -231,12 +231,16 @@ def encode(bundle: TextModel, text, max_tokens: int = MAX_TOKENS) -> torch.Tenso
     return ids
 
 
-def run_trace(bundle: TextModel, text, max_tokens: int = MAX_TOKENS) -> Trace:
-    """The one forward pass every view of this tab reads."""
+def run_trace(bundle: TextModel, text, max_tokens: int = MAX_TOKENS, adds: bool = True) -> Trace:
+    """The one forward pass every view of this tab reads. adds=False (the journey) skips the hooks
+    that keep what attention and the MLP add inside each block: what leaves block i is then read
+    from hidden_states[i + 1], and only the last block (whose hidden state the causal LM returns
+    after the final norm) keeps a hook."""
     model, arch = bundle.model, arch_of(bundle.model)
     ids = encode(bundle, text, max_tokens).to(bundle.device)
     attn_add, mlp_add, layer_out = {}, {}, {}
     handles = []
+    L = arch.n_layers
 
     def keep(store, i):
         def hook(_module, _args, out):
@@ -244,9 +248,11 @@ def run_trace(bundle: TextModel, text, max_tokens: int = MAX_TOKENS) -> Trace:
         return hook
 
     for i, layer in enumerate(arch.layers()):
-        a, m = arch.hook_points(layer)
-        handles += [a.register_forward_hook(keep(attn_add, i)), m.register_forward_hook(keep(mlp_add, i)),
-                    layer.register_forward_hook(keep(layer_out, i))]
+        if adds:
+            a, m = arch.hook_points(layer)
+            handles += [a.register_forward_hook(keep(attn_add, i)), m.register_forward_hook(keep(mlp_add, i))]
+        if adds or i == L - 1:
+            handles.append(layer.register_forward_hook(keep(layer_out, i)))
     try:
         with torch.inference_mode():
             out = model(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True,
@@ -256,7 +262,8 @@ def run_trace(bundle: TextModel, text, max_tokens: int = MAX_TOKENS) -> Trace:
             h.remove()
     hs = out.hidden_states  # layers + 1 tensors of (1, n, d)
     as_cpu = lambda t: t[0].float().cpu()  # noqa: E731 - (1, ...) -> (...)
-    L = arch.n_layers
+    for i in range(L - 1):
+        layer_out.setdefault(i, hs[i + 1])
     layer_in = [as_cpu(hs[i]) for i in range(L)]  # hs[i] enters block i+1; hs[L] is after the final norm
     logits = getattr(out, "logits", None)
     final = as_cpu(hs[L]) if arch.causal else as_cpu(out.last_hidden_state)
@@ -269,13 +276,14 @@ def run_trace(bundle: TextModel, text, max_tokens: int = MAX_TOKENS) -> Trace:
     return Trace(
         model_key=bundle.key, title=bundle.source.spec.title, arch=arch, text=text, ids=id_list,
         pieces=piece_texts(bundle.tokenizer, id_list), special=[i in special_ids for i in id_list],
-        layer_in=layer_in, attn_add=[as_cpu(attn_add[i]) for i in range(L)],
-        mlp_add=[as_cpu(mlp_add[i]) for i in range(L)], layer_out=[as_cpu(layer_out[i]) for i in range(L)],
+        layer_in=layer_in, attn_add=[as_cpu(attn_add[i]) for i in sorted(attn_add)],
+        mlp_add=[as_cpu(mlp_add[i]) for i in sorted(mlp_add)], layer_out=[as_cpu(layer_out[i]) for i in range(L)],
         attentions=torch.stack(out.attentions)[:, 0].float().cpu(), final=final,
         logits=None if logits is None else logits[0].float().cpu(), shapes=shapes)
 
 
 def trace(engine, text, model_key: str = MODELS[0], progress: Progress = no_progress) -> Trace:
+    text = check_text("prompt", text, max_chars=MAX_CHARS)  # before the model loads
     return run_trace(load(engine, model_key, progress), text)
 
 

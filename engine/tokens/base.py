@@ -70,6 +70,37 @@ class Tok:
     def added_count(self) -> int:
         return 0
 
+    def char_spans(self, text: str, ids: list[int]) -> list[tuple[int, int]] | None:
+        """(start, end) character offsets in text of each id, or None where the pieces do not
+        spell the text (lower-casing, <unk>). Byte pieces inside one character get that
+        character. The default reads the pieces' bytes; SentencePiece's leading "▁" is skipped."""
+        raw = text.encode("utf-8")
+        parts = [self.piece_bytes(i) for i in ids]
+        joined = b"".join(parts)
+        shift = 0
+        if joined != raw:
+            if joined == b" " + raw:
+                shift = 1
+            else:
+                return None
+        starts = []  # byte offset of each character
+        pos = 0
+        for ch in text:
+            starts.append(pos)
+            pos += len(ch.encode("utf-8"))
+        import bisect
+
+        def char_at(b: int) -> int:  # the character that byte b falls in
+            return max(bisect.bisect_right(starts, b) - 1, 0)
+
+        spans, pos = [], -shift
+        for part in parts:
+            a, pos = pos, pos + len(part)
+            lo = char_at(max(a, 0))
+            hi = len(text) if pos >= len(raw) else max(char_at(pos - 1) + 1, lo)
+            spans.append((lo, hi) if pos > 0 else (0, 0))
+        return spans
+
     def fim(self) -> tuple[str, str, str] | None:
         """(prefix, suffix, middle) sentinel texts of a fill-in-the-middle tokenizer."""
         for names in (("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
@@ -124,6 +155,7 @@ class Tokenized:
     lossless: bool
     seconds: float = 0.0
     note: str = ""
+    spans: list[tuple[int, int]] | None = None  # character span of each shown piece, if known
 
     @property
     def n_tokens(self) -> int:

@@ -169,6 +169,10 @@ class HFTok(Tok):
             self.pad_note = (f"{self.title} has no pad token: the batch is padded with {config.get(name)} "
                              f"(common practice; the attention mask hides it)")
         self._added = backend.num_special_tokens_to_add(False)
+        # Non-special added tokens are plain text (llama.cpp's user-defined tokens: DeepSeek's "û",
+        # MPT's runs of spaces), not byte-level letters: their bytes are their UTF-8.
+        self.plain_added = {i: t.content.encode() for i, t in backend.get_added_tokens_decoder().items()
+                            if not t.special} if self.byte_level else {}
 
     def _id_of(self, name: str) -> int | None:
         token = self.config.get(name)
@@ -190,12 +194,16 @@ class HFTok(Tok):
         return self.backend.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids):
+        if self.plain_added and any(i in self.plain_added for i in ids):  # the byte-level decoder would garble them
+            return b"".join(self.piece_bytes(i) for i in ids).decode("utf-8", "replace")
         return self.backend.decode(ids, skip_special_tokens=False)
 
     def piece_bytes(self, tid):
         token = self.backend.id_to_token(tid)
         if token is None:
             return b""
+        if tid in self.plain_added:
+            return self.plain_added[tid]
         if tid in self.special_ids:
             return token.encode()
         if self.byte_level:
@@ -216,6 +224,13 @@ class HFTok(Tok):
 
     def added_count(self):
         return self._added
+
+    def char_spans(self, text, ids):
+        spans = super().char_spans(text, ids)
+        if spans is not None:
+            return spans
+        enc = self.backend.encode(text, add_special_tokens=False)  # WordPiece etc.: the backend's offsets
+        return [tuple(o) for o in enc.offsets] if enc.ids == list(ids) else None
 
     def for_model(self, text, max_length=None):
         enc = self.backend.encode(text, add_special_tokens=False)

@@ -34,6 +34,11 @@ CSS = """<style>
 .tkv .m1{background:#1f9d55;color:#fff}.tkv .m0{background:#eceff3;color:#999}
 .tkv del{background:#ffd7d7;text-decoration:line-through}.tkv ins{background:#c9f2d0;text-decoration:none}
 .tkv pre{white-space:pre-wrap;background:#f7f7fb;border-radius:8px;padding:8px;font-size:13px}
+.tkv .src{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-all;
+ background:#f7f7fb;border-radius:8px;padding:6px 8px;margin-bottom:8px;max-height:180px;overflow:auto;font-size:14px}
+.tkv .src span.on{background:#fde047;outline:1px solid #ca8a04}
+.tkv .t.on{outline:3px solid #e11d48;outline-offset:0}.tkv .t.same{box-shadow:0 0 0 3px #2563eb}
+.tkv .t[data-i]{cursor:pointer}
 </style>"""
 
 
@@ -84,8 +89,13 @@ def _visible(text: str, spaces: bool = True) -> str:
     return "".join(out)
 
 
-def piece_html(p: Piece, show_ids: bool = True, extra: str = "") -> str:
-    return _piece_html(p.id, p.text, p.kind, show_ids, extra)
+def piece_html(p: Piece, show_ids: bool = True, extra: str = "", span: tuple[int, int] | None = None) -> str:
+    """One chip; span = its (start, end) characters in the source text, for the hover highlight
+    (only numbers go into attributes)."""
+    html = _piece_html(p.id, p.text, p.kind, show_ids, extra)
+    if span is None:
+        return html
+    return html.replace("<span ", f'<span data-s="{int(span[0])}" data-e="{int(span[1])}" ', 1)
 
 
 @functools.lru_cache(maxsize=1 << 16)  # a pure function of its arguments; texts repeat the same pieces
@@ -96,7 +106,8 @@ def _piece_html(tid: int, text: str, kind: str, show_ids: bool, extra: str) -> s
     title = f"id {p.id}" + (" · bytes" if p.kind == "bytes" else " · special" if p.kind == "special" else "")
     ids = f"<small>{p.id}</small>" if show_ids else ""
     brk = "<br>" * p.text.count("\n") if p.kind == "text" else ""
-    return f'<span class="{cls}" style="background:{colour(p.id)}" title="{title}">{body}{ids}</span>{brk}'
+    return (f'<span class="{cls}" data-i="{int(p.id)}" style="background:{colour(p.id)}" title="{title}">'
+            f'{body}{ids}</span>{brk}')
 
 
 def card_html(r: Tokenized, show_ids: bool = True, most: int = 0) -> str:
@@ -105,7 +116,8 @@ def card_html(r: Tokenized, show_ids: bool = True, most: int = 0) -> str:
     head = (f"<div class='head'><b>{r.title}</b><br><span class='sub'><b>{r.n_tokens:,}</b> tokens · "
             f"{s['chars_per_token']} chars/token · vocab {r.vocab_size:,} · {r.algorithm}</span>"
             f"<div class='bar' title='tokens, relative to the longest'><div style='width:{pct:.0f}%'></div></div></div>")
-    body = "".join(piece_html(p, show_ids) for p in r.pieces)
+    spans = r.spans or [None] * len(r.pieces)
+    body = "".join(piece_html(p, show_ids, span=sp) for p, sp in zip(r.pieces, spans))
     more = ""
     if r.shown < r.n_tokens:
         more = (f"<div class='more'>Showing the first {r.shown:,} of {r.n_tokens:,} tokens; "
@@ -113,11 +125,80 @@ def card_html(r: Tokenized, show_ids: bool = True, most: int = 0) -> str:
     return f"<div class='card'>{head}<div class='body'>{body}</div>{more}</div>"
 
 
-def render_side_by_side(results: list[Tokenized], show_ids: bool = True) -> str:
+def source_html(text: str, results: list[Tokenized]) -> str:
+    """The source text cut at every token border of every tokenizer, each segment tagged with its
+    character offsets, so hovering a chip can light up exactly its characters."""
+    from html import escape
+
+    cuts = {0}
+    end = 0
+    for r in results:
+        for a, b in r.spans or []:
+            cuts.update((a, b))
+            end = max(end, b)
+    if end == 0:
+        return ""
+    cuts = sorted(c for c in cuts if c <= end)
+    segs = "".join(f'<span data-s="{a}" data-e="{b}">{_visible(text[a:b], spaces=False)}</span>'
+                   for a, b in zip(cuts, cuts[1:]))
+    rest = f"<span style='color:#888'>{_visible(text[end:end + 200], spaces=False)}…</span>" if end < len(text) else ""
+    return (f"<div class='head'><b>Source text</b> <span class='sub'>hover or click a piece to light up its "
+            f"characters here, the pieces over the same characters in the other columns (red) and the same id "
+            f"(blue)</span></div><div class='src'>{segs}{rest}</div>")
+
+
+def render_side_by_side(results: list[Tokenized], show_ids: bool = True, text: str | None = None) -> str:
     cols = max(len(results), 1)
     most = max((r.n_tokens for r in results), default=0)
     cards = "".join(card_html(r, show_ids, most) for r in results)
-    return f"{CSS}<div class='tkv'><div class='grid' style='grid-template-columns:repeat({cols},minmax(0,1fr))'>{cards}</div></div>"
+    src = source_html(text, results) if text is not None else ""
+    return (f"{CSS}<div class='tkv'>{src}<div class='grid' style='grid-template-columns:repeat({cols},minmax(0,1fr))'>"
+            f"{cards}</div></div>")
+
+
+# Installed once per page (from a .change listener of the view): one delegated listener lights up,
+# for the chip under the pointer, the source characters it covers, the chips over the same
+# characters in the other columns and the chips with the same id. A click pins the highlight.
+# It reads only the numeric data-i/-s/-e attributes; no text of the page goes into the script.
+HOVER_JS = """() => {
+  if (window.__tokHover) return;
+  window.__tokHover = true;
+  let pinned = null;
+  const clear = (root) => root.querySelectorAll('.on,.same').forEach(e => e.classList.remove('on', 'same'));
+  const light = (chip) => {
+    const root = chip.closest('.tkv');
+    if (!root) return;
+    clear(root);
+    const id = chip.dataset.i, s = chip.dataset.s, e = chip.dataset.e;
+    root.querySelectorAll('.t[data-i="' + Number(id) + '"]').forEach(c => c.classList.add('same'));
+    chip.classList.add('on');
+    if (s === undefined) return;
+    const a = Number(s), b = Number(e);
+    root.querySelectorAll('.src span[data-s]').forEach(g => {
+      if (Number(g.dataset.s) >= a && Number(g.dataset.e) <= b && b > a) g.classList.add('on');
+    });
+    const card = chip.closest('.card');
+    root.querySelectorAll('.card .t[data-s]').forEach(c => {
+      if (c.closest('.card') === card) return;
+      const x = Number(c.dataset.s), y = Number(c.dataset.e);
+      if (x < b && a < y) c.classList.add('on');
+    });
+  };
+  document.addEventListener('mouseover', (ev) => {
+    const chip = ev.target.closest && ev.target.closest('.tkv .t[data-i]');
+    if (chip && !pinned) light(chip);
+  });
+  document.addEventListener('mouseout', (ev) => {
+    const chip = ev.target.closest && ev.target.closest('.tkv .t[data-i]');
+    if (chip && !pinned) { const root = chip.closest('.tkv'); if (root) clear(root); }
+  });
+  document.addEventListener('click', (ev) => {
+    const chip = ev.target.closest && ev.target.closest('.tkv .t[data-i]');
+    if (!chip) return;
+    if (pinned === chip) { pinned = null; const root = chip.closest('.tkv'); if (root) clear(root); return; }
+    pinned = null; light(chip); pinned = chip;
+  });
+}"""
 
 
 DIFF_LIMIT = 4000

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 
 from ..core.errors import UserInputError, check_choice, check_range, check_text
-from .base import MAX_CHARS, RoundTrip, Tok, Tokenized, piece_of
-from .plots import CSS, DIFF_LIMIT, _tokens_card, diff_html
+from .base import MAX_CHARS, Piece, RoundTrip, Tok, Tokenized, piece_of
+from .plots import CSS, DIFF_LIMIT, _tokens_card, diff_html, piece_html
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,10 +41,18 @@ def tokenize(engine, key: str, text: str, max_render: int = 800, progress=None) 
     tok = get(engine, key, progress)
     start = time.perf_counter()
     ids = tok.encode(text)
+    seconds = time.perf_counter() - start
     pieces = [piece_of(tok, i) for i in ids[:max_render]]
     visible = [n for n in tok.specials if not n.startswith("[PAD") and "placeholder" not in n]
+    spans = None
+    if len(text) <= SPAN_CHARS:  # for the hover highlight; the full text's spans, cut to the shown pieces
+        spans = tok.char_spans(text, ids)
+        spans = spans[:max_render] if spans is not None else None
     return Tokenized(tok.key, tok.title, tok.algorithm, ids, pieces, len(text), len(text.encode("utf-8")),
-                     tok.vocab_size, visible, tok.lossless, time.perf_counter() - start, tok.note)
+                     tok.vocab_size, visible, tok.lossless, seconds, tok.note, spans)
+
+
+SPAN_CHARS = 20_000  # texts up to this long get the hover highlight (the source text is drawn once more)
 
 
 def compare(engine, keys, text: str, max_render: int = 800, progress=None) -> list[Tokenized]:
@@ -83,22 +92,48 @@ def round_trip(engine, key: str, text: str, progress=None) -> RoundTrip:
     return RoundTrip(tok.key, tok.title, decoded, same, f"<div class='card'><div class='head'><b>{tok.title}</b></div>{body}</div>")
 
 
-def chat_view(engine, key: str, system: str, user: str, assistant: str = "", progress=None) -> tuple[str, str]:
-    """The instruct model's chat template filled with a conversation: the text, and its tokens."""
-    from html import escape
-
-    tok = get(engine, key, progress)
+def chat_messages(system: str, user: str, assistant: str = "") -> list[dict]:
     messages = []
     if system and system.strip():
         messages.append({"role": "system", "content": check_text("system message", system, max_chars=5000)})
     messages.append({"role": "user", "content": check_text("user message", user, max_chars=5000)})
     if assistant and assistant.strip():
         messages.append({"role": "assistant", "content": check_text("assistant message", assistant, max_chars=5000)})
+    return messages
+
+
+def chat_counts(tok: Tok, messages: list[dict], text: str) -> dict:
+    """Tokens of each message's content alone, of the whole templated text the model is given,
+    and the difference: what the template itself costs (role markers, special tokens)."""
+    per = [len(tok.encode(m["content"])) for m in messages]
+    total = len(tok.encode(text))
+    return {"messages": [{"role": m["role"], "tokens": n} for m, n in zip(messages, per)],
+            "content_tokens": sum(per), "total_tokens": total, "template_tokens": total - sum(per)}
+
+
+def chat_view(engine, key: str, system: str, user: str, assistant: str = "", progress=None) -> tuple[str, str]:
+    """The instruct model's chat template filled with a conversation: the text, a table of
+    tokens per message and in all, and the tokens."""
+    return chat_build(engine, key, system, user, assistant, progress)[:2]
+
+
+def chat_build(engine, key: str, system: str, user: str, assistant: str = "", progress=None) -> tuple[str, str, dict]:
+    from html import escape
+
+    tok = get(engine, key, progress)
+    messages = chat_messages(system, user, assistant)
     text = tok.render_chat(messages)
-    html = (f"{CSS}<div class='tkv'><div class='head'><b>The text the model is given</b> "
-            f"(chat template of {escape(tok.title)}, with the assistant turn opened)</div><pre>{escape(text)}</pre>"
+    counts = chat_counts(tok, messages, text)
+    rows = "".join(f"<tr><td>{escape(m['role'])}</td><td>{m['tokens']:,}</td></tr>" for m in counts["messages"])
+    table = (f"<table class='bt'><tr><th>message</th><th>tokens (its text alone)</th></tr>{rows}"
+             f"<tr><td>the messages' texts</td><td>{counts['content_tokens']:,}</td></tr>"
+             f"<tr><td>added by the chat template</td><td>+{counts['template_tokens']:,}</td></tr>"
+             f"<tr><th>the model sees</th><th>{counts['total_tokens']:,}</th></tr></table>")
+    html = (f"{CSS}<div class='tkv'><div class='head'><b>Tokens per message, and what the model sees</b> "
+            f"(chat template of {escape(tok.title)}, with the assistant turn opened)</div>{table}"
+            f"<div class='head'><b>The text the model is given</b></div><pre>{escape(text)}</pre>"
             f"{_tokens_card(tok, 'As tokens', text)}</div>")
-    return text, html
+    return text, html, counts
 
 
 def fim_view(engine, key: str, prefix: str, suffix: str, progress=None) -> tuple[str, str]:
@@ -121,7 +156,70 @@ def fim_view(engine, key: str, prefix: str, suffix: str, progress=None) -> tuple
 
 
 FIM_KEYS = ("tok-starcoder", "tok-cl100k")
-CHAT_KEYS = ("tok-smollm2", "tok-phi3", "tok-qwen2")
+CHAT_KEYS = ("tok-smollm2", "tok-phi3", "tok-qwen2", "tok-command-r")
+
+
+# ---- ids back to text -------------------------------------------------------------------------
+MAX_IDS = 20_000
+_ID_SPLIT = re.compile(r"[\s,;]+")
+
+
+def parse_ids(text) -> list[int]:
+    """ids from a paste: a Python/JSON list "[1, 2]", one per line, or separated by spaces,
+    commas or semicolons. Every item must be a whole number; at most MAX_IDS of them."""
+    text = check_text("ids", text, max_chars=MAX_IDS * 12)
+    body = text.strip()
+    if body[:1] in "[(" and body[-1:] in "])":
+        body = body[1:-1]
+    items = [x for x in _ID_SPLIT.split(body) if x]
+    if not items:
+        raise UserInputError("ids is empty: paste token ids, e.g. [15496, 995] or one per line.")
+    if len(items) > MAX_IDS:
+        raise UserInputError(f"{len(items):,} ids is too many: at most {MAX_IDS:,} at a time.")
+    out = []
+    for x in items:
+        if not re.fullmatch(r"[+-]?\d{1,12}", x):
+            raise UserInputError(f"{x[:40]!r} is not a token id: ids are whole numbers (0, 1, 2, ...).")
+        out.append(int(x))
+    return out
+
+
+def check_ids(tok: Tok, ids: list[int]) -> None:
+    """Every id inside the vocabulary and used by it (tiktoken's cl100k leaves a few unused)."""
+    for tid in ids:
+        if not 0 <= tid < tok.vocab_size:
+            raise UserInputError(f"id {tid} is outside the vocabulary of {tok.title}: valid ids are 0 to "
+                                 f"{tok.vocab_size - 1:,}.")
+    for tid in set(ids):
+        try:
+            tok.piece_bytes(tid)
+        except (KeyError, IndexError, ValueError):
+            raise UserInputError(f"id {tid} is not used by {tok.title} (a gap in its vocabulary): "
+                                 f"valid ids are 0 to {tok.vocab_size - 1:,} except the unused ones.") from None
+
+
+def decode_ids(engine, key: str, ids_text, progress=None) -> tuple[list[int], list[Piece], str]:
+    """(ids, their pieces, the decoded text) for pasted ids."""
+    ids = parse_ids(ids_text)
+    tok = get(engine, key, progress)
+    check_ids(tok, ids)
+    return ids, [piece_of(tok, i) for i in ids], tok.decode(ids)
+
+
+def decode_view(engine, key: str, ids_text, progress=None) -> tuple[str, dict]:
+    """HTML (the pieces, the decoded text) and a JSON record for the API."""
+    from html import escape
+
+    ids, pieces, text = decode_ids(engine, key, ids_text, progress)
+    tok = get(engine, key)
+    shown = pieces[:2000]
+    more = (f"<div class='more'>Showing the first {len(shown):,} of {len(ids):,} pieces; the text below is "
+            f"all of them.</div>") if len(shown) < len(pieces) else ""
+    html = (f"{CSS}<div class='tkv'><div class='card'><div class='head'><b>{escape(tok.title)}</b><br>"
+            f"<span class='sub'>{len(ids):,} ids → {len(text):,} characters</span></div>"
+            f"<div class='body'>{''.join(piece_html(p, True) for p in shown)}</div>{more}</div>"
+            f"<div class='head'><b>Decoded text</b></div><pre>{escape(text)}</pre></div>")
+    return html, {"tokenizer": tok.key, "ids": ids, "pieces": [p.text for p in pieces], "text": text}
 
 
 # ---- export -----------------------------------------------------------------------------------
@@ -156,6 +254,8 @@ def token_csv(engine, keys, text: str) -> str:
 EXAMPLES = {
     "Mixed (start here)": "Hello world! HELLO WORLD! 🦙🚀 naïve café\n\n    def add(a, b):\n        return a + b\n"
                           "On 2024-03-15 it cost $1,234.56 · 東京は晴れ https://example.com/a?b=1",
+    "Mixed: today's tokenizers": "Llama 3, Mistral NeMo, DeepSeek, Command-R: 🦙 naïve café, 東京は晴れ, "
+                                 "Привет!\n    def add(a, b):\n        return a + b  # 1234567 or 3.14159",
     "Capital letters": "hello Hello HELLO hElLo. The Transformer, the transformer, THE TRANSFORMER.",
     "Emoji": "I love pizza 🍕! Family: 👨‍👩‍👧 flags: 🇫🇷🇯🇵 thumbs: 👍🏽 llama: 🦙",
     "Code with indentation": "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n\n"
