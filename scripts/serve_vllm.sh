@@ -9,7 +9,9 @@
 #
 # Knobs (environment): VLLM_HOST (127.0.0.1), VLLM_PORT (8000), VLLM_MODEL (a folder or Hub id;
 # default: the app's float copy of the embedded GGUF, made on first use), VLLM_SERVED_NAME,
-# VLLM_MAX_MODEL_LEN (2048), VLLM_CPU_KVCACHE_SPACE (GiB of KV cache, 1), VLLM_MAX_LOGPROBS (20).
+# VLLM_MAX_MODEL_LEN (2048), VLLM_CPU_KVCACHE_SPACE (GiB of KV cache, 1), VLLM_MAX_LOGPROBS (20),
+# VLLM_EAGER (set: --enforce-eager), VLLM_EXECUTOR (uni: the worker in the server's process; mp for
+# tensor parallel on GPUs).
 # Extra arguments go to vLLM's server as they are (e.g. --tensor-parallel-size 2 on GPUs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +38,5 @@ exec "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
   --host "${VLLM_HOST:-127.0.0.1}" --port "${VLLM_PORT:-8000}" \
   --model "$VLLM_MODEL" --served-model-name "${VLLM_SERVED_NAME:-smollm2-135m-instruct}" \
   --dtype float32 --max-model-len "${VLLM_MAX_MODEL_LEN:-2048}" \
-  --max-logprobs "${VLLM_MAX_LOGPROBS:-20}" ${VLLM_EAGER:+--enforce-eager} --disable-log-stats "$@"
+  --max-logprobs "${VLLM_MAX_LOGPROBS:-20}" ${VLLM_EAGER:+--enforce-eager} --disable-log-stats \
+  --distributed-executor-backend "${VLLM_EXECUTOR:-uni}" "$@"
