@@ -145,3 +145,8 @@ def build(engine) -> None:
         return _status_markdown(engine), _models_markdown(engine)
 
     refresh.click(user_errors(refresh_status), outputs=[status, table], api_name="engine_status")
+    if engine.serving.enabled:  # the server's health as of this page load, not as of the app's start
+        from gradio.context import Context
+
+        Context.root_block.load(user_errors(refresh_status), outputs=[status, table], api_name=False,
+                                queue=False, show_progress="hidden")

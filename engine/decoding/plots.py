@@ -46,7 +46,7 @@ def distribution_figure(view, top: int = 12) -> go.Figure:
                 hovers.append(f"cut by {view.stages[first].name} (p was {before:.4f})")
         if view.served_top:  # the server named only its top N: everything else is one honest bar
             rest = view.rest_mass(i)
-            labels_i = labels + [f"the rest (beyond top {len(view.served_top)})"]
+            labels_i = labels + [f"rest (past {len(view.served_top)})"]
             heights, colors = heights + [rest], colors + [REST]
             texts = texts + [_pct(rest)]
             hovers = hovers + [f"every token beyond the server's top {len(view.served_top)}: p = {rest:.4f} in all "
@@ -88,6 +88,8 @@ def _panel_title(st, index: int, view) -> str:
     head = f"<b>{index + 1}. {st.label}</b>"
     if not st.active:
         return f"{head} (off)"
+    if view.served_top and st.kept_count > len(view.served_top):  # the cut falls among tokens the server did not name
+        return f"{head}: reaches past the server's top {len(view.served_top)} (approximate)"
     if st.name in ("repetition penalty", "temperature") and st.kept_count == view.stages[index - 1].kept_count:
         return f"{head}: reshapes, cuts nothing"
     return f"{head}: {st.kept_count:,} kept, {st.kept_mass:.1%} of mass survives"
