@@ -164,19 +164,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cache-gb", type=float, default=None, help="model cache budget in GiB")
     p.add_argument("--train-minutes", type=float, default=None,
                    help="wall-time cap of one LoRA training (default: $LLM_PLAYGROUND_TRAIN_MINUTES or 5)")
+    p.add_argument("--openai-url", default=None,
+                   help="an OpenAI-compatible server (e.g. vLLM: scripts/serve_vllm.sh) that answers the text-generation "
+                        "paths, e.g. http://127.0.0.1:8000/v1 (default: $LLM_PLAYGROUND_OPENAI_URL, else in-process)")
+    p.add_argument("--openai-fallback", action="store_true", default=None,
+                   help="run in-process while that server is down (default: $LLM_PLAYGROUND_OPENAI_FALLBACK, else an error)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     from engine import Engine
+    from engine.serving import ServingConfig
 
     from engine.training.lora import GATE, train_time_cap
 
     args = parse_args(argv)
     GATE.max_seconds = train_time_cap(args.train_minutes)  # checked now, not at the first training
     cache_bytes = int(args.cache_gb * 1024**3) if args.cache_gb else None
-    engine = Engine(device=args.device, offline=True if args.offline else None, cache_bytes=cache_bytes)
-    print(f"LLM Playground on {engine.device.describe()}; {engine.registry.reason}")
+    serving = ServingConfig.from_env(url=args.openai_url, fallback=args.openai_fallback)
+    engine = Engine(device=args.device, offline=True if args.offline else None, cache_bytes=cache_bytes,
+                    serving=serving)
+    print(f"LLM Playground on {engine.device.describe()}; {engine.registry.reason}"
+          + (f"; text generation served by {serving.url}" if serving.enabled else ""))
     demo = build_demo(engine)
     password = os.environ.get("LLM_PLAYGROUND_PASSWORD")
     auth = (os.environ.get("LLM_PLAYGROUND_USER", "student"), password) if password else None

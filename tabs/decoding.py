@@ -18,7 +18,7 @@ from engine.decoding.kvcache import kv_size
 from engine.decoding.plots import (beam_summary_html, beam_tree_figure, chat_html, context_html, distribution_figure,
                                    generation_html, kv_html, steps_html)
 from engine.core.settings import knob_default
-from tabs._ui import (HEAVY, Plot, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
+from tabs._ui import (HEAVY, Plot, heavy_or_served, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
                       data_table, examples, user_errors)
 
 TITLE = "Decoding"
@@ -76,6 +76,11 @@ def _summary(view) -> str:
                      f"most likely after the knobs: {best}.")
     else:
         lines.append("**Greedy** (do_sample off, or temperature 0): the knobs below change the picture, not the pick.")
+    if view.served_top:
+        lines.append(f"**From the server:** its top {len(view.served_top)} tokens are exact; the other "
+                     f"{raw.kept_count - len(view.served_top):,} share {view.rest_mass():.2%} (the grey-blue bar), "
+                     "spread evenly for the knobs, so a knob that reaches into them is approximate. "
+                     "Step builds the KV cache in this process.")
     return "  \n".join(lines)
 
 
@@ -161,6 +166,11 @@ def build(engine) -> Share:
                 with gr.Tab("Conversation", id="chat") as chat_view:
                     chat_parts = _chat_panel()
     view = gr.Textbox("next", visible=False)  # the open sub-view, for deep links
+    if engine.serving.enabled:
+        notice(f"Text generation server: **Next token** and **Generate** are answered by {engine.serving.url} "
+               "(top-N logprobs, the whole text at once). **Step**, **Beam search** and **Conversation** need the "
+               "model's KV cache and scores and run in this process.")
+    served = heavy_or_served(engine)
 
     knob_inputs = [knobs[k] for k in [*KNOBS, "seed"]]
     gen_inputs = [gen_knobs[k] for k in GEN_KNOBS]
@@ -220,9 +230,9 @@ def build(engine) -> Share:
     step = user_errors(on_gpu(step))
     generate = user_errors(on_gpu(generate, duration=120))
     next_btn.click(show_next_token, inputs=[model, mode, prompt, *knob_inputs],
-                   outputs=[chart, summary, table, steps, context, state], api_name="next_token", **HEAVY)
+                   outputs=[chart, summary, table, steps, context, state], api_name="next_token", **served)
     prompt.submit(show_next_token, inputs=[model, mode, prompt, *knob_inputs],
-                  outputs=[chart, summary, table, steps, context, state], api_name="next_token_submit", **HEAVY)
+                  outputs=[chart, summary, table, steps, context, state], api_name="next_token_submit", **served)
     # "multiple": a click while a step runs is queued, not dropped (Gradio's default drops it)
     step_btn.click(step, inputs=[model, mode, prompt, *knob_inputs, per_click, state],
                    outputs=[chart, summary, table, steps, context, state], api_name="step", trigger_mode="multiple",
@@ -237,7 +247,7 @@ def build(engine) -> Share:
                  fn=show_next_token, outputs=[chart, summary, table, steps, context, state],
                  label="Examples: one knob at a time (click, then try Step or Generate)")
     gen_btn.click(generate, inputs=[model, mode, prompt, *knob_inputs, *gen_inputs, stop, color_by],
-                  outputs=[generated, stats, context], api_name="generate", **HEAVY)
+                  outputs=[generated, stats, context], api_name="generate", **served)
     beam, beam_inputs, beam_outputs = _wire_beam(engine, beam_parts, model, mode, prompt)
     _wire_chat(engine, chat_parts)
     for tab, name in ((next_view, "next"), (gen_view, "generate"), (beam_view, "beam"), (chat_view, "chat")):

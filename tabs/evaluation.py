@@ -12,7 +12,8 @@ from engine.evaluation import quantization as quant
 from engine.core.errors import UserInputError, check_range, check_text
 from engine.core.markdown import md_code_block
 from engine.core.settings import dataclass, knob, make
-from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, model_picker, notice, on_gpu, progress_callback,
+from engine.serving import use_server
+from tabs._ui import (HEAVY, Plot, heavy_or_served, Share, controls_for, data_table, examples, model_picker, notice, on_gpu, progress_callback,
                       user_errors)
 
 TITLE = "Evaluation"
@@ -97,7 +98,8 @@ def make_perplexity(engine):
     def run(model_key, text, window, stride, progress=gr.Progress()):
         cb = progress_callback(progress)
         bundle = engine.load(model_key, progress=cb)
-        rep = metrics.perplexity(bundle.model, bundle.tokenizer, text, window, stride, model_key, progress=cb)
+        rep = metrics.perplexity(bundle.model, bundle.tokenizer, text, window, stride, model_key, progress=cb,
+                                 served=use_server(bundle))
         numbers = rep.summary()
         numbers["tokens"] = [dict(piece=t.piece, id=t.token_id, p=t.prob, rank=t.rank,
                                   surprisal_bits=t.surprisal_bits, entropy_bits=t.entropy_bits)
@@ -326,7 +328,8 @@ def build(engine) -> None:
     score = user_errors(on_gpu(make_perplexity(engine)))
     ppl_btn.click(score,
                   inputs=[ppl_model, ppl_text, ctl["window"], ctl["stride"]],
-                  outputs=[ppl_html, ppl_math, ppl_plot, ppl_json], api_name="perplexity", **HEAVY)
+                  outputs=[ppl_html, ppl_math, ppl_plot, ppl_json], api_name="perplexity",
+                  **heavy_or_served(engine))
     cmp_make.click(user_errors(make_variants), inputs=[cmp_nat, cmp_seed], outputs=[cmp_shuf, cmp_rand],
                    api_name="make_shuffled_and_random")
     cmp_btn.click(user_errors(on_gpu(make_compare_texts(engine))), inputs=[cmp_model, cmp_nat, cmp_shuf, cmp_rand],

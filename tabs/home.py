@@ -26,11 +26,31 @@ def _status_markdown(engine) -> str:
         f"**Model cache:** {c['used_bytes'] / mb:,.0f} MB of {c['budget_bytes'] / mb:,.0f} MB used · "
         f"{c['hits']} hits · {c['misses']} misses · {c['evictions']} evictions",
     ]
+    lines += ["", _backends_markdown(engine)]
     if c["entries"]:
         lines.append("")
         lines.append("| loaded model (most recent first) | MB | load s |\n|---|---:|---:|")
         lines += [f"| {e['key']} | {e['mb']} | {e['load_s']} |" for e in c["entries"]]
     return "\n".join(lines)
+
+
+def _backends_markdown(engine) -> str:
+    """Which backend answers each text-generation model, and the operator's server's health."""
+    st = engine.status().get("serving")
+    if st is None:
+        head = ("**Text generation:** in this process (transformers). The operator can point it at a vLLM "
+                "server with `--openai-url`.")
+    else:
+        state = (f"✅ up ({st['ms']:.0f} ms), serving {', '.join(st['models']) or 'nothing'}" if st["up"]
+                 else f"❌ down: {st['error'][:200]}")
+        fb = "falls back to in-process while it is down" if engine.serving.fallback else "no fallback: errors while it is down"
+        head = (f"**Text generation server:** `{st['url']}` · {state} · {fb}. Attention, hidden states, LoRA, "
+                "quantization, beam search and the step-by-step KV-cache view always run in this process.")
+    rows = ["| model | answered by | server lists it |", "|---|---|---|"]
+    for b in engine.backends():
+        listed = "–" if b["listed"] is None else ("yes" if b["listed"] else "no")
+        rows.append(f"| {b['key']} | {b['backend']}{' at ' + b['url'] if b['url'] else ''} | {listed} |")
+    return head + "\n\n" + "\n".join(rows)
 
 
 def _models_markdown(engine) -> str:
@@ -127,3 +147,8 @@ def build(engine) -> None:
         return _status_markdown(engine), _models_markdown(engine)
 
     refresh.click(user_errors(refresh_status), outputs=[status, table], api_name="engine_status")
+    if engine.serving.enabled:  # the server's health as of this page load, not as of the app's start
+        from gradio.context import Context
+
+        Context.root_block.load(user_errors(refresh_status), outputs=[status, table], api_name=False,
+                                queue=False, show_progress="hidden")

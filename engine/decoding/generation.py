@@ -24,7 +24,9 @@ import torch
 
 from ..core.errors import UserInputError, check_choice, check_text
 from ..core.settings import knob, validate
+from ..serving import use_server
 from ..tokens import bytes_label, hf_token_bytes, invisible_code
+from . import served
 
 MODES = ("raw", "chat")  # raw completion, or the instruct model's chat template
 MAX_PROMPT_CHARS = 8_000
@@ -292,12 +294,23 @@ class NextTokenView:
     greedy_id: int
     sampling: bool
     labels: dict[int, str] = field(default_factory=dict)  # token id -> visible text, for top tokens
+    served_top: list[int] = field(default_factory=list)  # from a server: the top-N ids it returned
+    # (only they are known one by one; the rest of the vocabulary is one mass, see served.py)
+
+    def rest_mass(self, stage: int = 0) -> float:
+        """From a server: the probability of every token outside its top N, after stage `stage`."""
+        if not self.served_top:
+            return 0.0
+        probs = self.stages[stage].probs
+        return max(0.0, 1.0 - float(probs[torch.tensor(self.served_top)].sum()))
 
     @property
     def final(self) -> StageView:
         return self.stages[-1]
 
     def top_ids(self, n: int) -> list[int]:
+        if self.served_top:  # the tail is spread evenly: only the top N have an order
+            n = min(n, len(self.served_top))
         return self.stages[0].probs.topk(n).indices.tolist()
 
     def rows(self, n: int = 15) -> list[dict]:
@@ -327,7 +340,7 @@ def _knob_label(name: str, s: DecodingSettings) -> tuple[str, bool]:
 
 
 def view_from_logits(tm, logits: torch.Tensor, previous_ids: torch.Tensor, s: DecodingSettings,
-                     label_top: int = 20) -> NextTokenView:
+                     label_top: int = 20, served_top: list[int] | None = None) -> NextTokenView:
     """The distribution after each knob for one position. logits (vocab,), previous_ids (seq,)."""
     staged = stage_logits(logits[None].float(), previous_ids[None], s)  # each (1, vocab)
     stages: list[StageView] = []
@@ -343,7 +356,7 @@ def view_from_logits(tm, logits: torch.Tensor, previous_ids: torch.Tensor, s: De
         stages.append(StageView(name, label, active, probs, kept, int(kept.sum()), mass))
     greedy = int(apply_repetition_penalty(logits[None].float(), previous_ids[None], s.repetition_penalty).argmax())
     view = NextTokenView(prompt_tokens=int(previous_ids.numel()), context_max=max_context(tm), stages=stages,
-                         greedy_id=greedy, sampling=sampling(s))
+                         greedy_id=greedy, sampling=sampling(s), served_top=list(served_top or []))
     ids = set(view.top_ids(label_top)) | {greedy}
     view.labels = {tid: token_label(tm, tid) for tid in ids}
     return view
@@ -355,8 +368,16 @@ def next_token_view(tm, prompt: str, settings: DecodingSettings, mode: str = "ra
     check_model(tm)
     settings = check_settings(settings)
     _, ids = encode(tm, prompt, mode)
+    r = use_server(tm)
+    if r is not None:
+        logits, top = served.next_logits(r, ids[0].tolist(), vocab_size(tm))
+        return view_from_logits(tm, logits, ids[0], settings, served_top=top)
     logits = _forward(tm, ids)
     return view_from_logits(tm, logits[0], ids[0], settings)
+
+
+def vocab_size(tm) -> int:
+    return int(tm.model.get_output_embeddings().weight.shape[0])
 
 
 # --- the step path: one token at a time, reusing the KV cache ---------------------------------
@@ -381,10 +402,17 @@ class StepSession:
         self.prompt, self.mode = prompt, mode
         self.text, ids = encode(tm, prompt, mode)
         self.prompt_len = ids.shape[1]
-        self.cache = new_cache(tm)
         self.ids = ids[0]  # (seq,)
-        self.logits = _forward(tm, ids, self.cache)[0]  # (vocab,) for the next position
-        self.forward_tokens = [ids.shape[1]]  # tokens each forward pass read (proves cache reuse)
+        self.served_top: list[int] = []  # the first view came from the server's top N (see served.py)
+        r = use_server(tm)
+        if r is not None:  # the view from the server; the KV cache is built in-process at the first step
+            self.cache = None
+            self.logits, self.served_top = served.next_logits(r, self.ids.tolist(), vocab_size(tm))
+            self.forward_tokens = []
+        else:
+            self.cache = new_cache(tm)
+            self.logits = _forward(tm, ids, self.cache)[0]  # (vocab,) for the next position
+            self.forward_tokens = [ids.shape[1]]  # tokens each forward pass read (proves cache reuse)
         self.steps: list[dict] = []  # each: id, label, p_raw, p_final, rank, how
         self.stop_reason = ""  # "" while the text goes on; "EOS" once the model ended it
         self.seed = None
@@ -402,8 +430,8 @@ class StepSession:
     def view(self, settings: DecodingSettings) -> NextTokenView:
         settings = check_settings(settings)
         with self._lock:
-            logits, ids = self.logits, self.ids
-        return view_from_logits(self.tm, logits, ids, settings)
+            logits, ids, top = self.logits, self.ids, self.served_top
+        return view_from_logits(self.tm, logits, ids, settings, served_top=top)
 
     def _generator(self, seed: int) -> torch.Generator:
         if self.generator is None or seed != self.seed:
@@ -428,6 +456,11 @@ class StepSession:
             if self.ids.numel() >= limit:
                 raise UserInputError(f"this text has {self.ids.numel()} tokens: steps stop at "
                                      f"{limit}. Press 'Next token' to start over.")
+            if self.cache is None:  # the step view needs the KV cache: the prompt once, in-process
+                self.cache = new_cache(self.tm)
+                self.logits = _forward(self.tm, self.ids[None], self.cache)[0]
+                self.forward_tokens.append(self.ids.numel())
+                self.served_top = []
             logits = self.logits[None]  # (1, vocab)
             scores = final_logits(logits, self.ids[None], s)
             tokens, probs = pick(scores, s, self._generator(s.seed))
@@ -523,6 +556,10 @@ def generate_stream(tm, prompt: str, settings: DecodingSettings, mode: str = "ra
     text, ids = encode(tm, prompt, mode, reserve=s.max_new_tokens)
     n = s.num_return_sequences
     rows = n if sampling(s) else 1
+    r = use_server(tm)
+    if r is not None:
+        yield _served_result(tm, r, text, ids, s, rows, stops)
+        return
     eos = eos_ids(tm)
     pad = next(iter(sorted(eos)), 0)
     special = set(getattr(tm.tokenizer, "all_special_ids", []) or [])
@@ -575,6 +612,33 @@ def generate_stream(tm, prompt: str, settings: DecodingSettings, mode: str = "ra
     result.done = True
     _copy_rows(result, rows, n)
     yield result
+
+
+def _served_result(tm, r, text: str, ids: torch.Tensor, s: DecodingSettings, rows: int,
+                   stops: list[str]) -> GenerationResult:
+    """The whole generation from the server in one answer (not streamed), decoded with the
+    app's own tokenizer as the in-process path decodes it. p_final is NaN: the server returns the
+    raw model's logprobs, not the ones after the knobs; a rank of N + 1 means "not in the top N"."""
+    seqs, seconds = served.generate(
+        r, ids[0].tolist(), max_new_tokens=s.max_new_tokens, sampling=sampling(s), temperature=s.temperature,
+        top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, repetition_penalty=s.repetition_penalty, rows=rows,
+        seed=s.seed, stops=stops)
+    special = set(getattr(tm.tokenizer, "all_special_ids", []) or [])
+    result = GenerationResult(text, ids.shape[1], max_context(tm), s.max_new_tokens,
+                              [SequenceOut() for _ in range(s.num_return_sequences)], seconds=seconds, done=True)
+    for out, seq in zip(seqs, result.sequences):
+        done: list[int] = []
+        before = ""
+        for tid, p, rank in zip(out["ids"], out["p_raw"], out["rank"]):
+            done.append(tid)
+            after = tm.tokenizer.decode(done)
+            piece = after[len(before):] if after.startswith(before) else tm.tokenizer.decode([tid])
+            seq.tokens.append(TokenOut(tid, piece, p, float("nan"), rank, tid in special, partial_bytes(tm, tid)))
+            before = after
+        seq.text, seq.stop_reason = before, out["stop_reason"]
+    result.steps = max((len(q.tokens) for q in result.sequences[:rows]), default=0)
+    _copy_rows(result, rows, s.num_return_sequences)
+    return result
 
 
 def _copy_rows(result: GenerationResult, rows: int, n: int) -> None:

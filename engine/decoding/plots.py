@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import math
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -10,6 +11,7 @@ from ..tokens import invisible_code
 
 KEPT = "#4f46e5"  # indigo: still in the running
 CUT_NOW = "#9ca3af"  # grey: cut by this knob
+REST = "#94a3b8"  # slate: the part of the distribution a server's top N does not name
 CUT_BEFORE = "#e5e7eb"  # light grey: cut by an earlier knob
 GREEDY = "#f59e0b"
 
@@ -42,7 +44,16 @@ def distribution_figure(view, top: int = 12) -> go.Figure:
                 colors.append(CUT_NOW if first == i else CUT_BEFORE)
                 texts.append("cut" if first == i else "")
                 hovers.append(f"cut by {view.stages[first].name} (p was {before:.4f})")
-        fig.add_trace(go.Bar(x=labels, y=heights, marker_color=colors, text=texts, textposition="outside",
+        if view.served_top:  # the server named only its top N: everything else is one honest bar
+            rest = view.rest_mass(i)
+            labels_i = labels + [f"rest (past {len(view.served_top)})"]
+            heights, colors = heights + [rest], colors + [REST]
+            texts = texts + [_pct(rest)]
+            hovers = hovers + [f"every token beyond the server's top {len(view.served_top)}: p = {rest:.4f} in all "
+                               "(the server does not say how it is spread)"]
+        else:
+            labels_i = labels
+        fig.add_trace(go.Bar(x=labels_i, y=heights, marker_color=colors, text=texts, textposition="outside",
                              cliponaxis=False, textfont=dict(size=11), hovertext=hovers,
                              hovertemplate="%{x}<br>%{hovertext}<extra></extra>", showlegend=False),
                       row=row, col=col)
@@ -71,10 +82,14 @@ def _pct(p: float) -> str:
 
 def _panel_title(st, index: int, view) -> str:
     if index == 0:
+        if view.served_top:
+            return f"<b>1. raw</b>: top {len(view.served_top)} of {st.kept_count:,} tokens from the server"
         return f"<b>1. raw</b>: all {st.kept_count:,} tokens"
     head = f"<b>{index + 1}. {st.label}</b>"
     if not st.active:
         return f"{head} (off)"
+    if view.served_top and st.kept_count > len(view.served_top):  # the cut falls among tokens the server did not name
+        return f"{head}: reaches past the server's top {len(view.served_top)} (approximate)"
     if st.name in ("repetition penalty", "temperature") and st.kept_count == view.stages[index - 1].kept_count:
         return f"{head}: reshapes, cuts nothing"
     return f"{head}: {st.kept_count:,} kept, {st.kept_mass:.1%} of mass survives"
@@ -107,7 +122,8 @@ def token_spans(tokens, color_by: str = "probability") -> str:
     out = []
     for t in tokens:
         value = t.p_raw if color_by == "probability" else _rank_value(t.rank)
-        tip = f"{(t.bytes or t.text)!r} · p = {t.p_raw:.3f} (after knobs {t.p_final:.3f}) · rank {t.rank}"
+        after = "not returned by the server" if math.isnan(t.p_final) else f"{t.p_final:.3f}"
+        tip = f"{(t.bytes or t.text)!r} · p = {t.p_raw:.3f} (after knobs {after}) · rank {t.rank}"
         if t.bytes:
             text = f"<span class='dec-bytes'>{html.escape(t.bytes)}</span>"
         elif t.special:

