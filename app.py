@@ -63,7 +63,7 @@ def build_demo(engine) -> gr.Blocks:
                               visible=False, elem_id="share-link", buttons=["copy"])
         query = gr.Textbox(visible=False)
         current_tab = gr.State("home")
-        with gr.Tabs() as tab_set:
+        with gr.Tabs(overflow_behavior="wrap") as tab_set:  # every lesson visible: a second row, never a "..." menu
             for module in tabs.available():
                 tab_id = module.__name__.split(".")[-1]
                 with gr.Tab(module.TITLE, id=tab_id) as tab:

@@ -10,7 +10,7 @@ from engine.core.errors import UserInputError
 from engine.training import lora as L
 from engine.training import plots as TP
 from engine.training import preference as P
-from tabs._ui import HEAVY, Plot, Share, controls_for, examples, notice, progress_callback, scratch_dir, user_errors
+from tabs._ui import HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, scratch_dir, user_errors
 
 # One training at a time (the engine's gate); a second is told at once that the machine is busy.
 TRAIN = dict(concurrency_id="lora_train", concurrency_limit=2)
@@ -90,7 +90,7 @@ def build_preference(engine) -> Share:
     gr.Markdown("### 1. Comparison data")
     source = gr.Radio(choices=SOURCES, value="bundled", label="Data")
     bundled = P.load_pairs()
-    table = gr.Dataframe(value=P.pairs_to_rows(bundled), headers=HEADERS, interactive=True, wrap=True,
+    table = data_table("comparisons", value=P.pairs_to_rows(bundled), headers=HEADERS, interactive=True, wrap=True,
                          max_height=300, label=f"Comparisons ({len(bundled)} bundled; 'held out' = yes: "
                          "measured before/after, never trained on)", column_widths=["34%", "18%", "38%", "10%"],
                          elem_id="pref-table")
@@ -117,7 +117,7 @@ def build_preference(engine) -> Share:
                                                                               "Reward model"),
                    label="Reward model: loss, margin, accuracy", elem_id="pref-rm-plot")
     rm_eval_md = gr.Markdown()
-    rm_held = gr.Dataframe(headers=["prompt", "chosen", "r(chosen)", "rejected", "r(rejected)"], interactive=False,
+    rm_held = data_table("held-out-rewards", headers=["prompt", "chosen", "r(chosen)", "rejected", "r(rejected)"], interactive=False,
                            wrap=True, max_height=260, label="Reward of each side of the held-out pairs")
     with gr.Row():
         sc_prompt = gr.Textbox(value="Question: What is the capital of Italy?\nAnswer:", label="Prompt", lines=2)
@@ -128,7 +128,7 @@ def build_preference(engine) -> Share:
                "Picasso.\nMarlon Brando."]],
              [sc_prompt, sc_responses], labels=["arithmetic", "a quote"], label="Examples to score")
     sc_btn = gr.Button("Score with the reward model")
-    sc_out = gr.Dataframe(headers=["response", "reward"], interactive=False, wrap=True, label="Rewards")
+    sc_out = data_table("rewards", headers=["response", "reward"], interactive=False, wrap=True, label="Rewards")
 
     gr.Markdown("### 3. DPO with LoRA on the instruct model")
     with gr.Row():
@@ -156,7 +156,7 @@ def build_preference(engine) -> Share:
         cmp_new = gr.Slider(8, 80, value=32, step=1, label="max new tokens")
         cmp_temp = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
     cmp_btn = gr.Button("Answer the held-out prompts", variant="primary")
-    cmp_out = gr.Dataframe(headers=["prompt", "adapter off (instruct model)", "adapter on (after DPO)"],
+    cmp_out = data_table("dpo-before-after", headers=["prompt", "adapter off (instruct model)", "adapter on (after DPO)"],
                            interactive=False, wrap=True, label="Before / after", elem_id="pref-compare")
     with gr.Row():
         dl_btn = gr.Button("Download the DPO adapter (.zip)")
@@ -207,8 +207,7 @@ def build_preference(engine) -> Share:
                 "⏹️ Nothing was running.")
 
     def do_score(prompt, responses, state):
-        if not isinstance(state, P.PreferenceSession):
-            raise UserInputError("no reward model in this session yet: train one first (Train reward model).")
+        state = state if isinstance(state, P.PreferenceSession) else None
         return [[t, round(v, 3)] for t, v in P.score_responses(state, prompt, responses)]
 
     def do_dpo_train(src, rows, beta, lr, steps, batch, r, max_len, seed, state, progress=gr.Progress()):

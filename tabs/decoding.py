@@ -365,8 +365,15 @@ def _wire_beam(engine, parts, model, mode, prompt):
     inputs = [model, mode, prompt, *[parts["knobs"][k] for k in BEAM_KNOBS]]
     outputs = [parts["tree"], parts["summary"], parts["table"], parts["stats"]]
 
-    def beam(model, mode, prompt, *values, progress=gr.Progress()):
+    # Named parameters (not *values), so that the API page and gradio_client name every knob.
+    def beam(model, mode, prompt, num_beams, length_penalty, early_stopping, no_repeat_ngram_size,
+             repetition_penalty, beam_max_new_tokens, progress=gr.Progress()):
+        values = (num_beams, length_penalty, early_stopping, no_repeat_ngram_size, repetition_penalty,
+                  beam_max_new_tokens)
         yield from run_beam(engine, model, mode, prompt, *values, progress=progress_callback(progress))
+
+    assert BEAM_KNOBS == ["num_beams", "length_penalty", "early_stopping", "no_repeat_ngram_size",
+                          "repetition_penalty", "max_new_tokens"], BEAM_KNOBS  # the order of beam()'s knobs
 
     beam = user_errors(on_gpu(beam, duration=120))
     parts["run"].click(beam, inputs=inputs, outputs=outputs, api_name="beam_search", **HEAVY)

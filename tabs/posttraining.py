@@ -179,10 +179,10 @@ def build(engine) -> Share:
         fmt = S.show_format(bundle.tokenizer, p, resp, 256, model=bundle.model)
         return fmt["text"], _mask_html(fmt)
 
-    def do_train(src_v, file, mask, r, lr, steps, batch, max_len, seed_v, tmods, state, progress=gr.Progress()):
+    def do_train(src, file, mask, r, lr, steps, batch, max_len, seed_v, tmods, state, progress=gr.Progress()):
         s = S.sft_settings(mask=mask, r=r, alpha=2 * int(r), learning_rate=lr, max_steps=steps, batch_size=batch,
                            max_length=max_len, seed=seed_v, target_modules=tmods or [])
-        rows = S.dataset(src_v, file)
+        rows = S.dataset(src, file)
         state = state if isinstance(state, L.LoraSession) else L.LoraSession()
         if state.training:
             raise UserInputError("this session is already training: wait for it or press Stop.")

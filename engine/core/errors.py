@@ -27,6 +27,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def check_range(name: str, value, lo, hi, *, integer: bool = False):
     """Return value as a number inside [lo, hi] or raise UserInputError naming both."""
+    if isinstance(value, str) and _SURROGATE.search(value):  # named by position, as in any text
+        check_text(name, value, max_chars=len(value), allow_empty=True)
     try:
         num = float(value)
     except (TypeError, ValueError):

@@ -12,10 +12,10 @@ assets/tokenizers/ and checks them against llama.cpp's test vectors.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from ..core.errors import ModelUnavailableError, UserInputError
+from ..core.scratch import work_dir
 
 _WORDS = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
 _LLAMA3 = ("(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}"
@@ -135,7 +135,7 @@ def gguf_tokenizer_files(path: Path) -> tuple[str, dict, str | None]:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        with tempfile.TemporaryDirectory() as tmp:
+        with work_dir("tokenizer") as tmp:
             tok.save_pretrained(tmp)
             raw = (Path(tmp) / "tokenizer.json").read_text("utf-8")
             config = json.loads((Path(tmp) / "tokenizer_config.json").read_text("utf-8"))

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import math
 import queue
-import shutil
-import tempfile
 import threading
 import time
 import warnings
@@ -29,6 +27,7 @@ import torch
 
 from ..core.errors import UserInputError, check_range, check_text
 from ..core.registry import ASSETS
+from ..core.scratch import new_work_dir, remove_work_dir
 from ..core.settings import knob, make, validate
 from . import lora as L
 
@@ -383,7 +382,7 @@ def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, m
                         "when it ends.", done=True, busy=True), None
         return
     default_threads = torch.get_num_threads()
-    out_dir = tempfile.mkdtemp(prefix="llm-playground-pref-")
+    out_dir = str(new_work_dir("pref"))
     events: queue.Queue = queue.Queue()
     worker = None
     try:
@@ -433,7 +432,7 @@ def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, m
         if worker is not None:
             worker.join()
         torch.set_num_threads(default_threads)
-        shutil.rmtree(out_dir, ignore_errors=True)
+        remove_work_dir(out_dir)
         session.training = False
         L.GATE.leave()
 
@@ -563,12 +562,12 @@ def reward_accuracy(model, tokenizer, pairs: list[Pair]) -> dict:
 
 def score_responses(session: PreferenceSession, prompt: str, responses_text: str) -> list[tuple[str, float]]:
     """Rewards of the responses a user typed (one a line) for a prompt."""
-    if session.reward is None:
-        raise UserInputError("no reward model in this session yet: train one first (Reward model, Train).")
+    prompt = check_text("prompt", prompt, max_chars=MAX_FIELD_CHARS, allow_empty=True)  # the text first
+    text = check_text("responses", responses_text, max_chars=MAX_FIELD_CHARS * MAX_SCORE_TEXTS)
+    if session is None or session.reward is None:
+        raise UserInputError("no reward model in this session yet: train one first (Train reward model).")
     if session.training:
         raise UserInputError("a training is running in this session: wait for it or press Stop.")
-    prompt = check_text("prompt", prompt, max_chars=MAX_FIELD_CHARS, allow_empty=True)
-    text = check_text("responses", responses_text, max_chars=MAX_FIELD_CHARS * MAX_SCORE_TEXTS)
     lines = [x for x in text.splitlines() if x.strip()]
     if len(lines) > MAX_SCORE_TEXTS:
         raise UserInputError(f"{len(lines)} responses: score at most {MAX_SCORE_TEXTS} at once.")
