@@ -171,7 +171,7 @@ def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(serv
         assert server[0] in status and "up" in status
 
         def call(i):
-            return client.predict(KEY, "raw", f"Question {i}: what is {i} plus {i}? Answer:", 0.8, 50, 0.9, 0.0,
+            return client.predict(KEY, "raw", f"Question {i}: what is {i} plus {i}? Answer:", 0.8, 50, 0.9, 0.0, 1.0,
                                   1.0, False, 42, 8, 1, "", "probability", api_name="/generate")[0]
 
         alone = [call(i) for i in range(16)]
