@@ -12,7 +12,9 @@ vocabulary, so:
   after that; the probability after the knobs is not returned (NaN).
 - typical-p: vLLM's sampling parameters have no typical_p, so a sampled Generate with
   typical_p < 1 is refused (UserInputError) rather than silently sampled without it. The
-  next-token view applies it here, to the top N and the evenly spread rest, like every knob.
+  next-token view applies it in this process like every knob (generation.view_from_logits), to
+  the top N and the evenly spread rest; it reads the entropy of the whole distribution, so there
+  it is approximate.
 """
 from __future__ import annotations
 
