@@ -75,7 +75,7 @@ def _launch(engine):
 
 def _call(client, i: int, tokens: int = TOKENS) -> int:
     """One student's Generate (sampling, own seed); returns the tokens it generated."""
-    _, stats, _ = client.predict(KEY, "raw", f"Student {i} writes a story about a dragon:", 0.8, 50, 0.9, 0.0, 1.0,
+    _, stats, _ = client.predict(KEY, "raw", f"Student {i} writes a story about a dragon:", 0.8, 50, 0.9, 0.0, 1.0, 1.0,
                                  True, i, tokens, 1, "", "probability", api_name="/generate")
     return int(re.search(r"\*\*(\d+) tokens\*\*", stats).group(1))
 

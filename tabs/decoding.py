@@ -23,15 +23,16 @@ from tabs._ui import (HEAVY, Plot, heavy_or_served, Share, controls_for, model_p
 
 TITLE = "Decoding"
 
-KNOBS = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "do_sample"]
+KNOBS = ["temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty", "do_sample"]
 GEN_KNOBS = ["max_new_tokens", "num_return_sequences"]
-TABLE_HEADERS = ["rank", "token", "id", "raw", "repetition penalty", "temperature", "top-k", "top-p", "min-p", "kept"]
+TABLE_HEADERS = ["rank", "token", "id", "raw", "repetition penalty", "temperature", "top-k", "top-p", "min-p",
+                 "typical-p", "kept"]
 STATE_TTL_S = 900  # a step session's KV cache (at most MAX_STEP_TOKENS) is dropped 15 min after its last use
 
 
-def _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed,
+def _settings(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed,
               max_new_tokens=None, num_return_sequences=None) -> DecodingSettings:
-    values = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+    values = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
                   repetition_penalty=repetition_penalty, do_sample=do_sample, seed=seed)
     if max_new_tokens is not None:
         values.update(max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences)
@@ -46,6 +47,7 @@ EXAMPLES = (
     ("Nucleus: top-p 0.5", "My favourite food is", "raw", dict(temperature=1.0, top_k=0, top_p=0.5)),
     ("Top-k 5", "My favourite food is", "raw", dict(temperature=1.0, top_k=5, top_p=1.0)),
     ("min-p 0.1", "The weather today is", "raw", dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.1)),
+    ("Typical-p 0.5", "My favourite food is", "raw", dict(temperature=1.0, top_k=0, top_p=1.0, typical_p=0.5)),
     ("Repetition penalty 1.5", "I like cats. I like dogs. I like", "raw", dict(repetition_penalty=1.5)),
     ("Chat: ask the assistant", "What is the capital of France?", "chat", dict(do_sample=False)),
 )
@@ -61,7 +63,7 @@ def _example_rows(model_key) -> list[list]:
 
 def _table(view) -> list[list]:
     return [[r["rank"], r["token"], r["id"], r["raw"], r["repetition penalty"], r["temperature"], r["top-k"],
-             r["top-p"], r["min-p"], r["kept"]] for r in view.rows(15)]
+             r["top-p"], r["min-p"], r["typical-p"], r["kept"]] for r in view.rows(15)]
 
 
 def _summary(view) -> str:
@@ -79,7 +81,8 @@ def _summary(view) -> str:
     if view.served_top:
         lines.append(f"**From the server:** its top {len(view.served_top)} tokens are exact; the other "
                      f"{raw.kept_count - len(view.served_top):,} share {view.rest_mass():.2%} (the grey-blue bar), "
-                     "spread evenly for the knobs, so a knob that reaches into them is approximate. "
+                     "spread evenly for the knobs, so a knob that reaches into them (or typical-p, which reads "
+                     "the entropy of the whole distribution) is approximate. "
                      "Step builds the KV cache in this process.")
     return "  \n".join(lines)
 
@@ -146,7 +149,8 @@ def build(engine) -> Share:
                                  label="Next-token distribution after each knob", show_label=False,
                                     elem_id="decoding-chart")
                     notice("Orange is the greedy pick, grey bars are tokens a knob cut. Raise the temperature and watch the long tail grow; "
-                           "lower top-p and watch the nucleus shrink to a few tokens.")
+                           "lower top-p and watch the nucleus shrink to a few tokens; typical-p can cut even the most likely "
+                           "token, when it is far less surprising than the average.")
                     with gr.Accordion("Top 15 tokens after each knob (table)", open=False):
                         table = data_table("next-token-top15", headers=TABLE_HEADERS, interactive=False, elem_id="decoding-table")
                 with gr.Tab("Generate", id="generate") as gen_view:
@@ -169,25 +173,26 @@ def build(engine) -> Share:
     if engine.serving.enabled:
         notice(f"Text generation server: **Next token** and **Generate** are answered by {engine.serving.url} "
                "(top-N logprobs, the whole text at once). **Step**, **Beam search** and **Conversation** need the "
-               "model's KV cache and scores and run in this process.")
+               "model's KV cache and scores and run in this process. The server has no **typical-p**: Generate "
+               "refuses typical_p below 1 while sampling; Step samples with it here.")
     served = heavy_or_served(engine)
 
     knob_inputs = [knobs[k] for k in [*KNOBS, "seed"]]
     gen_inputs = [gen_knobs[k] for k in GEN_KNOBS]
 
     # Register listeners
-    def show_next_token(model, mode, prompt, temperature, top_k, top_p, min_p, repetition_penalty, do_sample,
-                        seed, progress=gr.Progress()):
-        settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed)
+    def show_next_token(model, mode, prompt, temperature, top_k, top_p, min_p, typical_p, repetition_penalty,
+                        do_sample, seed, progress=gr.Progress()):
+        settings = _settings(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed)
         tm = engine.load(model, progress=progress_callback(progress))
         session = StepSession(tm, prompt, mode, seed=settings.seed)
         fig, text, rows = _view_outputs(session, settings)
         return (fig, text, rows, steps_html(session.text, session.steps),
                 _context_with_kv(session), StepSlot(session))
 
-    def step(model, mode, prompt, temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed, n,
-             slot, progress=gr.Progress()):
-        settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed)
+    def step(model, mode, prompt, temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed,
+             n, slot, progress=gr.Progress()):
+        settings = _settings(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed)
         n = int(make_steps(n))
         tm = engine.load(model, progress=progress_callback(progress))
         slot = slot if isinstance(slot, StepSlot) else StepSlot()
@@ -203,16 +208,16 @@ def build(engine) -> Share:
                _context_with_kv(session), slot)
 
     @user_errors
-    def redraw(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed, slot):
+    def redraw(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed, slot):
         session = slot.session if isinstance(slot, StepSlot) else None
         if session is None:
             return gr.skip(), gr.skip(), gr.skip()
-        settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed)
+        settings = _settings(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed)
         return _view_outputs(session, settings)
 
-    def generate(model, mode, prompt, temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed,
-                 max_new_tokens, num_return_sequences, stop, color_by, progress=gr.Progress()):
-        settings = _settings(temperature, top_k, top_p, min_p, repetition_penalty, do_sample, seed,
+    def generate(model, mode, prompt, temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample,
+                 seed, max_new_tokens, num_return_sequences, stop, color_by, progress=gr.Progress()):
+        settings = _settings(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed,
                              max_new_tokens, num_return_sequences)
         check_choice("color_by", color_by, ("probability", "rank"))
         tm = engine.load(model, progress=progress_callback(progress))

@@ -6,7 +6,8 @@ import re
 import pytest
 
 MODEL = "smollm2-135m-instruct"
-KNOBS = dict(temperature=0.8, top_k=50, top_p=0.6, min_p=0.0, repetition_penalty=1.0, do_sample=True, seed=7)
+KNOBS = dict(temperature=0.8, top_k=50, top_p=0.6, min_p=0.0, typical_p=1.0, repetition_penalty=1.0, do_sample=True,
+             seed=7)
 
 
 def _rows(table):
@@ -14,16 +15,23 @@ def _rows(table):
 
 
 def test_next_token_api_returns_distributions(client):
-    fig, summary, table, steps, context = client.predict(MODEL, "raw", "The capital of France is", *KNOBS.values(),
+    knobs = dict(KNOBS, top_p=0.95, typical_p=0.5)  # typical-p on: its column is the last distribution
+    fig, summary, table, steps, context = client.predict(MODEL, "raw", "The capital of France is", *knobs.values(),
                                                          api_name="/next_token")
     rows = _rows(table)
-    headers = ["rank", "token", "id", "raw", "repetition penalty", "temperature", "top-k", "top-p", "min-p", "kept"]
+    headers = ["rank", "token", "id", "raw", "repetition penalty", "temperature", "top-k", "top-p", "min-p",
+               "typical-p", "kept"]
+    if isinstance(table, dict):
+        assert table["headers"] == headers
     assert len(rows) == 15 and rows[0][1] == "␣Paris" and rows[0][3] > 0.5
-    for col in range(3, 9):  # each knob's column is part of a distribution: never more than 1 in total
+    for col in range(3, 10):  # each knob's column is part of a distribution: never more than 1 in total
         assert sum(r[col] for r in rows) <= 1.0 + 1e-3, headers[col]
     raw = [r[3] for r in rows]
     assert raw == sorted(raw, reverse=True)
-    assert all(r[9] == (r[8] > 0) for r in rows)  # kept <=> positive probability after the last knob
+    assert all(r[10] == (r[9] > 0) for r in rows)  # kept <=> positive probability after the last knob
+    # typical-p only cuts and renormalises: a survivor's probability never falls, and it cut some tokens
+    assert all(r[9] >= r[8] - 1e-6 for r in rows if r[10]) and not all(r[10] for r in rows if r[8] > 0)
+    assert "typical-p 0.5" in str(fig)
     assert "Greedy pick" in summary and "Paris" in summary
     assert "of 8,192 tokens" in context
     assert fig  # a plotly figure came back

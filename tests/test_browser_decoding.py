@@ -45,20 +45,30 @@ def test_top_p_cut_chart_and_generation(page, app_url):
 
 @pytest.mark.browser
 def test_deep_link_opens_the_chart_with_the_same_knobs(browser, app_url):
+    """A link with top-k, top-p and typical-p fills the sliders and draws every knob's panel; the
+    typical-p panel cuts visible tokens (grey). Saves the typical-p screenshot."""
     from urllib.parse import urlencode
 
-    qs = urlencode({"tab": "decoding", "prompt": "My favourite colour is", "temperature": "1", "top_p": "0.5",
-                    "top_k": "20"})
+    qs = urlencode({"tab": "decoding", "prompt": "My favourite colour is", "temperature": "1", "top_p": "0.9",
+                    "top_k": "20", "typical_p": "0.5"})
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})  # fresh: no session state
     page = ctx.new_page()
     try:
         page.goto(app_url + "?" + qs)
         page.wait_for_selector("#decoding-chart .js-plotly-plot", timeout=120_000)
-        page.wait_for_function("document.querySelector('#decoding-chart').innerText.includes('top-p 0.5')",
+        page.wait_for_function("document.querySelector('#decoding-chart').innerText.includes('typical-p 0.5')",
                                timeout=30_000)
         text = page.locator("#decoding-chart").inner_text()
-        assert "top-k 20" in text and "temperature 1" in text
+        assert "top-k 20" in text and "temperature 1" in text and "top-p 0.9" in text
         assert page.locator("#decoding-prompt textarea").input_value() == "My favourite colour is"
+        assert page.locator("#decoding-typical_p input[type=number]").input_value() == "0.5"
+        panels = page.locator("#decoding-chart g.trace.bars")  # one bar trace per knob, typical-p last
+        assert panels.count() == 7
+        fills = panels.nth(6).locator("g.point path").evaluate_all("els => els.map(e => e.style.fill)")
+        assert GREY_FILL in fills  # typical-p cut some of the visible tokens
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.wait_for_timeout(500)
+        page.locator("#decoding-row").screenshot(path=str(SCREENSHOTS / "decoding_typical_p.png"))
     finally:
         ctx.close()
 

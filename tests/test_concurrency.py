@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from gradio_client import Client
 
-DEC = dict(temperature=0.8, top_k=50, top_p=0.9, min_p=0.0, repetition_penalty=1.0, do_sample=True)
+DEC = dict(temperature=0.8, top_k=50, top_p=0.9, min_p=0.0, typical_p=1.0, repetition_penalty=1.0, do_sample=True)
 M = "smollm2-135m-instruct"
 
 

@@ -55,6 +55,72 @@ def test_each_knob_equals_transformers_processor(real_logits):
                                RepetitionPenaltyLogitsProcessor(r)(ids, logits))
 
 
+def _typical_cases(real_logits):
+    """(batch, vocab) logits for typical-p: SmolLM2's, random ones, ones with many exact ties, a
+    peaked one (one token with nearly all the mass) and ones already cut by top-k (-inf)."""
+    g = torch.Generator().manual_seed(0)
+    rand = torch.randn(3, 500, generator=g) * torch.tensor([[0.5], [2.0], [6.0]])
+    ties = torch.randint(0, 4, (2, 300), generator=g).float()  # four distinct values, many ties
+    peaked = torch.randn(1, 300, generator=g)
+    peaked[0, 7] = 25.0
+    cut = D.apply_top_k(torch.randn(2, 400, generator=g) * 2, 30)
+    return [lg for lg, _ in real_logits] + [rand, ties, peaked, cut]
+
+
+def test_typical_p_equals_transformers_warper(real_logits):
+    from transformers import TypicalLogitsWarper
+
+    ids = torch.zeros(1, 1, dtype=torch.long)
+    for logits in _typical_cases(real_logits):
+        for mass in (0.01, 0.2, 0.5, 0.9, 0.95, 0.999):
+            theirs = TypicalLogitsWarper(mass=mass)(ids.expand(logits.shape[0], 1), logits)
+            assert torch.equal(D.apply_typical_p(logits, mass), theirs), (logits.shape, mass)
+    logits = real_logits[0][0]
+    assert D.apply_typical_p(logits, 1.0) is logits  # 1 is off: not even a copy
+
+
+def test_typical_p_keeps_the_most_typical_tokens_until_their_mass_reaches_p(real_logits):
+    """By hand: surprise -log p, entropy H = sum p * -log p; the kept tokens are the closest to H
+    and the shortest such run whose mass reaches typical_p."""
+    g = torch.Generator().manual_seed(1)
+    for logits in [lg for lg, _ in real_logits] + [torch.randn(2, 400, generator=g) * 3]:
+        for mass in (0.1, 0.5, 0.9, 0.98):
+            out = D.apply_typical_p(logits, mass)
+            for row, lg in zip(out, logits):
+                probs = lg.double().softmax(-1)
+                surprise = -probs.log()
+                entropy = float((probs * surprise).sum())
+                gap = (surprise - entropy).abs()
+                kept = torch.isfinite(row)
+                assert torch.equal(row[kept], lg[kept])  # survivors keep their logits
+                kept_mass = float(probs[kept].sum())
+                assert kept_mass >= mass - 1e-5, (mass, kept_mass)
+                # without its least typical member, the set falls below typical_p: no shorter run reaches it
+                worst = gap[kept].max()
+                assert kept_mass - float(probs[kept & (gap == worst)].sum()) < mass + 1e-5, mass
+                if (~kept).any():  # every survivor is more typical than every cut token
+                    assert float(worst) <= float(gap[~kept].min()) + 1e-5
+                after = row.softmax(-1)
+                assert abs(float(after.sum()) - 1.0) < 1e-5 and float(after[~kept].sum()) == 0.0
+    # a peaked distribution: H is near 0, so the top token is the most typical and enough alone
+    peaked = torch.full((1, 100), -5.0)
+    peaked[0, 3] = 20.0
+    assert torch.isfinite(D.apply_typical_p(peaked, 0.9)).sum() == 1
+
+
+def test_typical_p_on_a_server_is_refused_naming_the_value():
+    """vLLM's API has no typical_p: a sampled Generate with it is an error before any request (the
+    URL is never reached); greedy does not read the knob."""
+    from engine.decoding import served
+    from engine.serving import Client, Route, ServingConfig
+
+    r = Route(client=Client(ServingConfig(url="http://127.0.0.1:9/v1")), served_as="m")
+    kw = dict(max_new_tokens=2, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0, rows=1,
+              seed=1, stops=[])
+    with pytest.raises(UserInputError, match=r"typical_p = 0\.5 is not supported.*127\.0\.0\.1:9.*typical_p to 1"):
+        served.generate(r, [1, 2], sampling=True, typical_p=0.5, **kw)
+
+
 def _top_p_matches(ours, theirs, logits, p):
     """Same kept set, except tokens whose cumulative mass sits on p within float rounding."""
     differ = torch.isinf(ours) != torch.isinf(theirs)
@@ -80,11 +146,12 @@ def test_top_p_equals_transformers_processor(real_logits):
 
 def test_knob_chain_equals_transformers_processor_list(real_logits):
     from transformers import (LogitsProcessorList, MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
-                              TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+                              TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper)
 
-    s = D.make_settings(temperature=0.7, top_k=40, top_p=0.9, min_p=0.05, repetition_penalty=1.3)
+    s = D.make_settings(temperature=0.7, top_k=40, top_p=0.9, min_p=0.05, typical_p=0.8, repetition_penalty=1.3)
     hf = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.3), TemperatureLogitsWarper(0.7),
-                              TopKLogitsWarper(40), TopPLogitsWarper(0.9), MinPLogitsWarper(0.05)])
+                              TopKLogitsWarper(40), TopPLogitsWarper(0.9), MinPLogitsWarper(0.05),
+                              TypicalLogitsWarper(0.8)])
     for logits, ids in real_logits:
         ours = D.final_logits(logits, ids, s)
         theirs = hf(ids, logits)
@@ -107,7 +174,7 @@ def test_top_p_keeps_the_smallest_set_whose_mass_reaches_p(real_logits):
 
 def test_probabilities_sum_to_one_after_every_knob(smollm):
     for kwargs in (dict(), dict(temperature=0.4, top_k=10, top_p=0.5, min_p=0.1, repetition_penalty=1.5),
-                   dict(temperature=1.9, top_k=0, top_p=0.99, min_p=0.0, repetition_penalty=0.7),
+                   dict(temperature=1.9, top_k=0, top_p=0.99, min_p=0.0, typical_p=0.6, repetition_penalty=0.7),
                    dict(temperature=0.0, top_k=200)):
         view = D.next_token_view(smollm, "I like to eat apples and", D.make_settings(**kwargs))
         assert [st.name for st in view.stages] == list(D.STAGES)
@@ -232,6 +299,8 @@ def test_chat_template_and_context_window(smollm, tiny):
     (dict(top_k=2.5), ["top_k", "2.5", "whole number"]),
     (dict(top_p=-0.1), ["top_p", "-0.1", "0.0 to 1.0"]),
     (dict(min_p=float("nan")), ["min_p", "nan"]),
+    (dict(typical_p=1.5), ["typical_p", "1.5", "0.0 to 1.0"]),
+    (dict(typical_p=float("nan")), ["typical_p", "nan", "0.0 and 1.0"]),
     (dict(repetition_penalty=0), ["repetition_penalty", "0.5 to 2.0"]),
     (dict(max_new_tokens=1000), ["max_new_tokens", "1000", "1 to 256"]),
     (dict(num_return_sequences=9), ["num_return_sequences", "9", "1 to 4"]),
@@ -377,15 +446,15 @@ def test_step_session_is_safe_from_several_threads(tiny):
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(temperature=0.7, top_k=40, top_p=0.9, min_p=0.05, repetition_penalty=1.3),
-    dict(temperature=1.6, top_k=5, top_p=0.5, min_p=0.2, repetition_penalty=0.8),
-    dict(temperature=0.3, top_k=200, top_p=0.97, min_p=0.01, repetition_penalty=1.0),
+    dict(temperature=0.7, top_k=40, top_p=0.9, min_p=0.05, typical_p=0.9, repetition_penalty=1.3),
+    dict(temperature=1.6, top_k=5, top_p=0.5, min_p=0.2, typical_p=0.3, repetition_penalty=0.8),
+    dict(temperature=0.3, top_k=200, top_p=0.97, min_p=0.01, typical_p=0.95, repetition_penalty=1.0),
 ])
 def test_each_view_stage_is_the_transformers_processor_of_the_previous_stage(smollm, kwargs):
     """Stage i of next_token_view equals transformers' processor i applied to stage i-1's output,
     so a wrong order (temperature after top-k) or a stage fed the raw logits fails."""
     from transformers import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
-                              TopKLogitsWarper, TopPLogitsWarper)
+                              TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper)
 
     s = D.make_settings(**kwargs)
     prompt = "I like cats. I like dogs. I like"
@@ -393,7 +462,8 @@ def test_each_view_stage_is_the_transformers_processor_of_the_previous_stage(smo
     _, ids = D.encode(smollm, prompt, "raw")
     raw = D._forward(smollm, ids)
     processors = [RepetitionPenaltyLogitsProcessor(s.repetition_penalty), TemperatureLogitsWarper(s.temperature),
-                  TopKLogitsWarper(s.top_k), TopPLogitsWarper(s.top_p), MinPLogitsWarper(s.min_p)]
+                  TopKLogitsWarper(s.top_k), TopPLogitsWarper(s.top_p), MinPLogitsWarper(s.min_p),
+                  TypicalLogitsWarper(s.typical_p)]
     assert [st.name for st in view.stages] == list(D.STAGES)
     assert torch.allclose(view.stages[0].probs, raw[0].softmax(-1), atol=1e-6)
     for st, prev, proc in zip(view.stages[1:], view.stages[:-1], processors):

@@ -151,6 +151,18 @@ def test_a_seed_gives_the_same_samples_twice(served_tm):
     assert a.sequences[0].text != a.sequences[1].text  # two samples, side by side
 
 
+def test_typical_p_is_refused_by_the_server_for_sampling_and_unread_by_greedy(served_tm, server):
+    """vLLM has no typical_p: sampling with it is an error naming the value and the server, never a
+    silent sample without it; greedy does not read the knob and is served as before."""
+    from engine.core.errors import UserInputError
+    from engine.decoding.generation import generate, make_settings
+
+    with pytest.raises(UserInputError, match=r"typical_p = 0\.5 is not supported.*" + re.escape(server[0])):
+        generate(served_tm, "Hello", make_settings(temperature=1.0, typical_p=0.5, max_new_tokens=4))
+    plain = generate(served_tm, "Hello", make_settings(**GREEDY))
+    assert generate(served_tm, "Hello", make_settings(**GREEDY, typical_p=0.5)).sequences[0].text == plain.sequences[0].text
+
+
 def _no_tips(html: str) -> str:
     return re.sub(r"title='[^']*'", "", html)  # probabilities in the tooltips may differ in the last digit
 
@@ -171,7 +183,7 @@ def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(serv
         assert server[0] in status and "up" in status
 
         def call(i):
-            return client.predict(KEY, "raw", f"Question {i}: what is {i} plus {i}? Answer:", 0.8, 50, 0.9, 0.0,
+            return client.predict(KEY, "raw", f"Question {i}: what is {i} plus {i}? Answer:", 0.8, 50, 0.9, 0.0, 1.0,
                                   1.0, False, 42, 8, 1, "", "probability", api_name="/generate")[0]
 
         alone = [call(i) for i in range(16)]

@@ -1,6 +1,6 @@
 """Decoding: how a causal LM turns next-token logits into text.
 
-The knob math (repetition penalty, temperature, top-k, top-p, min-p) is written here, once,
+The knob math (repetition penalty, temperature, top-k, top-p, min-p, typical-p) is written here, once,
 and used by the next-token view, the step path and generation alike, so the chart shows
 exactly the distribution that sampling draws from. tests/test_decoding.py proves each knob
 equals the matching transformers logits processor.
@@ -46,6 +46,8 @@ class DecodingSettings:
                         "add up to p (1 = off)", step=0.01)
     min_p: float = knob(0.0, 0.0, 1.0, "Drop tokens less likely than min_p × the top token's "
                         "probability (0 = off)", step=0.01)
+    typical_p: float = knob(1.0, 0.0, 1.0, "Keep the tokens whose surprise (-log p) is closest to the average "
+                            "surprise (the entropy), until they add up to typical_p (1 = off)", step=0.01)
     repetition_penalty: float = knob(1.0, 0.5, 2.0, "Above 1, tokens already in the text become less "
                                      "likely; below 1, more likely (1 = off)", step=0.05)
     do_sample: bool = knob(True, help="Sample from the distribution; off = greedy: always the most likely token")
@@ -130,8 +132,32 @@ def apply_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
     return logits.masked_fill(probs < threshold, NEG_INF)
 
 
-# The order transformers' generate() uses: processors, then the sampling warpers.
-STAGES = ("raw", "repetition penalty", "temperature", "top-k", "top-p", "min-p")
+def apply_typical_p(logits: torch.Tensor, mass: float) -> torch.Tensor:
+    """Locally typical sampling. A token's surprise is -log p; the distribution's entropy H is
+    its average surprise. Tokens are ranked by how far their surprise lies from H (the most
+    "typical" first, which is not always the most likely), and the shortest run of that ranking
+    whose probabilities add up to `mass` is kept (tokens tied with the last one stay too, and
+    the most typical token always does). 1 is off."""
+    if mass >= 1.0:
+        return logits
+    logp = logits.log_softmax(-1)  # (batch, vocab); cut tokens at -inf
+    probs = logp.exp()
+    entropy = -(logp * probs).nansum(-1, keepdim=True)  # (batch, 1); 0 * -inf is nan, skipped
+    distance = (-logp - entropy).abs()  # cut tokens: inf, so they sort last
+    sorted_dist, order = distance.sort(dim=-1)  # most typical first
+    # the mass up to each position, summed in typical order from the logits (the order of the sums
+    # decides the last bit, and this one is transformers')
+    running = logits.gather(-1, order).softmax(-1).cumsum(-1)
+    last = (running < mass).sum(-1, keepdim=True).clamp(max=logits.shape[-1] - 1)  # (batch, 1)
+    cut_sorted = sorted_dist > sorted_dist.gather(-1, last)
+    cut_sorted[..., 0] = False  # the most typical token always stays
+    cut = torch.zeros_like(cut_sorted).scatter(-1, order, cut_sorted)
+    return logits.masked_fill(cut, NEG_INF)
+
+
+# The order transformers' generate() uses: processors, then the sampling warpers (typical-p after
+# min-p, as in transformers 5's _get_logits_processor).
+STAGES = ("raw", "repetition penalty", "temperature", "top-k", "top-p", "min-p", "typical-p")
 
 
 def stage_logits(logits: torch.Tensor, previous_ids: torch.Tensor, s: DecodingSettings) -> list[torch.Tensor]:
@@ -142,6 +168,7 @@ def stage_logits(logits: torch.Tensor, previous_ids: torch.Tensor, s: DecodingSe
     out.append(apply_top_k(out[-1], s.top_k))
     out.append(apply_top_p(out[-1], s.top_p))
     out.append(apply_min_p(out[-1], s.min_p))
+    out.append(apply_typical_p(out[-1], s.typical_p))
     return out
 
 
@@ -336,7 +363,9 @@ def _knob_label(name: str, s: DecodingSettings) -> tuple[str, bool]:
         return f"top-k {s.top_k}", 0 < s.top_k
     if name == "top-p":
         return f"top-p {s.top_p:g}", s.top_p < 1.0
-    return f"min-p {s.min_p:g}", s.min_p > 0.0
+    if name == "min-p":
+        return f"min-p {s.min_p:g}", s.min_p > 0.0
+    return f"typical-p {s.typical_p:g}", s.typical_p < 1.0
 
 
 def view_from_logits(tm, logits: torch.Tensor, previous_ids: torch.Tensor, s: DecodingSettings,
@@ -621,7 +650,8 @@ def _served_result(tm, r, text: str, ids: torch.Tensor, s: DecodingSettings, row
     raw model's logprobs, not the ones after the knobs; a rank of N + 1 means "not in the top N"."""
     seqs, seconds = served.generate(
         r, ids[0].tolist(), max_new_tokens=s.max_new_tokens, sampling=sampling(s), temperature=s.temperature,
-        top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, repetition_penalty=s.repetition_penalty, rows=rows,
+        top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, typical_p=s.typical_p,
+        repetition_penalty=s.repetition_penalty, rows=rows,
         seed=s.seed, stops=stops)
     special = set(getattr(tm.tokenizer, "all_special_ids", []) or [])
     result = GenerationResult(text, ids.shape[1], max_context(tm), s.max_new_tokens,
@@ -656,6 +686,7 @@ def generate(tm, prompt: str, settings: DecodingSettings, mode: str = "raw", sto
 
 
 __all__ = ["DecodingSettings", "make_settings", "check_settings", "STAGES", "apply_repetition_penalty",
-           "apply_temperature", "apply_top_k", "apply_top_p", "apply_min_p", "stage_logits", "final_logits",
+           "apply_temperature", "apply_top_k", "apply_top_p", "apply_min_p", "apply_typical_p",
+           "stage_logits", "final_logits",
            "choose", "pick", "next_token_view", "view_from_logits", "NextTokenView", "StepSession", "TextEnded", "generate_stream",
            "generate", "GenerationResult", "SequenceOut", "TokenOut", "parse_stop", "MODES"]

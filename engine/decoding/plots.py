@@ -25,7 +25,9 @@ def distribution_figure(view, top: int = 12) -> go.Figure:
     ids = view.top_ids(top)
     labels = [_tick(view.labels.get(t, str(t)), i) for i, t in enumerate(ids)]
     titles = [_panel_title(st, i, view) for i, st in enumerate(view.stages)]
-    fig = make_subplots(rows=3, cols=2, subplot_titles=titles, vertical_spacing=0.16, horizontal_spacing=0.06)
+    n_rows = (len(view.stages) + 1) // 2  # two panels a row (seven stages: the last row has one)
+    fig = make_subplots(rows=n_rows, cols=2, subplot_titles=titles, vertical_spacing=0.48 / n_rows,
+                        horizontal_spacing=0.06)
     cut_at: dict[int, int] = {}
     for i, st in enumerate(view.stages):
         row, col = i // 2 + 1, i % 2 + 1
@@ -63,7 +65,7 @@ def distribution_figure(view, top: int = 12) -> go.Figure:
         fig.update_xaxes(tickangle=-35, tickfont=dict(size=12, family="monospace"), row=row, col=col)
     fig.update_annotations(font=dict(size=13))
     # No figure title: the tab's summary line says the same, and a title collides with the modebar.
-    fig.update_layout(height=740, margin=dict(l=50, r=20, t=40, b=40), bargap=0.25, plot_bgcolor="white")
+    fig.update_layout(height=60 + 230 * n_rows, margin=dict(l=50, r=20, t=40, b=40), bargap=0.25, plot_bgcolor="white")
     return fig
 
 

@@ -10,6 +10,11 @@ vocabulary, so:
   depends on how that mass is spread (high temperature, a top-p beyond the top N) is approximate.
 - Generate: each token's raw probability is exact; its rank is exact up to N and "more than N"
   after that; the probability after the knobs is not returned (NaN).
+- typical-p: vLLM's sampling parameters have no typical_p, so a sampled Generate with
+  typical_p < 1 is refused (UserInputError) rather than silently sampled without it. The
+  next-token view applies it in this process like every knob (generation.view_from_logits), to
+  the top N and the evenly spread rest; it reads the entropy of the whole distribution, so there
+  it is approximate.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import time
 
 import torch
 
+from ..core.errors import UserInputError
 from ..serving import Route, choice_tokens, complete
 
 
@@ -38,10 +44,15 @@ def next_logits(r: Route, ids: list[int], vocab: int) -> tuple[torch.Tensor, lis
 
 
 def generate(r: Route, ids: list[int], *, max_new_tokens: int, sampling: bool, temperature: float, top_k: int,
-             top_p: float, min_p: float, repetition_penalty: float, rows: int, seed: int,
+             top_p: float, min_p: float, typical_p: float, repetition_penalty: float, rows: int, seed: int,
              stops: list[str]) -> tuple[list[dict], float]:
     """One /completions call for `rows` continuations. Returns ([{"ids", "p_raw", "rank",
     "stop_reason"}], seconds). rank: exact up to N, N + 1 means "not in the top N"."""
+    if sampling and typical_p < 1.0:
+        raise UserInputError(
+            f"typical_p = {typical_p:g} is not supported by the text generation server ({r.url}): "
+            "its OpenAI-compatible API has no typical_p. Set typical_p to 1 (off) to generate there, or use "
+            "Step, which samples in this process with every knob.")
     start = time.perf_counter()
     kw = dict(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
               seed=int(seed)) if sampling else dict(temperature=0.0)
