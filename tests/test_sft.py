@@ -111,10 +111,35 @@ def test_engine_loss_equals_masked_token_loss_by_hand(tokenizer, base):
         keep = target != -100
         by_hand = -logp[keep].gather(-1, target[keep].unsqueeze(-1)).mean()
         assert keep.sum() > 0 and torch.isclose(engine_loss.double(), by_hand, atol=1e-5)
+        with torch.no_grad():  # the training loop's loss runs the LM head on the counted positions only
+            assert torch.isclose(L.counted_token_loss(base, batch).double(), by_hand, atol=1e-5)
         one = rows[0]
         e = S.encode_pair(tokenizer, one["prompt"], one["response"], mask, 64)
         single = S.collate_sft([(e["ids"], e["labels"])], 0)
         assert S.loss_of(base, e["ids"], e["labels"]) == pytest.approx(masked_loss(base, single), abs=1e-5)
+
+
+def test_counted_token_loss_equals_the_models_own_loss_on_a_tiny_gemma3():
+    """Gemma 3 (the SFT base) has its own norm, scaled embeddings and optional soft-capping: the
+    head-on-counted-positions loss must still equal transformers' loss, value and gradient."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=8,
+                           final_logit_softcapping=5.0)
+    model = Gemma3ForCausalLM(cfg).eval()
+    assert model.config.model_type in L._HEAD_ON_COUNTED
+    ids = torch.randint(1, 300, (3, 12))
+    labels = ids.clone()
+    labels[:, :5] = -100  # a prompt the loss does not count
+    labels[2, 9:] = -100  # and padding
+    batch = dict(input_ids=ids, attention_mask=(labels != -100) | (torch.arange(12) < 9), labels=labels)
+    want = model(**batch).loss
+    (g_want,) = torch.autograd.grad(want, model.model.layers[0].self_attn.q_proj.weight)
+    got = L.counted_token_loss(model, batch)
+    (g_got,) = torch.autograd.grad(got, model.model.layers[0].self_attn.q_proj.weight)
+    assert torch.isclose(got, want, atol=1e-5) and torch.allclose(g_got, g_want, atol=1e-5)
 
 
 def masked_loss(model, batch) -> float:
