@@ -56,3 +56,28 @@ def test_img2img_needs_an_image_and_use_this_digit_shows_it_as_the_model_sees_it
     preview.first.wait_for(timeout=30_000)
     page.wait_for_function("() => { const i = document.querySelector('#diffusion-init-preview img');"
                            " return i && i.complete && i.naturalWidth === 160; }", timeout=30_000)
+
+
+def test_teach_a_symbol_load_train_render_and_measure_forgetting(page, app_url):
+    """The Teach sub-tab end to end: the example set, a short DreamBooth run, the taught word
+    rendered, and the forgetting table filled with before/after digit accuracy."""
+    page.set_viewport_size({"width": 1400, "height": 1800})
+    _open_tab(page, app_url)
+    page.get_by_role("tab", name="Teach it a new symbol").click()
+    page.locator("#teach-load-set").click()
+    page.wait_for_function("document.querySelectorAll('#teach-images img').length >= 3", timeout=60_000)
+    steps = page.get_by_label("steps", exact=False).first
+    steps.fill("20")
+    steps.press("Enter")
+    page.locator("#teach-train").click()
+    page.wait_for_function("document.querySelector('#teach-status').innerText.includes('Done')", timeout=300_000)
+    status = page.locator("#teach-status").inner_text()
+    assert "20" in status, status
+    page.locator("#teach-render").click()
+    page.wait_for_function("document.querySelectorAll('#teach-out img').length >= 4", timeout=120_000)
+    page.locator("#teach-forget").click()
+    page.wait_for_function("document.querySelectorAll('#teach-forgetting tbody tr').length >= 1", timeout=300_000)
+    table = page.locator("#teach-forgetting").inner_text()
+    assert "digits recognised before" in table and "%" in table and "20" in table, table
+    page.locator("#teach-forgetting").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "diffusion_teach_forgetting_test.png"), full_page=False)
