@@ -118,7 +118,8 @@ def build_preference(engine) -> Share:
                    label="Reward model: loss, margin, accuracy", elem_id="pref-rm-plot")
     rm_eval_md = gr.Markdown()
     rm_held = data_table("held-out-rewards", headers=["prompt", "chosen", "r(chosen)", "rejected", "r(rejected)"], interactive=False,
-                           wrap=True, max_height=260, label="Reward of each side of the held-out pairs")
+                           wrap=True, max_height=260, label="Reward of each side of the held-out pairs",
+                           column_widths=["36%", "20%", "9%", "26%", "9%"])
     with gr.Row():
         sc_prompt = gr.Textbox(value="Question: What is the capital of Italy?\nAnswer:", label="Prompt", lines=2)
         sc_responses = gr.Textbox(value="Rome.\nWell, I am not sure, it might be Milan, or maybe Rome.\nMilan.",
@@ -157,7 +158,8 @@ def build_preference(engine) -> Share:
         cmp_temp = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
     cmp_btn = gr.Button("Answer the held-out prompts", variant="primary")
     cmp_out = data_table("dpo-before-after", headers=["prompt", "adapter off (instruct model)", "adapter on (after DPO)"],
-                           interactive=False, wrap=True, label="Before / after", elem_id="pref-compare")
+                           interactive=False, wrap=True, label="Before / after", elem_id="pref-compare",
+                         column_widths=["30%", "35%", "35%"])
     with gr.Row():
         dl_btn = gr.Button("Download the DPO adapter (.zip)")
         dl_file = gr.File(label="adapter_model.safetensors + adapter_config.json (PeftModel.from_pretrained loads "
@@ -233,7 +235,10 @@ def build_preference(engine) -> Share:
         if not isinstance(state, P.PreferenceSession):
             raise UserInputError("no DPO adapter in this session yet: train one first (Train with DPO).")
         out = P.compare_outputs(state, _held_prompts(src, rows), seed, n_new, temp)
-        return [[r["prompt"], r["base"], r["tuned"]] for r in out]
+        def shown(text):  # an answer that is only whitespace or EOS would be an empty-looking cell
+            return text if text.strip() else "(no text: the model ended the answer at once)"
+
+        return [[r["prompt"], shown(r["base"]), shown(r["tuned"])] for r in out]
 
     def do_download(state):
         if not isinstance(state, P.PreferenceSession):

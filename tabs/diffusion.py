@@ -358,7 +358,8 @@ def _build_teach(engine) -> None:
     with gr.Row():
         forget_btn = gr.Button("Measure forgetting", elem_id="teach-forget")
         download_btn = gr.Button("Download the trained weights")
-    forget_table = data_table("teach-forgetting", label="Forgetting", elem_id="teach-forgetting")
+    forget_table = data_table("teach-forgetting", label="Forgetting", elem_id="teach-forgetting", wrap=True,
+                              column_widths=["13%", "24%", "8%", "16%", "16%", "13%", "10%"])
     weights = gr.File(label="Weights (diffusers / peft formats; teach.json says how to load them)")
 
     def add_images(current, new):

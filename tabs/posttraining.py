@@ -150,7 +150,8 @@ def build(engine) -> Share:
             score_md = gr.Markdown(elem_id="sft-score")
             table = data_table("sft-before-after", headers=["task", "prompt", "expected", "base (template)", "✓",
                                                             "tuned (template)", "✓", "tuned, no template", "✓"],
-                               interactive=False, wrap=True, max_height=420)
+                               interactive=False, wrap=True, max_height=420,
+                               column_widths=["8%", "22%", "11%", "17%", "4%", "15%", "4%", "15%", "4%"])
             notice("The last column is train/serve skew: the same tuned model, prompted without the template it "
                    "was trained on, falls back toward base-model behaviour.")
             with gr.Row():
