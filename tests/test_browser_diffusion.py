@@ -81,4 +81,3 @@ def test_teach_a_symbol_load_train_render_and_measure_forgetting(page, app_url):
     table = page.locator("#teach-forgetting").inner_text()
     assert "digits recognised before" in table and "%" in table and "20" in table, table
     page.locator("#teach-forgetting").scroll_into_view_if_needed()
-    page.screenshot(path=str(SCREENSHOTS / "diffusion_teach_forgetting_test.png"), full_page=False)
