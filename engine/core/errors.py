@@ -75,3 +75,22 @@ def check_text(name: str, text, *, max_chars: int = 200_000, allow_empty: bool =
             "Remove it, or send the text as valid UTF-8."
         )
     return text
+
+
+def read_text_upload(path, kinds: tuple[str, ...], max_bytes: int) -> str:
+    """The UTF-8 text of an uploaded file (the path is Gradio's temporary copy, never user text):
+    its suffix one of `kinds` (e.g. ("txt", "jsonl")), at most max_bytes on disk."""
+    from pathlib import Path
+
+    path = Path(path)
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in kinds:
+        shown = " or ".join(f".{k}" for k in kinds)
+        raise UserInputError(f"file type .{kind or '(none)'} is not accepted: upload a {shown} file.")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise UserInputError(f"the file is {size:,} bytes: the limit is {max_bytes:,} bytes.")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserInputError("the file is not UTF-8 text: save it as UTF-8 and upload it again.") from None

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.errors import UserInputError, check_range, check_text
+from ..core.errors import UserInputError, check_range, check_text, read_text_upload
 from ..core.settings import knob, make
 from . import quantization
 from .metrics import begin_token_id
@@ -127,15 +127,7 @@ def parse_jsonl(text: str, name: str = "file") -> list[Item]:
 
 def read_upload(path) -> list[Item]:
     """Items from an uploaded .jsonl file (at most MAX_FILE_BYTES, UTF-8)."""
-    p = Path(path)
-    size = p.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise UserInputError(f"the uploaded file is {size:,} bytes: the limit is {MAX_FILE_BYTES:,} bytes (1 MiB).")
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserInputError("the uploaded file is not UTF-8 text: save it as UTF-8 .jsonl.") from None
-    return parse_jsonl(text, "the uploaded file")
+    return parse_jsonl(read_text_upload(path, ("jsonl",), MAX_FILE_BYTES), "the uploaded file")
 
 
 def bundled() -> list[Item]:

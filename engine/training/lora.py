@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ..core.errors import UserInputError, check_range, check_text
+from ..core.errors import UserInputError, check_range, check_text, read_text_upload
 from ..core.registry import ASSETS
 from ..core.settings import MAX_UPLOAD_BYTES, knob, make, validate
 
@@ -158,18 +158,8 @@ def parse_dataset(text: str, kind: str = "txt") -> list[str]:
 
 def read_dataset_file(path: str | Path) -> list[str]:
     """An uploaded .txt or .jsonl file (the path is Gradio's temporary copy, never user text)."""
-    path = Path(path)
-    kind = path.suffix.lower().lstrip(".")
-    if kind not in ("txt", "jsonl"):
-        raise UserInputError(f"file type .{kind} is not accepted: upload a .txt or .jsonl file.")
-    size = path.stat().st_size
-    if size > MAX_DATASET_BYTES:
-        raise UserInputError(f"the file is {size:,} bytes: the limit is {MAX_DATASET_BYTES:,} bytes.")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserInputError("the file is not UTF-8 text: save it as UTF-8 and upload it again.") from None
-    return parse_dataset(text, kind)
+    text = read_text_upload(path, ("txt", "jsonl"), MAX_DATASET_BYTES)
+    return parse_dataset(text, Path(path).suffix.lower().lstrip("."))
 
 
 # ---- the training format: text + EOS, padded per batch ------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ..core.errors import UserInputError, check_range, check_text
+from ..core.errors import UserInputError, check_range, check_text, read_text_upload
 from ..core.registry import ASSETS
 from ..core.scratch import new_work_dir, remove_work_dir
 from ..core.settings import knob, make, validate
@@ -153,17 +153,7 @@ def load_pairs(path: Path = PAIRS) -> list[Pair]:
 
 def read_pairs_file(path: str | Path) -> list[Pair]:
     """An uploaded .jsonl (the path is Gradio's temporary copy, never user text)."""
-    path = Path(path)
-    if path.suffix.lower() != ".jsonl":
-        raise UserInputError(f"file type {path.suffix or '(none)'!r} is not accepted: upload a .jsonl file.")
-    size = path.stat().st_size
-    if size > MAX_PAIRS_BYTES:
-        raise UserInputError(f"the file is {size:,} bytes: the limit is {MAX_PAIRS_BYTES:,} bytes.")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserInputError("the file is not UTF-8 text: save it as UTF-8 and upload it again.") from None
-    return parse_pairs(text)
+    return parse_pairs(read_text_upload(path, ("jsonl",), MAX_PAIRS_BYTES))
 
 
 def pairs_from_rows(rows) -> list[Pair]:
