@@ -104,6 +104,9 @@ def _status(res: T.TaskResult) -> str:
     line = f"Ran in {res.seconds:.2f} s with `{res.model_key}`."
     if res.fallback_for:
         line += f"  \n⚠️ Offline fallback standing in for `{res.fallback_for}`."
+    if res.extra.get("served_by"):
+        line += (f"  \nAnswered by the text generation server ({res.extra['served_by']}), not this process; "
+                 "the code below is what runs in-process.")
     return line
 
 

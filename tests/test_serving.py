@@ -167,6 +167,30 @@ def _no_tips(html: str) -> str:
     return re.sub(r"title='[^']*'", "", html)  # probabilities in the tooltips may differ in the last digit
 
 
+def test_pipelines_text_generation_and_rag_answers_come_from_the_server_and_equal_in_process(
+        served, engine, monkeypatch):
+    from engine.pipelines import tasks as T
+    from engine.retrieval import rag
+    from engine.serving.client import Client
+
+    calls = []
+    real = Client.completions
+    monkeypatch.setattr(Client, "completions", lambda self, payload: calls.append(payload) or real(self, payload))
+    prompt = "The capital of France is"
+    got = T.run(served, "text-generation", KEY, prompt, max_new_tokens=8, temperature=0.0)
+    assert len(calls) == 1 and got.extra["served_by"].startswith(KEY)
+    want = T.run(engine, "text-generation", KEY, prompt, max_new_tokens=8, temperature=0.0)
+    assert "served_by" not in want.extra
+    assert got.data == want.data and got.data[0]["generated_text"].startswith(prompt + " Paris")
+    # RAG: both answers (with and without the retrieved chunk) through the server, greedy, equal
+    hits = [dict(title="Lab notes", doc_id="notes", chunk=0, text="The door code of the lab is 4417.")]
+    s = rag.make_answer_settings(max_new_tokens=16, temperature=0.0)
+    a = rag.answer(served, "What is the door code of the lab?", hits, s)
+    assert len(calls) == 3  # one request per answer
+    b = rag.answer(engine, "What is the door code of the lab?", hits, s)
+    assert (a["rag"], a["plain"]) == (b["rag"], b["plain"]) and a["rag"]
+
+
 def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(server, served, engine):
     import app
     from gradio_client import Client

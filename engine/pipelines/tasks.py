@@ -21,13 +21,26 @@ from typing import Any, Callable
 import torch
 
 from ..core.device import DeviceInfo
-from ..core.errors import ModelUnavailableError, UserInputError, check_choice, check_text
+from ..core.errors import (
+    ModelUnavailableError,
+    UserInputError,
+    check_choice,
+    check_text,
+)
 from ..core.models import Progress, TextModel, _pretrained_kwargs, no_progress
 from ..core.registry import Source
 from ..core.settings import knob, make, validate
+from ..serving import client as serving
 from .base import Prepared
-from .fallbacks import (MASK_RE, fill_mask_by_lm, lm_pipeline, ner_by_spacy,
-                             summarize_by_prompt, summary_messages, zero_shot_by_similarity)
+from .fallbacks import (
+    MASK_RE,
+    fill_mask_by_lm,
+    lm_pipeline,
+    ner_by_spacy,
+    summarize_by_prompt,
+    summary_messages,
+    zero_shot_by_similarity,
+)
 
 MAX_CHARS = 5000
 MAX_LABELS_CHARS = 2000  # zero-shot: 1 to 12 labels, comma separated
@@ -368,11 +381,40 @@ def _gen_forward(engine, opt, p: Prepared, progress):
     from transformers import set_seed
 
     bundle = engine.load(opt.key, progress=progress)
+    r = serving.use_server(bundle)
+    if r is not None:  # the operator's OpenAI-compatible server (vLLM) answers, batched with the class
+        progress(None, f"Generating on {r.describe()}...")
+        p.extra["served_by"] = r.describe()
+        return _gen_served(bundle, r, p)
     pipe = lm_pipeline(bundle)
     set_seed(p.settings.seed)
     progress(None, "Generating...")
     with torch.inference_mode():
         return pipe(p.text, **_gen_kwargs(p.settings))
+
+
+def _gen_served(bundle: TextModel, r, p: Prepared) -> list[dict]:
+    """What pipeline("text-generation") returns (the prompt and its continuation), from the server:
+    the pipeline's own prompt ids are sent, the returned token ids are decoded by the app's
+    tokenizer as the pipeline decodes them. Sampling uses the model's generation defaults (top-k,
+    top-p) as generate() would; the server's random numbers are its own, so only greedy text is
+    the same as in-process."""
+    s = p.settings
+    ids = bundle.tokenizer(p.text, add_special_tokens=False)["input_ids"]
+    sampling = s.temperature > 0
+    gen = getattr(bundle.model, "generation_config", None)
+    out = serving.complete(r, ids, max_tokens=s.max_new_tokens, temperature=s.temperature if sampling else 0.0,
+                           top_k=int(getattr(gen, "top_k", None) or 50) if sampling else 0,
+                           top_p=float(getattr(gen, "top_p", None) or 1.0) if sampling else 1.0,
+                           n=s.num_return_sequences if sampling else 1, seed=s.seed if sampling else None,
+                           logprobs=1)
+    prompt = bundle.tokenizer.decode(ids, skip_special_tokens=True)
+    rows = []
+    for choice in out.get("choices") or []:
+        new = [t["id"] for t in serving.choice_tokens(choice)]
+        full = bundle.tokenizer.decode(ids + new, skip_special_tokens=True)
+        rows.append({"generated_text": p.text + full[len(prompt):]})
+    return rows
 
 
 def _gen_post(raw, p: Prepared):
