@@ -26,3 +26,11 @@ def test_readme_has_exactly_two_setup_commands():
     ]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/install.sh --test && .venv/bin/python -m pytest -q" in ci
+
+
+def test_every_image_the_readme_shows_exists():
+    text = (ROOT / "README.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(images) >= 20
+    missing = [p for p in images if not (ROOT / p).is_file()]
+    assert not missing, missing
