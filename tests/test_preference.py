@@ -164,11 +164,11 @@ def test_two_sessions_do_not_mix(dpo_run, engine):
     assert not torch.allclose(_logits(fresh.policy, ids), _logits(first.policy, ids), atol=1e-4)
 
 
-def test_a_short_reward_model_run_beats_chance_on_held_out_pairs(engine):
+def test_the_default_reward_model_run_beats_chance_on_held_out_pairs(engine):
     session = P.PreferenceSession()
-    updates = list(P.train_reward(engine, session, P.load_pairs(),
-                                  P.reward_settings(max_steps=8, batch_size=4, max_length=48)))
-    assert updates[-1].done and len(updates[-1].history["loss"]) == 8
+    default = P.RewardSettings()  # the run the tab starts (30 steps of 4 pairs)
+    updates = list(P.train_reward(engine, session, P.load_pairs(), default))
+    assert updates[-1].done and len(updates[-1].history["loss"]) == default.max_steps
     assert session.reward_eval["pairs"] == 32 and session.reward_eval["accuracy"] > 0.6
     scored = P.score_responses(session, "Question: What is 10 + 10?\nAnswer:", "20.\nWell, I am not sure, maybe 21.")
     assert [t for t, _ in scored] == ["20.", "Well, I am not sure, maybe 21."]
