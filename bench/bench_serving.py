@@ -40,7 +40,7 @@ def _start_server():
     from engine.serving import Client, ServingConfig
 
     port = _port()
-    env = dict(os.environ, VLLM_PORT=str(port), VLLM_EAGER="1", VLLM_CPU_KVCACHE_SPACE="1",
+    env = dict(os.environ, VLLM_PORT=str(port), VLLM_EAGER=os.environ.get("VLLM_EAGER", "1"), VLLM_CPU_KVCACHE_SPACE="1",
                VLLM_MODEL=_float_copy(), APP_PYTHON=os.sys.executable)
     t = time.perf_counter()
     proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "serve_vllm.sh")], env=env, cwd=ROOT,
