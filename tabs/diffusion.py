@@ -350,7 +350,7 @@ def _build_teach(engine) -> None:
         render_btn = gr.Button("Generate with the taught model", variant="primary", scale=1, elem_id="teach-render")
     examples([["a zorb"], ["a bold zorb"], ["a thin zorb"], ["a handwritten 7"]], [prompt],
              label="Prompts (put your word in place of zorb)")
-    images = gr.Gallery(label="Taught model", columns=8, height="auto", object_fit="contain", elem_id="teach-out")
+    images = gr.Gallery(label="Taught model", columns=8, height=190, object_fit="contain", elem_id="teach-out")
     frames = gr.Gallery(label="Denoising gallery", columns=6, height=160, object_fit="contain")
     gr.Markdown("**5. What did it forget?** Share of 'a handwritten 0..9' samples (5 per digit) that a digits "
                 "classifier (SVC on scikit-learn's digits) recognises, before and after; train with and without "
