@@ -41,6 +41,8 @@ def _coerce(component, raw: str):
         return raw.lower() in {"1", "true", "yes", "on"}
     if isinstance(component, (gr.Slider, gr.Number)):
         value = float(raw)
+        if value != value or value in (float("inf"), float("-inf")):  # a slider cannot hold NaN/Inf
+            raise ValueError(f"{raw!r} is not a finite number")
         return int(value) if value.is_integer() else value
     if isinstance(component, gr.CheckboxGroup) or (isinstance(component, gr.Dropdown) and component.multiselect):
         return [v for v in raw.split(",") if v]

@@ -51,3 +51,18 @@ def test_every_listener_has_an_api_name(app_url, engine):
     demo = app.build_demo(engine)
     missing = [fn.name for fn in demo.fns.values() if fn.api_name in (None, False) and fn.show_api]
     assert not missing, f"listeners without api_name: {missing}"
+
+
+def test_a_deep_link_number_that_is_nan_or_inf_is_refused_not_put_in_a_slider():
+    """float() accepts 'nan' and 'inf'; a slider given NaN reaches listeners as None and Gradio's
+    preprocessing fails with its own error. Such a link value is ignored like any other bad one."""
+    import gradio as gr
+    import pytest
+
+    import app
+
+    slider = gr.Slider(0, 1, value=0.5)
+    for raw in ("nan", "NaN", "inf", "-inf"):
+        with pytest.raises(ValueError):
+            app._coerce(slider, raw)
+    assert app._coerce(slider, "0.25") == 0.25 and app._coerce(slider, "1") == 1
