@@ -79,6 +79,12 @@ def test_typical_p_equals_transformers_warper(real_logits):
     assert D.apply_typical_p(logits, 1.0) is logits  # 1 is off: not even a copy
 
 
+# The knobs accumulate masses in float32, as transformers does; over SmolLM2's 49152-token vocabulary
+# a float32 sum or cumsum is off from the float64 truth by about 1e-5 (more on some CPUs), so the mass
+# checks allow this much and no more.
+FP32_MASS = 1e-4
+
+
 def test_typical_p_keeps_the_most_typical_tokens_until_their_mass_reaches_p(real_logits):
     """By hand: surprise -log p, entropy H = sum p * -log p; the kept tokens are the closest to H
     and the shortest such run whose mass reaches typical_p."""
@@ -94,10 +100,10 @@ def test_typical_p_keeps_the_most_typical_tokens_until_their_mass_reaches_p(real
                 kept = torch.isfinite(row)
                 assert torch.equal(row[kept], lg[kept])  # survivors keep their logits
                 kept_mass = float(probs[kept].sum())
-                assert kept_mass >= mass - 1e-5, (mass, kept_mass)
+                assert kept_mass >= mass - FP32_MASS, (mass, kept_mass)
                 # without its least typical member, the set falls below typical_p: no shorter run reaches it
                 worst = gap[kept].max()
-                assert kept_mass - float(probs[kept & (gap == worst)].sum()) < mass + 1e-5, mass
+                assert kept_mass - float(probs[kept & (gap == worst)].sum()) < mass + FP32_MASS, mass
                 if (~kept).any():  # every survivor is more typical than every cut token
                     assert float(worst) <= float(gap[~kept].min()) + 1e-5
                 after = row.softmax(-1)
@@ -122,14 +128,16 @@ def test_typical_p_on_a_server_is_refused_naming_the_value():
 
 
 def _top_p_matches(ours, theirs, logits, p):
-    """Same kept set, except tokens whose cumulative mass sits on p within float rounding."""
+    """Same kept set, except tokens whose cumulative mass (float64, in rank order) sits on p within
+    float32 rounding: transformers sums from the tail, we sum from the head, so on a 49152-token
+    vocabulary the boundary can move by a sliver of mass, never by more."""
     differ = torch.isinf(ours) != torch.isinf(theirs)
     if not differ.any():
         return True
-    probs = logits.softmax(-1)
+    probs = logits.double().softmax(-1)
     sorted_p, order = probs.sort(dim=-1, descending=True, stable=True)
     before = torch.zeros_like(probs).scatter(-1, order, sorted_p.cumsum(-1) - sorted_p)
-    return bool(((before[differ] - p).abs() < 1e-5).all()) and int(differ.sum()) <= 4
+    return bool(((before[differ] - p).abs() < FP32_MASS).all()) and float(probs[differ].sum()) < FP32_MASS
 
 
 def test_top_p_equals_transformers_processor(real_logits):
@@ -165,7 +173,7 @@ def test_top_p_keeps_the_smallest_set_whose_mass_reaches_p(real_logits):
         for p in (0.2, 0.5, 0.9, 0.97):
             kept = torch.isfinite(D.apply_top_p(logits, p)[0])
             mass = float(probs[kept].sum())
-            assert mass >= p - 1e-6, (p, mass)
+            assert mass >= p - FP32_MASS, (p, mass)
             # dropping the least likely survivor falls below p: no smaller set reaches p
             assert mass - float(probs[kept].min()) < p, p
             # the nucleus is a prefix of the ranking: every survivor beats every cut token
@@ -181,7 +189,7 @@ def test_probabilities_sum_to_one_after_every_knob(smollm):
         for st in view.stages:
             assert abs(float(st.probs.sum()) - 1.0) < 1e-4, (kwargs, st.name)
             assert float(st.probs[~st.kept].sum()) == 0.0
-            assert 0.0 < st.kept_mass <= 1.0 + 1e-5
+            assert 0.0 < st.kept_mass <= 1.0 + FP32_MASS
         counts = [st.kept_count for st in view.stages]
         assert counts == sorted(counts, reverse=True)  # a knob never brings a cut token back
         assert sum(r["kept"] for r in view.rows(15)) <= view.final.kept_count
