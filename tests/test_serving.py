@@ -128,6 +128,94 @@ def test_a_seed_gives_the_same_samples_twice(served_tm):
     assert a.sequences[0].text != a.sequences[1].text  # two samples, side by side
 
 
+_PLUGIN_CHECK = r"""
+import json, os, torch
+from vllm.plugins import load_general_plugins
+from vllm.v1.sample.ops import topk_topp_sampler as s
+vllm_own = s.apply_top_k_top_p
+load_general_plugins()  # as every vLLM process does: entry points found on PYTHONPATH
+fast = s.apply_top_k_top_p
+out = dict(patched=getattr(fast, "playground_fast_top_p", False), original=getattr(fast, "original", None) is vllm_own)
+import playground_vllm_sampler as plugin
+plugin.register()  # a second call changes nothing
+out["idempotent"] = s.apply_top_k_top_p is fast
+g = torch.Generator().manual_seed(0)
+differ = keep_logits = cases = taken = 0
+def run(logits, k, p):
+    global differ, keep_logits, cases, taken
+    want = vllm_own(logits.clone(), k, p)
+    got = fast(logits.clone(), k, p)
+    taken += plugin.top_k_top_p_on_the_top_k(logits.clone(), k, p) is not None
+    differ += int((torch.isinf(want) != torch.isinf(got)).sum())
+    keep_logits += int(not torch.equal(got[torch.isfinite(got)], logits[torch.isfinite(got)]))
+    cases += 1
+for trial in range(24):
+    b, v = (32, 49152) if trial < 12 else (5, 300)
+    logits = torch.randn(b, v, generator=g) * (0.3 + 6 * torch.rand(b, 1, generator=g))
+    k = torch.randint(1, 120, (b,), generator=g)
+    p = torch.rand(b, generator=g)
+    p[::3] = 1.0          # rows without top-p in the same batch
+    k[1] = 1              # top-k 1 = greedy
+    p[2] = 1e-4           # a nucleus of one token
+    run(logits, k, p)
+# the cases vLLM's own function must take: a row without top-k (k = vocab), ties past the k best
+logits = torch.randn(4, 500, generator=g)
+run(logits, torch.tensor([10, 500, 20, 5]), torch.full((4,), 0.8))
+ties = torch.randint(0, 3, (4, 500), generator=g).float()
+run(ties, torch.tensor([10, 20, 5, 40]), torch.full((4,), 0.8))
+out.update(differ=differ, keep_logits=keep_logits, cases=cases, taken=taken)
+print(json.dumps(out))
+"""
+
+
+def test_the_fast_top_p_plugin_equals_vllms_own_sampler_masks():
+    """scripts/vllm_plugin: vLLM loads it through its general-plugin entry points; on batches
+    where every row has a top-k, its masks equal vLLM's own apply_top_k_top_p token for token
+    (top-p rows, top-p-off rows, k = 1, a one-token nucleus); a row without top-k, or ties past
+    the k best, go to vLLM's own function; survivors keep their logits."""
+    import json
+    import subprocess
+
+    if not VENV.exists():
+        pytest.skip("no .venv-vllm")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts" / "vllm_plugin"), VLLM_TARGET_DEVICE="cpu")
+    env.pop("VLLM_PLAYGROUND_FAST_TOP_P", None)
+    run = subprocess.run([str(VENV), "-c", _PLUGIN_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["patched"] and got["original"] and got["idempotent"], got
+    assert got["cases"] == 26 and got["differ"] == 0 and got["keep_logits"] == 0, got
+    assert got["taken"] == 24, got  # the 24 random batches took the fast path, the last two did not
+    off = subprocess.run([str(VENV), "-c", "from vllm.plugins import load_general_plugins as l; l(); "
+                          "from vllm.v1.sample.ops import topk_topp_sampler as s; "
+                          "print(getattr(s.apply_top_k_top_p, 'playground_fast_top_p', False))"],
+                         env=dict(env, VLLM_PLAYGROUND_FAST_TOP_P="0"), capture_output=True, text=True, timeout=300)
+    assert off.returncode == 0 and off.stdout.strip().splitlines()[-1] == "False", off.stderr[-2000:]
+
+
+def test_served_samples_stay_in_the_nucleus_the_app_computes(served_tm, smollm):
+    """Through the real server (plugin loaded by serve_vllm.sh): with top_k 50 and top_p 0.5 every
+    sampled next token is in the set the app's own next-token view keeps for those knobs; with
+    top_p off, samples leave that set (the knob is what held them in)."""
+    from engine.decoding.generation import encode, make_settings, next_token_view
+    from engine.serving import choice_tokens, complete, route
+
+    prompt = "I like to eat"
+    view = next_token_view(smollm, prompt, make_settings(temperature=1.0, top_k=50, top_p=0.5))
+    kept = set(view.final.kept.nonzero().flatten().tolist())
+    assert 1 < len(kept) < 50
+    _, ids = encode(smollm, prompt, "raw")
+
+    def sample(top_p):
+        out = complete(route(served_tm), ids[0].tolist(), max_tokens=1, temperature=1.0, top_k=50, top_p=top_p,
+                       n=32, seed=3, logprobs=1)
+        return [choice_tokens(c)[0]["id"] for c in out["choices"]]
+
+    inside = sample(0.5)
+    assert set(inside) <= kept and len(set(inside)) > 1, (inside, kept)
+    assert not set(sample(1.0)) <= kept
+
+
 def test_typical_p_is_refused_by_the_server_for_sampling_and_unread_by_greedy(served_tm, server):
     """vLLM has no typical_p: sampling with it is an error naming the value and the server, never a
     silent sample without it; greedy does not read the knob and is served as before."""
