@@ -1,6 +1,8 @@
 """Serving rows: a class pressing Generate at once, through the whole app, with text generation
 served by vLLM's CPU build (scripts/serve_vllm.sh, 1 GiB KV cache) vs in-process; and one
-request's latency through the app vs calling the server directly.
+request's latency through the app vs calling the server directly; and the same class straight at
+the server with the app's sampler plugin (scripts/vllm_plugin: top-p on the top-k logits) vs vLLM's
+own sampler (VLLM_PLAYGROUND_FAST_TOP_P=0, a whole-vocabulary sort per step).
 
 Deployed as a class uses it: vLLM and each app are their own processes (`python app.py
 --offline [--openai-url ...]`), and every student is a browser session. The students' load is
