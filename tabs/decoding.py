@@ -129,7 +129,7 @@ def build(engine) -> Share:
                         label="Prompt format", info="Raw: the model continues your text. Chat: your text is "
                         "wrapped as a user message, and the model answers as the assistant.", scale=3)
     prompt = gr.Textbox("The capital of France is", label="Prompt", lines=2, max_lines=8, elem_id="decoding-prompt")
-    context = gr.HTML(context_html(0, 0, 1), elem_id="decoding-context")
+    context = gr.HTML(context_html(0, 0, 0), elem_id="decoding-context")
     state = gr.State(StepSlot, time_to_live=STATE_TTL_S)  # a StepSlot per browser session
     example_box = gr.Column()  # examples go under the prompt; filled once the listener exists
     with gr.Row(elem_id="decoding-row"):

@@ -49,7 +49,11 @@ def _backends_markdown(engine) -> str:
     rows = ["| model | answered by | server lists it |", "|---|---|---|"]
     for b in engine.backends():
         listed = "–" if b["listed"] is None else ("yes" if b["listed"] else "no")
-        rows.append(f"| {b['key']} | {b['backend']}{' at ' + b['url'] if b['url'] else ''} | {listed} |")
+        who = f"{b['backend']}{' at ' + b['url'] if b['url'] else ''}"
+        if b["up"] is False:  # the server is down: say what a Generate does now, not what it would do
+            who = ("in-process for now (the server is down; fallback on)" if b["fallback"]
+                   else f"{who}: down, its calls fail until it is back")
+        rows.append(f"| {b['key']} | {who} | {listed} |")
     return head + "\n\n" + "\n".join(rows)
 
 

@@ -302,6 +302,15 @@ def test_chat_template_and_context_window(smollm, tiny):
         D.generate(tiny, "word " * 100, D.make_settings(max_new_tokens=60))
 
 
+def test_context_bar_counts_tokens_and_waits_for_a_model_before_it_has_one():
+    from engine.decoding.plots import context_html
+
+    bar = context_html(6, 40, 8192)
+    assert "6 prompt + 40 new = 46 of 8,192 tokens (0.6%)" in bar
+    empty = context_html(0, 0, 0)  # what the tab shows before the prompt was read: no "of 1 tokens"
+    assert "shown once the model has read the prompt" in empty and " of " not in empty.split("</style>")[-1]
+
+
 @pytest.mark.parametrize("kwargs, words", [
     (dict(temperature=5), ["temperature", "5", "0.0 to 2.0"]),
     (dict(top_k=2.5), ["top_k", "2.5", "whole number"]),

@@ -295,3 +295,14 @@ def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(serv
         generate(served.load(KEY), "Hello", make_settings(**GREEDY))
     fallback = _served_engine(engine, server[0], fallback=True)  # the operator allowed in-process
     assert generate(fallback.load(KEY), "Hello", make_settings(**GREEDY)).sequences[0].text
+    # the Start tab says what a Generate does now that the server is down, not what it would do
+    from tabs.home import _backends_markdown
+
+    served._client.health(fresh=True)
+    row = {ln.split("|")[1].strip(): ln.split("|")[2].strip() for ln in _backends_markdown(served).splitlines()
+           if ln.startswith("| ") and "|---" not in ln}
+    assert row[KEY] == f"server: {KEY} at {server[0]}: down, its calls fail until it is back"
+    row = {ln.split("|")[1].strip(): ln.split("|")[2].strip() for ln in _backends_markdown(fallback).splitlines()
+           if ln.startswith("| ")}
+    assert row[KEY] == "in-process for now (the server is down; fallback on)"
+    assert "❌ down" in _backends_markdown(fallback)

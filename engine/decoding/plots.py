@@ -201,7 +201,11 @@ def steps_html(prompt_text: str, steps: list[dict], stop_reason: str = "") -> st
 
 
 def context_html(used: int, new: int, maximum: int) -> str:
-    """A bar: prompt tokens and reserved new tokens against the model's context window."""
+    """A bar: prompt tokens and reserved new tokens against the model's context window. Before a
+    model has read the prompt (maximum 0) the bar is empty and says when it fills."""
+    if maximum <= 0:
+        return (STYLE + "<div class='dec-legend'><b>Context window:</b> shown once the model has read the prompt "
+                "(Next token or Generate)</div><div class='dec-ctx'></div>")
     total = used + new
     a = 100 * used / maximum
     b = 100 * new / maximum
