@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from engine.core.errors import UserInputError
 from engine.training import lora as L
 from engine.training import preference as P
+from tests.conftest import both_cores
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -116,7 +117,8 @@ def dpo_run(engine, smollm):
     shared_before = _logits(smollm.model, ids)
     session = P.PreferenceSession()
     s = P.dpo_settings(max_steps=4, batch_size=4, max_length=48)
-    updates = list(P.train_dpo(engine, session, pairs, s))
+    with both_cores():
+        updates = list(P.train_dpo(engine, session, pairs, s))
     return session, updates, ids, shared_before
 
 
@@ -167,7 +169,8 @@ def test_two_sessions_do_not_mix(dpo_run, engine):
 def test_the_default_reward_model_run_beats_chance_on_held_out_pairs(engine):
     session = P.PreferenceSession()
     default = P.RewardSettings()  # the run the tab starts (30 steps of 4 pairs)
-    updates = list(P.train_reward(engine, session, P.load_pairs(), default))
+    with both_cores():
+        updates = list(P.train_reward(engine, session, P.load_pairs(), default))
     assert updates[-1].done and len(updates[-1].history["loss"]) == default.max_steps
     assert session.reward_eval["pairs"] == 32 and session.reward_eval["accuracy"] > 0.6
     scored = P.score_responses(session, "Question: What is 10 + 10?\nAnswer:", "20.\nWell, I am not sure, maybe 21.")
