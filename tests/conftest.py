@@ -29,31 +29,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """Use with `pytestmark = pytest.mark.usefixtures("one_thread")`: on a shared 2-core machine
-    two OpenMP threads can thrash (a tiny training step took 48 s instead of 1.7 s)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @contextlib.contextmanager
-def both_cores():
-    """Inside a one_thread module: a single real-model training (nothing else running in the
-    process) uses up to two threads; on this 2-core machine the default reward run took 63 s with
-    two against 94 s with one. Tiny models and concurrent calls keep one thread (they thrash)."""
+def torch_threads(n: int):
+    """torch's intra-op threads set to n for the block, then put back."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Use with `pytestmark = pytest.mark.usefixtures("one_thread")`: on a shared 2-core machine
+    two OpenMP threads can thrash (a tiny training step took 48 s instead of 1.7 s)."""
+    with torch_threads(1):
+        yield
+
+
+def both_cores():
+    """Inside a one_thread module: a single real-model training (nothing else running in the
+    process) uses up to two threads; on this 2-core machine the default reward run took 63 s with
+    two against 94 s with one. Tiny models and concurrent calls keep one thread (they thrash)."""
+    return torch_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")

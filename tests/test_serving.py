@@ -298,11 +298,11 @@ def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(serv
     # the Start tab says what a Generate does now that the server is down, not what it would do
     from tabs.home import _backends_markdown
 
+    def answered_by(e) -> dict:  # model -> the table's "answered by" cell
+        return {ln.split("|")[1].strip(): ln.split("|")[2].strip() for ln in _backends_markdown(e).splitlines()
+                if ln.startswith("| ")}
+
     served._client.health(fresh=True)
-    row = {ln.split("|")[1].strip(): ln.split("|")[2].strip() for ln in _backends_markdown(served).splitlines()
-           if ln.startswith("| ") and "|---" not in ln}
-    assert row[KEY] == f"server: {KEY} at {server[0]}: down, its calls fail until it is back"
-    row = {ln.split("|")[1].strip(): ln.split("|")[2].strip() for ln in _backends_markdown(fallback).splitlines()
-           if ln.startswith("| ")}
-    assert row[KEY] == "in-process for now (the server is down; fallback on)"
+    assert answered_by(served)[KEY] == f"server: {KEY} at {server[0]}: down, its calls fail until it is back"
+    assert answered_by(fallback)[KEY] == "in-process for now (the server is down; fallback on)"
     assert "❌ down" in _backends_markdown(fallback)
