@@ -119,68 +119,119 @@ class StepSlot:
 
 
 def build(engine) -> Share:
+    top = _prompt_panel(engine)
+    with gr.Row(elem_id="decoding-row"):
+        with gr.Column(scale=1, min_width=280):
+            knobs = _knob_column()
+        with gr.Column(scale=4, elem_id="decoding-main"):
+            panes = _views_panel()
+    view = gr.Textbox("next", visible=False)  # the open sub-view, for deep links
+    _serving_notice(engine)
+    served = heavy_or_served(engine)
+
+    knob_inputs = [knobs[k] for k in [*KNOBS, "seed"]]
+    show_next_token = _wire_next(engine, top, knobs, knob_inputs, panes["next"], served)
+    _wire_generate(engine, top, knob_inputs, panes["generate"], served)
+    beam_wiring = _wire_beam(engine, panes["beam"], top["model"], top["mode"], top["prompt"])
+    _wire_chat(engine, panes["chat"])
+    for name, tab in panes["tabs"].items():
+        tab.select(lambda n=name: n, outputs=view, api_name=False, queue=False)
+    return _deep_link(top, knobs, knob_inputs, panes, view, show_next_token, beam_wiring)
+
+
+def _prompt_panel(engine) -> dict:
+    """The heading, model, prompt format, prompt and context bar above every sub-view."""
     gr.Markdown("## Decoding: how a model picks the next word\n"
                 "A language model does not write words: it gives a probability to **every** token of its "
                 "vocabulary. The knobs reshape that distribution before one token is picked; then the "
                 "token is appended and the model is asked again.")
+    parts = {}
     with gr.Row():
-        model = model_picker(engine, "causal-lm", scale=2)
-        mode = gr.Radio([("Raw completion", "raw"), ("Chat template (instruct)", "chat")], value=MODES[0],
-                        label="Prompt format", info="Raw: the model continues your text. Chat: your text is "
-                        "wrapped as a user message, and the model answers as the assistant.", scale=3)
-    prompt = gr.Textbox("The capital of France is", label="Prompt", lines=2, max_lines=8, elem_id="decoding-prompt")
-    context = gr.HTML(context_html(0, 0, 0), elem_id="decoding-context")
-    state = gr.State(StepSlot, time_to_live=STATE_TTL_S)  # a StepSlot per browser session
-    example_box = gr.Column()  # examples go under the prompt; filled once the listener exists
-    with gr.Row(elem_id="decoding-row"):
-        with gr.Column(scale=1, min_width=280):
-            knobs = controls_for(DecodingSettings, KNOBS, **{k: {"elem_id": f"decoding-{k}"} for k in KNOBS})
-            knobs["seed"] = seed_box(knob_default(DecodingSettings, "seed"), elem_id="decoding-seed")
-        with gr.Column(scale=4, elem_id="decoding-main"):
-            with gr.Tabs(elem_id="decoding-views") as views:
-                with gr.Tab("Next token, step by step", id="next") as next_view:
-                    with gr.Row():
-                        next_btn = gr.Button("Next token", variant="primary", elem_id="decoding-next")
-                        step_btn = gr.Button("Step: append a token", elem_id="decoding-step")
-                        per_click = gr.Slider(1, 16, value=1, step=1, label="tokens per step click")
-                    steps = gr.HTML(steps_html("", []), elem_id="decoding-steps")
-                    summary = gr.Markdown()
-                    chart = Plot(filename="next-token-distribution",
-                                 label="Next-token distribution after each knob", show_label=False,
-                                    elem_id="decoding-chart")
-                    notice("Orange is the greedy pick, grey bars are tokens a knob cut. Raise the temperature and watch the long tail grow; "
-                           "lower top-p and watch the nucleus shrink to a few tokens; typical-p can cut even the most likely "
-                           "token, when it is far less surprising than the average.")
-                    with gr.Accordion("Top 15 tokens after each knob (table)", open=False):
-                        table = data_table("next-token-top15", headers=TABLE_HEADERS, interactive=False, elem_id="decoding-table")
-                with gr.Tab("Generate", id="generate") as gen_view:
-                    with gr.Row():
-                        gen_knobs = controls_for(DecodingSettings, GEN_KNOBS,
-                                                 **{k: {"elem_id": f"decoding-{k}"} for k in GEN_KNOBS})
-                        stop = gr.Textbox("", label="stop strings", info="separate with | ; write a newline as \\n",
-                                          max_lines=1)
-                        color_by = gr.Radio(["probability", "rank"], value="probability", label="colour tokens by")
-                    gen_btn = gr.Button("Generate", variant="primary", elem_id="decoding-generate")
-                    generated = gr.HTML(elem_id="decoding-generated")
-                    stats = gr.Markdown()
-                    notice("Same seed, same samples. Greedy gives the same text in every column; sampling gives "
-                           "different ones. Hover a token for its probability and rank.")
-                with gr.Tab("Beam search", id="beam") as beam_view:
-                    beam_parts = _beam_panel()
-                with gr.Tab("Conversation", id="chat") as chat_view:
-                    chat_parts = _chat_panel()
-    view = gr.Textbox("next", visible=False)  # the open sub-view, for deep links
+        parts["model"] = model_picker(engine, "causal-lm", scale=2)
+        parts["mode"] = gr.Radio([("Raw completion", "raw"), ("Chat template (instruct)", "chat")], value=MODES[0],
+                                 label="Prompt format", info="Raw: the model continues your text. Chat: your text is "
+                                 "wrapped as a user message, and the model answers as the assistant.", scale=3)
+    parts["prompt"] = gr.Textbox("The capital of France is", label="Prompt", lines=2, max_lines=8,
+                                 elem_id="decoding-prompt")
+    parts["context"] = gr.HTML(context_html(0, 0, 0), elem_id="decoding-context")
+    parts["state"] = gr.State(StepSlot, time_to_live=STATE_TTL_S)  # a StepSlot per browser session
+    parts["examples"] = gr.Column()  # examples go under the prompt; filled once the listener exists
+    return parts
+
+
+def _knob_column() -> dict:
+    """The sampling knobs and the seed (the left column), by knob name."""
+    knobs = controls_for(DecodingSettings, KNOBS, **{k: {"elem_id": f"decoding-{k}"} for k in KNOBS})
+    knobs["seed"] = seed_box(knob_default(DecodingSettings, "seed"), elem_id="decoding-seed")
+    return knobs
+
+
+def _views_panel() -> dict:
+    """The sub-views (next token, generate, beam search, conversation) as gr.Tabs, with their parts."""
+    with gr.Tabs(elem_id="decoding-views") as views:
+        with gr.Tab("Next token, step by step", id="next") as next_view:
+            next_parts = _next_panel()
+        with gr.Tab("Generate", id="generate") as gen_view:
+            gen_parts = _generate_panel()
+        with gr.Tab("Beam search", id="beam") as beam_view:
+            beam_parts = _beam_panel()
+        with gr.Tab("Conversation", id="chat") as chat_view:
+            chat_parts = _chat_panel()
+    return {"views": views, "next": next_parts, "generate": gen_parts, "beam": beam_parts, "chat": chat_parts,
+            "tabs": {"next": next_view, "generate": gen_view, "beam": beam_view, "chat": chat_view}}
+
+
+def _next_panel() -> dict:
+    """The Next token sub-tab: its buttons, the steps so far, the chart and the table."""
+    parts = {}
+    with gr.Row():
+        parts["run"] = gr.Button("Next token", variant="primary", elem_id="decoding-next")
+        parts["step"] = gr.Button("Step: append a token", elem_id="decoding-step")
+        parts["per_click"] = gr.Slider(1, 16, value=1, step=1, label="tokens per step click")
+    parts["steps"] = gr.HTML(steps_html("", []), elem_id="decoding-steps")
+    parts["summary"] = gr.Markdown()
+    parts["chart"] = Plot(filename="next-token-distribution", label="Next-token distribution after each knob",
+                          show_label=False, elem_id="decoding-chart")
+    notice("Orange is the greedy pick, grey bars are tokens a knob cut. Raise the temperature and watch the long "
+           "tail grow; lower top-p and watch the nucleus shrink to a few tokens; typical-p can cut even the most likely "
+           "token, when it is far less surprising than the average.")
+    with gr.Accordion("Top 15 tokens after each knob (table)", open=False):
+        parts["table"] = data_table("next-token-top15", headers=TABLE_HEADERS, interactive=False,
+                                    elem_id="decoding-table")
+    return parts
+
+
+def _generate_panel() -> dict:
+    """The Generate sub-tab: length and count knobs, stop strings, colouring, the samples."""
+    parts = {}
+    with gr.Row():
+        parts["knobs"] = controls_for(DecodingSettings, GEN_KNOBS,
+                                      **{k: {"elem_id": f"decoding-{k}"} for k in GEN_KNOBS})
+        parts["stop"] = gr.Textbox("", label="stop strings", info="separate with | ; write a newline as \\n",
+                                   max_lines=1)
+        parts["color_by"] = gr.Radio(["probability", "rank"], value="probability", label="colour tokens by")
+    parts["run"] = gr.Button("Generate", variant="primary", elem_id="decoding-generate")
+    parts["generated"] = gr.HTML(elem_id="decoding-generated")
+    parts["stats"] = gr.Markdown()
+    notice("Same seed, same samples. Greedy gives the same text in every column; sampling gives "
+           "different ones. Hover a token for its probability and rank.")
+    return parts
+
+
+def _serving_notice(engine) -> None:
     if engine.serving.enabled:
         notice(f"Text generation server: **Next token** and **Generate** are answered by {engine.serving.url} "
                "(top-N logprobs, the whole text at once). **Step**, **Beam search** and **Conversation** need the "
                "model's KV cache and scores and run in this process. The server has no **typical-p**: Generate "
                "refuses typical_p below 1 while sampling; Step samples with it here.")
-    served = heavy_or_served(engine)
 
-    knob_inputs = [knobs[k] for k in [*KNOBS, "seed"]]
-    gen_inputs = [gen_knobs[k] for k in GEN_KNOBS]
 
-    # Register listeners
+def _next_outputs(top, parts) -> list:
+    return [parts["chart"], parts["summary"], parts["table"], parts["steps"], top["context"], top["state"]]
+
+
+def _next_listeners(engine):
+    """The next-token view's model calls: show_next_token (a fresh step session) and step (extend it)."""
     def show_next_token(model, mode, prompt, temperature, top_k, top_p, min_p, typical_p, repetition_penalty,
                         do_sample, seed, progress=gr.Progress()):
         settings = _settings(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed)
@@ -207,6 +258,14 @@ def build(engine) -> Share:
         yield (fig, text, rows, steps_html(session.text, session.steps, session.stop_reason),
                _context_with_kv(session), slot)
 
+    return user_errors(on_gpu(show_next_token)), user_errors(on_gpu(step))
+
+
+def _wire_next(engine, top, knobs, knob_inputs, parts, served):
+    """Next token, Step, the redraw on a knob's release and the examples; returns show_next_token."""
+    model, mode, prompt, state = top["model"], top["mode"], top["prompt"], top["state"]
+    chart, summary, table = parts["chart"], parts["summary"], parts["table"]
+
     @user_errors
     def redraw(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed, slot):
         session = slot.session if isinstance(slot, StepSlot) else None
@@ -215,6 +274,27 @@ def build(engine) -> Share:
         settings = _settings(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed)
         return _view_outputs(session, settings)
 
+    show_next_token, step = _next_listeners(engine)
+    parts["run"].click(show_next_token, inputs=[model, mode, prompt, *knob_inputs],
+                       outputs=_next_outputs(top, parts), api_name="next_token", **served)
+    prompt.submit(show_next_token, inputs=[model, mode, prompt, *knob_inputs],
+                  outputs=_next_outputs(top, parts), api_name="next_token_submit", **served)
+    # "multiple": a click while a step runs is queued, not dropped (Gradio's default drops it)
+    parts["step"].click(step, inputs=[model, mode, prompt, *knob_inputs, parts["per_click"], state],
+                        outputs=_next_outputs(top, parts), api_name="step", trigger_mode="multiple", **HEAVY)
+    gr.on([knobs[k].release for k in KNOBS if k not in ("do_sample", "seed")] + [knobs["do_sample"].change],
+          redraw, inputs=[*knob_inputs, state], outputs=[chart, summary, table], api_name="redraw",
+          show_progress="hidden")
+    with top["examples"]:
+        # Each example sets the prompt and the knobs, then shows the next-token chart (not cached:
+        # the step state it starts belongs to the session).
+        examples(_example_rows(model.value), [model, mode, prompt, *knob_inputs], labels=[e[0] for e in EXAMPLES],
+                 fn=show_next_token, outputs=_next_outputs(top, parts),
+                 label="Examples: one knob at a time (click, then try Step or Generate)")
+    return show_next_token
+
+
+def _wire_generate(engine, top, knob_inputs, parts, served):
     def generate(model, mode, prompt, temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample,
                  seed, max_new_tokens, num_return_sequences, stop, color_by, progress=gr.Progress()):
         settings = _settings(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed,
@@ -231,33 +311,17 @@ def build(engine) -> Share:
                     f"tokens/s per sequence · stop reasons: {reasons}")
             yield generation_html(result, color_by, shown), text, ctx
 
-    show_next_token = user_errors(on_gpu(show_next_token))
-    step = user_errors(on_gpu(step))
     generate = user_errors(on_gpu(generate, duration=120))
-    next_btn.click(show_next_token, inputs=[model, mode, prompt, *knob_inputs],
-                   outputs=[chart, summary, table, steps, context, state], api_name="next_token", **served)
-    prompt.submit(show_next_token, inputs=[model, mode, prompt, *knob_inputs],
-                  outputs=[chart, summary, table, steps, context, state], api_name="next_token_submit", **served)
-    # "multiple": a click while a step runs is queued, not dropped (Gradio's default drops it)
-    step_btn.click(step, inputs=[model, mode, prompt, *knob_inputs, per_click, state],
-                   outputs=[chart, summary, table, steps, context, state], api_name="step", trigger_mode="multiple",
-                   **HEAVY)
-    gr.on([knobs[k].release for k in KNOBS if k not in ("do_sample", "seed")] + [knobs["do_sample"].change],
-          redraw, inputs=[*knob_inputs, state], outputs=[chart, summary, table], api_name="redraw",
-          show_progress="hidden")
-    with example_box:
-        # Each example sets the prompt and the knobs, then shows the next-token chart (not cached:
-        # the step state it starts belongs to the session).
-        examples(_example_rows(model.value), [model, mode, prompt, *knob_inputs], labels=[e[0] for e in EXAMPLES],
-                 fn=show_next_token, outputs=[chart, summary, table, steps, context, state],
-                 label="Examples: one knob at a time (click, then try Step or Generate)")
-    gen_btn.click(generate, inputs=[model, mode, prompt, *knob_inputs, *gen_inputs, stop, color_by],
-                  outputs=[generated, stats, context], api_name="generate", **served)
-    beam, beam_inputs, beam_outputs = _wire_beam(engine, beam_parts, model, mode, prompt)
-    _wire_chat(engine, chat_parts)
-    for tab, name in ((next_view, "next"), (gen_view, "generate"), (beam_view, "beam"), (chat_view, "chat")):
-        tab.select(lambda n=name: n, outputs=view, api_name=False, queue=False)
-    next_outputs = [chart, summary, table, steps, context, state]
+    gen_inputs = [parts["knobs"][k] for k in GEN_KNOBS]
+    parts["run"].click(generate, inputs=[top["model"], top["mode"], top["prompt"], *knob_inputs, *gen_inputs,
+                                         parts["stop"], parts["color_by"]],
+                       outputs=[parts["generated"], parts["stats"], top["context"]], api_name="generate", **served)
+
+
+def _deep_link(top, knobs, knob_inputs, panes, view, show_next_token, beam_wiring) -> Share:
+    """What a shared link fills and runs: the next-token chart, beam search or the chat view."""
+    beam, beam_inputs, beam_outputs = beam_wiring
+    next_outputs = _next_outputs(top, panes["next"])
 
     def linked(view, *values):
         """A deep link: ?view=beam runs beam search with the linked knobs, ?view=chat opens the
@@ -271,12 +335,13 @@ def build(engine) -> Share:
         return list(show_next_token(*values[:n])) + [gr.skip()] * len(beam_outputs) + [gr.skip()]
 
     # A shared link (?tab=decoding&prompt=...&top_p=0.5) fills the knobs and shows the chart.
-    return Share(params={"prompt": prompt, "mode": mode, **{k: knobs[k] for k in [*KNOBS, "seed"]},
-                         **{k: gen_knobs[k] for k in GEN_KNOBS}, "stop": stop, "view": view,
-                         **{_link_name(k, "beam"): beam_parts["knobs"][k] for k in BEAM_KNOBS},
-                         **{_link_name(k, "chat"): chat_parts["knobs"][k] for k in ChatSettings.__dataclass_fields__}},
-                 run=linked, run_inputs=[view, model, mode, prompt, *knob_inputs, *beam_inputs],
-                 run_outputs=[*next_outputs, *beam_outputs, views])
+    gen = panes["generate"]
+    return Share(params={"prompt": top["prompt"], "mode": top["mode"], **{k: knobs[k] for k in [*KNOBS, "seed"]},
+                         **{k: gen["knobs"][k] for k in GEN_KNOBS}, "stop": gen["stop"], "view": view,
+                         **{_link_name(k, "beam"): panes["beam"]["knobs"][k] for k in BEAM_KNOBS},
+                         **{_link_name(k, "chat"): panes["chat"]["knobs"][k] for k in ChatSettings.__dataclass_fields__}},
+                 run=linked, run_inputs=[view, top["model"], top["mode"], top["prompt"], *knob_inputs, *beam_inputs],
+                 run_outputs=[*next_outputs, *beam_outputs, panes["views"]])
 
 
 def _link_name(knob: str, view: str) -> str:

@@ -132,118 +132,175 @@ def build(engine) -> Share:
                 "Each layer lets every token gather information from other tokens (**attention**), "
                 "so a word's vector changes with its sentence (**contextual embeddings**).")
     with gr.Tabs():
-        # ---------------------------------------------------------------- attention heatmaps
         with gr.Tab("Attention heatmaps", id="emb-attention"):
-            with gr.Row():
-                text = gr.Textbox(DEFAULT_TEXT, label="Text (1 to 128 tokens)", lines=2, scale=4,
-                                  elem_id="att-text")
-                with gr.Column(scale=2):
-                    model = gr.Radio(MODEL_CHOICES, value="minilm-l6", label="Model")
-                    run = gr.Button("Show attention", variant="primary", elem_id="att-run")
-            with gr.Row():
-                layer = ModelSlider(1, att.MAX_LAYERS, value=4, step=1, label="Layer", elem_id="att-layer")
-                head = ModelSlider(1, att.MAX_HEADS, value=2, step=1, label="Head", elem_id="att-head")
-                mean_heads = gr.Checkbox(False, label="Mean over heads", elem_id="att-mean")
-                token = gr.Dropdown([], value=None, label="Query token (or click a row of the heatmap)",
-                                    elem_id="att-token")
-            att_examples_box = gr.Column()
-            shape_md = gr.Markdown()
-            with gr.Row():
-                heat = Plot(filename="attention-heatmap",
-                            show_label=False, label="Attention heatmap", scale=3, elem_id="att-heatmap")
-                bar = Plot(filename="attends-to",
-                           show_label=False, label="What the chosen token attends to", scale=2, elem_id="att-bar")
-            notice("Each row is one token looking at the others and sums to 1. Many heads send most "
-                   "weight to [CLS], [SEP] or the first token: a 'no-op' they fall back on. In MiniLM's "
-                   "layer 4, head 2, 'it' looks at 'animal': one head has learned to link a pronoun to "
-                   "what it refers to. Other heads look at the next or previous word.")
-            grid = Plot(filename="attention-heads",
-                        show_label=False, label="All heads of this layer", elem_id="att-grid")
-            with gr.Accordion("Numbers (what the `attention` API endpoint returns)", open=False):
-                summary = gr.JSON(label="attention summary")
-            clicked = gr.Textbox(visible="hidden", elem_id="att-click")  # row of a clicked cell
-            maps_state = gr.State(None)
-
-            gr.Markdown("### Encoder vs causal on the same text")
-            with gr.Row():
-                cmp_run = gr.Button("Compare encoder vs causal", elem_id="cmp-run", scale=1)
-                cmp_enc_layer = gr.Slider(1, att.MAX_LAYERS, value=1, step=1, label="Encoder layer", scale=2)
-                cmp_causal_layer = gr.Slider(1, att.MAX_LAYERS, value=1, step=1, label="Causal layer", scale=2)
-            cmp_plot = Plot(filename="encoder-vs-causal",
-                            show_label=False, label="Encoder vs causal (mean over heads)", elem_id="cmp-plot")
-            notice("The encoder fills the whole square: each token reads the words after it too. The "
-                   "causal model only fills the lower triangle (grey = masked future), which is what lets "
-                   "it generate text one token at a time.")
-            cmp_state = gr.State(None)
-
-        # ---------------------------------------------------------------- bertviz
+            heatmaps = _attention_panel()
+            pair = _compare_panel()
         with gr.Tab("bertviz", id="emb-bertviz"):
-            gr.Markdown("bertviz's interactive views, running inside the app with no internet: its "
-                        "JavaScript (d3, jQuery, require.js) is bundled. **Head view**: hover a token to "
-                        "see its lines; double-click a colour to show one head. **Model view**: every head "
-                        "of every layer; click a thumbnail to enlarge it. bertviz counts layers and heads from 0.")
-            with gr.Row():
-                bv_text = gr.Textbox("The cat sat on the mat because it was warm.", label="Text (1 to 64 tokens)",
-                                     lines=2, scale=4, elem_id="bv-text")
-                with gr.Column(scale=2):
-                    bv_model = gr.Radio(MODEL_CHOICES, value="minilm-l6", label="Model")
-                    bv_view = gr.Radio(VIEW_CHOICES, value="head", label="View")
-                    bv_run = gr.Button("Draw bertviz view", variant="primary", elem_id="bv-run")
-            bv_html = gr.HTML(elem_id="bv-html")
-
-        # ---------------------------------------------------------------- contextual embeddings
+            bertviz = _bertviz_panel()
         with gr.Tab("Contextual embeddings", id="emb-context"):
-            with gr.Row():
-                sentences = gr.Textbox("\n".join(emb.BANK_SENTENCES), lines=5, scale=4,
-                                       label=f"Sentences, one per line (2 to {emb.MAX_SENTENCES}), each "
-                                             "containing the word", elem_id="ctx-sentences")
-                with gr.Column(scale=2):
-                    word = gr.Textbox("bank", label="Word", elem_id="ctx-word")
-                    pca_layer = gr.Slider(0, 6, value=6, step=1, label="Layer for the 2D map (0 = embedding layer)")
-                    ctx_run = gr.Button("Compare the word's vectors", variant="primary", elem_id="ctx-run")
-            ctx_examples_box = gr.Column()
-            legend = gr.Markdown()
-            with gr.Row():
-                sim_plot = Plot(filename="word-similarity-across-layers",
-                                show_label=False, label="Similarity across layers", elem_id="ctx-sim")
-                pca_plot = Plot(filename="token-vectors-pca",
-                                show_label=False, label="2D PCA of token vectors", elem_id="ctx-pca")
-            notice("At layer 0 every “bank” starts from the same table row, so all pairs are alike (only "
-                   "the position differs). Layer by layer the context flows in: pairs with the same sense "
-                   "(river/stream, or money) end up more alike than pairs with different senses.")
-            shapes_md = gr.Markdown(elem_id="ctx-shapes")
-            with gr.Accordion("Numbers (what the `embedding_similarity` API endpoint returns)", open=False):
-                sim_json = gr.JSON(label="similarity")
-
-        # ---------------------------------------------------------------- vector search
+            context = _context_panel()
         with gr.Tab("Mini vector search", id="emb-search"):
-            gr.Markdown("The retrieval step of RAG: embed every passage once, embed the query, rank by "
-                        "cosine similarity. Next to it, TF-IDF ranks by shared words only.")
-            with gr.Row():
-                passages = gr.Textbox("\n".join(emb.EXAMPLE_PASSAGES), lines=10, scale=3,
-                                      label=f"Passages, one per line (1 to {emb.MAX_PASSAGES}); paste your own",
-                                      elem_id="search-passages")
-                with gr.Column(scale=2):
-                    query = gr.Textbox(emb.EXAMPLE_QUERIES[0], label="Query", elem_id="search-query")
-                    top_k = gr.Slider(1, 10, value=5, step=1, label="Show the top k passages")
-                    search_run = gr.Button("Search", variant="primary", elem_id="search-run")
-                    search_examples_box = gr.Column()
-            search_plot = Plot(filename="search-scores", show_label=False, label="Scores", elem_id="search-plot")
-            with gr.Row():
-                dense_table = data_table("embedding-ranking", headers=["rank", "id", "cosine", "passage"],
-                                           label="Embedding ranking (MiniLM, mean pooling)", wrap=True,
-                                           column_widths=["9%", "12%", "13%", "66%"],
-                                           interactive=False, elem_id="search-dense")
-                sparse_table = data_table("tfidf-ranking", headers=["rank", "id", "tf-idf", "passage"],
-                                            label="TF-IDF ranking (scikit-learn)", wrap=True,
-                                            column_widths=["9%", "12%", "13%", "66%"],
-                                            interactive=False, elem_id="search-sparse")
-            notice("“flat tire on my bike” shares no word with “punctured bicycle tyre”, so TF-IDF scores it "
-                   "0; the embedding still puts it first. Exact keywords are where TF-IDF is strong.")
-            with gr.Accordion("Numbers (what the `semantic_search` API endpoint returns)", open=False):
-                search_json = gr.JSON(label="rankings")
+            search = _search_panel()
 
-    # Register listeners
+    attention = _wire_attention(engine, heatmaps)
+    _wire_compare(engine, heatmaps["text"], pair)
+    _wire_bertviz(engine, bertviz)
+    embedding_similarity = _wire_context(engine, context)
+    _wire_search(engine, search)
+    _fill_examples(heatmaps, attention, context, embedding_similarity, search)
+    # A link to this tab reopens the attention heatmap with the same text and knobs.
+    return Share(params=dict(text=heatmaps["text"], model=heatmaps["model"], layer=heatmaps["layer"],
+                             head=heatmaps["head"], mean=heatmaps["mean_heads"]),
+                 run=user_errors(attention), run_inputs=_attention_inputs(heatmaps),
+                 run_outputs=_attention_outputs(heatmaps))
+
+
+# --- layout: each function makes one part of a sub-tab and returns its components ----------
+
+
+def _attention_panel() -> dict:
+    """The heatmap of one layer and head, what one token attends to, and every head of the layer."""
+    parts = {}
+    with gr.Row():
+        parts["text"] = gr.Textbox(DEFAULT_TEXT, label="Text (1 to 128 tokens)", lines=2, scale=4, elem_id="att-text")
+        with gr.Column(scale=2):
+            parts["model"] = gr.Radio(MODEL_CHOICES, value="minilm-l6", label="Model")
+            parts["run"] = gr.Button("Show attention", variant="primary", elem_id="att-run")
+    with gr.Row():
+        parts["layer"] = ModelSlider(1, att.MAX_LAYERS, value=4, step=1, label="Layer", elem_id="att-layer")
+        parts["head"] = ModelSlider(1, att.MAX_HEADS, value=2, step=1, label="Head", elem_id="att-head")
+        parts["mean_heads"] = gr.Checkbox(False, label="Mean over heads", elem_id="att-mean")
+        parts["token"] = gr.Dropdown([], value=None, label="Query token (or click a row of the heatmap)",
+                                     elem_id="att-token")
+    parts["examples"] = gr.Column()
+    parts["shape_md"] = gr.Markdown()
+    with gr.Row():
+        parts["heat"] = Plot(filename="attention-heatmap",
+                             show_label=False, label="Attention heatmap", scale=3, elem_id="att-heatmap")
+        parts["bar"] = Plot(filename="attends-to",
+                            show_label=False, label="What the chosen token attends to", scale=2, elem_id="att-bar")
+    notice("Each row is one token looking at the others and sums to 1. Many heads send most "
+           "weight to [CLS], [SEP] or the first token: a 'no-op' they fall back on. In MiniLM's "
+           "layer 4, head 2, 'it' looks at 'animal': one head has learned to link a pronoun to "
+           "what it refers to. Other heads look at the next or previous word.")
+    parts["grid"] = Plot(filename="attention-heads", show_label=False, label="All heads of this layer",
+                         elem_id="att-grid")
+    with gr.Accordion("Numbers (what the `attention` API endpoint returns)", open=False):
+        parts["summary"] = gr.JSON(label="attention summary")
+    parts["clicked"] = gr.Textbox(visible="hidden", elem_id="att-click")  # row of a clicked cell
+    parts["maps"] = gr.State(None)
+    return parts
+
+
+def _compare_panel() -> dict:
+    """Encoder vs causal on the heatmap's text (under the heatmaps, same sub-tab)."""
+    parts = {}
+    gr.Markdown("### Encoder vs causal on the same text")
+    with gr.Row():
+        parts["run"] = gr.Button("Compare encoder vs causal", elem_id="cmp-run", scale=1)
+        parts["enc_layer"] = gr.Slider(1, att.MAX_LAYERS, value=1, step=1, label="Encoder layer", scale=2)
+        parts["causal_layer"] = gr.Slider(1, att.MAX_LAYERS, value=1, step=1, label="Causal layer", scale=2)
+    parts["plot"] = Plot(filename="encoder-vs-causal",
+                         show_label=False, label="Encoder vs causal (mean over heads)", elem_id="cmp-plot")
+    notice("The encoder fills the whole square: each token reads the words after it too. The "
+           "causal model only fills the lower triangle (grey = masked future), which is what lets "
+           "it generate text one token at a time.")
+    parts["maps"] = gr.State(None)
+    return parts
+
+
+def _bertviz_panel() -> dict:
+    gr.Markdown("bertviz's interactive views, running inside the app with no internet: its "
+                "JavaScript (d3, jQuery, require.js) is bundled. **Head view**: hover a token to "
+                "see its lines; double-click a colour to show one head. **Model view**: every head "
+                "of every layer; click a thumbnail to enlarge it. bertviz counts layers and heads from 0.")
+    parts = {}
+    with gr.Row():
+        parts["text"] = gr.Textbox("The cat sat on the mat because it was warm.", label="Text (1 to 64 tokens)",
+                                   lines=2, scale=4, elem_id="bv-text")
+        with gr.Column(scale=2):
+            parts["model"] = gr.Radio(MODEL_CHOICES, value="minilm-l6", label="Model")
+            parts["view"] = gr.Radio(VIEW_CHOICES, value="head", label="View")
+            parts["run"] = gr.Button("Draw bertviz view", variant="primary", elem_id="bv-run")
+    parts["html"] = gr.HTML(elem_id="bv-html")
+    return parts
+
+
+def _context_panel() -> dict:
+    """One word in several sentences: its similarity across layers and a 2D map of the vectors."""
+    parts = {}
+    with gr.Row():
+        parts["sentences"] = gr.Textbox("\n".join(emb.BANK_SENTENCES), lines=5, scale=4,
+                                        label=f"Sentences, one per line (2 to {emb.MAX_SENTENCES}), each "
+                                              "containing the word", elem_id="ctx-sentences")
+        with gr.Column(scale=2):
+            parts["word"] = gr.Textbox("bank", label="Word", elem_id="ctx-word")
+            parts["pca_layer"] = gr.Slider(0, 6, value=6, step=1, label="Layer for the 2D map (0 = embedding layer)")
+            parts["run"] = gr.Button("Compare the word's vectors", variant="primary", elem_id="ctx-run")
+    parts["examples"] = gr.Column()
+    parts["legend"] = gr.Markdown()
+    with gr.Row():
+        parts["sim_plot"] = Plot(filename="word-similarity-across-layers",
+                                 show_label=False, label="Similarity across layers", elem_id="ctx-sim")
+        parts["pca_plot"] = Plot(filename="token-vectors-pca",
+                                 show_label=False, label="2D PCA of token vectors", elem_id="ctx-pca")
+    notice("At layer 0 every “bank” starts from the same table row, so all pairs are alike (only "
+           "the position differs). Layer by layer the context flows in: pairs with the same sense "
+           "(river/stream, or money) end up more alike than pairs with different senses.")
+    parts["shapes_md"] = gr.Markdown(elem_id="ctx-shapes")
+    with gr.Accordion("Numbers (what the `embedding_similarity` API endpoint returns)", open=False):
+        parts["json"] = gr.JSON(label="similarity")
+    return parts
+
+
+def _search_panel() -> dict:
+    """The retrieval step of RAG: embedding ranking next to TF-IDF."""
+    gr.Markdown("The retrieval step of RAG: embed every passage once, embed the query, rank by "
+                "cosine similarity. Next to it, TF-IDF ranks by shared words only.")
+    parts = {}
+    with gr.Row():
+        parts["passages"] = gr.Textbox("\n".join(emb.EXAMPLE_PASSAGES), lines=10, scale=3,
+                                       label=f"Passages, one per line (1 to {emb.MAX_PASSAGES}); paste your own",
+                                       elem_id="search-passages")
+        with gr.Column(scale=2):
+            parts["query"] = gr.Textbox(emb.EXAMPLE_QUERIES[0], label="Query", elem_id="search-query")
+            parts["top_k"] = gr.Slider(1, 10, value=5, step=1, label="Show the top k passages")
+            parts["run"] = gr.Button("Search", variant="primary", elem_id="search-run")
+            parts["examples"] = gr.Column()
+    parts["plot"] = Plot(filename="search-scores", show_label=False, label="Scores", elem_id="search-plot")
+    with gr.Row():
+        parts["dense"] = data_table("embedding-ranking", headers=["rank", "id", "cosine", "passage"],
+                                    label="Embedding ranking (MiniLM, mean pooling)", wrap=True,
+                                    column_widths=["9%", "12%", "13%", "66%"],
+                                    interactive=False, elem_id="search-dense")
+        parts["sparse"] = data_table("tfidf-ranking", headers=["rank", "id", "tf-idf", "passage"],
+                                     label="TF-IDF ranking (scikit-learn)", wrap=True,
+                                     column_widths=["9%", "12%", "13%", "66%"],
+                                     interactive=False, elem_id="search-sparse")
+    notice("“flat tire on my bike” shares no word with “punctured bicycle tyre”, so TF-IDF scores it "
+           "0; the embedding still puts it first. Exact keywords are where TF-IDF is strong.")
+    with gr.Accordion("Numbers (what the `semantic_search` API endpoint returns)", open=False):
+        parts["json"] = gr.JSON(label="rankings")
+    return parts
+
+
+# --- wiring: listeners on the parts above ---------------------------------------------------
+
+
+def _attention_inputs(heatmaps) -> list:
+    return [heatmaps[k] for k in ("text", "model", "layer", "head", "mean_heads", "token")]
+
+
+def _attention_views(heatmaps) -> list:
+    return [heatmaps[k] for k in ("heat", "bar", "grid", "summary")]
+
+
+def _attention_outputs(heatmaps) -> list:
+    return [*(heatmaps[k] for k in ("maps", "layer", "head", "token", "shape_md")), *_attention_views(heatmaps)]
+
+
+def _attention_listeners(engine):
+    """attention (run the model, then plot) and set_model (move the sliders to a new model's size)."""
     def attention(text, model_key, layer, head, mean_heads, token, progress=gr.Progress()):
         maps = att.attention_maps(engine, text, model_key, progress=progress_callback(progress))
         if token is not None and not 0 <= int(token) < maps.n_tokens:
@@ -253,6 +310,16 @@ def build(engine) -> Share:
         return (maps, gr.Slider(maximum=maps.n_layers), gr.Slider(maximum=maps.n_heads),
                 gr.Dropdown(choices=_token_choices(maps), value=chosen), _shape_line(maps), *views)
 
+    def set_model(model_key, layer, head, progress=gr.Progress()):
+        n_layers, n_heads = att.model_dims(engine, model_key, progress_callback(progress))
+        return (gr.Slider(maximum=n_layers, value=_clamp(layer, n_layers)),
+                gr.Slider(maximum=n_heads, value=_clamp(head, n_heads)), None)  # new tokens: new query
+
+    return attention, set_model
+
+
+def _wire_attention(engine, heatmaps):
+    """The heatmap's run, model switch, cell clicks and re-plots from state; returns attention."""
     def view(maps, layer, head, mean_heads, token):
         if maps is None:
             raise UserInputError("Click “Show attention” first.")
@@ -264,11 +331,27 @@ def build(engine) -> Share:
         token = att.check_token(maps, str(row).split(":")[0].strip())
         return token, *_views(maps, layer, head, bool(mean_heads), token)
 
-    def set_model(model_key, layer, head, progress=gr.Progress()):
-        n_layers, n_heads = att.model_dims(engine, model_key, progress_callback(progress))
-        return (gr.Slider(maximum=n_layers, value=_clamp(layer, n_layers)),
-                gr.Slider(maximum=n_heads, value=_clamp(head, n_heads)), None)  # new tokens: new query
+    attention, set_model = _attention_listeners(engine)
+    text, model, layer, head, mean_heads, token = _attention_inputs(heatmaps)
+    att_views = _attention_views(heatmaps)
+    gr.on([heatmaps["run"].click, text.submit], user_errors(on_gpu(attention)), inputs=_attention_inputs(heatmaps),
+          outputs=_attention_outputs(heatmaps), api_name="attention", **HEAVY)
+    model.input(user_errors(on_gpu(set_model)), inputs=[model, layer, head], outputs=[layer, head, token],
+                api_name="attention_model_dims", api_visibility="undocumented", **HEAVY).success(  # not twice
+        user_errors(on_gpu(attention)), inputs=_attention_inputs(heatmaps),
+        outputs=_attention_outputs(heatmaps), api_visibility="private", **HEAVY)
+    text.input(lambda: None, outputs=token, api_visibility="private", queue=False)  # positions change
+    heatmaps["heat"].change(None, js=HOOK_CLICKS_JS, api_visibility="private", queue=False)
+    clicked, maps = heatmaps["clicked"], heatmaps["maps"]
+    clicked.change(user_errors(click), inputs=[maps, layer, head, mean_heads, clicked], outputs=[token, *att_views],
+                   api_name="attention_click", api_visibility="undocumented", **LIGHT)
+    gr.on([layer.release, head.release, mean_heads.input, token.input], user_errors(view),
+          inputs=[maps, layer, head, mean_heads, token], outputs=att_views,
+          api_name="attention_view", api_visibility="undocumented", **LIGHT)
+    return attention
 
+
+def _wire_compare(engine, text, pair):
     def compare(text, enc_layer, causal_layer, progress=gr.Progress()):
         cb = progress_callback(progress)
         maps = {key: att.attention_maps(engine, text, key, progress=cb) for key in att.ATTENTION_MODELS}
@@ -283,64 +366,66 @@ def build(engine) -> Share:
             raise UserInputError("Click “Compare encoder vs causal” first.")
         return _compare_figure(maps, enc_layer, causal_layer)
 
+    enc_layer, causal_layer = pair["enc_layer"], pair["causal_layer"]
+    pair["run"].click(user_errors(on_gpu(compare)), inputs=[text, enc_layer, causal_layer],
+                      outputs=[pair["maps"], enc_layer, causal_layer, pair["plot"]],
+                      api_name="attention_compare", **HEAVY)
+    gr.on([enc_layer.release, causal_layer.release], user_errors(compare_view),
+          inputs=[pair["maps"], enc_layer, causal_layer], outputs=pair["plot"],
+          api_name="attention_compare_view", api_visibility="undocumented", **LIGHT)
+
+
+def _wire_bertviz(engine, bv):
     def bertviz(text, model_key, view_name, progress=gr.Progress()):
         maps = att.attention_maps(engine, text, model_key, max_tokens=bertviz_page.MAX_TOKENS,
                                   progress=progress_callback(progress))
         return bertviz_page.iframe(view_name, maps, layer=min(3, maps.n_layers))
 
+    gr.on([bv["run"].click, bv["text"].submit], user_errors(on_gpu(bertviz)),
+          inputs=[bv["text"], bv["model"], bv["view"]], outputs=bv["html"], api_name="bertviz", **HEAVY)
+
+
+def _context_outputs(ctx) -> list:
+    return [ctx["legend"], ctx["sim_plot"], ctx["pca_plot"], ctx["shapes_md"], ctx["json"]]
+
+
+def _wire_context(engine, ctx):
+    """Returns embedding_similarity, for the examples."""
     def embedding_similarity(sentences_text, word_text, layer_value, progress=gr.Progress()):
         sim, pca = emb.contextual(engine, sentences_text, word_text, layer_value,
                                   progress=progress_callback(progress))
         return (_sentence_legend(sim), plots.similarity_lines(sim), plots.pca_scatter(pca, sim["word"]),
                 _shapes_markdown(sim), {**sim, "pca": pca})
 
+    gr.on([ctx["run"].click, ctx["word"].submit, ctx["pca_layer"].release], user_errors(on_gpu(embedding_similarity)),
+          inputs=[ctx["sentences"], ctx["word"], ctx["pca_layer"]], outputs=_context_outputs(ctx),
+          api_name="embedding_similarity", **HEAVY)
+    return embedding_similarity
+
+
+def _wire_search(engine, search):
     def semantic_search(query_text, passages_text, k, progress=gr.Progress()):
         result = emb.semantic_search(engine, query_text, passages_text, top_k=k,
                                      progress=progress_callback(progress))
         return (plots.search_bars(result), _ranking_rows(result["embedding"]), _ranking_rows(result["tfidf"]),
                 result)
 
-    att_views = [heat, bar, grid, summary]
-    gr.on([run.click, text.submit], user_errors(on_gpu(attention)),
-          inputs=[text, model, layer, head, mean_heads, token],
-          outputs=[maps_state, layer, head, token, shape_md, *att_views], api_name="attention", **HEAVY)
-    model.input(user_errors(on_gpu(set_model)), inputs=[model, layer, head], outputs=[layer, head, token],
-                api_name="attention_model_dims", api_visibility="undocumented", **HEAVY).success(  # not twice
-        user_errors(on_gpu(attention)), inputs=[text, model, layer, head, mean_heads, token],
-        outputs=[maps_state, layer, head, token, shape_md, *att_views], api_visibility="private", **HEAVY)
-    text.input(lambda: None, outputs=token, api_visibility="private", queue=False)  # positions change
-    heat.change(None, js=HOOK_CLICKS_JS, api_visibility="private", queue=False)
-    clicked.change(user_errors(click), inputs=[maps_state, layer, head, mean_heads, clicked],
-                  outputs=[token, *att_views], api_name="attention_click", api_visibility="undocumented",
-                  **LIGHT)
-    gr.on([layer.release, head.release, mean_heads.input, token.input], user_errors(view),
-          inputs=[maps_state, layer, head, mean_heads, token], outputs=att_views,
-          api_name="attention_view", api_visibility="undocumented", **LIGHT)
-    cmp_run.click(user_errors(on_gpu(compare)), inputs=[text, cmp_enc_layer, cmp_causal_layer],
-                  outputs=[cmp_state, cmp_enc_layer, cmp_causal_layer, cmp_plot],
-                  api_name="attention_compare", **HEAVY)
-    gr.on([cmp_enc_layer.release, cmp_causal_layer.release], user_errors(compare_view),
-          inputs=[cmp_state, cmp_enc_layer, cmp_causal_layer], outputs=cmp_plot,
-          api_name="attention_compare_view", api_visibility="undocumented", **LIGHT)
-    gr.on([bv_run.click, bv_text.submit], user_errors(on_gpu(bertviz)), inputs=[bv_text, bv_model, bv_view],
-          outputs=bv_html, api_name="bertviz", **HEAVY)
-    gr.on([ctx_run.click, word.submit, pca_layer.release], user_errors(on_gpu(embedding_similarity)),
-          inputs=[sentences, word, pca_layer], outputs=[legend, sim_plot, pca_plot, shapes_md, sim_json],
-          api_name="embedding_similarity", **HEAVY)
-    gr.on([search_run.click, query.submit], user_errors(on_gpu(semantic_search)), inputs=[query, passages, top_k],
-          outputs=[search_plot, dense_table, sparse_table, search_json], api_name="semantic_search", **HEAVY)
-    with att_examples_box:
-        examples([[t, m, 4, 2, False, None] for _, t, m in ATTENTION_EXAMPLES],
-                 [text, model, layer, head, mean_heads, token], labels=[e[0] for e in ATTENTION_EXAMPLES],
-                 fn=user_errors(on_gpu(attention)), outputs=[maps_state, layer, head, token, shape_md, *att_views])
-    with ctx_examples_box:  # MiniLM on a few sentences: cheap and deterministic, so cached
-        examples([[sents, w, 6] for _, sents, w in SENSE_EXAMPLES], [sentences, word, pca_layer],
+    gr.on([search["run"].click, search["query"].submit], user_errors(on_gpu(semantic_search)),
+          inputs=[search["query"], search["passages"], search["top_k"]],
+          outputs=[search["plot"], search["dense"], search["sparse"], search["json"]], api_name="semantic_search",
+          **HEAVY)
+
+
+def _fill_examples(heatmaps, attention, ctx, embedding_similarity, search) -> None:
+    """The examples under the heatmap, the senses and the search box (after every listener)."""
+    with heatmaps["examples"]:
+        examples([[t, m, 4, 2, False, None] for _, t, m in ATTENTION_EXAMPLES], _attention_inputs(heatmaps),
+                 labels=[e[0] for e in ATTENTION_EXAMPLES], fn=user_errors(on_gpu(attention)),
+                 outputs=_attention_outputs(heatmaps))
+    with ctx["examples"]:  # MiniLM on a few sentences: cheap and deterministic, so cached
+        examples([[sents, w, 6] for _, sents, w in SENSE_EXAMPLES], [ctx["sentences"], ctx["word"], ctx["pca_layer"]],
                  labels=[e[0] for e in SENSE_EXAMPLES], fn=user_errors(on_gpu(embedding_similarity)),
-                 outputs=[legend, sim_plot, pca_plot, shapes_md, sim_json], cache=True)
-    with search_examples_box:
+                 outputs=_context_outputs(ctx), cache=True)
+    with search["examples"]:
         # fills the query only: passages pasted by the user stay
-        examples([[q] for q in emb.EXAMPLE_QUERIES], [query], label="Example queries (then press Search)")
-    # A link to this tab reopens the attention heatmap with the same text and knobs.
-    return Share(params=dict(text=text, model=model, layer=layer, head=head, mean=mean_heads),
-                 run=user_errors(attention), run_inputs=[text, model, layer, head, mean_heads, token],
-                 run_outputs=[maps_state, layer, head, token, shape_md, *att_views])
+        examples([[q] for q in emb.EXAMPLE_QUERIES], [search["query"]], label="Example queries (then press Search)")
