@@ -7,9 +7,9 @@ from __future__ import annotations
 import gradio as gr
 
 from engine.core.errors import UserInputError
-from engine.training import lora as L
-from engine.training import plots as TP
-from engine.training import preference as P
+from engine.training import lora
+from engine.training import plots as training_plots
+from engine.training import preference
 from tabs._ui import HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, scratch_dir, user_errors
 
 # One training at a time (the engine's gate); a second is told at once that the machine is busy.
@@ -43,10 +43,10 @@ def _duration(s: float) -> str:
 
 
 def _pairs(source, table):
-    return P.load_pairs() if source == "bundled" else P.pairs_from_rows(table)
+    return preference.load_pairs() if source == "bundled" else preference.pairs_from_rows(table)
 
 
-def _status(u: P.RunUpdate, what: str, keeps: str) -> str:
+def _status(u: preference.RunUpdate, what: str, keeps: str) -> str:
     if u.busy or not u.step:
         return f"⏳ {u.message or 'Starting...'}"
     per = u.seconds / u.step
@@ -58,7 +58,7 @@ def _status(u: P.RunUpdate, what: str, keeps: str) -> str:
             f"**{u.last('loss'):.3f}** · {per:.1f} s/step · {_duration(u.seconds)} so far{left}.{tail}")
 
 
-def _before_after_md(session: P.PreferenceSession) -> str:
+def _before_after_md(session: preference.PreferenceSession) -> str:
     b, a = session.before, session.after
     if not b or not a:
         return ""
@@ -70,7 +70,7 @@ def _before_after_md(session: P.PreferenceSession) -> str:
 
 
 def _held_prompts(source, table, n: int = N_COMPARE) -> list[str]:
-    _, held = P.split(_pairs(source, table))
+    _, held = preference.split(_pairs(source, table))
     seen, out = set(), []
     for p in held:
         if p.prompt not in seen:
@@ -79,78 +79,96 @@ def _held_prompts(source, table, n: int = N_COMPARE) -> list[str]:
     return out[:n]
 
 
-def build_preference(engine) -> Share:
-    gr.Markdown("## Preference tuning: a reward model and DPO\n"
-                "After supervised fine-tuning, a model is aligned with what people *prefer*: each example "
-                "is a comparison of two responses to one prompt. Train a reward model on them, or tune the "
-                "instruct model directly with DPO, and watch the margins move.")
-    gr.Markdown(METHODS)
-    session = gr.State(None)
+INTRO = ("## Preference tuning: a reward model and DPO\n"
+         "After supervised fine-tuning, a model is aligned with what people *prefer*: each example "
+         "is a comparison of two responses to one prompt. Train a reward model on them, or tune the "
+         "instruct model directly with DPO, and watch the margins move.")
 
+
+# ---- layout (each function creates its components in the current Blocks context) ---------------
+def _data_panel() -> dict:
+    """1. Comparison data: the source, the editable table of pairs and an upload into it."""
     gr.Markdown("### 1. Comparison data")
     source = gr.Radio(choices=SOURCES, value="bundled", label="Data")
-    bundled = P.load_pairs()
-    table = data_table("comparisons", value=P.pairs_to_rows(bundled), headers=HEADERS, interactive=True, wrap=True,
-                         max_height=300, label=f"Comparisons ({len(bundled)} bundled; 'held out' = yes: "
-                         "measured before/after, never trained on)", column_widths=["34%", "18%", "38%", "10%"],
-                         elem_id="pref-table")
+    bundled = preference.load_pairs()
+    table = data_table("comparisons", value=preference.pairs_to_rows(bundled), headers=HEADERS, interactive=True,
+                       wrap=True, max_height=300, label=f"Comparisons ({len(bundled)} bundled; 'held out' = yes: "
+                       "measured before/after, never trained on)", column_widths=["34%", "18%", "38%", "10%"],
+                       elem_id="pref-table")
     with gr.Row():
         upload = gr.File(label=f'Upload .jsonl: one {{"prompt", "chosen", "rejected"}} a line, up to '
-                               f"{P.MAX_PAIRS:,} pairs and {P.MAX_PAIRS_BYTES // 1000:,} kB", file_types=[".jsonl"])
+                               f"{preference.MAX_PAIRS:,} pairs and {preference.MAX_PAIRS_BYTES // 1000:,} kB",
+                         file_types=[".jsonl"])
         data_md = gr.Markdown(f"**{len(bundled)} pairs**, {sum(p.held_out for p in bundled)} held out: concise "
                               "correct answers preferred to rambling wrong ones (arithmetic, capitals) and a "
                               "quote's real author preferred to a wrong one.")
     notice("The preference is visible at a glance: the chosen side is short and right, the rejected side "
            "hedges, rambles or names the wrong person. Edit a row and pick 'The table below' to train on your version.")
+    return dict(source=source, table=table, upload=upload, data_md=data_md)
 
+
+def _reward_panel() -> dict:
+    """2. Reward model: knobs (knobs: name -> control), training, held-out rewards, scoring responses."""
     gr.Markdown("### 2. Reward model (Bradley–Terry)")
     with gr.Row():
-        rc = controls_for(P.RewardSettings, ["learning_rate", "max_steps", "batch_size", "r", "max_length", "seed"])
+        knobs = controls_for(preference.RewardSettings, ["learning_rate", "max_steps", "batch_size", "r",
+                                                         "max_length", "seed"])
     with gr.Row():
-        rm_train = gr.Button("Train reward model", variant="primary")
-        rm_stop = gr.Button("Stop (keep what is trained)", variant="stop")
-    rm_d, dpo_d = P.RewardSettings(), P.DPOSettings()
-    rm_status = gr.Markdown(f"Press **Train reward model**: the default ({rm_d.max_steps} steps of {rm_d.batch_size} "
-                            "pairs) takes one to two minutes on a free 2-core CPU, longer when the machine is busy.",
-                            elem_id="pref-rm-status")
-    rm_plot = Plot(filename="reward-model-curves", value=TP.preference_figure({"loss": [], "margin": []}, rm_d.max_steps,
-                                                                              "Reward model"),
-                   label="Reward model: loss, margin, accuracy", elem_id="pref-rm-plot")
-    rm_eval_md = gr.Markdown()
-    rm_held = data_table("held-out-rewards", headers=["prompt", "chosen", "r(chosen)", "rejected", "r(rejected)"], interactive=False,
-                           wrap=True, max_height=260, label="Reward of each side of the held-out pairs",
-                           column_widths=["36%", "20%", "9%", "26%", "9%"])
+        train_btn = gr.Button("Train reward model", variant="primary")
+        stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
+    rm_d = preference.RewardSettings()
+    status = gr.Markdown(f"Press **Train reward model**: the default ({rm_d.max_steps} steps of {rm_d.batch_size} "
+                         "pairs) takes one to two minutes on a free 2-core CPU, longer when the machine is busy.",
+                         elem_id="pref-rm-status")
+    plot = Plot(filename="reward-model-curves", value=training_plots.preference_figure(
+        {"loss": [], "margin": []}, rm_d.max_steps, "Reward model"),
+                label="Reward model: loss, margin, accuracy", elem_id="pref-rm-plot")
+    eval_md = gr.Markdown()
+    held = data_table("held-out-rewards", headers=["prompt", "chosen", "r(chosen)", "rejected", "r(rejected)"],
+                      interactive=False, wrap=True, max_height=260, label="Reward of each side of the held-out pairs",
+                      column_widths=["36%", "20%", "9%", "26%", "9%"])
     with gr.Row():
         sc_prompt = gr.Textbox(value="Question: What is the capital of Italy?\nAnswer:", label="Prompt", lines=2)
         sc_responses = gr.Textbox(value="Rome.\nWell, I am not sure, it might be Milan, or maybe Rome.\nMilan.",
-                                  label=f"Responses to score (one a line, up to {P.MAX_SCORE_TEXTS})", lines=3)
+                                  label=f"Responses to score (one a line, up to {preference.MAX_SCORE_TEXTS})", lines=3)
     examples([["Question: What is 12 + 30?\nAnswer:", "42.\nHmm, let me think, maybe 41, I am not sure.\n43."],
               ["Question: Who said \"Art is a lie which makes us realize the truth.\"?\nAnswer:",
                "Picasso.\nMarlon Brando."]],
              [sc_prompt, sc_responses], labels=["arithmetic", "a quote"], label="Examples to score")
     sc_btn = gr.Button("Score with the reward model")
     sc_out = data_table("rewards", headers=["response", "reward"], interactive=False, wrap=True, label="Rewards")
+    return dict(knobs=knobs, train_btn=train_btn, stop_btn=stop_btn, status=status, plot=plot, eval_md=eval_md,
+                held=held, sc_prompt=sc_prompt, sc_responses=sc_responses, sc_btn=sc_btn, sc_out=sc_out)
 
+
+def _dpo_panel() -> dict:
+    """3. DPO: knobs (knobs: name -> control), training, the before/after on held-out pairs."""
     gr.Markdown("### 3. DPO with LoRA on the instruct model")
     with gr.Row():
-        dc = controls_for(P.DPOSettings, ["beta", "learning_rate", "max_steps", "batch_size", "r", "max_length",
-                                          "seed"])
+        knobs = controls_for(preference.DPOSettings, ["beta", "learning_rate", "max_steps", "batch_size", "r",
+                                                      "max_length", "seed"])
     with gr.Row():
-        dpo_train = gr.Button("Train with DPO", variant="primary")
-        dpo_stop = gr.Button("Stop (keep what is trained)", variant="stop")
-    dpo_status = gr.Markdown(f"Press **Train with DPO**: the default ({dpo_d.max_steps} steps of {dpo_d.batch_size} "
-                             "pairs) takes one to two minutes on a free 2-core CPU, longer when the machine is busy"
-                             f". One training runs at a time on this machine, each for "
-                             f"at most {_duration(L.GATE.cap_seconds)}.", elem_id="pref-dpo-status")
-    dpo_plot = Plot(filename="dpo-curves", value=TP.preference_figure(
+        train_btn = gr.Button("Train with DPO", variant="primary")
+        stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
+    dpo_d = preference.DPOSettings()
+    status = gr.Markdown(f"Press **Train with DPO**: the default ({dpo_d.max_steps} steps of {dpo_d.batch_size} "
+                         "pairs) takes one to two minutes on a free 2-core CPU, longer when the machine is busy"
+                         f". One training runs at a time on this machine, each for "
+                         f"at most {_duration(lora.GATE.cap_seconds)}.", elem_id="pref-dpo-status")
+    plot = Plot(filename="dpo-curves", value=training_plots.preference_figure(
         {"loss": [], "chosen": [], "rejected": [], "margin": []}, dpo_d.max_steps), label="DPO: loss, rewards, accuracy",
         elem_id="pref-dpo-plot")
     notice("At step 1 the adapter is zero, so π = π_ref: both rewards are 0 and the loss is log 2 = 0.693. The "
            "rejected reward falls first: DPO mostly learns what not to say.")
     ba_md = gr.Markdown(elem_id="pref-before-after")
-    ba_plot = Plot(filename="dpo-before-after", value=TP.before_after_figure(None, None),
+    ba_plot = Plot(filename="dpo-before-after", value=training_plots.before_after_figure(None, None),
                    label="Before / after on held-out pairs", elem_id="pref-ba-plot")
+    return dict(knobs=knobs, train_btn=train_btn, stop_btn=stop_btn, status=status, plot=plot, ba_md=ba_md,
+                ba_plot=ba_plot)
 
+
+def _answers_panel() -> dict:
+    """Held-out prompts answered with the DPO adapter off and on, and its download."""
     gr.Markdown("#### Held-out prompts answered with the adapter off and on (same seed)")
     with gr.Row():
         cmp_seed = gr.Number(value=7, precision=0, minimum=0, maximum=2**32 - 1, label="Seed")
@@ -158,39 +176,45 @@ def build_preference(engine) -> Share:
         cmp_temp = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
     cmp_btn = gr.Button("Answer the held-out prompts", variant="primary")
     cmp_out = data_table("dpo-before-after", headers=["prompt", "adapter off (instruct model)", "adapter on (after DPO)"],
-                           interactive=False, wrap=True, label="Before / after", elem_id="pref-compare",
+                         interactive=False, wrap=True, label="Before / after", elem_id="pref-compare",
                          column_widths=["30%", "35%", "35%"])
     with gr.Row():
         dl_btn = gr.Button("Download the DPO adapter (.zip)")
         dl_file = gr.File(label="adapter_model.safetensors + adapter_config.json (PeftModel.from_pretrained loads "
                                 "it after unzipping)", interactive=False)
+    return dict(seed=cmp_seed, new=cmp_new, temp=cmp_temp, btn=cmp_btn, out=cmp_out, dl_btn=dl_btn, dl_file=dl_file)
 
-    # Register listeners
-    def do_upload(file):
-        if not file:
-            return gr.update(), gr.update(), "Choose a .jsonl file."
-        pairs = P.read_pairs_file(file)
-        return (P.pairs_to_rows(pairs), "table",
-                f"✅ Loaded **{len(pairs)} pairs** ({sum(p.held_out for p in pairs)} held out) into the table.")
 
-    def _session(state):
-        state = state if isinstance(state, P.PreferenceSession) else P.PreferenceSession()
-        if state.training:
-            raise UserInputError("this session is already training: wait for it or press Stop.")
-        return state
+# ---- listeners (plain functions, or made for one engine; wrapped with user_errors when registered) -----
+def do_upload(file):
+    if not file:
+        return gr.update(), gr.update(), "Choose a .jsonl file."
+    pairs = preference.read_pairs_file(file)
+    return (preference.pairs_to_rows(pairs), "table",
+            f"✅ Loaded **{len(pairs)} pairs** ({sum(p.held_out for p in pairs)} held out) into the table.")
 
+
+def _session(state):
+    state = state if isinstance(state, preference.PreferenceSession) else preference.PreferenceSession()
+    if state.training:
+        raise UserInputError("this session is already training: wait for it or press Stop.")
+    return state
+
+
+def make_rm_train(engine):
     def do_rm_train(src, rows, lr, steps, batch, r, max_len, seed, state, progress=gr.Progress()):
-        s = P.reward_settings(learning_rate=lr, max_steps=steps, batch_size=batch, r=r, max_length=max_len, seed=seed)
+        s = preference.reward_settings(learning_rate=lr, max_steps=steps, batch_size=batch, r=r, max_length=max_len,
+                                       seed=seed)
         pairs = _pairs(src, rows)
         state = _session(state)
         report = progress_callback(progress)
-        yield "⏳ Starting: preparing the model and the data...", TP.preference_figure(
+        yield "⏳ Starting: preparing the model and the data...", training_plots.preference_figure(
             {"loss": [], "margin": []}, s.max_steps, "Reward model"), "", None, state
-        for u in P.train_reward(engine, state, pairs, s, progress=report):
-            fig = TP.preference_figure(u.history, s.max_steps, "Reward model")
+        for u in preference.train_reward(engine, state, pairs, s, progress=report):
+            fig = training_plots.preference_figure(u.history, s.max_steps, "Reward model")
             if u.done and state.reward_eval:
                 ev = state.reward_eval
-                _, held = P.split(pairs)
+                _, held = preference.split(pairs)
                 rows_out = [[p.prompt, p.chosen, round(x["chosen"], 3), p.rejected, round(x["rejected"], 3)]
                             for p, x in zip(held, ev["rows"])]
                 md = (f"**Held-out pairwise accuracy: {ev['accuracy']:.0%}** of {ev['pairs']} pairs get "
@@ -200,70 +224,99 @@ def build_preference(engine) -> Share:
                 if u.step:
                     report(u.step / u.max_steps, f"step {u.step}/{u.max_steps}, loss {u.last('loss'):.3f}")
                 yield _status(u, "reward model", ""), fig, gr.update(), gr.update(), state
+    return do_rm_train
 
-    def do_stop(state):
-        if not isinstance(state, P.PreferenceSession):
-            return "Nothing is training in this session."
-        state.stop.set()
-        return ("⏹️ Stopping after the current step; what is trained so far is kept." if state.training else
-                "⏹️ Nothing was running.")
 
-    def do_score(prompt, responses, state):
-        state = state if isinstance(state, P.PreferenceSession) else None
-        return [[t, round(v, 3)] for t, v in P.score_responses(state, prompt, responses)]
+def do_stop(state):
+    if not isinstance(state, preference.PreferenceSession):
+        return "Nothing is training in this session."
+    state.stop.set()
+    return ("⏹️ Stopping after the current step; what is trained so far is kept." if state.training else
+            "⏹️ Nothing was running.")
 
+
+def do_score(prompt, responses, state):
+    state = state if isinstance(state, preference.PreferenceSession) else None
+    return [[t, round(v, 3)] for t, v in preference.score_responses(state, prompt, responses)]
+
+
+def make_dpo_train(engine):
     def do_dpo_train(src, rows, beta, lr, steps, batch, r, max_len, seed, state, progress=gr.Progress()):
-        s = P.dpo_settings(beta=beta, learning_rate=lr, max_steps=steps, batch_size=batch, r=r, max_length=max_len,
-                           seed=seed)
+        s = preference.dpo_settings(beta=beta, learning_rate=lr, max_steps=steps, batch_size=batch, r=r,
+                                    max_length=max_len, seed=seed)
         pairs = _pairs(src, rows)
         state = _session(state)
         report = progress_callback(progress)
         empty = {"loss": [], "chosen": [], "rejected": [], "margin": []}
-        yield ("⏳ Starting: preparing the model and the data...", TP.preference_figure(empty, s.max_steps), "",
-               TP.before_after_figure(None, None), state)
-        for u in P.train_dpo(engine, state, pairs, s, progress=report):
-            fig = TP.preference_figure(u.history, s.max_steps)
+        yield ("⏳ Starting: preparing the model and the data...",
+               training_plots.preference_figure(empty, s.max_steps), "", training_plots.before_after_figure(None, None),
+               state)
+        for u in preference.train_dpo(engine, state, pairs, s, progress=report):
+            fig = training_plots.preference_figure(u.history, s.max_steps)
             if u.done and state.after:
                 yield (_status(u, "DPO", "Now answer the held-out prompts below, or download the adapter."), fig,
-                       _before_after_md(state), TP.before_after_figure(state.before, state.after), state)
+                       _before_after_md(state), training_plots.before_after_figure(state.before, state.after), state)
             else:
                 if u.step:
                     report(u.step / u.max_steps, f"step {u.step}/{u.max_steps}, loss {u.last('loss'):.3f}")
                 yield _status(u, "DPO", ""), fig, gr.update(), gr.update(), state
+    return do_dpo_train
 
-    def do_compare(src, rows, seed, n_new, temp, state):
-        if not isinstance(state, P.PreferenceSession):
-            raise UserInputError("no DPO adapter in this session yet: train one first (Train with DPO).")
-        out = P.compare_outputs(state, _held_prompts(src, rows), seed, n_new, temp)
-        def shown(text):  # an answer that is only whitespace or EOS would be an empty-looking cell
-            return text if text.strip() else "(no text: the model ended the answer at once)"
 
-        return [[r["prompt"], shown(r["base"]), shown(r["tuned"])] for r in out]
+def do_compare(src, rows, seed, n_new, temp, state):
+    if not isinstance(state, preference.PreferenceSession):
+        raise UserInputError("no DPO adapter in this session yet: train one first (Train with DPO).")
+    out = preference.compare_outputs(state, _held_prompts(src, rows), seed, n_new, temp)
+    def shown(text):  # an answer that is only whitespace or EOS would be an empty-looking cell
+        return text if text.strip() else "(no text: the model ended the answer at once)"
 
-    def do_download(state):
-        if not isinstance(state, P.PreferenceSession):
-            raise UserInputError("no DPO adapter in this session yet: train one first (Train with DPO).")
-        return str(P.export_dpo_adapter(state, scratch_dir("dpo")))
+    return [[r["prompt"], shown(r["base"]), shown(r["tuned"])] for r in out]
 
+
+def do_download(state):
+    if not isinstance(state, preference.PreferenceSession):
+        raise UserInputError("no DPO adapter in this session yet: train one first (Train with DPO).")
+    return str(preference.export_dpo_adapter(state, scratch_dir("dpo")))
+
+
+# ---- wiring ------------------------------------------------------------------------------------------
+def _wire(engine, session, data, reward, dpo, answers):
+    rc, dc = reward["knobs"], dpo["knobs"]
     rm_inputs = [rc["learning_rate"], rc["max_steps"], rc["batch_size"], rc["r"], rc["max_length"], rc["seed"]]
     dpo_inputs = [dc["beta"], dc["learning_rate"], dc["max_steps"], dc["batch_size"], dc["r"], dc["max_length"],
                   dc["seed"]]
-    upload.upload(user_errors(do_upload), inputs=upload, outputs=[table, source, data_md], api_name="pref_upload")
-    rm_train.click(user_errors(do_rm_train), inputs=[source, table, *rm_inputs, session],
-                   outputs=[rm_status, rm_plot, rm_eval_md, rm_held, session], api_name="pref_reward_train",
-                   show_progress="minimal", **TRAIN)
-    rm_stop.click(user_errors(do_stop), inputs=session, outputs=rm_status, api_name="pref_reward_stop",
-                  concurrency_limit=None)
-    sc_btn.click(user_errors(do_score), inputs=[sc_prompt, sc_responses, session], outputs=sc_out,
-                 api_name="pref_reward_score", **HEAVY)
-    dpo_train.click(user_errors(do_dpo_train), inputs=[source, table, *dpo_inputs, session],
-                    outputs=[dpo_status, dpo_plot, ba_md, ba_plot, session], api_name="pref_dpo_train",
-                    show_progress="minimal", **TRAIN)
-    dpo_stop.click(user_errors(do_stop), inputs=session, outputs=dpo_status, api_name="pref_dpo_stop",
-                   concurrency_limit=None)
-    cmp_btn.click(user_errors(do_compare), inputs=[source, table, cmp_seed, cmp_new, cmp_temp, session],
-                  outputs=cmp_out, api_name="pref_dpo_compare", **HEAVY)
-    dl_btn.click(user_errors(do_download), inputs=session, outputs=dl_file, api_name="pref_dpo_download", **HEAVY)
+    source, table = data["source"], data["table"]
+    data["upload"].upload(user_errors(do_upload), inputs=data["upload"], outputs=[table, source, data["data_md"]],
+                          api_name="pref_upload")
+    reward["train_btn"].click(user_errors(make_rm_train(engine)), inputs=[source, table, *rm_inputs, session],
+                              outputs=[reward["status"], reward["plot"], reward["eval_md"], reward["held"], session],
+                              api_name="pref_reward_train", show_progress="minimal", **TRAIN)
+    reward["stop_btn"].click(user_errors(do_stop), inputs=session, outputs=reward["status"],
+                             api_name="pref_reward_stop", concurrency_limit=None)
+    reward["sc_btn"].click(user_errors(do_score), inputs=[reward["sc_prompt"], reward["sc_responses"], session],
+                           outputs=reward["sc_out"], api_name="pref_reward_score", **HEAVY)
+    dpo["train_btn"].click(user_errors(make_dpo_train(engine)), inputs=[source, table, *dpo_inputs, session],
+                           outputs=[dpo["status"], dpo["plot"], dpo["ba_md"], dpo["ba_plot"], session],
+                           api_name="pref_dpo_train", show_progress="minimal", **TRAIN)
+    dpo["stop_btn"].click(user_errors(do_stop), inputs=session, outputs=dpo["status"], api_name="pref_dpo_stop",
+                          concurrency_limit=None)
+    answers["btn"].click(user_errors(do_compare),
+                         inputs=[source, table, answers["seed"], answers["new"], answers["temp"], session],
+                         outputs=answers["out"], api_name="pref_dpo_compare", **HEAVY)
+    answers["dl_btn"].click(user_errors(do_download), inputs=session, outputs=answers["dl_file"],
+                            api_name="pref_dpo_download", **HEAVY)
+
+
+def build_preference(engine) -> Share:
+    gr.Markdown(INTRO)
+    gr.Markdown(METHODS)
+    session = gr.State(None)
+    data = _data_panel()
+    reward = _reward_panel()
+    dpo = _dpo_panel()
+    answers = _answers_panel()
+    _wire(engine, session, data, reward, dpo, answers)
     # A link can preset the knobs; training itself stays a deliberate click.
+    rc, dc = reward["knobs"], dpo["knobs"]
     return Share(params={"beta": dc["beta"], "dpo_steps": dc["max_steps"], "dpo_lr": dc["learning_rate"],
                          "rm_steps": rc["max_steps"]})

@@ -204,173 +204,214 @@ def make_free(engine):
     return run
 
 
-# ---- layout --------------------------------------------------------------------------------------
-def build(engine) -> None:
-    gr.Markdown("## Evaluation: how do we measure a language model?\n"
-                "A language model assigns a probability to every next token. Evaluation starts from "
-                "those probabilities: how surprised is the model by real text (perplexity), and how close is "
-                "an answer to a reference (answer metrics)?")
-    with gr.Tabs() as eval_tabs:
-        with gr.Tab("Perplexity & surprisal", id="eval-perplexity"):
-            with gr.Row():
-                with gr.Column(scale=3):
-                    ppl_text = gr.Textbox(EXAMPLE, lines=4, label="Text to score", max_length=metrics.MAX_TEXT_CHARS)
-                    with gr.Row():
-                        ctl = controls_for(metrics.PerplexitySettings)
-                with gr.Column(scale=1, min_width=260):
-                    ppl_model = model_picker(engine, "causal-lm", label="Language model")
-                    ppl_btn = gr.Button("Score the text", variant="primary")
-            ppl_examples_box = gr.Column()
-            ppl_html = gr.HTML(elem_id="eval-surprisal")
-            notice("Red tokens surprised the model (low probability); pale ones were expected. The start of a "
-                   "text is hard to predict; words that repeat get cheaper.")
-            with gr.Row():
-                ppl_math = gr.Markdown(elem_id="eval-arithmetic")
-                ppl_plot = Plot(filename="entropy-along-text", label="Entropy along the text")
-            with gr.Accordion("All numbers (JSON, as the API returns them)", open=False):
-                ppl_json = gr.JSON()
+# ---- layout (each function creates its components in the current Blocks context) ---------------
+INTRO = ("## Evaluation: how do we measure a language model?\n"
+         "A language model assigns a probability to every next token. Evaluation starts from "
+         "those probabilities: how surprised is the model by real text (perplexity), and how close is "
+         "an answer to a reference (answer metrics)?")
 
-        with gr.Tab("Natural vs shuffled vs random", id="eval-compare"):
-            with gr.Row():
-                cmp_nat = gr.Textbox(EXAMPLE, lines=5, label="Natural text")
-                cmp_shuf = gr.Textbox(metrics.shuffle_words(EXAMPLE, 0), lines=5, label="Same words, shuffled")
-                cmp_rand = gr.Textbox(metrics.random_characters(EXAMPLE, 0), lines=5, label="Random characters")
-            with gr.Row():
-                cmp_seed = gr.Number(0, precision=0, minimum=0, label="Shuffle seed", scale=0, min_width=140)
-                cmp_make = gr.Button("Rebuild shuffled + random from the natural text")
-                cmp_model = model_picker(engine, "causal-lm", label="Language model")
-                cmp_btn = gr.Button("Compare", variant="primary")
-            cmp_table = data_table("natural-shuffled-random", headers=COMPARE_HEADERS, interactive=False, label="Scores")
-            cmp_plot = Plot(filename="natural-shuffled-random", show_label=False)
-            notice("Shuffling keeps every word but destroys grammar, and perplexity jumps. Random letters look "
-                   "only a little worse per token because they are cut into many more tokens; bits per byte, "
-                   "which does not depend on how the text is cut, shows the real gap.")
 
-        with gr.Tab("Cross-entropy toy", id="eval-toy"):
-            gr.Markdown("One prediction, by hand: the model's logits become probabilities through softmax, and "
-                        "the loss is −ln of the probability of the right answer.")
+def _perplexity_panel(engine) -> dict:
+    """The "Perplexity & surprisal" sub-tab (knobs: name -> slider)."""
+    with gr.Row():
+        with gr.Column(scale=3):
+            text = gr.Textbox(EXAMPLE, lines=4, label="Text to score", max_length=metrics.MAX_TEXT_CHARS)
             with gr.Row():
-                toy_spec = gr.Textbox(TOY_LOGITS, label="Logits: 'label value' pairs, comma separated", scale=3)
-                toy_target = gr.Dropdown(["cat", "dog", "car", "tree"], value="dog", label="Correct next token (target)",
-                                         allow_custom_value=True)
-                toy_temp = gr.Slider(0.05, 10, value=1.0, step=0.05, label="Temperature T")
-            toy_seen, toy_new = gr.State(TOY_LOGITS), gr.State(False)  # the logits last rendered
-            toy_examples_box = gr.Column()
-            toy_md, toy_fig = cross_entropy(TOY_LOGITS, "dog", 1.0)
-            toy_math = gr.Markdown(toy_md)
-            toy_plot = Plot(toy_fig, filename="cross-entropy-toy", show_label=False)
-            notice("Make the target's logit the largest and the loss falls towards 0; make another one huge and "
-                   "the loss grows without bound.")
+                knobs = controls_for(metrics.PerplexitySettings)
+        with gr.Column(scale=1, min_width=260):
+            model = model_picker(engine, "causal-lm", label="Language model")
+            btn = gr.Button("Score the text", variant="primary")
+    examples_box = gr.Column()
+    surprisal = gr.HTML(elem_id="eval-surprisal")
+    notice("Red tokens surprised the model (low probability); pale ones were expected. The start of a "
+           "text is hard to predict; words that repeat get cheaper.")
+    with gr.Row():
+        math = gr.Markdown(elem_id="eval-arithmetic")
+        plot = Plot(filename="entropy-along-text", label="Entropy along the text")
+    with gr.Accordion("All numbers (JSON, as the API returns them)", open=False):
+        numbers = gr.JSON()
+    return dict(text=text, knobs=knobs, model=model, btn=btn, examples_box=examples_box,
+                inputs=[model, text, knobs["window"], knobs["stride"]], outputs=[surprisal, math, plot, numbers])
 
-        with gr.Tab("Answer metrics", id="eval-answers"):
-            with gr.Row():
-                with gr.Column():
-                    ans_q = gr.Textbox(ANSWER_QUESTION, label="Question (shown to the judge only)")
-                    ans_ref = gr.Textbox(ANSWER_REFERENCE, label="Reference answer")
-                with gr.Column():
-                    ans_cands = gr.Textbox(ANSWER_CANDIDATES, lines=5, label="Candidate answers, one per line")
-                    with gr.Row():
-                        ans_sem = gr.Checkbox(True, label="Semantic similarity (MiniLM embeddings)")
-                        ans_judge = gr.Checkbox(True, label="AI as judge (SmolLM2-135M, a tiny model)")
-                    ans_form = gr.Radio(list(answers.UNICODE_FORMS), value="NFC",
-                                        label="Unicode normalisation (every metric except exact (raw))",
-                                        info="NFC: a composed é equals e + combining accent · NFKC: also "
-                                             "full-width letters, ligatures (ﬁ) and superscripts (²)")
-                    ans_btn = gr.Button("Compare answers", variant="primary")
-            ans_examples_box = gr.Column()
-            ans_table = data_table("answer-metrics", headers=answer_headers(), interactive=False, wrap=True,
-                                   label="Metrics per answer")
-            gr.Markdown(answer_metrics_markdown() + ".", elem_id="eval-answer-metrics-help")
-            notice("Each metric forgives a different kind of difference. The tiny judge gives almost the same "
-                   "rating to right and wrong answers: a judge must be far stronger than what it grades.")
-            with gr.Accordion("The prompt the judge saw (first answer)", open=False):
-                ans_prompt = gr.Markdown()
-            with gr.Accordion("All numbers (JSON)", open=False):
-                ans_json = gr.JSON()
 
-        with gr.Tab("Quantization", id="eval-quant"):
-            gr.Markdown("The same model stored four ways, run on the CPU. Each copy is built on first use from "
-                        "the float model (the shared model is never changed) and kept in the model cache until "
-                        "freed.")
-            with gr.Row():
-                q_text = gr.Textbox(EXAMPLE, lines=4, label=f"Text for perplexity (its first {quant.TIMING_PROMPT_TOKENS} tokens are the prompt for timing)",
-                                    scale=3, max_length=4000)
-                with gr.Column(scale=1, min_width=260):
-                    q_model = model_picker(engine, "causal-lm", label="Language model")
-                    q_variants = gr.CheckboxGroup(list(quant.VARIANTS), value=list(quant.VARIANTS), label="Variants")
-                    q_ctl = controls_for(QuantizationSettings)
-            with gr.Row():
-                q_btn = gr.Button("Build and compare", variant="primary")
-                q_free = gr.Button("Free the bf16/int8 copies")
-            q_table = data_table("quantization", headers=QUANT_HEADERS, interactive=False, wrap=True, label="Side by side",
-                                   column_widths=["10%", "22%", "7%", "6%", "8%", "9%", "7%", "8%", "23%"],
-                                   elem_id="eval-quant-table")
-            gr.Markdown("**fp32**: 32-bit floats, the reference · **bf16**: every weight as bfloat16 (fp32's range, "
-                        "8 bits of mantissa), and the math in bf16 · **int8-weights** (weights only): the Linear "
-                        "layers of the transformer blocks store int8 weights with one scale per output row; "
-                        "their inputs and outputs (the activations) stay float32 · **int8-dynamic** (weights + "
-                        "activations): PyTorch dynamic quantization of the same layers: the same kind of int8 "
-                        "weights, and at run time each layer's input is also rounded to 8 bits with one scale "
-                        "for the whole tensor. In both int8 variants the token embedding, shared with the "
-                        "output head, stays fp32.", elem_id="eval-quant-help")
-            q_plot = Plot(filename="quantization", show_label=False)
-            q_status = gr.Markdown()
-            notice("Fewer bits per weight: less memory. Rounding the weights to int8 costs little perplexity "
-                   "(compare int8-weights with fp32); the big jump of int8-dynamic comes from rounding the "
-                   "activations: a few very large activation values set the one scale of the whole tensor, "
-                   "and every other value gets only a handful of levels. Speed depends on the hardware (a "
-                   "CPU without bf16 units can be slower in bf16).")
-            with gr.Accordion("All numbers (JSON)", open=False):
-                q_json = gr.JSON()
-        part2 = build_part2(engine)
+def _compare_panel(engine) -> dict:
+    """The "Natural vs shuffled vs random" sub-tab."""
+    with gr.Row():
+        natural = gr.Textbox(EXAMPLE, lines=5, label="Natural text")
+        shuffled = gr.Textbox(metrics.shuffle_words(EXAMPLE, 0), lines=5, label="Same words, shuffled")
+        random_text = gr.Textbox(metrics.random_characters(EXAMPLE, 0), lines=5, label="Random characters")
+    with gr.Row():
+        seed = gr.Number(0, precision=0, minimum=0, label="Shuffle seed", scale=0, min_width=140)
+        make_btn = gr.Button("Rebuild shuffled + random from the natural text")
+        model = model_picker(engine, "causal-lm", label="Language model")
+        btn = gr.Button("Compare", variant="primary")
+    table = data_table("natural-shuffled-random", headers=COMPARE_HEADERS, interactive=False, label="Scores")
+    plot = Plot(filename="natural-shuffled-random", show_label=False)
+    notice("Shuffling keeps every word but destroys grammar, and perplexity jumps. Random letters look "
+           "only a little worse per token because they are cut into many more tokens; bits per byte, "
+           "which does not depend on how the text is cut, shows the real gap.")
+    return dict(natural=natural, shuffled=shuffled, random_text=random_text, seed=seed, make_btn=make_btn,
+                model=model, btn=btn, table=table, plot=plot)
 
-    # Register listeners
+
+def _toy_panel() -> dict:
+    """The "Cross-entropy toy" sub-tab: softmax and the loss of one prediction, by hand."""
+    gr.Markdown("One prediction, by hand: the model's logits become probabilities through softmax, and "
+                "the loss is −ln of the probability of the right answer.")
+    with gr.Row():
+        spec = gr.Textbox(TOY_LOGITS, label="Logits: 'label value' pairs, comma separated", scale=3)
+        target = gr.Dropdown(["cat", "dog", "car", "tree"], value="dog", label="Correct next token (target)",
+                             allow_custom_value=True)
+        temp = gr.Slider(0.05, 10, value=1.0, step=0.05, label="Temperature T")
+    seen, new = gr.State(TOY_LOGITS), gr.State(False)  # the logits last rendered
+    examples_box = gr.Column()
+    toy_md, toy_fig = cross_entropy(TOY_LOGITS, "dog", 1.0)
+    math = gr.Markdown(toy_md)
+    plot = Plot(toy_fig, filename="cross-entropy-toy", show_label=False)
+    notice("Make the target's logit the largest and the loss falls towards 0; make another one huge and "
+           "the loss grows without bound.")
+    return dict(spec=spec, target=target, temp=temp, seen=seen, new=new, examples_box=examples_box, math=math,
+                plot=plot)
+
+
+def _answers_panel() -> dict:
+    """The "Answer metrics" sub-tab: candidates against a reference, exact match to an AI judge."""
+    with gr.Row():
+        with gr.Column():
+            question = gr.Textbox(ANSWER_QUESTION, label="Question (shown to the judge only)")
+            reference = gr.Textbox(ANSWER_REFERENCE, label="Reference answer")
+        with gr.Column():
+            candidates = gr.Textbox(ANSWER_CANDIDATES, lines=5, label="Candidate answers, one per line")
+            with gr.Row():
+                semantic = gr.Checkbox(True, label="Semantic similarity (MiniLM embeddings)")
+                judge = gr.Checkbox(True, label="AI as judge (SmolLM2-135M, a tiny model)")
+            form = gr.Radio(list(answers.UNICODE_FORMS), value="NFC",
+                            label="Unicode normalisation (every metric except exact (raw))",
+                            info="NFC: a composed é equals e + combining accent · NFKC: also "
+                                 "full-width letters, ligatures (ﬁ) and superscripts (²)")
+            btn = gr.Button("Compare answers", variant="primary")
+    examples_box = gr.Column()
+    table = data_table("answer-metrics", headers=answer_headers(), interactive=False, wrap=True,
+                       label="Metrics per answer")
+    gr.Markdown(answer_metrics_markdown() + ".", elem_id="eval-answer-metrics-help")
+    notice("Each metric forgives a different kind of difference. The tiny judge gives almost the same "
+           "rating to right and wrong answers: a judge must be far stronger than what it grades.")
+    with gr.Accordion("The prompt the judge saw (first answer)", open=False):
+        prompt = gr.Markdown()
+    with gr.Accordion("All numbers (JSON)", open=False):
+        numbers = gr.JSON()
+    return dict(btn=btn, examples_box=examples_box,
+                inputs=[question, reference, candidates, semantic, judge, form], outputs=[table, prompt, numbers])
+
+
+QUANT_HELP = (
+    "**fp32**: 32-bit floats, the reference · **bf16**: every weight as bfloat16 (fp32's range, "
+    "8 bits of mantissa), and the math in bf16 · **int8-weights** (weights only): the Linear "
+    "layers of the transformer blocks store int8 weights with one scale per output row; "
+    "their inputs and outputs (the activations) stay float32 · **int8-dynamic** (weights + "
+    "activations): PyTorch dynamic quantization of the same layers: the same kind of int8 "
+    "weights, and at run time each layer's input is also rounded to 8 bits with one scale "
+    "for the whole tensor. In both int8 variants the token embedding, shared with the "
+    "output head, stays fp32.")
+
+
+def _quantization_panel(engine) -> dict:
+    """The "Quantization" sub-tab: fp32, bf16 and two int8 copies side by side."""
+    gr.Markdown("The same model stored four ways, run on the CPU. Each copy is built on first use from "
+                "the float model (the shared model is never changed) and kept in the model cache until "
+                "freed.")
+    with gr.Row():
+        text = gr.Textbox(EXAMPLE, lines=4, label=f"Text for perplexity (its first {quant.TIMING_PROMPT_TOKENS} tokens are the prompt for timing)",
+                          scale=3, max_length=4000)
+        with gr.Column(scale=1, min_width=260):
+            model = model_picker(engine, "causal-lm", label="Language model")
+            variants = gr.CheckboxGroup(list(quant.VARIANTS), value=list(quant.VARIANTS), label="Variants")
+            knobs = controls_for(QuantizationSettings)
+    with gr.Row():
+        btn = gr.Button("Build and compare", variant="primary")
+        free_btn = gr.Button("Free the bf16/int8 copies")
+    table = data_table("quantization", headers=QUANT_HEADERS, interactive=False, wrap=True, label="Side by side",
+                       column_widths=["10%", "22%", "7%", "6%", "8%", "9%", "7%", "8%", "23%"],
+                       elem_id="eval-quant-table")
+    gr.Markdown(QUANT_HELP, elem_id="eval-quant-help")
+    plot = Plot(filename="quantization", show_label=False)
+    status = gr.Markdown()
+    notice("Fewer bits per weight: less memory. Rounding the weights to int8 costs little perplexity "
+           "(compare int8-weights with fp32); the big jump of int8-dynamic comes from rounding the "
+           "activations: a few very large activation values set the one scale of the whole tensor, "
+           "and every other value gets only a handful of levels. Speed depends on the hardware (a "
+           "CPU without bf16 units can be slower in bf16).")
+    with gr.Accordion("All numbers (JSON)", open=False):
+        numbers = gr.JSON()
+    return dict(text=text, model=model, variants=variants, knobs=knobs, btn=btn, free_btn=free_btn, table=table,
+                plot=plot, status=status, numbers=numbers)
+
+
+# ---- wiring ------------------------------------------------------------------------------------------
+def _wire_perplexity(engine, ppl):
+    """Registers Score; returns the wrapped listener (the examples and the deep link run it too)."""
     score = user_errors(on_gpu(make_perplexity(engine)))
-    ppl_btn.click(score,
-                  inputs=[ppl_model, ppl_text, ctl["window"], ctl["stride"]],
-                  outputs=[ppl_html, ppl_math, ppl_plot, ppl_json], api_name="perplexity",
-                  **heavy_or_served(engine))
-    cmp_make.click(user_errors(make_variants), inputs=[cmp_nat, cmp_seed], outputs=[cmp_shuf, cmp_rand],
-                   api_name="make_shuffled_and_random")
-    cmp_btn.click(user_errors(on_gpu(make_compare_texts(engine))), inputs=[cmp_model, cmp_nat, cmp_shuf, cmp_rand],
-                  outputs=[cmp_table, cmp_plot], api_name="compare_texts", **HEAVY)
-    for trigger in (toy_spec.submit, toy_spec.blur):
-        trigger(note_logits, inputs=[toy_spec, toy_seen], outputs=[toy_seen, toy_new], api_name=False,
+    ppl["btn"].click(score, inputs=ppl["inputs"], outputs=ppl["outputs"], api_name="perplexity",
+                     **heavy_or_served(engine))
+    return score
+
+
+def _wire_compare(engine, cmp):
+    cmp["make_btn"].click(user_errors(make_variants), inputs=[cmp["natural"], cmp["seed"]],
+                          outputs=[cmp["shuffled"], cmp["random_text"]], api_name="make_shuffled_and_random")
+    cmp["btn"].click(user_errors(on_gpu(make_compare_texts(engine))),
+                     inputs=[cmp["model"], cmp["natural"], cmp["shuffled"], cmp["random_text"]],
+                     outputs=[cmp["table"], cmp["plot"]], api_name="compare_texts", **HEAVY)
+
+
+def _wire_toy(toy):
+    spec, target, temp = toy["spec"], toy["target"], toy["temp"]
+    for trigger in (spec.submit, spec.blur):
+        trigger(note_logits, inputs=[spec, toy["seen"]], outputs=[toy["seen"], toy["new"]], api_name=False,
                 queue=False, show_progress="hidden").then(
-            user_errors(toy_update_if_new), inputs=[toy_spec, toy_target, toy_temp, toy_new],
-            outputs=[toy_target, toy_math, toy_plot], api_name="toy_logits_changed", api_visibility="private",
+            user_errors(toy_update_if_new), inputs=[spec, target, temp, toy["new"]],
+            outputs=[target, toy["math"], toy["plot"]], api_name="toy_logits_changed", api_visibility="private",
             show_progress="hidden")
-    toy_target.change(user_errors(cross_entropy), inputs=[toy_spec, toy_target, toy_temp],
-                      outputs=[toy_math, toy_plot], api_name="toy_target_changed", api_visibility="private",
-                      show_progress="hidden")
-    toy_temp.change(user_errors(cross_entropy), inputs=[toy_spec, toy_target, toy_temp],
-                    outputs=[toy_math, toy_plot], api_name="cross_entropy", show_progress="hidden")
-    ans_btn.click(user_errors(on_gpu(make_compare_answers(engine))),
-                  inputs=[ans_q, ans_ref, ans_cands, ans_sem, ans_judge, ans_form],
-                  outputs=[ans_table, ans_prompt, ans_json], api_name="compare_answers", **HEAVY)
-    q_btn.click(user_errors(make_quantization(engine)), inputs=[q_model, q_text, q_variants, q_ctl["new_tokens"]],
-                outputs=[q_table, q_plot, q_json, q_status], api_name="quantization_compare", **HEAVY)
-    q_free.click(user_errors(make_free(engine)), inputs=q_model, outputs=q_status, api_name="quantization_free")
-    # Examples: all three are deterministic, so a click's result is cached for everyone.
+    target.change(user_errors(cross_entropy), inputs=[spec, target, temp],
+                  outputs=[toy["math"], toy["plot"]], api_name="toy_target_changed", api_visibility="private",
+                  show_progress="hidden")
+    temp.change(user_errors(cross_entropy), inputs=[spec, target, temp],
+                outputs=[toy["math"], toy["plot"]], api_name="cross_entropy", show_progress="hidden")
+
+
+def _wire_quantization(engine, q):
+    q["btn"].click(user_errors(make_quantization(engine)),
+                   inputs=[q["model"], q["text"], q["variants"], q["knobs"]["new_tokens"]],
+                   outputs=[q["table"], q["plot"], q["numbers"], q["status"]], api_name="quantization_compare",
+                   **HEAVY)
+    q["free_btn"].click(user_errors(make_free(engine)), inputs=q["model"], outputs=q["status"],
+                        api_name="quantization_free")
+
+
+def _cached_examples(engine, ppl, toy, ans, score):
+    """Examples: all three are deterministic, so a click's result is cached for everyone."""
     defaults = metrics.PerplexitySettings()
-    with ppl_examples_box:
-        examples([[ppl_model.value, t, defaults.window, defaults.stride] for _, t in PERPLEXITY_EXAMPLES],
-                 [ppl_model, ppl_text, ctl["window"], ctl["stride"]], labels=[e[0] for e in PERPLEXITY_EXAMPLES],
-                 fn=score, outputs=[ppl_html, ppl_math, ppl_plot, ppl_json], cache=True)
-    with toy_examples_box:
-        examples([list(e[1:]) for e in TOY_EXAMPLES], [toy_spec, toy_target, toy_temp],
-                 labels=[e[0] for e in TOY_EXAMPLES], fn=user_errors(cross_entropy), outputs=[toy_math, toy_plot],
-                 cache=True)
-    with ans_examples_box:  # the slow judge is off in the examples; tick it and press Compare to ask it
+    with ppl["examples_box"]:
+        examples([[ppl["model"].value, t, defaults.window, defaults.stride] for _, t in PERPLEXITY_EXAMPLES],
+                 ppl["inputs"], labels=[e[0] for e in PERPLEXITY_EXAMPLES],
+                 fn=score, outputs=ppl["outputs"], cache=True)
+    with toy["examples_box"]:
+        examples([list(e[1:]) for e in TOY_EXAMPLES], [toy["spec"], toy["target"], toy["temp"]],
+                 labels=[e[0] for e in TOY_EXAMPLES], fn=user_errors(cross_entropy),
+                 outputs=[toy["math"], toy["plot"]], cache=True)
+    with ans["examples_box"]:  # the slow judge is off in the examples; tick it and press Compare to ask it
         examples([[q, r, c, True, False, "NFC"] for _, q, r, c in ANSWER_EXAMPLES],
-                 [ans_q, ans_ref, ans_cands, ans_sem, ans_judge, ans_form],
+                 ans["inputs"],
                  labels=[e[0] for e in ANSWER_EXAMPLES], fn=user_errors(on_gpu(make_compare_answers(engine))),
-                 outputs=[ans_table, ans_prompt, ans_json], cache=True)
-    # a link to this tab reopens it with the same text and knobs and runs its view: the perplexity view, or
-    # (view=suite / view=stress) the task suite or the stress test with the linked knobs
-    ppl_in, ppl_out = [ppl_model, ppl_text, ctl["window"], ctl["stride"]], [ppl_html, ppl_math, ppl_plot, ppl_json]
-    suite_fn, suite_in, suite_out = part2["suite"]
-    stress_fn, stress_in, stress_out = part2["stress"]
+                 outputs=ans["outputs"], cache=True)
+
+
+def _share(eval_tabs, ppl, score, suite_parts) -> Share:
+    """A link to this tab reopens it with the same text and knobs and runs its view: the perplexity view, or
+    (view=suite / view=stress) the task suite or the stress test with the linked knobs."""
+    ppl_in, ppl_out = ppl["inputs"], ppl["outputs"]
+    suite_fn, suite_in, suite_out = suite_parts["suite"]
+    stress_fn, stress_in, stress_out = suite_parts["stress"]
 
     def linked(view, *values):
         a, b = len(ppl_in), len(ppl_in) + len(suite_in)
@@ -383,13 +424,38 @@ def build(engine) -> None:
             return [gr.Tabs(selected=f"eval-{view}"), *skip(ppl_out), *skip(suite_out), *skip(stress_out)]
         return [gr.skip(), *score(*values[:a]), *skip(suite_out), *skip(stress_out)]
 
-    return Share(params={"text": ppl_text, "window": ctl["window"], "stride": ctl["stride"], "model": ppl_model,
-                         "view": part2["view"], **part2["params"]},
-                 run=linked, run_inputs=[part2["view"], *ppl_in, *suite_in, *stress_in],
+    knobs = ppl["knobs"]
+    return Share(params={"text": ppl["text"], "window": knobs["window"], "stride": knobs["stride"],
+                         "model": ppl["model"], "view": suite_parts["view"], **suite_parts["params"]},
+                 run=linked, run_inputs=[suite_parts["view"], *ppl_in, *suite_in, *stress_in],
                  run_outputs=[eval_tabs, *ppl_out, *suite_out, *stress_out])
 
 
-# ---- part 2: task suite, stress test, consistency, "written by a model?" ----------------------------
+def build(engine) -> Share:
+    gr.Markdown(INTRO)
+    with gr.Tabs() as eval_tabs:
+        with gr.Tab("Perplexity & surprisal", id="eval-perplexity"):
+            ppl = _perplexity_panel(engine)
+        with gr.Tab("Natural vs shuffled vs random", id="eval-compare"):
+            cmp = _compare_panel(engine)
+        with gr.Tab("Cross-entropy toy", id="eval-toy"):
+            toy = _toy_panel()
+        with gr.Tab("Answer metrics", id="eval-answers"):
+            ans = _answers_panel()
+        with gr.Tab("Quantization", id="eval-quant"):
+            q = _quantization_panel(engine)
+        suite_parts = build_suite_and_robustness(engine)
+    score = _wire_perplexity(engine, ppl)
+    _wire_compare(engine, cmp)
+    _wire_toy(toy)
+    ans["btn"].click(user_errors(on_gpu(make_compare_answers(engine))), inputs=ans["inputs"], outputs=ans["outputs"],
+                     api_name="compare_answers", **HEAVY)
+    _wire_quantization(engine, q)
+    _cached_examples(engine, ppl, toy, ans, score)
+    return _share(eval_tabs, ppl, score, suite_parts)
+
+
+# ---- task suite, stress test, consistency, "written by a model?" ----------------------------
 SUITE_SUMMARY_HEADERS = ["model", "items", "few-shot k", "acc", "acc 95% CI", "acc_norm", "acc_norm 95% CI",
                          "stderr (acc)", "items/s"]
 SUITE_ITEM_HEADERS = ["model", "id", "skill", "question", "choices", "correct", "chosen (acc)", "chosen (acc_norm)",
@@ -397,7 +463,7 @@ SUITE_ITEM_HEADERS = ["model", "id", "skill", "question", "choices", "correct", 
 STRESS_HEADERS = ["rule", "kind", "variant", "model's answer", "p(original answer)", "kept", "passed"]
 CLUSTER_HEADERS = ["kind of perturbation", "variants", "failures", "failed rules"]
 CONSISTENCY_HEADERS = ["temperature", "samples", "distinct answers", "most common answer", "its share", "answers grouped"]
-SOURCES2 = [("Bundled suite (200 items, 5 skills)", "bundled"), ("My .jsonl file", "upload")]
+SUITE_SOURCES = [("Bundled suite (200 items, 5 skills)", "bundled"), ("My .jsonl file", "upload")]
 # Stress test examples: (label, question, choices)
 STRESS_EXAMPLES = (
     ("Capital, 4 choices", "What is the capital of France?", "Paris\nLondon\nRome\nBerlin"),
@@ -527,134 +593,176 @@ def make_rank_example(engine):
     return run
 
 
-def build_part2(engine) -> dict:
-    """The four sub-tabs of part 2 (inside build()'s gr.Tabs); returns what the deep link needs."""
-    from engine.evaluation import consistency, robustness, suite
+def _suite_panel(engine) -> dict:
+    """The "Task suite" sub-tab (knobs: name -> control). Its first component is the hidden view box."""
+    from engine.evaluation import suite
 
+    view = gr.Textbox("", visible=False)  # which sub-tab of the suite part is open, for the link
+    gr.Markdown("A multiple-choice suite scored by log-likelihood, as lm-evaluation-harness does it, item by "
+                "item. Choose several models (and quantized copies) to see them side by side on the same items.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            options = suite.model_options(engine)
+            models = gr.Dropdown(options, value=[options[0][1]] if options else [], multiselect=True,
+                                 max_choices=suite.MAX_MODELS, label="Models (causal LMs of the registry "
+                                 "and their bf16/int8 copies)")
+            with gr.Row():
+                source = gr.Radio(SUITE_SOURCES, value="bundled", label="Items")
+                file = gr.File(label="Your .jsonl (question, choices, answer), up to 1 MiB / 300 items",
+                               file_types=[".jsonl"], type="filepath")
+        with gr.Column(scale=2):
+            knobs = controls_for(suite.SuiteSettings)
+    btn = gr.Button("Run the suite", variant="primary")
+    examples_box = gr.Column()
+    summary = data_table("suite-summary", headers=SUITE_SUMMARY_HEADERS, label="Accuracy per model",
+                         elem_id="eval-suite-summary")
+    with gr.Row():
+        plot = Plot(filename="suite-accuracy", show_label=False)
+        skills = Plot(filename="suite-skills", show_label=False)
+    items = data_table("suite-items", headers=SUITE_ITEM_HEADERS, label="Per item (⬇ CSV under the table)",
+                       wrap=True, max_height=520, elem_id="eval-suite-items")
+    gr.Markdown(SUITE_HELP)
+    notice("A 135M model is near chance (25%) on some skills and good on others; few-shot examples often "
+           "help more than a bigger model would. Look at the interval before believing a 2-point difference.")
+    with gr.Accordion("All numbers (JSON), with the exact context of every item", open=False):
+        numbers = gr.JSON()
+    return dict(view=view, models=models, source=source, knobs=knobs, btn=btn, examples_box=examples_box,
+                inputs=[models, source, file, knobs["k_shot"], knobs["max_items"], knobs["seed"], knobs["bootstrap"]],
+                outputs=[summary, plot, skills, items, numbers])
+
+
+def _stress_panel(engine) -> dict:
+    """The "Stress test" sub-tab: a question changed by written rules."""
+    from engine.evaluation import robustness
+
+    gr.Markdown("Small changes made by written rules. A robust model keeps its answer when the meaning stays "
+                "the same, and changes it when the negation swap flips the meaning.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            question = gr.Textbox(STRESS_EXAMPLES[0][1], label="Question", max_length=robustness.MAX_QUESTION_CHARS)
+            choices = gr.Textbox(STRESS_EXAMPLES[0][2], lines=4, label="Choices, one a line (empty: the model "
+                                 "answers freely, greedy)")
+        with gr.Column(scale=2):
+            rules = gr.CheckboxGroup(list(robustness.RULE_NAMES), value=list(robustness.RULE_NAMES),
+                                     label="Rules")
+            model = model_picker(engine, "causal-lm", label="Language model")
+            btn = gr.Button("Stress it", variant="primary")
+    examples_box = gr.Column()
+    md = gr.Markdown(elem_id="eval-stress-score")
+    table = data_table("stress-test", headers=STRESS_HEADERS, label="Each variant", wrap=True,
+                       elem_id="eval-stress-table")
+    with gr.Row():
+        clusters = data_table("stress-clusters", headers=CLUSTER_HEADERS, label="Failures by kind")
+        plot = Plot(filename="stress-test", show_label=False)
+    gr.Markdown(" · ".join(f"**{r.name}**: {r.description}" for r in robustness.RULES))
+    with gr.Accordion("All numbers (JSON)", open=False):
+        numbers = gr.JSON()
+    return dict(question=question, choices=choices, btn=btn, examples_box=examples_box,
+                inputs=[model, question, choices, rules], outputs=[md, table, clusters, plot, numbers])
+
+
+def _consistency_panel(engine) -> dict:
+    """The "Consistency" sub-tab: one prompt sampled N times at several temperatures."""
+    from engine.evaluation import consistency
+
+    gr.Markdown("The same prompt sampled N times at several temperatures: how many different answers come "
+                "back, and how often the most common one. Answers are compared by their first line, ignoring "
+                "case, punctuation and articles.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            prompt = gr.Textbox(CONSISTENCY_EXAMPLES[0][1], lines=3, label="Prompt",
+                                max_length=consistency.MAX_PROMPT_CHARS)
+            temps = gr.Textbox(CONSISTENCY_EXAMPLES[0][2], label="Temperatures (comma separated, 0 to 2, "
+                               "up to 5; 0 = greedy)")
+        with gr.Column(scale=2):
+            knobs = controls_for(consistency.ConsistencySettings)
+            with gr.Row():
+                mode = gr.Radio(["raw", "chat"], value="raw", label="Prompt as is, or in the chat template")
+                model = model_picker(engine, "causal-lm", label="Language model")
+    btn = gr.Button("Sample", variant="primary")
+    examples_box = gr.Column()
+    table = data_table("consistency", headers=CONSISTENCY_HEADERS, label="Per temperature", wrap=True)
+    plot = Plot(filename="consistency", show_label=False)
+    notice("At T = 0 there is one answer; as T grows the answers spread out. A model that gives a fact the "
+           "same way at T = 1 is sure of it; one that scatters is guessing.")
+    with gr.Accordion("All samples (JSON)", open=False):
+        numbers = gr.JSON()
+    return dict(prompt=prompt, temps=temps, btn=btn, examples_box=examples_box,
+                inputs=[model, prompt, temps, knobs["samples"], knobs["max_new_tokens"], knobs["seed"], mode],
+                outputs=[table, plot, numbers])
+
+
+def _gltr_panel(engine) -> dict:
+    """The "Model-written?" sub-tab: tokens coloured by their rank under the model (GLTR)."""
+    gr.Markdown("GLTR's idea: colour each token by its **rank** under the model (1 = the model's top guess). "
+                "Sampled text is mostly green (top-10); people pick rarer words more often. A hint, not proof.")
+    with gr.Row():
+        text_a = gr.Textbox(lines=5, label="Text A", max_length=4000)
+        text_b = gr.Textbox(lines=5, label="Text B", max_length=4000)
+    with gr.Row():
+        model = model_picker(engine, "causal-lm", label="Language model")
+        seed = gr.Number(0, precision=0, minimum=0, label="Example seed", scale=0, min_width=140)
+        example_btn = gr.Button("Example: the model's own text (A) vs a human quote (B)")
+        btn = gr.Button("Colour by rank", variant="primary")
+    with gr.Row():
+        html_a = gr.HTML(elem_id="eval-gltr-a")
+        html_b = gr.HTML(elem_id="eval-gltr-b")
+    plot = Plot(filename="rank-histogram", show_label=False)
+    with gr.Accordion("Counts (JSON)", open=False):
+        numbers = gr.JSON()
+    return dict(text_a=text_a, text_b=text_b, model=model, seed=seed, example_btn=example_btn, btn=btn,
+                outputs=[html_a, html_b, plot, numbers])
+
+
+def _wire_gltr(engine, gltr):
+    ranks_in = [gltr["model"], gltr["text_a"], gltr["text_b"]]
+    ranks_fn = user_errors(on_gpu(make_ranks(engine)))
+    gltr["btn"].click(ranks_fn, inputs=ranks_in, outputs=gltr["outputs"], api_name="token_ranks", **HEAVY)
+    gltr["example_btn"].click(user_errors(on_gpu(make_rank_example(engine))), inputs=[gltr["model"], gltr["seed"]],
+                              outputs=[gltr["text_a"], gltr["text_b"]], api_name="token_ranks_example",
+                              **HEAVY).success(
+        ranks_fn, inputs=ranks_in, outputs=gltr["outputs"], api_name=False, **HEAVY)
+
+
+def _suite_examples(suite, stress, cons):
+    with suite["examples_box"]:  # fill the knobs; press Run (the suite takes a while)
+        examples([[m, "bundled", k, n] for _, m, k, n in SUITE_EXAMPLES],
+                 [suite["models"], suite["source"], suite["knobs"]["k_shot"], suite["knobs"]["max_items"]],
+                 labels=[e[0] for e in SUITE_EXAMPLES])
+    with stress["examples_box"]:
+        examples([[q, c] for _, q, c in STRESS_EXAMPLES], [stress["question"], stress["choices"]],
+                 labels=[e[0] for e in STRESS_EXAMPLES])
+    with cons["examples_box"]:
+        examples([[p, t] for _, p, t in CONSISTENCY_EXAMPLES], [cons["prompt"], cons["temps"]],
+                 labels=[e[0] for e in CONSISTENCY_EXAMPLES])
+
+
+def build_suite_and_robustness(engine) -> dict:
+    """The sub-tabs Task suite, Stress test, Consistency and Model-written? (inside build()'s gr.Tabs);
+    returns what the deep link needs: the view box, the linked params, and (fn, inputs, outputs) of the
+    suite and of the stress test."""
     with gr.Tab("Task suite", id="eval-suite") as t_suite:
-        view = gr.Textbox("", visible=False)  # which sub-tab of part 2 is open, for the link
-        gr.Markdown("A multiple-choice suite scored by log-likelihood, as lm-evaluation-harness does it, item by "
-                    "item. Choose several models (and quantized copies) to see them side by side on the same items.")
-        with gr.Row():
-            with gr.Column(scale=2):
-                options = suite.model_options(engine)
-                s_models = gr.Dropdown(options, value=[options[0][1]] if options else [], multiselect=True,
-                                       max_choices=suite.MAX_MODELS, label="Models (causal LMs of the registry "
-                                       "and their bf16/int8 copies)")
-                with gr.Row():
-                    s_source = gr.Radio(SOURCES2, value="bundled", label="Items")
-                    s_file = gr.File(label="Your .jsonl (question, choices, answer), up to 1 MiB / 300 items",
-                                     file_types=[".jsonl"], type="filepath")
-            with gr.Column(scale=2):
-                s_ctl = controls_for(suite.SuiteSettings)
-        s_btn = gr.Button("Run the suite", variant="primary")
-        s_examples_box = gr.Column()
-        s_summary = data_table("suite-summary", headers=SUITE_SUMMARY_HEADERS, label="Accuracy per model",
-                               elem_id="eval-suite-summary")
-        with gr.Row():
-            s_plot = Plot(filename="suite-accuracy", show_label=False)
-            s_skills = Plot(filename="suite-skills", show_label=False)
-        s_items = data_table("suite-items", headers=SUITE_ITEM_HEADERS, label="Per item (⬇ CSV under the table)",
-                             wrap=True, max_height=520, elem_id="eval-suite-items")
-        gr.Markdown(SUITE_HELP)
-        notice("A 135M model is near chance (25%) on some skills and good on others; few-shot examples often "
-               "help more than a bigger model would. Look at the interval before believing a 2-point difference.")
-        with gr.Accordion("All numbers (JSON), with the exact context of every item", open=False):
-            s_json = gr.JSON()
-
+        suite = _suite_panel(engine)
     with gr.Tab("Stress test", id="eval-stress") as t_stress:
-        gr.Markdown("Small changes made by written rules. A robust model keeps its answer when the meaning stays "
-                    "the same, and changes it when the negation swap flips the meaning.")
-        with gr.Row():
-            with gr.Column(scale=2):
-                r_q = gr.Textbox(STRESS_EXAMPLES[0][1], label="Question", max_length=robustness.MAX_QUESTION_CHARS)
-                r_choices = gr.Textbox(STRESS_EXAMPLES[0][2], lines=4, label="Choices, one a line (empty: the model "
-                                       "answers freely, greedy)")
-            with gr.Column(scale=2):
-                r_rules = gr.CheckboxGroup(list(robustness.RULE_NAMES), value=list(robustness.RULE_NAMES),
-                                           label="Rules")
-                r_model = model_picker(engine, "causal-lm", label="Language model")
-                r_btn = gr.Button("Stress it", variant="primary")
-        r_examples_box = gr.Column()
-        r_md = gr.Markdown(elem_id="eval-stress-score")
-        r_table = data_table("stress-test", headers=STRESS_HEADERS, label="Each variant", wrap=True,
-                             elem_id="eval-stress-table")
-        with gr.Row():
-            r_clusters = data_table("stress-clusters", headers=CLUSTER_HEADERS, label="Failures by kind")
-            r_plot = Plot(filename="stress-test", show_label=False)
-        gr.Markdown(" · ".join(f"**{r.name}**: {r.description}" for r in robustness.RULES))
-        with gr.Accordion("All numbers (JSON)", open=False):
-            r_json = gr.JSON()
-
+        stress = _stress_panel(engine)
     with gr.Tab("Consistency", id="eval-consistency") as t_cons:
-        gr.Markdown("The same prompt sampled N times at several temperatures: how many different answers come "
-                    "back, and how often the most common one. Answers are compared by their first line, ignoring "
-                    "case, punctuation and articles.")
-        with gr.Row():
-            with gr.Column(scale=2):
-                c_prompt = gr.Textbox(CONSISTENCY_EXAMPLES[0][1], lines=3, label="Prompt",
-                                      max_length=consistency.MAX_PROMPT_CHARS)
-                c_temps = gr.Textbox(CONSISTENCY_EXAMPLES[0][2], label="Temperatures (comma separated, 0 to 2, "
-                                     "up to 5; 0 = greedy)")
-            with gr.Column(scale=2):
-                c_ctl = controls_for(consistency.ConsistencySettings)
-                with gr.Row():
-                    c_mode = gr.Radio(["raw", "chat"], value="raw", label="Prompt as is, or in the chat template")
-                    c_model = model_picker(engine, "causal-lm", label="Language model")
-        c_btn = gr.Button("Sample", variant="primary")
-        c_examples_box = gr.Column()
-        c_table = data_table("consistency", headers=CONSISTENCY_HEADERS, label="Per temperature", wrap=True)
-        c_plot = Plot(filename="consistency", show_label=False)
-        notice("At T = 0 there is one answer; as T grows the answers spread out. A model that gives a fact the "
-               "same way at T = 1 is sure of it; one that scatters is guessing.")
-        with gr.Accordion("All samples (JSON)", open=False):
-            c_json = gr.JSON()
-
+        cons = _consistency_panel(engine)
     with gr.Tab("Model-written?", id="eval-gltr") as t_gltr:
-        gr.Markdown("GLTR's idea: colour each token by its **rank** under the model (1 = the model's top guess). "
-                    "Sampled text is mostly green (top-10); people pick rarer words more often. A hint, not proof.")
-        with gr.Row():
-            g_a = gr.Textbox(lines=5, label="Text A", max_length=4000)
-            g_b = gr.Textbox(lines=5, label="Text B", max_length=4000)
-        with gr.Row():
-            g_model = model_picker(engine, "causal-lm", label="Language model")
-            g_seed = gr.Number(0, precision=0, minimum=0, label="Example seed", scale=0, min_width=140)
-            g_example = gr.Button("Example: the model's own text (A) vs a human quote (B)")
-            g_btn = gr.Button("Colour by rank", variant="primary")
-        with gr.Row():
-            g_html_a = gr.HTML(elem_id="eval-gltr-a")
-            g_html_b = gr.HTML(elem_id="eval-gltr-b")
-        g_plot = Plot(filename="rank-histogram", show_label=False)
-        with gr.Accordion("Counts (JSON)", open=False):
-            g_json = gr.JSON()
+        gltr = _gltr_panel(engine)
 
-    # Register listeners (part 2)
+    view = suite["view"]
     for tab, name in ((t_suite, "suite"), (t_stress, "stress"), (t_cons, "consistency"), (t_gltr, "gltr")):
         tab.select(lambda n=name: n, outputs=view, api_name=False, queue=False)
     suite_fn = user_errors(on_gpu(make_suite(engine)))
-    suite_in = [s_models, s_source, s_file, s_ctl["k_shot"], s_ctl["max_items"], s_ctl["seed"], s_ctl["bootstrap"]]
-    suite_out = [s_summary, s_plot, s_skills, s_items, s_json]
-    s_btn.click(suite_fn, inputs=suite_in, outputs=suite_out, api_name="task_suite", **HEAVY)
+    suite["btn"].click(suite_fn, inputs=suite["inputs"], outputs=suite["outputs"], api_name="task_suite", **HEAVY)
     stress_fn = user_errors(on_gpu(make_stress(engine)))
-    stress_in, stress_out = [r_model, r_q, r_choices, r_rules], [r_md, r_table, r_clusters, r_plot, r_json]
-    r_btn.click(stress_fn, inputs=stress_in, outputs=stress_out, api_name="stress_test", **HEAVY)
-    c_btn.click(user_errors(on_gpu(make_consistency(engine))),
-                inputs=[c_model, c_prompt, c_temps, c_ctl["samples"], c_ctl["max_new_tokens"], c_ctl["seed"], c_mode],
-                outputs=[c_table, c_plot, c_json], api_name="consistency", **HEAVY)
-    ranks_fn = user_errors(on_gpu(make_ranks(engine)))
-    g_btn.click(ranks_fn, inputs=[g_model, g_a, g_b], outputs=[g_html_a, g_html_b, g_plot, g_json],
-                api_name="token_ranks", **HEAVY)
-    g_example.click(user_errors(on_gpu(make_rank_example(engine))), inputs=[g_model, g_seed], outputs=[g_a, g_b],
-                    api_name="token_ranks_example", **HEAVY).success(
-        ranks_fn, inputs=[g_model, g_a, g_b], outputs=[g_html_a, g_html_b, g_plot, g_json], api_name=False, **HEAVY)
-    with s_examples_box:  # fill the knobs; press Run (the suite takes a while)
-        examples([[m, "bundled", k, n] for _, m, k, n in SUITE_EXAMPLES],
-                 [s_models, s_source, s_ctl["k_shot"], s_ctl["max_items"]], labels=[e[0] for e in SUITE_EXAMPLES])
-    with r_examples_box:
-        examples([[q, c] for _, q, c in STRESS_EXAMPLES], [r_q, r_choices], labels=[e[0] for e in STRESS_EXAMPLES])
-    with c_examples_box:
-        examples([[p, t] for _, p, t in CONSISTENCY_EXAMPLES], [c_prompt, c_temps],
-                 labels=[e[0] for e in CONSISTENCY_EXAMPLES])
-    return dict(view=view, params={"k": s_ctl["k_shot"], "items": s_ctl["max_items"], "question": r_q,
-                                   "choices": r_choices, "prompt": c_prompt, "text_a": g_a, "text_b": g_b},
-                suite=(suite_fn, suite_in, suite_out), stress=(stress_fn, stress_in, stress_out))
+    stress["btn"].click(stress_fn, inputs=stress["inputs"], outputs=stress["outputs"], api_name="stress_test", **HEAVY)
+    cons["btn"].click(user_errors(on_gpu(make_consistency(engine))), inputs=cons["inputs"], outputs=cons["outputs"],
+                      api_name="consistency", **HEAVY)
+    _wire_gltr(engine, gltr)
+    _suite_examples(suite, stress, cons)
+    return dict(view=view, params={"k": suite["knobs"]["k_shot"], "items": suite["knobs"]["max_items"],
+                                   "question": stress["question"], "choices": stress["choices"],
+                                   "prompt": cons["prompt"], "text_a": gltr["text_a"], "text_b": gltr["text_b"]},
+                suite=(suite_fn, suite["inputs"], suite["outputs"]),
+                stress=(stress_fn, stress["inputs"], stress["outputs"]))

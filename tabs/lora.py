@@ -7,8 +7,8 @@ import html
 
 import gradio as gr
 
-from engine.training import lora as L
-from engine.training import plots as LP
+from engine.training import lora
+from engine.training import plots as training_plots
 from engine.core.errors import UserInputError
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback,
                       scratch_dir, seed_box, user_errors)
@@ -75,11 +75,11 @@ def _report_markdown(rep: dict, s) -> str:
 
 
 def _settings(r, alpha, dropout, targets, lr, steps, batch, max_len, seed):
-    return L.lora_settings(r=r, alpha=alpha, dropout=dropout, target_modules=targets or [],
-                           learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed)
+    return lora.lora_settings(r=r, alpha=alpha, dropout=dropout, target_modules=targets or [],
+                              learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed)
 
 
-def _status(u: L.TrainUpdate, n_examples: int) -> str:
+def _status(u: lora.TrainUpdate, n_examples: int) -> str:
     if not u.step:
         return f"⏳ {u.message}"
     per = u.seconds / u.step
@@ -96,16 +96,18 @@ def _status(u: L.TrainUpdate, n_examples: int) -> str:
             f"{per:.1f} s/step · {_duration(u.seconds)} so far{left} · {n_examples:,} examples.{tail}")
 
 
-def build(engine) -> Share:
-    gr.Markdown(
-        "## LoRA: fine-tuning can be cheap\n"
-        "Instead of changing all 135 million weights of SmolLM2, LoRA freezes them and learns a small "
-        "low-rank update **B·A** beside some layers. Train one here on quotes written as "
-        "`<quote> — <author>` + end-of-sequence, then give the base and the adapted model the same "
-        "prompt and seed: the adapted one writes a quote, signs it and stops."
-    )
-    session = gr.State(None)
+INTRO = (
+    "## LoRA: fine-tuning can be cheap\n"
+    "Instead of changing all 135 million weights of SmolLM2, LoRA freezes them and learns a small "
+    "low-rank update **B·A** beside some layers. Train one here on quotes written as "
+    "`<quote> — <author>` + end-of-sequence, then give the base and the adapted model the same "
+    "prompt and seed: the adapted one writes a quote, signs it and stops."
+)
 
+
+# ---- layout (each function creates its components in the current Blocks context) ---------------
+def _data_panel() -> dict:
+    """1. Data: the dataset source, a preview of it and the training format."""
     gr.Markdown("### 1. Data")
     with gr.Row():
         with gr.Column(scale=1):
@@ -124,29 +126,42 @@ def build(engine) -> Share:
     format_html = gr.HTML()
     notice("Every example ends with the EOS token. That is how the adapted model learns to stop after the "
            "author, while the base model keeps rambling until it runs out of tokens.")
+    return dict(source=source, pasted=pasted, upload=upload, preview_btn=preview_btn, count_md=count_md,
+                preview=preview, format_html=format_html)
 
+
+def _settings_panel() -> dict:
+    """2. Settings: the LoRA knobs (knobs: name -> slider), the target layers and the seed."""
     gr.Markdown("### 2. Settings")
     with gr.Row():
-        c = controls_for(L.LoraSettings, ["r", "alpha", "dropout"])
+        knobs = controls_for(lora.LoraSettings, ["r", "alpha", "dropout"])
     with gr.Row():
-        targets = controls_for(L.LoraSettings, ["target_modules"])["target_modules"]
+        targets = controls_for(lora.LoraSettings, ["target_modules"])["target_modules"]
     with gr.Row():
-        c.update(controls_for(L.LoraSettings, ["learning_rate", "max_steps", "batch_size", "max_length"]))
+        knobs.update(controls_for(lora.LoraSettings, ["learning_rate", "max_steps", "batch_size", "max_length"]))
         seed = seed_box(42)
     inspect_btn = gr.Button("Count parameters (before training)")
     report_md = gr.Markdown()
+    return dict(knobs=knobs, targets=targets, seed=seed, inspect_btn=inspect_btn, report_md=report_md)
 
+
+def _train_panel() -> dict:
+    """3. Train: start, stop, the status line and the loss curve."""
     gr.Markdown("### 3. Train")
     with gr.Row():
         train_btn = gr.Button("Train adapter", variant="primary")
         stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
     status_md = gr.Markdown("Press **Train adapter**. The default (40 steps of 8 quotes) takes one to two "
                             "minutes on a free 2-core CPU, longer when the machine is busy. One training runs "
-                            f"at a time, each for at most {_duration(L.GATE.cap_seconds)}.", elem_id="lora-status")
-    loss_plot = Plot(filename="lora-loss", value=LP.loss_figure([], 40), label="Loss", elem_id="lora-loss")
+                            f"at a time, each for at most {_duration(lora.GATE.cap_seconds)}.", elem_id="lora-status")
+    loss_plot = Plot(filename="lora-loss", value=training_plots.loss_figure([], 40), label="Loss", elem_id="lora-loss")
     notice("The loss is the average surprise (cross-entropy) per next token. It falls fast at first, as the "
            "model learns the ' — Author' + EOS pattern, then slowly, as it learns the quotes' style.")
+    return dict(train_btn=train_btn, stop_btn=stop_btn, status_md=status_md, loss_plot=loss_plot)
 
+
+def _compare_panel() -> dict:
+    """4. Compare: the same prompt and seed through the base and the adapted model."""
     gr.Markdown("### 4. Compare: same prompt, same seed, adapter off vs on")
     with gr.Row():
         prompt = gr.Textbox(value="Life is", label="Prompt", scale=3)
@@ -164,7 +179,12 @@ def build(engine) -> Share:
     compare_md = gr.Markdown()
     notice("One model does both: peft's disable_adapter() switches B·A off, so the only difference between "
            "the two boxes is the adapter.")
+    return dict(prompt=prompt, cmp_seed=cmp_seed, max_new=max_new, temperature=temperature,
+                compare_btn=compare_btn, base_out=base_out, adapted_out=adapted_out, compare_md=compare_md)
 
+
+def _files_panel() -> dict:
+    """5. Adapter files: download this session's adapter, or upload one."""
     gr.Markdown("### 5. Adapter files")
     with gr.Row():
         with gr.Column():
@@ -172,105 +192,146 @@ def build(engine) -> Share:
             download_file = gr.File(label="adapter_model.safetensors + adapter_config.json", interactive=False)
         with gr.Column():
             adapter_upload = gr.File(label="Upload an adapter: the .zip from here or adapter_model.safetensors "
-                                           f"({_mb(L.MAX_ADAPTER_BYTES)} max, checked against the model)",
+                                           f"({_mb(lora.MAX_ADAPTER_BYTES)} max, checked against the model)",
                                      file_types=[".zip", ".safetensors"])
             upload_md = gr.Markdown()
     gr.Markdown("Load the zip elsewhere with `PeftModel.from_pretrained(base_model, folder)` after unzipping.")
+    return dict(download_btn=download_btn, download_file=download_file, adapter_upload=adapter_upload,
+                upload_md=upload_md)
 
-    # Register listeners
-    def show_source(src):
-        return gr.update(visible=src == "paste"), gr.update(visible=src == "upload")
 
+# ---- listeners (plain functions, or made for one engine; wrapped with user_errors when registered) -----
+def show_source(src):
+    return gr.update(visible=src == "paste"), gr.update(visible=src == "upload")
+
+
+def make_preview(engine):
     def do_preview(src, text, file, max_len, progress=gr.Progress()):
-        texts = L.dataset_texts(src, text, file)
-        max_len = L.lora_settings(max_length=max_len).max_length
-        bundle = engine.load(L.BASE_KEY, progress=progress_callback(progress))
-        fmt = L.show_format(bundle.tokenizer, texts, max_len)
-        rows = [list(L.split_quote(t)) for t in texts[:PREVIEW_ROWS]]
-        ids = L.encode_examples(bundle.tokenizer, texts, max_len)
+        texts = lora.dataset_texts(src, text, file)
+        max_len = lora.lora_settings(max_length=max_len).max_length
+        bundle = engine.load(lora.BASE_KEY, progress=progress_callback(progress))
+        fmt = lora.show_format(bundle.tokenizer, texts, max_len)
+        rows = [list(lora.split_quote(t)) for t in texts[:PREVIEW_ROWS]]
+        ids = lora.encode_examples(bundle.tokenizer, texts, max_len)
         cut = sum(1 for x in ids if x[-1] != bundle.tokenizer.eos_token_id)
         avg = sum(len(x) for x in ids) / len(ids)
         md = (f"**{len(texts):,} examples**, {avg:.0f} tokens on average with EOS"
               f"{f'; {cut} longer than max length {max_len} are cut (and lose their EOS)' if cut else ''}.")
         return md, rows, _format_html(fmt)
+    return do_preview
 
+
+def make_inspect(engine):
     def do_inspect(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, progress=gr.Progress()):
         s = _settings(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v)
-        bundle = engine.load(L.BASE_KEY, progress=progress_callback(progress))
-        model = L.session_model(bundle.model, s)
-        md = _report_markdown(L.param_report(model, s), s)
-        return md, gr.update(choices=L.linear_layer_names(bundle.model))
+        bundle = engine.load(lora.BASE_KEY, progress=progress_callback(progress))
+        model = lora.session_model(bundle.model, s)
+        md = _report_markdown(lora.param_report(model, s), s)
+        return md, gr.update(choices=lora.linear_layer_names(bundle.model))
+    return do_inspect
 
+
+def make_train(engine):
     def do_train(src, text, file, r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, state,
                  progress=gr.Progress()):
         s = _settings(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v)
-        texts = L.dataset_texts(src, text, file)
-        state = state if isinstance(state, L.LoraSession) else L.LoraSession()
+        texts = lora.dataset_texts(src, text, file)
+        state = state if isinstance(state, lora.LoraSession) else lora.LoraSession()
         if state.training:
             raise UserInputError("this session is already training: wait for it or press Stop.")
         report = progress_callback(progress)
-        yield "⏳ Starting: preparing the model and the data...", LP.loss_figure([], s.max_steps), state
-        for u in L.train(engine, state, texts, s, progress=report):
+        yield "⏳ Starting: preparing the model and the data...", training_plots.loss_figure([], s.max_steps), state
+        for u in lora.train(engine, state, texts, s, progress=report):
             if u.step:
                 report(u.step / u.max_steps, f"step {u.step}/{u.max_steps}, loss {u.loss:.3f}")
-            yield _status(u, len(texts)), LP.loss_figure(u.losses, s.max_steps), state
+            yield _status(u, len(texts)), training_plots.loss_figure(u.losses, s.max_steps), state
+    return do_train
 
-    def do_stop(state):
-        if not isinstance(state, L.LoraSession):
-            return "Nothing is training in this session."
-        state.stop.set()
-        if not state.training:
-            return "⏹️ Stopped (nothing was running yet)."
-        return "⏹️ Stopping after the current step; the adapter trained so far is kept."
 
-    def do_compare(text, seed_v, n_new, temp, state):
-        if not isinstance(state, L.LoraSession) or state.model is None:
-            raise UserInputError("no adapter in this session yet: train one (step 3) or upload one (step 5).")
-        if state.training:
-            raise UserInputError("the adapter is still training: wait for it to finish or press Stop.")
-        pair = L.generate_pair(state.model, state.tokenizer, text, seed_v, n_new, temp)
-        b, a = pair["base"], pair["adapted"]
+def do_stop(state):
+    if not isinstance(state, lora.LoraSession):
+        return "Nothing is training in this session."
+    state.stop.set()
+    if not state.training:
+        return "⏹️ Stopped (nothing was running yet)."
+    return "⏹️ Stopping after the current step; the adapter trained so far is kept."
 
-        def how(x):
-            return "stopped at EOS" if x["stopped_at_eos"] else "ran out of tokens (no EOS)"
-        origin = (f"trained {state.steps_done} steps" if state.source == "trained" else "uploaded")
-        md = (f"Base: {b['new_tokens']} new tokens, {how(b)}. Adapted ({origin}, r={state.settings.r}): "
-              f"{a['new_tokens']} new tokens, {how(a)}.")
-        return b["text"], a["text"], md
 
-    def do_download(state):
-        if not isinstance(state, L.LoraSession) or state.model is None:
-            raise UserInputError("no adapter in this session yet: train one (step 3) or upload one (step 5).")
-        if state.training:
-            raise UserInputError("the adapter is still training: wait for it to finish or press Stop.")
-        return str(L.export_adapter(state.model, scratch_dir("lora")))
+def _ready_adapter(state):
+    if not isinstance(state, lora.LoraSession) or state.model is None:
+        raise UserInputError("no adapter in this session yet: train one (step 3) or upload one (step 5).")
+    if state.training:
+        raise UserInputError("the adapter is still training: wait for it to finish or press Stop.")
 
+
+def do_compare(text, seed_v, n_new, temp, state):
+    _ready_adapter(state)
+    pair = lora.generate_pair(state.model, state.tokenizer, text, seed_v, n_new, temp)
+    b, a = pair["base"], pair["adapted"]
+
+    def how(x):
+        return "stopped at EOS" if x["stopped_at_eos"] else "ran out of tokens (no EOS)"
+    origin = (f"trained {state.steps_done} steps" if state.source == "trained" else "uploaded")
+    md = (f"Base: {b['new_tokens']} new tokens, {how(b)}. Adapted ({origin}, r={state.settings.r}): "
+          f"{a['new_tokens']} new tokens, {how(a)}.")
+    return b["text"], a["text"], md
+
+
+def do_download(state):
+    _ready_adapter(state)
+    return str(lora.export_adapter(state.model, scratch_dir("lora")))
+
+
+def make_upload(engine):
     def do_upload(file, state, progress=gr.Progress()):
         if not file:
             return "Choose a file to upload.", state
-        state = state if isinstance(state, L.LoraSession) else L.LoraSession()
-        info = L.import_adapter(engine, state, file, progress=progress_callback(progress))
+        state = state if isinstance(state, lora.LoraSession) else lora.LoraSession()
+        info = lora.import_adapter(engine, state, file, progress=progress_callback(progress))
         return (f"✅ Loaded: r={info['r']}, alpha={info['alpha']}, {', '.join(info['target_modules'])}, "
                 f"{info['tensors']} tensors; every name, shape and value checked. Compare it in step 4."), state
+    return do_upload
 
+
+# ---- wiring ------------------------------------------------------------------------------------------
+def _wire(engine, session, data, settings, train, compare, files):
+    c, targets = settings["knobs"], settings["targets"]
     settings_inputs = [c["r"], c["alpha"], c["dropout"], targets, c["learning_rate"], c["max_steps"],
-                       c["batch_size"], c["max_length"], seed]
+                       c["batch_size"], c["max_length"], settings["seed"]]
+    source, pasted, upload = data["source"], data["pasted"], data["upload"]
     source.change(show_source, inputs=source, outputs=[pasted, upload], api_name=False, queue=False)
-    preview_btn.click(user_errors(do_preview), inputs=[source, pasted, upload, c["max_length"]],
-                      outputs=[count_md, preview, format_html], api_name="lora_preview", **HEAVY)
-    inspect_btn.click(user_errors(do_inspect), inputs=settings_inputs, outputs=[report_md, targets],
-                      api_name="lora_params", **HEAVY)
-    train_btn.click(user_errors(do_train), inputs=[source, pasted, upload, *settings_inputs, session],
-                    outputs=[status_md, loss_plot, session], api_name="lora_train",
-                    show_progress="minimal", **TRAIN)
-    stop_btn.click(user_errors(do_stop), inputs=session, outputs=status_md, api_name="lora_stop",
-                   concurrency_limit=None)
-    compare_btn.click(user_errors(do_compare), inputs=[prompt, cmp_seed, max_new, temperature, session],
-                      outputs=[base_out, adapted_out, compare_md], api_name="lora_compare", **HEAVY)
-    download_btn.click(user_errors(do_download), inputs=session, outputs=download_file,
-                       api_name="lora_download", **HEAVY)
-    adapter_upload.upload(user_errors(do_upload), inputs=[adapter_upload, session],
-                          outputs=[upload_md, session], api_name="lora_upload", **HEAVY)
+    data["preview_btn"].click(user_errors(make_preview(engine)), inputs=[source, pasted, upload, c["max_length"]],
+                              outputs=[data["count_md"], data["preview"], data["format_html"]],
+                              api_name="lora_preview", **HEAVY)
+    settings["inspect_btn"].click(user_errors(make_inspect(engine)), inputs=settings_inputs,
+                                  outputs=[settings["report_md"], targets], api_name="lora_params", **HEAVY)
+    train["train_btn"].click(user_errors(make_train(engine)),
+                             inputs=[source, pasted, upload, *settings_inputs, session],
+                             outputs=[train["status_md"], train["loss_plot"], session], api_name="lora_train",
+                             show_progress="minimal", **TRAIN)
+    train["stop_btn"].click(user_errors(do_stop), inputs=session, outputs=train["status_md"], api_name="lora_stop",
+                            concurrency_limit=None)
+    compare["compare_btn"].click(user_errors(do_compare),
+                                 inputs=[compare["prompt"], compare["cmp_seed"], compare["max_new"],
+                                         compare["temperature"], session],
+                                 outputs=[compare["base_out"], compare["adapted_out"], compare["compare_md"]],
+                                 api_name="lora_compare", **HEAVY)
+    files["download_btn"].click(user_errors(do_download), inputs=session, outputs=files["download_file"],
+                                api_name="lora_download", **HEAVY)
+    files["adapter_upload"].upload(user_errors(make_upload(engine)), inputs=[files["adapter_upload"], session],
+                                   outputs=[files["upload_md"], session], api_name="lora_upload", **HEAVY)
+
+
+def build(engine) -> Share:
+    gr.Markdown(INTRO)
+    session = gr.State(None)
+    data = _data_panel()
+    settings = _settings_panel()
+    train = _train_panel()
+    compare = _compare_panel()
+    files = _files_panel()
+    _wire(engine, session, data, settings, train, compare, files)
     # A link can preset the knobs and the prompt; training itself stays a deliberate click.
-    return Share(params={"prompt": prompt, "r": c["r"], "alpha": c["alpha"], "steps": c["max_steps"],
-                         "targets": targets, "lr": c["learning_rate"]})
+    c = settings["knobs"]
+    return Share(params={"prompt": compare["prompt"], "r": c["r"], "alpha": c["alpha"], "steps": c["max_steps"],
+                         "targets": settings["targets"], "lr": c["learning_rate"]})
