@@ -52,141 +52,205 @@ def build(engine) -> Share:
                 "and the chunks go into the prompt, so the model answers from them instead of inventing. Here the "
                 f"database is **Qdrant** ({library.store.mode}), the vectors come from **MiniLM** and the answers "
                 "from **SmolLM2**, all on this machine.")
-    session = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=search.close_session)
-    last = gr.State(None)  # the last search (query + hits), for the map
+    ui = {"session": gr.State(None, time_to_live=STATE_TTL_S, delete_callback=search.close_session),
+          "last": gr.State(None)}  # last: the last search (query + hits), for the map
     with gr.Row(elem_id="rag-row"):
         with gr.Column(scale=1, min_width=300):
-            source = gr.Radio(SOURCES, value="bundled", label="Documents", elem_id="rag-source",
-                              info=f"Bundled: {about['documents']} pages of the Python 3.11 docs ({about['license']}).")
-            files = gr.File(file_count="multiple", file_types=list(corpus.EXTENSIONS), label="Your files",
-                            height=150, elem_id="rag-files")
-            gr.Markdown(f"<small>{', '.join(corpus.EXTENSIONS)}; up to {corpus.MAX_FILES} files of "
-                        f"{corpus.MAX_FILE_BYTES // 1_000_000} MB. They stay in this session's own collection.</small>")
-            with gr.Row():
-                upload_btn = gr.Button("Index my files", size="sm", elem_id="rag-upload")
-                clear_btn = gr.Button("Clear my files", size="sm", elem_id="rag-clear")
-            chunk_knobs = controls_for(chunking.ChunkSettings, CHUNK_KNOBS,
-                                       **{k: {"elem_id": f"rag-{k}"} for k in CHUNK_KNOBS})
-            index_btn = gr.Button("Build the index", variant="primary", elem_id="rag-index")
-            index_md = gr.Markdown(elem_id="rag-index-status")
-            with gr.Accordion("The collection in Qdrant", open=False):
-                collection = gr.JSON(label="points, vectors, one point's payload", elem_id="rag-collection")
+            ui.update(_documents_column(about))
         with gr.Column(scale=3):
             with gr.Tabs():
                 with gr.Tab("1 · Chunks"):
-                    doc = gr.Dropdown(_doc_choices(corpus.bundled()), value=corpus.bundled()[0].doc_id,
-                                      label="Document", elem_id="rag-doc", allow_custom_value=True)
-                    with gr.Row():
-                        chunk_md = gr.Markdown("Pick a document or move a chunk knob to see the chunks.")
-                        chunks_btn = gr.Button("Show the chunks", size="sm", scale=0, min_width=160,
-                                               elem_id="rag-show-chunks")
-                    chunk_view = gr.HTML(elem_id="rag-chunks")
-                    notice("Move the chunk size and overlap: the striped text is in two chunks at once. Sentences "
-                           "and paragraphs end chunks at natural breaks, so their sizes vary.")
-                    with gr.Accordion("Every chunk of this document (table)", open=False):
-                        chunk_table = data_table("rag-chunks", headers=CHUNK_HEADERS, elem_id="rag-chunk-table")
+                    ui.update(_chunks_panel())
                 with gr.Tab("2 · Search"):
-                    with gr.Row():
-                        query = gr.Textbox(EXAMPLE_QUERIES[0][1], label="Question", scale=4, elem_id="rag-query")
-                        search_btn = gr.Button("Search", variant="primary", scale=1, elem_id="rag-search")
-                    with gr.Row():
-                        search_knobs = controls_for(search.SearchSettings, SEARCH_KNOBS,
-                                                    **{k: {"elem_id": f"rag-{k}"} for k in SEARCH_KNOBS})
-                    example_box = gr.Column()
-                    search_md = gr.Markdown(elem_id="rag-search-summary")
-                    with gr.Row(elem_id="rag-results"):
-                        tables = {m: data_table(f"rag-{m}", headers=HIT_HEADERS, label=label, wrap=True,
-                                                elem_id=f"rag-{m}", column_widths=["9%", "19%", "72%"], max_height=420)
-                                  for m, label in (("dense", "Dense: cosine of MiniLM vectors"),
-                                                   ("sparse", "Sparse: TF-IDF (scikit-learn)"),
-                                                   ("hybrid", "Hybrid: reciprocal-rank fusion"))}
-                    rag_map = Plot(filename="rag-embedding-map", label="Chunk embeddings (PCA)", show_label=False,
-                                   elem_id="rag-map")
-                    notice("Dense finds paraphrases, sparse finds exact words; hybrid ranks a chunk high when "
-                           "both lists do. On the map the red star is the question; rings mark what each method found.")
+                    ui.update(_search_panel())
                 with gr.Tab("3 · Answer"):
-                    with gr.Row():
-                        answer_knobs = controls_for(rag.AnswerSettings, ANSWER_KNOBS,
-                                                    **{k: {"elem_id": f"rag-{k}"} for k in ANSWER_KNOBS})
-                        answer_knobs["seed"] = seed_box(knob_default(rag.AnswerSettings, "seed"), elem_id="rag-seed")
-                    with gr.Row():
-                        method = gr.Radio(list(search.METHODS), value="hybrid", label="chunks from",
-                                          elem_id="rag-method")
-                        answer_btn = gr.Button("Answer with and without retrieval", variant="primary",
-                                               elem_id="rag-answer")
-                    with gr.Row(elem_id="rag-answers"):
-                        with_rag = gr.HTML(elem_id="rag-with")
-                        without_rag = gr.HTML(elem_id="rag-without")
-                    answer_md = gr.Markdown(elem_id="rag-answer-stats")
-                    notice("Same model, same seed: only the prompt differs. Green words also occur in the retrieved "
-                           "chunks, orange ones do not; a grounded answer is mostly green.")
-                    with gr.Accordion("The prompt the model reads (with the chunks)", open=True):
-                        prompt_view = gr.HTML(elem_id="rag-prompt-view")
+                    ui.update(_answer_panel())
                 with gr.Tab("4 · Quality"):
-                    gr.Markdown(f"{len(quality.questions())} questions about the bundled pages, each with the "
-                                "passage that answers it. A chunk is relevant when it holds at least half of that "
-                                "passage. **Hit rate@k**: share of questions with a relevant chunk in the top k. "
-                                "**MRR**: mean of 1/rank of the first relevant chunk.")
-                    with gr.Row():
-                        k = gr.Slider(1, 20, value=5, step=1, label="k", elem_id="rag-k")
-                        quality_btn = gr.Button("Measure at the current chunk setting", variant="primary",
-                                                elem_id="rag-quality")
-                    quality_plot = Plot(filename="rag-quality", label="Hit rate and MRR", show_label=False,
-                                        elem_id="rag-quality-plot")
-                    with gr.Accordion("Rank of the first relevant chunk, per question", open=False):
-                        quality_table = data_table("rag-quality", headers=["question", "document", "relevant chunks",
-                                                                           "dense", "sparse", "hybrid"],
-                                                   elem_id="rag-quality-table")
-                    with gr.Row():
-                        sizes = gr.Textbox(", ".join(map(str, quality.SWEEP_SIZES)), label="chunk sizes to sweep",
-                                           info="overlap = 25% of each size; each new size indexes the corpus once")
-                        sweep_btn = gr.Button("Sweep chunk sizes", elem_id="rag-sweep")
-                    sweep_plot = Plot(filename="rag-chunk-size-sweep", label="Sweep", show_label=False,
-                                      elem_id="rag-sweep-plot")
-                    sweep_table = data_table("rag-sweep", headers=["size", "overlap", "chunks", "dense hit", "dense MRR",
-                                                                  "sparse hit", "sparse MRR", "hybrid hit", "hybrid MRR"],
-                                             elem_id="rag-sweep-table")
+                    ui.update(_quality_panel())
 
-    chunk_inputs = [chunk_knobs[n] for n in CHUNK_KNOBS]
-    search_inputs = [search_knobs[n] for n in SEARCH_KNOBS]
-    answer_inputs = [*[answer_knobs[n] for n in ANSWER_KNOBS], answer_knobs["seed"]]
+    show_chunks, chunk_outputs = _wire_documents(engine, library, ui)
+    _wire_search(engine, library, ui)
+    _wire_quality(engine, library, ui)
+    with ui["example_box"]:
+        examples([[q] for _, q in EXAMPLE_QUERIES], [ui["query"]], labels=[label for label, _ in EXAMPLE_QUERIES],
+                 label="Example questions: click one, then Search")
+    # A shared link (?tab=retrieval&query=...&size=256&strategy=sentences) fills the question and
+    # the knobs and shows the chunk view at once; Search then runs on the same settings.
+    chunk_knobs, search_knobs = ui["chunk_knobs"], ui["search_knobs"]
+    return Share(params={"query": ui["query"], "doc": ui["doc"], **{n: chunk_knobs[n] for n in CHUNK_KNOBS},
+                         **{n: search_knobs[n] for n in SEARCH_KNOBS}},
+                 run=show_chunks, run_inputs=[ui["source"], ui["doc"], *_chunk_inputs(ui), ui["session"]],
+                 run_outputs=chunk_outputs)
 
-    # Register listeners
-    def _kb(source, size, overlap, strategy, sess, progress):
-        settings = chunking.make_settings(size, overlap, strategy)
-        report = progress_callback(progress)
-        if source == "bundled":
-            return library.bundled(settings, report), sess
-        check_choice("source", source, [v for _, v in SOURCES])
-        if sess is None or sess.closed:
-            raise UserInputError("No uploaded documents yet: upload files and click 'Index my files'.")
-        return sess.index(settings, report), sess
 
-    def _docs(source, sess):
-        if source == "uploads" and sess is not None and sess.docs:
-            return sess.docs
-        return corpus.bundled()
+# --- layout: each function creates its components in the current context and returns them ----
 
-    def _index_outputs(kb, source):
-        over = sum(c.n_tokens > search.EMBED_LIMIT for c in kb.chunks)
-        note = (f" · ⚠ {over} chunks are longer than MiniLM's 256 tokens: it reads only their first "
-                f"{search.EMBED_LIMIT}." if over else "")
-        return (f"**{len(kb.chunks)} chunks** from {len(kb.docs)} documents in `{kb.name}` "
-                f"(indexed in {kb.seconds:.1f} s){note}", kb.info())
+def _documents_column(about: dict) -> dict:
+    """The left column: which documents, the user's files, the chunk knobs and the index."""
+    ui = {}
+    ui["source"] = gr.Radio(SOURCES, value="bundled", label="Documents", elem_id="rag-source",
+                            info=f"Bundled: {about['documents']} pages of the Python 3.11 docs ({about['license']}).")
+    ui["files"] = gr.File(file_count="multiple", file_types=list(corpus.EXTENSIONS), label="Your files",
+                          height=150, elem_id="rag-files")
+    gr.Markdown(f"<small>{', '.join(corpus.EXTENSIONS)}; up to {corpus.MAX_FILES} files of "
+                f"{corpus.MAX_FILE_BYTES // 1_000_000} MB. They stay in this session's own collection.</small>")
+    with gr.Row():
+        ui["upload_btn"] = gr.Button("Index my files", size="sm", elem_id="rag-upload")
+        ui["clear_btn"] = gr.Button("Clear my files", size="sm", elem_id="rag-clear")
+    ui["chunk_knobs"] = controls_for(chunking.ChunkSettings, CHUNK_KNOBS,
+                                     **{k: {"elem_id": f"rag-{k}"} for k in CHUNK_KNOBS})
+    ui["index_btn"] = gr.Button("Build the index", variant="primary", elem_id="rag-index")
+    ui["index_md"] = gr.Markdown(elem_id="rag-index-status")
+    with gr.Accordion("The collection in Qdrant", open=False):
+        ui["collection"] = gr.JSON(label="points, vectors, one point's payload", elem_id="rag-collection")
+    return ui
+
+
+def _chunks_panel() -> dict:
+    ui = {}
+    ui["doc"] = gr.Dropdown(_doc_choices(corpus.bundled()), value=corpus.bundled()[0].doc_id,
+                            label="Document", elem_id="rag-doc", allow_custom_value=True)
+    with gr.Row():
+        ui["chunk_md"] = gr.Markdown("Pick a document or move a chunk knob to see the chunks.")
+        ui["chunks_btn"] = gr.Button("Show the chunks", size="sm", scale=0, min_width=160,
+                                     elem_id="rag-show-chunks")
+    ui["chunk_view"] = gr.HTML(elem_id="rag-chunks")
+    notice("Move the chunk size and overlap: the striped text is in two chunks at once. Sentences "
+           "and paragraphs end chunks at natural breaks, so their sizes vary.")
+    with gr.Accordion("Every chunk of this document (table)", open=False):
+        ui["chunk_table"] = data_table("rag-chunks", headers=CHUNK_HEADERS, elem_id="rag-chunk-table")
+    return ui
+
+
+def _search_panel() -> dict:
+    ui = {}
+    with gr.Row():
+        ui["query"] = gr.Textbox(EXAMPLE_QUERIES[0][1], label="Question", scale=4, elem_id="rag-query")
+        ui["search_btn"] = gr.Button("Search", variant="primary", scale=1, elem_id="rag-search")
+    with gr.Row():
+        ui["search_knobs"] = controls_for(search.SearchSettings, SEARCH_KNOBS,
+                                          **{k: {"elem_id": f"rag-{k}"} for k in SEARCH_KNOBS})
+    ui["example_box"] = gr.Column()
+    ui["search_md"] = gr.Markdown(elem_id="rag-search-summary")
+    with gr.Row(elem_id="rag-results"):
+        ui["tables"] = {m: data_table(f"rag-{m}", headers=HIT_HEADERS, label=label, wrap=True,
+                                      elem_id=f"rag-{m}", column_widths=["9%", "19%", "72%"], max_height=420)
+                        for m, label in (("dense", "Dense: cosine of MiniLM vectors"),
+                                         ("sparse", "Sparse: TF-IDF (scikit-learn)"),
+                                         ("hybrid", "Hybrid: reciprocal-rank fusion"))}
+    ui["rag_map"] = Plot(filename="rag-embedding-map", label="Chunk embeddings (PCA)", show_label=False,
+                         elem_id="rag-map")
+    notice("Dense finds paraphrases, sparse finds exact words; hybrid ranks a chunk high when "
+           "both lists do. On the map the red star is the question; rings mark what each method found.")
+    return ui
+
+
+def _answer_panel() -> dict:
+    ui = {}
+    with gr.Row():
+        ui["answer_knobs"] = controls_for(rag.AnswerSettings, ANSWER_KNOBS,
+                                          **{k: {"elem_id": f"rag-{k}"} for k in ANSWER_KNOBS})
+        ui["answer_knobs"]["seed"] = seed_box(knob_default(rag.AnswerSettings, "seed"), elem_id="rag-seed")
+    with gr.Row():
+        ui["method"] = gr.Radio(list(search.METHODS), value="hybrid", label="chunks from", elem_id="rag-method")
+        ui["answer_btn"] = gr.Button("Answer with and without retrieval", variant="primary", elem_id="rag-answer")
+    with gr.Row(elem_id="rag-answers"):
+        ui["with_rag"] = gr.HTML(elem_id="rag-with")
+        ui["without_rag"] = gr.HTML(elem_id="rag-without")
+    ui["answer_md"] = gr.Markdown(elem_id="rag-answer-stats")
+    notice("Same model, same seed: only the prompt differs. Green words also occur in the retrieved "
+           "chunks, orange ones do not; a grounded answer is mostly green.")
+    with gr.Accordion("The prompt the model reads (with the chunks)", open=True):
+        ui["prompt_view"] = gr.HTML(elem_id="rag-prompt-view")
+    return ui
+
+
+def _quality_panel() -> dict:
+    ui = {}
+    gr.Markdown(f"{len(quality.questions())} questions about the bundled pages, each with the "
+                "passage that answers it. A chunk is relevant when it holds at least half of that "
+                "passage. **Hit rate@k**: share of questions with a relevant chunk in the top k. "
+                "**MRR**: mean of 1/rank of the first relevant chunk.")
+    with gr.Row():
+        ui["k"] = gr.Slider(1, 20, value=5, step=1, label="k", elem_id="rag-k")
+        ui["quality_btn"] = gr.Button("Measure at the current chunk setting", variant="primary",
+                                      elem_id="rag-quality")
+    ui["quality_plot"] = Plot(filename="rag-quality", label="Hit rate and MRR", show_label=False,
+                              elem_id="rag-quality-plot")
+    with gr.Accordion("Rank of the first relevant chunk, per question", open=False):
+        ui["quality_table"] = data_table("rag-quality", headers=["question", "document", "relevant chunks",
+                                                                 "dense", "sparse", "hybrid"],
+                                         elem_id="rag-quality-table")
+    with gr.Row():
+        ui["sizes"] = gr.Textbox(", ".join(map(str, quality.SWEEP_SIZES)), label="chunk sizes to sweep",
+                                 info="overlap = 25% of each size; each new size indexes the corpus once")
+        ui["sweep_btn"] = gr.Button("Sweep chunk sizes", elem_id="rag-sweep")
+    ui["sweep_plot"] = Plot(filename="rag-chunk-size-sweep", label="Sweep", show_label=False,
+                            elem_id="rag-sweep-plot")
+    ui["sweep_table"] = data_table("rag-sweep", headers=["size", "overlap", "chunks", "dense hit", "dense MRR",
+                                                        "sparse hit", "sparse MRR", "hybrid hit", "hybrid MRR"],
+                                   elem_id="rag-sweep-table")
+    return ui
+
+
+# --- listeners ---------------------------------------------------------------------------------
+
+def _chunk_inputs(ui: dict) -> list:
+    return [ui["chunk_knobs"][n] for n in CHUNK_KNOBS]
+
+
+def _search_inputs(ui: dict) -> list:
+    return [ui["search_knobs"][n] for n in SEARCH_KNOBS]
+
+
+def _kb(library, source, size, overlap, strategy, sess, progress):
+    """The knowledge base to search: the shared bundled index, or this session's uploads."""
+    settings = chunking.make_settings(size, overlap, strategy)
+    report = progress_callback(progress)
+    if source == "bundled":
+        return library.bundled(settings, report), sess
+    check_choice("source", source, [v for _, v in SOURCES])
+    if sess is None or sess.closed:
+        raise UserInputError("No uploaded documents yet: upload files and click 'Index my files'.")
+    return sess.index(settings, report), sess
+
+
+def _docs(source, sess):
+    if source == "uploads" and sess is not None and sess.docs:
+        return sess.docs
+    return corpus.bundled()
+
+
+def _index_outputs(kb, source):
+    over = sum(c.n_tokens > search.EMBED_LIMIT for c in kb.chunks)
+    note = (f" · ⚠ {over} chunks are longer than MiniLM's 256 tokens: it reads only their first "
+            f"{search.EMBED_LIMIT}." if over else "")
+    return (f"**{len(kb.chunks)} chunks** from {len(kb.docs)} documents in `{kb.name}` "
+            f"(indexed in {kb.seconds:.1f} s){note}", kb.info())
+
+
+def _chunks_summary(d, chunks) -> str:
+    over = sum(c.n_tokens > search.EMBED_LIMIT for c in chunks)
+    return (f"**{len(chunks)} chunks** of {d.title!s} ({len(d.text):,} characters) · sizes "
+            f"{min(c.n_tokens for c in chunks)}–{max(c.n_tokens for c in chunks)} tokens"
+            + (f" · ⚠ {over} over MiniLM's 256-token limit (cut when embedded)" if over else ""))
+
+
+def _wire_documents(engine, library, ui: dict):
+    """The chunk view, the index, the user's uploads and the document list. Returns the chunk
+    view's listener and outputs, which a shared link runs."""
+    source, doc, session = ui["source"], ui["doc"], ui["session"]
+    chunk_inputs = _chunk_inputs(ui)
 
     def show_chunks(source, doc_id, size, overlap, strategy, sess, progress=gr.Progress()):
         settings = chunking.make_settings(size, overlap, strategy)
         d = corpus.document(_docs(source, sess), doc_id)
         chunks = chunking.chunk_document(chunking.tokenize(search.tokenizer(engine, progress_callback(progress)), d.text),
                                          d.doc_id, settings)
-        over = sum(c.n_tokens > search.EMBED_LIMIT for c in chunks)
-        text = (f"**{len(chunks)} chunks** of {d.title!s} ({len(d.text):,} characters) · sizes "
-                f"{min(c.n_tokens for c in chunks)}–{max(c.n_tokens for c in chunks)} tokens"
-                + (f" · ⚠ {over} over MiniLM's 256-token limit (cut when embedded)" if over else ""))
-        return text, plots.chunk_spans_html(d.text, chunks), _chunk_rows(chunks)
+        return _chunks_summary(d, chunks), plots.chunk_spans_html(d.text, chunks), _chunk_rows(chunks)
 
     def build_index(source, size, overlap, strategy, sess, progress=gr.Progress()):
-        kb, sess = _kb(source, size, overlap, strategy, sess, progress)
+        kb, sess = _kb(library, source, size, overlap, strategy, sess, progress)
         return (*_index_outputs(kb, source), sess)
 
     def upload(paths, size, overlap, strategy, sess, progress=gr.Progress()):
@@ -209,19 +273,54 @@ def build(engine) -> Share:
         docs = _doc_choices(_docs(source, sess))
         return gr.update(choices=docs, value=docs[0][1])
 
+    show_chunks, build_index, upload, clear = map(user_errors, (show_chunks, build_index, upload, clear))
+    source_changed = user_errors(source_changed)
+    chunk_outputs = [ui["chunk_md"], ui["chunk_view"], ui["chunk_table"]]
+    gr.on([ui["chunks_btn"].click, doc.change, *[ui["chunk_knobs"][n].change for n in CHUNK_KNOBS]], show_chunks,
+          inputs=[source, doc, *chunk_inputs, session], outputs=chunk_outputs, api_name="rag_chunks",
+          show_progress="minimal")
+    ui["index_btn"].click(build_index, inputs=[source, *chunk_inputs, session],
+                          outputs=[ui["index_md"], ui["collection"], session], api_name="rag_index", **HEAVY)
+    ui["upload_btn"].click(upload, inputs=[ui["files"], *chunk_inputs, session],
+                           outputs=[ui["index_md"], ui["collection"], session, source, doc], api_name="rag_upload",
+                           **HEAVY)
+    ui["clear_btn"].click(clear, inputs=[session], outputs=[ui["index_md"], ui["collection"], session, source, doc],
+                          api_name="rag_clear")
+    source.change(source_changed, inputs=[source, session], outputs=[doc], api_name=False)
+    return show_chunks, chunk_outputs
+
+
+def _search_text(kb, found, s) -> str:
+    terms = ", ".join(f"`{t}`" for t in found["sparse_terms"]) or "none (sparse finds nothing)"
+    return (f"{len(kb.chunks)} chunks searched · query words the TF-IDF vocabulary knows: {terms}"
+            + (f" · dense threshold {s.threshold}: {len(found['dense'])} chunks pass" if s.threshold else ""))
+
+
+def _answer_views(step, method):
+    """One streamed answer step: the prompt, both answers and the groundedness line."""
+    chunks = step["prompt"]["included"]
+    g_rag, g_plain = rag.groundedness(step["rag"], chunks), rag.groundedness(step["plain"], chunks)
+    stats = (f"{step['seconds']:.1f} s · with retrieval {g_rag['share']:.0%} of content words found in the "
+             f"chunks, without {g_plain['share']:.0%}")
+    return (plots.prompt_html(step["prompt"]),
+            plots.answer_html(f"With retrieval ({len(chunks)} {method} chunks)", g_rag, step["done"], "rag-with-box"),
+            plots.answer_html("Without retrieval (the question alone)", g_plain, step["done"], "rag-without-box"),
+            stats)
+
+
+def _wire_search(engine, library, ui: dict) -> None:
+    """Search (button and Enter) and the answers with and without the chunks."""
     def run_search(source, query, size, overlap, strategy, top_k, threshold, rrf_k, candidates, sess,
                    progress=gr.Progress()):
         s = search.make_search_settings(top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
         query = search.check_query(query)  # before indexing: a bad input costs nothing
-        kb, sess = _kb(source, size, overlap, strategy, sess, progress)
+        kb, sess = _kb(library, source, size, overlap, strategy, sess, progress)
         found = search.search(engine, kb, query, s, progress_callback(progress))
         points = search.pca_map(kb, found["query_vector"], [])
         fig = plots.map_figure(points, {m: found[m] for m in search.METHODS})
-        terms = ", ".join(f"`{t}`" for t in found["sparse_terms"]) or "none (sparse finds nothing)"
-        text = (f"{len(kb.chunks)} chunks searched · query words the TF-IDF vocabulary knows: {terms}"
-                + (f" · dense threshold {s.threshold}: {len(found['dense'])} chunks pass" if s.threshold else ""))
         keep = dict(query=found["query"], hits={m: found[m] for m in search.METHODS})
-        return (text, *[_hit_rows(found[m]) for m in search.METHODS], fig, keep, sess, kb.info())
+        return (_search_text(kb, found, s), *[_hit_rows(found[m]) for m in search.METHODS], fig, keep, sess,
+                kb.info())
 
     def answer(source, query, size, overlap, strategy, top_k, threshold, rrf_k, candidates, method, budget,
                max_new_tokens, temperature, seed, sess, progress=gr.Progress()):
@@ -229,19 +328,29 @@ def build(engine) -> Share:
         s = search.make_search_settings(top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
         a = rag.make_answer_settings(budget=budget, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
         query = search.check_query(query)
-        kb, sess = _kb(source, size, overlap, strategy, sess, progress)
+        kb, sess = _kb(library, source, size, overlap, strategy, sess, progress)
         found = search.search(engine, kb, query, s, progress_callback(progress))
         hits = found[method]
         for step in rag.answer_stream(engine, found["query"], hits, a, progress_callback(progress)):
-            chunks = step["prompt"]["included"]
-            g_rag, g_plain = rag.groundedness(step["rag"], chunks), rag.groundedness(step["plain"], chunks)
-            stats = (f"{step['seconds']:.1f} s · with retrieval {g_rag['share']:.0%} of content words found in the "
-                     f"chunks, without {g_plain['share']:.0%}")
-            yield (plots.prompt_html(step["prompt"]),
-                   plots.answer_html(f"With retrieval ({len(chunks)} {method} chunks)", g_rag, step["done"], "rag-with-box"),
-                   plots.answer_html("Without retrieval (the question alone)", g_plain, step["done"], "rag-without-box"),
-                   stats, sess)
+            yield (*_answer_views(step, method), sess)
 
+    run_search, answer = map(user_errors, (run_search, answer))
+    source, query, session = ui["source"], ui["query"], ui["session"]
+    chunk_inputs, search_inputs = _chunk_inputs(ui), _search_inputs(ui)
+    answer_inputs = [*[ui["answer_knobs"][n] for n in ANSWER_KNOBS], ui["answer_knobs"]["seed"]]
+    search_args = dict(inputs=[source, query, *chunk_inputs, *search_inputs, session],
+                       outputs=[ui["search_md"], *ui["tables"].values(), ui["rag_map"], ui["last"], session,
+                                ui["collection"]])
+    ui["search_btn"].click(run_search, api_name="rag_search", **search_args, **HEAVY)
+    query.submit(run_search, api_name="rag_search_submit", **search_args, **HEAVY)
+    ui["answer_btn"].click(answer, inputs=[source, query, *chunk_inputs, *search_inputs, ui["method"], *answer_inputs,
+                                           session],
+                           outputs=[ui["prompt_view"], ui["with_rag"], ui["without_rag"], ui["answer_md"], session],
+                           api_name="rag_answer", **HEAVY)
+
+
+def _wire_quality(engine, library, ui: dict) -> None:
+    """Hit rate and MRR at the current chunk setting, and the chunk-size sweep."""
     def measure(size, overlap, strategy, k, progress=gr.Progress()):
         settings = chunking.make_settings(size, overlap, strategy)
         kb = library.bundled(settings, progress_callback(progress))
@@ -255,35 +364,8 @@ def build(engine) -> Share:
                                                        for n in ("hit_rate", "mrr")]] for p in result["points"]]
         return plots.sweep_figure(result), rows
 
-    show_chunks, build_index, upload, clear = map(user_errors, (show_chunks, build_index, upload, clear))
-    run_search, answer, measure, sweep = map(user_errors, (run_search, answer, measure, sweep))
-    source_changed = user_errors(source_changed)
-    chunk_outputs = [chunk_md, chunk_view, chunk_table]
-    gr.on([chunks_btn.click, doc.change, *[chunk_knobs[n].change for n in CHUNK_KNOBS]], show_chunks,
-          inputs=[source, doc, *chunk_inputs, session], outputs=chunk_outputs, api_name="rag_chunks",
-          show_progress="minimal")
-    index_btn.click(build_index, inputs=[source, *chunk_inputs, session], outputs=[index_md, collection, session],
-                    api_name="rag_index", **HEAVY)
-    upload_btn.click(upload, inputs=[files, *chunk_inputs, session],
-                     outputs=[index_md, collection, session, source, doc], api_name="rag_upload", **HEAVY)
-    clear_btn.click(clear, inputs=[session], outputs=[index_md, collection, session, source, doc],
-                    api_name="rag_clear")
-    source.change(source_changed, inputs=[source, session], outputs=[doc], api_name=False)
-    search_args = dict(inputs=[source, query, *chunk_inputs, *search_inputs, session],
-                       outputs=[search_md, *tables.values(), rag_map, last, session, collection])
-    search_btn.click(run_search, api_name="rag_search", **search_args, **HEAVY)
-    query.submit(run_search, api_name="rag_search_submit", **search_args, **HEAVY)
-    answer_btn.click(answer, inputs=[source, query, *chunk_inputs, *search_inputs, method, *answer_inputs, session],
-                     outputs=[prompt_view, with_rag, without_rag, answer_md, session], api_name="rag_answer", **HEAVY)
-    quality_btn.click(measure, inputs=[*chunk_inputs, k], outputs=[quality_plot, quality_table],
-                      api_name="rag_quality", **HEAVY)
-    sweep_btn.click(sweep, inputs=[sizes, chunk_knobs["strategy"], k], outputs=[sweep_plot, sweep_table],
-                    api_name="rag_sweep", **HEAVY)
-    with example_box:
-        examples([[q] for _, q in EXAMPLE_QUERIES], [query], labels=[label for label, _ in EXAMPLE_QUERIES],
-                 label="Example questions: click one, then Search")
-    # A shared link (?tab=retrieval&query=...&size=256&strategy=sentences) fills the question and
-    # the knobs and shows the chunk view at once; Search then runs on the same settings.
-    return Share(params={"query": query, "doc": doc, **{n: chunk_knobs[n] for n in CHUNK_KNOBS},
-                         **{n: search_knobs[n] for n in SEARCH_KNOBS}},
-                 run=show_chunks, run_inputs=[source, doc, *chunk_inputs, session], run_outputs=chunk_outputs)
+    measure, sweep = map(user_errors, (measure, sweep))
+    ui["quality_btn"].click(measure, inputs=[*_chunk_inputs(ui), ui["k"]],
+                            outputs=[ui["quality_plot"], ui["quality_table"]], api_name="rag_quality", **HEAVY)
+    ui["sweep_btn"].click(sweep, inputs=[ui["sizes"], ui["chunk_knobs"]["strategy"], ui["k"]],
+                          outputs=[ui["sweep_plot"], ui["sweep_table"]], api_name="rag_sweep", **HEAVY)
