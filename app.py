@@ -4,13 +4,13 @@ Importing this module loads no model: build_demo() only lays out the tabs, and e
 loads on first use through the engine's cache."""
 from __future__ import annotations
 
-import argparse
-import os
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import gradio as gr
 
 import tabs
+from engine.core.config import AppConfig
 from engine.core.errors import check_text
 from engine.core.settings import MAX_UPLOAD_BYTES
 from tabs._ui import HEAVY, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, on_gpu, user_errors
@@ -50,101 +50,136 @@ def _coerce(component, raw: str):
 
 
 def build_demo(engine) -> gr.Blocks:
-    shares: dict[str, Share] = {}
     # delete_cache: files made for downloads (each in its own per-request temp folder) are
     # removed from Gradio's cache after two hours.
     with gr.Blocks(title="LLM Playground", delete_cache=(3600, 7200)) as demo:
-        with gr.Row(equal_height=True):
-            gr.Markdown("## 🧪 LLM Playground", elem_id="app-title")
-            present = gr.Checkbox(label="Presentation mode (larger text)", value=False, scale=0,
-                                  min_width=250)
-            plot_format = gr.Radio(PLOT_FORMATS, value="png", label="📷 in a plot's toolbar saves",
-                                   scale=0, min_width=330, elem_id="plot-format")
-            link_btn = gr.Button("🔗 Link to this view", size="sm", scale=0, min_width=180)
-        link_box = gr.Textbox(label="Share this link: it reopens this tab with the same text and knobs",
-                              visible=False, elem_id="share-link", buttons=["copy"])
-        query = gr.Textbox(visible=False)
-        current_tab = gr.State("home")
-        with gr.Tabs(overflow_behavior="wrap") as tab_set:  # every lesson visible: a second row, never a "..." menu
-            for module in tabs.available():
-                tab_id = module.__name__.split(".")[-1]
-                with gr.Tab(module.TITLE, id=tab_id) as tab:
-                    share = module.build(engine)
-                if isinstance(share, Share):
-                    shares[tab_id] = share
-                tab.select(lambda t=tab_id: t, outputs=current_tab, api_name=False, queue=False)
+        demo.app_config = engine.config  # what tabs._ui.building_config() reads during the build
+        head = _header()
+        tab_set, shares, tab_ids = _lessons(engine, head.current_tab)
 
         # Register listeners
-        present.change(None, inputs=present, outputs=present, js=PRESENT_JS, api_name=False)
-        plot_format.change(None, inputs=plot_format, outputs=plot_format, js=PLOT_FORMAT_JS, api_name=False)
+        head.present.change(None, inputs=head.present, outputs=head.present, js=PRESENT_JS, api_name=False)
+        head.plot_format.change(None, inputs=head.plot_format, outputs=head.plot_format, js=PLOT_FORMAT_JS,
+                                api_name=False)
         param_slots = [(tid, name, comp) for tid, sh in shares.items() for name, comp in sh.params.items()]
-
-        def make_query(tab_id, *values):
-            params = {"tab": tab_id}
-            for (tid, name, comp), value in zip(param_slots, values):
-                if tid != tab_id or value is None:
-                    continue
-                text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-                params[name] = check_text(f"{name} (for the link)", text, max_chars=1_000_000, allow_empty=True)
-            return urlencode(params)
-
-        link_btn.click(user_errors(make_query), inputs=[current_tab, *[c for _, _, c in param_slots]], outputs=query,
-                       api_name=False, queue=False).success(
-            None, inputs=query, outputs=link_box, js=LINK_JS).then(
-            lambda: gr.update(visible=True), outputs=link_box, api_name=False, queue=False)
-
-        def query_updates(request, text_fields: bool):
-            """Updates for the linked tab's inputs: knobs first, then free text (a text change
-            may trigger a run, and it must see the linked knobs, not the defaults)."""
-            q = dict(request.query_params) if request is not None else {}
-            tab_id = q.get("tab")
-            updates = []
-            for tid, name, comp in param_slots:
-                is_text = isinstance(comp, gr.Textbox)
-                if tid == tab_id and name in q and is_text == text_fields:
-                    try:
-                        updates.append(gr.update(value=_coerce(comp, q[name])))
-                    except ValueError:
-                        updates.append(gr.update())
-                else:
-                    updates.append(gr.update())
-            return q, tab_id, updates
-
-        tab_ids = {m.__name__.split(".")[-1] for m in tabs.available()}
-
-        def apply_query(request: gr.Request):
-            q, tab_id, updates = query_updates(request, text_fields=False)
-            selected = gr.update(selected=tab_id) if tab_id in tab_ids else gr.update()
-            on = gr.update(value=True) if q.get("present") == "1" else gr.update()
-            return [selected, tab_id if tab_id in tab_ids else "home", on, *updates]
-
-        def apply_query_text(request: gr.Request):
-            return query_updates(request, text_fields=True)[2]
-
-        slots = [c for _, _, c in param_slots]
-        load = demo.load(apply_query, outputs=[tab_set, current_tab, present, *slots], api_name=False,
-                         js=ON_LOAD_JS)
-        if slots:
-            load = load.then(apply_query_text, outputs=slots, api_name=False)
-        for tid, sh in shares.items():
-            if sh.run is None:
-                continue
-
-            def run_if_linked(request: gr.Request, *inputs, _tid=tid, _run=sh.run, _n=len(sh.run_outputs)):
-                # Read the tab from the URL itself: no race with the State update above.
-                linked = dict(request.query_params).get("tab") if request is not None else None
-                if linked != _tid:
-                    return [gr.skip()] * _n if _n > 1 else gr.skip()
-                return _run(*inputs)
-
-            load.then(run_if_linked, inputs=list(sh.run_inputs), outputs=sh.run_outputs, api_name=False)
+        _wire_share_link(head, param_slots)
+        _wire_deep_link(demo, head, tab_set, tab_ids, shares, param_slots)
     # On a ZeroGPU Space every listener of the heavy model-work group gets a GPU (spaces.GPU);
     # anywhere else on_gpu returns the function unchanged.
     for block_fn in demo.fns.values():
         if block_fn.concurrency_id == HEAVY["concurrency_id"] and block_fn.fn is not None:
-            block_fn.fn = on_gpu(block_fn.fn)
+            block_fn.fn = on_gpu(block_fn.fn, zero_gpu=engine.config.zero_gpu)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
+
+
+@dataclass
+class _Header:
+    present: gr.Checkbox
+    plot_format: gr.Radio
+    link_btn: gr.Button
+    link_box: gr.Textbox
+    query: gr.Textbox  # hidden: the query string the link button makes
+    current_tab: gr.State
+
+
+def _header() -> _Header:
+    """The title row (presentation mode, plot format, link button), the share-link box and the
+    hidden parts the links use."""
+    with gr.Row(equal_height=True):
+        gr.Markdown("## 🧪 LLM Playground", elem_id="app-title")
+        present = gr.Checkbox(label="Presentation mode (larger text)", value=False, scale=0,
+                              min_width=250)
+        plot_format = gr.Radio(PLOT_FORMATS, value="png", label="📷 in a plot's toolbar saves",
+                               scale=0, min_width=330, elem_id="plot-format")
+        link_btn = gr.Button("🔗 Link to this view", size="sm", scale=0, min_width=180)
+    link_box = gr.Textbox(label="Share this link: it reopens this tab with the same text and knobs",
+                          visible=False, elem_id="share-link", buttons=["copy"])
+    query = gr.Textbox(visible=False)
+    current_tab = gr.State("home")
+    return _Header(present, plot_format, link_btn, link_box, query, current_tab)
+
+
+def _lessons(engine, current_tab: gr.State) -> tuple[gr.Tabs, dict[str, Share], set[str]]:
+    """One tab per lesson module; selecting one records its id in current_tab. Returns the
+    tabs, the Share of each tab that offers links, and every tab id."""
+    shares: dict[str, Share] = {}
+    with gr.Tabs(overflow_behavior="wrap") as tab_set:  # every lesson visible: a second row, never a "..." menu
+        for module in tabs.available():
+            tab_id = module.__name__.split(".")[-1]
+            with gr.Tab(module.TITLE, id=tab_id) as tab:
+                share = module.build(engine)
+            if isinstance(share, Share):
+                shares[tab_id] = share
+            tab.select(lambda t=tab_id: t, outputs=current_tab, api_name=False, queue=False)
+    return tab_set, shares, {m.__name__.split(".")[-1] for m in tabs.available()}
+
+
+def _wire_share_link(head: _Header, param_slots: list) -> None:
+    """The link button: the current tab's linkable inputs as a query string, shown as a URL."""
+    def make_query(tab_id, *values):
+        params = {"tab": tab_id}
+        for (tid, name, comp), value in zip(param_slots, values):
+            if tid != tab_id or value is None:
+                continue
+            text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            params[name] = check_text(f"{name} (for the link)", text, max_chars=1_000_000, allow_empty=True)
+        return urlencode(params)
+
+    head.link_btn.click(user_errors(make_query), inputs=[head.current_tab, *[c for _, _, c in param_slots]],
+                        outputs=head.query, api_name=False, queue=False).success(
+        None, inputs=head.query, outputs=head.link_box, js=LINK_JS).then(
+        lambda: gr.update(visible=True), outputs=head.link_box, api_name=False, queue=False)
+
+
+def _query_updates(param_slots: list, request, text_fields: bool):
+    """Updates for the linked tab's inputs: knobs first, then free text (a text change
+    may trigger a run, and it must see the linked knobs, not the defaults)."""
+    q = dict(request.query_params) if request is not None else {}
+    tab_id = q.get("tab")
+    updates = []
+    for tid, name, comp in param_slots:
+        is_text = isinstance(comp, gr.Textbox)
+        if tid == tab_id and name in q and is_text == text_fields:
+            try:
+                updates.append(gr.update(value=_coerce(comp, q[name])))
+            except ValueError:
+                updates.append(gr.update())
+        else:
+            updates.append(gr.update())
+    return q, tab_id, updates
+
+
+def _wire_deep_link(demo: gr.Blocks, head: _Header, tab_set: gr.Tabs, tab_ids: set[str],
+                    shares: dict[str, Share], param_slots: list) -> None:
+    """On page load a link's query string selects its tab, fills that tab's inputs (knobs,
+    then text) and, for a tab that offers it, runs it once."""
+    def apply_query(request: gr.Request):
+        q, tab_id, updates = _query_updates(param_slots, request, text_fields=False)
+        selected = gr.update(selected=tab_id) if tab_id in tab_ids else gr.update()
+        on = gr.update(value=True) if q.get("present") == "1" else gr.update()
+        return [selected, tab_id if tab_id in tab_ids else "home", on, *updates]
+
+    def apply_query_text(request: gr.Request):
+        return _query_updates(param_slots, request, text_fields=True)[2]
+
+    slots = [c for _, _, c in param_slots]
+    load = demo.load(apply_query, outputs=[tab_set, head.current_tab, head.present, *slots], api_name=False,
+                     js=ON_LOAD_JS)
+    if slots:
+        load = load.then(apply_query_text, outputs=slots, api_name=False)
+    for tid, sh in shares.items():
+        if sh.run is None:
+            continue
+
+        def run_if_linked(request: gr.Request, *inputs, _tid=tid, _run=sh.run, _n=len(sh.run_outputs)):
+            # Read the tab from the URL itself: no race with the State update above.
+            linked = dict(request.query_params).get("tab") if request is not None else None
+            if linked != _tid:
+                return [gr.skip()] * _n if _n > 1 else gr.skip()
+            return _run(*inputs)
+
+        load.then(run_if_linked, inputs=list(sh.run_inputs), outputs=sh.run_outputs, api_name=False)
 
 
 def launch_kwargs() -> dict:
@@ -156,42 +191,25 @@ def launch_kwargs() -> dict:
                 max_file_size=MAX_UPLOAD_BYTES)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="LLM Playground")
-    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    p.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--offline", action="store_true", help="never use the Hub; embedded models only")
-    p.add_argument("--cache-gb", type=float, default=None, help="model cache budget in GiB")
-    p.add_argument("--train-minutes", type=float, default=None,
-                   help="wall-time cap of one LoRA training (default: $LLM_PLAYGROUND_TRAIN_MINUTES or 5)")
-    p.add_argument("--openai-url", default=None,
-                   help="an OpenAI-compatible server (e.g. vLLM: scripts/serve_vllm.sh) that answers the text-generation "
-                        "paths, e.g. http://127.0.0.1:8000/v1 (default: $LLM_PLAYGROUND_OPENAI_URL, else in-process)")
-    p.add_argument("--openai-fallback", action="store_true", default=None,
-                   help="run in-process while that server is down (default: $LLM_PLAYGROUND_OPENAI_FALLBACK, else an error)")
-    return p.parse_args(argv)
+def parse_args(argv=None) -> AppConfig:
+    """The operator's settings: flags, then environment variables, then defaults (one frozen
+    AppConfig; the flags and their variables are listed in engine/core/config.py and README)."""
+    return AppConfig.from_sources(argv)
 
 
 def main(argv=None) -> None:
     from engine import Engine
-    from engine.serving import ServingConfig
+    from engine.training.lora import GATE
 
-    from engine.training.lora import GATE, train_time_cap
-
-    args = parse_args(argv)
-    GATE.max_seconds = train_time_cap(args.train_minutes)  # checked now, not at the first training
-    cache_bytes = int(args.cache_gb * 1024**3) if args.cache_gb else None
-    serving = ServingConfig.from_env(url=args.openai_url, fallback=args.openai_fallback)
-    engine = Engine(device=args.device, offline=True if args.offline else None, cache_bytes=cache_bytes,
-                    serving=serving)
+    config = parse_args(argv)  # a bad value stops here, before anything starts
+    GATE.max_seconds = config.train_minutes * 60.0  # until the trainings read engine.config.train_minutes
+    engine = Engine(config=config)
+    serving = engine.serving
     print(f"LLM Playground on {engine.device.describe()}; {engine.registry.reason}"
           + (f"; text generation served by {serving.url}" if serving.enabled else ""))
     demo = build_demo(engine)
-    password = os.environ.get("LLM_PLAYGROUND_PASSWORD")
-    auth = (os.environ.get("LLM_PLAYGROUND_USER", "student"), password) if password else None
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth, **launch_kwargs())
+    auth = (config.user, config.password) if config.password else None
+    demo.launch(server_name=config.host, server_port=config.port, share=config.share, auth=auth, **launch_kwargs())
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
 from .core.cache import ModelCache
+from .core.config import AppConfig, mark_offline
 from .core.device import DeviceInfo, free_bytes, pick_device
 from .core.errors import ModelUnavailableError, UserInputError, is_out_of_memory
 from .core.models import Progress, no_progress
@@ -16,18 +16,11 @@ __all__ = ["Engine", "UserInputError", "ModelUnavailableError"]
 GIB = 1024**3
 
 
-def default_budget(device: DeviceInfo) -> int:
-    """Half of the RAM free now (CPU/MPS), or 80% of free GPU memory; LLM_PLAYGROUND_CACHE_GB
-    overrides it."""
-    env = os.environ.get("LLM_PLAYGROUND_CACHE_GB")
-    if env:
-        try:
-            gb = float(env)
-        except ValueError:
-            raise UserInputError(f"LLM_PLAYGROUND_CACHE_GB = {env!r} must be a number of GiB, e.g. 4") from None
-        if not 0 < gb <= 4096:
-            raise UserInputError(f"LLM_PLAYGROUND_CACHE_GB = {env!r} is out of range: 0 < GiB <= 4096")
-        return int(gb * GIB)
+def default_budget(device: DeviceInfo, cache_gb: float | None = None) -> int:
+    """`cache_gb` GiB (the operator's --cache-gb / LLM_PLAYGROUND_CACHE_GB, checked in
+    engine.core.config) or, unset, half of the RAM free now (CPU/MPS) or 80% of free GPU memory."""
+    if cache_gb:
+        return int(cache_gb * GIB)
     free = free_bytes(device)
     share = 0.8 if device.kind == "cuda" else 0.5
     return max(int(free * share), 1 * GIB)
@@ -49,23 +42,29 @@ def _load_failure(spec, source, exc: Exception) -> str:
 class Engine:
     """One per process, passed to every tab. Holds no per-user state."""
 
-    def __init__(self, device: str = "auto", offline: bool | None = None,
-                 cache_bytes: int | None = None, probe=None, serving=None):
+    def __init__(self, device: str | None = None, offline: bool | None = None,
+                 cache_bytes: int | None = None, probe=None, serving=None, config: AppConfig | None = None):
+        """config: the operator's settings (app.main builds it from flags and environment).
+        Without one (tests, scripts), a default AppConfig from `device` and `offline`; offline
+        None decides by a quick check that huggingface.co answers. cache_bytes and serving
+        override the config's cache budget and server (tests)."""
         from .serving import Client, ServingConfig
 
-        # The operator's OpenAI-compatible server for the causal-LM paths (None/"" = in-process).
-        self.serving: ServingConfig = serving if serving is not None else ServingConfig()
+        if config is not None and (device is not None or offline is not None):
+            raise TypeError("Engine: give either config or device/offline, not both")
+        self.config: AppConfig = config or AppConfig(device=device or "auto", offline=bool(offline))
+        # The operator's OpenAI-compatible server for the causal-LM paths (no URL = in-process).
+        self.serving: ServingConfig = serving if serving is not None else ServingConfig.from_app(self.config)
         self._client = Client(self.serving) if self.serving.enabled else None
         self._served: dict = {}  # cache key -> (cached model, its served twin)
-        self.device: DeviceInfo = pick_device(device)
+        self.device: DeviceInfo = pick_device(self.config.device)
         kwargs = {} if probe is None else {"probe": probe}
-        online, reason = decide_online(offline, **kwargs)
+        wanted = offline if config is None else (True if self.config.offline else None)
+        online, reason = decide_online(wanted, hub_offline=self.config.hub_offline, **kwargs)
         if not online:
-            # From here on nothing in this process should try to reach the Hub.
-            os.environ["HF_HUB_OFFLINE"] = "1"
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        self.registry = Registry(online=online, reason=reason)
-        self.cache = ModelCache(cache_bytes or default_budget(self.device))
+            mark_offline()  # from here on nothing in this process should try to reach the Hub
+        self.registry = Registry(online=online, reason=reason, home=self.config.home)
+        self.cache = ModelCache(cache_bytes or default_budget(self.device, self.config.cache_gb))
 
     @property
     def online(self) -> bool:

@@ -1,4 +1,4 @@
-"""Regenerate the README's tab list, model table and API reference from the code itself:
+"""Regenerate the README's tab list, model table, settings table and API reference from the code itself:
 `python scripts/update_readme.py`. Loads no model (it only builds the app's layout)."""
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def models_block() -> str:
                 off += f" (fallback for {s.stands_in_for})"
         rows.append(f"| `{s.key}` | {s.task} | {hub} | {off} | {s.license} |")
     return "\n".join(rows)
+
+
+def flags_block() -> str:
+    from engine.core.config import flag_table
+
+    return flag_table()
 
 
 def api_block() -> str:
@@ -98,6 +104,7 @@ def main() -> None:
     text = front_matter_models(text)
     text = replace_block(text, "tabs", tabs_block())
     text = replace_block(text, "models", models_block())
+    text = replace_block(text, "flags", flags_block())
     text = replace_block(text, "api", api_block())
     readme.write_text(text)
     print("README.md updated")

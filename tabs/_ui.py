@@ -173,12 +173,15 @@ class Share:
     run_outputs: list = field(default_factory=list)
 
 
-def on_gpu(fn: Callable, duration: int = 60) -> Callable:
+def on_gpu(fn: Callable, duration: int = 60, zero_gpu: bool | None = None) -> Callable:
     """On a ZeroGPU Space, run fn with a GPU attached (spaces.GPU); anywhere else fn is
-    returned untouched, so nothing depends on the `spaces` package."""
-    import os
-
-    if not os.environ.get("SPACES_ZERO_GPU") or getattr(fn, "_on_gpu", False):
+    returned untouched, so nothing depends on the `spaces` package. zero_gpu: the operator's
+    AppConfig.zero_gpu; None (inside a tab's build): that of the app being built (see
+    building_config)."""
+    if zero_gpu is None:
+        config = building_config()
+        zero_gpu = bool(config and config.zero_gpu)
+    if not zero_gpu or getattr(fn, "_on_gpu", False):
         return fn
     try:
         import spaces
@@ -187,6 +190,15 @@ def on_gpu(fn: Callable, duration: int = 60) -> Callable:
     wrapped = spaces.GPU(duration=duration)(fn)
     wrapped._on_gpu = True
     return wrapped
+
+
+def building_config():
+    """The AppConfig (engine.config) of the app whose layout is being built: app.build_demo
+    hangs it on its gr.Blocks as `app_config`, so widgets built inside a tab can read an
+    operator setting without every call passing the engine. None outside such a build."""
+    from gradio.context import Context
+
+    return getattr(Context.root_block, "app_config", None)
 
 
 # ---- exports for slides: plots as 2x PNG or SVG, tables as CSV ---------------------------------

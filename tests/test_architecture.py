@@ -5,7 +5,10 @@
 - a topic reaches another topic only through that topic's package (`from engine.B import module`
   or `from ..B import module`), never by reaching into `engine.B.module` directly;
 - the topic packages import each other without a circle;
-- nothing under engine/ imports gradio, tabs or app.
+- nothing under engine/ imports gradio, tabs or app;
+- no module under engine/ or tabs/, nor app.py, touches the process environment (os.environ,
+  os.getenv, ...) except engine/core/config.py: the operator's settings are read there once into
+  AppConfig and handed down as engine.config.
 
 The checker is run on the real tree, and on small made-up trees that break each rule, so a
 checker that finds nothing cannot pass.
@@ -178,6 +181,52 @@ def test_the_checker_accepts_a_clean_tree(tmp_path):
         "engine/retrieval/__init__.py": "", "engine/retrieval/index.py": "from ..embeddings import vectors\n",
     })
     assert violations(root) == []
+
+
+ENV_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+ENV_READER = "engine/core/config.py"
+# Until engine/training/runner.py takes the training time cap from engine.config.train_minutes:
+ENV_STILL_READ = {"engine/training/lora.py"}
+
+
+def environment_uses(root: Path) -> list[str]:
+    """'path:line name' for each mention of os.environ / os.getenv / ... (as an attribute, a bare
+    name or an import) in app.py and the modules under engine/ and tabs/, but config.py's."""
+    paths = [root / "app.py", *(root / "engine").rglob("*.py"), *(root / "tabs").rglob("*.py")]
+    found = []
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        if not path.exists() or rel == ENV_READER or rel in ENV_STILL_READ:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), rel)):
+            names = []
+            if isinstance(node, ast.Attribute):
+                names = [node.attr]
+            elif isinstance(node, ast.Name):
+                names = [node.id]
+            elif isinstance(node, ast.ImportFrom) and node.module == "os":
+                names = [a.name for a in node.names]
+            found += [f"{rel}:{node.lineno} {n}" for n in names if n in ENV_NAMES]
+    return found
+
+
+def test_only_the_config_module_reads_the_environment():
+    assert environment_uses(ROOT) == [], "read settings from engine.config (engine/core/config.py)"
+
+
+@pytest.mark.parametrize("text", ["import os\nx = os.environ.get('A')\n", "import os\nos.getenv('A')\n",
+                                  "from os import environ\n", "from os import getenv as g\n",
+                                  "import os\nos.environ['A'] = '1'\n"])
+def test_the_environment_checker_finds_each_way_in(tmp_path, text):
+    root = _tree(tmp_path, {"engine/decoding/__init__.py": "", "engine/decoding/x.py": text, "app.py": "",
+                            ENV_READER: "import os\nos.environ.get('A')\n"})
+    assert [u.split()[0] for u in environment_uses(root)] == [f"engine/decoding/x.py:{text.count(chr(10))}"]
+
+
+def test_the_environment_checker_leaves_words_alone(tmp_path):
+    root = _tree(tmp_path, {"tabs/x.py": "environment = 'in a forest'\n# os.environ in a comment\n",
+                            "app.py": "s = 'os.environ'\n"})
+    assert environment_uses(root) == []
 
 
 def test_readme_layout_lists_the_engine_tree():

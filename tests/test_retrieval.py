@@ -80,18 +80,20 @@ def test_hybrid_is_the_rrf_formula_over_the_two_lists(random_store, rrf_k):
             assert p.id == wid
 
 
-def test_server_setting_builds_a_client_for_the_url(monkeypatch):
+def test_server_setting_builds_a_client_for_the_url():
     from qdrant_client.qdrant_remote import QdrantRemote
 
-    monkeypatch.setenv(index.URL_ENV, "http://127.0.0.1:6399")
-    client = index.make_client()
+    from engine.core.config import AppConfig
+
+    url_env = "LLM_PLAYGROUND_QDRANT_URL"
+    config = AppConfig.from_sources([], {url_env: "http://127.0.0.1:6399"})
+    client = index.make_client(config.qdrant_url, api_key=config.qdrant_api_key)
     assert isinstance(client._client, QdrantRemote) and not index.is_local(client)
     assert "127.0.0.1" in client._client.rest_uri and "6399" in client._client.rest_uri
-    monkeypatch.setenv(index.URL_ENV, "ftp://nowhere")
-    with pytest.raises(UserInputError, match=index.URL_ENV):
-        index.make_client()
-    monkeypatch.delenv(index.URL_ENV)
-    assert index.is_local(index.make_client())
+    with pytest.raises(UserInputError, match=url_env):
+        AppConfig.from_sources([], {url_env: "ftp://nowhere"})
+    config = AppConfig.from_sources([], {})
+    assert index.is_local(index.make_client(config.qdrant_url, api_key=config.qdrant_api_key))
 
 
 # --- chunking ---------------------------------------------------------------------------------

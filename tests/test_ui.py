@@ -127,8 +127,7 @@ def test_generators_are_wrapped_too():
         next(gen)
 
 
-def test_on_gpu_is_inert_off_zerogpu(monkeypatch):
-    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+def test_on_gpu_is_inert_off_zerogpu():
     fn = lambda: 1  # noqa: E731
     assert on_gpu(fn) is fn
 
@@ -136,6 +135,7 @@ def test_on_gpu_is_inert_off_zerogpu(monkeypatch):
 def test_on_zerogpu_model_work_gets_a_gpu_and_cheap_work_does_not(monkeypatch, engine):
     """With a stand-in `spaces` package and SPACES_ZERO_GPU set: every heavy listener and every
     example that runs a model is wrapped by spaces.GPU; tokenizing and the toy maths are not."""
+    import dataclasses
     import functools
     import sys
     import types
@@ -151,7 +151,8 @@ def test_on_zerogpu_model_work_gets_a_gpu_and_cheap_work_does_not(monkeypatch, e
         return decorate
 
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
-    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    # SPACES_ZERO_GPU=1 reaches the app as engine.config.zero_gpu (engine/core/config.py)
+    monkeypatch.setattr(engine, "config", dataclasses.replace(engine.config, zero_gpu=True))
     demo = app.build_demo(engine)
     fns = [f for f in demo.fns.values() if f.fn is not None]
     heavy = [f for f in fns if f.concurrency_id == "model"]

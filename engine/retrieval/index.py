@@ -3,7 +3,8 @@
 By default Qdrant runs inside this process (qdrant-client's local mode, QdrantClient(":memory:"),
 or path=... to keep it on disk): nothing to start. An operator points the same code at a Qdrant
 server or cluster with LLM_PLAYGROUND_QDRANT_URL (and LLM_PLAYGROUND_QDRANT_API_KEY if it needs
-one); every call below is the same in both modes.
+one), read into engine.config (AppConfig.qdrant_url/qdrant_api_key); every call below is the
+same in both modes.
 
 Each collection holds one point per chunk with two named vectors: "dense" (the MiniLM sentence
 embedding, cosine distance) and "sparse" (the chunk's TF-IDF weights, dot product), and the
@@ -11,35 +12,20 @@ chunk as payload.
 """
 from __future__ import annotations
 
-import os
 import threading
 from contextlib import nullcontext
 
-from ..core.errors import UserInputError
-
-URL_ENV = "LLM_PLAYGROUND_QDRANT_URL"
-KEY_ENV = "LLM_PLAYGROUND_QDRANT_API_KEY"
 DENSE, SPARSE = "dense", "sparse"
 UPSERT_BATCH = 256
 
 
-def server_url() -> str | None:
-    url = os.environ.get(URL_ENV, "").strip()
-    if not url:
-        return None
-    if not url.startswith(("http://", "https://")):
-        raise UserInputError(f"{URL_ENV} = {url!r} must be a URL such as http://127.0.0.1:6333.")
-    return url
-
-
-def make_client(url: str | None = None, path: str | None = None):
-    """A QdrantClient: for `url` (or LLM_PLAYGROUND_QDRANT_URL) a server client; otherwise the
-    embedded engine, on disk under `path` or in memory."""
+def make_client(url: str | None = None, path: str | None = None, api_key: str | None = None):
+    """A QdrantClient: for `url` (the operator's AppConfig.qdrant_url, already checked) a server
+    client; otherwise the embedded engine, on disk under `path` or in memory."""
     from qdrant_client import QdrantClient
 
-    url = url or server_url()
     if url:
-        return QdrantClient(url=url, api_key=os.environ.get(KEY_ENV) or None, timeout=30)
+        return QdrantClient(url=url, api_key=api_key or None, timeout=30)
     if path:
         return QdrantClient(path=str(path))
     return QdrantClient(":memory:")

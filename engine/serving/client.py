@@ -3,7 +3,7 @@ TGI's Messages API where they support logprobs), and the operator setting that p
 causal-LM paths at it.
 
 The setting is the operator's, never a user's: a URL from app.py's --openai-url flag or the
-LLM_PLAYGROUND_OPENAI_URL environment variable. A registry row's `served_as` names the served
+LLM_PLAYGROUND_OPENAI_URL environment variable, read once into engine.core.config.AppConfig. A registry row's `served_as` names the served
 model that stands for that local model. Engine.load() hangs a Route on the TextModel it hands out
 (tm.extra["serving"]); an engine function asks use_server(tm) at its top and, when that gives a
 Route, answers through the server.
@@ -14,17 +14,12 @@ app's own tokenizer decodes them exactly as the in-process path does. Logprobs a
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 
 from ..core.errors import ModelUnavailableError, UserInputError
 
-ENV_URL = "LLM_PLAYGROUND_OPENAI_URL"
-ENV_KEY = "LLM_PLAYGROUND_OPENAI_API_KEY"
-ENV_FALLBACK = "LLM_PLAYGROUND_OPENAI_FALLBACK"
-ENV_TOP = "LLM_PLAYGROUND_OPENAI_TOP_LOGPROBS"
 HEALTH_TTL_S = 2.0  # a health answer is reused this long, so a class does not probe per click
 
 
@@ -48,24 +43,14 @@ class ServingConfig:
         return bool(self.url)
 
     @classmethod
-    def from_env(cls, url: str | None = None, fallback: bool | None = None) -> "ServingConfig":
-        """Flags first, then the environment; the URL must be http(s) (operator typo = start error)."""
-        url = (url if url is not None else os.environ.get(ENV_URL, "")).strip().rstrip("/")
-        if url and not url.startswith(("http://", "https://")):
-            raise UserInputError(f"{ENV_URL} / --openai-url = {url!r} must start with http:// or https://, "
-                                 "e.g. http://127.0.0.1:8000/v1")
+    def from_app(cls, config) -> "ServingConfig":
+        """The server named in the app's settings (engine.core.config.AppConfig, which has
+        checked that the URL is http(s)); the URL always ends in /v1."""
+        url = config.openai_url.strip().rstrip("/")
         if url and not url.endswith("/v1"):
             url += "/v1"
-        if fallback is None:
-            fallback = os.environ.get(ENV_FALLBACK, "") in ("1", "true", "yes")
-        top = os.environ.get(ENV_TOP, "20")
-        try:
-            n = int(top)
-        except ValueError:
-            raise UserInputError(f"{ENV_TOP} = {top!r} must be a whole number from 1 to 100") from None
-        if not 1 <= n <= 100:
-            raise UserInputError(f"{ENV_TOP} = {top!r} is out of range: 1 to 100")
-        return cls(url=url, api_key=os.environ.get(ENV_KEY, ""), fallback=bool(fallback), top_logprobs=n)
+        return cls(url=url, api_key=config.openai_api_key, fallback=config.openai_fallback,
+                   top_logprobs=config.openai_top_logprobs)
 
 
 class Client:
@@ -202,4 +187,4 @@ def choice_tokens(choice: dict) -> list[dict]:
 
 
 __all__ = ["ServingConfig", "Client", "Route", "ServerDownError", "route", "use_server", "complete",
-           "choice_tokens", "token_id", "ENV_URL", "ENV_FALLBACK"]
+           "choice_tokens", "token_id"]

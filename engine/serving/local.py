@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..core.config import child_env
 from .client import Client, ServingConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,8 +46,8 @@ def start(eager: str = "1", timeout_s: float = 300) -> tuple[subprocess.Popen, s
     """(process, base URL, seconds to healthy). eager "" lets vLLM compile. Raises RuntimeError
     (after stopping it) when the server exits or is not healthy within timeout_s."""
     port = free_port()
-    env = dict(os.environ, VLLM_PORT=str(port), VLLM_EAGER=eager, VLLM_CPU_KVCACHE_SPACE="1",
-               VLLM_MODEL=float_copy(), APP_PYTHON=sys.executable)
+    env = child_env(VLLM_PORT=str(port), VLLM_EAGER=eager, VLLM_CPU_KVCACHE_SPACE="1",
+                    VLLM_MODEL=float_copy(), APP_PYTHON=sys.executable)
     t = time.perf_counter()
     proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "serve_vllm.sh")], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

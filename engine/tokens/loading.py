@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import threading
 from pathlib import Path
 
+from ..core.config import temporary_env
 from ..core.errors import UserInputError
 from .base import Tok
 
@@ -16,7 +16,6 @@ from .base import Tok
 # ---------------------------------------------------------------------------------------------
 # tiktoken (GPT-4, GPT-4o, Codex)
 # ---------------------------------------------------------------------------------------------
-_TIKTOKEN_ENV_LOCK = threading.Lock()
 # tiktoken caches a file under sha1(its URL); litellm ships them under those names.
 TIKTOKEN_FILES = {
     "9b5ad71b2ce5302211f9c61530b329a4922fc6a4": "cl100k_base",
@@ -61,16 +60,8 @@ def load_tiktoken(source, device=None, variant="default", progress=None) -> Tikt
     if not (folder / (source.filename or "")).exists():
         from ..core.errors import ModelUnavailableError
         raise ModelUnavailableError(f"{source.spec.title}: {folder / source.filename} is missing")
-    with _TIKTOKEN_ENV_LOCK:  # the cache folder is read from the environment
-        old = os.environ.get("TIKTOKEN_CACHE_DIR")
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
-        try:
-            kwargs = getattr(public, name)()
-        finally:
-            if old is None:
-                os.environ.pop("TIKTOKEN_CACHE_DIR", None)
-            else:
-                os.environ["TIKTOKEN_CACHE_DIR"] = old
+    with temporary_env("TIKTOKEN_CACHE_DIR", str(folder)):  # tiktoken reads its cache folder there
+        kwargs = getattr(public, name)()
     enc = tiktoken.Encoding(**kwargs)
     return TiktokenTok(enc, key=source.spec.key, title=source.spec.title, algorithm="byte-level BPE (tiktoken)",
                        vocab_size=enc.n_vocab, lossless=True, specials=dict(enc._special_tokens))
@@ -299,5 +290,6 @@ def load_assembled_tokenizer(source, device=None, variant="default", progress=No
     from ..core.models import assembled_gguf, float_copy_of_gguf, no_progress
 
     folder, name = assembled_gguf(source)
-    backend, config, chat = read_tokenizer_folder(float_copy_of_gguf(folder, name, progress or no_progress))
+    backend, config, chat = read_tokenizer_folder(float_copy_of_gguf(folder, name, progress or no_progress,
+                                                                     home=source.home))
     return HFTok(backend, config, chat, key=source.spec.key, title=source.spec.title)
