@@ -39,12 +39,29 @@ def is_local(client) -> bool:
 
 class VectorStore:
     """One client for the process, and the lock its embedded mode needs (local mode keeps plain
-    Python dicts; a server serialises on its own)."""
+    Python dicts; a server serialises on its own).
 
-    def __init__(self, client=None):
-        self.client = client if client is not None else make_client()
-        self.local = is_local(self.client)
+    Without a client, it is made on first use from url/api_key (a server) or in memory: importing
+    qdrant-client takes seconds, and the app's start must not wait for a tab nobody opened yet."""
+
+    def __init__(self, client=None, url: str | None = None, api_key: str | None = None):
+        self._client = client
+        self._url, self._api_key = url, api_key
         self._lock = threading.RLock()
+
+    @property
+    def client(self):
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = make_client(self._url, api_key=self._api_key)
+        return self._client
+
+    @property
+    def local(self) -> bool:
+        if self._client is None:  # not made yet: a URL means a server, else the embedded engine
+            return not self._url
+        return is_local(self._client)
 
     def guard(self):
         return self._lock if self.local else nullcontext()

@@ -22,7 +22,7 @@ from ..core.models import Progress, no_progress
 from ..core.settings import knob, validate
 from ..embeddings import vectors
 from . import chunking, corpus
-from .index import VectorStore, make_client
+from .index import VectorStore
 
 METHODS = ("dense", "sparse", "hybrid")
 EMBED_BATCH = 32
@@ -227,7 +227,7 @@ class Library:
     def __init__(self, engine, store: VectorStore | None = None, keep: int = BUNDLED_SETTINGS_KEPT):
         self.engine = engine
         if store is None:  # the operator's Qdrant server (engine.config), else Qdrant inside this process
-            store = VectorStore(make_client(engine.config.qdrant_url, api_key=engine.config.qdrant_api_key))
+            store = VectorStore(url=engine.config.qdrant_url, api_key=engine.config.qdrant_api_key)
         self.store = store
         self.keep = keep
         self._bundled: OrderedDict[tuple, KnowledgeBase] = OrderedDict()
