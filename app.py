@@ -178,7 +178,7 @@ def main(argv=None) -> None:
     from engine import Engine
     from engine.serving import ServingConfig
 
-    from engine.training.lora import GATE, train_time_cap
+    from engine.training.runner import GATE, train_time_cap
 
     args = parse_args(argv)
     GATE.max_seconds = train_time_cap(args.train_minutes)  # checked now, not at the first training
