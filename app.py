@@ -199,7 +199,7 @@ def parse_args(argv=None) -> AppConfig:
 
 def main(argv=None) -> None:
     from engine import Engine
-    from engine.training.lora import GATE
+    from engine.training.runner import GATE
 
     config = parse_args(argv)  # a bad value stops here, before anything starts
     GATE.max_seconds = config.train_minutes * 60.0  # until the trainings read engine.config.train_minutes

@@ -51,6 +51,7 @@ def _raw_steps(model, batches, lr):
 
 def step_rows(ctx, rounds: int = 6, steps: int = 2) -> list[Row]:
     from engine.training import lora as L
+    from engine.training.runner import fit_threads
 
     engine = ctx.engine
     bundle = engine.load(L.BASE_KEY)
@@ -68,7 +69,7 @@ def step_rows(ctx, rounds: int = 6, steps: int = 2) -> list[Row]:
     import torch
 
     default = torch.get_num_threads()
-    torch.set_num_threads(L.fit_threads(default))  # the same thread count for both sides
+    torch.set_num_threads(fit_threads(default))  # the same thread count for both sides
     threads = torch.get_num_threads()
     for _ in range(rounds):
         last = 0.0

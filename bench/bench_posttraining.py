@@ -19,6 +19,7 @@ def step_rows(ctx, rounds: int = 5, steps: int = 2) -> list[Row]:
 
     from engine.training import lora as L
     from engine.training import sft as S
+    from engine.training.runner import fit_threads
 
     bundle = ctx.engine.load(S.BASE_KEY)
     tok, base = bundle.tokenizer, bundle.model
@@ -30,7 +31,7 @@ def step_rows(ctx, rounds: int = 5, steps: int = 2) -> list[Row]:
     ours_model = L.session_model(base, settings)
     raw_model = _raw_model(base, settings)
     default = torch.get_num_threads()
-    torch.set_num_threads(L.fit_threads(default))
+    torch.set_num_threads(fit_threads(default))
     threads = torch.get_num_threads()
     load_before = _load_avg()
     ours_t, raw_t = [], []

@@ -60,6 +60,7 @@ def step_rows(ctx, rounds: int = 3, steps: int = 4) -> list[Row]:
 
     from engine.training import lora as L
     from engine.training import preference as P
+    from engine.training.runner import fit_threads
 
     engine = ctx.engine
     bundle = engine.load(L.BASE_KEY)
@@ -67,7 +68,7 @@ def step_rows(ctx, rounds: int = 3, steps: int = 4) -> list[Row]:
     train_pairs, _ = P.split(pairs)
     s = P.dpo_settings(max_steps=steps)
     default = torch.get_num_threads()
-    torch.set_num_threads(L.fit_threads(default))
+    torch.set_num_threads(fit_threads(default))
     threads = torch.get_num_threads()
     load_before = _load_avg()
     ours_t, raw_t = [], []

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from engine.training import lora as L
+from engine.training import runner as R
 
 # source, pasted, upload, r, alpha, dropout, targets, lr, steps, batch, max_len, seed
 SMALL = ("quotes", "", None, 4, 8, 0.0, ["q_proj", "v_proj"], 0.002, 2, 2, 24, 42)
@@ -55,7 +56,7 @@ def test_a_new_session_has_no_adapter(app_url):
 
 
 def test_a_training_stops_at_the_operators_time_cap_and_keeps_its_adapter(client, monkeypatch):
-    monkeypatch.setattr(L.GATE, "max_seconds", 1e-6)  # any first step takes longer than this
+    monkeypatch.setattr(R.GATE, "max_seconds", 1e-6)  # any first step takes longer than this
     status, plot = client.predict(*SMALL, api_name="/lora_train")
     assert "time cap" in status and "1 / 2" in status and "kept" in status, status
     base, adapted, md = client.predict("Life is", 7, 8, 0.0, api_name="/lora_compare")

@@ -13,6 +13,7 @@ import torch
 
 from engine.core.settings import MAX_UPLOAD_BYTES
 from engine.training import lora as L
+from engine.training import runner as R
 from tabs import _ui
 from tests.conftest import ROOT
 
@@ -49,13 +50,13 @@ def test_the_app_flag_and_environment_set_the_training_time_cap(monkeypatch):
             pass
 
     monkeypatch.setattr(app, "build_demo", lambda engine: FakeDemo())
-    monkeypatch.setattr(L.GATE, "max_seconds", L.GATE.max_seconds)  # restored afterwards
+    monkeypatch.setattr(R.GATE, "max_seconds", R.GATE.max_seconds)  # restored afterwards
     monkeypatch.delenv("LLM_PLAYGROUND_PASSWORD", raising=False)
-    monkeypatch.setenv(L.TRAIN_MINUTES_ENV, "3")
+    monkeypatch.setenv(R.TRAIN_MINUTES_ENV, "3")
     app.main(["--offline", "--device", "cpu"])
-    assert L.GATE.cap_seconds == 180
+    assert R.GATE.cap_seconds == 180
     app.main(["--offline", "--device", "cpu", "--train-minutes", "0.25"])
-    assert L.GATE.cap_seconds == 15
+    assert R.GATE.cap_seconds == 15
     with pytest.raises(L.UserInputError, match="train-minutes"):
         app.main(["--offline", "--device", "cpu", "--train-minutes", "0"])
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from engine.training import lora as L
-from engine.core.errors import UserInputError
+from engine.training import runner as R
+from engine.core.errors import MAX_JSON_DEPTH, UserInputError
 
 
 @pytest.fixture(scope="module")
@@ -272,10 +273,10 @@ def test_config_json_size_depth_and_numbers_are_bounded(base, tokenizer, example
     with zipfile.ZipFile(zpath) as zf:
         tensors_bytes, config = zf.read(L.ADAPTER_FILE), json.loads(zf.read(L.CONFIG_FILE))
     deep = "[" * 20_000 + "]" * 20_000  # under the size limit; json.loads alone: RecursionError
-    with pytest.raises(UserInputError, match=f"nests more than {L.MAX_JSON_DEPTH} levels"):
+    with pytest.raises(UserInputError, match=f"nests more than {MAX_JSON_DEPTH} levels"):
         L.load_adapter_file(base, _zip_with(tmp_path, "deep.zip", tensors_bytes, deep))
     inner = 1
-    for _ in range(L.MAX_JSON_DEPTH):
+    for _ in range(MAX_JSON_DEPTH):
         inner = [inner]
     nested = json.dumps({**config, "x": inner})  # one level deeper than the limit, inside the object
     with pytest.raises(UserInputError, match="nests more than"):
@@ -427,7 +428,7 @@ def test_a_second_training_returns_at_once_without_holding_a_thread(engine):
     the gate (which would hold a worker thread for the whole other training) nor loads anything."""
     import threading
 
-    assert L.GATE.try_enter()
+    assert R.GATE.try_enter()
     session = L.LoraSession()
     updates = []
     worker = threading.Thread(target=lambda: updates.extend(L.train(engine, session, ["a — b"] * 4, fast())),
@@ -439,8 +440,8 @@ def test_a_second_training_returns_at_once_without_holding_a_thread(engine):
     finally:
         session.stop.set()  # lets a waiting training (the old behaviour) leave, so the gate can be freed
         worker.join(timeout=10)
-        L.GATE.leave()
-    assert not L.GATE.busy
+        R.GATE.leave()
+    assert not R.GATE.busy
     assert len(updates) == 1 and updates[0].busy and updates[0].done and updates[0].step == 0
     assert "Busy" in updates[0].message and "press Train again" in updates[0].message
     assert session.model is None and not session.training
@@ -448,7 +449,7 @@ def test_a_second_training_returns_at_once_without_holding_a_thread(engine):
 
 def test_the_time_cap_stops_a_run_cleanly_and_keeps_what_it_trained(base, tokenizer, examples, monkeypatch):
     clock = iter(range(0, 10_000, 10))  # every reading of the clock is 10 s later
-    monkeypatch.setattr(L, "_now", lambda: float(next(clock)))
+    monkeypatch.setattr(R, "now", lambda: float(next(clock)))
     s = fast(max_steps=50)
     model = L.session_model(base, s)
     seen = list(L.train_steps(model, examples, s, L.pad_id_of(tokenizer), max_seconds=45))
@@ -462,23 +463,3 @@ def test_the_time_cap_stops_a_run_cleanly_and_keeps_what_it_trained(base, tokeni
     # without a cap the same clock runs every step
     clock = iter(range(0, 10_000, 10))
     assert list(L.train_steps(L.session_model(base, s), examples, fast(max_steps=6), L.pad_id_of(tokenizer)))[-1].step == 6
-
-
-def test_the_time_cap_comes_from_the_flag_then_the_environment(monkeypatch):
-    monkeypatch.delenv(L.TRAIN_MINUTES_ENV, raising=False)
-    assert L.train_time_cap() == 60 * L.DEFAULT_TRAIN_MINUTES
-    monkeypatch.setenv(L.TRAIN_MINUTES_ENV, "0.5")
-    assert L.train_time_cap() == 30.0
-    assert L.train_time_cap(2) == 120.0  # the flag wins
-    assert L.TrainingGate().cap_seconds == 30.0 and L.TrainingGate(7.0).cap_seconds == 7.0
-    for bad in ("abc", "0", "-1", "nan", "1e9"):
-        monkeypatch.setenv(L.TRAIN_MINUTES_ENV, bad)
-        with pytest.raises(UserInputError, match=L.TRAIN_MINUTES_ENV):
-            L.train_time_cap()
-
-
-def test_fit_threads_drops_to_one_only_when_oversubscribed():
-    assert L.fit_threads(2, load=1.0, cores=2) == 2
-    assert L.fit_threads(2, load=2.9, cores=2) == 2
-    assert L.fit_threads(2, load=9.0, cores=2) == 1
-    assert L.fit_threads(8, load=20.0, cores=16) == 8

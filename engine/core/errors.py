@@ -1,6 +1,11 @@
-"""Errors the user can fix. The UI turns them into gr.Error; the engine never imports gradio."""
+"""Errors the user can fix, and the checks every user input goes through (numbers, choices,
+text, uploaded files, JSON). The UI turns UserInputError into gr.Error; the engine never imports
+gradio."""
+import json
 import re
 import sys
+
+MAX_JSON_DEPTH = 20  # nesting levels of [ and { in uploaded JSON (peft's adapter config uses 2)
 
 
 class UserInputError(ValueError):
@@ -40,6 +45,12 @@ def check_range(name: str, value, lo, hi, *, integer: bool = False):
     if not lo <= num <= hi:
         raise UserInputError(f"{name} = {value!r} is out of range: valid values are {lo} to {hi}.")
     return int(num) if integer else num
+
+
+def short_repr(value, limit: int = 80) -> str:
+    """repr of a user value, cut so that a message stays short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_choice(name: str, value, choices):
@@ -94,3 +105,25 @@ def read_text_upload(path, kinds: tuple[str, ...], max_bytes: int) -> str:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise UserInputError("the file is not UTF-8 text: save it as UTF-8 and upload it again.") from None
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def parse_json(text: str, what: str, max_depth: int = MAX_JSON_DEPTH):
+    """json.loads for user text, after checking how deeply it nests: json recurses once per
+    level, so thousands of '[' would end in a RecursionError instead of a message."""
+    depth = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub('""', text)):  # brackets outside strings
+        depth += 1 if m.group() in "[{" else -1
+        if depth > max_depth:
+            raise UserInputError(f"{what} nests more than {max_depth} levels of [ ] or {{ }}: "
+                                 f"the limit is {max_depth}.")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{what} is not valid JSON ({exc.msg}).") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4,300 digits
+        raise UserInputError(f"{what} is not valid JSON here ({exc.__class__.__name__}: numbers "
+                             "must have fewer than 4,300 digits).") from None

@@ -9,9 +9,9 @@ Every session trains its own copies: DreamBooth deep-copies the U-Net (and the t
 asked); LoRA and textual inversion train new tensors over frozen views of the shared weights
 (training.lora.shared_copy); textual inversion also copies the tokenizer and the text encoder,
 adds one token, and puts every other embedding row back after each step. The shared pipeline
-is only read. One training at a time on the machine, under the same gate and time cap as the
-LoRA tab (training.lora.GATE). Images are made with generation.run_bundle, so the gallery,
-schedulers and PNG metadata are the base model's.
+is only read. One training at a time on the machine, under the same gate, time cap and thread
+count as every training (training.runner). Images are made with generation.run_bundle, so the
+gallery, schedulers and PNG metadata are the base model's.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from PIL import Image
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.models import Progress, no_progress
 from ..core.settings import knob, validate
-from ..training import lora
+from ..training import lora, runner
 from . import generation as G
 
 KEY = "digits-16px"
@@ -243,7 +243,7 @@ def make_class_images(bundle: G.DiffusionBundle, settings: TeachSettings) -> tor
 def train_steps(unet, text_encoder, tokenizer, scheduler, params, instance: torch.Tensor, word: str,
                 settings: TeachSettings, class_images: torch.Tensor | None = None,
                 stop: threading.Event | None = None, max_seconds: float | None = None,
-                restore: tuple[torch.Tensor, int] | None = None) -> Iterator[lora.TrainUpdate]:
+                restore: tuple[torch.Tensor, int] | None = None) -> Iterator[runner.TrainUpdate]:
     """AdamW on `params`, one update per step, yielding after each. The instance rows use
     "a <word>", the class rows their class prompts. `restore` = (original embedding matrix,
     new token id): every other row is put back after each step (textual inversion). Stop or
@@ -266,21 +266,14 @@ def train_steps(unet, text_encoder, tokenizer, scheduler, params, instance: torc
             if prior:
                 cache["cls"] = text_encoder(cls_ids_all)[0]
     losses: list[float] = []
-    start = lora._now()
+    deadline = runner.Deadline(max_seconds)
     unet.train()
     text_encoder.train()
     try:
         for step in range(1, settings.steps + 1):
-            last = losses[-1] if losses else math.nan
-            if stop is not None and stop.is_set():
-                yield lora.TrainUpdate(step - 1, settings.steps, last, losses, lora._now() - start, "stopped",
-                                       done=True, stopped=True)
-                return
-            elapsed = lora._now() - start
-            if max_seconds is not None and step > 1 and elapsed >= max_seconds:
-                yield lora.TrainUpdate(step - 1, settings.steps, last, losses, elapsed,
-                                       f"this server's time cap of {lora._minutes(max_seconds)} per training "
-                                       f"was reached", done=True, stopped=True, capped=True)
+            ended = deadline.stop_update(step, settings.steps, losses, stop)
+            if ended is not None:
+                yield ended
                 return
             pick = torch.randint(0, len(instance), (bs,), generator=gen)
             clean, ids, emb = instance[pick], inst_ids, cache.get("inst")
@@ -302,57 +295,50 @@ def train_steps(unet, text_encoder, tokenizer, scheduler, params, instance: torc
                     weight = text_encoder.get_input_embeddings().weight
                     weight[:new_id] = original[:new_id]
             losses.append(float(loss.detach()))
-            yield lora.TrainUpdate(step, settings.steps, losses[-1], losses, lora._now() - start,
-                                   done=step == settings.steps)
+            yield deadline.step_update(step, settings.steps, losses)
     finally:
         unet.eval()
         text_encoder.eval()
 
 
 def train(engine, session: TeachSession, images: list, word: str, settings: TeachSettings,
-          progress: Progress = no_progress) -> Iterator[lora.TrainUpdate]:
+          progress: Progress = no_progress) -> Iterator[runner.TrainUpdate]:
     """Teach `session` the symbol in `images` as `word`, streaming updates. While another
     training holds the machine, yields one 'busy' update and returns."""
     settings = check_settings(settings)
     word = check_word(word)
     instance = prepare_images(images)
     session.stop.clear()
-    cap = lora.GATE.cap_seconds
-    if not lora.GATE.try_enter():
-        ahead = f" ({lora.GATE.progress})" if lora.GATE.progress else ""
-        yield lora.TrainUpdate(0, settings.steps, math.nan, [], 0.0,
-                               f"Busy: another session is training on this machine{ahead}. One training runs "
-                               f"at a time, each for at most {lora._minutes(cap)}: press Train again when it "
-                               f"ends.", done=True, busy=True)
-        return
-    default_threads = torch.get_num_threads()
     try:
-        session.training = True
-        bundle = engine.load(KEY, progress=progress)
-        pipe = bundle.pipe
-        unet, te, tok, params = session_models(pipe, settings, word)
-        restore = None
-        if settings.method == "textual_inversion":
-            restore = (te.get_input_embeddings().weight.detach().clone(), len(tok) - 1)
-        if engine.device.kind == "cpu":
-            torch.set_num_threads(lora.fit_threads(default_threads))
-        cls = None
-        if settings.prior_preservation and settings.method != "textual_inversion":
-            progress(0.05, f"Making {settings.num_class_images} class images with the model itself...")
-            cls = make_class_images(bundle, settings)
-        session.unet, session.text_encoder, session.tokenizer = unet, te, tok
-        session.word, session.settings, session.instance, session.class_images = word, settings, instance, cls
-        session.losses, session.steps_done = [], 0
-        scheduler = G.make_scheduler(pipe, "DDIM")
-        for update in train_steps(unet, te, tok, scheduler, params, instance, word, settings, cls,
-                                  session.stop, max_seconds=cap, restore=restore):
-            session.losses, session.steps_done = list(update.losses), update.step
-            lora.GATE.progress = f"step {update.step} of {update.max_steps}"
-            yield update
-    finally:
-        torch.set_num_threads(default_threads)
-        session.training = False
-        lora.GATE.leave()
+        run = runner.start(on_cpu=engine.device.kind == "cpu")
+    except runner.TrainingBusy as busy:
+        yield runner.TrainUpdate(0, settings.steps, math.nan, [], 0.0, str(busy), done=True, busy=True)
+        return
+    with run:
+        try:
+            session.training = True
+            bundle = engine.load(KEY, progress=progress)
+            pipe = bundle.pipe
+            unet, te, tok, params = session_models(pipe, settings, word)
+            restore = None
+            if settings.method == "textual_inversion":
+                restore = (te.get_input_embeddings().weight.detach().clone(), len(tok) - 1)
+            run.fit_threads()
+            cls = None
+            if settings.prior_preservation and settings.method != "textual_inversion":
+                progress(0.05, f"Making {settings.num_class_images} class images with the model itself...")
+                cls = make_class_images(bundle, settings)
+            session.unet, session.text_encoder, session.tokenizer = unet, te, tok
+            session.word, session.settings, session.instance, session.class_images = word, settings, instance, cls
+            session.losses, session.steps_done = [], 0
+            scheduler = G.make_scheduler(pipe, "DDIM")
+            for update in train_steps(unet, te, tok, scheduler, params, instance, word, settings, cls,
+                                      session.stop, max_seconds=run.cap_seconds, restore=restore):
+                session.losses, session.steps_done = list(update.losses), update.step
+                run.progress(update.step, update.max_steps)
+                yield update
+        finally:
+            session.training = False
 
 
 # --- using what was taught ---------------------------------------------------------------------
@@ -494,7 +480,7 @@ def export(session: TeachSession, folder: str | Path) -> Path:
     return path
 
 
-def status_text(u: lora.TrainUpdate, session: TeachSession) -> str:
+def status_text(u: runner.TrainUpdate, session: TeachSession) -> str:
     if u.busy:
         return u.message
     head = "Done" if u.done and not u.stopped else "Stopped" if u.stopped else "Training"

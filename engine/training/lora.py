@@ -5,17 +5,14 @@ and adapter export/import.
 Isolation: the cached base model is never changed. Each session gets its own module tree
 (`session_model`) whose frozen weights are *the same storage* as the cached model's (no copy,
 so 30 students do not need 30 x 540 MB), wrapped by peft with its own LoRA matrices. Only the
-LoRA matrices are trained; the shared storage is only read.
+LoRA matrices are trained; the shared storage is only read. The gate, the time cap and the
+thread count of a training are the runner's (runner.py).
 """
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
-import re
 import threading
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +20,11 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ..core.errors import UserInputError, check_range, check_text, read_text_upload
+from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload, short_repr
 from ..core.registry import ASSETS
 from ..core.settings import MAX_UPLOAD_BYTES, knob, make, validate
+from . import runner
+from .runner import GATE, TrainUpdate  # noqa: F401 - GATE: the LoRA and preference tabs show its cap
 
 QUOTES = ASSETS / "quotes" / "quotes.txt"
 DASH = " — "
@@ -36,10 +35,7 @@ MAX_EXAMPLE_CHARS = 1_000
 MIN_EXAMPLES, MAX_EXAMPLES = 4, 20_000
 MAX_ADAPTER_BYTES = MAX_UPLOAD_BYTES  # the app's one upload limit covers the biggest adapter it trains
 MAX_CONFIG_BYTES = 64 * 2**10  # adapter_config.json as peft writes it is about 1 kB
-MAX_JSON_DEPTH = 20  # nesting levels of [ and { in uploaded JSON (peft's config uses 2)
 ADAPTER_FILE, CONFIG_FILE = "adapter_model.safetensors", "adapter_config.json"
-TRAIN_MINUTES_ENV = "LLM_PLAYGROUND_TRAIN_MINUTES"
-DEFAULT_TRAIN_MINUTES, MAX_TRAIN_MINUTES = 5.0, 24 * 60.0
 Progress = Callable[[float | None, str], None]
 
 
@@ -71,34 +67,6 @@ def lora_settings(**values) -> LoraSettings:
     if not s.target_modules:
         raise UserInputError(f"target modules is empty: pick at least one of {', '.join(LINEAR_NAMES)}.")
     return s
-
-
-def _short(value, limit: int = 80) -> str:
-    """repr of a user value, cut so that a message stays short."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_JSON_BRACKET = re.compile(r"[\[\]{}]")
-
-
-def parse_json(text: str, what: str, max_depth: int = MAX_JSON_DEPTH):
-    """json.loads for user text, after checking how deeply it nests: json recurses once per
-    level, so thousands of '[' would end in a RecursionError instead of a message."""
-    depth = 0
-    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub('""', text)):  # brackets outside strings
-        depth += 1 if m.group() in "[{" else -1
-        if depth > max_depth:
-            raise UserInputError(f"{what} nests more than {max_depth} levels of [ ] or {{ }}: "
-                                 f"the limit is {max_depth}.")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserInputError(f"{what} is not valid JSON ({exc.msg}).") from None
-    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4,300 digits
-        raise UserInputError(f"{what} is not valid JSON here ({exc.__class__.__name__}: numbers "
-                             "must have fewer than 4,300 digits).") from None
 
 
 # ---- dataset ---------------------------------------------------------------------------------
@@ -240,7 +208,7 @@ def lora_config(settings: LoraSettings):
                       target_modules=list(settings.target_modules), bias="none", task_type="CAUSAL_LM")
 
 
-def _check_targets(base_model, settings: LoraSettings) -> None:
+def check_targets(base_model, settings: LoraSettings) -> None:
     available = linear_layer_names(base_model)
     for name in settings.target_modules:
         if name not in available:
@@ -254,7 +222,7 @@ def session_model(base_model, settings: LoraSettings, hub_id: str = ""):
     from peft import get_peft_model
 
     validate(settings)
-    _check_targets(base_model, settings)
+    check_targets(base_model, settings)
     torch.manual_seed(settings.seed)
     peft_model = get_peft_model(shared_copy(base_model), lora_config(settings))
     if hub_id:
@@ -312,24 +280,6 @@ def param_report(peft_model, settings: LoraSettings) -> dict:
 
 
 # ---- training -------------------------------------------------------------------------------
-@dataclass
-class TrainUpdate:
-    step: int
-    max_steps: int
-    loss: float
-    losses: list
-    seconds: float
-    message: str = ""
-    done: bool = False
-    stopped: bool = False  # ended before max_steps (Stop pressed or the time cap reached)
-    capped: bool = False  # ended by the time cap
-    busy: bool = False  # did not start: another training holds the machine
-
-
-def _now() -> float:  # the training clock (a test may replace it)
-    return time.perf_counter()
-
-
 # Model types whose last hidden state (output_hidden_states) is the final-norm output that the LM
 # head reads, checked by tests/test_sft.py against the model's own loss.
 _HEAD_ON_COUNTED = {"llama", "gemma3_text"}
@@ -370,20 +320,13 @@ def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
     order = batches(len(examples), settings.batch_size, settings.seed)
     losses: list[float] = []
     device = next(iter(params)).device
-    start = _now()
+    deadline = runner.Deadline(max_seconds)
     peft_model.train()
     try:
         for step in range(1, settings.max_steps + 1):
-            last = losses[-1] if losses else math.nan
-            if stop is not None and stop.is_set():
-                yield TrainUpdate(step - 1, settings.max_steps, last, losses, _now() - start, "stopped",
-                                  done=True, stopped=True)
-                return
-            elapsed = _now() - start
-            if max_seconds is not None and step > 1 and elapsed >= max_seconds:
-                yield TrainUpdate(step - 1, settings.max_steps, last, losses, elapsed,
-                                  f"this server's time cap of {_minutes(max_seconds)} per training was reached",
-                                  done=True, stopped=True, capped=True)
+            ended = deadline.stop_update(step, settings.max_steps, losses, stop)
+            if ended is not None:
+                yield ended
                 return
             batch = collate_fn([examples[i] for i in next(order)], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -392,59 +335,9 @@ def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-            yield TrainUpdate(step, settings.max_steps, losses[-1], losses, _now() - start,
-                              done=step == settings.max_steps)
+            yield deadline.step_update(step, settings.max_steps, losses)
     finally:
         peft_model.eval()
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds:g} s" if seconds < 60 else f"{seconds / 60:g} min"
-
-
-def train_time_cap(minutes: float | str | None = None) -> float:
-    """Seconds one training may run: `minutes` (the app's --train-minutes), else the environment
-    variable LLM_PLAYGROUND_TRAIN_MINUTES, else 5 minutes."""
-    raw = minutes if minutes is not None else os.environ.get(TRAIN_MINUTES_ENV, DEFAULT_TRAIN_MINUTES)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise UserInputError(f"training time cap ({TRAIN_MINUTES_ENV} or --train-minutes) = {_short(raw)} "
-                             f"must be a number of minutes, e.g. 5.") from None
-    if not 0 < value <= MAX_TRAIN_MINUTES:  # also refuses NaN
-        raise UserInputError(f"training time cap ({TRAIN_MINUTES_ENV} or --train-minutes) = {_short(raw)} is "
-                             f"out of range: give more than 0 and at most {MAX_TRAIN_MINUTES:g} minutes.")
-    return value * 60.0
-
-
-class TrainingGate:
-    """At most one training at a time in this process (a CPU has no room for two), each for at
-    most `cap_seconds` of wall time. A training that finds the gate taken does not wait for it:
-    it says who is ahead and returns, so no worker thread sits on a lock. Not per-user state:
-    one gate guards one machine."""
-
-    def __init__(self, max_seconds: float | None = None):
-        self._lock = threading.Lock()
-        self.progress = ""
-        self.max_seconds = max_seconds  # None: read LLM_PLAYGROUND_TRAIN_MINUTES at each training
-
-    @property
-    def cap_seconds(self) -> float:
-        return self.max_seconds if self.max_seconds is not None else train_time_cap()
-
-    def try_enter(self) -> bool:
-        return self._lock.acquire(blocking=False)
-
-    def leave(self) -> None:
-        self.progress = ""
-        self._lock.release()
-
-    @property
-    def busy(self) -> bool:
-        return self._lock.locked()
-
-
-GATE = TrainingGate()
 
 
 @dataclass
@@ -463,20 +356,6 @@ class LoraSession:
 
     def __deepcopy__(self, memo):  # gr.State may copy its initial value; a new session is empty
         return LoraSession()
-
-
-def fit_threads(default: int, load: float | None = None, cores: int | None = None) -> int:
-    """Torch threads for the next training steps: 1 when the CPU is oversubscribed (1-minute
-    load above 1.5 x cores), else `default`. Measured here on 2 shared cores at load ~9: a
-    SmolLM2 step took ~44 s with 2 OpenMP threads (they wait on each other) and ~10 s with 1;
-    on a free machine 2 threads take ~1.5 s."""
-    cores = cores or os.cpu_count() or 1
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:
-            return default
-    return 1 if load > 1.5 * cores else default
 
 
 def dataset_texts(source: str, pasted: str | None = None, upload: str | None = None) -> list[str]:
@@ -504,37 +383,30 @@ def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
     encode = encode or encode_examples
     validate(settings)
     session.stop.clear()
-    cap = GATE.cap_seconds
-    if not GATE.try_enter():
-        ahead = f" ({GATE.progress})" if GATE.progress else ""
-        yield TrainUpdate(0, settings.max_steps, math.nan, [], 0.0,
-                          f"Busy: another session is training on this machine{ahead}. One training runs at a "
-                          f"time, each for at most {_minutes(cap)}: press Train again when it ends.",
-                          done=True, busy=True)
-        return
-    default_threads = torch.get_num_threads()
     try:
-        session.training = True
-        bundle = engine.load(base_key, progress=progress)
-        examples = encode(bundle.tokenizer, texts, settings.max_length)
-        spec = engine.registry.get(base_key)
-        session.model = session_model(bundle.model, settings, spec.hub_id)
-        session.tokenizer, session.settings = bundle.tokenizer, settings
-        session.losses, session.steps_done, session.examples, session.source = [], 0, len(examples), "trained"
-        on_cpu = engine.device.kind == "cpu"
-        if on_cpu:
-            torch.set_num_threads(fit_threads(default_threads))
-        for update in train_steps(session.model, examples, settings, pad_id_of(bundle.tokenizer), session.stop,
-                                  max_seconds=cap, collate_fn=collate_fn):
-            session.losses, session.steps_done = list(update.losses), update.step
-            GATE.progress = f"step {update.step} of {update.max_steps}"
-            if on_cpu and update.step % 5 == 1:  # process-wide; restored when training ends
-                torch.set_num_threads(fit_threads(default_threads))
-            yield update
-    finally:
-        torch.set_num_threads(default_threads)
-        session.training = False
-        GATE.leave()
+        run = runner.start(on_cpu=engine.device.kind == "cpu")
+    except runner.TrainingBusy as busy:
+        yield TrainUpdate(0, settings.max_steps, math.nan, [], 0.0, str(busy), done=True, busy=True)
+        return
+    with run:
+        try:
+            session.training = True
+            bundle = engine.load(base_key, progress=progress)
+            examples = encode(bundle.tokenizer, texts, settings.max_length)
+            spec = engine.registry.get(base_key)
+            session.model = session_model(bundle.model, settings, spec.hub_id)
+            session.tokenizer, session.settings = bundle.tokenizer, settings
+            session.losses, session.steps_done, session.examples, session.source = [], 0, len(examples), "trained"
+            run.fit_threads()
+            for update in train_steps(session.model, examples, settings, pad_id_of(bundle.tokenizer), session.stop,
+                                      max_seconds=run.cap_seconds, collate_fn=collate_fn):
+                session.losses, session.steps_done = list(update.losses), update.step
+                run.progress(update.step, update.max_steps)
+                if update.step % 5 == 1:  # the load changes while a run goes on
+                    run.fit_threads()
+                yield update
+        finally:
+            session.training = False
 
 
 # ---- base vs adapted -------------------------------------------------------------------------
@@ -594,13 +466,13 @@ def _read_upload(path: Path) -> tuple[bytes, dict | None]:
     if suffix == ".safetensors":
         return path.read_bytes(), None
     if suffix != ".zip":
-        raise UserInputError(f"file type {_short(suffix) if suffix else '(none)'} is not accepted: upload "
+        raise UserInputError(f"file type {short_repr(suffix) if suffix else '(none)'} is not accepted: upload "
                              f"{ADAPTER_FILE} or a .zip holding {ADAPTER_FILE} and {CONFIG_FILE}.")
     try:
         with zipfile.ZipFile(path) as zf:
             infos = {i.filename: i for i in zf.infolist()}
             if ADAPTER_FILE not in infos:
-                raise UserInputError(f"the zip holds {_short(sorted(infos)[:5], 200)}: it must hold "
+                raise UserInputError(f"the zip holds {short_repr(sorted(infos)[:5], 200)}: it must hold "
                                      f"{ADAPTER_FILE} (and {CONFIG_FILE}).")
             for name, limit in ((ADAPTER_FILE, MAX_ADAPTER_BYTES), (CONFIG_FILE, MAX_CONFIG_BYTES)):
                 if name in infos and infos[name].file_size > limit:
@@ -631,22 +503,22 @@ def _settings_from(tensors: dict, config: dict | None) -> LoraSettings:
     for key, t in tensors.items():
         parts = key.split(".")
         if len(parts) < 3 or parts[-2] not in ("lora_A", "lora_B") or parts[-1] != "weight":
-            raise UserInputError(f"unexpected tensor {_short(key)}: a LoRA adapter holds only "
+            raise UserInputError(f"unexpected tensor {short_repr(key)}: a LoRA adapter holds only "
                                  "'...<layer>.lora_A.weight' and '...<layer>.lora_B.weight' tensors.")
         if t.dim() != 2:
-            raise UserInputError(f"tensor {_short(key)} has {t.dim()} dimensions: LoRA matrices have 2.")
+            raise UserInputError(f"tensor {short_repr(key)} has {t.dim()} dimensions: LoRA matrices have 2.")
         targets.add(parts[-3])
         ranks.add(t.shape[0] if parts[-2] == "lora_A" else t.shape[1])
     if len(ranks) != 1:
-        raise UserInputError(f"the adapter mixes ranks {_short(sorted(ranks))}: one rank r (1 to 64) is supported.")
+        raise UserInputError(f"the adapter mixes ranks {short_repr(sorted(ranks))}: one rank r (1 to 64) is supported.")
     r = ranks.pop()
     alpha = 2 * r
     if config is not None:
         if config.get("r") is not None and config.get("r") != r:
-            raise UserInputError(f"{CONFIG_FILE} says r = {_short(config.get('r'))} but the tensors have rank {r}.")
+            raise UserInputError(f"{CONFIG_FILE} says r = {short_repr(config.get('r'))} but the tensors have rank {r}.")
         alpha = config.get("lora_alpha", alpha)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise UserInputError(f"{CONFIG_FILE} says lora_alpha = {_short(alpha)}: it must be a number (1 to 256).")
+            raise UserInputError(f"{CONFIG_FILE} says lora_alpha = {short_repr(alpha)}: it must be a number (1 to 256).")
     return lora_settings(r=r, alpha=alpha, target_modules=sorted(targets, key=lambda s: (
         LINEAR_NAMES.index(s) if s in LINEAR_NAMES else 99, s)))
 
@@ -657,12 +529,12 @@ def _check_values(tensors: dict) -> dict[str, torch.Tensor]:
     out = {}
     for key, t in tensors.items():
         if not t.is_floating_point():
-            raise UserInputError(f"tensor {_short(key)} is {str(t.dtype).replace('torch.', '')}: LoRA matrices "
+            raise UserInputError(f"tensor {short_repr(key)} is {str(t.dtype).replace('torch.', '')}: LoRA matrices "
                                  "are floating point.")
         t = t.to(torch.float32)  # float64 values beyond float32's range become Inf here, and are caught
         bad = int((~torch.isfinite(t)).sum())
         if bad:
-            raise UserInputError(f"tensor {_short(key)} holds {bad:,} NaN or infinite values of {t.numel():,}: "
+            raise UserInputError(f"tensor {short_repr(key)} holds {bad:,} NaN or infinite values of {t.numel():,}: "
                                  "every value of an adapter must be a finite number.")
         out[key] = t
     return out
@@ -692,13 +564,13 @@ def load_adapter_file(base_model, path: str | Path, hub_id: str = ""):
     if not tensors:
         raise UserInputError("the adapter file holds no tensors.")
     settings = _settings_from(tensors, config)
-    _check_targets(base_model, settings)
+    check_targets(base_model, settings)
     expected = adapter_shapes(base_model, settings)
     got = {k: tuple(v.shape) for k, v in tensors.items()}
     if set(expected) != set(got):
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
         raise UserInputError(f"the adapter does not fit this model: {len(missing)} tensors missing "
-                             f"(e.g. {_short(missing[:1], 120)}), {len(extra)} unexpected (e.g. {_short(extra[:1], 120)}).")
+                             f"(e.g. {short_repr(missing[:1], 120)}), {len(extra)} unexpected (e.g. {short_repr(extra[:1], 120)}).")
     for k, shape in expected.items():
         if got[k] != shape:
             raise UserInputError(f"tensor {k!r} has shape {got[k]}: this model needs {shape}.")
@@ -733,6 +605,6 @@ __all__ = [
     "LoraSettings", "lora_settings", "LoraSession", "load_quotes", "parse_dataset", "read_dataset_file",
     "dataset_texts", "encode_examples", "collate", "show_format", "session_model", "shared_copy",
     "param_report", "count_params", "expected_trainable", "train", "train_steps", "generate_pair",
-    "export_adapter", "import_adapter", "load_adapter_file", "linear_layer_names", "GATE", "adapter_shapes",
-    "parse_json", "train_time_cap",
+    "export_adapter", "import_adapter", "load_adapter_file", "linear_layer_names", "adapter_shapes",
+    "check_targets", "TrainUpdate",
 ]

@@ -8,16 +8,16 @@ rejected).
 The reference π_ref of DPO is the policy itself with its LoRA adapter disabled: trl's DPOTrainer
 does that when it builds the peft model and gets no ref_model, so there is no second model.
 
-Isolation, the training gate, the wall-time cap and adapter export are the LoRA lesson's
-(engine/training/lora.py): each session trains LoRA matrices over `lora.shared_copy` of the
-cached model (same storage, never written); one training at a time in the process.
+Isolation and adapter export are the LoRA lesson's (engine/training/lora.py): each session trains
+LoRA matrices over `lora.shared_copy` of the cached model (same storage, never written). The
+training gate (one training at a time in the process), the wall-time cap and the thread count
+are the runner's (engine/training/runner.py).
 """
 from __future__ import annotations
 
 import math
 import queue
 import threading
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +25,12 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ..core.errors import UserInputError, check_range, check_text, read_text_upload
+from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload
 from ..core.registry import ASSETS
 from ..core.scratch import new_work_dir, remove_work_dir
 from ..core.settings import knob, make, validate
 from . import lora as L
+from . import runner
 
 PAIRS = ASSETS / "preference" / "pairs.jsonl"
 MAX_PAIRS_BYTES = 1_000_000  # an uploaded .jsonl or an edited table
@@ -133,7 +134,7 @@ def parse_pairs(text: str) -> list[Pair]:
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        obj = L.parse_json(line, f"line {n}")
+        obj = parse_json(line, f"line {n}")
         if not isinstance(obj, dict):
             raise UserInputError(f'line {n} is a {type(obj).__name__}, not an object with "prompt", "chosen", '
                                  '"rejected".')
@@ -212,28 +213,6 @@ class RunUpdate:
         return values[-1] if values else math.nan
 
 
-def _callback(events: queue.Queue, stop: threading.Event, cap: float, start: float):
-    from transformers import TrainerCallback
-
-    class Stream(TrainerCallback):
-        """Each logged step goes to the queue; Stop or the time cap ends training after a step."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                events.put(("log", state.global_step, dict(logs)))
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if stop.is_set():
-                control.should_training_stop = True
-                events.put(("stopped", state.global_step, {}))
-            elif time.perf_counter() - start >= cap:
-                control.should_training_stop = True
-                events.put(("capped", state.global_step, {}))
-            return control
-
-    return Stream()
-
-
 def _on_cpu(model) -> bool:
     return next(model.parameters()).device.type == "cpu"
 
@@ -266,7 +245,7 @@ def dpo_trainer(base_model, tokenizer, pairs: list[Pair], s: DPOSettings, out_di
     from trl import DPOConfig, DPOTrainer
 
     lora_s = _lora_of(s)
-    L._check_targets(base_model, lora_s)
+    L.check_targets(base_model, lora_s)
     args = _config(DPOConfig, s, out_dir, _on_cpu(base_model), beta=s.beta, loss_type=["sigmoid"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -299,7 +278,7 @@ def reward_trainer(base_model, tokenizer, pairs: list[Pair], s: RewardSettings, 
     from trl import RewardConfig, RewardTrainer
 
     lora_s = _lora_of(s)
-    L._check_targets(base_model, lora_s)
+    L.check_targets(base_model, lora_s)
     torch.manual_seed(s.seed)
     model = reward_base(base_model, L.pad_id_of(tokenizer))
     peft_config = LoraConfig(r=lora_s.r, lora_alpha=lora_s.alpha, lora_dropout=0.0,
@@ -355,76 +334,75 @@ DPO_METRICS = {"loss": "loss", "rewards/chosen": "chosen", "rewards/rejected": "
 REWARD_METRICS = {"loss": "loss", "accuracy": "accuracy", "margin": "margin"}
 
 
+def _worker(trainer, events: queue.Queue) -> threading.Thread:
+    """trainer.train() in a started daemon thread; its end (or its exception) goes to `events`."""
+    def work():
+        try:
+            trainer.train()
+            events.put(("end", None, {}))
+        except BaseException as exc:  # noqa: BLE001 - handed to the generator, raised there
+            events.put(("error", None, exc))
+
+    worker = threading.Thread(target=work, name="preference-train", daemon=True)
+    worker.start()
+    return worker
+
+
 def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, metrics: dict,
          progress: Progress | None) -> Iterator[tuple[RunUpdate, Any]]:
     """Build the trainer with `trainer_fn`, train it in a worker thread and yield (update, trainer)
-    after each step. The gate, the cap and the thread count follow the LoRA lesson."""
+    after each step, under the runner's gate, time cap and thread count."""
     validate(s)
     train_pairs, _ = split(pairs)
     if len(train_pairs) < 2:
         raise UserInputError(f"only {len(train_pairs)} training pairs: give at least 2 that are not held out.")
     session.stop.clear()
-    cap = L.GATE.cap_seconds
-    if not L.GATE.try_enter():
-        ahead = f" ({L.GATE.progress})" if L.GATE.progress else ""
-        yield RunUpdate(0, s.max_steps, {}, 0.0, f"Busy: another session is training on this machine{ahead}. "
-                        f"One training runs at a time, each for at most {L._minutes(cap)}: press Train again "
-                        "when it ends.", done=True, busy=True), None
-        return
-    default_threads = torch.get_num_threads()
-    out_dir = str(new_work_dir("pref"))
-    events: queue.Queue = queue.Queue()
-    worker = None
     try:
-        session.training = True
-        bundle = engine.load(L.BASE_KEY, progress=progress)
-        session.tokenizer = bundle.tokenizer
-        if engine.device.kind == "cpu":
-            torch.set_num_threads(L.fit_threads(default_threads))
-        start = time.perf_counter()
-        trainer = trainer_fn(bundle.model, bundle.tokenizer, train_pairs, s, out_dir,
-                             [_callback(events, session.stop, cap, start)])
-        trainer.model.peft_config["default"].base_model_name_or_path = engine.registry.get(L.BASE_KEY).hub_id
-
-        def work():
-            try:
-                trainer.train()
-                events.put(("end", None, {}))
-            except BaseException as exc:  # noqa: BLE001 - handed to the generator, raised there
-                events.put(("error", None, exc))
-
-        worker = threading.Thread(target=work, name="preference-train", daemon=True)
-        worker.start()
-        history: dict = {v: [] for v in metrics.values()}
-        step, ended = 0, None
-        while True:
-            kind, at, payload = events.get()
-            if kind == "error":
-                raise payload
-            if kind == "log":
-                step = at
-                for key, name in metrics.items():
-                    history[name].append(float(payload.get(key, math.nan)))
-                L.GATE.progress = f"step {step} of {s.max_steps}"
-                if step < s.max_steps:
-                    yield RunUpdate(step, s.max_steps, history, time.perf_counter() - start), trainer
-            elif kind in ("stopped", "capped"):
-                ended = kind
-            elif kind == "end":
-                break
-        trainer.model.eval()
-        msg = (f"this server's time cap of {L._minutes(cap)} per training was reached" if ended == "capped"
-               else "stopped" if ended else "")
-        yield RunUpdate(step, s.max_steps, history, time.perf_counter() - start, msg, done=True,
-                        stopped=ended is not None, capped=ended == "capped"), trainer
-    finally:
-        session.stop.set()  # a closed generator (the browser went away) ends the worker too
-        if worker is not None:
-            worker.join()
-        torch.set_num_threads(default_threads)
-        remove_work_dir(out_dir)
-        session.training = False
-        L.GATE.leave()
+        run = runner.start(on_cpu=engine.device.kind == "cpu")
+    except runner.TrainingBusy as busy:
+        yield RunUpdate(0, s.max_steps, {}, 0.0, str(busy), done=True, busy=True), None
+        return
+    with run:
+        out_dir = str(new_work_dir("pref"))
+        events: queue.Queue = queue.Queue()
+        worker = None
+        try:
+            session.training = True
+            bundle = engine.load(L.BASE_KEY, progress=progress)
+            session.tokenizer = bundle.tokenizer
+            run.fit_threads()
+            deadline = run.deadline()
+            trainer = trainer_fn(bundle.model, bundle.tokenizer, train_pairs, s, out_dir,
+                                 [runner.trainer_callback(events, session.stop, deadline)])
+            trainer.model.peft_config["default"].base_model_name_or_path = engine.registry.get(L.BASE_KEY).hub_id
+            worker = _worker(trainer, events)
+            history: dict = {v: [] for v in metrics.values()}
+            step, ended = 0, None
+            while True:
+                kind, at, payload = events.get()
+                if kind == "error":
+                    raise payload
+                if kind == "log":
+                    step = at
+                    for key, name in metrics.items():
+                        history[name].append(float(payload.get(key, math.nan)))
+                    run.progress(step, s.max_steps)
+                    if step < s.max_steps:
+                        yield RunUpdate(step, s.max_steps, history, deadline.elapsed()), trainer
+                elif kind in ("stopped", "capped"):
+                    ended = kind
+                elif kind == "end":
+                    break
+            trainer.model.eval()
+            msg = deadline.message if ended == "capped" else "stopped" if ended else ""
+            yield RunUpdate(step, s.max_steps, history, deadline.elapsed(), msg, done=True,
+                            stopped=ended is not None, capped=ended == "capped"), trainer
+        finally:
+            session.stop.set()  # a closed generator (the browser went away) ends the worker too
+            if worker is not None:
+                worker.join()
+            remove_work_dir(out_dir)
+            session.training = False
 
 
 def train_dpo(engine, session: PreferenceSession, pairs: list[Pair], s: DPOSettings,

@@ -22,7 +22,7 @@ from typing import Iterator
 
 import torch
 
-from ..core.errors import UserInputError, check_range, check_text
+from ..core.errors import UserInputError, check_range, check_text, parse_json
 from ..core.registry import ASSETS
 from ..core.settings import knob, make
 from . import lora
@@ -110,7 +110,7 @@ def parse_pairs(text: str) -> list[dict]:
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        obj = lora.parse_json(line, f"dataset line {n}")
+        obj = parse_json(line, f"dataset line {n}")
         if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) \
                 or not isinstance(obj.get("response"), str):
             raise UserInputError(f'dataset line {n} must be an object with "prompt" and "response" strings, '
