@@ -199,10 +199,8 @@ def parse_args(argv=None) -> AppConfig:
 
 def main(argv=None) -> None:
     from engine import Engine
-    from engine.training.runner import GATE
 
     config = parse_args(argv)  # a bad value stops here, before anything starts
-    GATE.max_seconds = config.train_minutes * 60.0  # until the trainings read engine.config.train_minutes
     engine = Engine(config=config)
     serving = engine.serving
     print(f"LLM Playground on {engine.device.describe()}; {engine.registry.reason}"

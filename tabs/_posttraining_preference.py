@@ -9,8 +9,9 @@ import gradio as gr
 from engine.core.errors import UserInputError
 from engine.training import lora
 from engine.training import plots as training_plots
-from engine.training import preference
-from tabs._ui import HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, scratch_dir, user_errors
+from engine.training import preference, runner
+from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, duration_text, examples, notice,
+                      progress_callback, scratch_dir, user_errors)
 
 # One training at a time (the engine's gate); a second is told at once that the machine is busy.
 TRAIN = dict(concurrency_id="lora_train", concurrency_limit=2)
@@ -38,10 +39,6 @@ adapter **disabled**, so no second copy is needed.
 """
 
 
-def _duration(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{int(s // 60)} min {int(s % 60)} s"
-
-
 def _pairs(source, table):
     return preference.load_pairs() if source == "bundled" else preference.pairs_from_rows(table)
 
@@ -52,10 +49,10 @@ def _status(u: preference.RunUpdate, what: str, keeps: str) -> str:
     per = u.seconds / u.step
     head = ("⏱️ Stopped at the time cap" if u.capped else "⏹️ Stopped" if u.stopped else
             "✅ Done" if u.done else "🏋️ Training")
-    left = "" if u.done else f" · about {_duration(per * (u.max_steps - u.step))} left"
+    left = "" if u.done else f" · about {duration_text(per * (u.max_steps - u.step))} left"
     tail = f" {keeps}" if u.done else ""
     return (f"{head} ({what}): step **{u.step} / {u.max_steps}** · loss {u.history['loss'][0]:.3f} → "
-            f"**{u.last('loss'):.3f}** · {per:.1f} s/step · {_duration(u.seconds)} so far{left}.{tail}")
+            f"**{u.last('loss'):.3f}** · {per:.1f} s/step · {duration_text(u.seconds)} so far{left}.{tail}")
 
 
 def _before_after_md(session: preference.PreferenceSession) -> str:
@@ -141,7 +138,7 @@ def _reward_panel() -> dict:
                 held=held, sc_prompt=sc_prompt, sc_responses=sc_responses, sc_btn=sc_btn, sc_out=sc_out)
 
 
-def _dpo_panel() -> dict:
+def _dpo_panel(engine) -> dict:
     """3. DPO: knobs (knobs: name -> control), training, the before/after on held-out pairs."""
     gr.Markdown("### 3. DPO with LoRA on the instruct model")
     with gr.Row():
@@ -154,7 +151,7 @@ def _dpo_panel() -> dict:
     status = gr.Markdown(f"Press **Train with DPO**: the default ({dpo_d.max_steps} steps of {dpo_d.batch_size} "
                          "pairs) takes one to two minutes on a free 2-core CPU, longer when the machine is busy"
                          f". One training runs at a time on this machine, each for "
-                         f"at most {_duration(lora.GATE.cap_seconds)}.", elem_id="pref-dpo-status")
+                         f"at most {duration_text(runner.cap_seconds(engine))}.", elem_id="pref-dpo-status")
     plot = Plot(filename="dpo-curves", value=training_plots.preference_figure(
         {"loss": [], "chosen": [], "rejected": [], "margin": []}, dpo_d.max_steps), label="DPO: loss, rewards, accuracy",
         elem_id="pref-dpo-plot")
@@ -313,7 +310,7 @@ def build_preference(engine) -> Share:
     session = gr.State(None)
     data = _data_panel()
     reward = _reward_panel()
-    dpo = _dpo_panel()
+    dpo = _dpo_panel(engine)
     answers = _answers_panel()
     _wire(engine, session, data, reward, dpo, answers)
     # A link can preset the knobs; training itself stays a deliberate click.

@@ -156,6 +156,11 @@ def seed_box(value: int = 42, **kwargs) -> gr.Number:
                      info="Same seed, same sample", **kwargs)
 
 
+def duration_text(s: float) -> str:
+    """Seconds as a training status writes them: '45 s', '2 min 5 s'."""
+    return f"{s:.0f} s" if s < 90 else f"{int(s // 60)} min {int(s % 60)} s"
+
+
 def notice(text: str) -> gr.Markdown:
     """A 'what to notice' line beside a view."""
     return gr.Markdown(f"<div class='notice'>💡 {text}</div>")

@@ -7,11 +7,11 @@ import html
 
 import gradio as gr
 
-from engine.training import lora
+from engine.training import lora, runner
 from engine.training import plots as training_plots
 from engine.core.errors import UserInputError
-from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback,
-                      scratch_dir, seed_box, user_errors)
+from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, duration_text, examples, notice,
+                      progress_callback, scratch_dir, seed_box, user_errors)
 
 TITLE = "LoRA"
 PREVIEW_ROWS = 12
@@ -24,10 +24,6 @@ SOURCES = [("Bundled quotes (Debian fortunes, BSD)", "quotes"), ("Paste text (on
 
 def _mb(n: int) -> str:
     return f"{n / 2**20:,.1f} MB" if n >= 2**20 else f"{n / 2**10:,.0f} kB"
-
-
-def _duration(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{int(s // 60)} min {int(s % 60)} s"
 
 
 def _format_html(fmt: dict) -> str:
@@ -86,14 +82,14 @@ def _status(u: lora.TrainUpdate, n_examples: int) -> str:
     first = u.losses[0]
     head = ("⏱️ Stopped at the time cap" if u.capped else "⏹️ Stopped" if u.stopped else
             "✅ Done" if u.done else "🏋️ Training")
-    left = "" if u.done else f" · about {_duration(per * (u.max_steps - u.step))} left"
+    left = "" if u.done else f" · about {duration_text(per * (u.max_steps - u.step))} left"
     tail = (f" {u.message[:1].upper()}{u.message[1:]}; the adapter trained so far is kept: compare it below "
             "or download it. Fewer steps or a smaller batch fit in the cap."
             if u.capped else
             " The adapter trained so far is kept: compare it below or download it." if u.stopped else
             " Now compare base and adapted below, or download the adapter." if u.done else "")
     return (f"{head}: step **{u.step} / {u.max_steps}** · loss {first:.2f} → **{u.loss:.2f}** · "
-            f"{per:.1f} s/step · {_duration(u.seconds)} so far{left} · {n_examples:,} examples.{tail}")
+            f"{per:.1f} s/step · {duration_text(u.seconds)} so far{left} · {n_examples:,} examples.{tail}")
 
 
 INTRO = (
@@ -145,7 +141,7 @@ def _settings_panel() -> dict:
     return dict(knobs=knobs, targets=targets, seed=seed, inspect_btn=inspect_btn, report_md=report_md)
 
 
-def _train_panel() -> dict:
+def _train_panel(engine) -> dict:
     """3. Train: start, stop, the status line and the loss curve."""
     gr.Markdown("### 3. Train")
     with gr.Row():
@@ -153,7 +149,7 @@ def _train_panel() -> dict:
         stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
     status_md = gr.Markdown("Press **Train adapter**. The default (40 steps of 8 quotes) takes one to two "
                             "minutes on a free 2-core CPU, longer when the machine is busy. One training runs "
-                            f"at a time, each for at most {_duration(lora.GATE.cap_seconds)}.", elem_id="lora-status")
+                            f"at a time, each for at most {duration_text(runner.cap_seconds(engine))}.", elem_id="lora-status")
     loss_plot = Plot(filename="lora-loss", value=training_plots.loss_figure([], 40), label="Loss", elem_id="lora-loss")
     notice("The loss is the average surprise (cross-entropy) per next token. It falls fast at first, as the "
            "model learns the ' — Author' + EOS pattern, then slowly, as it learns the quotes' style.")
@@ -327,7 +323,7 @@ def build(engine) -> Share:
     session = gr.State(None)
     data = _data_panel()
     settings = _settings_panel()
-    train = _train_panel()
+    train = _train_panel(engine)
     compare = _compare_panel()
     files = _files_panel()
     _wire(engine, session, data, settings, train, compare, files)

@@ -49,14 +49,14 @@ def test_the_app_flag_and_environment_set_the_training_time_cap(monkeypatch):
         def launch(self, **kwargs):
             pass
 
-    monkeypatch.setattr(app, "build_demo", lambda engine: FakeDemo())
-    monkeypatch.setattr(R.GATE, "max_seconds", R.GATE.max_seconds)  # restored afterwards
+    engines = []
+    monkeypatch.setattr(app, "build_demo", lambda engine: engines.append(engine) or FakeDemo())
     monkeypatch.delenv("LLM_PLAYGROUND_PASSWORD", raising=False)
-    monkeypatch.setenv(R.TRAIN_MINUTES_ENV, "3")
+    monkeypatch.setenv("LLM_PLAYGROUND_TRAIN_MINUTES", "3")
     app.main(["--offline", "--device", "cpu"])
-    assert R.GATE.cap_seconds == 180
+    assert R.cap_seconds(engines[-1]) == 180
     app.main(["--offline", "--device", "cpu", "--train-minutes", "0.25"])
-    assert R.GATE.cap_seconds == 15
+    assert R.cap_seconds(engines[-1]) == 15
     with pytest.raises(L.UserInputError, match="train-minutes"):
         app.main(["--offline", "--device", "cpu", "--train-minutes", "0"])
 

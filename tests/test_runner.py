@@ -18,16 +18,16 @@ BUSY = ("Busy: another session is training on this machine (step 3 of 10). One t
 
 
 def test_the_gate_refuses_a_second_concurrent_training_with_the_busy_message():
-    gate = R.TrainingGate(7.0)
+    gate = R.TrainingGate()
     refused = []
 
     def second():
         try:
-            R.start(gate=gate)
+            R.start(7.0, gate=gate)
         except R.TrainingBusy as exc:
             refused.append(exc)
 
-    with R.start(gate=gate) as run:
+    with R.start(7.0, gate=gate) as run:
         assert gate.busy and run.cap_seconds == 7.0
         run.progress(3, 10)
         worker = threading.Thread(target=second)
@@ -36,7 +36,7 @@ def test_the_gate_refuses_a_second_concurrent_training_with_the_busy_message():
         assert not worker.is_alive(), "a refused training waited on the gate"
     assert len(refused) == 1 and isinstance(refused[0], UserInputError) and str(refused[0]) == BUSY
     assert not gate.busy and gate.progress == ""
-    with R.start(gate=gate):  # free again once the first one ended
+    with R.start(7.0, gate=gate):  # free again once the first one ended
         pass
 
 
@@ -68,26 +68,26 @@ def test_every_lesson_answers_busy_through_the_one_gate(engine):
 
 
 def test_threads_are_fitted_on_the_cpu_and_put_back_after(monkeypatch):
-    gate = R.TrainingGate(60.0)
+    gate = R.TrainingGate()
     monkeypatch.setattr(R, "fit_threads", lambda default: default + 1)
     with torch_threads(1):
-        with R.start(gate=gate, on_cpu=True) as run:
+        with R.start(60.0, gate=gate, on_cpu=True) as run:
             run.fit_threads()
             assert torch.get_num_threads() == 2
         assert torch.get_num_threads() == 1 and not gate.busy
         with pytest.raises(RuntimeError, match="boom"):  # a failing run puts them back too
-            with R.start(gate=gate, on_cpu=True) as run:
+            with R.start(60.0, gate=gate, on_cpu=True) as run:
                 run.fit_threads()
                 raise RuntimeError("boom")
         assert torch.get_num_threads() == 1 and not gate.busy
-        with R.start(gate=gate, on_cpu=False) as run:  # on a GPU torch's CPU threads are left alone
+        with R.start(60.0, gate=gate, on_cpu=False) as run:  # on a GPU torch's CPU threads are left alone
             run.fit_threads()
             assert torch.get_num_threads() == 1
 
 
 def test_a_tiny_cap_ends_a_loop_between_steps_and_keeps_its_steps():
-    gate = R.TrainingGate(0.05)
-    with R.start(gate=gate) as run:
+    gate = R.TrainingGate()
+    with R.start(0.05, gate=gate) as run:
         deadline = run.deadline()
         losses: list[float] = []
         for step in range(1, 10_000):
@@ -135,17 +135,19 @@ def test_the_trainer_callback_ends_training_at_the_cap_or_on_stop():
     assert events.get_nowait() == ("capped", 4, {})
 
 
-def test_the_time_cap_comes_from_the_flag_then_the_environment(monkeypatch):
-    monkeypatch.delenv(R.TRAIN_MINUTES_ENV, raising=False)
-    assert R.train_time_cap() == 60 * R.DEFAULT_TRAIN_MINUTES
-    monkeypatch.setenv(R.TRAIN_MINUTES_ENV, "0.5")
-    assert R.train_time_cap() == 30.0
-    assert R.train_time_cap(2) == 120.0  # the flag wins
-    assert R.TrainingGate().cap_seconds == 30.0 and R.TrainingGate(7.0).cap_seconds == 7.0
+def test_the_time_cap_comes_from_the_flag_then_the_environment():
+    from engine import Engine
+    from engine.core.config import DEFAULT_TRAIN_MINUTES, AppConfig
+
+    def cap(argv, env):
+        return R.cap_seconds(Engine(config=AppConfig.from_sources(argv, env)))
+
+    assert cap([], {}) == 60 * DEFAULT_TRAIN_MINUTES
+    assert cap([], {"LLM_PLAYGROUND_TRAIN_MINUTES": "0.5"}) == 30.0
+    assert cap(["--train-minutes", "2"], {"LLM_PLAYGROUND_TRAIN_MINUTES": "0.5"}) == 120.0  # the flag wins
     for bad in ("abc", "0", "-1", "nan", "1e9"):
-        monkeypatch.setenv(R.TRAIN_MINUTES_ENV, bad)
-        with pytest.raises(UserInputError, match=R.TRAIN_MINUTES_ENV):
-            R.train_time_cap()
+        with pytest.raises(UserInputError, match="LLM_PLAYGROUND_TRAIN_MINUTES"):
+            cap([], {"LLM_PLAYGROUND_TRAIN_MINUTES": bad})
 
 
 def test_fit_threads_drops_to_one_only_when_oversubscribed():

@@ -310,7 +310,7 @@ def train(engine, session: TeachSession, images: list, word: str, settings: Teac
     instance = prepare_images(images)
     session.stop.clear()
     try:
-        run = runner.start(on_cpu=engine.device.kind == "cpu")
+        run = runner.start(runner.cap_seconds(engine), on_cpu=engine.device.kind == "cpu")
     except runner.TrainingBusy as busy:
         yield runner.TrainUpdate(0, settings.steps, math.nan, [], 0.0, str(busy), done=True, busy=True)
         return

@@ -24,7 +24,7 @@ from ..core.errors import UserInputError, check_range, check_text, parse_json, r
 from ..core.registry import ASSETS
 from ..core.settings import MAX_UPLOAD_BYTES, knob, make, validate
 from . import runner
-from .runner import GATE, TrainUpdate  # noqa: F401 - GATE: the LoRA and preference tabs show its cap
+from .runner import TrainUpdate
 
 QUOTES = ASSETS / "quotes" / "quotes.txt"
 DASH = " — "
@@ -384,7 +384,7 @@ def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
     validate(settings)
     session.stop.clear()
     try:
-        run = runner.start(on_cpu=engine.device.kind == "cpu")
+        run = runner.start(runner.cap_seconds(engine), on_cpu=engine.device.kind == "cpu")
     except runner.TrainingBusy as busy:
         yield TrainUpdate(0, settings.max_steps, math.nan, [], 0.0, str(busy), done=True, busy=True)
         return

@@ -358,7 +358,7 @@ def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, m
         raise UserInputError(f"only {len(train_pairs)} training pairs: give at least 2 that are not held out.")
     session.stop.clear()
     try:
-        run = runner.start(on_cpu=engine.device.kind == "cpu")
+        run = runner.start(runner.cap_seconds(engine), on_cpu=engine.device.kind == "cpu")
     except runner.TrainingBusy as busy:
         yield RunUpdate(0, s.max_steps, {}, 0.0, str(busy), done=True, busy=True), None
         return

@@ -5,7 +5,7 @@ textual inversion) goes through here for the three things a shared CPU needs.
                with the message the tabs show), so no worker thread waits on a lock
     threads    torch's thread count fitted to the machine's load while a run holds the gate, and put
                back when it ends
-    time cap   each run gets at most the operator's wall time (`train_time_cap`); a loop asks its
+    time cap   each run gets at most the operator's wall time (`cap_seconds(engine)`); a loop asks its
                `Deadline` between steps, a transformers Trainer gets `trainer_callback`
 
 A lesson's training:
@@ -39,8 +39,6 @@ import torch
 
 from ..core.errors import UserInputError, short_repr
 
-TRAIN_MINUTES_ENV = "LLM_PLAYGROUND_TRAIN_MINUTES"
-DEFAULT_TRAIN_MINUTES, MAX_TRAIN_MINUTES = 5.0, 24 * 60.0
 
 
 @dataclass
@@ -69,19 +67,10 @@ def duration(seconds: float) -> str:
     return f"{seconds:g} s" if seconds < 60 else f"{seconds / 60:g} min"
 
 
-def train_time_cap(minutes: float | str | None = None) -> float:
-    """Seconds one training may run: `minutes` (the app's --train-minutes), else the environment
-    variable LLM_PLAYGROUND_TRAIN_MINUTES, else 5 minutes. The one place the cap is read."""
-    raw = minutes if minutes is not None else os.environ.get(TRAIN_MINUTES_ENV, DEFAULT_TRAIN_MINUTES)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise UserInputError(f"training time cap ({TRAIN_MINUTES_ENV} or --train-minutes) = {short_repr(raw)} "
-                             f"must be a number of minutes, e.g. 5.") from None
-    if not 0 < value <= MAX_TRAIN_MINUTES:  # also refuses NaN
-        raise UserInputError(f"training time cap ({TRAIN_MINUTES_ENV} or --train-minutes) = {short_repr(raw)} is "
-                             f"out of range: give more than 0 and at most {MAX_TRAIN_MINUTES:g} minutes.")
-    return value * 60.0
+def cap_seconds(engine) -> float:
+    """Seconds one training may run: the operator's --train-minutes (AppConfig.train_minutes,
+    range-checked when the config was read). The one place the cap is read."""
+    return float(engine.config.train_minutes) * 60.0
 
 
 def fit_threads(default: int, load: float | None = None, cores: int | None = None) -> int:
@@ -104,14 +93,9 @@ class TrainingGate:
     it says who is ahead and returns, so no worker thread sits on a lock. Not per-user state:
     one gate guards one machine."""
 
-    def __init__(self, max_seconds: float | None = None):
+    def __init__(self):
         self._lock = threading.Lock()
         self.progress = ""
-        self.max_seconds = max_seconds  # None: read LLM_PLAYGROUND_TRAIN_MINUTES at each training
-
-    @property
-    def cap_seconds(self) -> float:
-        return self.max_seconds if self.max_seconds is not None else train_time_cap()
 
     def try_enter(self) -> bool:
         return self._lock.acquire(blocking=False)
@@ -216,15 +200,14 @@ class Run:
         self.close()
 
 
-def start(cap_seconds: float | None = None, *, on_cpu: bool = True, gate: TrainingGate | None = None) -> Run:
-    """Take the one-training gate for a run of at most `cap_seconds` (None: the gate's cap, read
-    before the gate is tried). Raises TrainingBusy at once when another training holds it."""
+def start(cap_seconds: float, *, on_cpu: bool = True, gate: TrainingGate | None = None) -> Run:
+    """Take the one-training gate for a run of at most `cap_seconds` (`cap_seconds(engine)`).
+    Raises TrainingBusy at once when another training holds it."""
     gate = gate or GATE
-    cap = gate.cap_seconds if cap_seconds is None else cap_seconds
     if not gate.try_enter():
-        raise TrainingBusy(busy_message(gate, cap))
+        raise TrainingBusy(busy_message(gate, cap_seconds))
     try:
-        return Run(gate, cap, on_cpu)
+        return Run(gate, cap_seconds, on_cpu)
     except BaseException:
         gate.leave()
         raise
@@ -252,6 +235,5 @@ def trainer_callback(events: queue.Queue, stop: threading.Event, deadline: Deadl
     return Stream()
 
 
-__all__ = ["TrainUpdate", "TrainingGate", "GATE", "TrainingBusy", "Run", "Deadline", "start", "train_time_cap",
-           "fit_threads", "duration", "busy_message", "cap_message", "trainer_callback", "now",
-           "TRAIN_MINUTES_ENV", "DEFAULT_TRAIN_MINUTES", "MAX_TRAIN_MINUTES"]
+__all__ = ["TrainUpdate", "TrainingGate", "GATE", "TrainingBusy", "Run", "Deadline", "start", "cap_seconds",
+           "fit_threads", "duration", "busy_message", "cap_message", "trainer_callback", "now"]
