@@ -53,6 +53,9 @@ def build_demo(engine) -> gr.Blocks:
     # delete_cache: files made for downloads (each in its own per-request temp folder) are
     # removed from Gradio's cache after two hours.
     with gr.Blocks(title="LLM Playground", delete_cache=(3600, 7200)) as demo:
+        # The queue is set before any component exists: queue() rebuilds Gradio's app and its whole
+        # config, which for ~1200 components costs a second of the start; on exit it is built once.
+        demo.queue(default_concurrency_limit=4, max_size=64)
         demo.app_config = engine.config  # what tabs._ui.building_config() reads during the build
         head = _header()
         tab_set, shares, tab_ids = _lessons(engine, head.current_tab)
@@ -69,7 +72,6 @@ def build_demo(engine) -> gr.Blocks:
     for block_fn in demo.fns.values():
         if block_fn.concurrency_id == HEAVY["concurrency_id"] and block_fn.fn is not None:
             block_fn.fn = on_gpu(block_fn.fn, zero_gpu=engine.config.zero_gpu)
-    demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 
 
