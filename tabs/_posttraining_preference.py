@@ -7,6 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.training import lora as L
 from engine.training import plots as TP
 from engine.training import preference as P
@@ -180,7 +181,8 @@ def build_preference(engine) -> Share:
         return state
 
     def do_rm_train(src, rows, lr, steps, batch, r, max_len, seed, state, progress=gr.Progress()):
-        s = P.reward_settings(learning_rate=lr, max_steps=steps, batch_size=batch, r=r, max_length=max_len, seed=seed)
+        s = make(P.RewardSettings, drop_none=True, learning_rate=lr, max_steps=steps, batch_size=batch, r=r,
+                 max_length=max_len, seed=seed)
         pairs = _pairs(src, rows)
         state = _session(state)
         report = progress_callback(progress)
@@ -213,8 +215,8 @@ def build_preference(engine) -> Share:
         return [[t, round(v, 3)] for t, v in P.score_responses(state, prompt, responses)]
 
     def do_dpo_train(src, rows, beta, lr, steps, batch, r, max_len, seed, state, progress=gr.Progress()):
-        s = P.dpo_settings(beta=beta, learning_rate=lr, max_steps=steps, batch_size=batch, r=r, max_length=max_len,
-                           seed=seed)
+        s = make(P.DPOSettings, drop_none=True, beta=beta, learning_rate=lr, max_steps=steps, batch_size=batch, r=r,
+                 max_length=max_len, seed=seed)
         pairs = _pairs(src, rows)
         state = _session(state)
         report = progress_callback(progress)

@@ -388,7 +388,7 @@ def _build_teach(engine) -> None:
     clear.click(lambda: ([], []), None, [pics, shown], api_name=False, queue=False)
 
     def on_word(w):
-        return T.split_markdown(T.word_split(engine.load(T.KEY).pipe.tokenizer, w))
+        return DP.split_markdown(T.word_split(engine.load(T.KEY).pipe.tokenizer, w))
 
     word.change(user_errors(on_word), [word], [split_md], api_name="teach_word_split")
 
@@ -408,7 +408,7 @@ def _build_teach(engine) -> None:
         for u in T.train(engine, state, current, w, s, progress=progress_callback(progress)):
             if state.class_images is not None and not cls_shown:
                 cls_shown = _enlarged(T.to_pil(state.class_images))
-            yield T.status_text(u, state), DP.teach_loss_figure(u.losses, s.steps), cls_shown, state
+            yield DP.teach_status_markdown(u, state), DP.teach_loss_figure(u.losses, s.steps), cls_shown, state
 
     train_btn.click(user_errors(do_train), [pics, word, method, session], inputs_kwargs=ctl,
                     outputs=[status, loss_plot, class_gallery, session], api_name="teach_train",

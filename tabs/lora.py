@@ -10,6 +10,7 @@ import gradio as gr
 from engine.training import lora as L
 from engine.training import plots as LP
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback,
                       scratch_dir, seed_box, user_errors)
 
@@ -75,8 +76,8 @@ def _report_markdown(rep: dict, s) -> str:
 
 
 def _settings(r, alpha, dropout, targets, lr, steps, batch, max_len, seed):
-    return L.lora_settings(r=r, alpha=alpha, dropout=dropout, target_modules=targets or [],
-                           learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed)
+    return make(L.LoraSettings, drop_none=True, r=r, alpha=alpha, dropout=dropout, target_modules=targets or [],
+                learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed)
 
 
 def _status(u: L.TrainUpdate, n_examples: int) -> str:
@@ -183,7 +184,7 @@ def build(engine) -> Share:
 
     def do_preview(src, text, file, max_len, progress=gr.Progress()):
         texts = L.dataset_texts(src, text, file)
-        max_len = L.lora_settings(max_length=max_len).max_length
+        max_len = make(L.LoraSettings, drop_none=True, max_length=max_len).max_length
         bundle = engine.load(L.BASE_KEY, progress=progress_callback(progress))
         fmt = L.show_format(bundle.tokenizer, texts, max_len)
         rows = [list(L.split_quote(t)) for t in texts[:PREVIEW_ROWS]]

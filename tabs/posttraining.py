@@ -10,6 +10,7 @@ import importlib.util
 import gradio as gr
 
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.training import lora as L
 from engine.training import plots as LP
 from engine.training import sft as S
@@ -181,8 +182,8 @@ def build(engine) -> Share:
         return fmt["text"], _mask_html(fmt)
 
     def do_train(src, file, mask, r, lr, steps, batch, max_len, seed_v, tmods, state, progress=gr.Progress()):
-        s = S.sft_settings(mask=mask, r=r, alpha=2 * int(r), learning_rate=lr, max_steps=steps, batch_size=batch,
-                           max_length=max_len, seed=seed_v, target_modules=tmods or [])
+        s = make(S.SftSettings, drop_none=True, mask=mask, r=r, alpha=2 * int(r), learning_rate=lr, max_steps=steps,
+                 batch_size=batch, max_length=max_len, seed=seed_v, target_modules=tmods or [])
         rows = S.dataset(src, file)
         state = state if isinstance(state, L.LoraSession) else L.LoraSession()
         if state.training:

@@ -10,7 +10,7 @@ import gradio as gr
 
 from engine.retrieval import chunking, corpus, plots, quality, rag, search
 from engine.core.errors import UserInputError, check_choice
-from engine.core.settings import knob_default
+from engine.core.settings import knob_default, make
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, seed_box,
                       user_errors)
 
@@ -153,7 +153,7 @@ def build(engine) -> Share:
 
     # Register listeners
     def _kb(source, size, overlap, strategy, sess, progress):
-        settings = chunking.make_settings(size, overlap, strategy)
+        settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy=strategy)
         report = progress_callback(progress)
         if source == "bundled":
             return library.bundled(settings, report), sess
@@ -175,7 +175,7 @@ def build(engine) -> Share:
                 f"(indexed in {kb.seconds:.1f} s){note}", kb.info())
 
     def show_chunks(source, doc_id, size, overlap, strategy, sess, progress=gr.Progress()):
-        settings = chunking.make_settings(size, overlap, strategy)
+        settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy=strategy)
         d = corpus.document(_docs(source, sess), doc_id)
         chunks = chunking.chunk_document(chunking.tokenize(search.tokenizer(engine, progress_callback(progress)), d.text),
                                          d.doc_id, settings)
@@ -190,7 +190,7 @@ def build(engine) -> Share:
         return (*_index_outputs(kb, source), sess)
 
     def upload(paths, size, overlap, strategy, sess, progress=gr.Progress()):
-        settings = chunking.make_settings(size, overlap, strategy)
+        settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy=strategy)
         if sess is None or sess.closed:
             sess = library.session()
         kb = sess.add(paths, settings, progress_callback(progress))
@@ -211,7 +211,7 @@ def build(engine) -> Share:
 
     def run_search(source, query, size, overlap, strategy, top_k, threshold, rrf_k, candidates, sess,
                    progress=gr.Progress()):
-        s = search.make_search_settings(top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
+        s = make(search.SearchSettings, top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
         query = search.check_query(query)  # before indexing: a bad input costs nothing
         kb, sess = _kb(source, size, overlap, strategy, sess, progress)
         found = search.search(engine, kb, query, s, progress_callback(progress))
@@ -225,9 +225,9 @@ def build(engine) -> Share:
 
     def answer(source, query, size, overlap, strategy, top_k, threshold, rrf_k, candidates, method, budget,
                max_new_tokens, temperature, seed, sess, progress=gr.Progress()):
-        search.check_method(method)
-        s = search.make_search_settings(top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
-        a = rag.make_answer_settings(budget=budget, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        check_choice("method", method, search.METHODS)
+        s = make(search.SearchSettings, top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
+        a = make(rag.AnswerSettings, budget=budget, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
         query = search.check_query(query)
         kb, sess = _kb(source, size, overlap, strategy, sess, progress)
         found = search.search(engine, kb, query, s, progress_callback(progress))
@@ -243,7 +243,7 @@ def build(engine) -> Share:
                    stats, sess)
 
     def measure(size, overlap, strategy, k, progress=gr.Progress()):
-        settings = chunking.make_settings(size, overlap, strategy)
+        settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy=strategy)
         kb = library.bundled(settings, progress_callback(progress))
         result = quality.evaluate(engine, kb, k, progress=progress_callback(progress))
         rows = [[r["question"], r["doc"], r["relevant"], *[r[m] or "-" for m in search.METHODS]] for r in result["rows"]]
