@@ -50,13 +50,14 @@ def _raw_steps(model, batches, lr):
 
 
 def step_rows(ctx, rounds: int = 6, steps: int = 2) -> list[Row]:
+    from engine.core.settings import make
     from engine.training import lora as L
     from engine.training.runner import fit_threads
 
     engine = ctx.engine
     bundle = engine.load(L.BASE_KEY)
     tok, base = bundle.tokenizer, bundle.model
-    settings = L.lora_settings(max_steps=steps)
+    settings = make(L.LoraSettings, max_steps=steps)
     examples = L.encode_examples(tok, L.load_quotes(), settings.max_length)
     pad = L.pad_id_of(tok)
     # the batches ours will draw, so raw trains on exactly the same data
@@ -87,11 +88,12 @@ def step_rows(ctx, rounds: int = 6, steps: int = 2) -> list[Row]:
 
 def default_run_row(ctx) -> list[Row]:
     """The default settings end to end (build the adapter, train, nothing else), with samples."""
+    from engine.core.settings import make
     from engine.training import lora as L
 
     engine = ctx.engine
     bundle = engine.load(L.BASE_KEY)
-    settings = L.lora_settings()
+    settings = make(L.LoraSettings)
     session = L.LoraSession()
     load_before = _load_avg()
     start = time.perf_counter()

@@ -17,13 +17,14 @@ from bench.run import Row
 def step_rows(ctx, rounds: int = 5, steps: int = 2) -> list[Row]:
     import torch
 
+    from engine.core.settings import make
     from engine.training import lora as L
     from engine.training import sft as S
     from engine.training.runner import fit_threads
 
     bundle = ctx.engine.load(S.BASE_KEY)
     tok, base = bundle.tokenizer, bundle.model
-    settings = S.sft_settings(max_steps=steps)
+    settings = make(S.SftSettings, max_steps=steps)
     examples = S.encode_pairs(tok, S.load_train(), settings.max_length, settings.mask)
     pad = L.pad_id_of(tok)
     order = L.batches(len(examples), settings.batch_size, settings.seed)
@@ -52,11 +53,12 @@ def step_rows(ctx, rounds: int = 5, steps: int = 2) -> list[Row]:
 
 
 def default_run_row(ctx) -> list[Row]:
+    from engine.core.settings import make
     from engine.training import lora as L
     from engine.training import sft as S
 
     ctx.engine.load(S.BASE_KEY)
-    settings = S.sft_settings()
+    settings = make(S.SftSettings)
     session = L.LoraSession()
     load_before = _load_avg()
     start = time.perf_counter()

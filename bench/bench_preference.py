@@ -58,6 +58,7 @@ def _raw_step_times(base, tok, pairs, s) -> list[float]:
 def step_rows(ctx, rounds: int = 3, steps: int = 4) -> list[Row]:
     import torch
 
+    from engine.core.settings import make
     from engine.training import lora as L
     from engine.training import preference as P
     from engine.training.runner import fit_threads
@@ -66,7 +67,7 @@ def step_rows(ctx, rounds: int = 3, steps: int = 4) -> list[Row]:
     bundle = engine.load(L.BASE_KEY)
     pairs = P.load_pairs()[:60]  # 6 held out: the engine's after-training scoring stays short
     train_pairs, _ = P.split(pairs)
-    s = P.dpo_settings(max_steps=steps)
+    s = make(P.DPOSettings, max_steps=steps)
     default = torch.get_num_threads()
     torch.set_num_threads(fit_threads(default))
     threads = torch.get_num_threads()
@@ -89,12 +90,13 @@ def step_rows(ctx, rounds: int = 3, steps: int = 4) -> list[Row]:
 
 
 def default_rows(ctx) -> list[Row]:
+    from engine.core.settings import make
     from engine.training import preference as P
 
     engine = ctx.engine
     pairs = P.load_pairs()
     rows = []
-    for name, fn, s in (("reward model", P.train_reward, P.reward_settings()), ("DPO", P.train_dpo, P.dpo_settings())):
+    for name, fn, s in (("reward model", P.train_reward, make(P.RewardSettings)), ("DPO", P.train_dpo, make(P.DPOSettings))):
         session = P.PreferenceSession()
         load_before = _load_avg()
         start = time.perf_counter()

@@ -21,11 +21,12 @@ QUESTION = "How do I make function parameters keyword-only?"
 def run(ctx) -> list[Row]:
     from qdrant_client import models
 
+    from engine.core.settings import make
     from engine.retrieval import chunking, corpus, index, rag, search
 
     engine = ctx.engine
     docs = corpus.bundled()[:DOCS]
-    settings = chunking.make_settings(128, 32, "fixed tokens")
+    settings = make(chunking.ChunkSettings, size=128, overlap=32, strategy="fixed tokens")
     store = index.VectorStore()
     client = store.client
     bundle = engine.load("minilm-l6")

@@ -131,7 +131,8 @@ def run(ctx) -> list[Row]:
     if not (ROOT / ".venv-vllm" / "bin" / "python").exists():
         print("bench_serving: no .venv-vllm (bash scripts/install.sh --serve): skipped")
         return []
-    from engine.decoding.generation import make_settings
+    from engine.core.settings import make
+    from engine.decoding.generation import DecodingSettings
     from engine.serving import Client, Route, ServingConfig, complete, local
 
     eager = os.environ.get("VLLM_EAGER", "")
@@ -146,7 +147,7 @@ def run(ctx) -> list[Row]:
         class_l[0].generate(0)
         mode = "eager" if eager else "compiled"
         rows = []
-        for tokens in (TOKENS, make_settings().max_new_tokens):
+        for tokens in (TOKENS, make(DecodingSettings).max_new_tokens):
             s_sec, s_tok = _class(class_s, tokens)
             l_sec, l_tok = _class(class_l, tokens)
             rows.append(Row(f"{CLASS} concurrent Generate ({tokens} tokens) through the app: vLLM server ({mode}) "
@@ -165,7 +166,7 @@ def run(ctx) -> list[Row]:
         app_t, direct_t = interleaved(lambda: class_s[1].generate(1), direct, repeat=5)
         rows.append(Row(f"one Generate ({TOKENS} tokens): through the app vs calling the server directly",
                         app_t, direct_t, target=1.2))
-        tokens = make_settings().max_new_tokens
+        tokens = make(DecodingSettings).max_new_tokens
         fast = _direct_class(tok, url, tokens)
     finally:
         for a in apps:

@@ -1,9 +1,8 @@
-"""The tabs in teaching order. A tab module appears here once its file exists; each has
-TITLE (the tab label) and build(engine) that lays out the tab and registers its listeners."""
+"""The tabs in teaching order. Each module in ORDER has TITLE (the tab label) and build(engine)
+that lays out the tab and registers its listeners."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 ORDER = (
     "home",        # start here: what each topic teaches, device, cache, models
@@ -21,12 +20,8 @@ ORDER = (
 
 
 def available() -> list:
-    """The tab modules present, in teaching order."""
-    mods = []
-    for name in ORDER:
-        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            mods.append(importlib.import_module(f"{__name__}.{name}"))
-    return mods
+    """The tab modules, in teaching order."""
+    return [importlib.import_module(f"{__name__}.{name}") for name in ORDER]
 
 
 TOPICS = (

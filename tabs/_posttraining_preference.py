@@ -7,6 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.training import lora
 from engine.training import plots as training_plots
 from engine.training import preference, runner
@@ -200,8 +201,8 @@ def _session(state):
 
 def make_rm_train(engine):
     def do_rm_train(src, rows, lr, steps, batch, r, max_len, seed, state, progress=gr.Progress()):
-        s = preference.reward_settings(learning_rate=lr, max_steps=steps, batch_size=batch, r=r, max_length=max_len,
-                                       seed=seed)
+        s = make(preference.RewardSettings, drop_none=True, learning_rate=lr, max_steps=steps, batch_size=batch,
+                 r=r, max_length=max_len, seed=seed)
         pairs = _pairs(src, rows)
         state = _session(state)
         report = progress_callback(progress)
@@ -239,8 +240,8 @@ def do_score(prompt, responses, state):
 
 def make_dpo_train(engine):
     def do_dpo_train(src, rows, beta, lr, steps, batch, r, max_len, seed, state, progress=gr.Progress()):
-        s = preference.dpo_settings(beta=beta, learning_rate=lr, max_steps=steps, batch_size=batch, r=r,
-                                    max_length=max_len, seed=seed)
+        s = make(preference.DPOSettings, drop_none=True, beta=beta, learning_rate=lr, max_steps=steps,
+                 batch_size=batch, r=r, max_length=max_len, seed=seed)
         pairs = _pairs(src, rows)
         state = _session(state)
         report = progress_callback(progress)

@@ -7,17 +7,17 @@ import threading
 
 import gradio as gr
 
-from engine.decoding.generation import (MODES, DecodingSettings, StepSession, TextEnded, generate_stream, make_settings,
+from engine.decoding.generation import (MODES, DecodingSettings, StepSession, TextEnded, generate_stream,
                                         max_context)
 from engine.core.errors import check_choice, check_range
 from engine.core.markdown import md_code
-from engine.decoding.beam import BeamSettings, STEP_HEADERS, beam_search_stream, make_beam_settings, step_rows
+from engine.decoding.beam import BeamSettings, STEP_HEADERS, beam_search_stream, step_rows
 from engine.decoding.conversation import (FACT, FORGETTING, FORGETTING_ANSWER, FORGETTING_WINDOWS, ChatSettings,
-                                          chat_turn, make_chat_settings)
+                                          chat_turn)
 from engine.decoding.kvcache import kv_size
 from engine.decoding.plots import (beam_summary_html, beam_tree_figure, chat_html, context_html, distribution_figure,
                                    generation_html, kv_html, steps_html)
-from engine.core.settings import knob_default
+from engine.core.settings import knob_default, make
 from tabs._ui import (HEAVY, Plot, heavy_or_served, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
                       data_table, examples, user_errors)
 
@@ -36,7 +36,7 @@ def _settings(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, d
                   repetition_penalty=repetition_penalty, do_sample=do_sample, seed=seed)
     if max_new_tokens is not None:
         values.update(max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences)
-    return make_settings(**values)
+    return make(DecodingSettings, **values)
 
 
 # Examples for the next-token view: (label, prompt, prompt format, knob overrides).
@@ -423,7 +423,7 @@ def _beam_stats(result) -> str:
 
 def run_beam(engine, model, mode, prompt, *values, progress=None, every: int = 4):
     """Beam search through the engine, streaming: (tree, summary, table, stats) every few steps."""
-    s = make_beam_settings(**dict(zip(BEAM_KNOBS, values)))
+    s = make(BeamSettings, **dict(zip(BEAM_KNOBS, values)))
     tm = engine.load(model, progress=progress)
     for result in beam_search_stream(tm, prompt, s, mode):
         if result.done or len(result.steps) % every == 0:
@@ -510,7 +510,7 @@ def _wire_chat(engine, parts):
     history = parts["history"]
 
     def send(message, context_window, max_new_tokens, turns, progress=gr.Progress()):
-        settings = make_chat_settings(context_window=context_window, max_new_tokens=max_new_tokens)
+        settings = make(ChatSettings, context_window=context_window, max_new_tokens=max_new_tokens)
         tm = _chat_model(engine, progress_callback(progress))
         turn = chat_turn(tm, turns, message, settings)
         return (_chat_log(turn.history, _dropped_now(turn)), chat_html(turn.sent, turn.reply, turn.stop_reason), turn.history, "")
@@ -523,15 +523,15 @@ def _wire_chat(engine, parts):
         last question once more with every turn sent, for comparison."""
         big, small = FORGETTING_WINDOWS
         tm = _chat_model(engine, progress_callback(progress))
-        settings = make_chat_settings(context_window=small, max_new_tokens=FORGETTING_ANSWER)
+        settings = make(ChatSettings, context_window=small, max_new_tokens=FORGETTING_ANSWER)
         turns: list[dict] = []
         for i, message in enumerate(FORGETTING):
             turn = chat_turn(tm, turns, message, settings)
             turns = turn.history
             yield (_chat_log(turns, _dropped_now(turn)), chat_html(turn.sent, turn.reply, turn.stop_reason), turns, small,
                    FORGETTING_ANSWER, f"Turn {i + 1} of {len(FORGETTING)}…")
-        full = chat_turn(tm, turns[:-1], FORGETTING[-1], make_chat_settings(context_window=big,
-                                                                           max_new_tokens=FORGETTING_ANSWER))
+        full = chat_turn(tm, turns[:-1], FORGETTING[-1], make(ChatSettings, context_window=big,
+                                                             max_new_tokens=FORGETTING_ANSWER))
         knew = FACT in full.reply
         lost = FACT not in turn.reply
         yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(),

@@ -514,7 +514,7 @@ def _do_stop(state):
 def _wire_teach_training(engine, ui: dict) -> None:
     """The word's tokens, the method's learning rate, Train and Stop."""
     def on_word(w):
-        return teach.split_markdown(teach.word_split(engine.load(teach.KEY).pipe.tokenizer, w))
+        return plots.split_markdown(teach.word_split(engine.load(teach.KEY).pipe.tokenizer, w))
 
     ui["word"].change(user_errors(on_word), [ui["word"]], [ui["split_md"]], api_name="teach_word_split")
     ui["method"].change(_on_method, [ui["method"]], [ui["ctl"]["learning_rate"]], api_name=False, queue=False)
@@ -531,7 +531,7 @@ def _wire_teach_training(engine, ui: dict) -> None:
         for u in teach.train(engine, state, current, w, s, progress=progress_callback(progress)):
             if state.class_images is not None and not cls_shown:
                 cls_shown = _enlarged(teach.to_pil(state.class_images))
-            yield teach.status_text(u, state), plots.teach_loss_figure(u.losses, s.steps), cls_shown, state
+            yield plots.teach_status_markdown(u, state), plots.teach_loss_figure(u.losses, s.steps), cls_shown, state
 
     session, status = ui["session"], ui["status"]
     ui["train_btn"].click(user_errors(do_train), [ui["pics"], ui["word"], ui["method"], session],

@@ -11,7 +11,7 @@ from engine.evaluation import plots
 from engine.evaluation import quantization as quant
 from engine.core.errors import UserInputError, check_range, check_text
 from engine.core.markdown import md_code_block
-from engine.core.settings import dataclass, knob, make
+from engine.core.settings import make
 from engine.serving import use_server
 from tabs._ui import (HEAVY, Plot, heavy_or_served, Share, controls_for, data_table, examples, model_picker, notice, on_gpu, progress_callback,
                       user_errors)
@@ -76,11 +76,6 @@ QUANT_HEADERS = ["variant", "what it quantizes", "weights MB", "× fp32 size", "
                  "Δ ppl vs fp32", "bits/byte", "greedy continuation"]
 COMPARE_HEADERS = ["text", "tokens", "perplexity", "mean NLL (nats)", "bits/token", "bits/byte", "bits/char",
                    "mean entropy (bits)"]
-
-
-@dataclass
-class QuantizationSettings:
-    new_tokens: int = knob(16, 1, 64, "Tokens generated (greedy) to time each variant", step=1)
 
 
 def _fmt(value, digits=3):
@@ -178,7 +173,7 @@ def make_compare_answers(engine):
 def make_quantization(engine):
     def run(model_key, text, variants, new_tokens, progress=gr.Progress()):
         cb = progress_callback(progress)
-        settings = make(QuantizationSettings, new_tokens=new_tokens)
+        settings = make(quant.QuantizationSettings, new_tokens=new_tokens)
         rows = quant.quantization_compare(engine, model_key, text, variants or [], settings.new_tokens, progress=cb)
         table = [[r["variant"], r["description"], _fmt(r["size_mb"], 1), _fmt(r["size_vs_fp32"], 2),
                   _fmt(r["tokens_per_s"], 1), _fmt(r["perplexity"], 3),
@@ -326,7 +321,7 @@ def _quantization_panel(engine) -> dict:
         with gr.Column(scale=1, min_width=260):
             model = model_picker(engine, "causal-lm", label="Language model")
             variants = gr.CheckboxGroup(list(quant.VARIANTS), value=list(quant.VARIANTS), label="Variants")
-            knobs = controls_for(QuantizationSettings)
+            knobs = controls_for(quant.QuantizationSettings)
     with gr.Row():
         btn = gr.Button("Build and compare", variant="primary")
         free_btn = gr.Button("Free the bf16/int8 copies")
@@ -515,7 +510,7 @@ def make_suite(engine):
         from engine.evaluation import suite
 
         cb = progress_callback(progress)
-        settings = suite.suite_settings(k_shot=k_shot, max_items=max_items, seed=seed, bootstrap=bootstrap)
+        settings = make(suite.SuiteSettings, k_shot=k_shot, max_items=max_items, seed=seed, bootstrap=bootstrap)
         if src == "upload":  # (named src like the LoRA tab's dataset source)
             if not upload:
                 raise UserInputError("src = 'upload' needs a .jsonl file: choose one (up to 1 MiB, 300 items).")

@@ -9,6 +9,7 @@ import pandas as pd
 
 from engine import inside
 from engine.inside import plots
+from engine.core.settings import make
 from tabs._ui import HEAVY, Plot, Share, controls_for, data_table, examples, notice, on_gpu, progress_callback, user_errors
 
 TITLE = "Inside the model"
@@ -211,7 +212,7 @@ def _wire_journey(engine, top, journey_outputs):
 
 def _wire_block(engine, prompt, model, block):
     def open_block(prompt, model, layer, head, progress=gr.Progress()):
-        s = inside.make_settings(layer=layer, head=head)
+        s = make(inside.InsideSettings, layer=layer, head=head)
         tr = inside.trace(engine, prompt, model, progress=progress_callback(progress))
         b = inside.block_view(tr, s.layer, s.head)
         return (plots.block_figure(b), plots.worked_markdown(b), plots.norms_figure(b), _block_note(b),
@@ -225,7 +226,7 @@ def _wire_block(engine, prompt, model, block):
 
 def _wire_lens(engine, prompt, model, panel):
     def read_lens(prompt, model, positions, progress=gr.Progress()):
-        s = inside.make_settings(lens_tokens=positions)
+        s = make(inside.InsideSettings, lens_tokens=positions)
         lens, _ = inside.lens(engine, prompt, s.lens_tokens, model, progress=progress_callback(progress))
         return plots.lens_figure(lens), plots.lens_target_figure(lens), _frame(*plots.lens_rows(lens))
 
@@ -276,7 +277,7 @@ def _wire_anatomy(engine, prompt, model, anatomy):
         return plots.config_markdown(a), plots.anatomy_figure(a), groups, tensors, files
 
     def measure_cost(prompt, new_tokens, progress=gr.Progress()):
-        s = inside.make_settings(new_tokens=new_tokens)
+        s = make(inside.InsideSettings, new_tokens=new_tokens)
         return plots.cost_markdown(inside.cost(engine, prompt, s.new_tokens, progress=progress_callback(progress)))
 
     anatomy["run"].click(user_errors(on_gpu(show_anatomy)), inputs=[model],

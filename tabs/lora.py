@@ -10,6 +10,7 @@ import gradio as gr
 from engine.training import lora, runner
 from engine.training import plots as training_plots
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, duration_text, examples, notice,
                       progress_callback, scratch_dir, seed_box, user_errors)
 
@@ -71,8 +72,8 @@ def _report_markdown(rep: dict, s) -> str:
 
 
 def _settings(r, alpha, dropout, targets, lr, steps, batch, max_len, seed):
-    return lora.lora_settings(r=r, alpha=alpha, dropout=dropout, target_modules=targets or [],
-                              learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed)
+    return make(lora.LoraSettings, drop_none=True, r=r, alpha=alpha, dropout=dropout, target_modules=targets or [],
+                learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed)
 
 
 def _status(u: lora.TrainUpdate, n_examples: int) -> str:
@@ -204,7 +205,7 @@ def show_source(src):
 def make_preview(engine):
     def do_preview(src, text, file, max_len, progress=gr.Progress()):
         texts = lora.dataset_texts(src, text, file)
-        max_len = lora.lora_settings(max_length=max_len).max_length
+        max_len = make(lora.LoraSettings, drop_none=True, max_length=max_len).max_length
         bundle = engine.load(lora.BASE_KEY, progress=progress_callback(progress))
         fmt = lora.show_format(bundle.tokenizer, texts, max_len)
         rows = [list(lora.split_quote(t)) for t in texts[:PREVIEW_ROWS]]

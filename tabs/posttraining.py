@@ -5,14 +5,15 @@ Part 2 (preference tuning) appears as a sub-tab when its module exists."""
 from __future__ import annotations
 
 import html
-import importlib.util
 
 import gradio as gr
 
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.training import lora
 from engine.training import plots as training_plots
 from engine.training import sft
+from tabs._posttraining_preference import build_preference
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback,
                       scratch_dir, seed_box, user_errors)
 
@@ -189,8 +190,8 @@ def make_format(engine):
 
 def make_train(engine):
     def do_train(src, file, mask, r, lr, steps, batch, max_len, seed_v, tmods, state, progress=gr.Progress()):
-        s = sft.sft_settings(mask=mask, r=r, alpha=2 * int(r), learning_rate=lr, max_steps=steps, batch_size=batch,
-                             max_length=max_len, seed=seed_v, target_modules=tmods or [])
+        s = make(sft.SftSettings, drop_none=True, mask=mask, r=r, alpha=2 * int(r), learning_rate=lr, max_steps=steps,
+                 batch_size=batch, max_length=max_len, seed=seed_v, target_modules=tmods or [])
         rows = sft.dataset(src, file)
         state = state if isinstance(state, lora.LoraSession) else lora.LoraSession()
         if state.training:
@@ -280,7 +281,6 @@ def build(engine) -> Share:
     gr.Markdown(LICENSE_MD, elem_id="sft-license")
     session = gr.State(None)
     view = gr.Textbox("base", visible=False)  # the sub-tab a deep link opens
-    preference_share = None
     with gr.Tabs(elem_id="posttraining-views") as views:
         with gr.Tab("Base vs instruct", id="base"):
             bvi = _base_vs_instruct_panel()
@@ -288,14 +288,10 @@ def build(engine) -> Share:
             fmt = _format_panel()
         with gr.Tab("SFT: train and compare", id="sft"):
             tune = _sft_panel()
-        if importlib.util.find_spec("tabs._posttraining_preference") is not None:
-            from tabs._posttraining_preference import build_preference
-
-            with gr.Tab("Preference tuning (reward model, DPO)", id="preference"):
-                preference_share = build_preference(engine)
+        with gr.Tab("Preference tuning (reward model, DPO)", id="preference"):
+            preference_share = build_preference(engine)
     _wire(engine, session, bvi, fmt, tune)
     params = {"question": bvi["question"], "prompt": fmt["prompt"], "response": fmt["response"],
               "steps": tune["knobs"]["max_steps"], "mask": tune["knobs"]["mask"], "view": view}
-    if preference_share is not None:
-        params.update(preference_share.params)
+    params.update(preference_share.params)
     return Share(params=params, run=open_view, run_inputs=[view], run_outputs=[views])

@@ -10,7 +10,7 @@ import gradio as gr
 
 from engine.retrieval import chunking, corpus, plots, quality, rag, search
 from engine.core.errors import UserInputError, check_choice
-from engine.core.settings import knob_default
+from engine.core.settings import knob_default, make
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, seed_box,
                       user_errors)
 
@@ -205,7 +205,7 @@ def _search_inputs(ui: dict) -> list:
 
 def _kb(library, source, size, overlap, strategy, sess, progress):
     """The knowledge base to search: the shared bundled index, or this session's uploads."""
-    settings = chunking.make_settings(size, overlap, strategy)
+    settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy=strategy)
     report = progress_callback(progress)
     if source == "bundled":
         return library.bundled(settings, report), sess
@@ -243,7 +243,7 @@ def _wire_documents(engine, library, ui: dict):
     chunk_inputs = _chunk_inputs(ui)
 
     def show_chunks(source, doc_id, size, overlap, strategy, sess, progress=gr.Progress()):
-        settings = chunking.make_settings(size, overlap, strategy)
+        settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy=strategy)
         d = corpus.document(_docs(source, sess), doc_id)
         chunks = chunking.chunk_document(chunking.tokenize(search.tokenizer(engine, progress_callback(progress)), d.text),
                                          d.doc_id, settings)
@@ -254,7 +254,7 @@ def _wire_documents(engine, library, ui: dict):
         return (*_index_outputs(kb, source), sess)
 
     def upload(paths, size, overlap, strategy, sess, progress=gr.Progress()):
-        settings = chunking.make_settings(size, overlap, strategy)
+        settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy=strategy)
         if sess is None or sess.closed:
             sess = library.session()
         kb = sess.add(paths, settings, progress_callback(progress))
@@ -312,7 +312,7 @@ def _wire_search(engine, library, ui: dict) -> None:
     """Search (button and Enter) and the answers with and without the chunks."""
     def run_search(source, query, size, overlap, strategy, top_k, threshold, rrf_k, candidates, sess,
                    progress=gr.Progress()):
-        s = search.make_search_settings(top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
+        s = make(search.SearchSettings, top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
         query = search.check_query(query)  # before indexing: a bad input costs nothing
         kb, sess = _kb(library, source, size, overlap, strategy, sess, progress)
         found = search.search(engine, kb, query, s, progress_callback(progress))
@@ -324,9 +324,9 @@ def _wire_search(engine, library, ui: dict) -> None:
 
     def answer(source, query, size, overlap, strategy, top_k, threshold, rrf_k, candidates, method, budget,
                max_new_tokens, temperature, seed, sess, progress=gr.Progress()):
-        search.check_method(method)
-        s = search.make_search_settings(top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
-        a = rag.make_answer_settings(budget=budget, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        check_choice("method", method, search.METHODS)
+        s = make(search.SearchSettings, top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
+        a = make(rag.AnswerSettings, budget=budget, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
         query = search.check_query(query)
         kb, sess = _kb(library, source, size, overlap, strategy, sess, progress)
         found = search.search(engine, kb, query, s, progress_callback(progress))
@@ -352,7 +352,7 @@ def _wire_search(engine, library, ui: dict) -> None:
 def _wire_quality(engine, library, ui: dict) -> None:
     """Hit rate and MRR at the current chunk setting, and the chunk-size sweep."""
     def measure(size, overlap, strategy, k, progress=gr.Progress()):
-        settings = chunking.make_settings(size, overlap, strategy)
+        settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy=strategy)
         kb = library.bundled(settings, progress_callback(progress))
         result = quality.evaluate(engine, kb, k, progress=progress_callback(progress))
         rows = [[r["question"], r["doc"], r["relevant"], *[r[m] or "-" for m in search.METHODS]] for r in result["rows"]]

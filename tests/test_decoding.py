@@ -7,6 +7,7 @@ import torch
 
 from engine.decoding import generation as D
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.core.models import TextModel
 from engine.core.registry import ModelSpec, Source
 
@@ -156,7 +157,7 @@ def test_knob_chain_equals_transformers_processor_list(real_logits):
     from transformers import (LogitsProcessorList, MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
                               TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper)
 
-    s = D.make_settings(temperature=0.7, top_k=40, top_p=0.9, min_p=0.05, typical_p=0.8, repetition_penalty=1.3)
+    s = make(D.DecodingSettings, temperature=0.7, top_k=40, top_p=0.9, min_p=0.05, typical_p=0.8, repetition_penalty=1.3)
     hf = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.3), TemperatureLogitsWarper(0.7),
                               TopKLogitsWarper(40), TopPLogitsWarper(0.9), MinPLogitsWarper(0.05),
                               TypicalLogitsWarper(0.8)])
@@ -184,7 +185,7 @@ def test_probabilities_sum_to_one_after_every_knob(smollm):
     for kwargs in (dict(), dict(temperature=0.4, top_k=10, top_p=0.5, min_p=0.1, repetition_penalty=1.5),
                    dict(temperature=1.9, top_k=0, top_p=0.99, min_p=0.0, typical_p=0.6, repetition_penalty=0.7),
                    dict(temperature=0.0, top_k=200)):
-        view = D.next_token_view(smollm, "I like to eat apples and", D.make_settings(**kwargs))
+        view = D.next_token_view(smollm, "I like to eat apples and", make(D.DecodingSettings, **kwargs))
         assert [st.name for st in view.stages] == list(D.STAGES)
         for st in view.stages:
             assert abs(float(st.probs.sum()) - 1.0) < 1e-4, (kwargs, st.name)
@@ -197,11 +198,11 @@ def test_probabilities_sum_to_one_after_every_knob(smollm):
 
 def test_temperature_zero_and_top_k_one_equal_greedy_and_transformers(smollm):
     n = 4
-    greedy = D.generate(smollm, PROMPT, D.make_settings(do_sample=False, max_new_tokens=n, num_return_sequences=1))
+    greedy = D.generate(smollm, PROMPT, make(D.DecodingSettings, do_sample=False, max_new_tokens=n, num_return_sequences=1))
     ids = [t.id for t in greedy.sequences[0].tokens]
     for rows, kwargs in ((2, dict(temperature=0.0)), (1, dict(temperature=1.0, top_k=1, top_p=1.0))):
-        got = D.generate(smollm, PROMPT, D.make_settings(do_sample=True, max_new_tokens=n, num_return_sequences=rows,
-                                                         seed=3, **kwargs))
+        got = D.generate(smollm, PROMPT, make(D.DecodingSettings, do_sample=True, max_new_tokens=n, num_return_sequences=rows,
+                                              seed=3, **kwargs))
         assert [[t.id for t in q.tokens] for q in got.sequences] == [ids] * rows, kwargs
     _, prompt_ids = D.encode(smollm, PROMPT, "raw")
     raw = smollm.model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), do_sample=False,
@@ -212,17 +213,17 @@ def test_temperature_zero_and_top_k_one_equal_greedy_and_transformers(smollm):
 
 def test_same_seed_same_samples_different_seeds_differ(tiny):
     s = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=8, num_return_sequences=2)
-    runs = {seed: [[t.id for t in q.tokens] for q in D.generate(tiny, PROMPT, D.make_settings(seed=seed, **s)).sequences]
+    runs = {seed: [[t.id for t in q.tokens] for q in D.generate(tiny, PROMPT, make(D.DecodingSettings, seed=seed, **s)).sequences]
             for seed in (1, 2)}
-    again = [[t.id for t in q.tokens] for q in D.generate(tiny, PROMPT, D.make_settings(seed=1, **s)).sequences]
+    again = [[t.id for t in q.tokens] for q in D.generate(tiny, PROMPT, make(D.DecodingSettings, seed=1, **s)).sequences]
     assert again == runs[1]
     assert runs[1] != runs[2]
     assert runs[1][0] != runs[1][1]  # the side-by-side samples differ from each other too
 
 
 def test_seeded_sampling_equals_transformers_generate(tiny):
-    s = D.make_settings(do_sample=True, temperature=0.9, top_k=50, top_p=0.95, repetition_penalty=1.2,
-                        max_new_tokens=8, num_return_sequences=3, seed=11)
+    s = make(D.DecodingSettings, do_sample=True, temperature=0.9, top_k=50, top_p=0.95, repetition_penalty=1.2,
+             max_new_tokens=8, num_return_sequences=3, seed=11)
     ours = [[t.id for t in q.tokens] for q in D.generate(tiny, PROMPT, s).sequences]
     _, ids = D.encode(tiny, PROMPT, "raw")
     torch.manual_seed(11)
@@ -234,15 +235,15 @@ def test_seeded_sampling_equals_transformers_generate(tiny):
 
 def test_num_return_sequences_returns_that_many(tiny):
     for n in (1, 3, 4):
-        r = D.generate(tiny, PROMPT, D.make_settings(do_sample=True, max_new_tokens=3, num_return_sequences=n))
+        r = D.generate(tiny, PROMPT, make(D.DecodingSettings, do_sample=True, max_new_tokens=3, num_return_sequences=n))
         assert len(r.sequences) == n
         assert all(len(q.tokens) == 3 and q.stop_reason == "max_new_tokens" for q in r.sequences)
-    greedy = D.generate(tiny, PROMPT, D.make_settings(do_sample=False, max_new_tokens=3, num_return_sequences=3))
+    greedy = D.generate(tiny, PROMPT, make(D.DecodingSettings, do_sample=False, max_new_tokens=3, num_return_sequences=3))
     assert len({tuple(t.id for t in q.tokens) for q in greedy.sequences}) == 1
 
 
 def test_eos_stops_generation_and_is_reported(tiny):
-    s = D.make_settings(do_sample=False, max_new_tokens=8, num_return_sequences=1)
+    s = make(D.DecodingSettings, do_sample=False, max_new_tokens=8, num_return_sequences=1)
     ids = [t.id for t in D.generate(tiny, PROMPT, s).sequences[0].tokens]
     eos = ids[3]
     stop_at = ids.index(eos)
@@ -259,7 +260,7 @@ def test_eos_stops_generation_and_is_reported(tiny):
 
 
 def test_stop_string_stops_and_is_reported(tiny):
-    s = D.make_settings(do_sample=False, max_new_tokens=8, num_return_sequences=1)
+    s = make(D.DecodingSettings, do_sample=False, max_new_tokens=8, num_return_sequences=1)
     full = D.generate(tiny, PROMPT, s).sequences[0]
     target = next(t.text for t in full.tokens[2:] if t.text.strip())
     r = D.generate(tiny, PROMPT, s, stop=f"zzzq|{target}")
@@ -269,26 +270,26 @@ def test_stop_string_stops_and_is_reported(tiny):
 
 
 def test_stream_yields_every_token_then_done(tiny):
-    s = D.make_settings(do_sample=True, max_new_tokens=5, num_return_sequences=2)
+    s = make(D.DecodingSettings, do_sample=True, max_new_tokens=5, num_return_sequences=2)
     snaps = [(r.steps, r.done) for r in D.generate_stream(tiny, PROMPT, s)]
     assert [x[0] for x in snaps] == [1, 2, 3, 4, 5] and snaps[-1][1] and not any(d for _, d in snaps[:-1])
 
 
 def test_step_session_reuses_the_kv_cache(smollm):
-    s = D.make_settings(do_sample=False)
+    s = make(D.DecodingSettings, do_sample=False)
     session = D.StepSession(smollm, PROMPT, "raw")
     picked = [session.step(s)["id"] for _ in range(3)]
     assert session.forward_tokens == [session.prompt_len, 1, 1, 1]  # step N reads one token
-    greedy = D.generate(smollm, PROMPT, D.make_settings(do_sample=False, max_new_tokens=3, num_return_sequences=1))
+    greedy = D.generate(smollm, PROMPT, make(D.DecodingSettings, do_sample=False, max_new_tokens=3, num_return_sequences=1))
     assert picked == [t.id for t in greedy.sequences[0].tokens]
     full = D._forward(smollm, session.ids[None])  # the whole text again, no cache
     assert torch.allclose(full[0], session.logits, atol=1e-3)
-    view = session.view(D.make_settings())
+    view = session.view(make(D.DecodingSettings))
     assert view.prompt_tokens == session.prompt_len + 3
 
 
 def test_step_session_sampling_is_seeded(tiny):
-    s = D.make_settings(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, seed=5)
+    s = make(D.DecodingSettings, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, seed=5)
     a, b = D.StepSession(tiny, PROMPT), D.StepSession(tiny, PROMPT)
     assert [a.step(s)["id"] for _ in range(4)] == [b.step(s)["id"] for _ in range(4)]
 
@@ -299,7 +300,7 @@ def test_chat_template_and_context_window(smollm, tiny):
     assert ids.shape[1] > len(smollm.tokenizer("Hi").input_ids)
     assert D.max_context(smollm) == smollm.model.config.max_position_embeddings
     with pytest.raises(UserInputError, match=r"context window.*1 to 128"):
-        D.generate(tiny, "word " * 100, D.make_settings(max_new_tokens=60))
+        D.generate(tiny, "word " * 100, make(D.DecodingSettings, max_new_tokens=60))
 
 
 def test_context_bar_counts_tokens_and_waits_for_a_model_before_it_has_one():
@@ -327,13 +328,13 @@ def test_context_bar_counts_tokens_and_waits_for_a_model_before_it_has_one():
 ])
 def test_every_knob_is_validated_with_value_and_range(kwargs, words):
     with pytest.raises(UserInputError) as err:
-        D.make_settings(**kwargs)
+        make(D.DecodingSettings, **kwargs)
     for w in words:
         assert w in str(err.value), (w, str(err.value))
 
 
 def test_bad_prompt_mode_and_stop_are_named(tiny):
-    s = D.make_settings(max_new_tokens=2)
+    s = make(D.DecodingSettings, max_new_tokens=2)
     with pytest.raises(UserInputError, match="mode = 'poem'"):
         D.generate(tiny, PROMPT, s, mode="poem")
     with pytest.raises(UserInputError, match="prompt is empty"):
@@ -348,7 +349,7 @@ def _eos_at(tiny, k: int):
     """The greedy continuation of PROMPT, and a context manager making its k-th token the EOS."""
     import contextlib
 
-    s = D.make_settings(do_sample=False, max_new_tokens=8, num_return_sequences=1)
+    s = make(D.DecodingSettings, do_sample=False, max_new_tokens=8, num_return_sequences=1)
     ids = [t.id for t in D.generate(tiny, PROMPT, s).sequences[0].tokens]
 
     @contextlib.contextmanager
@@ -364,10 +365,10 @@ def _eos_at(tiny, k: int):
 
 
 def test_step_session_stops_at_eos_like_generate(tiny):
-    s = D.make_settings(do_sample=False)
+    s = make(D.DecodingSettings, do_sample=False)
     with _eos_at(tiny, 3)() as until_eos:
-        generated = [t.id for t in D.generate(tiny, PROMPT, D.make_settings(do_sample=False, max_new_tokens=8,
-                                                                            num_return_sequences=1)).sequences[0].tokens]
+        generated = [t.id for t in D.generate(tiny, PROMPT, make(D.DecodingSettings, do_sample=False, max_new_tokens=8,
+                                                                 num_return_sequences=1)).sequences[0].tokens]
         session = D.StepSession(tiny, PROMPT)
         stepped = []
         for _ in range(8):
@@ -387,7 +388,7 @@ def test_step_session_stops_at_eos_like_generate(tiny):
 
 def test_chat_stepping_stops_at_im_end(smollm):
     session = D.StepSession(smollm, "What is the capital of France?", "chat")
-    s = D.make_settings(do_sample=False)
+    s = make(D.DecodingSettings, do_sample=False)
     for _ in range(40):
         try:
             session.step(s)
@@ -419,12 +420,12 @@ def test_no_past_key_values_deprecation_and_cached_equals_uncached(tiny):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             session = D.StepSession(tiny, PROMPT)
-            s = D.make_settings(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, seed=3)
+            s = make(D.DecodingSettings, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, seed=3)
             for _ in range(6):
                 session.step(s)
                 uncached = D._forward(tiny, session.ids[None])[0]  # the whole text again, no cache
                 assert torch.allclose(session.logits, uncached, atol=1e-4)
-            D.generate(tiny, PROMPT, D.make_settings(max_new_tokens=4, num_return_sequences=2))
+            D.generate(tiny, PROMPT, make(D.DecodingSettings, max_new_tokens=4, num_return_sequences=2))
     finally:
         hf_logger.removeHandler(handler)
     assert session.forward_tokens == [session.prompt_len] + [1] * 6  # the cache was really used
@@ -433,7 +434,7 @@ def test_no_past_key_values_deprecation_and_cached_equals_uncached(tiny):
 
 
 def test_two_step_sessions_interleaved_share_no_state(tiny):
-    s = D.make_settings(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, seed=9)
+    s = make(D.DecodingSettings, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, seed=9)
     other = "Once upon a time"
     alone_a = D.StepSession(tiny, PROMPT)
     alone_b = D.StepSession(tiny, other)
@@ -453,7 +454,7 @@ def test_two_step_sessions_interleaved_share_no_state(tiny):
 def test_step_session_is_safe_from_several_threads(tiny):
     from concurrent.futures import ThreadPoolExecutor
 
-    s = D.make_settings(do_sample=False)
+    s = make(D.DecodingSettings, do_sample=False)
     alone = D.StepSession(tiny, PROMPT)
     want = [alone.step(s)["id"] for _ in range(8)]
     shared = D.StepSession(tiny, PROMPT)
@@ -473,7 +474,7 @@ def test_each_view_stage_is_the_transformers_processor_of_the_previous_stage(smo
     from transformers import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
                               TopKLogitsWarper, TopPLogitsWarper, TypicalLogitsWarper)
 
-    s = D.make_settings(**kwargs)
+    s = make(D.DecodingSettings, **kwargs)
     prompt = "I like cats. I like dogs. I like"
     view = D.next_token_view(smollm, prompt, s)
     _, ids = D.encode(smollm, prompt, "raw")

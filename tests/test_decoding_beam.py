@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.decoding import beam as B
 from engine.decoding import generation as D
 
@@ -24,10 +25,10 @@ def _hf(tm, prompt, mode, s):
 
 def test_one_beam_equals_greedy_and_transformers(smollm):
     for prompt, mode, n in (("The capital of France is", "raw", 8), ("What is the capital of France?", "chat", 24)):
-        s = B.make_beam_settings(num_beams=1, max_new_tokens=n)
+        s = make(B.BeamSettings, num_beams=1, max_new_tokens=n)
         ours = B.beam_search(smollm, prompt, s, mode).best.ids
-        greedy = D.generate(smollm, prompt, D.make_settings(do_sample=False, max_new_tokens=n,
-                                                          num_return_sequences=1), mode)
+        greedy = D.generate(smollm, prompt, make(D.DecodingSettings, do_sample=False, max_new_tokens=n,
+                                                 num_return_sequences=1), mode)
         assert ours == [t.id for t in greedy.sequences[0].tokens]
         assert ours == _hf(smollm, prompt, mode, s)[0]
     assert ours[-1] in D.eos_ids(smollm)  # the chat answer ended at EOS, as greedy does
@@ -40,7 +41,7 @@ def test_one_beam_equals_greedy_and_transformers(smollm):
     ("Name a colour.", "chat", dict(num_beams=4, early_stopping="never", repetition_penalty=1.3, max_new_tokens=14)),
 ])
 def test_best_beam_equals_transformers_generate(smollm, prompt, mode, knobs):
-    s = B.make_beam_settings(**knobs)
+    s = make(B.BeamSettings, **knobs)
     result = B.beam_search(smollm, prompt, s, mode)
     want_ids, want_score = _hf(smollm, prompt, mode, s)
     assert result.best.ids == want_ids
@@ -77,8 +78,8 @@ def test_ngram_ban_equals_transformers_processor():
 
 def test_bad_beam_settings_name_the_value_and_range():
     with pytest.raises(UserInputError, match="num_beams.*1.*8"):
-        B.make_beam_settings(num_beams=9)
+        make(B.BeamSettings, num_beams=9)
     with pytest.raises(UserInputError, match="early_stopping"):
-        B.make_beam_settings(early_stopping="sometimes")
+        make(B.BeamSettings, early_stopping="sometimes")
     with pytest.raises(UserInputError, match="beams"):
-        B.make_beam_settings(beams=2)
+        make(B.BeamSettings, beams=2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.decoding import conversation as C
 from engine.decoding import generation as D
 from engine.decoding.kvcache import kv_size
@@ -18,7 +19,7 @@ def test_sent_prompt_is_the_template_of_the_kept_history_and_fits(smollm):
     tok = smollm.tokenizer
     seen_drops = set()
     for window in (64, 96, 128, 160, 200, 256, 400):
-        s = C.make_chat_settings(context_window=window, max_new_tokens=24)
+        s = make(C.ChatSettings, context_window=window, max_new_tokens=24)
         sent = C.fit_history(smollm, HISTORY, "And the number 50?", s)
         kept = HISTORY[sent.kept_from:]
         msgs = [m for t in kept for m in ({"role": "user", "content": t["user"]},
@@ -39,9 +40,9 @@ def test_sent_prompt_is_the_template_of_the_kept_history_and_fits(smollm):
 
 def test_too_small_a_window_and_bad_history_are_user_errors(smollm):
     with pytest.raises(UserInputError, match="context window = 64"):
-        C.fit_history(smollm, [], "word " * 60, C.make_chat_settings(context_window=64, max_new_tokens=24))
+        C.fit_history(smollm, [], "word " * 60, make(C.ChatSettings, context_window=64, max_new_tokens=24))
     with pytest.raises(UserInputError, match="context_window"):
-        C.make_chat_settings(context_window=32)
+        make(C.ChatSettings, context_window=32)
     with pytest.raises(UserInputError, match="turns"):
         C.check_history(HISTORY * 3)
     with pytest.raises(UserInputError, match="turn 1"):
@@ -50,11 +51,11 @@ def test_too_small_a_window_and_bad_history_are_user_errors(smollm):
 
 def test_forgetting_example_remembers_then_forgets(smollm):
     big, small = C.FORGETTING_WINDOWS
-    remembers = C.play(smollm, C.FORGETTING, C.make_chat_settings(context_window=big,
-                                                                  max_new_tokens=C.FORGETTING_ANSWER))
+    remembers = C.play(smollm, C.FORGETTING, make(C.ChatSettings, context_window=big,
+                                                  max_new_tokens=C.FORGETTING_ANSWER))
     assert remembers[-1].sent.kept_from == 0 and C.FACT in remembers[-1].reply
-    forgets = C.play(smollm, C.FORGETTING, C.make_chat_settings(context_window=small,
-                                                                max_new_tokens=C.FORGETTING_ANSWER))
+    forgets = C.play(smollm, C.FORGETTING, make(C.ChatSettings, context_window=small,
+                                                max_new_tokens=C.FORGETTING_ANSWER))
     last = forgets[-1]
     assert last.sent.kept_from == 1 and C.FACT in last.sent.dropped[0]["user"]
     assert C.FACT not in last.sent.text and C.FACT not in last.reply
@@ -63,7 +64,7 @@ def test_forgetting_example_remembers_then_forgets(smollm):
 
 def test_kv_cache_size_equals_its_tensors_bytes(smollm):
     session = D.StepSession(smollm, "The capital of France is", "raw")
-    g = D.make_settings(do_sample=False)
+    g = make(D.DecodingSettings, do_sample=False)
     for _ in range(3):
         session.step(g)
     size = kv_size(smollm, session.cache)

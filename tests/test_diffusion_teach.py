@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.diffusion import generation as G
+from engine.diffusion import plots as DP
 from engine.diffusion import teach as T
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -97,12 +99,12 @@ def test_bad_inputs_are_named():
     with pytest.raises(UserInputError, match="symbol set"):
         T.load_symbol_set("../etc")
     with pytest.raises(UserInputError, match="steps = 0"):
-        T.check_settings(T.TeachSettings(steps=0))
+        make(T.TeachSettings, steps=0)
 
 
 def test_the_split_warns_on_a_known_word(engine):
     tok = engine.load(T.KEY).pipe.tokenizer
-    assert T.word_split(tok, "digit")["known"] and "existing word" in T.split_markdown(T.word_split(tok, "digit"))
+    assert T.word_split(tok, "digit")["known"] and "existing word" in DP.split_markdown(T.word_split(tok, "digit"))
     made_up = T.word_split(tok, "zorb")
     assert not made_up["known"] and len(made_up["pieces"]) >= 2
     assert "".join(made_up["pieces"]) == "zorb</w>"

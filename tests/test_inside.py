@@ -10,6 +10,7 @@ import torch
 
 from engine import inside
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.inside import plots
 
 pytestmark = pytest.mark.slow
@@ -157,7 +158,7 @@ def test_layer_and_head_out_of_range_name_the_valid_range(causal, encoder):
     with pytest.raises(UserInputError, match=r"1 to 6"):
         inside.block_view(encoder[1], 7, 1)
     with pytest.raises(UserInputError, match="layer"):
-        inside.make_settings(layer="NaN")
+        make(inside.InsideSettings, layer="NaN")
 
 
 def test_empty_and_too_long_prompts_are_refused(engine):

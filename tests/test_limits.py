@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from engine.core.settings import MAX_UPLOAD_BYTES
+from engine.core.settings import MAX_UPLOAD_BYTES, make
 from engine.training import lora as L
 from engine.training import runner as R
 from tabs import _ui
@@ -68,7 +68,7 @@ def _tiny_session():
                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)
     torch.manual_seed(0)
     base = LlamaForCausalLM(cfg).eval()
-    settings = L.lora_settings(r=2, alpha=4)
+    settings = make(L.LoraSettings, r=2, alpha=4)
     return L.LoraSession(model=L.session_model(base, settings), settings=settings, source="trained")
 
 

@@ -12,6 +12,7 @@ import torch
 from engine.training import lora as L
 from engine.training import runner as R
 from engine.core.errors import MAX_JSON_DEPTH, UserInputError
+from engine.core.settings import make
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def logits(model, ids):
 def fast(**kw):
     values = dict(r=4, alpha=8, dropout=0.0, learning_rate=0.01, max_steps=3, batch_size=4, max_length=40)
     values.update(kw)
-    return L.lora_settings(**values)
+    return make(L.LoraSettings, **values)
 
 
 def run(model, examples, settings, pad):
@@ -123,11 +124,11 @@ def test_examples_end_with_eos_and_collator_masks_only_padding(tokenizer):
 # ---- settings and counts ------------------------------------------------------------------------
 def test_settings_name_the_bad_value():
     with pytest.raises(UserInputError, match=r"r = 0 .*1 to 64"):
-        L.lora_settings(r=0)
+        make(L.LoraSettings, r=0)
     with pytest.raises(UserInputError, match="lm_head"):
-        L.lora_settings(target_modules=["lm_head"])
+        make(L.LoraSettings, target_modules=["lm_head"])
     with pytest.raises(UserInputError, match="target modules is empty"):
-        L.lora_settings(target_modules=[])
+        make(L.LoraSettings, target_modules=[])
 
 
 def test_linear_layer_names_match_the_knob_choices(base):
@@ -357,8 +358,8 @@ def test_the_biggest_adapter_the_app_trains_fits_the_upload_limit(smollm, tmp_pa
     incompressible) values: both the zip and the bare file fit MAX_UPLOAD_BYTES and load again."""
     from engine.core.settings import MAX_UPLOAD_BYTES, knob_info
 
-    s = L.lora_settings(r=int(knob_info(L.LoraSettings, "r").maximum),
-                        target_modules=list(knob_info(L.LoraSettings, "target_modules").choices))
+    s = make(L.LoraSettings, r=int(knob_info(L.LoraSettings, "r").maximum),
+             target_modules=list(knob_info(L.LoraSettings, "target_modules").choices))
     model = L.session_model(smollm.model, s)
     torch.manual_seed(0)
     with torch.no_grad():

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.training import lora as L
 from engine.training import preference as P
 from tests.conftest import both_cores
@@ -59,7 +60,7 @@ def _logp(model, tok, prompt: str, response: str) -> float:
 
 def test_dpo_loss_is_minus_log_sigmoid_of_beta_times_the_log_ratio_gap(tiny, tmp_path):
     model, tok = tiny
-    s = P.dpo_settings(beta=0.3, max_steps=1, batch_size=4, max_length=64)
+    s = make(P.DPOSettings, beta=0.3, max_steps=1, batch_size=4, max_length=64)
     trainer = P.dpo_trainer(model, tok, PAIRS, s, str(tmp_path))
     policy = trainer.model
     _perturb_lora(policy)
@@ -77,7 +78,7 @@ def test_dpo_loss_is_minus_log_sigmoid_of_beta_times_the_log_ratio_gap(tiny, tmp
 
 def test_reward_loss_is_minus_log_sigmoid_of_the_reward_gap(tiny, tmp_path):
     model, tok = tiny
-    s = P.reward_settings(max_steps=1, batch_size=4, max_length=64)
+    s = make(P.RewardSettings, max_steps=1, batch_size=4, max_length=64)
     trainer = P.reward_trainer(model, tok, PAIRS, s, str(tmp_path))
     rm = trainer.model
     _perturb_lora(rm)
@@ -116,7 +117,7 @@ def dpo_run(engine, smollm):
     ids = smollm.tokenizer("Question: What is 3 + 4?\nAnswer: 7.", return_tensors="pt")["input_ids"]
     shared_before = _logits(smollm.model, ids)
     session = P.PreferenceSession()
-    s = P.dpo_settings(max_steps=4, batch_size=4, max_length=48)
+    s = make(P.DPOSettings, max_steps=4, batch_size=4, max_length=48)
     with both_cores():
         updates = list(P.train_dpo(engine, session, pairs, s))
     return session, updates, ids, shared_before
@@ -159,7 +160,7 @@ def test_two_sessions_do_not_mix(dpo_run, engine):
     with pytest.raises(UserInputError, match="no DPO adapter in this session"):
         P.compare_outputs(fresh, ["Question: What is 1 + 1?\nAnswer:"], 7)
     few = P.load_pairs()[:30]  # a few held-out pairs, to keep the run short
-    list(P.train_dpo(engine, fresh, few, P.dpo_settings(max_steps=1, batch_size=2, max_length=32, seed=3)))
+    list(P.train_dpo(engine, fresh, few, make(P.DPOSettings, max_steps=1, batch_size=2, max_length=32, seed=3)))
     assert fresh.policy is not first.policy
     after = dict(first.policy.named_parameters())
     assert all(torch.equal(after[k], v) for k, v in mine.items())  # the other session's run left it alone
@@ -204,7 +205,7 @@ def test_user_data_is_bounded_and_checked(tmp_path):
     with pytest.raises(UserInputError, match="limit is 1,000,000 bytes"):
         P.read_pairs_file(big)
     with pytest.raises(UserInputError, match="beta = 5"):
-        P.dpo_settings(beta=5)
+        make(P.DPOSettings, beta=5)
     first = P.load_pairs()[:12]
     back = P.pairs_from_rows(P.pairs_to_rows(first) + [["", "", "", ""]])  # an empty last row is skipped
     assert [(p.prompt, p.chosen, p.rejected, p.held_out) for p in back] == \

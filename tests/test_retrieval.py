@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.retrieval import chunking, corpus, index, quality, rag, search
 
 
@@ -107,7 +108,8 @@ def tok(engine):
 def test_fixed_chunks_cover_the_document_and_overlap_exactly(tok, size, overlap):
     doc = corpus.bundled()[2]
     t = chunking.tokenize(tok, doc.text)
-    chunks = chunking.chunk_document(t, doc.doc_id, chunking.make_settings(size, overlap, "fixed tokens"))
+    settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy="fixed tokens")
+    chunks = chunking.chunk_document(t, doc.doc_id, settings)
     assert chunks[0].token_start == 0 and chunks[-1].token_end == len(t.offsets)
     for a, b in zip(chunks, chunks[1:]):
         assert a.n_tokens == size
@@ -124,7 +126,7 @@ def test_fixed_chunks_cover_the_document_and_overlap_exactly(tok, size, overlap)
 def test_unit_chunks_stay_within_size_and_cover_every_token(tok, strategy):
     doc = corpus.bundled()[7]
     t = chunking.tokenize(tok, doc.text)
-    chunks = chunking.chunk_document(t, doc.doc_id, chunking.make_settings(96, 24, strategy))
+    chunks = chunking.chunk_document(t, doc.doc_id, make(chunking.ChunkSettings, size=96, overlap=24, strategy=strategy))
     covered = set()
     for c in chunks:
         assert 0 < c.n_tokens <= 96
@@ -138,9 +140,9 @@ def test_unit_chunks_stay_within_size_and_cover_every_token(tok, strategy):
 
 def test_overlap_must_be_smaller_than_the_size():
     with pytest.raises(UserInputError, match="overlap = 64 must be smaller than the chunk size"):
-        chunking.make_settings(64, 64)
+        make(chunking.ChunkSettings, size=64, overlap=64)
     with pytest.raises(UserInputError, match="strategy"):
-        chunking.make_settings(64, 8, "words")
+        make(chunking.ChunkSettings, size=64, overlap=8, strategy="words")
 
 
 # --- uploads and sessions -------------------------------------------------------------------
@@ -202,7 +204,7 @@ def test_two_sessions_collections_do_not_mix(engine, tmp_path):
     a, b = tmp_path / "a.txt", tmp_path / "b.md"
     a.write_text("Giraffes are the tallest animals. They eat leaves from acacia trees.\n\n" * 3)
     b.write_text("Submarines dive using ballast tanks filled with sea water.\n\n" * 3)
-    settings = chunking.make_settings(32, 8)
+    settings = make(chunking.ChunkSettings, size=32, overlap=8)
     s1, s2 = lib.session(), lib.session()
     kb1, kb2 = s1.add([str(a)], settings), s2.add([str(b)], settings)
     assert kb1.name != kb2.name and lib.sessions == 2
@@ -222,7 +224,7 @@ def test_engine_search_equals_brute_force_over_the_stored_vectors(engine, tmp_pa
     lib = search.Library(engine)
     p = tmp_path / "notes.txt"
     p.write_text("\n\n".join(d.text[:3000] for d in corpus.bundled()[:4]))
-    kb = lib.session().add([str(p)], chunking.make_settings(48, 8))
+    kb = lib.session().add([str(p)], make(chunking.ChunkSettings, size=48, overlap=8))
     found = search.search(engine, kb, "How do I start the Python interpreter?", search.SearchSettings(top_k=8))
     cos = kb.dense @ found["query_vector"]  # unit rows: cosine
     want = np.argsort(-cos)[:8]
@@ -235,7 +237,7 @@ def test_engine_search_equals_brute_force_over_the_stored_vectors(engine, tmp_pa
 def test_the_map_of_a_one_chunk_upload(engine, tmp_path):
     p = tmp_path / "one.txt"
     p.write_text("Owls sleep during the day.")
-    kb = search.Library(engine).session().add([str(p)], chunking.make_settings(64, 8))
+    kb = search.Library(engine).session().add([str(p)], make(chunking.ChunkSettings, size=64, overlap=8))
     assert len(kb.chunks) == 1
     pts = search.pca_map(kb, search.embed(engine, ["owls"])[0], [])
     assert len(pts["x"]) == len(pts["y"]) == 1 and len(pts["query"]) == 2 and len(pts["explained"]) == 2
@@ -277,7 +279,7 @@ def test_answers_with_and_without_retrieval_stream_side_by_side(engine, tmp_path
     lib = search.Library(engine)
     p = tmp_path / "zebra.txt"
     p.write_text("The zebra named Quilla lives in the Lisbon zoo. Quilla was born in 2011.")
-    kb = lib.session().add([str(p)], chunking.make_settings(64, 0))
+    kb = lib.session().add([str(p)], make(chunking.ChunkSettings, size=64, overlap=0))
     hits = search.search(engine, kb, "Where does Quilla the zebra live?")["hybrid"]
     steps = list(rag.answer_stream(engine, "Where does Quilla the zebra live?", hits,
                                    rag.AnswerSettings(max_new_tokens=24)))

@@ -68,9 +68,10 @@ def served_tm(served):
 
 
 def test_greedy_generate_through_the_engine_equals_in_process(served_tm, smollm):
-    from engine.decoding.generation import generate, make_settings
+    from engine.core.settings import make
+    from engine.decoding.generation import DecodingSettings, generate
 
-    s = make_settings(**GREEDY)
+    s = make(DecodingSettings, **GREEDY)
     prompt = "The capital of France is"
     got = generate(served_tm, prompt, s)
     want = generate(smollm, prompt, s)
@@ -87,10 +88,11 @@ def test_greedy_generate_through_the_engine_equals_in_process(served_tm, smollm)
 
 
 def test_next_token_view_top_n_and_the_rest(served_tm, smollm):
-    from engine.decoding.generation import make_settings, next_token_view
+    from engine.core.settings import make
+    from engine.decoding.generation import DecodingSettings, next_token_view
     from engine.decoding.plots import distribution_figure
 
-    s = make_settings(temperature=1.0, top_k=5, top_p=1.0)
+    s = make(DecodingSettings, temperature=1.0, top_k=5, top_p=1.0)
     prompt = "My favourite food is"
     got, want = next_token_view(served_tm, prompt, s), next_token_view(smollm, prompt, s)
     top = want.top_ids(20)
@@ -120,9 +122,10 @@ def test_perplexity_from_prompt_logprobs(served_tm, smollm):
 
 
 def test_a_seed_gives_the_same_samples_twice(served_tm):
-    from engine.decoding.generation import generate, make_settings
+    from engine.core.settings import make
+    from engine.decoding.generation import DecodingSettings, generate
 
-    s = make_settings(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=10, num_return_sequences=2, seed=7)
+    s = make(DecodingSettings, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=10, num_return_sequences=2, seed=7)
     a, b = generate(served_tm, "Once upon a time", s), generate(served_tm, "Once upon a time", s)
     assert [q.text for q in a.sequences] == [q.text for q in b.sequences]
     assert a.sequences[0].text != a.sequences[1].text  # two samples, side by side
@@ -197,11 +200,12 @@ def test_served_samples_stay_in_the_nucleus_the_app_computes(served_tm, smollm):
     """Through the real server (plugin loaded by serve_vllm.sh): with top_k 50 and top_p 0.5 every
     sampled next token is in the set the app's own next-token view keeps for those knobs; with
     top_p off, samples leave that set (the knob is what held them in)."""
-    from engine.decoding.generation import encode, make_settings, next_token_view
+    from engine.core.settings import make
+    from engine.decoding.generation import DecodingSettings, encode, next_token_view
     from engine.serving import choice_tokens, complete, route
 
     prompt = "I like to eat"
-    view = next_token_view(smollm, prompt, make_settings(temperature=1.0, top_k=50, top_p=0.5))
+    view = next_token_view(smollm, prompt, make(DecodingSettings, temperature=1.0, top_k=50, top_p=0.5))
     kept = set(view.final.kept.nonzero().flatten().tolist())
     assert 1 < len(kept) < 50
     _, ids = encode(smollm, prompt, "raw")
@@ -220,12 +224,13 @@ def test_typical_p_is_refused_by_the_server_for_sampling_and_unread_by_greedy(se
     """vLLM has no typical_p: sampling with it is an error naming the value and the server, never a
     silent sample without it; greedy does not read the knob and is served as before."""
     from engine.core.errors import UserInputError
-    from engine.decoding.generation import generate, make_settings
+    from engine.core.settings import make
+    from engine.decoding.generation import DecodingSettings, generate
 
     with pytest.raises(UserInputError, match=r"typical_p = 0\.5 is not supported.*" + re.escape(server[0])):
-        generate(served_tm, "Hello", make_settings(temperature=1.0, typical_p=0.5, max_new_tokens=4))
-    plain = generate(served_tm, "Hello", make_settings(**GREEDY))
-    assert generate(served_tm, "Hello", make_settings(**GREEDY, typical_p=0.5)).sequences[0].text == plain.sequences[0].text
+        generate(served_tm, "Hello", make(DecodingSettings, temperature=1.0, typical_p=0.5, max_new_tokens=4))
+    plain = generate(served_tm, "Hello", make(DecodingSettings, **GREEDY))
+    assert generate(served_tm, "Hello", make(DecodingSettings, **GREEDY, typical_p=0.5)).sequences[0].text == plain.sequences[0].text
 
 
 def _no_tips(html: str) -> str:
@@ -234,6 +239,7 @@ def _no_tips(html: str) -> str:
 
 def test_pipelines_text_generation_and_rag_answers_come_from_the_server_and_equal_in_process(
         served, engine, monkeypatch):
+    from engine.core.settings import make
     from engine.pipelines import tasks as T
     from engine.retrieval import rag
     from engine.serving.client import Client
@@ -249,7 +255,7 @@ def test_pipelines_text_generation_and_rag_answers_come_from_the_server_and_equa
     assert got.data == want.data and got.data[0]["generated_text"].startswith(prompt + " Paris")
     # RAG: both answers (with and without the retrieved chunk) through the server, greedy, equal
     hits = [dict(title="Lab notes", doc_id="notes", chunk=0, text="The door code of the lab is 4417.")]
-    s = rag.make_answer_settings(max_new_tokens=16, temperature=0.0)
+    s = make(rag.AnswerSettings, max_new_tokens=16, temperature=0.0)
     a = rag.answer(served, "What is the door code of the lab?", hits, s)
     assert len(calls) == 3  # one request per answer
     b = rag.answer(engine, "What is the door code of the lab?", hits, s)
@@ -260,7 +266,8 @@ def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(serv
     import app
     from gradio_client import Client
 
-    from engine.decoding.generation import generate, make_settings
+    from engine.core.settings import make
+    from engine.decoding.generation import DecodingSettings, generate
     from engine.serving import ServerDownError
 
     demo = app.build_demo(served)
@@ -292,9 +299,9 @@ def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(serv
     finally:
         demo.close()
     with pytest.raises(ServerDownError, match=re.escape(server[0])):
-        generate(served.load(KEY), "Hello", make_settings(**GREEDY))
+        generate(served.load(KEY), "Hello", make(DecodingSettings, **GREEDY))
     fallback = _served_engine(engine, server[0], fallback=True)  # the operator allowed in-process
-    assert generate(fallback.load(KEY), "Hello", make_settings(**GREEDY)).sequences[0].text
+    assert generate(fallback.load(KEY), "Hello", make(DecodingSettings, **GREEDY)).sequences[0].text
     # the Start tab says what a Generate does now that the server is down, not what it would do
     from tabs.home import _backends_markdown
 

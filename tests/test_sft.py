@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.training import lora as L
 from engine.training import sft as S
 from engine.training import sft_tasks as T
@@ -171,9 +172,9 @@ def test_sft_trains_per_session_adapters_and_leaves_the_base_untouched(engine, t
     before = {k: v.clone() for k, v in base.state_dict().items()}
     rows = S.load_train()[:24]
     a, b = L.LoraSession(), L.LoraSession()
-    ua = list(S.train(fake, a, rows, S.sft_settings(max_steps=4, batch_size=4, learning_rate=0.01, seed=1)))
-    ub = list(S.train(fake, b, rows, S.sft_settings(max_steps=2, batch_size=4, learning_rate=0.01, seed=2,
-                                                    mask="all")))
+    ua = list(S.train(fake, a, rows, make(S.SftSettings, max_steps=4, batch_size=4, learning_rate=0.01, seed=1)))
+    ub = list(S.train(fake, b, rows, make(S.SftSettings, max_steps=2, batch_size=4, learning_rate=0.01, seed=2,
+                                          mask="all")))
     assert ua[-1].done and ua[-1].step == 4 and ub[-1].step == 2 and a.settings.mask == "response"
     for k, v in base.state_dict().items():
         assert torch.equal(v, before[k]), k

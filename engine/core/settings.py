@@ -2,18 +2,28 @@
 
 Each tab's knobs are a dataclass whose fields are made with knob(); the UI builds its
 sliders from the same metadata (tabs/_ui.py: controls_for), and validate() checks values
-that arrive through the API, where slider limits do not apply.
+that arrive through the API, where slider limits do not apply. make(cls, **values) is the one
+builder from loose values; a rule that spans two fields (or that a range cannot say) lives in
+the class's __post_init__, as in peft's LoraConfig.
 
     @dataclass
-    class DecodingSettings:
-        temperature: float = knob(1.0, 0.0, 2.0, "Divide the logits by this", step=0.05)
+    class ChunkSettings:
+        size: int = knob(128, 16, 512, "Tokens per chunk", step=16)
+        overlap: int = knob(32, 0, 256, "Tokens that consecutive chunks share", step=8)
+
+        def __post_init__(self):
+            validate(self)  # the ranges first, so that a value out of range is named as such
+            if self.overlap >= self.size:
+                raise UserInputError(...)
+
+    make(ChunkSettings, size=64, overlap=8)
 """
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from .errors import check_choice, check_range
+from .errors import UserInputError, check_choice, check_range
 
 # The one limit on an uploaded file, for the whole app (app.py passes it to launch(), and each
 # upload's label states it). It must hold the biggest file the app itself lets a user download
@@ -60,8 +70,11 @@ def knob_default(cls, name: str):
     raise KeyError(name)
 
 
-def validate(settings):
-    """Check every knob of a settings instance; raise UserInputError naming the bad one."""
+def validate(settings, expected: type | None = None):
+    """Check every knob of a settings instance; raise UserInputError naming the bad one.
+    expected: the class the caller needs (anything else is refused, named by its type)."""
+    if expected is not None and not isinstance(settings, expected):
+        raise UserInputError(f"settings must be {expected.__name__}, got {type(settings).__name__}.")
     for f in fields(settings):
         info: KnobInfo | None = f.metadata.get("knob")
         if info is None:
@@ -81,12 +94,19 @@ def validate(settings):
     return settings
 
 
-def make(cls, **values):
-    """Build and validate a settings object from loose keyword values (e.g. from the API)."""
-    names = {f.name for f in fields(cls)}
-    unknown = set(values) - names
+def make(cls, *, drop_none: bool = False, **values):
+    """The one builder of a settings object from loose keyword values (the API, the UI, tests):
+    an unknown name is a UserInputError that lists the valid ones; drop_none=True leaves out the
+    values that are None, so the field's default applies; the class's __post_init__ checks its
+    rules that span fields; then validate() checks every knob's range or choices."""
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(names))
     if unknown:
-        raise TypeError(f"unknown settings for {cls.__name__}: {sorted(unknown)}")
+        raise UserInputError(f"unknown setting{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(repr(n) for n in unknown)} for {cls.__name__}: "
+                             f"valid names are {', '.join(names)}.")
+    if drop_none:
+        values = {k: v for k, v in values.items() if v is not None}
     return validate(cls(**values))
 
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
-from ..core.errors import UserInputError
 from ..core.settings import knob, validate
 from .generation import (_forward, apply_repetition_penalty, check_model, encode, eos_ids, new_cache,
                          token_label)
@@ -47,21 +46,6 @@ class BeamSettings:
                                      "text, as generate() does in beam search (1 = off)", step=0.05)
     max_new_tokens: int = knob(12, 1, 64, "How many tokens each text may add at most", step=1,
                                label="max new tokens (beams)")
-
-
-def make_beam_settings(**values) -> BeamSettings:
-    """BeamSettings from loose keyword values (API, UI), validated; unknown names are an error."""
-    names = set(BeamSettings.__dataclass_fields__)
-    unknown = set(values) - names
-    if unknown:
-        raise UserInputError(f"unknown beam settings {sorted(unknown)}: valid names are {sorted(names)}.")
-    return check_beam_settings(BeamSettings(**values))
-
-
-def check_beam_settings(s: BeamSettings) -> BeamSettings:
-    if not isinstance(s, BeamSettings):
-        raise UserInputError(f"settings must be BeamSettings, got {type(s).__name__}.")
-    return validate(s)
 
 
 def generate_kwargs(s: BeamSettings) -> dict:
@@ -141,98 +125,150 @@ def _text(tm, ids: list[int]) -> str:
     return tm.tokenizer.decode(ids)
 
 
+@dataclass
+class _Search:
+    """What every step of one search reads: the settings, resolved once."""
+
+    tm: Any
+    s: BeamSettings
+    prompt_len: int
+    max_len: int
+    eos: list[int]
+    early: bool | str  # generate()'s early_stopping: False, True or "never"
+    keep: int  # candidates looked at per step
+
+    @property
+    def nb(self) -> int:
+        return self.s.num_beams
+
+    @property
+    def lp(self) -> float:
+        return self.s.length_penalty
+
+
+@dataclass
+class _Expansion:
+    """One step's candidates: the `keep` best (beam, token) pairs, best first."""
+
+    top_scores: torch.Tensor  # (keep,) sums of log probabilities
+    parents: torch.Tensor  # (keep,) row of the beam each extends
+    tokens: torch.Tensor  # (keep,)
+    cands: list[Candidate]
+    ends: list[bool]  # the candidate ends its text (EOS, or the last allowed token)
+    last: bool  # this step adds the last allowed token
+    length: int  # new tokens in a text after this step
+
+
+def _search(tm, s: BeamSettings, prompt_len: int) -> _Search:
+    eos = eos_ids(tm)
+    early: bool | str = {"false": False, "true": True, "never": "never"}[s.early_stopping]
+    if s.num_beams == 1:
+        early = True  # one beam is greedy search: it ends at its first EOS, as generate() does
+    # Candidates looked at per step: enough that num_beams stay running even if the best ones all end.
+    keep = max(2, 1 + len(eos)) * s.num_beams
+    return _Search(tm, s, prompt_len, prompt_len + s.max_new_tokens, eos, early, keep)
+
+
+def _expand(run: _Search, logits: torch.Tensor, seqs: torch.Tensor, scores: torch.Tensor) -> _Expansion:
+    """Every running beam x every token, after the penalties; the `keep` best as candidates."""
+    cur = seqs.shape[1]
+    logp = logits.log_softmax(-1)  # (rows, vocab)
+    logp = apply_repetition_penalty(logp, seqs, run.s.repetition_penalty)
+    logp = ban_repeated_ngrams(logp, seqs, run.s.no_repeat_ngram_size)
+    vocab = logp.shape[-1]
+    total = (logp + scores[:, None]).reshape(-1)  # every beam x every token
+    top_scores, top_idx = total.topk(min(run.keep, total.numel()))
+    parents, tokens = top_idx // vocab, top_idx % vocab
+    last = cur + 1 >= run.max_len
+    token_list, parent_list = tokens.tolist(), parents.tolist()
+    cands = [Candidate(p, t, token_label(run.tm, t), float(logp[p, t]), float(top_scores[i]), "dropped")
+             for i, (p, t) in enumerate(zip(parent_list, token_list))]
+    return _Expansion(top_scores, parents, tokens, cands, [last or t in run.eos for t in token_list], last,
+                      cur + 1 - run.prompt_len)
+
+
+def _hypothesis(run: _Search, x: _Expansion, seqs: torch.Tensor, i: int, step: int, final: float,
+                finished: bool) -> Hypothesis:
+    c = x.cands[i]
+    row_ids = seqs[c.parent, run.prompt_len:].tolist() + [c.token]
+    return Hypothesis(row_ids, _text(run.tm, row_ids), float(x.top_scores[i]), final, finished, step, c.parent)
+
+
+def _add_finished(run: _Search, x: _Expansion, seqs: torch.Tensor, step: int, finished: list[Hypothesis],
+                  improvable: bool) -> None:
+    """Finished hypotheses: only candidates among the top num_beams may finish, and only while
+    they can still matter (not after early stopping is full, not once nothing can improve).
+    Keeps the num_beams best in `finished` and marks each candidate that ended."""
+    if improvable and not (run.early is True and len(finished) >= run.nb):
+        for i in range(min(run.nb, len(x.cands))):
+            if not x.ends[i]:
+                continue
+            final = float(x.top_scores[i] / (x.length ** run.lp))
+            x.cands[i].final = final
+            finished.append(_hypothesis(run, x, seqs, i, step, final, True))
+        finished.sort(key=lambda h: -h.final)
+        del finished[run.nb:]
+    for i, c in enumerate(x.cands):
+        if c.final is not None:
+            in_list = any(h.step == step and h.parent == c.parent and h.ids[-1] == c.token for h in finished)
+            c.status = "finished" if in_list else "finished, not among the best"
+        elif x.ends[i]:
+            c.status = "ended, not in the top num_beams"
+
+
+def _keep_running(run: _Search, x: _Expansion, seqs: torch.Tensor, step: int) -> tuple[list[int], list[Hypothesis]]:
+    """The running beams for the next step: the best candidates that did not end."""
+    alive = [i for i in range(len(x.cands)) if not x.ends[i]][:run.nb]
+    for i in alive:
+        x.cands[i].status = "kept"
+    return alive, [_hypothesis(run, x, seqs, i, step, float(x.top_scores[i] / (x.length ** run.lp)), False)
+                   for i in alive]
+
+
+def _can_improve(run: _Search, x: _Expansion, alive: list[int], finished: list[Hypothesis]) -> bool:
+    """False once num_beams texts have finished and the best running one cannot beat the worst of them."""
+    if not alive or len(finished) < run.nb:
+        return True
+    best_len = run.max_len - run.prompt_len if run.early == "never" and run.lp > 0.0 else x.length
+    return float(x.top_scores[alive[0]] / (best_len ** run.lp)) > finished[-1].final
+
+
+def _stop_reason(run: _Search, last: bool, finished: list[Hypothesis], improvable: bool, alive: list[int]) -> str:
+    if last:
+        return "max_new_tokens"
+    if run.early is True and len(finished) >= run.nb:
+        return "the beam ended (EOS)" if run.nb == 1 else f"early_stopping: {run.nb} hypotheses have finished"
+    if not improvable:
+        return "no running beam can beat the finished ones"
+    if not alive:
+        return "every candidate ended"
+    return ""
+
+
 @torch.inference_mode()
 def beam_search_stream(tm, prompt: str, settings: BeamSettings, mode: str = "raw",
                        progress: Callable[[float | None, str], None] | None = None) -> Iterator[BeamResult]:
     """Beam search over one prompt, yielding the result after every step (for streaming)."""
     check_model(tm)
-    s = check_beam_settings(settings)
+    s = validate(settings, BeamSettings)
     text, ids = encode(tm, prompt, mode, reserve=s.max_new_tokens)
-    prompt_len = ids.shape[1]
-    max_len = prompt_len + s.max_new_tokens
-    eos = eos_ids(tm)
-    nb = s.num_beams
-    early: bool | str = {"false": False, "true": True, "never": "never"}[s.early_stopping]
-    if nb == 1:
-        early = True  # one beam is greedy search: it ends at its first EOS, as generate() does
-    lp = s.length_penalty
-    # Candidates looked at per step: enough that num_beams stay running even if the best ones all end.
-    keep = max(2, 1 + len(eos)) * nb
-    result = BeamResult(text, prompt_len, s)
+    run = _search(tm, s, ids.shape[1])
+    result = BeamResult(text, run.prompt_len, s)
     start = time.perf_counter()
     cache = new_cache(tm)
     logits = _forward(tm, ids, cache)  # (1, vocab): the prompt is read once, for all beams
-    result.forward_tokens.append(prompt_len)
+    result.forward_tokens.append(run.prompt_len)
     seqs = ids  # (rows, cur): the running beams with their prompt; one row until the first step
     scores = torch.zeros(1, device=ids.device)  # (rows,) sums of log probabilities
     finished: list[Hypothesis] = []
     improvable = True
     for step in range(1, s.max_new_tokens + 1):
-        cur = seqs.shape[1]
-        logp = logits.log_softmax(-1)  # (rows, vocab)
-        logp = apply_repetition_penalty(logp, seqs, s.repetition_penalty)
-        logp = ban_repeated_ngrams(logp, seqs, s.no_repeat_ngram_size)
-        vocab = logp.shape[-1]
-        total = (logp + scores[:, None]).reshape(-1)  # every beam x every token
-        top_scores, top_idx = total.topk(min(keep, total.numel()))
-        parents, tokens = top_idx // vocab, top_idx % vocab
-        last = cur + 1 >= max_len
-        token_list, parent_list = tokens.tolist(), parents.tolist()
-        ends = [last or t in eos for t in token_list]
-        length = cur + 1 - prompt_len
-        cands = [Candidate(parent_list[i], token_list[i], token_label(tm, token_list[i]),
-                           float(logp[parent_list[i], token_list[i]]), float(top_scores[i]), "dropped")
-                 for i in range(len(token_list))]
-
-        # finished hypotheses: only candidates among the top num_beams may finish, and only while
-        # they can still matter (not after early stopping is full, not once nothing can improve)
-        if improvable and not (early is True and len(finished) >= nb):
-            for i in range(min(nb, len(cands))):
-                if not ends[i]:
-                    continue
-                final = float(top_scores[i] / (length ** lp))
-                cands[i].final = final
-                row_ids = seqs[parent_list[i], prompt_len:].tolist() + [token_list[i]]
-                finished.append(Hypothesis(row_ids, _text(tm, row_ids), float(top_scores[i]), final, True, step,
-                                           parent_list[i]))
-            finished.sort(key=lambda h: -h.final)
-            del finished[nb:]
-        for i, c in enumerate(cands):
-            if c.final is not None:
-                in_list = any(h.step == step and h.parent == c.parent and h.ids[-1] == c.token for h in finished)
-                c.status = "finished" if in_list else "finished, not among the best"
-            elif ends[i]:
-                c.status = "ended, not in the top num_beams"
-
-        # the running beams for the next step: the best candidates that did not end
-        alive = [i for i in range(len(cands)) if not ends[i]][:nb]
-        for i in alive:
-            cands[i].status = "kept"
-        beams = []
-        for r, i in enumerate(alive):
-            row_ids = seqs[parent_list[i], prompt_len:].tolist() + [token_list[i]]
-            beams.append(Hypothesis(row_ids, _text(tm, row_ids), float(top_scores[i]),
-                                    float(top_scores[i] / (length ** lp)), False, step, parent_list[i]))
-        result.steps.append(BeamStep(step, cands, beams, list(finished)))
-
-        # stop?
-        if alive and len(finished) >= nb:
-            if early == "never" and lp > 0.0:
-                best_len = max_len - prompt_len
-            else:
-                best_len = length
-            best_possible = float(top_scores[alive[0]] / (best_len ** lp))
-            if best_possible <= finished[-1].final:
-                improvable = False
-        if last:
-            result.stop_reason = "max_new_tokens"
-        elif early is True and len(finished) >= nb:
-            result.stop_reason = ("the beam ended (EOS)" if nb == 1 else
-                                  f"early_stopping: {nb} hypotheses have finished")
-        elif not improvable:
-            result.stop_reason = "no running beam can beat the finished ones"
-        elif not alive:
-            result.stop_reason = "every candidate ended"
+        x = _expand(run, logits, seqs, scores)
+        _add_finished(run, x, seqs, step, finished, improvable)
+        alive, beams = _keep_running(run, x, seqs, step)
+        result.steps.append(BeamStep(step, x.cands, beams, list(finished)))
+        improvable = improvable and _can_improve(run, x, alive, finished)
+        result.stop_reason = _stop_reason(run, x.last, finished, improvable, alive)
         result.seconds = time.perf_counter() - start
         if progress is not None:
             progress(step / s.max_new_tokens, f"beam search step {step} of {s.max_new_tokens}")
@@ -240,11 +276,10 @@ def beam_search_stream(tm, prompt: str, settings: BeamSettings, mode: str = "raw
             break
         yield result
 
-        rows = parents[alive]
-        new = tokens[alive]
+        rows, new = x.parents[alive], x.tokens[alive]
         cache.reorder_cache(rows)  # each kept beam takes the keys and values of the beam it extends
-        seqs = torch.cat([seqs[rows], new[:, None]], dim=1)
-        scores = top_scores[alive]
+        seqs = torch.cat([seqs[rows], new[:, None]], dim=1)  # (nb, cur + 1)
+        scores = x.top_scores[alive]
         logits = _forward(tm, new[:, None], cache)
         result.forward_tokens.append(1)
     result.finished = finished
@@ -278,6 +313,6 @@ def step_rows(result: BeamResult) -> list[list]:
 STEP_HEADERS = ["step", "hypothesis", "from beam", "text so far", "sum log p", "score (length-normalised)",
                 "state"]
 
-__all__ = ["BeamSettings", "make_beam_settings", "check_beam_settings", "generate_kwargs", "ban_repeated_ngrams",
+__all__ = ["BeamSettings", "generate_kwargs", "ban_repeated_ngrams",
            "beam_search", "beam_search_stream", "BeamResult", "BeamStep", "Candidate", "Hypothesis", "step_rows",
            "STEP_HEADERS", "EARLY_STOPPING"]

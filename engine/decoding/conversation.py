@@ -36,14 +36,6 @@ class ChatSettings:
                                label="answer length (tokens)")
 
 
-def make_chat_settings(**values) -> ChatSettings:
-    names = set(ChatSettings.__dataclass_fields__)
-    unknown = set(values) - names
-    if unknown:
-        raise UserInputError(f"unknown chat settings {sorted(unknown)}: valid names are {sorted(names)}.")
-    return validate(ChatSettings(**values))
-
-
 def check_history(history) -> list[dict]:
     """The session's history as clean turns; anything else is refused."""
     if history is None:
@@ -182,6 +174,6 @@ def play(tm, script, settings: ChatSettings) -> list[ChatTurn]:
     return out
 
 
-__all__ = ["ChatSettings", "make_chat_settings", "check_history", "messages", "render", "fit_history", "SentPrompt",
+__all__ = ["ChatSettings", "check_history", "messages", "render", "fit_history", "SentPrompt",
            "chat_turn", "ChatTurn", "greedy_reply", "play", "FORGETTING", "FORGETTING_WINDOWS", "FACT", "MAX_TURNS",
            "MAX_MESSAGE_CHARS"]

@@ -56,23 +56,9 @@ class DecodingSettings:
                                      label="sequences side by side")
     seed: int = knob(42, 0, 2**32 - 1, "Same seed, same samples", step=1)
 
-
-def check_settings(settings: DecodingSettings) -> DecodingSettings:
-    """validate() plus what it does not cover (a bool must be a bool)."""
-    if not isinstance(settings, DecodingSettings):
-        raise UserInputError(f"settings must be DecodingSettings, got {type(settings).__name__}.")
-    if not isinstance(settings.do_sample, bool):
-        raise UserInputError(f"do_sample = {settings.do_sample!r} must be true or false.")
-    return validate(settings)
-
-
-def make_settings(**values) -> DecodingSettings:
-    """Settings from loose keyword values (API, UI), validated; unknown names are an error."""
-    names = set(DecodingSettings.__dataclass_fields__)
-    unknown = set(values) - names
-    if unknown:
-        raise UserInputError(f"unknown decoding settings {sorted(unknown)}: valid names are {sorted(names)}.")
-    return check_settings(DecodingSettings(**values))
+    def __post_init__(self):
+        if not isinstance(self.do_sample, bool):  # validate() checks ranges, not that a bool is one
+            raise UserInputError(f"do_sample = {self.do_sample!r} must be true or false.")
 
 
 # --- the knobs: (batch, vocab) logits in, (batch, vocab) logits out; -inf = cut ---------------
@@ -182,12 +168,6 @@ def final_logits(logits: torch.Tensor, previous_ids: torch.Tensor, s: DecodingSe
 def sampling(s: DecodingSettings) -> bool:
     """Temperature 0 means greedy even with do_sample on."""
     return bool(s.do_sample) and s.temperature > 0.0
-
-
-def choose(logits: torch.Tensor, previous_ids: torch.Tensor, s: DecodingSettings,
-           generator: torch.Generator | None) -> torch.Tensor:
-    """One next token per row: argmax (greedy) or a draw from the knob-processed distribution."""
-    return pick(final_logits(logits, previous_ids, s), s, generator)[0]
 
 
 def pick(scores: torch.Tensor, s: DecodingSettings, generator: torch.Generator | None):
@@ -395,7 +375,7 @@ def view_from_logits(tm, logits: torch.Tensor, previous_ids: torch.Tensor, s: De
 def next_token_view(tm, prompt: str, settings: DecodingSettings, mode: str = "raw") -> NextTokenView:
     """One forward over the prompt; the next-token distribution raw and after each knob."""
     check_model(tm)
-    settings = check_settings(settings)
+    settings = validate(settings, DecodingSettings)
     _, ids = encode(tm, prompt, mode)
     r = use_server(tm)
     if r is not None:
@@ -457,7 +437,7 @@ class StepSession:
         return bool(self.stop_reason)
 
     def view(self, settings: DecodingSettings) -> NextTokenView:
-        settings = check_settings(settings)
+        settings = validate(settings, DecodingSettings)
         with self._lock:
             logits, ids, top = self.logits, self.ids, self.served_top
         return view_from_logits(self.tm, logits, ids, settings, served_top=top)
@@ -477,7 +457,7 @@ class StepSession:
     def step(self, settings: DecodingSettings) -> dict:
         """Append the greedy or sampled token, then one forward over that token alone.
         Raises TextEnded once the model has written its end-of-sequence token."""
-        s = check_settings(settings)
+        s = validate(settings, DecodingSettings)
         with self._lock:
             if self.finished:
                 raise TextEnded(self.stop_message())
@@ -580,7 +560,7 @@ def generate_stream(tm, prompt: str, settings: DecodingSettings, mode: str = "ra
     torch.Generator seeded with settings.seed, so the same seed gives the same samples. Greedy
     rows would all be identical, so greedy runs one row and repeats it."""
     check_model(tm)
-    s = check_settings(settings)
+    s = validate(settings, DecodingSettings)
     stops = parse_stop(stop)
     text, ids = encode(tm, prompt, mode, reserve=s.max_new_tokens)
     n = s.num_return_sequences
@@ -685,8 +665,8 @@ def generate(tm, prompt: str, settings: DecodingSettings, mode: str = "raw", sto
     return result
 
 
-__all__ = ["DecodingSettings", "make_settings", "check_settings", "STAGES", "apply_repetition_penalty",
+__all__ = ["DecodingSettings", "STAGES", "apply_repetition_penalty",
            "apply_temperature", "apply_top_k", "apply_top_p", "apply_min_p", "apply_typical_p",
            "stage_logits", "final_logits",
-           "choose", "pick", "next_token_view", "view_from_logits", "NextTokenView", "StepSession", "TextEnded", "generate_stream",
+           "pick", "next_token_view", "view_from_logits", "NextTokenView", "StepSession", "TextEnded", "generate_stream",
            "generate", "GenerationResult", "SequenceOut", "TokenOut", "parse_stop", "MODES"]

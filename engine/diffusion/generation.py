@@ -109,8 +109,8 @@ def defaults_for(key: str) -> DiffusionSettings:
                              scheduler=p.scheduler)
 
 
-def check_settings(settings: DiffusionSettings, profile: DiffusionProfile) -> DiffusionSettings:
-    validate(settings)
+def check_for_model(settings: DiffusionSettings, profile: DiffusionProfile) -> DiffusionSettings:
+    """The rules that depend on the model (its samplers and sizes), after validate() checked the knobs."""
     if settings.scheduler not in profile.schedulers:
         raise UserInputError(f"scheduler = {settings.scheduler!r} is not offered for this model: choose one "
                              f"of {', '.join(profile.schedulers)}.")
@@ -372,7 +372,7 @@ def generate(engine, key: str, prompt: str, negative_prompt: str = "", settings:
         raise UserInputError(f"model = {key!r} is not a diffusion model: choose one of "
                              f"{', '.join(engine.registry.keys('diffusion'))}.")
     profile = profile_for(key)
-    settings = check_settings(settings or defaults_for(key), profile)
+    settings = check_for_model(validate(settings or defaults_for(key)), profile)
     prompt = check_text("prompt", prompt, max_chars=2000, allow_empty=True)
     negative_prompt = check_text("negative prompt", negative_prompt, max_chars=2000, allow_empty=True)
     bundle: DiffusionBundle = engine.load(key, variant_for(knobs) if engine.device.kind != "cpu" else "default",

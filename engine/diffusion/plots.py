@@ -1,8 +1,14 @@
-"""What the Diffusion tab draws from plain data: labelled image grids (sweeps) and the pipeline
-diagram with the tensor shapes of the last run. Pure functions: data in, image or HTML out."""
+"""What the Diffusion tab draws from plain data: labelled image grids (sweeps), the pipeline
+diagram with the tensor shapes of the last run, and the "Teach it a new symbol" views (the word's
+split, the training status, the loss). Pure functions: data in, image, HTML or Markdown out."""
 from __future__ import annotations
 
+import html
+import math
+
 from PIL import Image, ImageDraw, ImageFont
+
+from ..core.markdown import md_code, md_text
 
 
 def _font(size: int):
@@ -67,7 +73,7 @@ def pipeline_diagram_html(shapes: list[tuple[str, str, str]], kind: str = "pixel
 
 
 def _esc(text: str) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return html.escape(str(text), quote=False)
 
 
 def teach_loss_figure(losses: list[float], max_steps: int | None = None):
@@ -78,3 +84,27 @@ def teach_loss_figure(losses: list[float], max_steps: int | None = None):
     fig = training_plots.loss_figure(losses, max_steps, title="Teaching loss")
     fig.update_layout(yaxis_title="MSE of the predicted noise", height=300)
     return fig
+
+
+def split_markdown(info: dict) -> str:
+    """How the text encoder cuts the taught word (teach.word_split's dict), and what that means."""
+    cells = " · ".join(f"{md_code(p.replace('</w>', '⟨/w⟩'))} ({i})" for p, i in zip(info["pieces"], info["ids"]))
+    text = f"**{md_text(info['word'])}** → {len(info['ids'])} token(s): {cells}"
+    if info["known"]:
+        text += ("  \n⚠ **This is an existing word of the model's vocabulary**: DreamBooth would overwrite "
+                 "what it means; textual inversion refuses it. Pick a made-up word.")
+    else:
+        text += ("  \nDreamBooth and LoRA bind the symbol to these pieces; textual inversion adds the whole "
+                 "word as one new token.")
+    return text
+
+
+def teach_status_markdown(u, session) -> str:
+    """One line on a teaching run from its update (training.lora.TrainUpdate) and session (teach.TeachSession)."""
+    if u.busy:
+        return u.message
+    head = "Done" if u.done and not u.stopped else "Stopped" if u.stopped else "Training"
+    loss = f"loss {u.loss:.4f}" if not math.isnan(u.loss) else "no step yet"
+    kept = f" ({u.message}; the {u.step} steps trained are kept)" if u.stopped else ""
+    return (f"**{head}**: step {u.step} / {u.max_steps} · {loss} · {u.seconds:.1f} s{kept}. "
+            f"Prompt with **a {md_text(session.word)}**.")

@@ -68,11 +68,8 @@ class TeachSettings:
     train_text_encoder: bool = knob(False, help="DreamBooth only: also fine-tune the text encoder")
     lora_rank: int = knob(4, 1, 32, "LoRA rank r (alpha = r)", step=1)
 
-
-def check_settings(s: TeachSettings) -> TeachSettings:
-    validate(s)
-    check_text("class prompt", s.class_prompt, max_chars=200)
-    return s
+    def __post_init__(self):
+        check_text("class prompt", self.class_prompt, max_chars=200)  # text, which validate() does not check
 
 
 # --- the word and the images ---------------------------------------------------------------------
@@ -92,18 +89,6 @@ def word_split(tokenizer, word: str) -> dict:
     pieces = tokenizer.convert_ids_to_tokens(ids)
     known = len(ids) == 1 and pieces[0].endswith("</w>") and len(pieces[0]) > 5
     return dict(word=word, ids=ids, pieces=pieces, known=known)
-
-
-def split_markdown(info: dict) -> str:
-    cells = " · ".join(f"`{p.replace('</w>', '⟨/w⟩')}` ({i})" for p, i in zip(info["pieces"], info["ids"]))
-    text = f"**{info['word']}** → {len(info['ids'])} token(s): {cells}"
-    if info["known"]:
-        text += ("  \n⚠ **This is an existing word of the model's vocabulary**: DreamBooth would overwrite "
-                 "what it means; textual inversion refuses it. Pick a made-up word.")
-    else:
-        text += ("  \nDreamBooth and LoRA bind the symbol to these pieces; textual inversion adds the whole "
-                 "word as one new token.")
-    return text
 
 
 def load_symbol_set(name: str) -> list[Image.Image]:
@@ -305,7 +290,7 @@ def train(engine, session: TeachSession, images: list, word: str, settings: Teac
           progress: Progress = no_progress) -> Iterator[runner.TrainUpdate]:
     """Teach `session` the symbol in `images` as `word`, streaming updates. While another
     training holds the machine, yields one 'busy' update and returns."""
-    settings = check_settings(settings)
+    settings = validate(settings)
     word = check_word(word)
     instance = prepare_images(images)
     session.stop.clear()
@@ -359,7 +344,7 @@ def session_bundle(engine, session: TeachSession | None) -> G.DiffusionBundle:
 def render(engine, session: TeachSession, prompt: str, settings: G.DiffusionSettings,
            progress: Progress = no_progress) -> G.DiffusionResult:
     prompt = check_text("prompt", prompt, max_chars=200)
-    settings = G.check_settings(settings, G.profile_for(KEY))
+    settings = G.check_for_model(validate(settings), G.profile_for(KEY))
     result = G.run_bundle(session_bundle(engine, session), prompt, "", settings, progress=progress)
     result.params.update(taught_word=session.word, method=session.settings.method)
     return result
@@ -478,13 +463,3 @@ def export(session: TeachSession, folder: str | Path) -> Path:
             if f.is_file():
                 zf.write(f, f.relative_to(out))
     return path
-
-
-def status_text(u: runner.TrainUpdate, session: TeachSession) -> str:
-    if u.busy:
-        return u.message
-    head = "Done" if u.done and not u.stopped else "Stopped" if u.stopped else "Training"
-    loss = f"loss {u.loss:.4f}" if not math.isnan(u.loss) else "no step yet"
-    kept = f" ({u.message}; the {u.step} steps trained are kept)" if u.stopped else ""
-    return (f"**{head}**: step {u.step} / {u.max_steps} · {loss} · {u.seconds:.1f} s{kept}. "
-            f"Prompt with **a {session.word}**.")

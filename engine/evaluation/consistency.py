@@ -52,7 +52,8 @@ def sample(tm, prompt: str, temperature: float, n: int, max_new_tokens: int, see
     out, batch = [], 0
     while len(out) < n:
         rows = min(4, n - len(out))
-        settings = generation.make_settings(
+        settings = make(
+            generation.DecodingSettings,
             temperature=temperature, do_sample=temperature > 0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0,
             max_new_tokens=max_new_tokens, num_return_sequences=rows, seed=(seed + 1000 * batch) % 2**32)
         result = generation.generate(tm, prompt, settings, mode=mode, stop="\n")

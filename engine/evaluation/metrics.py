@@ -16,12 +16,12 @@ from __future__ import annotations
 import math
 import random
 import string
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
 from ..core.errors import UserInputError, check_range, check_text
-from ..core.settings import knob, validate
+from ..core.settings import knob, make, validate
 from . import served as served_scores
 
 LN2 = math.log(2.0)
@@ -36,6 +36,12 @@ class PerplexitySettings:
                        "tokens before it (SmolLM2 was trained with 8,192).", step=16)
     stride: int = knob(512, 8, 2048, "New tokens scored per window when the text is longer than the "
                        "window (must be smaller than the window).", step=8)
+
+    def __post_init__(self):
+        validate(self)  # the ranges first: a value out of range is named as such
+        if self.stride >= self.window:
+            raise UserInputError(f"stride = {self.stride} must be smaller than window = {self.window}: "
+                                 f"valid 8 to {self.window - 1}.")
 
 
 @dataclass
@@ -129,9 +135,6 @@ class PerplexityReport:
             mean_entropy_bits=sum(t.entropy_bits for t in self.tokens) / max(self.n_tokens, 1),
         )
 
-    def token_rows(self) -> list[dict]:
-        return [dict(asdict(t), prob=t.prob, surprisal_bits=t.surprisal_bits) for t in self.tokens]
-
 
 # ---- windows -----------------------------------------------------------------------------------
 def plan_windows(n_ids: int, window: int, stride: int, first: int = 1) -> list[tuple[int, int, int]]:
@@ -203,14 +206,11 @@ def text_pieces(text: str, offsets: list[tuple[int, int]]) -> list[str]:
     return pieces
 
 
-def check_settings(window, stride, model=None) -> PerplexitySettings:
-    settings = validate(PerplexitySettings(window=window, stride=stride))
+def check_window(settings: PerplexitySettings, model=None) -> PerplexitySettings:
+    """The rule that depends on the model: the window fits in its context (when it has a limit)."""
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     if limit and settings.window > limit:
         raise UserInputError(f"window = {settings.window} is longer than the model's context: valid 16 to {limit}.")
-    if settings.stride >= settings.window:
-        raise UserInputError(f"stride = {settings.stride} must be smaller than window = {settings.window}: "
-                             f"valid 8 to {settings.window - 1}.")
     return settings
 
 
@@ -220,7 +220,7 @@ def perplexity(model, tokenizer, text: str, window: int = 1024, stride: int = 51
     served: a serving Route (engine.serving.client.use_server(tm)): the windows are scored from
     the server's prompt logprobs instead of a forward here (see served.py)."""
     text = check_text("text", text, max_chars=MAX_TEXT_CHARS)
-    settings = check_settings(window, stride, model)
+    settings = check_window(make(PerplexitySettings, window=window, stride=stride), model)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     if len(ids) > MAX_TOKENS:

@@ -20,11 +20,13 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from dataclasses import dataclass
 
 import torch
 
 from ..core.device import pick_device
 from ..core.errors import UserInputError, check_range, check_text
+from ..core.settings import knob, knob_info
 from .metrics import perplexity
 
 TIMING_PROMPT_TOKENS = 32  # the prompt for timing: the text's first tokens
@@ -36,6 +38,11 @@ DESCRIPTIONS = {
     "int8-weights": "weights only: 1 byte per block weight + a scale per row; activations stay float32",
     "int8-dynamic": "weights + activations: int8 weights, and each layer's input rounded to int8 at run time",
 }
+
+
+@dataclass
+class QuantizationSettings:
+    new_tokens: int = knob(16, 1, 64, "Tokens generated (greedy) to time each variant", step=1)
 
 
 def model_bytes(model: torch.nn.Module) -> int:
@@ -195,7 +202,8 @@ def quantization_compare(engine, key: str, text: str, variants=VARIANTS, new_tok
                          window: int = 512, stride: int = 256, progress=None) -> list[dict]:
     """One row per variant: weight memory, generation speed and perplexity of `text`."""
     text = check_text("text", text, max_chars=4000)
-    new_tokens = check_range("new tokens", new_tokens, 1, 64, integer=True)
+    limits = knob_info(QuantizationSettings, "new_tokens")
+    new_tokens = check_range("new tokens", new_tokens, limits.minimum, limits.maximum, integer=True)
     variants = [variants] if isinstance(variants, str) else list(variants or [])
     if not variants:
         raise UserInputError(f"variants is empty: choose one or more of {', '.join(VARIANTS)}.")

@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 
 from ..core.errors import check_text
+from ..core.settings import make
 from ..decoding import generation
 from .metrics import perplexity
 
@@ -53,8 +54,8 @@ def human_quote(seed: int = 0) -> str:
 
 def model_sample(tm, prompt: str, seed: int = 0, max_new_tokens: int = 40) -> str:
     """The model's own continuation of prompt (sampled at T = 0.8, top-k 40, seeded), prompt included."""
-    settings = generation.make_settings(temperature=0.8, top_k=40, top_p=1.0, do_sample=True,
-                                        max_new_tokens=max_new_tokens, num_return_sequences=1, seed=seed)
+    settings = make(generation.DecodingSettings, temperature=0.8, top_k=40, top_p=1.0, do_sample=True,
+                    max_new_tokens=max_new_tokens, num_return_sequences=1, seed=seed)
     out = generation.generate(tm, prompt, settings, mode="raw")
     text = "".join(t.text for t in out.sequences[0].tokens if not t.special)  # no <|endoftext|> etc.
     return (prompt + text).strip()

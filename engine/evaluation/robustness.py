@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..core.errors import UserInputError, check_text
+from ..core.settings import make
 from ..decoding import generation
 from . import answers, suite
 
@@ -232,8 +233,8 @@ def context(question: str) -> str:
 
 
 def _generate(tm, question: str) -> str:
-    settings = generation.make_settings(do_sample=False, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
-                                        num_return_sequences=1)
+    settings = make(generation.DecodingSettings, do_sample=False, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
+                    num_return_sequences=1)
     out = generation.generate(tm, context(question), settings, mode="raw", stop="\n")
     text = "".join(t.text for t in out.sequences[0].tokens if not t.special)  # no <|im_end|>
     return text.split("\n")[0].strip()

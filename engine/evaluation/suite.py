@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..core.errors import UserInputError, check_range, check_text, read_text_upload
-from ..core.settings import knob, make
+from ..core.settings import knob
 from . import quantization
 from .metrics import begin_token_id
 
@@ -385,7 +385,3 @@ def run_suite(engine, models, settings: SuiteSettings | None = None, items: list
                                settings.bootstrap, value, step))
     report(1.0, "done")
     return out
-
-
-def suite_settings(**values) -> SuiteSettings:
-    return make(SuiteSettings, **values)

@@ -19,7 +19,7 @@ import torch
 
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.models import Progress, TextModel, no_progress
-from ..core.settings import knob, make
+from ..core.settings import knob
 from ..decoding import generation
 from ..embeddings import attention
 from ..tokens import plots as token_plots
@@ -43,13 +43,6 @@ class InsideSettings:
                             "one unembedding per layer)", step=1, label="positions in the lens")
     new_tokens: int = knob(16, 1, 64, "Cost: how many tokens to generate for the tokens/s measurement",
                            step=1, label="tokens to time")
-
-
-def make_settings(**values) -> InsideSettings:
-    try:
-        return make(InsideSettings, **values)
-    except TypeError as exc:
-        raise UserInputError(str(exc)) from None
 
 
 def check_model(model_key) -> str:

@@ -31,17 +31,15 @@ class ChunkSettings:
     strategy: str = knob("fixed tokens", help="Where chunks may end: any token, a sentence end, "
                          "or a paragraph end", choices=STRATEGIES)
 
+    def __post_init__(self):
+        validate(self)  # the ranges first: a value out of range is named as such
+        if self.overlap >= self.size:
+            raise UserInputError(f"overlap = {self.overlap} must be smaller than the chunk size ({self.size}): "
+                                 f"valid values are 0 to {self.size - 1}.")
+
     @property
     def key(self) -> tuple:
         return (self.size, self.overlap, self.strategy)
-
-
-def make_settings(size=128, overlap=32, strategy="fixed tokens") -> ChunkSettings:
-    s = validate(ChunkSettings(size=size, overlap=overlap, strategy=strategy))
-    if s.overlap >= s.size:
-        raise UserInputError(f"overlap = {s.overlap} must be smaller than the chunk size ({s.size}): "
-                             f"valid values are 0 to {s.size - 1}.")
-    return s
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from ..core.errors import UserInputError, check_range, check_text
 from ..core.models import Progress, no_progress
-from ..core.settings import knob_info
+from ..core.settings import knob_info, make
 from . import chunking, corpus, search
 
 SWEEP_SIZES = (64, 128, 256, 384)
@@ -83,7 +83,7 @@ def sweep(library: search.Library, sizes=SWEEP_SIZES, overlap_share: float = 0.2
         def step(fraction, message, _i=i):
             progress((_i + (fraction or 0.0)) / len(sizes), f"size {size}: {message}")
 
-        settings = chunking.make_settings(size, int(size * overlap_share), strategy)
+        settings = make(chunking.ChunkSettings, size=size, overlap=int(size * overlap_share), strategy=strategy)
         kb = library.bundled(settings, step)
         result = evaluate(library.engine, kb, k, progress=step)
         points.append(dict(size=size, overlap=settings.overlap, chunks=result["chunks"], **{

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..core.errors import UserInputError, check_range
 from ..core.models import Progress, no_progress
-from ..core.settings import knob, validate
+from ..core.settings import knob, make
 from ..decoding import generation
 
 LM = "smollm2-135m-instruct"
@@ -28,10 +28,6 @@ class AnswerSettings:
     temperature: float = knob(0.0, 0.0, 1.5, "0 = greedy; above 0, both answers sample with the same seed",
                               step=0.1)
     seed: int = knob(42, 0, 2**32 - 1, "Same seed for both answers", step=1)
-
-
-def make_answer_settings(**values) -> AnswerSettings:
-    return validate(AnswerSettings(**values))
 
 
 def _context(chunks: list[dict]) -> str:
@@ -107,8 +103,8 @@ def groundedness(answer: str, chunks: list[dict]) -> dict:
 
 
 def _decoding(s: AnswerSettings):
-    return generation.make_settings(temperature=s.temperature, do_sample=s.temperature > 0, top_k=50, top_p=0.95,
-                                    max_new_tokens=s.max_new_tokens, num_return_sequences=1, seed=s.seed)
+    return make(generation.DecodingSettings, temperature=s.temperature, do_sample=s.temperature > 0, top_k=50,
+                top_p=0.95, max_new_tokens=s.max_new_tokens, num_return_sequences=1, seed=s.seed)
 
 
 def answer_stream(engine, question: str, hits: list[dict], settings: AnswerSettings,

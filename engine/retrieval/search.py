@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.errors import UserInputError, check_range, check_text
 from ..core.models import Progress, no_progress
-from ..core.settings import knob, validate
+from ..core.settings import knob
 from ..embeddings import vectors
 from . import chunking, corpus
 from .index import VectorStore
@@ -40,10 +40,6 @@ class SearchSettings:
                       "scores 1 / (k + p); a larger k flattens the rank differences", step=1, label="RRF constant k")
     candidates: int = knob(20, 5, 100, "How many chunks dense and sparse each hand to the fusion",
                            step=5, label="hybrid candidates per list")
-
-
-def make_search_settings(**values) -> SearchSettings:
-    return validate(SearchSettings(**values))
 
 
 def embed(engine, texts: list[str], progress: Progress = no_progress, what: str = "chunks") -> np.ndarray:
@@ -258,10 +254,6 @@ class Library:
                         self.store.drop(old.name)
             return kb
 
-    def is_cached(self, settings: chunking.ChunkSettings) -> bool:
-        with self._lock:
-            return settings.key in self._bundled
-
     def session(self) -> Session:
         with self._lock:
             if len(self._sessions) >= MAX_SESSIONS:
@@ -287,11 +279,5 @@ def close_session(value) -> None:
         value.close()
 
 
-def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise UserInputError(f"method = {method!r} is not a valid choice: choose one of {', '.join(METHODS)}.")
-    return method
-
-
-__all__ = ["Library", "Session", "KnowledgeBase", "SearchSettings", "make_search_settings", "build", "search",
+__all__ = ["Library", "Session", "KnowledgeBase", "SearchSettings", "build", "search",
            "run_search", "embed", "pca_map", "close_session", "METHODS", "check_range"]

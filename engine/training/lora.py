@@ -58,15 +58,15 @@ class LoraSettings:
                            step=1, label="max length")
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling, dropout and LoRA initialisation", step=1)
 
-
-def lora_settings(**values) -> LoraSettings:
-    """Build and check settings from loose values (the API bypasses slider limits)."""
-    if "target_modules" in values and values["target_modules"] is not None:
-        values["target_modules"] = list(values["target_modules"])
-    s = make(LoraSettings, **{k: v for k, v in values.items() if v is not None})
-    if not s.target_modules:
-        raise UserInputError(f"target modules is empty: pick at least one of {', '.join(LINEAR_NAMES)}.")
-    return s
+    def __post_init__(self):
+        if self.target_modules is not None and not isinstance(self.target_modules, list):
+            try:  # any iterable of names, e.g. a tuple; a bare string becomes letters, which validate() refuses
+                self.target_modules = list(self.target_modules)
+            except TypeError:
+                pass
+        validate(self)  # the ranges and choices first: a bad value is named as such
+        if not self.target_modules:
+            raise UserInputError(f"target modules is empty: pick at least one of {', '.join(LINEAR_NAMES)}.")
 
 
 # ---- dataset ---------------------------------------------------------------------------------
@@ -519,7 +519,7 @@ def _settings_from(tensors: dict, config: dict | None) -> LoraSettings:
         alpha = config.get("lora_alpha", alpha)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
             raise UserInputError(f"{CONFIG_FILE} says lora_alpha = {short_repr(alpha)}: it must be a number (1 to 256).")
-    return lora_settings(r=r, alpha=alpha, target_modules=sorted(targets, key=lambda s: (
+    return make(LoraSettings, r=r, alpha=alpha, target_modules=sorted(targets, key=lambda s: (
         LINEAR_NAMES.index(s) if s in LINEAR_NAMES else 99, s)))
 
 
@@ -602,7 +602,7 @@ def get_state_keys(model) -> list[str]:
 
 
 __all__ = [
-    "LoraSettings", "lora_settings", "LoraSession", "load_quotes", "parse_dataset", "read_dataset_file",
+    "LoraSettings", "LoraSession", "load_quotes", "parse_dataset", "read_dataset_file",
     "dataset_texts", "encode_examples", "collate", "show_format", "session_model", "shared_copy",
     "param_report", "count_params", "expected_trainable", "train", "train_steps", "generate_pair",
     "export_adapter", "import_adapter", "load_adapter_file", "linear_layer_names", "adapter_shapes",

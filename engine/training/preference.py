@@ -72,18 +72,10 @@ class RewardSettings:
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling, LoRA and head initialisation", step=1)
 
 
-def dpo_settings(**values) -> DPOSettings:
-    return make(DPOSettings, **{k: v for k, v in values.items() if v is not None})
-
-
-def reward_settings(**values) -> RewardSettings:
-    return make(RewardSettings, **{k: v for k, v in values.items() if v is not None})
-
-
 def _lora_of(s) -> L.LoraSettings:
     """The LoRA lesson's settings for the adapter of a preference run (no dropout: trl turns it off)."""
-    return L.lora_settings(r=s.r, alpha=2 * s.r, dropout=0.0, target_modules=["q_proj", "v_proj"],
-                           learning_rate=s.learning_rate, seed=s.seed)
+    return make(L.LoraSettings, r=s.r, alpha=2 * s.r, dropout=0.0, target_modules=["q_proj", "v_proj"],
+                learning_rate=s.learning_rate, seed=s.seed)
 
 
 # ---- comparison data ---------------------------------------------------------------------------
@@ -473,11 +465,6 @@ def sequence_logprobs(model, tokenizer, items: list[tuple[str, str]], batch: int
     return out
 
 
-def response_logprob(model, tokenizer, prompt: str, response: str) -> tuple[float, int]:
-    """(log π(response | prompt) summed over the response tokens, number of those tokens)."""
-    return sequence_logprobs(model, tokenizer, [(prompt, response)])[0]
-
-
 @torch.no_grad()
 def held_out_stats(policy, tokenizer, pairs: list[Pair], adapter: bool = True) -> dict:
     """For each held-out pair: log-likelihoods of chosen and rejected (total and per token), and the
@@ -572,8 +559,8 @@ def export_dpo_adapter(session: PreferenceSession, folder: str | Path) -> Path:
 
 
 __all__ = [
-    "DPOSettings", "RewardSettings", "dpo_settings", "reward_settings", "Pair", "parse_pairs", "load_pairs",
+    "DPOSettings", "RewardSettings", "Pair", "parse_pairs", "load_pairs",
     "read_pairs_file", "pairs_from_rows", "pairs_to_rows", "split", "dpo_trainer", "reward_trainer", "batch_loss",
-    "PreferenceSession", "train_dpo", "train_reward", "response_logprob", "held_out_stats", "rewards",
+    "PreferenceSession", "train_dpo", "train_reward", "held_out_stats", "rewards",
     "reward_accuracy", "score_responses", "compare_outputs", "export_dpo_adapter", "encode_response",
 ]

@@ -24,7 +24,7 @@ import torch
 
 from ..core.errors import UserInputError, check_range, check_text, parse_json
 from ..core.registry import ASSETS
-from ..core.settings import knob, make
+from ..core.settings import knob
 from . import lora
 from . import sft_tasks
 
@@ -66,15 +66,6 @@ class SftSettings(lora.LoraSettings):
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling, dropout and LoRA initialisation", step=1)
     mask: str = knob("response", help="Which tokens the loss counts: the response only, or everything",
                      choices=MASKS, label="loss on")
-
-
-def sft_settings(**values) -> SftSettings:
-    if values.get("target_modules") is not None:
-        values["target_modules"] = list(values["target_modules"])
-    s = make(SftSettings, **{k: v for k, v in values.items() if v is not None})
-    if not s.target_modules:
-        raise UserInputError(f"target modules is empty: pick at least one of {', '.join(lora.LINEAR_NAMES)}.")
-    return s
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -247,7 +238,7 @@ def train(engine, session: lora.LoraSession, rows: list[dict], settings: SftSett
           progress=None) -> Iterator[lora.TrainUpdate]:
     """A fresh adapter on the base model for `session`, through lora.train (gate, cap, stop)."""
     if not isinstance(settings, SftSettings):
-        raise TypeError("settings must be SftSettings (use sft_settings(...))")
+        raise TypeError("settings must be SftSettings (use make(SftSettings, ...))")
     encode = functools.partial(encode_pairs, mask=settings.mask)
     yield from lora.train(engine, session, rows, settings, progress, base_key=BASE_KEY, encode=encode,
                           collate_fn=collate_sft)
@@ -343,7 +334,7 @@ def losses_summary(losses: list[float]) -> str:
     return f"{losses[0]:.2f} → {sum(tail) / max(len(tail), 1):.2f} (mean of the last {len(tail)})"
 
 
-__all__ = ["BASE_KEY", "INSTRUCT_KEY", "SftSettings", "sft_settings", "load_train", "load_held_out", "eval_rows",
+__all__ = ["BASE_KEY", "INSTRUCT_KEY", "SftSettings", "load_train", "load_held_out", "eval_rows",
            "parse_pairs", "read_pairs_file", "dataset", "render", "encode_pair", "encode_pairs", "collate_sft",
            "loss_of", "show_format", "train", "generate", "base_vs_instruct", "before_after", "stop_ids",
            "GEMMA_TEMPLATE", "MASKS"]
