@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from engine.core.errors import UserInputError
+from engine.core.settings import make
 from engine.training import runner as R
 from tests.conftest import torch_threads
 
@@ -50,10 +51,10 @@ def test_every_lesson_answers_busy_through_the_one_gate(engine):
 
     pairs = P.load_pairs()[:20]
     runs = {
-        "lora": lambda: L.train(engine, L.LoraSession(), ["a — b"] * 4, L.lora_settings(max_steps=1)),
-        "sft": lambda: S.train(engine, L.LoraSession(), S.load_train()[:4], S.sft_settings(max_steps=1)),
-        "reward": lambda: P.train_reward(engine, P.PreferenceSession(), pairs, P.reward_settings(max_steps=1)),
-        "dpo": lambda: P.train_dpo(engine, P.PreferenceSession(), pairs, P.dpo_settings(max_steps=1)),
+        "lora": lambda: L.train(engine, L.LoraSession(), ["a — b"] * 4, make(L.LoraSettings, max_steps=1)),
+        "sft": lambda: S.train(engine, L.LoraSession(), S.load_train()[:4], make(S.SftSettings, max_steps=1)),
+        "reward": lambda: P.train_reward(engine, P.PreferenceSession(), pairs, make(P.RewardSettings, max_steps=1)),
+        "dpo": lambda: P.train_dpo(engine, P.PreferenceSession(), pairs, make(P.DPOSettings, max_steps=1)),
         "teach": lambda: T.train(engine, T.TeachSession(), T.load_symbol_set("star"), "zorb",
                                  T.TeachSettings(steps=1)),
     }
