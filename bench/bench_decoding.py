@@ -33,8 +33,7 @@ def _interleaved(ours, raw, repeat: int):
 
 def run(ctx, repeat: int = 3) -> list[Row]:
     from engine.core.settings import make
-    from engine.decoding import generation as D
-
+    from engine.decoding import generation
     tm = ctx.engine.load("smollm2-135m-instruct")
     rows = []
 
@@ -52,18 +51,18 @@ def run(ctx, repeat: int = 3) -> list[Row]:
         return go
 
     # 1. sampling, one sequence, same seed: the same tokens from both
-    s = make(D.DecodingSettings, do_sample=True, temperature=0.8, top_k=50, top_p=0.9, max_new_tokens=N,
+    s = make(generation.DecodingSettings, do_sample=True, temperature=0.8, top_k=50, top_p=0.9, max_new_tokens=N,
              num_return_sequences=1, seed=1234)
-    ours_t, raw_t, res, raw_ids = _interleaved(lambda: D.generate(tm, PROMPT, s), raw_generate(s, 1), repeat)
+    ours_t, raw_t, res, raw_ids = _interleaved(lambda: generation.generate(tm, PROMPT, s), raw_generate(s, 1), repeat)
     same = [[t.id for t in q.tokens] for q in res.sequences] == raw_ids
     ntok = len(res.sequences[0].tokens)
     rows.append(Row(f"generate {ntok} tokens (sampling, seed): engine vs model.generate", ours_t, raw_t, target=1.1,
                     note=f"same tokens: {'yes' if same else 'NO'}; {ntok / ours_t:.1f} vs {ntok / raw_t:.1f} tok/s"))
 
     # 2. four sequences side by side (batched) vs num_return_sequences=4
-    s4 = make(D.DecodingSettings, do_sample=True, temperature=0.8, top_k=50, top_p=0.9, max_new_tokens=N,
+    s4 = make(generation.DecodingSettings, do_sample=True, temperature=0.8, top_k=50, top_p=0.9, max_new_tokens=N,
               num_return_sequences=4, seed=99)
-    ours_t, raw_t, res, raw_ids = _interleaved(lambda: D.generate(tm, PROMPT, s4), raw_generate(s4, 4),
+    ours_t, raw_t, res, raw_ids = _interleaved(lambda: generation.generate(tm, PROMPT, s4), raw_generate(s4, 4),
                                                max(1, repeat - 1))
     same = [[t.id for t in q.tokens] for q in res.sequences] == raw_ids
     total = sum(len(q.tokens) for q in res.sequences)
@@ -72,10 +71,10 @@ def run(ctx, repeat: int = 3) -> list[Row]:
                          f"{total / raw_t:.1f} tok/s in all"))
 
     # 3. the step path: 32 steps, each one cached forward + the six-stage view, vs one generate of 32
-    g = make(D.DecodingSettings, do_sample=False, max_new_tokens=N, num_return_sequences=1)
+    g = make(generation.DecodingSettings, do_sample=False, max_new_tokens=N, num_return_sequences=1)
 
     def steps():
-        session = D.StepSession(tm, PROMPT, "raw")
+        session = generation.StepSession(tm, PROMPT, "raw")
         for _ in range(N):
             session.step(g)
             session.view(g)
@@ -91,7 +90,7 @@ def run(ctx, repeat: int = 3) -> list[Row]:
     # 4. what the browser adds on top of a step: the plotly figure (no raw counterpart; vs the step itself)
     from engine.decoding.plots import distribution_figure
 
-    view = session.view(make(D.DecodingSettings, top_p=0.5))
+    view = session.view(make(generation.DecodingSettings, top_p=0.5))
     fig_t = min(_timed(lambda: distribution_figure(view))[0] for _ in range(repeat))
     step_t = min(_timed(lambda: session.step(g))[0] for _ in range(repeat))
     rows.append(Row("distribution figure (6 panels) vs one cached step", fig_t, step_t, target=None,
@@ -103,19 +102,18 @@ def run(ctx, repeat: int = 3) -> list[Row]:
 def run_beam(ctx, rows: list[Row], repeat: int = 3) -> None:
     """Beam search through the engine (every step's hypotheses kept) vs model.generate(num_beams=4)."""
     from engine.core.settings import make
-    from engine.decoding import beam as B
-    from engine.decoding import generation as D
-
+    from engine.decoding import beam
+    from engine.decoding import generation
     tm = ctx.engine.load("smollm2-135m-instruct")
-    s = make(B.BeamSettings, num_beams=4, max_new_tokens=N)
-    _, ids = D.encode(tm, PROMPT, "raw", reserve=N)
+    s = make(beam.BeamSettings, num_beams=4, max_new_tokens=N)
+    _, ids = generation.encode(tm, PROMPT, "raw", reserve=N)
 
     def raw():
         with torch.inference_mode():
-            out = tm.model.generate(ids, attention_mask=torch.ones_like(ids), **B.generate_kwargs(s))
+            out = tm.model.generate(ids, attention_mask=torch.ones_like(ids), **beam.generate_kwargs(s))
         return out[0, ids.shape[1]:].tolist()
 
-    ours_t, raw_t, res, raw_ids = _interleaved(lambda: B.beam_search(tm, PROMPT, s), raw, repeat)
+    ours_t, raw_t, res, raw_ids = _interleaved(lambda: beam.beam_search(tm, PROMPT, s), raw, repeat)
     same = res.best.ids == raw_ids[:len(res.best.ids)] and len(raw_ids) == len(res.best.ids)
     rows.append(Row(f"beam search, 4 beams, {N} tokens: engine (all steps kept) vs generate(num_beams=4)", ours_t,
                     raw_t, target=1.2, note=f"same best beam: {'yes' if same else 'NO'}; {len(res.steps)} steps"))

@@ -12,17 +12,16 @@ KEY = "digits-16px"
 
 
 def run(ctx) -> list[Row]:
-    from engine.diffusion import generation as D
-
+    from engine.diffusion import generation
     engine = ctx.engine
     bundle = engine.load(KEY)
     rows = []
     for steps, n in ((25, 1), (25, 8)):
-        s = D.DiffusionSettings(guidance_scale=3.0, steps=steps, width=16, height=16, seed=1,
+        s = generation.DiffusionSettings(guidance_scale=3.0, steps=steps, width=16, height=16, seed=1,
                                 scheduler="DPM++ 2M", num_images=n)
 
         def ours():
-            D.generate(engine, KEY, "a handwritten 7", "bold", s)
+            generation.generate(engine, KEY, "a handwritten 7", "bold", s)
 
         def raw():
             from diffusers import DPMSolverMultistepScheduler
@@ -52,18 +51,17 @@ def _teach_row(engine, bundle, steps: int = 20) -> Row:
 
     import torch.nn.functional as F
 
-    from engine.diffusion import generation as D
-    from engine.diffusion import teach as T
-
-    s = T.TeachSettings(steps=steps, num_class_images=8)
-    inst = T.prepare_images(T.load_symbol_set("star"))
-    cls = T.make_class_images(bundle, s)
+    from engine.diffusion import generation
+    from engine.diffusion import teach
+    s = teach.TeachSettings(steps=steps, num_class_images=8)
+    inst = teach.prepare_images(teach.load_symbol_set("star"))
+    cls = teach.make_class_images(bundle, s)
     pipe = bundle.pipe
-    sched = D.make_scheduler(pipe, "DDIM")
+    sched = generation.make_scheduler(pipe, "DDIM")
 
     def ours():
-        unet, te, tok, params = T.session_models(pipe, s, "zorb")
-        for _ in T.train_steps(unet, te, tok, sched, params, inst, "zorb", s, cls):
+        unet, te, tok, params = teach.session_models(pipe, s, "zorb")
+        for _ in teach.train_steps(unet, te, tok, sched, params, inst, "zorb", s, cls):
             pass
 
     def raw():

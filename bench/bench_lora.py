@@ -51,19 +51,19 @@ def _raw_steps(model, batches, lr):
 
 def step_rows(ctx, rounds: int = 6, steps: int = 2) -> list[Row]:
     from engine.core.settings import make
-    from engine.training import lora as L
+    from engine.training import lora
     from engine.training.runner import fit_threads
 
     engine = ctx.engine
-    bundle = engine.load(L.BASE_KEY)
+    bundle = engine.load(lora.BASE_KEY)
     tok, base = bundle.tokenizer, bundle.model
-    settings = make(L.LoraSettings, max_steps=steps)
-    examples = L.encode_examples(tok, L.load_quotes(), settings.max_length)
-    pad = L.pad_id_of(tok)
+    settings = make(lora.LoraSettings, max_steps=steps)
+    examples = lora.encode_examples(tok, lora.load_quotes(), settings.max_length)
+    pad = lora.pad_id_of(tok)
     # the batches ours will draw, so raw trains on exactly the same data
-    order = L.batches(len(examples), settings.batch_size, settings.seed)
-    same = [L.collate([examples[i] for i in next(order)], pad) for _ in range(steps)]
-    ours_model = L.session_model(base, settings)
+    order = lora.batches(len(examples), settings.batch_size, settings.seed)
+    same = [lora.collate([examples[i] for i in next(order)], pad) for _ in range(steps)]
+    ours_model = lora.session_model(base, settings)
     raw_model = _raw_model(base, settings)
     ours_t, raw_t = [], []
     load_before = _load_avg()
@@ -74,7 +74,7 @@ def step_rows(ctx, rounds: int = 6, steps: int = 2) -> list[Row]:
     threads = torch.get_num_threads()
     for _ in range(rounds):
         last = 0.0
-        for u in L.train_steps(ours_model, examples, settings, pad):  # includes collate + streaming
+        for u in lora.train_steps(ours_model, examples, settings, pad):  # includes collate + streaming
             ours_t.append(u.seconds - last)
             last = u.seconds
         raw_t += _raw_steps(raw_model, same, settings.learning_rate)
@@ -89,16 +89,15 @@ def step_rows(ctx, rounds: int = 6, steps: int = 2) -> list[Row]:
 def default_run_row(ctx) -> list[Row]:
     """The default settings end to end (build the adapter, train, nothing else), with samples."""
     from engine.core.settings import make
-    from engine.training import lora as L
-
+    from engine.training import lora
     engine = ctx.engine
-    bundle = engine.load(L.BASE_KEY)
-    settings = make(L.LoraSettings)
-    session = L.LoraSession()
+    bundle = engine.load(lora.BASE_KEY)
+    settings = make(lora.LoraSettings)
+    session = lora.LoraSession()
     load_before = _load_avg()
     start = time.perf_counter()
     losses = []
-    for u in L.train(engine, session, L.load_quotes(), settings):
+    for u in lora.train(engine, session, lora.load_quotes(), settings):
         losses = u.losses
         if u.step and u.step % 5 == 0:
             print(f"  step {u.step}/{u.max_steps} loss {u.loss:.3f} at {u.seconds:.0f} s ({_load_avg()})", flush=True)
@@ -106,7 +105,7 @@ def default_run_row(ctx) -> list[Row]:
     print(f"  default run: {len(losses)} steps in {wall:.1f} s; loss {losses[0]:.2f} -> "
           f"mean of last 5 {statistics.mean(losses[-5:]):.2f}")
     for prompt in PROMPTS:
-        pair = L.generate_pair(session.model, bundle.tokenizer, prompt, seed=7, max_new_tokens=40)
+        pair = lora.generate_pair(session.model, bundle.tokenizer, prompt, seed=7, max_new_tokens=40)
         print(f"  PROMPT {prompt!r}\n    base   : {pair['base']['text']!r} (EOS: {pair['base']['stopped_at_eos']})"
               f"\n    adapted: {pair['adapted']['text']!r} (EOS: {pair['adapted']['stopped_at_eos']})", flush=True)
     return [Row("LoRA default run (40 steps) wall time vs 3-minute target", wall, 180.0, target=1.0,

@@ -13,8 +13,7 @@ NER_TEXT = "Marie Curie moved from Warsaw to Paris, where she worked at the Sorb
 def run(ctx) -> list[Row]:
     from transformers import pipeline, set_seed
 
-    from engine.pipelines import tasks as T
-
+    from engine.pipelines import tasks
     engine = ctx.engine
     rows = []
 
@@ -31,7 +30,7 @@ def run(ctx) -> list[Row]:
         emb = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
         return torch.softmax((emb[1:] @ emb[0]) * 20, 0)
 
-    ours = lambda: T.run(engine, "zero-shot-classification", "minilm-l6", FOOTBALL,  # noqa: E731
+    ours = lambda: tasks.run(engine, "zero-shot-classification", "minilm-l6", FOOTBALL,  # noqa: E731
                          candidate_labels=", ".join(labels))
     ours(), raw_zero_shot()
     rows.append(Row("zero-shot (MiniLM fallback) vs raw mean-pool + cosine", best_of(ours, 5),
@@ -39,7 +38,7 @@ def run(ctx) -> list[Row]:
 
     # NER fallback vs spaCy called directly
     nlp = engine.load("spacy-en-core-web-sm").nlp
-    ours = lambda: T.run(engine, "ner", "spacy-en-core-web-sm", NER_TEXT)  # noqa: E731
+    ours = lambda: tasks.run(engine, "ner", "spacy-en-core-web-sm", NER_TEXT)  # noqa: E731
     ours()
     rows.append(Row("NER (spaCy fallback) vs nlp(text)", best_of(ours, 5), best_of(lambda: nlp(NER_TEXT), 5),
                     target=1.3))
@@ -52,7 +51,7 @@ def run(ctx) -> list[Row]:
         set_seed(0)
         return raw_pipe("The best thing about", max_new_tokens=8, do_sample=False)
 
-    ours = lambda: T.run(engine, "text-generation", "smollm2-135m-instruct", "The best thing about",  # noqa: E731
+    ours = lambda: tasks.run(engine, "text-generation", "smollm2-135m-instruct", "The best thing about",  # noqa: E731
                          max_new_tokens=8, temperature=0.0, seed=0)
     ours()
     rows.append(Row("text-generation 8 tokens vs raw pipeline()", best_of(ours, 3), best_of(raw_gen, 3),

@@ -18,18 +18,18 @@ def step_rows(ctx, rounds: int = 5, steps: int = 2) -> list[Row]:
     import torch
 
     from engine.core.settings import make
-    from engine.training import lora as L
-    from engine.training import sft as S
+    from engine.training import lora
+    from engine.training import sft
     from engine.training.runner import fit_threads
 
-    bundle = ctx.engine.load(S.BASE_KEY)
+    bundle = ctx.engine.load(sft.BASE_KEY)
     tok, base = bundle.tokenizer, bundle.model
-    settings = make(S.SftSettings, max_steps=steps)
-    examples = S.encode_pairs(tok, S.load_train(), settings.max_length, settings.mask)
-    pad = L.pad_id_of(tok)
-    order = L.batches(len(examples), settings.batch_size, settings.seed)
-    same = [S.collate_sft([examples[i] for i in next(order)], pad) for _ in range(steps)]
-    ours_model = L.session_model(base, settings)
+    settings = make(sft.SftSettings, max_steps=steps)
+    examples = sft.encode_pairs(tok, sft.load_train(), settings.max_length, settings.mask)
+    pad = lora.pad_id_of(tok)
+    order = lora.batches(len(examples), settings.batch_size, settings.seed)
+    same = [sft.collate_sft([examples[i] for i in next(order)], pad) for _ in range(steps)]
+    ours_model = lora.session_model(base, settings)
     raw_model = _raw_model(base, settings)
     default = torch.get_num_threads()
     torch.set_num_threads(fit_threads(default))
@@ -38,7 +38,7 @@ def step_rows(ctx, rounds: int = 5, steps: int = 2) -> list[Row]:
     ours_t, raw_t = [], []
     for _ in range(rounds):
         last = 0.0
-        for u in L.train_steps(ours_model, examples, settings, pad, collate_fn=S.collate_sft):
+        for u in lora.train_steps(ours_model, examples, settings, pad, collate_fn=sft.collate_sft):
             ours_t.append(u.seconds - last)
             last = u.seconds
         raw_t += _raw_steps(raw_model, same, settings.learning_rate)
@@ -54,23 +54,22 @@ def step_rows(ctx, rounds: int = 5, steps: int = 2) -> list[Row]:
 
 def default_run_row(ctx) -> list[Row]:
     from engine.core.settings import make
-    from engine.training import lora as L
-    from engine.training import sft as S
-
-    ctx.engine.load(S.BASE_KEY)
-    settings = make(S.SftSettings)
-    session = L.LoraSession()
+    from engine.training import lora
+    from engine.training import sft
+    ctx.engine.load(sft.BASE_KEY)
+    settings = make(sft.SftSettings)
+    session = lora.LoraSession()
     load_before = _load_avg()
     start = time.perf_counter()
     losses = []
-    for u in S.train(ctx.engine, session, S.load_train(), settings):
+    for u in sft.train(ctx.engine, session, sft.load_train(), settings):
         losses = u.losses
         if u.step and u.step % 10 == 0:
             print(f"  step {u.step}/{u.max_steps} loss {u.loss:.3f} at {u.seconds:.0f} s ({_load_avg()})", flush=True)
     wall = time.perf_counter() - start
-    print(f"  default SFT run: {len(losses)} steps in {wall:.1f} s; loss {S.losses_summary(losses)}", flush=True)
+    print(f"  default SFT run: {len(losses)} steps in {wall:.1f} s; loss {sft.losses_summary(losses)}", flush=True)
     t = time.perf_counter()
-    r = S.before_after(session.model, session.tokenizer, S.eval_rows(int(os.environ.get("BENCH_SFT_PER_TASK", "2"))))
+    r = sft.before_after(session.model, session.tokenizer, sft.eval_rows(int(os.environ.get("BENCH_SFT_PER_TASK", "2"))))
     sc = r["score"]
     print(f"  before/after on {r['n']} held-out prompts ({time.perf_counter() - t:.0f} s): exact base "
           f"{sc['base']['exact']:.0%} -> tuned {sc['tuned']['exact']:.0%}; tuned without template "

@@ -59,23 +59,23 @@ def step_rows(ctx, rounds: int = 3, steps: int = 4) -> list[Row]:
     import torch
 
     from engine.core.settings import make
-    from engine.training import lora as L
-    from engine.training import preference as P
+    from engine.training import lora
+    from engine.training import preference
     from engine.training.runner import fit_threads
 
     engine = ctx.engine
-    bundle = engine.load(L.BASE_KEY)
-    pairs = P.load_pairs()[:60]  # 6 held out: the engine's after-training scoring stays short
-    train_pairs, _ = P.split(pairs)
-    s = make(P.DPOSettings, max_steps=steps)
+    bundle = engine.load(lora.BASE_KEY)
+    pairs = preference.load_pairs()[:60]  # 6 held out: the engine's after-training scoring stays short
+    train_pairs, _ = preference.split(pairs)
+    s = make(preference.DPOSettings, max_steps=steps)
     default = torch.get_num_threads()
     torch.set_num_threads(fit_threads(default))
     threads = torch.get_num_threads()
     load_before = _load_avg()
     ours_t, raw_t = [], []
     for _ in range(rounds):
-        session, last, deltas = P.PreferenceSession(), None, []
-        for u in P.train_dpo(engine, session, pairs, s):
+        session, last, deltas = preference.PreferenceSession(), None, []
+        for u in preference.train_dpo(engine, session, pairs, s):
             if last is not None and u.step > 1:
                 deltas.append(u.seconds - last)
             last = u.seconds
@@ -91,13 +91,12 @@ def step_rows(ctx, rounds: int = 3, steps: int = 4) -> list[Row]:
 
 def default_rows(ctx) -> list[Row]:
     from engine.core.settings import make
-    from engine.training import preference as P
-
+    from engine.training import preference
     engine = ctx.engine
-    pairs = P.load_pairs()
+    pairs = preference.load_pairs()
     rows = []
-    for name, fn, s in (("reward model", P.train_reward, make(P.RewardSettings)), ("DPO", P.train_dpo, make(P.DPOSettings))):
-        session = P.PreferenceSession()
+    for name, fn, s in (("reward model", preference.train_reward, make(preference.RewardSettings)), ("DPO", preference.train_dpo, make(preference.DPOSettings))):
+        session = preference.PreferenceSession()
         load_before = _load_avg()
         start = time.perf_counter()
         for u in fn(engine, session, pairs, s):
@@ -107,7 +106,7 @@ def default_rows(ctx) -> list[Row]:
             b, a = session.before, session.after
             print(f"  DPO held-out ({a['pairs']} pairs): chosen likelier per token {b['accuracy']:.0%} -> "
                   f"{a['accuracy']:.0%}; in total {b['accuracy_total']:.0%} -> {a['accuracy_total']:.0%}")
-            for r in P.compare_outputs(session, [p.prompt for p in P.split(pairs)[1][:4]], 7):
+            for r in preference.compare_outputs(session, [p.prompt for p in preference.split(pairs)[1][:4]], 7):
                 print(f"  {r['prompt']!r}\n    off: {r['base']!r}\n    on : {r['tuned']!r}")
         else:
             print(f"  reward model held-out accuracy {session.reward_eval['accuracy']:.0%}")

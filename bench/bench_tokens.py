@@ -16,14 +16,13 @@ KEYS = ["tok-gpt2", "tok-cl100k", "tok-o200k", "tok-p50k", "tok-bert-uncased", "
 
 def raw_encoder(engine, key):
     """The library's own encode, loaded without engine/tokens/."""
-    from engine import tokens as T
-
+    from engine import tokens
     source = engine.registry.resolve(key)
-    if source.filename in T.TIKTOKEN_FILES:
+    if source.filename in tokens.TIKTOKEN_FILES:
         import tiktoken
 
         os.environ["TIKTOKEN_CACHE_DIR"] = source.path
-        enc = tiktoken.get_encoding(T.TIKTOKEN_FILES[source.filename])
+        enc = tiktoken.get_encoding(tokens.TIKTOKEN_FILES[source.filename])
         return lambda text: enc.encode(text, allowed_special="all")
     if source.spec.loader.startswith("engine.tokens.mistral:"):  # mistral-common's own encoders
         from mistral_common.tokens.tokenizers.sentencepiece import SentencePieceTokenizer
@@ -44,18 +43,17 @@ def raw_encoder(engine, key):
 
 
 def run(ctx) -> list[Row]:
-    from engine import tokens as T
-
+    from engine import tokens
     engine = ctx.engine
-    text = T.long_text(100_000)
+    text = tokens.long_text(100_000)
     rows = []
     for key in KEYS:
         raw = raw_encoder(engine, key)
         engine.load(key)  # loading is not what is measured
 
         def ours():
-            r = T.tokenize(engine, key, text, max_render=800)
-            T.render_side_by_side([r])
+            r = tokens.tokenize(engine, key, text, max_render=800)
+            tokens.render_side_by_side([r])
             return r
 
         n = ours().n_tokens

@@ -34,8 +34,7 @@ from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.models import Progress, no_progress
 from ..core.settings import knob, validate
 from ..training import lora, runner
-from . import generation as G
-
+from . import generation
 KEY = "digits-16px"
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "diffusion"
 SYMBOLS = ASSETS / "symbols"
@@ -103,7 +102,7 @@ def prepare_images(images: list, check_count: bool = True) -> torch.Tensor:
     if not (MIN_IMAGES if check_count else 1) <= len(images) <= MAX_IMAGES:
         raise UserInputError(f"images = {len(images)}: give {MIN_IMAGES} to {MAX_IMAGES} pictures of the symbol "
                              f"(draw, upload or load an example set).")
-    profile = G.profile_for(KEY)
+    profile = generation.profile_for(KEY)
     out = []
     for i, im in enumerate(images):
         if isinstance(im, (str, Path)):
@@ -115,7 +114,7 @@ def prepare_images(images: list, check_count: bool = True) -> torch.Tensor:
         if isinstance(im, np.ndarray) and im.size > MAX_PIXELS or isinstance(im, Image.Image) and \
                 im.width * im.height > MAX_PIXELS:
             raise UserInputError(f"image {i + 1} is too large: at most {MAX_PIXELS:,} pixels.")
-        small = G.prepare_init_image(im, profile)  # grey, white on black, 16x16, full contrast
+        small = generation.prepare_init_image(im, profile)  # grey, white on black, 16x16, full contrast
         arr = np.asarray(small, dtype=np.float32)
         if arr.max() <= 0:
             raise UserInputError(f"image {i + 1} is empty (no ink): draw the symbol first.")
@@ -211,16 +210,16 @@ def class_prompts(settings: TeachSettings) -> list[str]:
 
 
 @torch.no_grad()
-def sample_batch(bundle: G.DiffusionBundle, prompts: list[str], seed: int, steps: int = 20) -> torch.Tensor:
+def sample_batch(bundle: generation.DiffusionBundle, prompts: list[str], seed: int, steps: int = 20) -> torch.Tensor:
     """One image per prompt in one batch (DDIM, guidance 3, the request pipeline of
     generation.py), (M, 1, 16, 16) in [-1, 1]."""
-    pipe = G.request_pipeline(bundle, "DDIM")
-    gens = [torch.Generator("cpu").manual_seed(s) for s in G.image_seeds(seed, len(prompts))]
+    pipe = generation.request_pipeline(bundle, "DDIM")
+    gens = [torch.Generator("cpu").manual_seed(s) for s in generation.image_seeds(seed, len(prompts))]
     return pipe(prompt=prompts, num_inference_steps=steps, guidance_scale=3.0, generator=gens,
                 output_type="pt").images.float()
 
 
-def make_class_images(bundle: G.DiffusionBundle, settings: TeachSettings) -> torch.Tensor:
+def make_class_images(bundle: generation.DiffusionBundle, settings: TeachSettings) -> torch.Tensor:
     """The model's own images of the class, (M, 1, 16, 16) in [-1, 1]."""
     return sample_batch(bundle, class_prompts(settings), settings.seed)
 
@@ -316,7 +315,7 @@ def train(engine, session: TeachSession, images: list, word: str, settings: Teac
             session.unet, session.text_encoder, session.tokenizer = unet, te, tok
             session.word, session.settings, session.instance, session.class_images = word, settings, instance, cls
             session.losses, session.steps_done = [], 0
-            scheduler = G.make_scheduler(pipe, "DDIM")
+            scheduler = generation.make_scheduler(pipe, "DDIM")
             for update in train_steps(unet, te, tok, scheduler, params, instance, word, settings, cls,
                                       session.stop, max_seconds=run.cap_seconds, restore=restore):
                 session.losses, session.steps_done = list(update.losses), update.step
@@ -327,7 +326,7 @@ def train(engine, session: TeachSession, images: list, word: str, settings: Teac
 
 
 # --- using what was taught ---------------------------------------------------------------------
-def session_bundle(engine, session: TeachSession | None) -> G.DiffusionBundle:
+def session_bundle(engine, session: TeachSession | None) -> generation.DiffusionBundle:
     """The shared bundle, or (with a trained session) a bundle whose pipe holds the session's
     components around the shared scheduler config."""
     bundle = engine.load(KEY)
@@ -338,14 +337,14 @@ def session_bundle(engine, session: TeachSession | None) -> G.DiffusionBundle:
     pipe = type(bundle.pipe)(unet=session.unet, text_encoder=session.text_encoder, tokenizer=session.tokenizer,
                              scheduler=bundle.pipe.scheduler)
     pipe.set_progress_bar_config(disable=True)
-    return G.DiffusionBundle(pipe, bundle.profile, bundle.source, bundle.device, bundle.dtype)
+    return generation.DiffusionBundle(pipe, bundle.profile, bundle.source, bundle.device, bundle.dtype)
 
 
-def render(engine, session: TeachSession, prompt: str, settings: G.DiffusionSettings,
-           progress: Progress = no_progress) -> G.DiffusionResult:
+def render(engine, session: TeachSession, prompt: str, settings: generation.DiffusionSettings,
+           progress: Progress = no_progress) -> generation.DiffusionResult:
     prompt = check_text("prompt", prompt, max_chars=200)
-    settings = G.check_for_model(validate(settings), G.profile_for(KEY))
-    result = G.run_bundle(session_bundle(engine, session), prompt, "", settings, progress=progress)
+    settings = generation.check_for_model(validate(settings), generation.profile_for(KEY))
+    result = generation.run_bundle(session_bundle(engine, session), prompt, "", settings, progress=progress)
     result.params.update(taught_word=session.word, method=session.settings.method)
     return result
 

@@ -29,7 +29,7 @@ from ..core.errors import UserInputError, check_range, check_text, parse_json, r
 from ..core.registry import ASSETS
 from ..core.scratch import new_work_dir, remove_work_dir
 from ..core.settings import knob, make, validate
-from . import lora as L
+from . import lora
 from . import runner
 
 PAIRS = ASSETS / "preference" / "pairs.jsonl"
@@ -72,9 +72,9 @@ class RewardSettings:
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling, LoRA and head initialisation", step=1)
 
 
-def _lora_of(s) -> L.LoraSettings:
+def _lora_of(s) -> lora.LoraSettings:
     """The LoRA lesson's settings for the adapter of a preference run (no dropout: trl turns it off)."""
-    return make(L.LoraSettings, r=s.r, alpha=2 * s.r, dropout=0.0, target_modules=["q_proj", "v_proj"],
+    return make(lora.LoraSettings, r=s.r, alpha=2 * s.r, dropout=0.0, target_modules=["q_proj", "v_proj"],
                 learning_rate=s.learning_rate, seed=s.seed)
 
 
@@ -237,13 +237,13 @@ def dpo_trainer(base_model, tokenizer, pairs: list[Pair], s: DPOSettings, out_di
     from trl import DPOConfig, DPOTrainer
 
     lora_s = _lora_of(s)
-    L.check_targets(base_model, lora_s)
+    lora.check_targets(base_model, lora_s)
     args = _config(DPOConfig, s, out_dir, _on_cpu(base_model), beta=s.beta, loss_type=["sigmoid"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return _quiet(DPOTrainer(model=L.shared_copy(base_model), ref_model=None, args=args,
+        return _quiet(DPOTrainer(model=lora.shared_copy(base_model), ref_model=None, args=args,
                                  train_dataset=_dataset(pairs), processing_class=tokenizer,
-                                 peft_config=L.lora_config(lora_s), callbacks=list(callbacks)))
+                                 peft_config=lora.lora_config(lora_s), callbacks=list(callbacks)))
 
 
 def reward_base(base_model, pad_id: int):
@@ -251,7 +251,7 @@ def reward_base(base_model, pad_id: int):
     the cached causal LM's (same storage), with a new scalar head."""
     from transformers import AutoModelForSequenceClassification
 
-    twin = L.shared_copy(base_model)
+    twin = lora.shared_copy(base_model)
     config = twin.config.__class__.from_dict(twin.config.to_dict())
     config.num_labels, config.pad_token_id = 1, pad_id
     with torch.device("meta"):
@@ -270,9 +270,9 @@ def reward_trainer(base_model, tokenizer, pairs: list[Pair], s: RewardSettings, 
     from trl import RewardConfig, RewardTrainer
 
     lora_s = _lora_of(s)
-    L.check_targets(base_model, lora_s)
+    lora.check_targets(base_model, lora_s)
     torch.manual_seed(s.seed)
-    model = reward_base(base_model, L.pad_id_of(tokenizer))
+    model = reward_base(base_model, lora.pad_id_of(tokenizer))
     peft_config = LoraConfig(r=lora_s.r, lora_alpha=lora_s.alpha, lora_dropout=0.0,
                              target_modules=list(lora_s.target_modules), task_type="SEQ_CLS",
                              modules_to_save=["score"])
@@ -360,13 +360,13 @@ def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, m
         worker = None
         try:
             session.training = True
-            bundle = engine.load(L.BASE_KEY, progress=progress)
+            bundle = engine.load(lora.BASE_KEY, progress=progress)
             session.tokenizer = bundle.tokenizer
             run.fit_threads()
             deadline = run.deadline()
             trainer = trainer_fn(bundle.model, bundle.tokenizer, train_pairs, s, out_dir,
                                  [runner.trainer_callback(events, session.stop, deadline)])
-            trainer.model.peft_config["default"].base_model_name_or_path = engine.registry.get(L.BASE_KEY).hub_id
+            trainer.model.peft_config["default"].base_model_name_or_path = engine.registry.get(lora.BASE_KEY).hub_id
             worker = _worker(trainer, events)
             history: dict = {v: [] for v in metrics.values()}
             step, ended = 0, None
@@ -449,7 +449,7 @@ def sequence_logprobs(model, tokenizer, items: list[tuple[str, str]], batch: int
     for i in range(0, len(encoded), batch):
         chunk = encoded[i:i + batch]
         longest = max(len(ids) for ids, _ in chunk)
-        x = torch.full((len(chunk), longest), L.pad_id_of(tokenizer), dtype=torch.long)  # (b, n)
+        x = torch.full((len(chunk), longest), lora.pad_id_of(tokenizer), dtype=torch.long)  # (b, n)
         mask = torch.zeros((len(chunk), longest), dtype=torch.long)  # (b, n)
         scored = torch.zeros((len(chunk), longest - 1), dtype=torch.bool)  # (b, n-1): response targets
         for j, (ids, start) in enumerate(chunk):
@@ -493,7 +493,7 @@ def rewards(model, tokenizer, prompt: str, responses: list[str], batch: int = 16
     """The reward model's scalar for each (prompt, response), each one sequence ending in EOS as
     RewardTrainer saw them. Right-padded batches: the head reads the last token that is not padding."""
     device = next(model.parameters()).device
-    pad = L.pad_id_of(tokenizer)
+    pad = lora.pad_id_of(tokenizer)
     ids = tokenizer([prompt + y + tokenizer.eos_token for y in responses], add_special_tokens=False)["input_ids"]
     out = []
     model.eval()
@@ -544,7 +544,7 @@ def compare_outputs(session: PreferenceSession, prompts: list[str], seed: int, m
     seed = check_range("seed", seed, 0, 2**32 - 1, integer=True)
     out = []
     for p in prompts:
-        pair = L.generate_pair(session.policy, session.tokenizer, p, seed, max_new_tokens, temperature)
+        pair = lora.generate_pair(session.policy, session.tokenizer, p, seed, max_new_tokens, temperature)
         out.append(dict(prompt=p, base=pair["base"]["text"][len(p):], tuned=pair["adapted"]["text"][len(p):]))
     return out
 
@@ -555,7 +555,7 @@ def export_dpo_adapter(session: PreferenceSession, folder: str | Path) -> Path:
         raise UserInputError("no DPO adapter in this session yet: train one first (DPO, Train).")
     if session.training:
         raise UserInputError("a training is running in this session: wait for it or press Stop.")
-    return L.export_adapter(session.policy, folder)
+    return lora.export_adapter(session.policy, folder)
 
 
 __all__ = [
