@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ..core.models import Progress
 from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload, short_repr
 from ..core.registry import ASSETS
 from ..core.settings import MAX_UPLOAD_BYTES, knob, make, validate
@@ -36,7 +37,6 @@ MIN_EXAMPLES, MAX_EXAMPLES = 4, 20_000
 MAX_ADAPTER_BYTES = MAX_UPLOAD_BYTES  # the app's one upload limit covers the biggest adapter it trains
 MAX_CONFIG_BYTES = 64 * 2**10  # adapter_config.json as peft writes it is about 1 kB
 ADAPTER_FILE, CONFIG_FILE = "adapter_model.safetensors", "adapter_config.json"
-Progress = Callable[[float | None, str], None]
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ..core.models import Progress
 from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload
 from ..core.registry import ASSETS
 from ..core.scratch import new_work_dir, remove_work_dir
@@ -41,7 +42,6 @@ MAX_SCORE_TEXTS = 16  # responses scored at once by the reward model
 FIELDS = ("prompt", "chosen", "rejected")
 # transformers 5 renamed gradient checkpointing; trl 1.16 still asks for the old name on every step
 warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
-Progress = Callable[[float | None, str], None]
 
 
 @dataclass
