@@ -14,7 +14,7 @@ import torch
 from engine.core.settings import MAX_UPLOAD_BYTES
 from engine.training import lora as L
 from tabs import _ui
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tiny_causal_lm
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +61,8 @@ def test_the_app_flag_and_environment_set_the_training_time_cap(monkeypatch):
 
 
 def _tiny_session():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)
-    torch.manual_seed(0)
-    base = LlamaForCausalLM(cfg).eval()
+    base = tiny_causal_lm(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)
     settings = L.lora_settings(r=2, alpha=4)
     return L.LoraSession(model=L.session_model(base, settings), settings=settings, source="trained")
 
