@@ -59,7 +59,7 @@ def both_cores():
 
 # --- the fast loop: `pytest -m "not slow and not browser"` --------------------------------------
 # A test is marked slow when it uses one of these fixtures, itself or through other fixtures:
-# each loads a real embedded model or serves the whole app (whose listeners load them). A
+# each loads a real model or serves the whole app (whose listeners load them). A
 # module-level fixture that loads a real model takes a name from this set or asks for one of
 # these fixtures; a test that loads one in its body is marked slow by hand.
 REAL_MODEL_FIXTURES = frozenset({
