@@ -57,6 +57,30 @@ def both_cores():
     return torch_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+# --- the fast loop: `pytest -m "not slow and not browser"` --------------------------------------
+# A test is marked slow when it uses one of these fixtures, itself or through other fixtures:
+# each loads a real model or serves the whole app (whose listeners load them). A
+# module-level fixture that loads a real model takes a name from this set or asks for one of
+# these fixtures; a test that loads one in its body is marked slow by hand.
+REAL_MODEL_FIXTURES = frozenset({
+    "smollm", "minilm", "gemma",  # the three real language models (defined below)
+    "app_url", "client", "browser", "page",  # the served app and the browser that drives it
+    "vllm_server",  # test_serving: a real vLLM server serving SmolLM2
+})
+BROWSER_FIXTURES = frozenset({"browser", "page"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `slow` every test whose fixture closure (item.fixturenames) holds a real-model or app
+    fixture, and `browser` every test that drives Chromium, so no test has to remember to."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & REAL_MODEL_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if used & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(scope="session")
 def engine():
     from engine import Engine
@@ -74,6 +98,69 @@ def smollm(engine):
 def minilm(engine):
     """The real embedded all-MiniLM-L6-v2 encoder (TextModel bundle)."""
     return engine.load("minilm-l6")
+
+
+@pytest.fixture(scope="session")
+def gemma(engine):
+    """The real embedded Gemma 3 270M base, the SFT base (TextModel bundle; the first use dequantizes
+    it, ~90 s)."""
+    from engine.training import sft
+
+    return engine.load(sft.BASE_KEY)
+
+
+# --- tiny stand-ins: no real weights ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2's tokenizer alone (49,152 ids, its special tokens and chat template), read from
+    assets/tokenizers/smollm2: no model weights, no GGUF to dequantize. test_tokens checks that
+    this asset encodes and renders chat exactly as the model's own tokenizer."""
+    from transformers import PreTrainedTokenizerFast
+
+    from engine.tokens.loading import SPECIAL_NAMES, read_tokenizer_folder
+
+    backend, config, chat = read_tokenizer_folder(ROOT / "assets" / "tokenizers" / "smollm2")
+    names = {k: v for k, v in config.items() if k in SPECIAL_NAMES and v}
+    return PreTrainedTokenizerFast(tokenizer_object=backend, chat_template=chat, **names)
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer(engine):
+    """MiniLM's WordPiece tokenizer alone, from the embedded package (no encoder weights)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(engine.registry.resolve("minilm-l6").path)
+
+
+TINY_SIZES = dict(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2)  # SmolLM2's vocabulary size, everything else tiny
+
+
+def tiny_causal_lm(model_type: str = "llama", seed: int | None = 0, **overrides):
+    """A random causal LM of `model_type` ("llama", "gemma3_text", ...) built from its config with
+    TINY_SIZES and `overrides`, in eval mode. `seed` seeds torch first (None: the caller's state)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(model_type, **{**TINY_SIZES, **overrides})
+    if seed is not None:
+        torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(smollm2_tokenizer):
+    """A 2-layer random Llama (untied head, bos 1, eos 2, 512 positions) with SmolLM2's real
+    tokenizer, as a TextModel bundle: real token ids, forwards in milliseconds. Shared by the
+    session: a test that changes the model builds its own with tiny_causal_lm()."""
+    import torch
+
+    from engine.core.models import TextModel
+    from engine.core.registry import ModelSpec, Source
+
+    spec = ModelSpec(key="tiny-llama", task="causal-lm", title="tiny random Llama", loader="tests:none")
+    model = tiny_causal_lm(max_position_embeddings=512)
+    return TextModel(model, smollm2_tokenizer, Source(spec, "embedded", "(memory)"), torch.device("cpu"), torch.float32)
 
 
 @pytest.fixture(scope="session")

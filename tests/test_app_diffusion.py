@@ -7,26 +7,37 @@ from PIL import Image
 
 from engine.diffusion.generation import read_png_parameters, sample_digit
 
-MEMORY = [True, False, False, False, False]  # fp16, attention slicing, VAE slicing, VAE tiling, CPU offload
+MEMORY = dict(fp16=True, attention_slicing=False, vae_slicing=False, vae_tiling=False, cpu_offload=False)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def knobs(guidance=3.0, steps=6, scheduler="Euler", n=2, w=16, h=16, every=2, rescale=0.0):
-    return [guidance, steps, scheduler, n, w, h, every, rescale]
+    """The sampling settings as keyword arguments, named as the API names them."""
+    return dict(guidance_scale=guidance, steps=steps, scheduler=scheduler, num_images=n, width=w, height=h,
+                gallery_every=every, guidance_rescale=rescale)
+
+
+def txt2img(client, prompt, negative, seed, **settings):
+    return client.predict(model="digits-16px", prompt=prompt, negative_prompt=negative, **knobs(**settings), seed=seed,
+                          **MEMORY, api_name="/txt2img")
+
+
+def img2img(client, sketch, prompt, strength, seed, **settings):
+    return client.predict(model="digits-16px", init_image=sketch, prompt=prompt, negative_prompt="", strength=strength,
+                          **knobs(**settings), seed=seed, **MEMORY, api_name="/img2img")
 
 
 def test_txt2img_pngs_carry_their_parameters(client):
-    images, info, frames, files, gif, diagram = client.predict(
-        "digits-16px", "a handwritten 4", "thin", *knobs(), 123, *MEMORY, api_name="/txt2img")
+    images, info, frames, files, gif, diagram = txt2img(client, "a handwritten 4", "thin", 123)
     assert len(images) == 2 and len(files) == 2 and len(frames) == 3  # steps 2, 4, 6
     params = read_png_parameters(files[0])
     assert params["prompt"] == "a handwritten 4" and params["negative_prompt"] == "thin"
     assert params["seed"] == 123 and params["scheduler"] == "Euler" and params["steps"] == 6
     assert Image.open(files[0]).size == (256, 256)  # 16x16 upscaled nearest x16
     assert Image.open(gif).format == "GIF" and "(4, 12, 64)" in diagram  # 2 images x CFG
-    again = client.predict("digits-16px", "a handwritten 4", "thin", *knobs(), 123, *MEMORY, api_name="/txt2img")
+    again = txt2img(client, "a handwritten 4", "thin", 123)
     assert np.array_equal(np.asarray(Image.open(files[0])), np.asarray(Image.open(again[3][0])))
 
 
@@ -36,28 +47,25 @@ def test_img2img_runs_strength_times_steps(client, tmp_path):
     path = tmp_path / "three.png"
     sample_digit(3).resize((160, 160), Image.NEAREST).save(path)
     sketch = {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
-    images, info, frames, files, diagram = client.predict(
-        "digits-16px", sketch, "a handwritten 8", "", 0.5, *knobs(steps=10, n=1), 5, *MEMORY, api_name="/img2img")
+    images, info, frames, files, diagram = img2img(client, sketch, "a handwritten 8", 0.5, 5, steps=10, n=1)
     assert "**5** denoising steps run" in info
     assert read_png_parameters(files[0])["strength"] == 0.5
 
 
 def test_bad_size_is_a_readable_error(client):
     with pytest.raises(Exception, match="width = 12"):
-        client.predict("digits-16px", "a 1", "", *knobs(w=12), 1, *MEMORY, api_name="/txt2img")
+        txt2img(client, "a 1", "", 1, w=12)
 
 
 # --- issue 25 ---------------------------------------------------------------------------------------
 def test_each_image_is_captioned_with_its_seed_and_that_seed_remakes_it(client):
-    images, info, *_, files, gif, diagram = client.predict(
-        "digits-16px", "a handwritten 2", "", *knobs(n=3, scheduler="Euler ancestral"), 200, *MEMORY,
-        api_name="/txt2img")
+    images, info, *_, files, gif, diagram = txt2img(client, "a handwritten 2", "", 200, n=3,
+                                                    scheduler="Euler ancestral")
     captions = [im["caption"] for im in images]
     assert captions == ["seed 200 #0", "seed 201 #1", "seed 202 #2"] and "seeds 200 to 202" in info
     assert [read_png_parameters(f)["seed"] for f in files] == [200, 201, 202]
     seed = int(captions[2].split()[1])
-    alone = client.predict("digits-16px", "a handwritten 2", "", *knobs(n=1, scheduler="Euler ancestral"), seed,
-                           *MEMORY, api_name="/txt2img")
+    alone = txt2img(client, "a handwritten 2", "", seed, n=1, scheduler="Euler ancestral")
     assert alone[0][0]["caption"] == "seed 202 #0"
     assert np.array_equal(np.asarray(Image.open(files[2])), np.asarray(Image.open(alone[3][0])))
     assert not np.array_equal(np.asarray(Image.open(files[1])), np.asarray(Image.open(alone[3][0])))
@@ -66,14 +74,13 @@ def test_each_image_is_captioned_with_its_seed_and_that_seed_remakes_it(client):
 @pytest.mark.parametrize("sketch", [None, {"background": None, "layers": [], "composite": None}])
 def test_img2img_without_an_image_is_an_error_not_txt2img(client, sketch):
     with pytest.raises(Exception, match="init image is missing"):
-        client.predict("digits-16px", sketch, "a handwritten 8", "", 0.5, *knobs(n=1), 5, *MEMORY,
-                       api_name="/img2img")
+        img2img(client, sketch, "a handwritten 8", 0.5, 5, n=1)
 
 
 def test_use_this_digit_also_shows_the_init_image_as_the_model_sees_it(client):
     from engine.diffusion.generation import prepare_init_image, profile_for
 
-    canvas, preview = client.predict("digits-16px", "3", api_name="/sample_digit")
+    canvas, preview = client.predict(model="digits-16px", digit="3", api_name="/sample_digit")
     assert canvas["composite"] and preview
     seen = prepare_init_image(sample_digit(3), profile_for("digits-16px")).resize((160, 160), Image.NEAREST)
     assert np.array_equal(np.asarray(Image.open(preview).convert("L")), np.asarray(seen))
@@ -85,9 +92,7 @@ def test_img2img_at_strength_0_3_runs_3_of_10_steps(client, tmp_path):
     path = tmp_path / "five.png"
     sample_digit(5).resize((160, 160), Image.NEAREST).save(path)
     sketch = {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
-    images, info, frames, files, diagram = client.predict(
-        "digits-16px", sketch, "a handwritten 6", "", 0.3, *knobs(steps=10, n=1, every=1), 5, *MEMORY,
-        api_name="/img2img")
+    images, info, frames, files, diagram = img2img(client, sketch, "a handwritten 6", 0.3, 5, steps=10, n=1, every=1)
     assert "**3** denoising steps run" in info and "U-Net calls" not in info
     assert [f["caption"] for f in frames] == ["step 1/3", "step 2/3", "step 3/3"]
 
@@ -134,8 +139,9 @@ def test_teach_a_symbol_through_the_api_and_sessions_stay_apart(app_url):
     taught, other = Client(app_url, verbose=False), Client(app_url, verbose=False)
     shown = taught.predict("star", api_name="/teach_example_set")
     assert len(shown) == len(T.load_symbol_set("star"))
-    status, _, _ = taught.predict("zorb", "dreambooth", 150, 0.0005, 4, 0, False, "a handwritten {digit}", 20, 1.0,
-                                  False, 4, api_name="/teach_train")
+    status, _, _ = taught.predict(w="zorb", method="dreambooth", steps=150, learning_rate=0.0005, batch_size=4, seed=0,
+                                  prior_preservation=False, class_prompt="a handwritten {digit}", num_class_images=20,
+                                  prior_weight=1.0, train_text_encoder=False, lora_rank=4, api_name="/teach_train")
     assert "150 / 150" in status
     images, _ = taught.predict("a zorb", 1, api_name="/teach_generate")
     assert T.symbol_share(star, _gallery_tensor(images)) > 0.5

@@ -10,8 +10,9 @@ import torch
 from engine.training import lora as L
 from engine.training import runner as R
 
-# source, pasted, upload, r, alpha, dropout, targets, lr, steps, batch, max_len, seed
-SMALL = ("quotes", "", None, 4, 8, 0.0, ["q_proj", "v_proj"], 0.002, 2, 2, 24, 42)
+# /lora_train's arguments by the API's names: source, pasted, upload, r, alpha, dropout, targets, lr, steps, ...
+SMALL = dict(src="quotes", text="", file=None, r=4, alpha=8, dropout=0.0, tmods=["q_proj", "v_proj"], lr=0.002,
+             steps=2, batch=2, max_len=24, seed_v=42)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,9 +26,9 @@ def base_logits(smollm):
 
 def test_train_compare_download_and_the_base_stays_the_same(client, smollm, tmp_path):
     before = base_logits(smollm)
-    status, plot = client.predict(*SMALL, api_name="/lora_train")
+    status, plot = client.predict(**SMALL, api_name="/lora_train")
     assert "Done" in status and "2 / 2" in status, status
-    base, adapted, md = client.predict("Life is", 7, 12, 0.0, api_name="/lora_compare")
+    base, adapted, md = client.predict(text="Life is", seed_v=7, n_new=12, temp=0.0, api_name="/lora_compare")
     assert base.startswith("Life is") and adapted.startswith("Life is")
     assert "Base:" in md and "Adapted" in md
     assert torch.equal(base_logits(smollm), before)  # the shared model did not move
@@ -37,14 +38,12 @@ def test_train_compare_download_and_the_base_stays_the_same(client, smollm, tmp_
 
 
 def test_bad_values_are_named(client):
-    bad = list(SMALL)
-    bad[3] = 0  # r: refused by the slider's own check or by the engine, naming the value and range
+    bad = dict(SMALL, r=0)  # refused by the slider's own check or by the engine, naming the value and range
     with pytest.raises(Exception, match=r"(r = 0 .*1 to 64|Value 0 is less than minimum value 1)"):
-        client.predict(*bad, api_name="/lora_train")
-    bad = list(SMALL)
-    bad[6] = ["lm_head"]
+        client.predict(**bad, api_name="/lora_train")
+    bad = dict(SMALL, tmods=["lm_head"])
     with pytest.raises(Exception, match="lm_head"):
-        client.predict(*bad, api_name="/lora_train")
+        client.predict(**bad, api_name="/lora_train")
 
 
 def test_a_new_session_has_no_adapter(app_url):
@@ -52,7 +51,7 @@ def test_a_new_session_has_no_adapter(app_url):
 
     fresh = Client(app_url, verbose=False)
     with pytest.raises(Exception, match="no adapter in this session"):
-        fresh.predict("Life is", 7, 8, 0.0, api_name="/lora_compare")
+        fresh.predict(text="Life is", seed_v=7, n_new=8, temp=0.0, api_name="/lora_compare")
 
 
 def test_a_training_stops_at_the_operators_time_cap_and_keeps_its_adapter(client, engine, monkeypatch):
@@ -60,7 +59,7 @@ def test_a_training_stops_at_the_operators_time_cap_and_keeps_its_adapter(client
 
     # the operator's cap, as the running app reads it: any first step takes longer than this
     monkeypatch.setattr(engine, "config", dataclasses.replace(engine.config, train_minutes=1e-6 / 60))
-    status, plot = client.predict(*SMALL, api_name="/lora_train")
+    status, plot = client.predict(**SMALL, api_name="/lora_train")
     assert "time cap" in status and "1 / 2" in status and "kept" in status, status
-    base, adapted, md = client.predict("Life is", 7, 8, 0.0, api_name="/lora_compare")
+    base, adapted, md = client.predict(text="Life is", seed_v=7, n_new=8, temp=0.0, api_name="/lora_compare")
     assert "trained 1 steps" in md

@@ -43,10 +43,11 @@ def test_all_six_endpoints_are_public(client):
 
 
 def test_text_generation_endpoint_greedy_is_repeatable(client):
-    args = ("The capital of France is", "smollm2-135m-instruct", 3, 0.0, 1, 42)
-    md, status, raw, code = client.predict(*args, api_name="/pipeline_text_generation")
+    args = dict(text="The capital of France is", key="smollm2-135m-instruct", max_new_tokens=3, temperature=0.0, n=1,
+                seed=42)
+    md, status, raw, code = client.predict(**args, api_name="/pipeline_text_generation")
     assert raw[0]["generated_text"].startswith("The capital of France is")
     assert "Paris" in raw[0]["generated_text"]
     assert "max_new_tokens=3" in code and "do_sample=False" in code
-    again = client.predict(*args, api_name="/pipeline_text_generation")[2]
+    again = client.predict(**args, api_name="/pipeline_text_generation")[2]
     assert again == raw

@@ -3,6 +3,8 @@ gets a clear error that names it, or a harmless result; nothing crashes, nothing
 server keeps serving and nothing is written into the project. (issue 11)"""
 from __future__ import annotations
 
+import datetime
+import os
 import time
 
 import pytest
@@ -24,6 +26,14 @@ NAMES = {"path": "../../etc/passwd", "unknown": "no-such-thing"}
 NUMERIC_ONLY = {"/lora_train", "/diffusion_sweep"}
 SKIP = {"/lora_stop", "/lora_download", "/engine_status"}  # take no input
 GENERIC = "Something went wrong"
+# Each run sends about 1 / FUZZ_SHARE of the (endpoint x bad value) grid, chosen by a rotation
+# of FUZZ_SEED (today's date unless set): FUZZ_SHARE runs with seeds in a row cover the whole
+# grid. FUZZ_SEED=<the printed seed> replays a run; FUZZ_SHARE=1 sends the whole grid.
+FUZZ_SHARE = int(os.environ.get("FUZZ_SHARE") or 3)
+
+
+def fuzz_seed() -> int:
+    return int(os.environ.get("FUZZ_SEED") or datetime.date.today().toordinal())
 
 
 def variants(param: dict):
@@ -50,35 +60,56 @@ def call(client, api_name, args, timeout=120):
     return job.result(timeout=timeout)
 
 
-def _fuzz_endpoint(client, name, info) -> tuple[list, list]:
-    """Every bad value of every parameter of one endpoint, one call each, in order: (rows, problems)."""
+def bad_cases(name, info) -> list[tuple[int, str]]:
+    """(parameter index, bad value label) for every bad value of every parameter of one endpoint."""
+    cases = []
+    for i, p in enumerate(info["parameters"]):
+        if name in NUMERIC_ONLY and p["component"].lower() not in ("slider", "number"):
+            continue
+        cases += [(i, label) for label in variants(p)]
+    return cases
+
+
+def rotation(grid: list[list[tuple[int, str]]], seed: int, share: int) -> list[list]:
+    """About 1/share of each row of the grid (row j = endpoint j's bad_cases): case i, for
+    parameter k, where (i + k + j + seed) % share == 0 (k turns the labels from one parameter to
+    the next), or where that picks none the one case (j + seed) % len(row). So every endpoint
+    gets a bad value each run, each bad value goes to about 1/share of the endpoints that take
+    it, and `share` seeds in a row send every case."""
+    picked = []
+    for j, row in enumerate(grid):
+        some = [c for i, c in enumerate(row) if (i + c[0] + j + seed) % share == 0]
+        picked.append(some if some or not row else [row[(j + seed) % len(row)]])
+    return picked
+
+
+def _fuzz_endpoint(client, name, info, cases) -> tuple[list, list]:
+    """The given bad values of one endpoint's parameters, one call each, in order: (rows, problems)."""
     params = info["parameters"]
     defaults = [p.get("parameter_default") if p.get("parameter_has_default") else None for p in params]
     problems, rows = [], []
-    for i, p in enumerate(params):
-        kinds = variants(p)
-        if name in NUMERIC_ONLY and p["component"].lower() not in ("slider", "number"):
-            continue
-        for label, bad in kinds.items():
-            args = list(defaults)
-            args[i] = bad
-            t = time.perf_counter()
-            try:
-                call(client, name, args)
-                outcome = "ok"
-            except Exception as exc:  # AppError carries the gr.Error message
-                msg = str(exc)
-                outcome = msg.splitlines()[0][:90] if msg else type(exc).__name__
-                if "TimeoutError" in type(exc).__name__ or not msg.strip() or GENERIC in msg:
-                    problems.append(f"{name}({p['parameter_name']}={label}): {type(exc).__name__}: {msg[:200]}")
-            rows.append((name, p["parameter_name"], label, round(time.perf_counter() - t, 2), outcome))
+    for i, label in cases:
+        p, bad = params[i], variants(params[i])[label]
+        args = list(defaults)
+        args[i] = bad
+        t = time.perf_counter()
+        try:
+            call(client, name, args)
+            outcome = "ok"
+        except Exception as exc:  # AppError carries the gr.Error message
+            msg = str(exc)
+            outcome = msg.splitlines()[0][:90] if msg else type(exc).__name__
+            if "TimeoutError" in type(exc).__name__ or not msg.strip() or GENERIC in msg:
+                problems.append(f"{name}({p['parameter_name']}={label}): {type(exc).__name__}: {msg[:200]}")
+        rows.append((name, p["parameter_name"], label, round(time.perf_counter() - t, 2), outcome))
     return rows, problems
 
 
 @pytest.mark.timeout(1500)
 def test_every_endpoint_survives_bad_input(client, app_url):
     """Four clients (four sessions, so no session state is shared) take the endpoints between them;
-    the app's queue serves them side by side, as it serves a class."""
+    the app's queue serves them side by side, as it serves a class. Every endpoint gets bad values
+    each run; which ones rotates with the seed (printed, and named in any failure)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from gradio_client import Client
@@ -86,13 +117,17 @@ def test_every_endpoint_survives_bad_input(client, app_url):
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     before = project_files()
     names = [n for n in sorted(api) if n not in SKIP]
+    seed = fuzz_seed()
+    sample = dict(zip(names, rotation([bad_cases(n, api[n]) for n in names], seed, FUZZ_SHARE)))
+    replay = f"fuzz seed {seed}: FUZZ_SEED={seed} FUZZ_SHARE={FUZZ_SHARE} replays these calls"
+    print(f"\n{replay} ({sum(map(len, sample.values()))} calls)")
     clients = [client] + [Client(app_url, verbose=False) for _ in range(3)]
     lanes = [names[k::len(clients)] for k in range(len(clients))]
 
     def run_lane(k):
         out = ([], [])
         for name in lanes[k]:
-            rows, problems = _fuzz_endpoint(clients[k], name, api[name])
+            rows, problems = _fuzz_endpoint(clients[k], name, api[name], sample[name])
             out[0].extend(rows), out[1].extend(problems)
         return out
 
@@ -106,8 +141,29 @@ def test_every_endpoint_survives_bad_input(client, app_url):
     # the server is still serving, and nothing was written into the project tree
     status, _ = client.predict(api_name="/engine_status")
     assert "Device:" in status
-    assert project_files() == before, project_files() ^ before
-    assert not problems, "\n".join(problems)
+    assert project_files() == before, (replay, project_files() ^ before)
+    assert not problems, "\n".join([replay] + problems)
+
+
+def test_the_fuzz_sample_sends_a_third_each_run_and_the_whole_grid_in_three(engine):
+    """The rotation on the app's own API description (no server): each run every endpoint that
+    takes input gets bad values, each bad value reaches several endpoints, about a third of the
+    calls go out, and three seeds in a row send every (endpoint, parameter, bad value) once."""
+    from collections import Counter
+
+    import app
+
+    api = app.build_demo(engine).get_api_info()["named_endpoints"]
+    grid = [bad_cases(n, api[n]) for n in sorted(api) if n not in SKIP]
+    total, labels = sum(map(len, grid)), {label for row in grid for _, label in row}
+    runs = [rotation(grid, seed, 3) for seed in (739_000, 739_001, 739_002)]
+    for picked in runs:
+        assert all(sent for sent, row in zip(picked, grid) if row)
+        assert 0.28 * total < sum(map(len, picked)) < 0.4 * total
+        reach = Counter(label for sent in picked for label in {c[1] for c in sent})
+        assert set(reach) == labels and min(reach.values()) >= 10, reach
+    for j, row in enumerate(grid):
+        assert set(row) == {c for picked in runs for c in picked[j]}, row
 
 
 def _bad_files(tmp_path):

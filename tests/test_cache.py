@@ -105,6 +105,7 @@ def test_failed_load_is_counted_and_retried():
     assert "x" in cache
 
 
+@pytest.mark.slow  # loads the real MiniLM
 def test_key_includes_device_and_dtype(engine):
     enc = engine.load("minilm-l6")
     keys = [e["key"] for e in engine.cache.stats()["entries"]]

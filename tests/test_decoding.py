@@ -10,22 +10,18 @@ from engine.core.errors import UserInputError
 from engine.core.settings import make
 from engine.core.models import TextModel
 from engine.core.registry import ModelSpec, Source
+from tests.conftest import tiny_causal_lm
 
 PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
-def tiny(smollm):
-    """A 2-layer random Llama with SmolLM2's tokenizer: cheap forwards, real token ids."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(smollm.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    model = LlamaForCausalLM(cfg).eval()
+def tiny(smollm2_tokenizer):
+    """A 2-layer random Llama with SmolLM2's tokenizer: cheap forwards, real token ids. Its own
+    copy: a 128-token window, pad 2, and tests here change its generation config for a while."""
+    model = tiny_causal_lm(max_position_embeddings=128, bos_token_id=1, eos_token_id=2, pad_token_id=2)
     spec = ModelSpec(key="tiny-llama", task="causal-lm", title="tiny random Llama", loader="tests:none")
-    return TextModel(model, smollm.tokenizer, Source(spec, "embedded", "(memory)"), torch.device("cpu"),
+    return TextModel(model, smollm2_tokenizer, Source(spec, "embedded", "(memory)"), torch.device("cpu"),
                      torch.float32)
 
 
@@ -499,23 +495,23 @@ def test_each_view_stage_is_the_transformers_processor_of_the_previous_stage(smo
         assert torch.allclose(st.probs, expected.softmax(-1), atol=1e-5), st.name
 
 
-def test_partial_byte_tokens_show_their_bytes(smollm):
+def test_partial_byte_tokens_show_their_bytes(tiny):
     from engine.decoding.plots import steps_html, token_spans
 
-    ids = smollm.tokenizer("東京 🦙", add_special_tokens=False).input_ids
-    partial = [i for i in ids if "\ufffd" in smollm.tokenizer.decode([i])]
+    ids = tiny.tokenizer("東京 🦙", add_special_tokens=False).input_ids
+    partial = [i for i in ids if "\ufffd" in tiny.tokenizer.decode([i])]
     assert partial, "the test text should have tokens that are parts of characters"
-    labels = [D.token_label(smollm, i) for i in partial]
+    labels = [D.token_label(tiny, i) for i in partial]
     assert all("\ufffd" not in lab and "<0x" in lab for lab in labels), labels
     assert len(set(labels)) > 1  # different bytes, different labels (not all "�")
     for i in partial:  # the labels are the token's bytes
-        raw = bytes(int(h, 16) for h in re_hex(D.partial_bytes(smollm, i)))
+        raw = bytes(int(h, 16) for h in re_hex(D.partial_bytes(tiny, i)))
         assert raw and raw in "東京 🦙".encode("utf-8")
-    steps = [dict(id=i, text=smollm.tokenizer.decode([i]), bytes=D.partial_bytes(smollm, i), p_raw=0.5,
+    steps = [dict(id=i, text=tiny.tokenizer.decode([i]), bytes=D.partial_bytes(tiny, i), p_raw=0.5,
                   p_final=0.5, rank=1, how="greedy") for i in ids]
     html = steps_html("x", steps)
     assert "\ufffd" not in html and "&lt;0xE6&gt;" in html
-    outs = [D.TokenOut(i, smollm.tokenizer.decode([i]), 0.5, 0.5, 1, False, D.partial_bytes(smollm, i)) for i in ids]
+    outs = [D.TokenOut(i, tiny.tokenizer.decode([i]), 0.5, 0.5, 1, False, D.partial_bytes(tiny, i)) for i in ids]
     assert "\ufffd" not in token_spans(outs)
 
 
@@ -525,8 +521,8 @@ def re_hex(label: str) -> list[str]:
     return re.findall(r"<0x([0-9A-F]{2})>", label)
 
 
-def test_invisible_token_labels_show_code_points(smollm):
+def test_invisible_token_labels_show_code_points(tiny):
     for ch in ("\u200b", "\u00a0", "\u200d"):
-        ids = smollm.tokenizer(ch, add_special_tokens=False).input_ids
-        labels = "".join(D.token_label(smollm, i) for i in ids)
+        ids = tiny.tokenizer(ch, add_special_tokens=False).input_ids
+        labels = "".join(D.token_label(tiny, i) for i in ids)
         assert ch not in labels and (f"U+{ord(ch):04X}" in labels or "<0x" in labels), labels

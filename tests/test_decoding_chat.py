@@ -15,12 +15,13 @@ HISTORY = [{"user": f"Message {i}: tell me about the number {i * 7}.", "assistan
             f"{'even' if i % 2 else 'odd'} and has {len(str(i * 7))} digits."} for i in range(1, 7)]
 
 
-def test_sent_prompt_is_the_template_of_the_kept_history_and_fits(smollm):
-    tok = smollm.tokenizer
+def test_sent_prompt_is_the_template_of_the_kept_history_and_fits(tiny_llama):
+    """SmolLM2's tokenizer and chat template; a tiny model stands in (512 positions >= every window)."""
+    tok = tiny_llama.tokenizer
     seen_drops = set()
     for window in (64, 96, 128, 160, 200, 256, 400):
         s = make(C.ChatSettings, context_window=window, max_new_tokens=24)
-        sent = C.fit_history(smollm, HISTORY, "And the number 50?", s)
+        sent = C.fit_history(tiny_llama, HISTORY, "And the number 50?", s)
         kept = HISTORY[sent.kept_from:]
         msgs = [m for t in kept for m in ({"role": "user", "content": t["user"]},
                                           {"role": "assistant", "content": t["assistant"]})]
@@ -33,14 +34,15 @@ def test_sent_prompt_is_the_template_of_the_kept_history_and_fits(smollm):
             longer = tok.apply_chat_template(C.messages(HISTORY[sent.kept_from - 1:], "And the number 50?"),
                                              tokenize=False, add_generation_prompt=True)
             assert len(tok(longer, add_special_tokens=False).input_ids) + 24 > window
-        assert sum(sent.turn_tokens) + sent.base_tokens == C.count(smollm, C.render(smollm, HISTORY, "And the number 50?"))
+        assert sum(sent.turn_tokens) + sent.base_tokens == C.count(tiny_llama, C.render(tiny_llama, HISTORY,
+                                                                                         "And the number 50?"))
         seen_drops.add(sent.kept_from)
     assert 0 in seen_drops and len(seen_drops) >= 4  # from all kept to most dropped
 
 
-def test_too_small_a_window_and_bad_history_are_user_errors(smollm):
+def test_too_small_a_window_and_bad_history_are_user_errors(tiny_llama):
     with pytest.raises(UserInputError, match="context window = 64"):
-        C.fit_history(smollm, [], "word " * 60, make(C.ChatSettings, context_window=64, max_new_tokens=24))
+        C.fit_history(tiny_llama, [], "word " * 60, make(C.ChatSettings, context_window=64, max_new_tokens=24))
     with pytest.raises(UserInputError, match="context_window"):
         make(C.ChatSettings, context_window=32)
     with pytest.raises(UserInputError, match="turns"):

@@ -109,6 +109,7 @@ def test_engine_equals_raw_pipeline_call(engine):
     assert ours.display[0].size == (256, 256)  # nearest upscale x16 for slides
 
 
+@pytest.mark.slow  # the real digits model draws 60 images x 25 steps (~80 s on 2 busy cores)
 def test_digits_samples_are_recognised(engine):
     """'a handwritten N' for all ten digits: a classifier fitted on the digits data agrees >= 80%."""
     from sklearn.datasets import load_digits

@@ -13,6 +13,7 @@ from engine.embeddings import vectors as emb
 from engine.embeddings import plots
 from engine.core.errors import UserInputError
 
+pytestmark = pytest.mark.slow  # every test here runs the real MiniLM or SmolLM2
 TEXT = "The animal didn't cross the street because it was too tired."
 CAUSAL = "smollm2-135m-instruct"
 

@@ -13,6 +13,7 @@ from engine.evaluation import answers as am
 from engine.evaluation import metrics as M
 from engine.evaluation import quantization as Q
 from engine.core.errors import UserInputError
+from tests.conftest import tiny_causal_lm
 
 TEXT = "The capital of France is Paris. Students visit the Louvre, eat crêpes and walk along the Seine."
 
@@ -28,15 +29,9 @@ def raw_logprobs(model, tokenizer, text):
 
 
 @pytest.fixture(scope="module")
-def tiny(smollm):
-    """A tiny random Llama with SmolLM2's vocabulary (untied head) and its tokenizer."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(smollm.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=False)
-    return LlamaForCausalLM(cfg).eval(), smollm.tokenizer
+def tiny(tiny_llama):
+    """The shared tiny random Llama with SmolLM2's vocabulary (untied head) and its tokenizer."""
+    return tiny_llama.model, tiny_llama.tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -291,12 +286,7 @@ def test_quantized_copies_leave_the_base_model_alone(tiny, engine, monkeypatch):
 @pytest.fixture(scope="module")
 def small_llama():
     """A tiny random Llama with its own small vocabulary (no tokenizer needed)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=97, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_causal_lm(vocab_size=97, hidden_size=48, intermediate_size=80, max_position_embeddings=64)
 
 
 def _linears(model, kind):

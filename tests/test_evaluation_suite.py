@@ -25,16 +25,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(smollm):
-    """A tiny random Llama with SmolLM2's vocabulary and tokenizer, as a TextModel-like bundle."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(smollm.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=False, eos_token_id=smollm.tokenizer.eos_token_id)
-    model = LlamaForCausalLM(cfg).eval()
-    return SimpleNamespace(model=model, tokenizer=smollm.tokenizer, device=torch.device("cpu"), key="tiny")
+def tiny(tiny_llama):
+    """The shared tiny random Llama with SmolLM2's vocabulary and tokenizer (its eos, 2, is the
+    tokenizer's), as a TextModel-like bundle."""
+    assert tiny_llama.model.config.eos_token_id == tiny_llama.tokenizer.eos_token_id
+    return SimpleNamespace(model=tiny_llama.model, tokenizer=tiny_llama.tokenizer, device=torch.device("cpu"),
+                           key="tiny")
 
 
 ITEMS = [

@@ -15,7 +15,7 @@ from engine.core.settings import MAX_UPLOAD_BYTES, make
 from engine.training import lora as L
 from engine.training import runner as R
 from tabs import _ui
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tiny_causal_lm
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +62,8 @@ def test_the_app_flag_and_environment_set_the_training_time_cap(monkeypatch):
 
 
 def _tiny_session():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)
-    torch.manual_seed(0)
-    base = LlamaForCausalLM(cfg).eval()
+    base = tiny_causal_lm(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)
     settings = make(L.LoraSettings, r=2, alpha=4)
     return L.LoraSession(model=L.session_model(base, settings), settings=settings, source="trained")
 

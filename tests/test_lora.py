@@ -13,28 +13,13 @@ from engine.training import lora as L
 from engine.training import runner as R
 from engine.core.errors import MAX_JSON_DEPTH, UserInputError
 from engine.core.settings import make
+from tests.conftest import tiny_causal_lm
 
 
 @pytest.fixture(scope="module")
-def tokenizer(engine):
-    """SmolLM2's tokenizer alone (no weights), from the local float copy of the embedded GGUF."""
-    from transformers import AutoTokenizer
-
-    from engine.core.models import float_copy_of_gguf
-
-    src = engine.registry.resolve(L.BASE_KEY)
-    folder = float_copy_of_gguf(src.path, src.filename) if src.filename else src.path
-    return AutoTokenizer.from_pretrained(str(folder))
-
-
-def tiny_llama(vocab: int, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      tie_word_embeddings=True, attn_implementation="sdpa")
-    return LlamaForCausalLM(cfg).eval()
+def tokenizer(smollm2_tokenizer):
+    """SmolLM2's tokenizer alone (no weights)."""
+    return smollm2_tokenizer
 
 
 VOCAB = 512  # a tiny vocabulary keeps the output layer small; ids >= VOCAB are folded into it
@@ -45,7 +30,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def base():
-    return tiny_llama(VOCAB)
+    return tiny_causal_lm(vocab_size=VOCAB, intermediate_size=48, max_position_embeddings=128,
+                          tie_word_embeddings=True, attn_implementation="sdpa")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import torch
 
 from engine import Engine
 from engine.core.registry import Embedded, ModelSpec, Registry, Source
+from tests.conftest import tiny_causal_lm
 
 
 def test_embedded_smollm_is_real(smollm):
@@ -31,23 +32,13 @@ def test_embedded_minilm_is_real(minilm):
     assert len(out.attentions) == 6 and out.attentions[0].shape[1] == 12
 
 
-def test_tiny_model_loads_through_the_same_path(tmp_path):
+def test_tiny_model_loads_through_the_same_path(tmp_path, smollm2_tokenizer):
     """A Hub-style folder (config + safetensors) loads through the registry's loader."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from engine.core.device import pick_device
     from engine.core.models import load_causal_lm
 
-    cfg = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2)
-    LlamaForCausalLM(cfg).save_pretrained(tmp_path)
-    # reuse the embedded SmolLM2 tokenizer files so the folder is complete
-    float_copy = Engine(device="cpu", offline=True).registry.resolve("smollm2-135m-instruct")
-    from engine.core.models import float_copy_of_gguf
-
-    src_folder = float_copy_of_gguf(float_copy.path, float_copy.filename)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (tmp_path / name).write_bytes((src_folder / name).read_bytes())
+    tiny_causal_lm(seed=None, max_position_embeddings=2048).save_pretrained(tmp_path)
+    smollm2_tokenizer.save_pretrained(tmp_path)  # the embedded SmolLM2 tokenizer, so the folder is complete
     spec = ModelSpec(key="tiny", task="causal-lm", title="tiny", loader="engine.core.models:load_causal_lm",
                      embedded=Embedded(asset="unused"))
     bundle = load_causal_lm(Source(spec, "embedded", str(tmp_path)), pick_device("cpu"))
@@ -55,6 +46,7 @@ def test_tiny_model_loads_through_the_same_path(tmp_path):
     assert bundle.tokenizer("hi")["input_ids"]
 
 
+@pytest.mark.slow  # loads the real MiniLM
 def test_engine_load_reports_progress_and_caches(engine):
     seen = []
     first = engine.load("minilm-l6", progress=lambda f, m: seen.append(m))

@@ -13,6 +13,7 @@ from engine.pipelines import tasks as T
 from engine.core.errors import ModelUnavailableError, UserInputError
 from engine.pipelines.plots import entities_html, scores_bar
 from engine.core.registry import ALL_SPECS, MINILM, Registry
+from tests.conftest import tiny_causal_lm
 
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 
@@ -25,20 +26,17 @@ def _bert_config(**kw):
 
 
 @pytest.fixture(scope="module")
-def tiny_folders(tmp_path_factory, engine):
+def tiny_folders(tmp_path_factory, smollm2_tokenizer):
     """Tiny random models of each kind, saved with an offline tokenizer (MiniLM's WordPiece
     vocab, SmolLM2's BPE), as a Hub snapshot would be."""
     from transformers import (AutoTokenizer, BartConfig, BartForConditionalGeneration,
-                              BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification,
-                              LlamaConfig, LlamaForCausalLM)
-    from engine.core.models import float_copy_of_gguf
+                              BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification)
     from engine.core.registry import package_folder
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("tiny")
     wordpiece = AutoTokenizer.from_pretrained(package_folder(MINILM.package) / MINILM.subdir)
-    src = engine.registry.resolve("smollm2-135m-instruct")
-    bpe = AutoTokenizer.from_pretrained(float_copy_of_gguf(src.path, src.filename))
+    bpe = smollm2_tokenizer
     models = {
         "bart-large-mnli": (BertForSequenceClassification(_bert_config(
             num_labels=3, id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
@@ -47,10 +45,9 @@ def tiny_folders(tmp_path_factory, engine):
         "bert-large-conll03": (BertForTokenClassification(_bert_config(
             num_labels=len(NER_LABELS), id2label=dict(enumerate(NER_LABELS)),
             label2id={x: i for i, x in enumerate(NER_LABELS)})), wordpiece),
-        "smollm2-135m-instruct": (LlamaForCausalLM(LlamaConfig(
-            vocab_size=len(bpe), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-            bos_token_id=bpe.bos_token_id, eos_token_id=bpe.eos_token_id, pad_token_id=bpe.pad_token_id)), bpe),
+        "smollm2-135m-instruct": (tiny_causal_lm(  # seed=None: the random state the models above left
+            seed=None, vocab_size=len(bpe), max_position_embeddings=256,
+            bos_token_id=bpe.bos_token_id, eos_token_id=bpe.eos_token_id, pad_token_id=bpe.pad_token_id), bpe),
     }
     bart = BartConfig(vocab_size=30522, d_model=32, encoder_layers=1, decoder_layers=1,
                       encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
@@ -243,6 +240,7 @@ def test_translation_pairs(hub_engine):
 FOOTBALL = "The striker scored twice in the second half and the home team won the cup final."
 
 
+@pytest.mark.slow  # runs the real MiniLM
 def test_zero_shot_fallback_finds_sports(engine):
     labels = "politics, cooking, sports, technology"
     res = T.run(engine, "zero-shot-classification", "minilm-l6", FOOTBALL, candidate_labels=labels)
@@ -258,6 +256,7 @@ def test_zero_shot_fallback_finds_sports(engine):
     assert "facebook/bart-large-mnli" in res.code and "fallback: MiniLM" in res.code
 
 
+@pytest.mark.slow  # runs the real SmolLM2
 def test_fill_mask_fallback_paris(engine):
     res = T.run(engine, "fill-mask", "smollm2-135m-instruct", "The capital of France is [MASK].", top_k=3)
     assert len(res.data) == 3
@@ -278,6 +277,7 @@ def test_ner_fallback_person_and_city(engine):
     assert [e["tag"] for e in words.data][:2] == ["B-PER", "I-PER"]
 
 
+@pytest.mark.slow  # runs the real SmolLM2
 def test_summarization_fallback_is_shorter(engine):
     text = T.TASKS["summarization"].example
     res = T.run(engine, "summarization", "smollm2-135m-instruct", text, min_length=5, max_length=24)

@@ -16,7 +16,7 @@ from engine.core.errors import UserInputError
 from engine.core.settings import make
 from engine.training import lora as L
 from engine.training import preference as P
-from tests.conftest import both_cores
+from tests.conftest import both_cores, tiny_causal_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,15 +27,13 @@ PAIRS = [P.Pair("Question: What is 2 + 3?\nAnswer:", " 5.", " Well, maybe 6, I a
 
 
 @pytest.fixture(scope="module")
-def tiny(smollm):
-    """A 2-layer Llama with SmolLM2's vocabulary, random weights: the losses' arithmetic is the point."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(smollm.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                      pad_token_id=smollm.tokenizer.pad_token_id, eos_token_id=smollm.tokenizer.eos_token_id)
-    return LlamaForCausalLM(cfg).eval(), smollm.tokenizer
+def tiny(smollm2_tokenizer):
+    """A 2-layer Llama with SmolLM2's vocabulary, random weights: the losses' arithmetic is the point.
+    Its own copy (tied head, pad and eos from the tokenizer): the trainers wrap it in adapters."""
+    tok = smollm2_tokenizer
+    model = tiny_causal_lm(vocab_size=len(tok), max_position_embeddings=2048, tie_word_embeddings=True,
+                           pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    return model, tok
 
 
 def _perturb_lora(model, seed: int = 1) -> None:
@@ -167,6 +165,7 @@ def test_two_sessions_do_not_mix(dpo_run, engine):
     assert not torch.allclose(_logits(fresh.policy, ids), _logits(first.policy, ids), atol=1e-4)
 
 
+@pytest.mark.slow  # trains on the real SmolLM2
 def test_the_default_reward_model_run_beats_chance_on_held_out_pairs(engine):
     session = P.PreferenceSession()
     default = P.RewardSettings()  # the run the tab starts (30 steps of 4 pairs)

