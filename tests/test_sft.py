@@ -145,7 +145,7 @@ class FakeEngine:  # the engine surface lora.train uses, serving the tiny model 
     def __init__(self, engine, model, tokenizer):
         from engine.core.models import TextModel
 
-        self.registry, self.device = engine.registry, engine.device
+        self.registry, self.device, self.config = engine.registry, engine.device, engine.config
         self.bundle = TextModel(model, tokenizer, engine.registry.resolve(S.INSTRUCT_KEY), torch.device("cpu"),
                                 torch.float32)
 
