@@ -1,0 +1,56 @@
+"""Bad input that got a generic error or did harm (issue 39): a PDF that unpacks to a huge
+stream, an image whose header announces 81 million pixels, scratch folders left behind by a
+SIGTERM, a zero-width word in the static-embedding view, a reward-model length that keeps no
+pair. Each is refused before the work, with a message that names the value and the limit."""
+from __future__ import annotations
+
+import time
+import zlib
+
+import pytest
+
+from engine.core.errors import UserInputError
+
+
+# ---- a PDF that inflates to a huge stream ------------------------------------------------------
+def pdf_with(page_extra: bytes = b"", stream: bytes = b"") -> bytes:
+    """A one-page PDF (correct xref) whose page holds `page_extra` and whose content stream is
+    `stream`, FlateDecode."""
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R /Resources << /Font << /F1 "
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> " + page_extra + b">>",
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream"]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for n, obj in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % n + obj + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)
+
+
+def zeros_deflated(n_bytes: int) -> bytes:
+    comp, chunk = zlib.compressobj(9), b"\0" * 1_000_000
+    return b"".join(comp.compress(chunk) for _ in range(n_bytes // len(chunk))) + comp.flush()
+
+
+def test_a_pdf_that_inflates_past_the_limit_is_refused_naming_the_file():
+    from engine.retrieval import corpus
+
+    ok = pdf_with(stream=zlib.compress(b"BT /F1 12 Tf 10 10 Td (hello) Tj ET"))
+    assert corpus.pdf_text(ok, "fine.pdf") == "hello"  # a small valid PDF still reads
+    bomb = pdf_with(stream=zeros_deflated(80_000_000))  # ~80 kB that unpacks to 80 MB
+    assert len(bomb) < 100_000
+    start = time.perf_counter()
+    with pytest.raises(UserInputError, match=r"'bomb\.pdf' could not be read as a PDF.*LimitReachedError.*16,000,000"):
+        corpus.pdf_text(bomb, "bomb.pdf")
+    assert time.perf_counter() - start < 5  # refused at the limit, not after parsing 75 MB of zeros
+
+
+def test_any_pypdf_error_is_refused_by_its_base_class():
+    from engine.retrieval import corpus
+
+    many = b"/Junk [" + b"0 " * 100_001 + b"]"  # past pypdf's own array limit (100,000 elements)
+    with pytest.raises(UserInputError, match=r"'arrays\.pdf' could not be read as a PDF.*LimitReachedError"):
+        corpus.pdf_text(pdf_with(many, zlib.compress(b"BT ET")), "arrays.pdf")
