@@ -54,3 +54,53 @@ def test_any_pypdf_error_is_refused_by_its_base_class():
     many = b"/Junk [" + b"0 " * 100_001 + b"]"  # past pypdf's own array limit (100,000 elements)
     with pytest.raises(UserInputError, match=r"'arrays\.pdf' could not be read as a PDF.*LimitReachedError"):
         corpus.pdf_text(pdf_with(many, zlib.compress(b"BT ET")), "arrays.pdf")
+
+
+# ---- a picture whose header announces too many pixels ---------------------------------------------
+@pytest.fixture(scope="module")
+def big_pngs(tmp_path_factory):
+    """9000x9000 (past twice PIL's process bound) and 5000x5000 (past the bound): 1-bit, a few kB."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("pictures")
+    out = {}
+    for side in (9000, 5000):
+        out[side] = folder / f"{side}.png"
+        Image.new("1", (side, side)).save(out[side])
+    return out
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    from PIL import ImageFile
+
+    def load(self, *args, **kwargs):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+def test_huge_pictures_are_refused_from_their_header_before_decoding(big_pngs, no_decoding):
+    from PIL import Image
+
+    from engine.diffusion import teach
+
+    with pytest.raises(UserInputError, match=r"image 1 is 81,000,000 pixels: the limit is 16,777,216 pixels"):
+        teach.prepare_images([str(big_pngs[9000])], check_count=False)
+    with pytest.raises(UserInputError, match=r"image 1 is 5000x5000 = 25,000,000 pixels: the limit is 16,777,216"):
+        teach.prepare_images([str(big_pngs[5000])], check_count=False)
+    from engine.core import images
+
+    assert Image.MAX_IMAGE_PIXELS == images.MAX_IMAGE_PIXELS == 4096 * 4096  # the process bound
+    with pytest.raises(UserInputError, match=r"picture\.png is 81,000,000 pixels"):
+        images.open_image(big_pngs[9000], "picture.png")
+
+
+def test_a_decoded_init_image_past_the_bound_is_refused_before_conversion():
+    from PIL import Image
+
+    from engine.diffusion import generation as G
+
+    with pytest.raises(UserInputError, match=r"init image is 5000x5000 = 25,000,000 pixels: the limit is 16,777,216"):
+        G.prepare_init_image(Image.new("1", (5000, 5000)), G.profile_for("digits-16px"))
+    assert G.prepare_init_image(Image.new("L", (64, 64)), G.profile_for("digits-16px")).size == (16, 16)
