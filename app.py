@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from urllib.parse import urlencode
 
 import gradio as gr
@@ -174,6 +175,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def install_signal_handlers() -> None:
+    """SIGTERM (docker stop, systemd, kill) skips atexit: remove the scratch folders, then exit."""
+    from engine.core.scratch import exit_on_signal
+
+    signal.signal(signal.SIGTERM, exit_on_signal)
+
+
 def main(argv=None) -> None:
     from engine import Engine
     from engine.serving import ServingConfig
@@ -181,6 +189,7 @@ def main(argv=None) -> None:
     from engine.training.lora import GATE, train_time_cap
 
     args = parse_args(argv)
+    install_signal_handlers()
     GATE.max_seconds = train_time_cap(args.train_minutes)  # checked now, not at the first training
     cache_bytes = int(args.cache_gb * 1024**3) if args.cache_gb else None
     serving = ServingConfig.from_env(url=args.openai_url, fallback=args.openai_fallback)

@@ -104,3 +104,53 @@ def test_a_decoded_init_image_past_the_bound_is_refused_before_conversion():
     with pytest.raises(UserInputError, match=r"init image is 5000x5000 = 25,000,000 pixels: the limit is 16,777,216"):
         G.prepare_init_image(Image.new("1", (5000, 5000)), G.profile_for("digits-16px"))
     assert G.prepare_init_image(Image.new("L", (64, 64)), G.profile_for("digits-16px")).size == (16, 16)
+
+
+# ---- SIGTERM removes the scratch folders ---------------------------------------------------------
+SIGTERM_CHILD = """
+import sys, time
+sys.path.insert(0, {root!r})
+import app
+from engine.core.scratch import new_work_dir
+from tabs._ui import scratch_dir
+
+
+class Demo:  # stands in for the built app: launch() blocks the main thread as Gradio's does
+    def launch(self, **kwargs):
+        print("FOLDERS", scratch_dir("download").parent, new_work_dir("train"), flush=True)
+        while True:
+            time.sleep(0.1)
+
+
+app.build_demo = lambda engine: Demo()
+app.main(["--offline", "--device", "cpu"])
+"""
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_removes_the_scratch_folders(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, TMPDIR=str(tmp_path), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    child = subprocess.Popen([sys.executable, "-c", SIGTERM_CHILD.format(root=str(ROOT))], env=env, cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while not line.startswith("FOLDERS") and child.poll() is None:  # printed once both folders exist
+            line = child.stdout.readline()
+        folders = [Path(p) for p in line.split()[1:]]
+        assert len(folders) == 2 and all(p.is_dir() for p in folders), (line, child.stderr.read() if not line else "")
+        (folders[0] / "x.csv").write_text("a,b\n")  # a download in it
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert not any(p.exists() for p in folders)
+    assert not list(tmp_path.glob("llm-playground-*"))
