@@ -154,3 +154,21 @@ def test_sigterm_removes_the_scratch_folders(tmp_path):
             child.kill()
     assert not any(p.exists() for p in folders)
     assert not list(tmp_path.glob("llm-playground-*"))
+
+
+# ---- a zero-width word in the static-embedding view -------------------------------------------------
+@pytest.mark.parametrize("model", ["minilm-l6", "smollm2-135m-instruct"])
+@pytest.mark.parametrize("word", ["\u200b", "\u200d\u2060"])
+def test_a_zero_width_word_is_refused_naming_it(engine, model, word):
+    from engine.inside.lens import static_vs_contextual
+
+    first, second = f"We sat on the river {word} bank.", f"I opened a {word} bank account."
+    with pytest.raises(UserInputError, match=r"word = '\\u200[bd].*no visible character"):
+        static_vs_contextual(engine, first, second, word, model)
+
+
+def test_a_word_the_tokenizer_drops_is_refused_naming_it(engine, minilm):
+    from engine.inside.lens import _word_positions
+
+    with pytest.raises(UserInputError, match=r"'\\u200b' .*no token"):  # BERT's normalizer drops it
+        _word_positions(minilm, "x \u200b y", "\u200b")  # the guard under the visible-character check
