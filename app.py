@@ -4,6 +4,7 @@ Importing this module loads no model: build_demo() only lays out the tabs, and e
 loads on first use through the engine's cache."""
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -199,10 +200,18 @@ def parse_args(argv=None) -> AppConfig:
     return AppConfig.from_sources(argv)
 
 
+def install_signal_handlers() -> None:
+    """SIGTERM (docker stop, systemd, kill) skips atexit: remove the scratch folders, then exit."""
+    from engine.core.scratch import exit_on_signal
+
+    signal.signal(signal.SIGTERM, exit_on_signal)
+
+
 def main(argv=None) -> None:
     from engine import Engine
 
     config = parse_args(argv)  # a bad value stops here, before anything starts
+    install_signal_handlers()
     engine = Engine(config=config)
     serving = engine.serving
     print(f"LLM Playground on {engine.device.describe()}; {engine.registry.reason}"

@@ -2,7 +2,6 @@
 dataclasses, model pickers. No torch here: tabs talk to the engine only."""
 from __future__ import annotations
 
-import atexit
 import functools
 import inspect
 import json
@@ -20,6 +19,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine.core.errors import ModelUnavailableError, UserInputError, is_out_of_memory
+from engine.core.scratch import remove_at_exit
 from engine.core.settings import KnobInfo, knob_default, knob_info
 
 log = logging.getLogger("llm_playground")
@@ -303,17 +303,13 @@ _scratch_lock = threading.Lock()
 _scratch_root: Path | None = None
 
 
-def _remove_scratch(root: Path) -> None:
-    shutil.rmtree(root, ignore_errors=True)
-
-
 def scratch_dir(prefix: str) -> Path:
     """A new, empty folder for the files of one download. Older download folders are pruned."""
     global _scratch_root
     with _scratch_lock:
         if _scratch_root is None or not _scratch_root.is_dir():
             _scratch_root = Path(tempfile.mkdtemp(prefix="llm-playground-downloads-"))
-            atexit.register(_remove_scratch, _scratch_root)
+            remove_at_exit(_scratch_root)  # at exit, and on SIGTERM (app.main's handler)
         old = []
         for child in _scratch_root.iterdir():
             try:

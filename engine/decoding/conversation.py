@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..core.chat import chat_ids
 from ..core.errors import UserInputError, check_text
 from ..core.settings import knob, validate
 from .generation import _forward, check_model, eos_ids, max_context, new_cache
@@ -68,6 +69,13 @@ def render(tm, turns: list[dict], user: str) -> str:
     return tm.tokenizer.apply_chat_template(messages(turns, user), tokenize=False, add_generation_prompt=True)
 
 
+def render_ids(tm, turns: list[dict], user: str) -> list[int]:
+    """The ids of render()'s text as the model gets them: the template's special tokens are tokens,
+    and a '<|im_end|>' typed in any message stays plain text (no forged turn)."""
+    render(tm, turns, user)  # the same refusal when there is no template
+    return chat_ids(tm.tokenizer, messages(turns, user))
+
+
 def count(tm, text: str) -> int:
     return len(tm.tokenizer(text, add_special_tokens=False).input_ids)
 
@@ -83,6 +91,7 @@ class SentPrompt:
     turn_tokens: list[int]  # tokens each history turn adds to the prompt (dropped ones too)
     base_tokens: int  # the system prompt + the new message + the assistant cue
     model_max: int
+    ids: list[int] = field(default_factory=list)  # exactly what the model reads (text's tokens)
 
     @property
     def dropped(self) -> list[dict]:
@@ -103,7 +112,7 @@ def fit_history(tm, history, user: str, settings: ChatSettings) -> SentPrompt:
     budget = window - s.max_new_tokens
     # tokens[i] = the prompt when turns[i:] are kept (tokenised whole: no guess about how the
     # template joins the pieces)
-    sizes = [count(tm, render(tm, turns[i:], user)) for i in range(len(turns) + 1)]
+    sizes = [len(render_ids(tm, turns[i:], user)) for i in range(len(turns) + 1)]
     start = next((i for i, n in enumerate(sizes) if n <= budget), None)
     if start is None:
         raise UserInputError(
@@ -114,7 +123,7 @@ def fit_history(tm, history, user: str, settings: ChatSettings) -> SentPrompt:
     text = render(tm, turns[start:], user)
     per_turn = [sizes[i] - sizes[i + 1] for i in range(len(turns))]
     return SentPrompt(text, sizes[start], window, s.max_new_tokens, start, turns, per_turn, sizes[-1],
-                      max_context(tm))
+                      max_context(tm), render_ids(tm, turns[start:], user))
 
 
 @dataclass
@@ -128,9 +137,12 @@ class ChatTurn:
 
 
 @torch.inference_mode()
-def greedy_reply(tm, text: str, max_new_tokens: int) -> tuple[list[int], str]:
-    """Greedy tokens after `text` (which already holds the template), up to EOS (included)."""
-    ids = tm.tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids.to(tm.device)
+def greedy_reply(tm, text: str | list[int], max_new_tokens: int) -> tuple[list[int], str]:
+    """Greedy tokens after `text` (which already holds the template; or its ids), up to EOS (included)."""
+    if isinstance(text, str):
+        ids = tm.tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids.to(tm.device)
+    else:
+        ids = torch.tensor([text], device=tm.device)  # (1, seq)
     eos = eos_ids(tm)
     cache = new_cache(tm)
     logits = _forward(tm, ids, cache)
@@ -148,7 +160,7 @@ def chat_turn(tm, history, user: str, settings: ChatSettings) -> ChatTurn:
     """One turn: fit the history to the window, send it, and append the reply to the history."""
     start = time.perf_counter()
     sent = fit_history(tm, history, user, settings)
-    ids, reason = greedy_reply(tm, sent.text, sent.reserve)
+    ids, reason = greedy_reply(tm, sent.ids, sent.reserve)
     reply = tm.tokenizer.decode(ids, skip_special_tokens=True).strip()
     turns = sent.history + [{"user": user, "assistant": reply[:MAX_MESSAGE_CHARS]}]
     return ChatTurn(sent, reply, len(ids), reason, time.perf_counter() - start, turns[-MAX_TURNS:])
@@ -174,6 +186,6 @@ def play(tm, script, settings: ChatSettings) -> list[ChatTurn]:
     return out
 
 
-__all__ = ["ChatSettings", "check_history", "messages", "render", "fit_history", "SentPrompt",
+__all__ = ["ChatSettings", "check_history", "messages", "render", "render_ids", "fit_history", "SentPrompt",
            "chat_turn", "ChatTurn", "greedy_reply", "play", "FORGETTING", "FORGETTING_WINDOWS", "FACT", "MAX_TURNS",
            "MAX_MESSAGE_CHARS"]

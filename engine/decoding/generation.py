@@ -22,6 +22,7 @@ from typing import Iterator
 
 import torch
 
+from ..core.chat import chat_ids
 from ..core.errors import UserInputError, check_choice, check_text
 from ..core.settings import knob, validate
 from ..serving import use_server
@@ -220,11 +221,19 @@ def format_prompt(tm, prompt: str, mode: str) -> str:
                                             add_generation_prompt=True)
 
 
+def chat_prompt_ids(tm, prompt: str) -> list[int]:
+    """The ids of `prompt` as the user's message in the chat template (format_prompt's text)."""
+    return chat_ids(tm.tokenizer, [{"role": "user", "content": prompt}])
+
+
 def encode(tm, prompt: str, mode: str, *, reserve: int = 0) -> tuple[str, torch.Tensor]:
     """(formatted text, (1, seq) ids); checks that prompt + reserve fits the context window."""
     check_text("prompt", prompt, max_chars=MAX_PROMPT_CHARS)
     text = format_prompt(tm, prompt, mode)
-    ids = tm.tokenizer(text, return_tensors="pt", add_special_tokens=(mode == "raw")).input_ids
+    if mode == "raw":  # the text as typed: a special-token string in it is that token (the lesson's raw view)
+        ids = tm.tokenizer(text, return_tensors="pt", add_special_tokens=True).input_ids
+    else:  # the template's own special tokens only: '<|im_end|>' typed in the prompt stays text
+        ids = torch.tensor([chat_prompt_ids(tm, prompt)])  # (1, seq)
     limit = max_context(tm)
     if ids.shape[1] + reserve > limit:
         raise UserInputError(

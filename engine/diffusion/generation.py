@@ -22,6 +22,7 @@ from PIL import Image, PngImagePlugin
 
 from ..core.device import DeviceInfo
 from ..core.errors import UserInputError, check_choice, check_range, check_text
+from ..core.images import check_pixels
 from ..core.models import Progress, no_progress
 from ..core.registry import Source
 from ..core.settings import knob, validate
@@ -479,11 +480,14 @@ def prepare_init_image(image, profile: DiffusionProfile) -> Image.Image:
     to the native size and stretched to full contrast so thin pen strokes survive."""
     if isinstance(image, np.ndarray):
         arr = image
+        if arr.ndim >= 2:
+            check_pixels("init image", arr.shape[1], arr.shape[0])
         if arr.dtype != np.uint8:
             arr = (arr * 255).clip(0, 255).astype(np.uint8) if arr.max() <= 1.0 else arr.astype(np.uint8)
         image = Image.fromarray(arr)
     if not isinstance(image, Image.Image):
         raise UserInputError("init image must be a picture (PNG, JPEG, WebP) or a drawing.")
+    check_pixels("init image", *image.size)  # before any conversion (Gradio decoded it within PIL's bound)
     if image.mode in ("RGBA", "LA"):  # transparent sketch: paint it onto white first
         canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))
         canvas.alpha_composite(image.convert("RGBA"))

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..core.errors import UserInputError, check_choice, check_range, check_text
+from ..core.images import check_pixels, open_image
 from ..core.models import Progress, no_progress
 from ..core.settings import knob, validate
 from ..training import lora, runner
@@ -105,15 +106,12 @@ def prepare_images(images: list, check_count: bool = True) -> torch.Tensor:
     profile = generation.profile_for(KEY)
     out = []
     for i, im in enumerate(images):
-        if isinstance(im, (str, Path)):
-            try:
-                im = Image.open(im)
-                im.load()
-            except (OSError, Image.DecompressionBombError) as exc:
-                raise UserInputError(f"image {i + 1} is not a picture that can be read (PNG, JPEG, WebP).") from exc
-        if isinstance(im, np.ndarray) and im.size > MAX_PIXELS or isinstance(im, Image.Image) and \
-                im.width * im.height > MAX_PIXELS:
+        if isinstance(im, (str, Path)):  # its header's size is checked before any pixel is decoded
+            im = open_image(im, f"image {i + 1}", MAX_PIXELS)
+        if isinstance(im, np.ndarray) and im.size > MAX_PIXELS:
             raise UserInputError(f"image {i + 1} is too large: at most {MAX_PIXELS:,} pixels.")
+        if isinstance(im, Image.Image):
+            check_pixels(f"image {i + 1}", *im.size, max_pixels=MAX_PIXELS)
         small = generation.prepare_init_image(im, profile)  # grey, white on black, 16x16, full contrast
         arr = np.asarray(small, dtype=np.float32)
         if arr.max() <= 0:

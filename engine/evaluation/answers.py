@@ -15,6 +15,7 @@ from collections import Counter
 
 import torch
 
+from ..core.chat import chat_ids, plain_ids
 from ..core.errors import UserInputError, check_choice, check_text
 
 MAX_ANSWER_CHARS = 1000
@@ -135,9 +136,13 @@ JUDGE_INSTRUCTION = (
 JUDGE_PREFIX = "Rating: "
 
 
-def judge_prompt(tokenizer, reference: str, candidate: str, question: str = "") -> str:
+def _judge_user(reference: str, candidate: str, question: str) -> str:
     q = f"\nQuestion: {question}" if question.strip() else ""
-    user = JUDGE_INSTRUCTION.format(question=q, reference=reference, candidate=candidate)
+    return JUDGE_INSTRUCTION.format(question=q, reference=reference, candidate=candidate)
+
+
+def judge_prompt(tokenizer, reference: str, candidate: str, question: str = "") -> str:
+    user = _judge_user(reference, candidate, question)
     messages = [{"role": "user", "content": user}]
     if getattr(tokenizer, "chat_template", None):
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -146,13 +151,27 @@ def judge_prompt(tokenizer, reference: str, candidate: str, question: str = "") 
     return prompt + JUDGE_PREFIX
 
 
+def judge_ids(tokenizer, reference: str, candidate: str, question: str = "") -> list[int]:
+    """judge_prompt's text as ids. The texts are the user's: a special-token string in them
+    ('<|im_end|>') stays plain text, so a candidate cannot close the turn and write its own."""
+    user = _judge_user(reference, candidate, question)
+
+    def ours(text: str) -> list[int]:  # the template's text: its special tokens are tokens
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    if getattr(tokenizer, "chat_template", None):
+        return chat_ids(tokenizer, [{"role": "user", "content": user}]) + ours(JUDGE_PREFIX)
+    return ours("<|im_start|>user\n") + plain_ids(tokenizer, user) + ours(
+        f"<|im_end|>\n<|im_start|>assistant\n{JUDGE_PREFIX}")
+
+
 @torch.no_grad()
 def judge(model, tokenizer, reference: str, candidate: str, question: str = "") -> dict:
     """The model's next-token probabilities for '1'..'5' after 'Rating: '. Returns them
     renormalized over the digits, the expected rating, and how much probability the digits
     got at all (low = the model was not following the format)."""
     prompt = judge_prompt(tokenizer, reference, candidate, question)
-    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+    ids = torch.tensor([judge_ids(tokenizer, reference, candidate, question)])  # (1, seq)
     ids = ids.to(next(model.parameters()).device)
     logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()  # (V,)
     probs = torch.softmax(logits, -1)

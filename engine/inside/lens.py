@@ -11,6 +11,7 @@ architecture before training.
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +118,9 @@ def _word_positions(bundle: TextModel, sentence: str, word: str) -> tuple[list[i
         raise UserInputError(f"The word {word!r} is not in the sentence {sentence[:60]!r}: put it in both sentences.")
     end = start + len(target)
     positions = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a < end and b > start]
+    if not positions:
+        raise UserInputError(f"The word {word!r} has no token of its own in {sentence[:60]!r}: the tokenizer drops "
+                             "those characters. Type a visible word of both sentences.")
     return enc["input_ids"], positions
 
 
@@ -128,6 +132,9 @@ def static_vs_contextual(engine, first, second, word, model_key: str = CAUSAL,
                          progress: Progress = no_progress) -> Drift:
     first, second = check_text("first sentence", first, max_chars=500), check_text("second sentence", second, max_chars=500)
     word = check_text("word", word, max_chars=40).strip()
+    if not any(unicodedata.category(ch)[0] in "LNPS" for ch in word):  # zero-width, control, spaces only
+        raise UserInputError(f"word = {word!r} has no visible character (a zero-width or control character has no "
+                             "meaning to compare): type a word that is in both sentences, e.g. 'bank'.")
     bundle = load(engine, model_key, progress)
     traces, found = [], []
     for sentence in (first, second):

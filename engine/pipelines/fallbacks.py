@@ -12,6 +12,7 @@ import re
 
 import torch
 
+from ..core.chat import chat_ids
 from ..core.errors import UserInputError
 from ..core.models import TextModel
 from .base import Prepared
@@ -130,8 +131,7 @@ def blank_candidates(bundle: TextModel, before: str, after: str, want: int) -> l
     if not getattr(tok, "chat_template", None):
         return []
     messages = [{"role": "user", "content": BLANK_PROMPT.format(sentence=f"{before}___{after}")}]
-    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ids = tok(text, add_special_tokens=False)["input_ids"]
+    ids = chat_ids(tok, messages)  # the sentence is the user's text: a typed '<|im_end|>' stays text
     with torch.inference_mode():
         logits = bundle.model(input_ids=torch.tensor([ids], device=bundle.device)).logits  # (1, len, vocab)
     words: list[str] = []

@@ -20,6 +20,9 @@ EXTENSIONS = (".txt", ".md", ".pdf")
 MAX_FILES = 5
 MAX_FILE_BYTES = 2_000_000  # per file, as uploaded
 MAX_PDF_PAGES = 200
+MAX_PDF_STREAM_BYTES = 16_000_000  # one PDF stream once decompressed (pypdf allows 75 MB): text needs far less
+PDF_STREAM_LIMITS = ("zlib_maximum_output_length", "lzw_maximum_output_length", "run_length_maximum_output_length",
+                     "array_based_stream_maximum_output_length", "maximum_declared_stream_length")
 MAX_TOTAL_CHARS = 300_000  # text of all of one session's uploads together
 MAX_NAME_CHARS = 120
 
@@ -61,17 +64,25 @@ def document(docs, doc_id: str) -> Document:
 
 
 def pdf_text(data: bytes, name: str) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    """The text of a PDF, page by page. Any pypdf error (its base class PyPdfError: a broken file, a
+    stream that unpacks past MAX_PDF_STREAM_BYTES, too many objects) is refused naming the file."""
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import LimitReachedError, PyPdfError
 
+    limits = {k: MAX_PDF_STREAM_BYTES for k in PDF_STREAM_LIMITS}
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise UserInputError(f"{name!r} is an encrypted PDF: upload an unencrypted copy.")
-        if len(reader.pages) > MAX_PDF_PAGES:
-            raise UserInputError(f"{name!r} has {len(reader.pages)} pages: a PDF may have 1 to {MAX_PDF_PAGES} pages.")
-        pages = [(page.extract_text() or "").strip() for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        with apply_configuration(**limits):  # this call only (a context variable): no other reader changes
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                raise UserInputError(f"{name!r} is an encrypted PDF: upload an unencrypted copy.")
+            if len(reader.pages) > MAX_PDF_PAGES:
+                raise UserInputError(f"{name!r} has {len(reader.pages)} pages: a PDF may have 1 to {MAX_PDF_PAGES} pages.")
+            pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    except LimitReachedError:
+        raise UserInputError(f"{name!r} could not be read as a PDF: it goes past one of the reader's limits "
+                             f"(LimitReachedError: e.g. a stream that unpacks to more than {MAX_PDF_STREAM_BYTES:,} "
+                             "bytes, or too many objects). Upload a smaller PDF, or its text as .txt.") from None
+    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, UserInputError):
             raise
         raise UserInputError(f"{name!r} could not be read as a PDF ({type(exc).__name__}): upload a valid .pdf file.") from None

@@ -36,8 +36,7 @@ def _context(chunks: list[dict]) -> str:
 
 
 def prompt_tokens(tm, prompt: str) -> int:
-    text = generation.format_prompt(tm, prompt, "chat")
-    return len(tm.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return len(generation.chat_prompt_ids(tm, prompt))  # what encode(..., "chat") sends
 
 
 def build_prompt(tm, question: str, hits: list[dict], budget: int, max_new_tokens: int) -> dict:

@@ -112,6 +112,15 @@ class Tok:
     def render_chat(self, messages: list[dict]) -> str:
         raise UserInputError(f"{self.title} has no chat template: choose one of the instruct tokenizers.")
 
+    def chat_ids(self, messages: list[dict]) -> list[int]:
+        """The ids the model is given for render_chat's text: a special-token string typed in a
+        message stays plain text (no forged turn)."""
+        raise UserInputError(f"{self.title} has no chat template: choose one of the instruct tokenizers.")
+
+    def plain_ids(self, text: str) -> list[int]:
+        """A message's text alone, read as chat_ids reads it (special-token strings as text)."""
+        raise UserInputError(f"{self.title} has no chat template: choose one of the instruct tokenizers.")
+
 
 @dataclass(frozen=True)
 class Piece:

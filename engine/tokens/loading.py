@@ -8,6 +8,7 @@ import re
 import threading
 from pathlib import Path
 
+from ..core.chat import chat_ids, plain_ids
 from ..core.config import temporary_env
 from ..core.errors import UserInputError
 from .base import Tok
@@ -246,6 +247,14 @@ class HFTok(Tok):
         if not self.chat_template:
             return super().render_chat(messages)
         return self.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def chat_ids(self, messages):
+        if not self.chat_template:
+            return super().chat_ids(messages)
+        return chat_ids(self.hf, messages)
+
+    def plain_ids(self, text):
+        return plain_ids(self.hf, text)
 
 
 def read_tokenizer_folder(folder: Path) -> tuple:

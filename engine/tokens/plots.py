@@ -255,13 +255,36 @@ def render_batch_html(b: Batch, show_ids: bool = True) -> str:
 
 
 # ---- special tokens: chat templates and fill-in-the-middle --------------------------------------
-def _tokens_card(tok: Tok, title: str, text: str, max_render: int = 1500) -> str:
+def _tokens_card(tok: Tok, title: str, text: str, max_render: int = 1500, ids: list[int] | None = None) -> str:
+    """The chips of `text` (or of `ids` when given: the chat template's ids, where a special-token
+    string typed in a message is plain text)."""
     from html import escape
 
-    ids = tok.encode(text)
+    ids = tok.encode(text) if ids is None else ids
     pieces = [piece_of(tok, i) for i in ids[:max_render]]
     n_special = sum(p.kind == "special" for p in pieces)
     body = "".join(piece_html(p, True) for p in pieces)
     return (f"<div class='card'><div class='head'><b>{escape(title)}</b><br><span class='sub'>{len(ids):,} tokens, "
             f"{n_special} of them special (outlined): each is ONE token, not the letters you see</span></div>"
             f"<div class='body'>{body}</div></div>")
+
+
+def typed_specials_html(tok: Tok, messages: list[dict]) -> str:
+    """For each special-token string typed inside a message: its plain pieces (what the model is
+    given) beside the one special token it is not. '' when no message has one."""
+    from html import escape
+
+    items = []
+    for m in messages:
+        for name in sorted((n for n in tok.specials if n and n in m["content"]), key=lambda n: (-len(n), n)):
+            plain = "".join(piece_html(piece_of(tok, i), True) for i in tok.plain_ids(name))
+            token = piece_html(piece_of(tok, tok.specials[name]), True)
+            items.append(f"<li>The {escape(m['role'])} message contains <code>{escape(name)}</code>. "
+                         f"<b>The model is given it as plain text</b>: {plain} <b>not as the special token</b> "
+                         f"{token} that the template writes. Read as that token, it would be the template's own marker, "
+                         "and the text around it could pose as a turn of its own (a forged system turn: a prompt "
+                         "injection).</li>")
+    if not items:
+        return ""
+    return ("<div class='card'><div class='head'><b>Special-token strings typed in a message stay text</b></div>"
+            f"<ul class='sub'>{''.join(items)}</ul></div>")

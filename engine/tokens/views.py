@@ -9,7 +9,7 @@ import time
 
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from .base import MAX_CHARS, Piece, RoundTrip, Tok, Tokenized, piece_of
-from .plots import CSS, DIFF_LIMIT, _tokens_card, diff_html, piece_html
+from .plots import CSS, DIFF_LIMIT, _tokens_card, diff_html, piece_html, typed_specials_html
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,11 +102,12 @@ def chat_messages(system: str, user: str, assistant: str = "") -> list[dict]:
     return messages
 
 
-def chat_counts(tok: Tok, messages: list[dict], text: str) -> dict:
-    """Tokens of each message's content alone, of the whole templated text the model is given,
-    and the difference: what the template itself costs (role markers, special tokens)."""
-    per = [len(tok.encode(m["content"])) for m in messages]
-    total = len(tok.encode(text))
+def chat_counts(tok: Tok, messages: list[dict], ids: list[int]) -> dict:
+    """Tokens of each message's content alone, of the templated ids the model is given, and the
+    difference: what the template itself costs (role markers, special tokens). A special-token
+    string typed in a message counts as the plain text it is, in both."""
+    per = [len(tok.plain_ids(m["content"])) for m in messages]
+    total = len(ids)
     return {"messages": [{"role": m["role"], "tokens": n} for m, n in zip(messages, per)],
             "content_tokens": sum(per), "total_tokens": total, "template_tokens": total - sum(per)}
 
@@ -123,7 +124,8 @@ def chat_build(engine, key: str, system: str, user: str, assistant: str = "", pr
     tok = get(engine, key, progress)
     messages = chat_messages(system, user, assistant)
     text = tok.render_chat(messages)
-    counts = chat_counts(tok, messages, text)
+    ids = tok.chat_ids(messages)  # a '<|im_end|>' typed in a message stays plain text: no forged turn
+    counts = chat_counts(tok, messages, ids)
     rows = "".join(f"<tr><td>{escape(m['role'])}</td><td>{m['tokens']:,}</td></tr>" for m in counts["messages"])
     table = (f"<table class='bt'><tr><th>message</th><th>tokens (its text alone)</th></tr>{rows}"
              f"<tr><td>the messages' texts</td><td>{counts['content_tokens']:,}</td></tr>"
@@ -132,7 +134,7 @@ def chat_build(engine, key: str, system: str, user: str, assistant: str = "", pr
     html = (f"{CSS}<div class='tkv'><div class='head'><b>Tokens per message, and what the model sees</b> "
             f"(chat template of {escape(tok.title)}, with the assistant turn opened)</div>{table}"
             f"<div class='head'><b>The text the model is given</b></div><pre>{escape(text)}</pre>"
-            f"{_tokens_card(tok, 'As tokens', text)}</div>")
+            f"{typed_specials_html(tok, messages)}{_tokens_card(tok, 'As tokens', text, ids=ids)}</div>")
     return text, html, counts
 
 

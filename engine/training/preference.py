@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 import torch
 
+from ..core.chat import control_strings_in, plain_ids
 from ..core.models import Progress
 from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload
 from ..core.registry import ASSETS
@@ -326,6 +327,19 @@ DPO_METRICS = {"loss": "loss", "rewards/chosen": "chosen", "rewards/rejected": "
 REWARD_METRICS = {"loss": "loss", "accuracy": "accuracy", "margin": "margin"}
 
 
+def check_pairs(tokenizer, pairs: list[Pair], s) -> list[Pair]:
+    """Refuse, before any training, the pairs trl could not read as written: trl tokenizes the texts
+    itself and would read a special-token string typed in them ('<|im_end|>') as the token."""
+    for n, p in enumerate(pairs, 1):
+        for name in FIELDS:
+            found = control_strings_in(tokenizer, getattr(p, name))
+            if found:
+                raise UserInputError(f"pair {n} {name} contains {found[0]!r}, one of the model's special tokens: "
+                                     "the trainer would read it as that token, not as text. Remove it or write it "
+                                     "differently (e.g. with spaces: '< |im_end| >').")
+    return pairs
+
+
 def _worker(trainer, events: queue.Queue) -> threading.Thread:
     """trainer.train() in a started daemon thread; its end (or its exception) goes to `events`."""
     def work():
@@ -361,6 +375,7 @@ def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, m
         try:
             session.training = True
             bundle = engine.load(lora.BASE_KEY, progress=progress)
+            check_pairs(bundle.tokenizer, pairs, s)  # numbered as the user gave them
             session.tokenizer = bundle.tokenizer
             run.fit_threads()
             deadline = run.deadline()
@@ -431,8 +446,8 @@ def train_reward(engine, session: PreferenceSession, pairs: list[Pair], s: Rewar
 def encode_response(tokenizer, prompt: str, response: str) -> tuple[list[int], int]:
     """(ids of prompt + response + EOS, where the response starts), split as trl splits them: at the
     first token where the prompt alone and prompt + response tokenize differently."""
-    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    full = tokenizer(prompt + response + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    p = plain_ids(tokenizer, prompt)  # the user's text: a typed '<|im_end|>' stays plain text
+    full = plain_ids(tokenizer, prompt + response) + [tokenizer.eos_token_id]
     n = 0
     while n < min(len(p), len(full)) and p[n] == full[n]:
         n += 1
@@ -494,7 +509,7 @@ def rewards(model, tokenizer, prompt: str, responses: list[str], batch: int = 16
     RewardTrainer saw them. Right-padded batches: the head reads the last token that is not padding."""
     device = next(model.parameters()).device
     pad = lora.pad_id_of(tokenizer)
-    ids = tokenizer([prompt + y + tokenizer.eos_token for y in responses], add_special_tokens=False)["input_ids"]
+    ids = [plain_ids(tokenizer, prompt + y) + [tokenizer.eos_token_id] for y in responses]  # typed specials: text
     out = []
     model.eval()
     for i in range(0, len(ids), batch):
@@ -562,5 +577,5 @@ __all__ = [
     "DPOSettings", "RewardSettings", "Pair", "parse_pairs", "load_pairs",
     "read_pairs_file", "pairs_from_rows", "pairs_to_rows", "split", "dpo_trainer", "reward_trainer", "batch_loss",
     "PreferenceSession", "train_dpo", "train_reward", "held_out_stats", "rewards",
-    "reward_accuracy", "score_responses", "compare_outputs", "export_dpo_adapter", "encode_response",
+    "reward_accuracy", "score_responses", "check_pairs", "compare_outputs", "export_dpo_adapter", "encode_response",
 ]

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import torch
 
+from ..core.chat import chat_ids, plain_ids
 from ..core.errors import UserInputError, check_range, check_text, parse_json
 from ..core.registry import ASSETS
 from ..core.settings import knob
@@ -164,6 +165,12 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """The ids of render()'s prompt part: the template's own special tokens are tokens, and a
+    special-token string typed in the prompt ('<|im_end|>') stays plain text (no forged turn)."""
+    return chat_ids(tokenizer, [{"role": "user", "content": prompt}], chat_template=chat_template_of(tokenizer))
+
+
 def encode_pair(tokenizer, prompt: str, response: str, mask: str = "response", max_length: int = 256) -> dict:
     """Token ids and labels of one conversation. The three runs are tokenized apart and joined,
     so the prompt tokens are exactly what generation sees before the model's first token.
@@ -172,7 +179,8 @@ def encode_pair(tokenizer, prompt: str, response: str, mask: str = "response", m
     if mask not in MASKS:
         raise UserInputError(f"loss mask = {mask!r} is not valid: choose {' or '.join(MASKS)}.")
     parts = render(tokenizer, prompt, response)
-    p, r, c = _ids(tokenizer, parts["prompt"]), _ids(tokenizer, parts["response"]), _ids(tokenizer, parts["close"])
+    # the prompt and the response are the user's text: special-token strings in them stay plain text
+    p, r, c = prompt_ids(tokenizer, prompt), plain_ids(tokenizer, parts["response"]), _ids(tokenizer, parts["close"])
     ids = p + r + c
     if mask == "all":
         labels = list(ids)
@@ -262,7 +270,7 @@ def generate(model, tokenizer, text: str, *, templated: bool, seed: int = 0, max
     max_new_tokens = check_range("max new tokens", max_new_tokens, 1, 200, integer=True)
     temperature = check_range("temperature", temperature, 0.0, 2.0)
     if templated:
-        ids = _ids(tokenizer, render(tokenizer, text, "")["prompt"])
+        ids = prompt_ids(tokenizer, text)
     else:
         ids = tokenizer(text)["input_ids"]
     device = next(model.parameters()).device
@@ -335,6 +343,6 @@ def losses_summary(losses: list[float]) -> str:
 
 
 __all__ = ["BASE_KEY", "INSTRUCT_KEY", "SftSettings", "load_train", "load_held_out", "eval_rows",
-           "parse_pairs", "read_pairs_file", "dataset", "render", "encode_pair", "encode_pairs", "collate_sft",
+           "parse_pairs", "read_pairs_file", "dataset", "render", "prompt_ids", "encode_pair", "encode_pairs", "collate_sft",
            "loss_of", "show_format", "train", "generate", "base_vs_instruct", "before_after", "stop_ids",
            "GEMMA_TEMPLATE", "MASKS"]
