@@ -1,0 +1,222 @@
+"""Bad input that got a generic error or did harm (issue 39, second part): a number that is not
+finite, or not whole where a knob must be whole, reaching int() before any check; a sweep value
+silently cut to a whole number. Each is refused by the one check every knob goes through
+(engine.core.settings.check_knob), with a message that names the knob, the value and the range."""
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import pytest
+
+from engine.core.errors import UserInputError, short_repr
+from engine.core.settings import knob_info
+
+BAD_NUMBERS = {"nan": float("nan"), "inf": float("inf"), "'1e400'": "1e400"}
+DIGITS = "digits-16px"
+
+
+@pytest.fixture(scope="module")
+def demo(engine):
+    import app
+
+    return app.build_demo(engine)
+
+
+def listener(demo, api_name):
+    return next(f.fn for f in demo.fns.values() if f.api_name == api_name)
+
+
+def refusal(call) -> str:
+    """The message of the gr.Error that `call` raises (a generator listener is run to its end)."""
+    with pytest.raises(gr.Error) as info:
+        out = call()
+        if hasattr(out, "__next__"):
+            list(out)
+    return str(info.value.message)
+
+
+def assert_names(message: str, knob: str, value, lo, hi):
+    assert "Something went wrong" not in message
+    assert message.startswith(f"{knob} "), message
+    assert short_repr(value) in message and f"{lo}" in message and f"{hi}" in message, message
+
+
+# ---- one check for every knob -------------------------------------------------------------------
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "nan", "1e400", "-1e400", 10 ** 400,
+                                   True, "2.9", 2.5, "abc", None, [3]])
+def test_check_knob_refuses_what_is_not_a_finite_whole_number_in_range(value):
+    from engine.core.settings import check_knob
+    from engine.diffusion.generation import DiffusionSettings
+
+    with pytest.raises(UserInputError) as info:
+        check_knob(DiffusionSettings, "steps", value)
+    assert_names(str(info.value), "steps", value, 1, 100)
+
+
+def test_check_knob_converts_only_what_it_checked():
+    from engine.core.settings import check_knob
+    from engine.diffusion.generation import DiffusionSettings
+
+    assert check_knob(DiffusionSettings, "steps", 7.0) == 7 and type(check_knob(DiffusionSettings, "steps", "7")) is int
+    assert check_knob(DiffusionSettings, "guidance_scale", "2.5") == 2.5
+    assert check_knob(DiffusionSettings, "scheduler", "DDIM") == "DDIM"
+    with pytest.raises(UserInputError, match="scheduler"):
+        check_knob(DiffusionSettings, "scheduler", "nope")
+    with pytest.raises(KeyError):
+        check_knob(DiffusionSettings, "no_such_knob", 1)
+
+
+# ---- the diffusion tab: txt2img, img2img, sweep -------------------------------------------------
+def _diffusion_values(**changes) -> dict:
+    from engine.diffusion.generation import defaults_for
+    from tabs.diffusion import KNOBS, MEMORY
+
+    s = defaults_for(DIGITS)
+    values = {k: getattr(s, k) for k in KNOBS}
+    values.update(seed=1, **{k: False for k in MEMORY})
+    values.update(changes)
+    return values
+
+
+DIFFUSION_CALLS = {
+    "txt2img": lambda fn, values: fn(DIGITS, "a handwritten 3", "", **values),
+    "img2img": lambda fn, values: fn(DIGITS, None, "a handwritten 3", "", 0.6, **values),
+    "diffusion_sweep": lambda fn, values: fn(DIGITS, "a handwritten 3", "", "1, 3", "steps", "1, 2", **values),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_NUMBERS), ids=list(BAD_NUMBERS))
+@pytest.mark.parametrize("knob", ["steps", "num_images", "width", "height", "gallery_every"])
+@pytest.mark.parametrize("api_name", list(DIFFUSION_CALLS))
+def test_a_diffusion_knob_that_is_not_a_finite_number_is_refused_naming_it(demo, api_name, knob, bad):
+    from engine.diffusion.generation import DiffusionSettings
+
+    value = BAD_NUMBERS[bad]
+    fn = listener(demo, api_name)
+    message = refusal(lambda: DIFFUSION_CALLS[api_name](fn, _diffusion_values(**{knob: value})))
+    info = knob_info(DiffusionSettings, knob)
+    assert_names(message, knob, value, info.minimum, info.maximum)
+
+
+@pytest.mark.parametrize("column_values, shown", [("1, nan", "'nan'"), ("1e400", "'1e400'"), ("2.9", "'2.9'"),
+                                                   ("0", "'0'"), ("1, x", "'x'")])
+def test_sweep_step_values_are_checked_as_the_steps_knob(demo, column_values, shown):
+    message = refusal(lambda: listener(demo, "diffusion_sweep")(DIGITS, "a handwritten 3", "", "1", "steps",
+                                                                column_values, **_diffusion_values()))
+    assert message.startswith("steps ") and shown in message and "1 " in message and "100" in message, message
+
+
+@pytest.mark.parametrize("guidance_values, shown", [("nan", "'nan'"), ("3, -1e400", "'-1e400'"), ("25", "'25'")])
+def test_sweep_guidance_values_are_checked_as_the_guidance_knob(demo, guidance_values, shown):
+    message = refusal(lambda: listener(demo, "diffusion_sweep")(DIGITS, "a handwritten 3", "", guidance_values,
+                                                                "steps", "1", **_diffusion_values()))
+    assert message.startswith("guidance_scale ") and shown in message and "0.0" in message and "20.0" in message, message
+
+
+def test_the_engine_sweep_refuses_a_fractional_step_count_before_any_cell(engine, monkeypatch):
+    """2.9 steps used to run as 2 (int() cut it); now nothing runs."""
+    from engine.diffusion import generation
+
+    def no_cell(*args, **kwargs):
+        raise AssertionError("a cell was generated")
+
+    monkeypatch.setattr(generation, "generate", no_cell)
+    with pytest.raises(UserInputError, match=r"steps must be a whole number between 1 and 100, got 2\.9"):
+        generation.sweep(engine, DIGITS, "a 3", "", generation.defaults_for(DIGITS), [1.0], [1, 2.9])
+    with pytest.raises(UserInputError, match=r"guidance_scale must be a number between 0\.0 and 20\.0, got nan"):
+        generation.sweep(engine, DIGITS, "a 3", "", generation.defaults_for(DIGITS), [math.nan], [1])
+
+
+# ---- teaching a symbol, and SFT's rank -----------------------------------------------------------
+TEACH_WHOLE = ["steps", "batch_size", "seed", "num_class_images", "lora_rank"]
+
+
+@pytest.mark.parametrize("bad", list(BAD_NUMBERS), ids=list(BAD_NUMBERS))
+@pytest.mark.parametrize("knob", TEACH_WHOLE)
+def test_a_teach_knob_that_is_not_a_finite_number_is_refused_naming_it(demo, knob, bad):
+    from engine.diffusion import teach
+
+    s = teach.TeachSettings()
+    values = {k: getattr(s, k) for k in ("steps", "learning_rate", "batch_size", "seed", "prior_preservation",
+                                         "class_prompt", "num_class_images", "prior_weight", "train_text_encoder",
+                                         "lora_rank")}
+    values[knob] = BAD_NUMBERS[bad]
+    message = refusal(lambda: listener(demo, "teach_train")(None, "zorb", "dreambooth", None, **values))
+    info = knob_info(teach.TeachSettings, knob)
+    assert_names(message, knob, BAD_NUMBERS[bad], info.minimum, info.maximum)
+
+
+@pytest.mark.parametrize("bad", list(BAD_NUMBERS) + ["2.5"], ids=list(BAD_NUMBERS) + ["2.5"])
+def test_an_sft_rank_that_is_not_a_finite_whole_number_is_refused_naming_it(engine, bad):
+    from engine.training import sft
+    from tabs import posttraining
+
+    value = BAD_NUMBERS.get(bad, 2.5)
+    train = posttraining.make_train(engine)
+    with pytest.raises(UserInputError) as info:
+        next(train("bundled", None, "response", value, 0.001, 5, 2, 64, 1, ["q_proj"], None))
+    r = knob_info(sft.SftSettings, "r")
+    assert_names(str(info.value), "r", value, r.minimum, r.maximum)
+
+
+@pytest.mark.parametrize("name, args", [("encoder layer", (float("nan"), 1)), ("causal layer", (1, float("inf")))])
+def test_attention_compare_refuses_a_layer_that_is_not_a_finite_number_before_any_model_runs(demo, name, args):
+    message = refusal(lambda: listener(demo, "attention_compare")("The cat sat.", *args))
+    assert message.startswith(f"{name} must be") and "1 and 30" in message, message
+
+
+def raw_call(app_url: str, api_name: str, data: list) -> str:
+    """One call of an endpoint over plain HTTP, its JSON body written by hand so that it can hold
+    NaN and Infinity (gradio_client refuses to send them; a script need not). Returns the
+    streamed reply's text."""
+    import json
+
+    import httpx
+
+    body = json.dumps({"data": data}, allow_nan=True)  # NaN / Infinity literals, as json.loads reads them
+    with httpx.Client(base_url=app_url, timeout=60) as http:
+        event = http.post(f"gradio_api/call/{api_name}", content=body,
+                          headers={"content-type": "application/json"}).json()["event_id"]
+        return http.get(f"gradio_api/call/{api_name}/{event}").text
+
+
+@pytest.mark.parametrize("api_name, knob", [("txt2img", "num_images"), ("teach_train", "lora_rank")])
+def test_a_nan_knob_sent_over_http_is_refused_naming_it(client, app_url, api_name, knob):
+    """Through the served app: NaN passes Gradio's slider (its range check compares, and every
+    comparison with NaN is false), reaches the listener as a float and is named in the reply.
+    (Infinity is refused by the slider itself: 'Value inf is greater than maximum value 8.')"""
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"][f"/{api_name}"]["parameters"]
+    names = [p["parameter_name"] for p in params]
+    data = [p.get("parameter_default") for p in params]
+    if "model" in names:
+        data[names.index("model")] = DIGITS
+    data[names.index(knob)] = float("nan")
+    reply = raw_call(app_url, api_name, data)
+    assert "event: error" in reply and "Something went wrong" not in reply, reply
+    assert f"{knob} must be a number between" in reply and "got nan" in reply, reply
+
+
+# ---- Inside one block: the slider maxima follow the model ------------------------------------------
+def test_inside_block_takes_a_head_valid_for_its_model_after_another_models_journey(client):
+    """A SmolLM2 journey (9 heads) set the head slider's maximum to 9 in this session; MiniLM has
+    12 heads, and head 12 on MiniLM was refused by that stale maximum. The model asked for decides."""
+    client.predict("The capital of France is", "smollm2-135m-instruct", api_name="/inside_journey")
+    out = client.predict("The cat sat on the mat.", "minilm-l6", 2, 12, api_name="/inside_block")
+    assert "post-norm (BERT)" in out[3]
+    weights = out[8]["data"]  # softmax weights of head 12: one row per token, each sums to 1
+    assert weights and all(abs(sum(r[1:]) - 1) < 1e-3 for r in weights)
+    # the model's own range is still checked, with its numbers
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=r"this model has 9 heads per block.*1 to 9"):
+        client.predict("The capital of France is", "smollm2-135m-instruct", 2, 12, api_name="/inside_block")
+
+
+@pytest.mark.slow  # loads SmolLM2 and MiniLM
+def test_choosing_a_model_moves_the_block_sliders_to_its_size(demo):
+    on_model = listener(demo, "inside_model_dims")
+    layer, head = on_model("minilm-l6", 30, 12)
+    assert (layer["maximum"], layer["value"], head["maximum"], head["value"]) == (6, 6, 12, 12)
+    layer, head = on_model("smollm2-135m-instruct", 6, 12)
+    assert (layer["maximum"], layer["value"], head["maximum"], head["value"]) == (30, 6, 9, 9)
