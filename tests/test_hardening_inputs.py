@@ -220,3 +220,38 @@ def test_choosing_a_model_moves_the_block_sliders_to_its_size(demo):
     assert (layer["maximum"], layer["value"], head["maximum"], head["value"]) == (6, 6, 12, 12)
     layer, head = on_model("smollm2-135m-instruct", 6, 12)
     assert (layer["maximum"], layer["value"], head["maximum"], head["value"]) == (30, 6, 9, 9)
+
+
+# ---- a reward-model max_length that keeps no pair -------------------------------------------------
+def test_a_reward_max_length_that_keeps_no_pair_is_refused_before_training(engine, smollm, monkeypatch):
+    """The reward trainer drops (does not cut) every pair longer than max_length: at 16, the knob's
+    own minimum, it dropped all of them and trl raised ValueError. Refused before any trainer is
+    built, naming the shortest max_length that keeps 2 pairs; trl's own filter agrees with it."""
+    import re
+
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    from engine.core.settings import make
+    from engine.training import preference as P
+    from engine.training import runner
+
+    def no_trainer(*args, **kwargs):
+        raise AssertionError("a trainer was built")
+
+    monkeypatch.setattr(P, "reward_trainer", no_trainer)
+    pairs, session = P.load_pairs(), P.PreferenceSession()
+    with pytest.raises(UserInputError, match=r"max_length = 16 keeps 0 of the \d+ training pairs") as err:
+        list(P.train_reward(engine, session, pairs, make(P.RewardSettings, max_length=16)))  # the knob's minimum
+    need = int(re.search(r"give at least (\d+) \(keeps 2 pairs", str(err.value)).group(1))
+    assert not session.training and not runner.GATE.busy
+
+    def kept_by_trl(max_length: int) -> int:  # trl's own preparation and filter, no model
+        train = Dataset.from_list([dict(prompt=p.prompt, chosen=p.chosen, rejected=p.rejected)
+                                   for p in P.split(pairs)[0]])
+        args = RewardConfig(output_dir="unused", max_length=max_length, report_to=[], use_cpu=True, bf16=False)
+        return len(RewardTrainer._prepare_dataset(None, train, smollm.tokenizer, args, "train"))
+
+    assert kept_by_trl(need) >= 2 > kept_by_trl(need - 1)
+    P.check_pairs(smollm.tokenizer, pairs, make(P.RewardSettings, max_length=need))  # the length it names works
+    P.check_pairs(smollm.tokenizer, pairs, make(P.DPOSettings, max_length=16))  # DPO cuts, it does not drop
