@@ -255,3 +255,144 @@ def test_a_reward_max_length_that_keeps_no_pair_is_refused_before_training(engin
     assert kept_by_trl(need) >= 2 > kept_by_trl(need - 1)
     P.check_pairs(smollm.tokenizer, pairs, make(P.RewardSettings, max_length=need))  # the length it names works
     P.check_pairs(smollm.tokenizer, pairs, make(P.DPOSettings, max_length=16))  # DPO cuts, it does not drop
+
+
+# ---- the per-session upload pool: scripts cannot crowd out the students ----------------------------
+def upload_over_http(app_url: str, path, *, page: bool) -> str:
+    """One /rag_upload call in a new session over plain HTTP, as a script sends it, or (page=True)
+    marked as Gradio's own front end marks the calls of the app's page. Returns the reply's text."""
+    import json
+
+    import httpx
+
+    headers = {"x-gradio-user": "app"} if page else {}
+    with httpx.Client(base_url=app_url, timeout=120, headers=headers) as http:
+        with open(path, "rb") as f:
+            server_path = http.post("gradio_api/upload", files={"files": (path.name, f)}).json()[0]
+        data = [[{"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}],
+                64, 8, "fixed tokens"]
+        event = http.post("gradio_api/call/rag_upload", content=json.dumps({"data": data}),
+                          headers={"content-type": "application/json"}).json()["event_id"]
+        return http.get(f"gradio_api/call/rag_upload/{event}").text
+
+
+def test_anonymous_api_sessions_cannot_fill_the_upload_pool(app_url, tmp_path, monkeypatch):
+    """Scripts (each call a new session, no page) filled every slot of the upload pool for an hour;
+    then a student's upload from the page was refused. They now get a share of it, and a session
+    whose upload failed holds no slot. (The pool is made small here; the app's is MAX_SESSIONS.)"""
+    from engine.retrieval import search
+
+    monkeypatch.setattr(search, "MAX_SESSIONS", 6)
+    monkeypatch.setattr(search, "MAX_API_SESSIONS", 2, raising=False)
+    doc = tmp_path / "giraffes.txt"
+    doc.write_text("Giraffes are the tallest animals on land. They eat leaves from acacia trees.\n\n" * 3)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n")
+    for _ in range(3):  # failed uploads: their sessions are dropped at once
+        assert "holds no text" in upload_over_http(app_url, empty, page=False)
+    replies = [upload_over_http(app_url, doc, page=False) for _ in range(6)]
+    assert all("event: complete" in r for r in replies[:2]), replies[:2]
+    assert all("event: error" in r and "2 sessions not opened from the app's page hold uploads" in r
+               for r in replies[2:]), replies[2:]
+    for _ in range(4):  # the students' share of the pool is still free
+        reply = upload_over_http(app_url, doc, page=True)
+        assert "event: complete" in reply and "chunks" in reply, reply
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class NoStore:
+    """What a Library needs of its store when no collection is built: drop()."""
+
+    def __init__(self):
+        self.dropped = []
+
+    def drop(self, name):
+        self.dropped.append(name)
+
+
+def a_doc():
+    from engine.retrieval import corpus
+
+    return corpus.Document("upload-1-notes", "notes.txt", "Giraffes eat leaves.", "upload: notes.txt")
+
+
+@pytest.fixture
+def pool(engine):
+    from engine.retrieval import search
+
+    clock = Clock()
+    return search.Library(engine, store=NoStore(), clock=clock), clock
+
+
+def test_sessions_without_documents_leave_a_full_pool_after_a_minute(pool):
+    from engine.retrieval import search
+
+    lib, clock = pool
+    empty = [lib.session() for _ in range(search.MAX_SESSIONS)]
+    with pytest.raises(UserInputError, match=f"{search.MAX_SESSIONS} sessions hold uploads"):
+        lib.session()
+    clock.now += search.EMPTY_IDLE_S + 1
+    fresh = lib.session()
+    assert lib.sessions == 1 and all(s.closed for s in empty) and not fresh.closed
+    assert len(lib.store.dropped) == search.MAX_SESSIONS
+
+
+def test_idle_limits_by_kind_and_never_while_in_use(pool):
+    from engine.retrieval import search
+
+    lib, clock = pool
+    page, script, working = lib.session(), lib.session(from_page=False), lib.session(from_page=False)
+    for s in (page, script, working):
+        s.docs.append(a_doc())
+    working.busy = 1  # an upload or a search running now
+    clock.now += search.API_IDLE_S + 1
+    assert lib.expire() == 1 and script.closed and not page.closed and not working.closed
+    clock.now += 24 * 3600  # a page session's uploads stay until gr.State's own time-to-live ends them
+    assert lib.expire() == 0 and lib.sessions == 2
+
+
+def test_scripts_get_a_share_of_the_pool_and_the_page_the_rest(pool):
+    from engine.retrieval import search
+
+    lib, clock = pool
+    for _ in range(search.MAX_API_SESSIONS):
+        lib.session(from_page=False).docs.append(a_doc())
+    with pytest.raises(UserInputError, match=f"{search.MAX_API_SESSIONS} sessions not opened from the app's page "
+                                             r"hold uploads.*try again in 10 minutes"):
+        lib.session(from_page=False)
+    pages = [lib.session() for _ in range(search.MAX_SESSIONS - search.MAX_API_SESSIONS)]
+    assert lib.sessions == search.MAX_SESSIONS and all(s.from_page for s in pages)
+
+
+def test_a_new_session_whose_first_upload_fails_holds_no_slot(pool, tmp_path):
+    from engine.core.settings import make
+    from engine.retrieval import chunking
+
+    lib, _ = pool
+    bad = tmp_path / "empty.txt"
+    bad.write_text(" ")
+    with pytest.raises(UserInputError, match="holds no text"):
+        lib.upload(None, [str(bad)], make(chunking.ChunkSettings), from_page=False)
+    assert lib.sessions == 0 and len(lib.store.dropped) == 1
+    kept = lib.session()
+    kept.docs.append(a_doc())
+    with pytest.raises(UserInputError, match="holds no text"):  # a session that already holds documents stays
+        lib.upload(kept, [str(bad)], make(chunking.ChunkSettings))
+    assert lib.sessions == 1 and not kept.closed
+
+
+def test_the_page_is_told_from_a_script_by_gradios_own_header():
+    from types import SimpleNamespace
+
+    from tabs.retrieval import from_page
+
+    assert from_page(SimpleNamespace(headers={"x-gradio-user": "app"}))
+    assert not from_page(SimpleNamespace(headers={"x-gradio-user": "api"}))
+    assert not from_page(SimpleNamespace(headers={})) and not from_page(None)
