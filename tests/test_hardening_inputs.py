@@ -396,3 +396,79 @@ def test_the_page_is_told_from_a_script_by_gradios_own_header():
     assert from_page(SimpleNamespace(headers={"x-gradio-user": "app"}))
     assert not from_page(SimpleNamespace(headers={"x-gradio-user": "api"}))
     assert not from_page(SimpleNamespace(headers={})) and not from_page(None)
+
+
+# ---- Gradio's cache of served files: bounded in size, not only in age ------------------------------
+def _files(folder, sizes) -> list:
+    """Files of the given sizes written one after the other (their ctimes in that order)."""
+    import time
+
+    out = []
+    for i, size in enumerate(sizes):
+        sub = folder / f"hash{i}"
+        sub.mkdir()
+        path = sub / f"file{i}.bin"
+        path.write_bytes(b"x" * size)
+        out.append(path)
+        time.sleep(0.02)
+    return out
+
+
+def test_trim_folder_removes_the_oldest_files_past_the_budget(tmp_path):
+    import time
+
+    from engine.core.scratch import trim_folder
+
+    old = _files(tmp_path, [1000] * 5)
+    later = time.time() + 120  # every file is past the minimum age, none near the maximum
+    assert trim_folder(tmp_path, max_bytes=2500, max_age_s=7200, now=later) == 3
+    assert [p.exists() for p in old] == [False, False, False, True, True]
+    assert not (tmp_path / "hash0").exists()  # its emptied folder went too
+    assert trim_folder(tmp_path, max_bytes=2500, max_age_s=7200, now=later) == 0
+
+
+def test_trim_folder_spares_kept_and_young_files_and_drops_the_too_old(tmp_path):
+    import time
+
+    from engine.core.scratch import trim_folder
+
+    files = _files(tmp_path, [1000] * 4)
+    assert trim_folder(tmp_path, max_bytes=10, max_age_s=7200) == 0  # under a minute old: a listener may read them
+    later = time.time() + 120
+    kept = {str(files[0])}  # e.g. a component's initial value, which Gradio keeps in its cache
+    assert trim_folder(tmp_path, max_bytes=2000, max_age_s=7200, keep=kept, now=later) == 2  # kept bytes count
+    assert [p.exists() for p in files] == [True, False, False, True]
+    assert trim_folder(tmp_path, max_bytes=10**9, max_age_s=7200, keep=kept, now=time.time() + 7300) == 1
+    assert files[0].exists() and not files[3].exists()
+
+
+def test_the_app_serves_files_from_its_own_folder_bounded_by_the_operators_budget(monkeypatch, tmp_path):
+    """main() gives Gradio a folder of the app's own (inside the operator's GRADIO_TEMP_DIR, when
+    set) and trims it to --served-files-gb / LLM_PLAYGROUND_SERVED_FILES_GB, oldest first."""
+    import app
+    from engine.core import scratch
+
+    class FakeDemo:
+        blocks = {}
+
+        def launch(self, **kwargs):
+            pass
+
+    started = []
+    monkeypatch.setattr(app, "build_demo", lambda engine: FakeDemo())
+    monkeypatch.setattr(scratch, "trim_every", lambda *args, **kwargs: started.append((args, kwargs)))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    monkeypatch.delenv("LLM_PLAYGROUND_PASSWORD", raising=False)
+    monkeypatch.setenv("LLM_PLAYGROUND_SERVED_FILES_GB", "0.5")
+    app.main(["--offline", "--device", "cpu"])
+    import os
+
+    folder = os.environ["GRADIO_TEMP_DIR"]
+    assert os.path.dirname(folder) == str(tmp_path) and os.path.isdir(folder)
+    (every, where, budget, max_age), kw = started[-1]
+    assert (str(where), budget, max_age) == (folder, 2**29, app.SERVED_FILES_MAX_AGE_S) and callable(kw["keep"])
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    app.main(["--offline", "--device", "cpu", "--served-files-gb", "2"])
+    assert started[-1][0][2] == 2 * 2**30
+    with pytest.raises(UserInputError, match="served-files-gb"):
+        app.main(["--offline", "--device", "cpu", "--served-files-gb", "nan"])
