@@ -50,10 +50,16 @@ def _coerce(component, raw: str):
     return raw
 
 
+# Gradio's cache of the files the app serves: a file older than this is removed (Gradio's
+# delete_cache, and the app's own bound in size, which main() starts: bound_served_files).
+SERVED_FILES_MAX_AGE_S = 7200
+SERVED_FILES_SWEEP_S = 60
+
+
 def build_demo(engine) -> gr.Blocks:
     # delete_cache: files made for downloads (each in its own per-request temp folder) are
     # removed from Gradio's cache after two hours.
-    with gr.Blocks(title="LLM Playground", delete_cache=(3600, 7200)) as demo:
+    with gr.Blocks(title="LLM Playground", delete_cache=(3600, SERVED_FILES_MAX_AGE_S)) as demo:
         # The queue is set before any component exists: queue() rebuilds Gradio's app and its whole
         # config, which for ~1200 components costs a second of the start; on exit it is built once.
         demo.queue(default_concurrency_limit=4, max_size=64)
@@ -207,8 +213,22 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, exit_on_signal)
 
 
+def bound_served_files(demo: gr.Blocks, folder, config: AppConfig):
+    """Keep Gradio's cache of served files (its own folder, made by main) within the operator's
+    budget, oldest first, sparing the files the page's components show from the start."""
+    from engine.core import scratch
+
+    def keep() -> set[str]:
+        return set().union(*(getattr(b, "keep_in_cache", ()) for b in getattr(demo, "blocks", {}).values()))
+
+    return scratch.trim_every(SERVED_FILES_SWEEP_S, folder, int(config.served_files_gb * 2**30),
+                              SERVED_FILES_MAX_AGE_S, keep=keep)
+
+
 def main(argv=None) -> None:
     from engine import Engine
+    from engine.core.config import use_gradio_cache
+    from engine.core.scratch import served_files_folder
 
     config = parse_args(argv)  # a bad value stops here, before anything starts
     install_signal_handlers()
@@ -216,7 +236,10 @@ def main(argv=None) -> None:
     serving = engine.serving
     print(f"LLM Playground on {engine.device.describe()}; {engine.registry.reason}"
           + (f"; text generation served by {serving.url}" if serving.enabled else ""))
+    served = served_files_folder(config.gradio_temp_dir)  # the app's own: the bound removes only its files
+    use_gradio_cache(served)
     demo = build_demo(engine)
+    bound_served_files(demo, served, config)
     auth = (config.user, config.password) if config.password else None
     demo.launch(server_name=config.host, server_port=config.port, share=config.share, auth=auth, **launch_kwargs())
 

@@ -107,8 +107,10 @@ def progress_callback(progress: gr.Progress | None) -> Callable[[float | None, s
 
 def control_for(cls, name: str, **overrides) -> gr.components.Component:
     """One input component for a settings field: slider for a numeric range, dropdown or
-    checkbox group for choices, checkbox for a bool, number otherwise."""
+    checkbox group for choices, checkbox for a bool, number otherwise. overrides: the component's
+    arguments, and slider=ModelSlider for a range that depends on the chosen model."""
     info: KnobInfo = knob_info(cls, name)
+    slider = overrides.pop("slider", gr.Slider)
     default = overrides.pop("value", knob_default(cls, name))
     common = dict(label=overrides.pop("label", info.label), info=overrides.pop("info", info.help or None))
     choices = overrides.pop("choices", info.choices)  # a subset of the field's choices, e.g. per model
@@ -121,7 +123,7 @@ def control_for(cls, name: str, **overrides) -> gr.components.Component:
         return gr.Checkbox(value=default, **common)
     if info.minimum is not None and info.maximum is not None:
         step = info.step or (1 if isinstance(default, int) else (info.maximum - info.minimum) / 100)
-        return gr.Slider(minimum=info.minimum, maximum=info.maximum, step=step, value=default, **common)
+        return slider(minimum=info.minimum, maximum=info.maximum, step=step, value=default, **common)
     if isinstance(default, (int, float)):
         return gr.Number(value=default, precision=0 if isinstance(default, int) else None, **common)
     return gr.Textbox(value=str(default), **common)
@@ -154,6 +156,31 @@ def model_picker(engine, task: str, label: str = "Model", **kwargs) -> gr.Dropdo
 def seed_box(value: int = 42, **kwargs) -> gr.Number:
     return gr.Number(value=value, precision=0, minimum=0, maximum=2**32 - 1, label="Seed",
                      info="Same seed, same sample", **kwargs)
+
+
+class ModelSlider(gr.Slider):
+    """gr.Slider (same front end) for a layer or head number whose valid range depends on the
+    model chosen. Listeners move its maximum to the model's, but Gradio would then check every
+    later call against the maximum left by the previous model (after MiniLM's 6 layers,
+    SmolLM2's layer 30 was refused). Here the engine checks the value against the chosen model
+    (check_layer_head, whose message names the valid range), so the component checks nothing."""
+
+    def get_block_name(self) -> str:  # the front end picks its component by this name
+        return "slider"
+
+    def get_block_class(self) -> str:
+        return "slider"
+
+    def preprocess(self, payload):
+        return payload
+
+
+def clamp_slider(value, top: int) -> int:
+    """A slider value moved into 1..top for a newly chosen model (1 when it is not a finite number)."""
+    try:
+        return min(max(int(float(value)), 1), top)
+    except (TypeError, ValueError, OverflowError):
+        return 1
 
 
 def duration_text(s: float) -> str:

@@ -6,7 +6,7 @@ import gradio as gr
 
 from engine.core.errors import UserInputError, check_text
 from engine.diffusion import generation, plots, teach
-from engine.core.settings import knob_info
+from engine.core.settings import knob_info, make
 from tabs._ui import (HEAVY, Plot, controls_for, data_table, examples, model_picker, notice, progress_callback,
                       scratch_dir, seed_box, user_errors)
 
@@ -237,12 +237,13 @@ def _how_it_works(profile) -> gr.HTML:
 # --- listeners ---------------------------------------------------------------------------------
 
 def _settings_from(values: dict, strength_value=None) -> generation.DiffusionSettings:
+    """The knobs as they arrive (slider floats, or anything through the API), checked by make():
+    finite, in range and whole where a knob must be, before any conversion."""
     kw = {k: values[k] for k in KNOBS}
-    for name in ("steps", "num_images", "width", "height", "gallery_every"):
-        kw[name] = int(kw[name])
     if strength_value is not None:
         kw["strength"] = strength_value
-    return generation.DiffusionSettings(seed=int(values["seed"] or 0), **kw)
+    seed = values["seed"]
+    return make(generation.DiffusionSettings, seed=0 if seed is None else seed, **kw)
 
 
 def _memory_from(values: dict) -> generation.MemoryKnobs:
@@ -300,7 +301,7 @@ def _wire_generate(engine, ui: dict, knob_kwargs: dict) -> None:
 
 
 def _show_steps_run(strength_value, steps_value):
-    s = generation.DiffusionSettings(steps=int(steps_value), strength=float(strength_value))
+    s = make(generation.DiffusionSettings, steps=steps_value, strength=strength_value)
     run = generation.steps_to_run(s, img2img=True)
     return (f"**Steps actually run = int(strength x steps) = int({s.strength:g} x "
             f"{s.steps}) = {run}** of {s.steps}")
@@ -331,9 +332,9 @@ def _wire_init_image(ui: dict) -> None:
 
 
 def _sweep_columns(column_axis, column_values) -> list:
-    """The sweep's columns: step counts, or scheduler names."""
+    """The sweep's columns: step counts (checked by the engine as the steps knob), or scheduler names."""
     if column_axis == "steps":
-        return [int(v) for v in _numbers("steps values", column_values)]
+        return _numbers("steps values", column_values)
     return [c.strip() for c in check_text("scheduler names", column_values, max_chars=500,
                                           allow_empty=True).split(",") if c.strip()]
 
@@ -363,12 +364,11 @@ def _composite(image):
     return image
 
 
-def _numbers(name: str, text: str) -> list[float]:
+def _numbers(name: str, text: str) -> list[str]:
+    """The comma-separated values as typed: generation.sweep checks each one as its knob (a
+    number, finite, in range, whole for steps), so the message names the value as typed."""
     text = check_text(name, text, max_chars=500, allow_empty=True)
-    try:
-        values = [float(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise UserInputError(f"{name} = {text!r} must be numbers separated by commas, e.g. 1, 3, 7.5") from None
+    values = [v.strip() for v in str(text).split(",") if v.strip()]
     if not values:
         raise UserInputError(f"{name} is empty: give 1 to 6 numbers separated by commas, e.g. 1, 3, 7.5")
     return values
@@ -520,9 +520,7 @@ def _wire_teach_training(engine, ui: dict) -> None:
     ui["method"].change(_on_method, [ui["method"]], [ui["ctl"]["learning_rate"]], api_name=False, queue=False)
 
     def do_train(current, w, method, state, progress=gr.Progress(), **values):
-        s = teach.TeachSettings(method=method, **{k: (int(v) if k in ("steps", "batch_size", "seed",
-                                                                      "num_class_images", "lora_rank") else v)
-                                                  for k, v in values.items()})
+        s = make(teach.TeachSettings, method=method, **values)
         state = state if isinstance(state, teach.TeachSession) else teach.TeachSession()
         if state.training:
             raise UserInputError("this session is already training: wait for it or press Stop.")
@@ -544,8 +542,8 @@ def _wire_teach_use(engine, ui: dict) -> None:
     """Generate with the taught model, measure forgetting, download the weights."""
     def do_render(p, seed_value, state, progress=gr.Progress()):
         state = state if isinstance(state, teach.TeachSession) else teach.TeachSession()
-        s = generation.DiffusionSettings(guidance_scale=3.0, steps=25, width=16, height=16, scheduler="DDIM",
-                                         num_images=8, seed=int(seed_value or 0))
+        s = make(generation.DiffusionSettings, guidance_scale=3.0, steps=25, width=16, height=16, scheduler="DDIM",
+                 num_images=8, seed=0 if seed_value is None else seed_value)
         result = teach.render(engine, state, p, s, progress=progress_callback(progress))
         pngs = generation.save_pngs(result, scratch_dir("teach"))
         return _captioned(result, pngs), _write_frames(result)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.core.errors import UserInputError
+from engine.core.errors import UserInputError, check_range
 from engine.core.markdown import md_code_block, md_text
 from engine.embeddings import attention as att
 from engine.embeddings import bertviz_page
 from engine.embeddings import vectors as emb
 from engine.embeddings import plots
-from tabs._ui import HEAVY, Plot, Share, data_table, examples, notice, on_gpu, progress_callback, user_errors
+from tabs._ui import (HEAVY, ModelSlider, Plot, Share, clamp_slider, data_table, examples, notice, on_gpu,
+                      progress_callback, user_errors)
 
 TITLE = "Embeddings & attention"
 
@@ -24,22 +25,6 @@ VIEW_CHOICES = [("Head view (one layer, lines between tokens)", "head"),
                 ("Model view (every layer x every head)", "model")]
 LIGHT = dict(concurrency_limit=None)  # re-plotting from state: no model work
 
-
-class ModelSlider(gr.Slider):
-    """gr.Slider (same front end) for a layer or head number whose valid range depends on the
-    model chosen. Listeners move its maximum to the model's, but Gradio would then check every
-    later call against the maximum left by the previous model (after MiniLM's 6 layers,
-    SmolLM2's layer 30 was refused). Here the engine checks the value against the chosen model
-    (check_layer_head, whose message names the valid range), so the component checks nothing."""
-
-    def get_block_name(self) -> str:  # the front end picks its component by this name
-        return "slider"
-
-    def get_block_class(self) -> str:
-        return "slider"
-
-    def preprocess(self, payload):
-        return payload
 
 # Clicking a heatmap cell picks its row (the query token): plotly's click event writes the row
 # into a hidden textbox, whose change event re-plots from state. The hook is attached after
@@ -79,14 +64,6 @@ SENSE_EXAMPLES = (
 
 
 # --- listener bodies (plain functions: the engine validates, user_errors maps errors) -------
-
-
-def _clamp(value, top: int) -> int:
-    """A slider value moved into 1..top for a newly chosen model (1 when it is not a number)."""
-    try:
-        return min(max(int(float(value)), 1), top)
-    except (TypeError, ValueError, OverflowError):
-        return 1
 
 
 def _token_choices(maps: att.AttentionMaps) -> list[tuple[str, int]]:
@@ -303,7 +280,7 @@ def _attention_listeners(engine):
     """attention (run the model, then plot) and set_model (move the sliders to a new model's size)."""
     def attention(text, model_key, layer, head, mean_heads, token, progress=gr.Progress()):
         maps = att.attention_maps(engine, text, model_key, progress=progress_callback(progress))
-        if token is not None and not 0 <= int(token) < maps.n_tokens:
+        if token is not None and check_range("token", token, 0, att.MAX_TOKENS - 1, integer=True) >= maps.n_tokens:
             token = None  # the text changed under the dropdown
         views = _views(maps, layer, head, bool(mean_heads), token)
         chosen = views[3]["token"]
@@ -312,8 +289,8 @@ def _attention_listeners(engine):
 
     def set_model(model_key, layer, head, progress=gr.Progress()):
         n_layers, n_heads = att.model_dims(engine, model_key, progress_callback(progress))
-        return (gr.Slider(maximum=n_layers, value=_clamp(layer, n_layers)),
-                gr.Slider(maximum=n_heads, value=_clamp(head, n_heads)), None)  # new tokens: new query
+        return (gr.Slider(maximum=n_layers, value=clamp_slider(layer, n_layers)),
+                gr.Slider(maximum=n_heads, value=clamp_slider(head, n_heads)), None)  # new tokens: new query
 
     return attention, set_model
 
@@ -353,10 +330,12 @@ def _wire_attention(engine, heatmaps):
 
 def _wire_compare(engine, text, pair):
     def compare(text, enc_layer, causal_layer, progress=gr.Progress()):
+        enc_layer = check_range("encoder layer", enc_layer, 1, att.MAX_LAYERS, integer=True)
+        causal_layer = check_range("causal layer", causal_layer, 1, att.MAX_LAYERS, integer=True)
         cb = progress_callback(progress)
         maps = {key: att.attention_maps(engine, text, key, progress=cb) for key in att.ATTENTION_MODELS}
         enc, causal = maps["minilm-l6"], maps["smollm2-135m-instruct"]
-        enc_layer, causal_layer = min(int(enc_layer), enc.n_layers), min(int(causal_layer), causal.n_layers)
+        enc_layer, causal_layer = min(enc_layer, enc.n_layers), min(causal_layer, causal.n_layers)
         return (maps, gr.Slider(maximum=enc.n_layers, value=enc_layer),
                 gr.Slider(maximum=causal.n_layers, value=causal_layer),
                 _compare_figure(maps, enc_layer, causal_layer))

@@ -10,7 +10,8 @@ import pandas as pd
 from engine import inside
 from engine.inside import plots
 from engine.core.settings import make
-from tabs._ui import HEAVY, Plot, Share, controls_for, data_table, examples, notice, on_gpu, progress_callback, user_errors
+from tabs._ui import (HEAVY, ModelSlider, Plot, Share, clamp_slider, controls_for, data_table, examples, notice, on_gpu,
+                      progress_callback, user_errors)
 
 TITLE = "Inside the model"
 
@@ -114,8 +115,10 @@ def _block_panel() -> dict:
     """One block opened up for one head: scores, mask, softmax, the residual stream, the numbers."""
     parts = {}
     with gr.Row():
+        # ModelSlider: the engine checks layer and head against the model asked for, never Gradio
+        # against the maximum another model's journey left on the slider (MiniLM has 12 heads, SmolLM2 9)
         parts["knobs"] = controls_for(inside.InsideSettings, BLOCK_KNOBS,
-                                      **{k: {"elem_id": f"inside-{k}"} for k in BLOCK_KNOBS})
+                                      **{k: {"elem_id": f"inside-{k}", "slider": ModelSlider} for k in BLOCK_KNOBS})
         parts["run"] = gr.Button("Open the block", variant="primary", elem_id="inside-block-run")
     parts["plot"] = Plot(filename="attention-inside-a-block", show_label=False, label="Scores, mask, softmax",
                          elem_id="inside-block-plot")
@@ -218,10 +221,18 @@ def _wire_block(engine, prompt, model, block):
         return (plots.block_figure(b), plots.worked_markdown(b), plots.norms_figure(b), _block_note(b),
                 *_block_tables(b))
 
+    def on_model(model, layer, head, progress=gr.Progress()):
+        """The sliders' ranges follow the chosen model (their values moved inside them)."""
+        n_layers, n_heads = inside.model_dims(engine, model, progress_callback(progress))
+        return (gr.update(maximum=n_layers, value=clamp_slider(layer, n_layers)),
+                gr.update(maximum=n_heads, value=clamp_slider(head, n_heads)))
+
+    layer, head = block["knobs"]["layer"], block["knobs"]["head"]
     block_outputs = [block["plot"], block["worked"], block["norms_plot"], block["note"], *block["tables"]]
-    block["run"].click(user_errors(on_gpu(open_block)), inputs=[prompt, model, block["knobs"]["layer"],
-                                                                block["knobs"]["head"]],
+    block["run"].click(user_errors(on_gpu(open_block)), inputs=[prompt, model, layer, head],
                        outputs=block_outputs, api_name="inside_block", **HEAVY)
+    model.change(user_errors(on_gpu(on_model)), inputs=[model, layer, head], outputs=[layer, head],
+                 api_name="inside_model_dims", api_visibility="undocumented", **HEAVY)
 
 
 def _wire_lens(engine, prompt, model, panel):

@@ -9,7 +9,7 @@ import html
 import gradio as gr
 
 from engine.core.errors import UserInputError
-from engine.core.settings import make
+from engine.core.settings import check_knob, make
 from engine.training import lora
 from engine.training import plots as training_plots
 from engine.training import sft
@@ -190,8 +190,10 @@ def make_format(engine):
 
 def make_train(engine):
     def do_train(src, file, mask, r, lr, steps, batch, max_len, seed_v, tmods, state, progress=gr.Progress()):
-        s = make(sft.SftSettings, drop_none=True, mask=mask, r=r, alpha=2 * int(r), learning_rate=lr, max_steps=steps,
-                 batch_size=batch, max_length=max_len, seed=seed_v, target_modules=tmods or [])
+        r = None if r is None else check_knob(sft.SftSettings, "r", r)  # checked before it is doubled
+        s = make(sft.SftSettings, drop_none=True, mask=mask, r=r, alpha=None if r is None else 2 * r,
+                 learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed_v,
+                 target_modules=tmods or [])
         rows = sft.dataset(src, file)
         state = state if isinstance(state, lora.LoraSession) else lora.LoraSession()
         if state.training:

@@ -3,7 +3,9 @@ search -> a prompt within a token budget -> SmolLM2's answer with and without th
 
 The bundled Python documentation is indexed once per process per chunk setting and shared;
 a user's uploads go into that browser session's own Qdrant collection, dropped when the
-session ends (gr.State's delete_callback) or after STATE_TTL_S without use."""
+session ends (gr.State's delete_callback) or after STATE_TTL_S without use, or sooner by the
+pool's own limits (engine/retrieval/search.py: sessions without documents, and sessions of
+scripts rather than the app's page)."""
 from __future__ import annotations
 
 import gradio as gr
@@ -236,6 +238,15 @@ def _chunks_summary(d, chunks) -> str:
             + (f" · ⚠ {over} over MiniLM's 256-token limit (cut when embedded)" if over else ""))
 
 
+def from_page(request) -> bool:
+    """Whether a call comes from the app's page: Gradio's front end marks its calls with the header
+    x-gradio-user: app (gradio_client sends 'api', a plain HTTP script nothing). A header can be
+    forged: this keeps scripts from crowding students out of the upload pool, it authenticates no one.
+    (Never the client's address: a whole class often shares one school address.)"""
+    headers = getattr(request, "headers", None)
+    return headers is not None and headers.get("x-gradio-user") == "app"
+
+
 def _wire_documents(engine, library, ui: dict):
     """The chunk view, the index, the user's uploads and the document list. Returns the chunk
     view's listener and outputs, which a shared link runs."""
@@ -253,11 +264,9 @@ def _wire_documents(engine, library, ui: dict):
         kb, sess = _kb(library, source, size, overlap, strategy, sess, progress)
         return (*_index_outputs(kb, source), sess)
 
-    def upload(paths, size, overlap, strategy, sess, progress=gr.Progress()):
+    def upload(paths, size, overlap, strategy, sess, request: gr.Request, progress=gr.Progress()):
         settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy=strategy)
-        if sess is None or sess.closed:
-            sess = library.session()
-        kb = sess.add(paths, settings, progress_callback(progress))
+        sess, kb = library.upload(sess, paths, settings, progress_callback(progress), from_page=from_page(request))
         docs = _doc_choices(sess.docs)
         return (*_index_outputs(kb, "uploads"), sess, gr.update(value="uploads"),
                 gr.update(choices=docs, value=docs[-1][1]))

@@ -119,6 +119,13 @@ class AppConfig:
                                help="a Qdrant server or cluster for the Retrieval tab's vectors")
     qdrant_api_key: str = _setting("", env="LLM_PLAYGROUND_QDRANT_API_KEY", secret=True, shown="unset",
                                    help="API key of that Qdrant server")
+    served_files_gb: float = _setting(1.0, flag="--served-files-gb", env="LLM_PLAYGROUND_SERVED_FILES_GB",
+                                      kind="float", low=0, high=MAX_CACHE_GB, low_open=True, metavar="GIB",
+                                      help="disk budget in GiB of Gradio's cache of the files the app serves "
+                                           "(pictures, downloads, uploads): past it the oldest are removed, and any "
+                                           "older than two hours")
+    gradio_temp_dir: str = _setting("", env="GRADIO_TEMP_DIR", shown="the system's temp folder",
+                                    help="where the app makes the folder of that cache (Gradio's own variable)")
     home: str = _setting(factory=default_home, env="LLM_PLAYGROUND_HOME", shown="~/.cache/llm-playground",
                          help="folder for files the app derives (float copies of GGUF weights)")
     zero_gpu: bool = _setting(False, env="SPACES_ZERO_GPU", kind="bool",
@@ -247,6 +254,12 @@ def temporary_env(name: str, value: str) -> Iterator[None]:
                 os.environ[name] = old
 
 
+def use_gradio_cache(folder) -> None:
+    """From here on Gradio keeps the files it serves in `folder` (it reads GRADIO_TEMP_DIR when a
+    component or the web app is made): call it before the app is built."""
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+
+
 def mark_offline() -> None:
     """From here on nothing in this process should try to reach the Hub: huggingface_hub and
     transformers read these variables."""
@@ -255,4 +268,4 @@ def mark_offline() -> None:
 
 
 __all__ = ["AppConfig", "truthy", "ranged_number", "default_home", "build_parser", "flag_table",
-           "child_env", "temporary_env", "mark_offline", "DEFAULT_TRAIN_MINUTES", "MAX_TRAIN_MINUTES"]
+           "child_env", "temporary_env", "use_gradio_cache", "mark_offline", "DEFAULT_TRAIN_MINUTES", "MAX_TRAIN_MINUTES"]

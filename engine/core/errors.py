@@ -36,8 +36,8 @@ def check_range(name: str, value, lo, hi, *, integer: bool = False):
         check_text(name, value, max_chars=len(value), allow_empty=True)
     try:
         num = float(value)
-    except (TypeError, ValueError):
-        raise UserInputError(f"{name} must be a number between {lo} and {hi}, got {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int of 400 digits
+        raise UserInputError(f"{name} must be a number between {lo} and {hi}, got {short_repr(value)}.") from None
     if num != num or num in (float("inf"), float("-inf")):
         raise UserInputError(f"{name} must be a number between {lo} and {hi}, got {value!r}.")
     if integer and num != int(num):

@@ -70,27 +70,45 @@ def knob_default(cls, name: str):
     raise KeyError(name)
 
 
+def _check_field(f, value):
+    """One knob's value checked against its field's metadata: a choice among the choices; a
+    number finite and inside [minimum, maximum], and whole where the default is an int (then
+    returned as an int). Nothing is converted before it is checked: 2.9 steps is refused, never
+    cut to 2. A bool where a number belongs is refused too (JSON true is not a step count)."""
+    info: KnobInfo | None = f.metadata.get("knob")
+    if info is None:
+        return value
+    if info.choices is not None:
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            check_choice(f.name, v, info.choices)
+        return value
+    if info.minimum is None or info.maximum is None or isinstance(f.default, bool):
+        return value
+    integer = isinstance(f.default, int)
+    if isinstance(value, bool):
+        kind = "whole number" if integer else "number"
+        raise UserInputError(f"{f.name} must be a {kind} between {info.minimum} and {info.maximum}, got {value!r}.")
+    return check_range(f.name, value, info.minimum, info.maximum, integer=integer)
+
+
+def check_knob(cls, name: str, value):
+    """The one check of one knob's value, as validate() checks it inside a settings object: for
+    values that are not a settings field themselves (each cell of a sweep, a rank the tab doubles
+    into alpha). Returns the checked value (a whole number as an int); KeyError for an unknown name."""
+    for f in fields(cls):
+        if f.name == name:
+            return _check_field(f, value)
+    raise KeyError(name)
+
+
 def validate(settings, expected: type | None = None):
     """Check every knob of a settings instance; raise UserInputError naming the bad one.
     expected: the class the caller needs (anything else is refused, named by its type)."""
     if expected is not None and not isinstance(settings, expected):
         raise UserInputError(f"settings must be {expected.__name__}, got {type(settings).__name__}.")
     for f in fields(settings):
-        info: KnobInfo | None = f.metadata.get("knob")
-        if info is None:
-            continue
-        value = getattr(settings, f.name)
-        label = f.name
-        if info.choices is not None:
-            if isinstance(value, (list, tuple)):
-                for v in value:
-                    check_choice(label, v, info.choices)
-            else:
-                check_choice(label, value, info.choices)
-        elif info.minimum is not None and info.maximum is not None and not isinstance(value, bool):
-            integer = isinstance(f.default, int) and not isinstance(f.default, bool)
-            object.__setattr__(settings, f.name,
-                               check_range(label, value, info.minimum, info.maximum, integer=integer))
+        if f.metadata.get("knob") is not None:
+            object.__setattr__(settings, f.name, _check_field(f, getattr(settings, f.name)))
     return settings
 
 
@@ -110,4 +128,4 @@ def make(cls, *, drop_none: bool = False, **values):
     return validate(cls(**values))
 
 
-__all__ = ["knob", "knob_info", "knob_default", "validate", "make", "KnobInfo", "dataclass", "MAX_UPLOAD_BYTES"]
+__all__ = ["knob", "knob_info", "knob_default", "check_knob", "validate", "make", "KnobInfo", "dataclass", "MAX_UPLOAD_BYTES"]

@@ -25,7 +25,7 @@ from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.images import check_pixels
 from ..core.models import Progress, no_progress
 from ..core.registry import Source
-from ..core.settings import knob, validate
+from ..core.settings import check_knob, knob, validate
 from .plots import grid_image
 
 # Display name -> diffusers scheduler class name. All are built from the model's own config.
@@ -524,12 +524,16 @@ def sweep(engine, key: str, prompt: str, negative_prompt: str, settings: Diffusi
     if not 1 <= len(guidances) <= 6 or not 1 <= len(columns) <= 6:
         raise UserInputError(f"A sweep takes 1 to 6 guidance values and 1 to 6 {column_axis} values, got "
                              f"{len(guidances)} and {len(columns)}.")
+    # every cell's values checked as their knobs before the first cell runs ('2.9' steps is refused, not cut to 2)
+    guidances = [check_knob(DiffusionSettings, "guidance_scale", g) for g in guidances]
+    if column_axis == "steps":
+        columns = [check_knob(DiffusionSettings, "steps", c) for c in columns]
     cells, total = [], len(guidances) * len(columns)
     for r, g in enumerate(guidances):
         row = []
         for c, col in enumerate(columns):
-            one = replace(settings, guidance_scale=float(g), num_images=1,
-                          **({"steps": int(col)} if column_axis == "steps" else {"scheduler": col}))
+            one = replace(settings, guidance_scale=g, num_images=1,
+                          **({"steps": col} if column_axis == "steps" else {"scheduler": col}))
             done = r * len(columns) + c
             progress(done / total, f"Cell {done + 1}/{total}: guidance {g}, {column_axis} {col}")
             res = generate(engine, key, prompt, negative_prompt, one, knobs=knobs, keep_frames=False)

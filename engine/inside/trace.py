@@ -54,6 +54,11 @@ def load(engine, model_key: str, progress: Progress = no_progress) -> TextModel:
     return attention.load_attention_model(engine, check_model(model_key), progress)
 
 
+def model_dims(engine, model_key: str, progress: Progress = no_progress) -> tuple[int, int]:
+    """(blocks, heads per block) of one of MODELS: the ranges of the layer and head sliders."""
+    return attention.model_dims(engine, check_model(model_key), progress)
+
+
 # --- architecture adapters ------------------------------------------------------------------
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

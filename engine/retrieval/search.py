@@ -9,6 +9,7 @@ collection of uploaded documents; close() drops it (the tab calls it when the se
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -28,7 +29,14 @@ METHODS = ("dense", "sparse", "hybrid")
 EMBED_BATCH = 32
 MAX_QUERY_CHARS = 500
 BUNDLED_SETTINGS_KEPT = 4  # indexes of the bundled corpus kept per process (one per chunk setting)
+# The per-process pool of upload collections. Sessions not opened from the app's page (scripts,
+# gradio_client: every /call/ request is a session of its own) may hold only MAX_API_SESSIONS of
+# its slots, and theirs expire sooner, so that a script cannot crowd out a class. A session that
+# holds no document (after Clear, or when its first upload failed) leaves its slot soon.
 MAX_SESSIONS = 200  # live upload collections per process
+MAX_API_SESSIONS = 50  # of those, sessions not opened from the app's page
+API_IDLE_S = 600.0  # such a session's uploads are dropped after 10 minutes unused (the page's after an hour)
+EMPTY_IDLE_S = 60.0  # a session without documents leaves the pool after a minute unused
 
 
 @dataclass
@@ -182,12 +190,28 @@ class Session:
     docs: list = field(default_factory=list)
     kb: KnowledgeBase | None = None
     closed: bool = False
+    from_page: bool = True  # opened from the app's page (else: a script or API client)
+    last_used: float = 0.0  # library.clock() at the last call that used it
+    busy: int = 0  # calls using it now (never expired while > 0)
+
+    @contextlib.contextmanager
+    def _in_use(self):
+        with self.library._lock:  # two calls of one session may overlap
+            self.busy += 1
+            self.last_used = self.library.clock()
+        try:
+            yield
+        finally:
+            with self.library._lock:
+                self.busy -= 1
+                self.last_used = self.library.clock()
 
     def add(self, paths, settings: chunking.ChunkSettings, progress: Progress = no_progress) -> KnowledgeBase:
-        chars = sum(len(d.text) for d in self.docs)
-        new = corpus.read_uploads(paths, already=len(self.docs), chars_before=chars)
-        self.docs.extend(new)
-        return self.index(settings, progress)
+        with self._in_use():
+            chars = sum(len(d.text) for d in self.docs)
+            new = corpus.read_uploads(paths, already=len(self.docs), chars_before=chars)
+            self.docs.extend(new)
+            return self.index(settings, progress)
 
     def index(self, settings: chunking.ChunkSettings, progress: Progress = no_progress) -> KnowledgeBase:
         if self.closed:
@@ -195,14 +219,20 @@ class Session:
         if not self.docs:
             raise UserInputError("No uploaded documents yet: upload 1 to "
                                  f"{corpus.MAX_FILES} files ({', '.join(corpus.EXTENSIONS)}).")
-        if self.kb is None or self.kb.settings.key != settings.key or len(self.kb.docs) != len(self.docs):
-            self.kb = build(self.library.engine, self.library.store, self.name, self.docs, settings, progress)
-        return self.kb
+        with self._in_use():
+            if self.kb is None or self.kb.settings.key != settings.key or len(self.kb.docs) != len(self.docs):
+                self.kb = build(self.library.engine, self.library.store, self.name, self.docs, settings, progress)
+            return self.kb
 
     def clear(self) -> None:
-        self.library.store.drop(self.name)
-        self.docs.clear()
-        self.kb = None
+        with self._in_use():
+            self.library.store.drop(self.name)
+            self.docs.clear()
+            self.kb = None
+
+    def idle_limit(self) -> float:
+        """Seconds unused after which the pool drops this session."""
+        return EMPTY_IDLE_S if not self.docs else (float("inf") if self.from_page else API_IDLE_S)
 
     def close(self) -> None:
         """Drop the collection (called when the browser session ends or its state expires)."""
@@ -220,8 +250,10 @@ class Session:
 class Library:
     """Per process: the Qdrant client, the shared bundled indexes, the live sessions."""
 
-    def __init__(self, engine, store: VectorStore | None = None, keep: int = BUNDLED_SETTINGS_KEPT):
+    def __init__(self, engine, store: VectorStore | None = None, keep: int = BUNDLED_SETTINGS_KEPT,
+                 clock=time.monotonic):
         self.engine = engine
+        self.clock = clock  # seconds; the tests pass their own
         if store is None:  # the operator's Qdrant server (engine.config), else Qdrant inside this process
             store = VectorStore(url=engine.config.qdrant_url, api_key=engine.config.qdrant_api_key)
         self.store = store
@@ -254,14 +286,47 @@ class Library:
                         self.store.drop(old.name)
             return kb
 
-    def session(self) -> Session:
+    def session(self, from_page: bool = True) -> Session:
+        """A new upload session. from_page: opened from the app's page; scripts and API clients
+        (from_page=False) share MAX_API_SESSIONS of the pool. Idle sessions past their limit
+        (Session.idle_limit) are dropped first."""
+        self.expire()
         with self._lock:
+            api = sum(not s.from_page for s in self._sessions.values())
+            if not from_page and api >= MAX_API_SESSIONS:
+                raise UserInputError(f"{MAX_API_SESSIONS} sessions not opened from the app's page hold uploads on "
+                                     f"this server now (their limit): try again in {API_IDLE_S / 60:.0f} minutes, "
+                                     "or use the bundled documents.")
             if len(self._sessions) >= MAX_SESSIONS:
                 raise UserInputError(f"{MAX_SESSIONS} sessions hold uploads on this server now: try again later "
                                      "or use the bundled documents.")
-            s = Session(self, f"{self.prefix}-session-{uuid.uuid4().hex}")
+            s = Session(self, f"{self.prefix}-session-{uuid.uuid4().hex}", from_page=from_page,
+                        last_used=self.clock())
             self._sessions[s.name] = s
             return s
+
+    def upload(self, session: Session | None, paths, settings: chunking.ChunkSettings,
+               progress: Progress = no_progress, from_page: bool = True) -> tuple[Session, KnowledgeBase]:
+        """Add uploads to `session`, or to a new one when it is None or expired. A new session
+        whose first upload fails is closed at once: it holds no slot of the pool."""
+        new = session is None or session.closed
+        if new:
+            session = self.session(from_page)
+        try:
+            return session, session.add(paths, settings, progress)
+        except BaseException:
+            if new:
+                session.close()
+            raise
+
+    def expire(self) -> int:
+        """Close the sessions unused for longer than their idle limit; returns how many."""
+        now = self.clock()
+        with self._lock:
+            old = [s for s in self._sessions.values() if not s.busy and now - s.last_used > s.idle_limit()]
+        for s in old:
+            s.close()
+        return len(old)
 
     def forget(self, session: Session) -> None:
         with self._lock:

@@ -30,7 +30,7 @@ from ..core.models import Progress
 from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload
 from ..core.registry import ASSETS
 from ..core.scratch import new_work_dir, remove_work_dir
-from ..core.settings import knob, make, validate
+from ..core.settings import knob, knob_info, make, validate
 from . import lora
 from . import runner
 
@@ -337,7 +337,29 @@ def check_pairs(tokenizer, pairs: list[Pair], s) -> list[Pair]:
                 raise UserInputError(f"pair {n} {name} contains {found[0]!r}, one of the model's special tokens: "
                                      "the trainer would read it as that token, not as text. Remove it or write it "
                                      "differently (e.g. with spaces: '< |im_end| >').")
+    if isinstance(s, RewardSettings):
+        check_reward_length(tokenizer, split(pairs)[0], s.max_length)
     return pairs
+
+
+def reward_lengths(tokenizer, pairs: list[Pair]) -> list[int]:
+    """Per pair, its longer side in tokens as trl's RewardTrainer counts it (prompt + response + EOS)."""
+    return [max(len(tokenizer(p.prompt + y + tokenizer.eos_token)["input_ids"]) for y in (p.chosen, p.rejected))
+            for p in pairs]
+
+
+def check_reward_length(tokenizer, train_pairs: list[Pair], max_length: int) -> None:
+    """RewardTrainer drops every pair with a side longer than max_length (it does not cut them):
+    refuse a max_length that leaves fewer than two training pairs, naming the shortest that works."""
+    lengths = sorted(reward_lengths(tokenizer, train_pairs))
+    kept = sum(n <= max_length for n in lengths)
+    if kept >= 2 or len(lengths) < 2:  # fewer than 2 pairs at all: _run refuses them
+        return
+    top = knob_info(RewardSettings, "max_length").maximum
+    need = (f"at least {lengths[1]} (keeps 2 pairs; {lengths[-1]} keeps all {len(lengths)})" if lengths[1] <= top
+            else f"shorter pairs: even {top:g}, the largest max_length, keeps fewer than 2")
+    raise UserInputError(f"max_length = {max_length} keeps {kept} of the {len(lengths)} training pairs (the reward "
+                         f"trainer drops a pair whose prompt + response is longer, in tokens): give {need}.")
 
 
 def _worker(trainer, events: queue.Queue) -> threading.Thread:
@@ -577,5 +599,6 @@ __all__ = [
     "DPOSettings", "RewardSettings", "Pair", "parse_pairs", "load_pairs",
     "read_pairs_file", "pairs_from_rows", "pairs_to_rows", "split", "dpo_trainer", "reward_trainer", "batch_loss",
     "PreferenceSession", "train_dpo", "train_reward", "held_out_stats", "rewards",
-    "reward_accuracy", "score_responses", "check_pairs", "compare_outputs", "export_dpo_adapter", "encode_response",
+    "reward_accuracy", "score_responses", "check_pairs", "check_reward_length", "reward_lengths", "compare_outputs",
+    "export_dpo_adapter", "encode_response",
 ]
