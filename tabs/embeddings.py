@@ -134,8 +134,14 @@ def _sentence_legend(sim: dict) -> str:
     return "\n".join(f"**S{i + 1}** {md_text(s)}  " for i, s in enumerate(sim["sentences"]))
 
 
+UNRANKED = "—"
+TFIDF_LABEL = f"TF-IDF ranking (scikit-learn); {UNRANKED} = no word shared with the query (score 0: tied, so unranked)"
+
+
 def _ranking_rows(rows: list[dict]) -> list[list]:
-    return [[r["rank"], r["passage"], r["score"], r["text"]] for r in rows]
+    """Table rows; an unranked passage (TF-IDF 0: no word shared with the query) shows "—"."""
+    return [[UNRANKED if r["rank"] is None else r["rank"], r["passage"], r["score"], r["text"]] for r in rows]
+
 
 
 def build(engine) -> Share:
@@ -282,7 +288,7 @@ def _search_panel() -> dict:
                                     column_widths=["9%", "12%", "13%", "66%"],
                                     interactive=False, elem_id="search-dense")
         parts["sparse"] = data_table("tfidf-ranking", headers=["rank", "id", "tf-idf", "passage"],
-                                     label="TF-IDF ranking (scikit-learn)", wrap=True,
+                                     label=TFIDF_LABEL, wrap=True,
                                      column_widths=["9%", "12%", "13%", "66%"],
                                      interactive=False, elem_id="search-sparse")
     notice("“flat tire on my bike” shares no word with “punctured bicycle tyre”, so TF-IDF scores it "
@@ -415,8 +421,7 @@ def _wire_search(engine, search):
     def semantic_search(query_text, passages_text, k, progress=gr.Progress()):
         result = emb.semantic_search(engine, query_text, passages_text, top_k=k,
                                      progress=progress_callback(progress))
-        return (plots.search_bars(result), _ranking_rows(result["embedding"]), _ranking_rows(result["tfidf"]),
-                result)
+        return plots.search_bars(result), _ranking_rows(result["embedding"]), _ranking_rows(result["tfidf"]), result
 
     gr.on([search["run"].click, search["query"].submit], user_errors(on_gpu(semantic_search)),
           inputs=[search["query"], search["passages"], search["top_k"]],
