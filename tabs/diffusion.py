@@ -66,8 +66,21 @@ def _summary(result) -> str:
     warmup = (f" ({result.unet_calls} U-Net calls: {p['scheduler']} warms up by making its first step twice)"
               if result.warmup_calls else "")
     return (f"{len(result.images)} image(s) in **{result.seconds:.2f} s** · **{result.steps_run}** denoising "
-            f"steps run{warmup} · {seed_text} · {p['scheduler']} · guidance {p['guidance_scale']:g} · "
-            f"memory savers: {applied}. Each PNG carries its parameters in its metadata.")
+            f"steps run{warmup} · {seed_text} · {p['scheduler']}{_timesteps_text(result)} · guidance "
+            f"{p['guidance_scale']:g} · memory savers: {applied}. Each PNG carries its parameters in its metadata.")
+
+
+def _timesteps_text(result) -> str:
+    """Where the steps ran on the 0-999 noise scale, and the spacing that put them there."""
+    ts = result.timesteps
+    if not ts:
+        return ""
+    where = f"t = {ts[0]}" if len(ts) == 1 else f"t = {ts[0]} → {ts[-1]}"
+    why = ""
+    if result.spacing == "trailing" and result.params.get("steps", 99) <= generation.FEW_STEPS:
+        why = (f": with {generation.FEW_STEPS} steps or fewer the schedule starts at t = 999, the pure noise"
+               + ("; strength skips its noisiest part" if result.params.get("mode") == "img2img" else ""))
+    return f" at {where} ('{result.spacing}' timestep spacing{why})"
 
 
 # (prompt, negative prompt, guidance) per kind of model: the offline digits model knows digits

@@ -69,3 +69,15 @@ def test_the_forgetting_share_comes_with_its_wilson_interval():
         assert teach.wilson_interval(k, 50) == pytest.approx(_wilson_by_hand(k, 50), abs=1e-12)
     widths = [np.subtract(*teach.wilson_interval(k, 50)[::-1]) for k in range(51)]
     assert round(100 * min(widths)) == 7 and round(100 * max(widths)) == 27  # what the tab says
+
+
+def test_the_summary_says_where_the_steps_ran_and_which_spacing():
+    from types import SimpleNamespace
+
+    one = SimpleNamespace(timesteps=[999], spacing="trailing", params=dict(steps=1, mode="txt2img"))
+    assert tab._timesteps_text(one) == (" at t = 999 ('trailing' timestep spacing: with 2 steps or fewer the "
+                                        "schedule starts at t = 999, the pure noise)")
+    many = SimpleNamespace(timesteps=[961, 921, 1], spacing="leading", params=dict(steps=25, mode="txt2img"))
+    assert tab._timesteps_text(many) == " at t = 961 → 1 ('leading' timestep spacing)"
+    i2i = SimpleNamespace(timesteps=[499], spacing="trailing", params=dict(steps=2, mode="img2img"))
+    assert tab._timesteps_text(i2i).endswith("the pure noise; strength skips its noisiest part)")
