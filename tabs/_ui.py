@@ -19,6 +19,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine.core.errors import ModelUnavailableError, UserInputError, is_out_of_memory
+from engine.core.markdown import html_text
 from engine.core.scratch import remove_at_exit
 from engine.core.settings import KnobInfo, knob_default, knob_info
 
@@ -50,15 +51,16 @@ def _one_line(exc: BaseException, limit: int = 500) -> str:
 def _as_gr_error(exc: BaseException) -> gr.Error:
     """The one place an exception becomes what the user sees. Its kind is decided by its type,
     never by its text. Each gr.Error is logged here once (Gradio's own traceback print is off):
-    a user's mistake as one line, a real bug with its traceback."""
+    a user's mistake as one line, a real bug with its traceback. A toast reads its message as
+    HTML: the text goes through html_text, so a '<mask>' in it is shown, not read as a tag."""
     if isinstance(exc, gr.Error):
         return exc
     if isinstance(exc, UserInputError):
         log.warning("user input refused: %s", _one_line(exc))
-        return gr.Error(str(exc), print_exception=False)
+        return gr.Error(html_text(exc), print_exception=False)
     if isinstance(exc, ModelUnavailableError):
         log.warning("model unavailable: %s", "".join(traceback.format_exception(exc)))
-        return gr.Error(str(exc), print_exception=False)
+        return gr.Error(html_text(exc), print_exception=False)
     if is_out_of_memory(exc):
         from engine.core.cache import free_all
 
@@ -189,8 +191,14 @@ def duration_text(s: float) -> str:
 
 
 def notice(text: str) -> gr.Markdown:
-    """A 'what to notice' line beside a view."""
-    return gr.Markdown(f"<div class='notice'>💡 {text}</div>")
+    """A 'what to notice' line beside a view: plain text (a '<end_of_turn>' in it is shown as
+    written, not read as a tag inside the notice's <div>)."""
+    return gr.Markdown(f"<div class='notice'>💡 {html_text(text)}</div>")
+
+
+def warn(exc: BaseException) -> None:
+    """A warning toast with an error's message (toasts read HTML: see _as_gr_error)."""
+    gr.Warning(html_text(exc))
 
 
 @dataclass

@@ -10,7 +10,7 @@ import gradio as gr
 from engine.decoding.generation import (MODES, DecodingSettings, StepSession, TextEnded, generate_stream,
                                         max_context)
 from engine.core.errors import check_choice, check_range
-from engine.core.markdown import md_code
+from engine.core.markdown import md_code, md_text
 from engine.decoding.beam import BeamSettings, STEP_HEADERS, beam_search_stream, step_rows
 from engine.decoding.conversation import (FACT, FORGETTING, FORGETTING_ANSWER, FORGETTING_WINDOWS, ChatSettings,
                                           chat_turn)
@@ -87,11 +87,16 @@ def _summary(view) -> str:
     return "  \n".join(lines)
 
 
+def _stopped_line(session) -> str:
+    """Why the stepped text ended; the message names the end-of-sequence token ('</s>' is text here)."""
+    return f"**Stopped ({md_text(session.stop_reason)}):** {md_text(session.stop_message())}  \n"
+
+
 def _view_outputs(session: StepSession, settings: DecodingSettings):
     view = session.view(settings)
     text = _summary(view)
     if session.finished:
-        text = f"**Stopped ({session.stop_reason}):** {session.stop_message()}  \n" + text
+        text = _stopped_line(session) + text
     return distribution_figure(view), text, _table(view)
 
 
@@ -482,10 +487,11 @@ def _chat_panel() -> dict:
 
 
 def _chat_log(history, dropped: int = 0) -> list[dict]:
-    """The chat for gr.Chatbot; the first `dropped` turns struck out: the model no longer sees them."""
+    """The chat for gr.Chatbot (which renders Markdown: the texts go through md_text); the first
+    `dropped` turns struck out: the model no longer sees them."""
     out = []
     for i, t in enumerate(history):
-        user, reply = t["user"], t["assistant"]
+        user, reply = md_text(t["user"]), md_text(t["assistant"])
         if i < dropped:
             user, reply = f"~~{user}~~ *(dropped from the window)*", f"~~{reply}~~"
         out += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
@@ -503,6 +509,15 @@ def _chat_model(engine, progress=None):
 
 
 CHAT_MODEL = "smollm2-135m-instruct"
+
+
+def _forgetting_summary(small: int, small_reply: str, big: int, big_reply: str, earlier: int, sent: int) -> str:
+    """The two answers of the forgetting demo, as the model wrote them (md_text: a reply is text)."""
+    knew, lost = FACT in big_reply, FACT not in small_reply
+    return (f"**Window {small}:** turn 1 (the code) was dropped → *{md_text(small_reply)}*  \n"
+            f"**Window {big}:** all {earlier} earlier turns sent ({sent} tokens) → *{md_text(big_reply)}*  \n"
+            + ("The model gives the code only while the turn that said it is sent." if knew and lost else
+               "(This time the two answers do not differ as expected.)"))
 
 
 def _wire_chat(engine, parts):
@@ -532,13 +547,8 @@ def _wire_chat(engine, parts):
                    FORGETTING_ANSWER, f"Turn {i + 1} of {len(FORGETTING)}…")
         full = chat_turn(tm, turns[:-1], FORGETTING[-1], make(ChatSettings, context_window=big,
                                                              max_new_tokens=FORGETTING_ANSWER))
-        knew = FACT in full.reply
-        lost = FACT not in turn.reply
         yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
-               f"**Window {small}:** turn 1 (the code) was dropped → *{turn.reply}*  \n"
-               f"**Window {big}:** all {len(turns) - 1} earlier turns sent ({full.sent.tokens} tokens) → *{full.reply}*  \n"
-               + ("The model gives the code only while the turn that said it is sent." if knew and lost else
-                  "(This time the two answers do not differ as expected.)"))
+               _forgetting_summary(small, turn.reply, big, full.reply, len(turns) - 1, full.sent.tokens))
 
     send = user_errors(on_gpu(send))
     forget = user_errors(on_gpu(forget, duration=120))

@@ -45,10 +45,21 @@ HOOK_CLICKS_JS = """() => {
   hook(20);
 }"""
 
+SUITCASE_TEXT = "The trophy didn't fit in the suitcase because it was too small."
+# What MiniLM's heads do with 'it' (scripts/find_coreference_head.py scans them all; test_embeddings
+# recomputes the numbers): the strongest 'it' head picks the subject, not the noun 'it' means.
+ATTENTION_NOTICE = (
+    "Each row is one token looking at the others and sums to 1. Many heads send most weight to [CLS], [SEP] "
+    "or the first token: a 'no-op' they fall back on. Layer 1, head 3 looks at the previous word. In layer 4, "
+    "head 2, 'it' sends 0.68 of its weight to 'animal', the subject; in the suitcase example it sends 0.61 to "
+    "'trophy', the subject again, though there 'it' means the suitcase. The head follows the sentence's form, "
+    "not its meaning: no MiniLM head picks the meant noun in all four sentences that "
+    "scripts/find_coreference_head.py tries.")
+
 # Examples: (label, text, model) for the heatmap; (label, sentences, word) for the senses.
 ATTENTION_EXAMPLES = (
     ("Pronoun: 'it' = the animal", DEFAULT_TEXT, "minilm-l6"),
-    ("Pronoun: 'it' = the suitcase", "The trophy didn't fit in the suitcase because it was too small.", "minilm-l6"),
+    ("Pronoun: 'it' = the suitcase", SUITCASE_TEXT, "minilm-l6"),
     ("Agreement across words", "The keys to the old cabinet are on the kitchen table.", "minilm-l6"),
     ("Causal: only the past", "Once upon a time there was a little dragon who loved books.", "smollm2-135m-instruct"),
 )
@@ -100,8 +111,14 @@ def _sentence_legend(sim: dict) -> str:
     return "\n".join(f"**S{i + 1}** {md_text(s)}  " for i, s in enumerate(sim["sentences"]))
 
 
+UNRANKED = "—"
+TFIDF_LABEL = f"TF-IDF ranking (scikit-learn); {UNRANKED} = no word shared with the query (score 0: tied, so unranked)"
+
+
 def _ranking_rows(rows: list[dict]) -> list[list]:
-    return [[r["rank"], r["passage"], r["score"], r["text"]] for r in rows]
+    """Table rows; an unranked passage (TF-IDF 0: no word shared with the query) shows "—"."""
+    return [[UNRANKED if r["rank"] is None else r["rank"], r["passage"], r["score"], r["text"]] for r in rows]
+
 
 
 def build(engine) -> Share:
@@ -156,10 +173,7 @@ def _attention_panel() -> dict:
                              show_label=False, label="Attention heatmap", scale=3, elem_id="att-heatmap")
         parts["bar"] = Plot(filename="attends-to",
                             show_label=False, label="What the chosen token attends to", scale=2, elem_id="att-bar")
-    notice("Each row is one token looking at the others and sums to 1. Many heads send most "
-           "weight to [CLS], [SEP] or the first token: a 'no-op' they fall back on. In MiniLM's "
-           "layer 4, head 2, 'it' looks at 'animal': one head has learned to link a pronoun to "
-           "what it refers to. Other heads look at the next or previous word.")
+    notice(ATTENTION_NOTICE)
     parts["grid"] = Plot(filename="attention-heads", show_label=False, label="All heads of this layer",
                          elem_id="att-grid")
     with gr.Accordion("Numbers (what the `attention` API endpoint returns)", open=False):
@@ -251,7 +265,7 @@ def _search_panel() -> dict:
                                     column_widths=["9%", "12%", "13%", "66%"],
                                     interactive=False, elem_id="search-dense")
         parts["sparse"] = data_table("tfidf-ranking", headers=["rank", "id", "tf-idf", "passage"],
-                                     label="TF-IDF ranking (scikit-learn)", wrap=True,
+                                     label=TFIDF_LABEL, wrap=True,
                                      column_widths=["9%", "12%", "13%", "66%"],
                                      interactive=False, elem_id="search-sparse")
     notice("“flat tire on my bike” shares no word with “punctured bicycle tyre”, so TF-IDF scores it "
@@ -386,8 +400,7 @@ def _wire_search(engine, search):
     def semantic_search(query_text, passages_text, k, progress=gr.Progress()):
         result = emb.semantic_search(engine, query_text, passages_text, top_k=k,
                                      progress=progress_callback(progress))
-        return (plots.search_bars(result), _ranking_rows(result["embedding"]), _ranking_rows(result["tfidf"]),
-                result)
+        return plots.search_bars(result), _ranking_rows(result["embedding"]), _ranking_rows(result["tfidf"]), result
 
     gr.on([search["run"].click, search["query"].submit], user_errors(on_gpu(semantic_search)),
           inputs=[search["query"], search["passages"], search["top_k"]],

@@ -10,7 +10,7 @@ from engine.evaluation import metrics
 from engine.evaluation import plots
 from engine.evaluation import quantization as quant
 from engine.core.errors import UserInputError, check_range, check_text
-from engine.core.markdown import md_code_block
+from engine.core.markdown import md_code, md_code_block
 from engine.core.settings import make
 from engine.serving import use_server
 from tabs._ui import (HEAVY, Plot, heavy_or_served, Share, controls_for, data_table, examples, model_picker, notice, on_gpu, progress_callback,
@@ -524,6 +524,18 @@ def make_suite(engine):
     return run
 
 
+def _stress_summary(res: dict) -> str:
+    """The stress test's headline: the original answer (a choice the user typed: one code span) and the score."""
+    score = res["robustness"]
+    md = (f"**Original answer** ({res['mode']}): {md_code(res['original_answer'])} with p = {res['p_original']:.3f}"
+          f"  \n**Robustness score: {score:.0%}** ({sum(r['passed'] for r in res['rows'])} of {len(res['rows'])} "
+          f"variants behaved as they should: kept the answer, or, for the negation swap, changed it)"
+          if score == score else "No rule found anything to change in this question.")
+    if res["skipped"]:
+        md += f"  \nRules with nothing to change here: {', '.join(res['skipped'])}."
+    return md
+
+
 def make_stress(engine):
     def run(model_key, question, choices, rules, progress=gr.Progress()):
         from engine.evaluation import robustness
@@ -535,14 +547,7 @@ def make_stress(engine):
                  r["answer"], _fmt(r["p_original"]), _fmt(r["kept"]),
                  _fmt(r["passed"])] for r in res["rows"]]
         clusters = [[c["kind"], c["variants"], c["failures"], ", ".join(c["failed"]) or "–"] for c in res["clusters"]]
-        score = res["robustness"]
-        md = (f"**Original answer** ({res['mode']}): `{res['original_answer']}` with p = {res['p_original']:.3f}  \n"
-              f"**Robustness score: {score:.0%}** ({sum(r['passed'] for r in res['rows'])} of {len(res['rows'])} "
-              f"variants behaved as they should: kept the answer, or, for the negation swap, changed it)"
-              if score == score else "No rule found anything to change in this question.")
-        if res["skipped"]:
-            md += f"  \nRules with nothing to change here: {', '.join(res['skipped'])}."
-        return md, rows, clusters, plots.robustness_figure(res), res
+        return _stress_summary(res), rows, clusters, plots.robustness_figure(res), res
     return run
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import gradio as gr
 
+from engine.core.markdown import md_text
 from tabs import TOPICS, available
 from tabs._ui import user_errors
 
@@ -42,7 +43,7 @@ def _backends_markdown(engine) -> str:
                 "server with `--openai-url`.")
     else:
         state = (f"✅ up ({st['ms']:.0f} ms), serving {', '.join(st['models']) or 'nothing'}" if st["up"]
-                 else f"❌ down: {st['error'][:200]}")
+                 else f"❌ down: {md_text(st['error'][:200])}")
         fb = "falls back to in-process while it is down" if engine.serving.fallback else "no fallback: errors while it is down"
         head = (f"**Text generation server:** `{st['url']}` · {state} · {fb}. Attention, hidden states, LoRA, "
                 "quantization, beam search and the step-by-step KV-cache view always run in this process.")
@@ -60,8 +61,8 @@ def _backends_markdown(engine) -> str:
 def _models_markdown(engine) -> str:
     head = ("| key | task | model | source now | Hub id @ revision (online) | embedded source (offline) "
             "| offline stand-in for | license | MB |\n|---|---|---|---|---|---|---|---|---:|")
-    rows = [f"| `{r['key']}` | {r['task']} | {r['model']} | **{r['source_now']}** | {r['hub']} | "
-            f"{r['embedded']} | {r['stands_in_for']} | {r['license']} | {r['size_mb']:g} |"
+    rows = [f"| `{r['key']}` | {r['task']} | {md_text(r['model'])} | **{r['source_now']}** | {r['hub']} | "
+            f"{r['embedded']} | {md_text(r['stands_in_for'])} | {md_text(r['license'])} | {r['size_mb']:g} |"
             for r in engine.registry.table()]
     return "\n".join([head, *rows])
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from engine import inside
 from engine.inside import plots
+from engine.core.markdown import md_code, md_text
 from engine.core.settings import make
 from tabs._ui import (HEAVY, ModelSlider, Plot, Share, clamp_slider, controls_for, data_table, examples, notice, on_gpu,
                       progress_callback, user_errors)
@@ -245,18 +246,35 @@ def _wire_lens(engine, prompt, model, panel):
                        outputs=[panel["plot"], panel["target_plot"], panel["table"]], api_name="inside_lens", **HEAVY)
 
 
+def _static_summary(d) -> str:
+    """One word's static row against its contextual vectors (d: inside.Drift); the word and its
+    pieces are the user's text (md_text)."""
+    same = "the same ids" if d.same_ids else "different ids"
+    text = (f"“{md_text(d.word)}” is {md_text(' + '.join(map(repr, d.pieces[0])))} in the first sentence and "
+            f"{md_text(' + '.join(map(repr, d.pieces[1])))} in the second ({same}). Input embedding rows: cosine "
+            f"**{d.row_cosine:.4f}**. After block 1: {d.cosines[1]:.3f}; after the last block: "
+            f"**{d.cosines[-1]:.3f}**. The table row is static; the context makes the vector contextual.")
+    if d.cosines[0] < 0.9999:
+        text += (f" (Layer 0 is {d.cosines[0]:.3f}, not 1: this encoder adds a position embedding and a "
+                 "LayerNorm before block 1.)")
+    return text
+
+
+def _untrained_summary(trained, random, vocab: int) -> str:
+    """Trained against random weights: entropies and each one's continuation (model text: one code span)."""
+    top = inside.max_entropy(vocab)
+    return (f"**Entropy:** trained {trained.entropy:.2f} nats, random {random.entropy:.2f} nats; a uniform "
+            f"guess over {vocab:,} tokens has ln({vocab:,}) = {top:.2f}. Same code, same shapes, same "
+            f"{vocab:,} logits: only the numbers in the weights differ.\n\n"
+            f"**Trained continues:** {md_code(repr(trained.continuation))}  \n**Random weights continue:** "
+            f"{md_code(repr(random.continuation))}\n\nThe random model is SmolLM2's config with weights drawn "
+            f"from its initializer (seed {inside.RANDOM_SEED}), built once and shared read-only.")
+
+
 def _wire_static(engine, model, static):
     def compare_word(first, second, word, model, progress=gr.Progress()):
         d = inside.static_vs_contextual(engine, first, second, word, model, progress=progress_callback(progress))
-        same = "the same ids" if d.same_ids else "different ids"
-        text = (f"“{d.word}” is {' + '.join(map(repr, d.pieces[0]))} in the first sentence and "
-                f"{' + '.join(map(repr, d.pieces[1]))} in the second ({same}). Input embedding rows: cosine "
-                f"**{d.row_cosine:.4f}**. After block 1: {d.cosines[1]:.3f}; after the last block: "
-                f"**{d.cosines[-1]:.3f}**. The table row is static; the context makes the vector contextual.")
-        if d.cosines[0] < 0.9999:
-            text += (f" (Layer 0 is {d.cosines[0]:.3f}, not 1: this encoder adds a position embedding and a "
-                     "LayerNorm before block 1.)")
-        return plots.drift_figure(d), text
+        return plots.drift_figure(d), _static_summary(d)
 
     static["run"].click(user_errors(on_gpu(compare_word)),
                         inputs=[static["first"], static["second"], static["word"], model],
@@ -266,14 +284,7 @@ def _wire_static(engine, model, static):
 def _wire_untrained(engine, prompt, untrained):
     def compare_untrained(prompt, progress=gr.Progress()):
         trained, random, vocab = inside.before_training(engine, prompt, progress=progress_callback(progress))
-        top = inside.max_entropy(vocab)
-        text = (f"**Entropy:** trained {trained.entropy:.2f} nats, random {random.entropy:.2f} nats; a uniform "
-                f"guess over {vocab:,} tokens has ln({vocab:,}) = {top:.2f}. Same code, same shapes, same "
-                f"{vocab:,} logits: only the numbers in the weights differ.\n\n"
-                f"**Trained continues:** `{trained.continuation!r}`  \n**Random weights continue:** "
-                f"`{random.continuation!r}`\n\nThe random model is SmolLM2's config with weights drawn from its "
-                f"initializer (seed {inside.RANDOM_SEED}), built once and shared read-only.")
-        return plots.untrained_figure(trained, random, vocab), text
+        return plots.untrained_figure(trained, random, vocab), _untrained_summary(trained, random, vocab)
 
     untrained["run"].click(user_errors(on_gpu(compare_untrained)), inputs=[prompt],
                            outputs=[untrained["plot"], untrained["md"]], api_name="inside_before_training", **HEAVY)

@@ -12,6 +12,7 @@ import gradio as gr
 
 from engine.retrieval import chunking, corpus, plots, quality, rag, search
 from engine.core.errors import UserInputError, check_choice
+from engine.core.markdown import md_text
 from engine.core.settings import knob_default, make
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, seed_box,
                       user_errors)
@@ -233,7 +234,7 @@ def _index_outputs(kb, source):
 
 def _chunks_summary(d, chunks) -> str:
     over = sum(c.n_tokens > search.EMBED_LIMIT for c in chunks)
-    return (f"**{len(chunks)} chunks** of {d.title!s} ({len(d.text):,} characters) · sizes "
+    return (f"**{len(chunks)} chunks** of {md_text(d.title)} ({len(d.text):,} characters) · sizes "
             f"{min(c.n_tokens for c in chunks)}–{max(c.n_tokens for c in chunks)} tokens"
             + (f" · ⚠ {over} over MiniLM's 256-token limit (cut when embedded)" if over else ""))
 

@@ -6,7 +6,8 @@ import gradio as gr
 
 from engine import UserInputError
 from engine import tokens
-from tabs._ui import Share, control_for, data_table, examples, notice, progress_callback, scratch_dir, user_errors
+from tabs._ui import (Share, control_for, data_table, examples, notice, progress_callback, scratch_dir,
+                      user_errors, warn)
 
 TITLE = "Tokens"
 DEFAULT_PICKS = ("tok-gpt2", "tok-cl100k", "tok-bert-uncased", "tok-llama2")
@@ -174,7 +175,7 @@ def _batch_panel(choices, keys) -> dict:
             parts["pad_to"] = gr.Radio(choices=list(tokens.PAD_TO), value="longest", label="pad to")
     parts["run"] = gr.Button("Encode the batch", variant="primary")
     notice("BERT wraps every sentence in [CLS] … [SEP]; GPT-2 and the tiktoken encodings add nothing and "
-           "have no pad token; Llama adds &lt;s&gt; at the start. Padding never changes the real tokens.")
+           "have no pad token; Llama adds <s> at the start. Padding never changes the real tokens.")
     parts["view"] = gr.HTML(elem_id="tok-batch")
     with gr.Accordion("What the model receives (input_ids, attention_mask as JSON)", open=False):
         parts["json"] = gr.JSON(label="batch")
@@ -320,7 +321,7 @@ def _deep_link(engine, side, dec, compare_tokenizers) -> Share:
             try:
                 return out + list(tokens.decode_view(engine, ids_key, ids))
             except UserInputError as err:  # bad ids in a link: say so, keep the comparison
-                gr.Warning(str(err))
+                warn(err)
         return out + [gr.skip(), gr.skip()]
 
     cmp_in, cmp_out = _compare_inputs(side)

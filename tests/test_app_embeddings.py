@@ -38,10 +38,13 @@ def test_embedding_similarity_endpoint(client):
 def test_semantic_search_endpoint(client):
     passages = "Cats purr when they are content.\nStock markets fell sharply on Monday.\n" \
                "A happy kitten makes a soft rumbling sound."
-    *_, result = client.predict("Why does my cat make a humming noise?", passages, 3, api_name="/semantic_search")
+    _, _, tfidf_table, result = client.predict("Why does my cat make a humming noise?", passages, 3,
+                                               api_name="/semantic_search")
     ranking = [r["passage"] for r in result["embedding"]]
     assert ranking.index(3) < ranking.index(2) and ranking.index(1) < ranking.index(2)
     assert {r["passage"] for r in result["tfidf"]} == {1, 2, 3}
+    unranked = [r["passage"] for r in result["tfidf"] if r["rank"] is None]  # no word shared: "—"
+    assert unranked and [row[0] for row in tfidf_table["data"]].count("—") == len(unranked)
 
 
 def test_tab_offers_a_deep_link(engine):
@@ -74,3 +77,25 @@ def test_every_valid_layer_and_head_after_a_model_switch(app_url):
         c.predict(TEXT, "minilm-l6", 30, 1, False, None, api_name="/attention")
     with pytest.raises(AppError, match="head = 12 is out of range: valid values are 1 to 9"):
         c.predict(TEXT, "smollm2-135m-instruct", 1, 12, False, None, api_name="/attention")
+
+
+def test_passages_sharing_no_word_with_the_query_are_not_ranked():
+    """Issue 32: with every TF-IDF score 0 the table ranked passages 1-5 in input order. A passage
+    with no word in common scores exactly 0 and shows "—"; the label says why."""
+    from engine.embeddings import vectors as emb
+    from tabs.embeddings import TFIDF_LABEL, UNRANKED, _ranking_rows
+
+    passages = ["Cats purr when content.", "Stock markets fell on Monday.", "Bake bread until golden.",
+                "Cats sleep all day long.", "Rain flooded the pitch."]
+    none = emb.tfidf_scores("How do I fix a flat tire on my bike?", passages)
+    assert not none.any()  # no shared word: all exactly 0
+    rows = emb.ranking(none, passages, top_k=5, unranked_at_zero=True)
+    assert [r["rank"] for r in rows] == [None] * 5 and [r["passage"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [row[0] for row in _ranking_rows(rows)] == [UNRANKED] * 5
+    assert f"{UNRANKED} = no word shared with the query (score 0: tied, so unranked)" in TFIDF_LABEL
+    some = emb.tfidf_scores("Why do cats purr?", passages)  # passages 1 and 4 share "cats"
+    rows = emb.ranking(some, passages, top_k=4, unranked_at_zero=True)
+    assert [(r["rank"], r["passage"]) for r in rows] == [(1, 1), (2, 4), (None, 2), (None, 3)]
+    assert [r[0] for r in _ranking_rows(rows)] == [1, 2, UNRANKED, UNRANKED]
+    dense = emb.ranking(np.array([0.0, 0.3, -0.1]), passages[:3], top_k=3)  # cosine: 0 is a score like any
+    assert [(r["rank"], r["passage"]) for r in dense] == [(1, 2), (2, 1), (3, 3)]

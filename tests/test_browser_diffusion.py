@@ -81,3 +81,24 @@ def test_teach_a_symbol_load_train_render_and_measure_forgetting(page, app_url):
     table = page.locator("#teach-forgetting").inner_text()
     assert "digits recognised before" in table and "%" in table and "20" in table, table
     page.locator("#teach-forgetting").scroll_into_view_if_needed()
+
+
+def test_an_uploaded_init_image_shows_as_the_model_sees_it(page, app_url, tmp_path):
+    """Issue 32: at 1280x800 a picture uploaded to the img2img canvas never reached the preview
+    (the editor's change came with an empty value; its picture came with the upload event)."""
+    from PIL import Image, ImageDraw
+
+    path = tmp_path / "seven.png"
+    img = Image.new("RGB", (200, 200), "white")
+    ImageDraw.Draw(img).line([(40, 40), (160, 40), (80, 170)], fill="black", width=18)
+    img.save(path)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    _open_tab(page, app_url)
+    page.get_by_role("tab", name="Image to image").click()
+    upload = page.locator("#diffusion-init").get_by_text("Upload an image")
+    upload.wait_for(timeout=30_000)
+    with page.expect_file_chooser() as chooser:
+        upload.click()
+    chooser.value.set_files(str(path))
+    page.wait_for_function("() => { const i = document.querySelector('#diffusion-init-preview img');"
+                           " return i && i.complete && i.naturalWidth === 160; }", timeout=60_000)

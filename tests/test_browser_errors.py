@@ -48,3 +48,22 @@ def test_bad_logits_confirmed_with_enter_then_left_give_one_error(page, app_url)
     page.mouse.click(5, 5)
     shown = _messages(page)
     assert len(shown) == 2 and "'car'" in shown[-1], shown
+
+
+@pytest.mark.browser
+def test_angle_brackets_in_a_toast_and_a_notice_are_shown(page, app_url):
+    """Issue 32: the fill-mask error stopped at "(or" (<mask> read as a tag) and the SFT tip at
+    "A base model has never seen" (<end_of_turn>)."""
+    page.goto(app_url + "?tab=pipelines")
+    page.get_by_role("tab", name="Fill-mask").click()
+    box = page.get_by_label("Text with one [MASK]")
+    box.fill("no mask here")
+    page.get_by_role("button", name="Fill the mask").click()
+    page.locator('[data-testid="toast-text"]').first.wait_for(timeout=30_000)
+    shown = _messages(page, wait_ms=500)
+    assert len(shown) == 1 and "write exactly 1 [MASK] (or <mask>) where the missing word goes" in shown[0], shown
+    page.goto(app_url + "?tab=posttraining")
+    page.get_by_role("tab", name="SFT: training format and loss mask").click()
+    tip = page.locator(".notice", has_text="has never seen").first
+    tip.wait_for(timeout=30_000)
+    assert "A base model has never seen <end_of_turn> close a turn, so that one token" in tip.inner_text()

@@ -247,6 +247,25 @@ def test_the_map_of_a_one_chunk_upload(engine, tmp_path):
     assert len(pts["x"]) == len(pts["y"]) == 1 and len(pts["query"]) == 2 and len(pts["explained"]) == 2
 
 
+def test_the_map_axes_show_each_component_s_share_of_the_total_variance():
+    """Issue 32: the axes divided the variance over PC1 and PC2 only (always summing to 100 %)."""
+    from types import SimpleNamespace
+
+    from engine.retrieval import plots
+
+    rng = np.random.default_rng(3)
+    dense = (rng.normal(size=(250, 40)) * np.linspace(2, 1, 40)).astype(np.float32)  # (chunks, dim)
+    kb = SimpleNamespace(dense=dense, chunks=[SimpleNamespace(doc_id="d", index=i) for i in range(250)])
+    pts = search.pca_map(kb, dense[0], [])
+    sv = np.linalg.svd(dense - dense.mean(axis=0), compute_uv=False)
+    ratio = sv ** 2 / (sv ** 2).sum()  # every component's explained-variance ratio
+    np.testing.assert_allclose(pts["explained"], ratio[:2], rtol=1e-4)
+    assert sum(pts["explained"]) < 0.3
+    fig = plots.map_figure(pts)
+    assert f"{ratio[0]:.1%} of the total variance" in fig.layout.xaxis.title.text
+    assert f"{ratio[1]:.1%}" in fig.layout.yaxis.title.text
+
+
 # --- quality and RAG pieces -----------------------------------------------------------------
 
 def test_bundled_questions_quote_their_documents():

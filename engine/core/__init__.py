@@ -6,7 +6,7 @@
     cache.py     the one model cache: bounded in bytes, LRU, a lock per key
     settings.py  knob metadata (default/min/max/help) that the sliders are built from, and
                  make(), the one builder of settings from loose values
-    markdown.py  user text shown literally in Markdown (md_text, md_code, md_code_block)
+    markdown.py  text shown literally: in Markdown (md_text, md_code, md_code_block), in HTML and toasts (html_text)
     models.py    loaders for the causal LM and the encoder rows
     config.py    AppConfig: every operator setting (flags, then environment), read once; the
                  only module that touches os.environ

@@ -1,9 +1,13 @@
 """User text inside Markdown outputs, shown as the text it is: the one helper every Markdown view
 uses where it holds text a user typed (or a model wrote from it), as the HTML views use
 html.escape. Without it `**`, `[x](http://...)`, `![](...)`, `<img ...>` or a line of backticks
-would be rendered, link out, or close the block around it."""
+would be rendered, link out, or close the block around it. html_text is the one helper for text
+inside HTML: a gr.HTML view, an HTML block inside Markdown (a notice's <div>, where backslash
+escapes do not apply) and a toast (gr.Error, gr.Warning and gr.Info take HTML): there a special
+token such as <end_of_turn> or <mask> would be read as a tag and vanish with the text after it."""
 from __future__ import annotations
 
+import html
 import re
 
 # CommonMark: any ASCII punctuation character may be backslash-escaped, and is then literal.
@@ -18,6 +22,12 @@ def md_text(text) -> str:
     text = _PUNCT.sub(r"\\\1", str(text)).replace("\r\n", "\n").replace("\r", "\n")
     text = _LEADING.sub(lambda m: m.group().replace("\t", "    ").replace(" ", "&nbsp;"), text)
     return "  \n".join(text.split("\n"))
+
+
+def html_text(text) -> str:
+    """Text shown literally inside HTML: &, < and > as character references, which HTML, an HTML
+    block in Markdown and Markdown's own text all show as the characters themselves."""
+    return html.escape(str(text), quote=False)
 
 
 def _longest_backtick_run(text: str) -> int:

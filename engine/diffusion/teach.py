@@ -377,17 +377,34 @@ def _digit_features(x: torch.Tensor) -> np.ndarray:
     return F.avg_pool2d((x.float().clamp(-1, 1) + 1) / 2 * 16, 2).reshape(len(x), -1).numpy()
 
 
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion hits/n (95% for z = 1.96): unlike p ± z·se it
+    stays inside [0, 1] and is not zero-width at 0 or n hits."""
+    p, z2 = hits / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def share_text(share: float, n: int) -> str:
+    """'84% (71–92%)': a share of n samples and its Wilson 95% interval."""
+    lo, hi = wilson_interval(round(share * n), n)
+    return f"{share:.0%} ({100 * lo:.0f}–{100 * hi:.0f}%)"
+
+
 def forgetting_row(engine, session: TeachSession, per_digit: int = 5) -> dict:
-    """One row of the forgetting table: digits recognised before (shared model) and after."""
+    """One row of the forgetting table: digits recognised before (shared model) and after, each
+    with its 95% interval (50 samples leave about ±10 points)."""
     s = session.settings
+    n = 10 * per_digit
     before = digit_share(engine, None, per_digit)
     after = digit_share(engine, session, per_digit)
     prior = s.prior_preservation and s.method != "textual_inversion"
     row = {"method": s.method, "prior preservation": (f"on (weight {s.prior_weight:g}, {s.num_class_images} "
                                                       f"images)" if prior else "off"),
-           "steps": session.steps_done, "digits recognised before": f"{before:.0%}",
-           "digits recognised after": f"{after:.0%}", "change (points)": round(100 * (after - before)),
-           "samples": 10 * per_digit}
+           "steps": session.steps_done, "digits recognised before": share_text(before, n),
+           "digits recognised after": share_text(after, n), "change (points)": round(100 * (after - before)),
+           "samples": n}
     session.forgetting.append(row)
     return row
 

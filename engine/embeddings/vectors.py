@@ -221,6 +221,15 @@ def tfidf_scores(query: str, passages: list[str]) -> np.ndarray:
     return (docs @ q.T).toarray()[:, 0]
 
 
+def ranking(scores: np.ndarray, passages: list[str], top_k: int, unranked_at_zero: bool = False) -> list[dict]:
+    """The top_k passages by score, best first (ties in input order). unranked_at_zero (TF-IDF): a
+    passage that shares no word with the query scores exactly 0 and gets rank None, since its place
+    among the other zeros is only the input order."""
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    return [dict(rank=None if unranked_at_zero and scores[i] == 0 else r + 1, passage=int(i) + 1,
+                 score=round(float(scores[i]), 4), text=passages[i]) for r, i in enumerate(order)]
+
+
 def semantic_search(engine, query: str, passages: list[str] | str, top_k: int = 5,
                     progress: Progress = no_progress) -> dict:
     """Rank passages for a query by embedding cosine similarity and by TF-IDF."""
@@ -235,11 +244,6 @@ def semantic_search(engine, query: str, passages: list[str] | str, top_k: int = 
     emb = sentence_embeddings(bundle, [query] + passages)  # (1 + passages, dim)
     dense = emb[1:] @ emb[0]  # (passages,) cosine, since rows are unit length
     sparse = tfidf_scores(query, passages)
-
-    def ranking(scores: np.ndarray) -> list[dict]:
-        order = np.argsort(-scores, kind="stable")[:top_k]
-        return [dict(rank=r + 1, passage=int(i) + 1, score=round(float(scores[i]), 4), text=passages[i])
-                for r, i in enumerate(order)]
-
-    return dict(query=query, n_passages=len(passages), embedding=ranking(dense), tfidf=ranking(sparse),
+    return dict(query=query, n_passages=len(passages), embedding=ranking(dense, passages, top_k),
+                tfidf=ranking(sparse, passages, top_k, unranked_at_zero=True),
                 embedding_shape=[len(passages), int(emb.shape[1])])

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..core.markdown import md_code
 from ..tokens import CSS as TOKENS_CSS
 from ..tokens import Piece, piece_html
 from .anatomy import Anatomy, Cost
@@ -260,8 +261,8 @@ def worked_markdown(b: BlockView) -> str:
                f"K/V head {b.kv_head} (heads {(b.kv_head - 1) * group + 1} to {b.kv_head * group}).")
     mask = ("Keys after the query are masked to −∞ (the future is hidden), so the softmax gives them 0."
             if b.causal else "No mask: an encoder lets every token see every other token.")
-    return (f"**One cell by hand:** query token {c['i']} `{_label(c['query'])}` and key token {c['j']} "
-            f"`{_label(c['key'])}`, head size d = {b.head_dim}.{rope}\n\n"
+    return (f"**One cell by hand:** query token {c['i']} {md_code(_label(c['query']))} and key token {c['j']} "
+            f"{md_code(_label(c['key']))}, head size d = {b.head_dim}.{rope}\n\n"
             f"q·k = {prods} + … ({b.head_dim} products in all)  \n"
             f"&nbsp;&nbsp;&nbsp;&nbsp;= {first} + … = **{c['dot']:.4f}**  \n"
             f"score = q·k / √{b.head_dim} = {c['dot']:.4f} / {c['sqrt_d']:g} = **{c['score']:.4f}**  \n"

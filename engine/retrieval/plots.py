@@ -69,7 +69,7 @@ def map_figure(points: dict, hits: dict | None = None, title: str = "") -> go.Fi
                              marker=dict(symbol="star", size=20, color="#dc2626", line=dict(width=1, color="#000"))))
     ex = points.get("explained", [0, 0])
     fig.update_layout(title=title or "Chunk embeddings, 2D PCA (query projected on the same axes)",
-                      xaxis_title=f"PC1 ({ex[0]:.0%} of variance)", yaxis_title=f"PC2 ({ex[1]:.0%})",
+                      xaxis_title=f"PC1 ({ex[0]:.1%} of the total variance)", yaxis_title=f"PC2 ({ex[1]:.1%})",
                       height=520, margin=dict(l=40, r=20, t=50, b=40), legend=dict(font=dict(size=10)))
     return fig
 

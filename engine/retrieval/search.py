@@ -173,12 +173,13 @@ def pca_map(kb: KnowledgeBase, query_vec: np.ndarray, retrieved: list[int]) -> d
     _, sv, vt = np.linalg.svd(x - mean, full_matrices=False)
     axes = np.zeros((2, x.shape[1]), dtype=x.dtype)  # one chunk has no second axis: PC2 stays 0
     axes[:min(2, len(vt))] = vt[:2]
+    total = max(float((sv ** 2).sum()), 1e-12)  # the variance of every component, not of the first two
     sv = np.concatenate([sv[:2], np.zeros(max(0, 2 - len(sv)))])
     xy = (x - mean) @ axes.T  # (chunks, 2)
     q = (query_vec[None, :] - mean) @ axes.T  # (1, 2)
     return dict(x=xy[:, 0].tolist(), y=xy[:, 1].tolist(), doc=[c.doc_id for c in kb.chunks],
                 label=[f"{c.doc_id} #{c.index}" for c in kb.chunks], query=q[0].tolist(), retrieved=list(retrieved),
-                explained=(sv ** 2 / max(float((sv ** 2).sum()), 1e-12)).tolist())
+                explained=(sv ** 2 / total).tolist())
 
 
 @dataclass

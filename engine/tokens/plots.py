@@ -6,6 +6,7 @@ import functools
 import re
 import unicodedata
 
+from ..core.markdown import html_text
 from .base import Batch, Piece, RoundTrip, Tok, Tokenized, piece_of
 
 
@@ -113,8 +114,8 @@ def _piece_html(tid: int, text: str, kind: str, show_ids: bool, extra: str) -> s
 def card_html(r: Tokenized, show_ids: bool = True, most: int = 0) -> str:
     s = r.stats()
     pct = 100 * r.n_tokens / most if most else 100
-    head = (f"<div class='head'><b>{r.title}</b><br><span class='sub'><b>{r.n_tokens:,}</b> tokens · "
-            f"{s['chars_per_token']} chars/token · vocab {r.vocab_size:,} · {r.algorithm}</span>"
+    head = (f"<div class='head'><b>{html_text(r.title)}</b><br><span class='sub'><b>{r.n_tokens:,}</b> tokens · "
+            f"{s['chars_per_token']} chars/token · vocab {r.vocab_size:,} · {html_text(r.algorithm)}</span>"
             f"<div class='bar' title='tokens, relative to the longest'><div style='width:{pct:.0f}%'></div></div></div>")
     spans = r.spans or [None] * len(r.pieces)
     body = "".join(piece_html(p, show_ids, span=sp) for p, sp in zip(r.pieces, spans))

@@ -8,6 +8,7 @@ import re
 import time
 
 from ..core.errors import UserInputError, check_choice, check_range, check_text
+from ..core.markdown import html_text
 from .base import MAX_CHARS, Piece, RoundTrip, Tok, Tokenized, piece_of
 from .plots import CSS, DIFF_LIMIT, _tokens_card, diff_html, piece_html, typed_specials_html
 
@@ -89,7 +90,8 @@ def round_trip(engine, key: str, text: str, progress=None) -> RoundTrip:
         cut = " (first 4,000 characters compared)" if max(len(text), len(decoded)) > DIFF_LIMIT else ""
         body = (f"<b>✗ different</b>{cut}: <del>struck out</del> = lost, <ins>green</ins> = added."
                 f"<pre>{diff_html(text, decoded)}</pre>")
-    return RoundTrip(tok.key, tok.title, decoded, same, f"<div class='card'><div class='head'><b>{tok.title}</b></div>{body}</div>")
+    return RoundTrip(tok.key, tok.title, decoded, same,
+                     f"<div class='card'><div class='head'><b>{html_text(tok.title)}</b></div>{body}</div>")
 
 
 def chat_messages(system: str, user: str, assistant: str = "") -> list[dict]:
