@@ -55,7 +55,7 @@ def weights_origin(source: Source) -> str:
     float32' for an offline copy made from a quantized GGUF; '' for Hub weights and other copies."""
     from .registry import dequantized_from
 
-    return "" if source.is_hub else dequantized_from(source.spec)
+    return "" if source is None or source.is_hub else dequantized_from(source.spec)
 
 
 def _pretrained_kwargs(source: Source) -> dict:
