@@ -44,18 +44,19 @@ def raw_loop(model, ids: torch.Tensor, window: int, stride: int) -> float:
 
 @torch.no_grad()
 def raw_suite_loop(model, tokenizer, items, batch_size: int = 16) -> list[float]:
-    """The plain loop: every (question, choice) as begin + context + ' choice', batches of 16 in
+    """The plain loop: every (question, choice) as context + ' choice' (after the tokenizer's own
+    prefix, none for SmolLM2, as lm-eval encodes it), batches of 16 in
     item order, right-padded, full logits, log_softmax, the continuation's log-probs summed;
     acc = argmax per item. Returns acc per item."""
-    from engine.evaluation import metrics, suite
+    from engine.evaluation import suite
 
-    begin = metrics.begin_token_id(tokenizer)
+    prefix = suite.own_prefix(tokenizer)
     seqs = []
     for it in items:
         ctx = tokenizer(suite.context_for(it, []), add_special_tokens=False).input_ids
         for c in it.choices:
             whole = tokenizer(suite.context_for(it, []) + " " + c, add_special_tokens=False).input_ids
-            seqs.append(([begin] + whole, 1 + len(ctx)))
+            seqs.append((prefix + whole, len(prefix) + len(ctx)))
     lls = []
     for b in range(0, len(seqs), batch_size):
         chunk = seqs[b:b + batch_size]

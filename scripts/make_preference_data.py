@@ -1,16 +1,23 @@
-"""Build assets/preference/pairs.jsonl, the comparison data of the Post-training tab's
-preference lesson (reward model and DPO).
+"""Build the comparison data of the Post-training tab's preference lesson (reward model and DPO):
 
-    python scripts/make_preference_data.py      # writes assets/preference/pairs.jsonl
+    python scripts/make_preference_data.py   # writes assets/preference/pairs.jsonl and pairs_short.jsonl
 
-Each line is one comparison {"prompt", "chosen", "rejected", "kind", "split"} with a preference a
-student sees at a glance:
+Each line is one comparison {"prompt", "chosen", "rejected", "kind", "split"}. The prompt is the
+user's question as plain text and the two responses are the assistant's answers: the engine puts
+them in the instruct model's chat template, as the model is served.
 
-  arithmetic  "What is 17 + 25?"     chosen: a concise, correct answer ("42.")
-                                      rejected: a rambling answer with a wrong number
-  capital     "What is the capital of Peru?"  same idea: "Lima." vs a hedging, wrong city
-  quote       'Who said "..."?'      chosen: the quote's author from assets/quotes/quotes.txt
-                                      rejected: another author of the same file
+pairs.jsonl (the default set): the chosen answer is the right one, and length says nothing about
+which side is chosen. Each answer, right or wrong, is written short ("Lima.") or as a sentence
+("The capital of Peru is Lima."), and the four combinations come equally often, so the chosen
+side is the longer one in about half of the pairs.
+
+  arithmetic  "What is 17 + 25?"               right sum vs a sum that is off by a little
+  capital     "What is the capital of Peru?"   the capital vs another capital
+  quote       'Who said "..."?'                the quote's author (assets/quotes/quotes.txt) vs another
+
+pairs_short.jsonl (the reward-hacking lesson): the chosen answer is right AND short, the rejected
+one wrong AND a long, hedging ramble, always. The data cannot tell a reward model whether
+correctness or brevity is wanted, and the model can score well on it by preferring short answers.
 
 Every tenth pair (of each kind) is marked "split": "test": the held-out pairs on which the tab
 measures the preference before and after training. Deterministic (fixed seed).
@@ -24,7 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 QUOTES = ROOT / "assets" / "quotes" / "quotes.txt"
-OUT = ROOT / "assets" / "preference" / "pairs.jsonl"
+OUT = ROOT / "assets" / "preference"
+BALANCED, SHORT = "pairs.jsonl", "pairs_short.jsonl"
 DASH = " — "
 SEED = 20
 
@@ -41,7 +49,17 @@ CAPITALS = [
     ("South Korea", "Seoul"), ("Indonesia", "Jakarta"),
 ]
 
-# Rambling, hedging answers; {x} is a wrong answer.
+# Sentence answers of the balanced set, for a right and a wrong value alike; {x} is the value.
+SENTENCES = {
+    "arithmetic": ["{a} {op} {b} = {x}.", "The answer is {x}.", "Working it out, {a} {op} {b} comes to {x}."],
+    "capital": ["The capital of {country} is {x}.", "{x} is the capital of {country}.",
+                "The government of {country} sits in {x}, its capital."],
+    "quote": ["That was {x}.", "Those words are credited to {x}.", "The person who said it was {x}."],
+}
+# (chosen written as a sentence?, rejected written as a sentence?): each combination equally often
+COMBOS = [(False, True), (True, False), (True, True), (False, False)]
+
+# The short set's rambling, hedging answers; {x} is a wrong answer.
 RAMBLES = [
     "Well, that is a tricky one. Let me think about it for a moment... I would say {x}, but honestly I am not sure.",
     "Hmm, good question! There are many ways to look at it, and people disagree, but I think it is probably {x}.",
@@ -52,7 +70,8 @@ RAMBLES = [
 ]
 
 
-def arithmetic(rng: random.Random, n: int) -> list[dict]:
+# ---- the questions: (kind, prompt, right value, wrong value, template fields) ----------------------
+def arithmetic(rng: random.Random, n: int) -> list[tuple]:
     out, seen = [], set()
     while len(out) < n:
         a, b = rng.randint(2, 49), rng.randint(2, 49)
@@ -62,23 +81,21 @@ def arithmetic(rng: random.Random, n: int) -> list[dict]:
         seen.add((a, op, b))
         right = a + b if op == "+" else a - b
         wrong = right + rng.choice([-3, -2, -1, 1, 2, 3, 10])
-        out.append(dict(prompt=f"Question: What is {a} {op} {b}?\nAnswer:", chosen=f" {right}.",
-                        rejected=" " + rng.choice(RAMBLES).format(x=wrong), kind="arithmetic"))
+        out.append(("arithmetic", f"What is {a} {op} {b}?", str(right), str(wrong), dict(a=a, op=op, b=b)))
     return out
 
 
-def capitals(rng: random.Random, per_country: int = 2) -> list[dict]:
+def capitals(rng: random.Random, per_country: int = 2) -> list[tuple]:
     out = []
     cities = [c for _, c in CAPITALS]
     for country, city in CAPITALS:
-        for ramble in rng.sample(RAMBLES, per_country):
+        for _ in range(per_country):
             wrong = rng.choice([c for c in cities if c != city])
-            out.append(dict(prompt=f"Question: What is the capital of {country}?\nAnswer:", chosen=f" {city}.",
-                            rejected=" " + ramble.format(x=wrong), kind="capital"))
+            out.append(("capital", f"What is the capital of {country}?", city, wrong, dict(country=country)))
     return out
 
 
-def quotes(rng: random.Random, n: int) -> list[dict]:
+def quotes(rng: random.Random, n: int) -> list[tuple]:
     rows = []
     for line in QUOTES.read_text(encoding="utf-8").splitlines():
         quote, sep, author = line.rpartition(DASH)
@@ -92,18 +109,40 @@ def quotes(rng: random.Random, n: int) -> list[dict]:
             continue
         used.add(author)
         wrong = rng.choice([a for a in authors if a != author and abs(len(a) - len(author)) <= 6])
-        out.append(dict(prompt=f'Question: Who said "{quote}"?\nAnswer:', chosen=f" {author}.",
-                        rejected=f" {wrong}.", kind="quote"))
+        out.append(("quote", f'Who said "{quote}"?', author, wrong, {}))
         if len(out) == n:
             break
     return out
 
 
-def build(seed: int = SEED) -> list[dict]:
+def questions(rng: random.Random) -> list[list[tuple]]:
+    return [arithmetic(rng, 120), capitals(rng), quotes(rng, 120)]
+
+
+# ---- the two ways of writing the answers -----------------------------------------------------------
+def balanced_pair(rng: random.Random, q: tuple, combo: tuple[bool, bool]) -> dict:
+    kind, prompt, right, wrong, fields = q
+
+    def say(x: str, sentence: bool) -> str:
+        return rng.choice(SENTENCES[kind]).format(x=x, **fields) if sentence else f"{x}."
+
+    return dict(prompt=prompt, chosen=say(right, combo[0]), rejected=say(wrong, combo[1]), kind=kind)
+
+
+def short_pair(rng: random.Random, q: tuple) -> dict:
+    kind, prompt, right, wrong, _ = q
+    return dict(prompt=prompt, chosen=f"{right}.", rejected=rng.choice(RAMBLES).format(x=wrong), kind=kind)
+
+
+def build(style: str = "balanced", seed: int = SEED) -> list[dict]:
+    """The pairs of one set: "balanced" (length says nothing) or "short" (chosen = shorter, always)."""
     rng = random.Random(seed)
     pairs = []
-    for group in (arithmetic(rng, 120), capitals(rng), quotes(rng, 120)):
-        for i, pair in enumerate(group):
+    for group in questions(rng):
+        combos = [COMBOS[i % len(COMBOS)] for i in range(len(group))]
+        rng.shuffle(combos)
+        for i, (q, combo) in enumerate(zip(group, combos)):
+            pair = balanced_pair(rng, q, combo) if style == "balanced" else short_pair(rng, q)
             pair["split"] = "test" if i % 10 == 9 else "train"
             pairs.append(pair)
     order = list(range(len(pairs)))
@@ -111,18 +150,22 @@ def build(seed: int = SEED) -> list[dict]:
     return [pairs[i] for i in order]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=OUT)
-    args = ap.parse_args()
-    pairs = build()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", encoding="utf-8") as f:
+def write(pairs: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
         for p in pairs:
             f.write(json.dumps(p, ensure_ascii=False) + "\n")
-    kinds = {k: sum(p["kind"] == k for p in pairs) for k in ("arithmetic", "capital", "quote")}
+    longer = sum(len(p["chosen"]) > len(p["rejected"]) for p in pairs)
     test = sum(p["split"] == "test" for p in pairs)
-    print(f"wrote {len(pairs)} pairs ({kinds}; {test} held out) to {args.out}")
+    print(f"wrote {len(pairs)} pairs ({test} held out; chosen is the longer side in {longer}) to {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=OUT, help="folder for pairs.jsonl and pairs_short.jsonl")
+    args = ap.parse_args()
+    write(build("balanced"), args.out / BALANCED)
+    write(build("short"), args.out / SHORT)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,20 @@ from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, duration_tex
 # One training at a time (the engine's gate); a second is told at once that the machine is busy.
 TRAIN = dict(concurrency_id="lora_train", concurrency_limit=2)
 HEADERS = ["prompt", "chosen", "rejected", "held out"]
-SOURCES = [("Bundled pairs (scripts/make_preference_data.py)", "bundled"),
+SOURCES = [("Bundled: the right answer is chosen; length says nothing", "bundled"),
+           ("Bundled, reward-hacking lesson: the chosen answer is always the shorter one", "short"),
            ("The table below (edit it, or upload a .jsonl into it)", "table")]
+BUNDLED = {"bundled": preference.PAIRS, "short": preference.SHORT_PAIRS}
+ABOUT = {
+    "bundled": "concise and full-sentence answers, right and wrong, mixed evenly: the chosen (right) answer is the "
+               "longer one in about half of the pairs, so a reward model can only score well by telling right "
+               "from wrong (arithmetic, capitals, a quote's author).",
+    "short": "**reward-hacking lesson.** Every chosen answer is right *and* short; every rejected one is wrong *and* a "
+             "long, hedging ramble. The data cannot tell a reward model which of the two is wanted, and preferring "
+             "the shorter answer scores perfectly on it. Train on it, then score a short wrong answer against a "
+             "long right one below: a reward that can be maximized without doing what was meant is how reward "
+             "hacking starts.",
+}
 N_COMPARE = 4
 
 METHODS = """
@@ -41,7 +53,12 @@ adapter **disabled**, so no second copy is needed.
 
 
 def _pairs(source, table):
-    return preference.load_pairs() if source == "bundled" else preference.pairs_from_rows(table)
+    return preference.load_pairs(BUNDLED[source]) if source in BUNDLED else preference.pairs_from_rows(table)
+
+
+def _about(source: str, pairs) -> str:
+    held = sum(p.held_out for p in pairs)
+    return f"**{len(pairs)} pairs**, {held} held out: {ABOUT[source]}"
 
 
 def _status(u: preference.RunUpdate, what: str, keeps: str) -> str:
@@ -88,7 +105,7 @@ def _data_panel() -> dict:
     """1. Comparison data: the source, the editable table of pairs and an upload into it."""
     gr.Markdown("### 1. Comparison data")
     source = gr.Radio(choices=SOURCES, value="bundled", label="Data")
-    bundled = preference.load_pairs()
+    bundled = preference.load_pairs()  # the default set; picking a bundled set loads it into the table
     table = data_table("comparisons", value=preference.pairs_to_rows(bundled), headers=HEADERS, interactive=True,
                        wrap=True, max_height=300, label=f"Comparisons ({len(bundled)} bundled; 'held out' = yes: "
                        "measured before/after, never trained on)", column_widths=["34%", "18%", "38%", "10%"],
@@ -97,12 +114,15 @@ def _data_panel() -> dict:
         upload = gr.File(label=f'Upload .jsonl: one {{"prompt", "chosen", "rejected"}} a line, up to '
                                f"{preference.MAX_PAIRS:,} pairs and {preference.MAX_PAIRS_BYTES // 1000:,} kB",
                          file_types=[".jsonl"])
-        data_md = gr.Markdown(f"**{len(bundled)} pairs**, {sum(p.held_out for p in bundled)} held out: concise "
-                              "correct answers preferred to rambling wrong ones (arithmetic, capitals) and a "
-                              "quote's real author preferred to a wrong one.")
-    notice("The preference is visible at a glance: the chosen side is short and right, the rejected side "
-           "hedges, rambles or names the wrong person. Edit a row and pick 'The table below' to train on your version.")
+        data_md = gr.Markdown(_about("bundled", bundled), elem_id="pref-data-about")
+    notice("Each prompt is the user's turn and each answer the assistant's: both trainings put them in the "
+           "instruct model's chat template, as it is served. Edit a row and pick 'The table below' to train on "
+           "your version.")
     return dict(source=source, table=table, upload=upload, data_md=data_md)
+
+
+SCORE_PROMPT = "What is the capital of Italy?"
+SCORE_RESPONSES = "Rome.\nThe capital of Italy is Rome.\nMilan.\nThe capital of Italy is Milan."
 
 
 def _reward_panel() -> dict:
@@ -126,13 +146,17 @@ def _reward_panel() -> dict:
                       interactive=False, wrap=True, max_height=260, label="Reward of each side of the held-out pairs",
                       column_widths=["36%", "20%", "9%", "26%", "9%"])
     with gr.Row():
-        sc_prompt = gr.Textbox(value="Question: What is the capital of Italy?\nAnswer:", label="Prompt", lines=2)
-        sc_responses = gr.Textbox(value="Rome.\nWell, I am not sure, it might be Milan, or maybe Rome.\nMilan.",
-                                  label=f"Responses to score (one a line, up to {preference.MAX_SCORE_TEXTS})", lines=3)
-    examples([["Question: What is 12 + 30?\nAnswer:", "42.\nHmm, let me think, maybe 41, I am not sure.\n43."],
-              ["Question: Who said \"Art is a lie which makes us realize the truth.\"?\nAnswer:",
-               "Picasso.\nMarlon Brando."]],
+        sc_prompt = gr.Textbox(value=SCORE_PROMPT, label="Prompt (the user's turn)", lines=2)
+        sc_responses = gr.Textbox(value=SCORE_RESPONSES,
+                                  label=f"Responses to score (one a line, up to {preference.MAX_SCORE_TEXTS})", lines=4)
+    examples([["What is 12 + 30?", "42.\nThe answer is 42.\n43.\nThe answer is 43."],
+              ['Who said "Art is a lie which makes us realize the truth."?',
+               "Pablo Picasso.\nThose words are credited to Pablo Picasso.\nMarlon Brando.\n"
+               "Those words are credited to Marlon Brando."]],
              [sc_prompt, sc_responses], labels=["arithmetic", "a quote"], label="Examples to score")
+    notice("The four default responses cross right and wrong with short and long. A reward model that learned "
+           "length ranks both short ones first whatever they say (train on the reward-hacking set and see); one that "
+           "learned the answer ranks both 'Rome' ones first.")
     sc_btn = gr.Button("Score with the reward model")
     sc_out = data_table("rewards", headers=["response", "reward"], interactive=False, wrap=True, label="Rewards")
     return dict(knobs=knobs, train_btn=train_btn, stop_btn=stop_btn, status=status, plot=plot, eval_md=eval_md,
@@ -156,8 +180,9 @@ def _dpo_panel(engine) -> dict:
     plot = Plot(filename="dpo-curves", value=training_plots.preference_figure(
         {"loss": [], "chosen": [], "rejected": [], "margin": []}, dpo_d.max_steps), label="DPO: loss, rewards, accuracy",
         elem_id="pref-dpo-plot")
-    notice("At step 1 the adapter is zero, so π = π_ref: both rewards are 0 and the loss is log 2 = 0.693. The "
-           "rejected reward falls first: DPO mostly learns what not to say.")
+    notice("At step 1 the adapter is zero, so π = π_ref: both rewards are 0 and the loss is log 2 = 0.693. Then "
+           "watch how the margin grows: the chosen reward may rise, the rejected one fall, or both fall with the "
+           "rejected one faster; which of these happens depends on the data and the run.")
     ba_md = gr.Markdown(elem_id="pref-before-after")
     ba_plot = Plot(filename="dpo-before-after", value=training_plots.before_after_figure(None, None),
                    label="Before / after on held-out pairs", elem_id="pref-ba-plot")
@@ -184,6 +209,14 @@ def _answers_panel() -> dict:
 
 
 # ---- listeners (plain functions, or made for one engine; wrapped with user_errors when registered) -----
+def do_source(source):
+    """Picking a bundled set shows it in the table and says what it teaches; 'table' keeps the table."""
+    if source not in BUNDLED:
+        return gr.update(), gr.update()
+    pairs = preference.load_pairs(BUNDLED[source])
+    return preference.pairs_to_rows(pairs), _about(source, pairs)
+
+
 def do_upload(file):
     if not file:
         return gr.update(), gr.update(), "Choose a .jsonl file."
@@ -284,6 +317,7 @@ def _wire(engine, session, data, reward, dpo, answers):
     dpo_inputs = [dc["beta"], dc["learning_rate"], dc["max_steps"], dc["batch_size"], dc["r"], dc["max_length"],
                   dc["seed"]]
     source, table = data["source"], data["table"]
+    source.input(user_errors(do_source), inputs=source, outputs=[table, data["data_md"]], api_name="pref_source")
     data["upload"].upload(user_errors(do_upload), inputs=data["upload"], outputs=[table, source, data["data_md"]],
                           api_name="pref_upload")
     reward["train_btn"].click(user_errors(make_rm_train(engine)), inputs=[source, table, *rm_inputs, session],

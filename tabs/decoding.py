@@ -27,6 +27,7 @@ KNOBS = ["temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_pena
 GEN_KNOBS = ["max_new_tokens", "num_return_sequences"]
 TABLE_HEADERS = ["rank", "token", "id", "raw", "repetition penalty", "temperature", "top-k", "top-p", "min-p",
                  "typical-p", "kept"]
+DEFAULT_PROMPT = "The capital of France is"  # the first screen: the default knobs keep more than one token
 STATE_TTL_S = 900  # a step session's KV cache (at most MAX_STEP_TOKENS) is dropped 15 min after its last use
 
 
@@ -66,10 +67,20 @@ def _table(view) -> list[list]:
              r["top-p"], r["min-p"], r["typical-p"], r["kept"]] for r in view.rows(15)]
 
 
+def _greedy_line(view) -> str:
+    """The greedy pick (the most likely token after the repetition penalty, the one knob greedy
+    decoding applies) with its probability after all the knobs, and before them for comparison."""
+    g = view.greedy_id
+    name, raw_p, final = md_code(view.labels.get(g, str(g))), float(view.stages[0].probs[g]), view.final
+    if bool(final.kept[g]):
+        return f"**Greedy pick:** {name}, p = {float(final.probs[g]):.1%} after the knobs ({raw_p:.1%} before them)."
+    return (f"**Greedy pick:** {name} ({raw_p:.1%} before the knobs): the knobs cut it, so sampling cannot draw it; "
+            "greedy decoding applies only the repetition penalty, so it still picks it.")
+
+
 def _summary(view) -> str:
     raw, final = view.stages[0], view.final
-    greedy = view.labels.get(view.greedy_id, str(view.greedy_id))
-    lines = [f"**Greedy pick:** {md_code(greedy)} with p = {float(raw.probs[view.greedy_id]):.1%} before the knobs."]
+    lines = [_greedy_line(view)]
     if view.sampling:
         top = final.probs.topk(min(3, final.kept_count))
         best = ", ".join(f"{md_code(view.labels.get(int(i), str(int(i))))} {float(p):.1%}"
@@ -156,7 +167,7 @@ def _prompt_panel(engine) -> dict:
         parts["mode"] = gr.Radio([("Raw completion", "raw"), ("Chat template (instruct)", "chat")], value=MODES[0],
                                  label="Prompt format", info="Raw: the model continues your text. Chat: your text is "
                                  "wrapped as a user message, and the model answers as the assistant.", scale=3)
-    parts["prompt"] = gr.Textbox("The capital of France is", label="Prompt", lines=2, max_lines=8,
+    parts["prompt"] = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=8,
                                  elem_id="decoding-prompt")
     parts["context"] = gr.HTML(context_html(0, 0, 0), elem_id="decoding-context")
     parts["state"] = gr.State(StepSlot, time_to_live=STATE_TTL_S)  # a StepSlot per browser session
@@ -368,7 +379,8 @@ def _context_max(session: StepSession) -> int:
 def _context_with_kv(session: StepSession, new: int = 0) -> str:
     """The context bar of the step view, with the size of the session's KV cache under it."""
     size = kv_size(session.tm, session.cache)
-    return context_html(session.ids.numel(), new, _context_max(session)) + kv_html(size)
+    written = session.ids.numel() - session.prompt_len  # the stepped tokens: the model's, not the prompt's
+    return context_html(session.prompt_len, new, _context_max(session), generated=written) + kv_html(size)
 
 
 # --- beam search -----------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def answer_metrics_markdown() -> str:
     return " · ".join(f"**{name}**: {what.format(form=forms)}" for name, what in answers.METRIC_DESCRIPTIONS.items())
 
 
-QUANT_HEADERS = ["variant", "what it quantizes", "weights MB", "× fp32 size", "tokens/s", "perplexity",
+QUANT_HEADERS = ["variant", "what it quantizes", "weights MiB", "× fp32 size", "tokens/s", "perplexity",
                  "Δ ppl vs fp32", "bits/byte", "greedy continuation"]
 COMPARE_HEADERS = ["text", "tokens", "perplexity", "mean NLL (nats)", "bits/token", "bits/byte", "bits/char",
                    "mean entropy (bits)"]
@@ -188,7 +188,7 @@ def _cache_line(engine) -> str:
     held = [e for e in st["entries"] if "eval-quantization" in e["key"]]
     if not held:
         return "No bf16/int8 copies are held in the model cache."
-    names = ", ".join(f"{e['key'].split(' / ')[2]} ({e['mb']:.0f} MB)" for e in held)
+    names = ", ".join(f"{e['key'].split(' / ')[2]} ({e['mb']:.0f} MiB)" for e in held)
     return f"Held in the shared model cache: {names}. Free them when you are done."
 
 
@@ -299,9 +299,11 @@ def _answers_panel() -> dict:
                 inputs=[question, reference, candidates, semantic, judge, form], outputs=[table, prompt, numbers])
 
 
+BF16_MANTISSA_BITS, FP32_MANTISSA_BITS = 7, 23  # stored fraction bits (the leading 1 is implicit)
 QUANT_HELP = (
-    "**fp32**: 32-bit floats, the reference · **bf16**: every weight as bfloat16 (fp32's range, "
-    "8 bits of mantissa), and the math in bf16 · **int8-weights** (weights only): the Linear "
+    "**fp32**: 32-bit floats, the reference · **bf16**: every weight as bfloat16 (fp32's 8 exponent bits, "
+    f"so its range, but {BF16_MANTISSA_BITS} stored mantissa bits instead of fp32's {FP32_MANTISSA_BITS}), and the "
+    "math in bf16 · **int8-weights** (weights only): the Linear "
     "layers of the transformer blocks store int8 weights with one scale per output row; "
     "their inputs and outputs (the activations) stay float32 · **int8-dynamic** (weights + "
     "activations): PyTorch dynamic quantization of the same layers: the same kind of int8 "
@@ -598,8 +600,9 @@ def _suite_panel(engine) -> dict:
     from engine.evaluation import suite
 
     view = gr.Textbox("", visible=False)  # which sub-tab of the suite part is open, for the link
-    gr.Markdown("A multiple-choice suite scored by log-likelihood, as lm-evaluation-harness does it, item by "
-                "item. Choose several models (and quantized copies) to see them side by side on the same items.")
+    gr.Markdown("A multiple-choice suite scored by log-likelihood, as lm-evaluation-harness does it with its "
+                "default settings (no begin token before the context unless the tokenizer adds one itself), item "
+                "by item. Choose several models (and quantized copies) to see them side by side on the same items.")
     with gr.Row():
         with gr.Column(scale=2):
             options = suite.model_options(engine)
@@ -622,8 +625,9 @@ def _suite_panel(engine) -> dict:
     items = data_table("suite-items", headers=SUITE_ITEM_HEADERS, label="Per item (⬇ CSV under the table)",
                        wrap=True, max_height=520, elem_id="eval-suite-items")
     gr.Markdown(SUITE_HELP)
-    notice("A 135M model is near chance (25%) on some skills and good on others; few-shot examples often "
-           "help more than a bigger model would. Look at the interval before believing a 2-point difference.")
+    notice("A 135M model is near chance (25%) on some skills and good on others. Solved examples in front "
+           "(k-shot) help some skills and do nothing for others: compare 0-shot with k-shot skill by skill. Look at "
+           "the interval before believing a 2-point difference.")
     with gr.Accordion("All numbers (JSON), with the exact context of every item", open=False):
         numbers = gr.JSON()
     return dict(view=view, models=models, source=source, knobs=knobs, btn=btn, examples_box=examples_box,

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import gradio as gr
 
 from engine.core.markdown import md_text
+from engine.core.registry import dequantized_from
 from tabs import TOPICS, available
 from tabs._ui import user_errors
 
@@ -18,21 +19,30 @@ TITLE = "Start here"
 def _status_markdown(engine) -> str:
     st = engine.status()
     c = st["cache"]
-    mb = 2**20
+    mib = 2**20  # every size here in MiB (2**20 bytes)
     lines = [
         f"**Device:** `{st['device']}`  ",
-        f"**Model dtype:** `{st['dtype']}` (fp32 on the CPU, fp16/bf16 on a GPU)  ",
+        f"**Model dtype:** `{st['dtype']}` (fp32 on the CPU, fp16/bf16 on a GPU){_dequantized_note(engine)}  ",
         f"**Models from:** {'the Hugging Face Hub' if st['online'] else 'embedded packages'} "
         f"({st['online_reason']})  ",
-        f"**Model cache:** {c['used_bytes'] / mb:,.0f} MB of {c['budget_bytes'] / mb:,.0f} MB used · "
+        f"**Model cache:** {c['used_bytes'] / mib:,.0f} MiB of {c['budget_bytes'] / mib:,.0f} MiB used · "
         f"{c['hits']} hits · {c['misses']} misses · {c['evictions']} evictions",
     ]
     lines += ["", _backends_markdown(engine)]
     if c["entries"]:
         lines.append("")
-        lines.append("| loaded model (most recent first) | MB | load s |\n|---|---:|---:|")
+        lines.append("| loaded model (most recent first) | MiB | load s |\n|---|---:|---:|")
         lines += [f"| {e['key']} | {e['mb']} | {e['load_s']} |" for e in c["entries"]]
     return "\n".join(lines)
+
+
+def _dequantized_note(engine) -> str:
+    """Offline, which float models are 4-bit GGUF files turned back into floats."""
+    reg = engine.registry
+    names = [f"{reg.get(k).title.split(' (')[0]} ({dequantized_from(reg.get(k))})" for k in reg.keys("causal-lm")
+             if not (reg.online and reg.get(k).hub_id) and dequantized_from(reg.get(k)) and reg.usable(k)]
+    return ("; offline weights that were quantized: " + ", ".join(names) + ", so their float numbers carry "
+            "the quantization's rounding") if names else ""
 
 
 def _backends_markdown(engine) -> str:
@@ -60,9 +70,9 @@ def _backends_markdown(engine) -> str:
 
 def _models_markdown(engine) -> str:
     head = ("| key | task | model | source now | Hub id @ revision (online) | embedded source (offline) "
-            "| offline stand-in for | license | MB |\n|---|---|---|---|---|---|---|---|---:|")
+            "| offline stand-in for | license | MiB |\n|---|---|---|---|---|---|---|---|---:|")
     rows = [f"| `{r['key']}` | {r['task']} | {md_text(r['model'])} | **{r['source_now']}** | {r['hub']} | "
-            f"{r['embedded']} | {md_text(r['stands_in_for'])} | {md_text(r['license'])} | {r['size_mb']:g} |"
+            f"{r['embedded']} | {md_text(r['stands_in_for'])} | {md_text(r['license'])} | {r['size_mib']:,.0f} |"
             for r in engine.registry.table()]
     return "\n".join([head, *rows])
 

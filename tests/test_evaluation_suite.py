@@ -44,17 +44,20 @@ ITEMS = [
 
 
 def raw_choice_loglik(model, tokenizer, context: str, choice: str) -> float:
-    """Independent reference: one unpadded forward over begin + context + ' ' + choice, log-softmax,
-    the sum of the log-probs of the tokens after the context."""
-    begin = M.begin_token_id(tokenizer)
+    """Independent reference, lm-evaluation-harness's HF backend with its defaults written out:
+    tok_encode is tokenizer(text, add_special_tokens=False) (no add_bos_token, and SmolLM2's tokenizer
+    adds no begin token of its own); whole = enc(context + continuation); continuation =
+    whole[len(enc(context)):]; one forward over (context + continuation)[:-1]; the last
+    len(continuation) positions' log-softmax at the continuation's tokens, summed."""
+    continuation = " " + choice
     ctx = tokenizer(context, add_special_tokens=False).input_ids
-    whole = tokenizer(context + " " + choice, add_special_tokens=False).input_ids
-    assert whole[:len(ctx)] == ctx
-    ids = torch.tensor([[begin] + whole])
+    whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
+    cont = whole[len(ctx):]
+    inp = torch.tensor([(ctx + cont)[:-1]])
     with torch.no_grad():
-        logp = torch.log_softmax(model(ids).logits[0].float(), -1)  # (n, V)
-    n_ctx = 1 + len(ctx)
-    return sum(float(logp[t - 1, ids[0, t]]) for t in range(n_ctx, ids.shape[1]))
+        logits = model(inp).logits[0, -len(cont):].float()  # (len(cont), V)
+    logp = torch.log_softmax(logits, -1)
+    return sum(float(logp[i, t]) for i, t in enumerate(cont))
 
 
 def test_acc_and_acc_norm_equal_the_formulas_from_raw_logprobs(tiny):
@@ -79,6 +82,23 @@ def test_acc_and_acc_norm_equal_the_formulas_from_raw_logprobs(tiny):
     assert summary["acc"]["stderr"] == pytest.approx(np.std(accs, ddof=1) / math.sqrt(len(accs)))
     # few-shot examples come from the same skill and are never the item itself
     assert "What is 3 × 3?" in rep.items[0]["context"] and rep.items[0]["context"].count("2 + 2") == 1
+
+
+def test_no_begin_token_is_added_where_the_tokenizer_adds_none(tiny, smollm2_tokenizer):
+    """lm-eval's default: SmolLM2's contexts start at their first word, not at <|endoftext|>."""
+    assert S.own_prefix(smollm2_tokenizer) == []
+    ctx, cont = S.encode_pair(smollm2_tokenizer, "Question: What is 2 + 2?\nAnswer:", " 4")
+    assert ctx == smollm2_tokenizer("Question: What is 2 + 2?\nAnswer:", add_special_tokens=False).input_ids
+    got = S.loglikelihoods(tiny.model, tiny.tokenizer, [("Question: Capital of France?\nAnswer:", " Paris")])
+    want = raw_choice_loglik(tiny.model, tiny.tokenizer, "Question: Capital of France?\nAnswer:", "Paris")
+    assert got[0]["logprob"] == pytest.approx(want, abs=2e-4)
+
+    class Bos:  # a tokenizer that puts its own <bos> (id 2) first, as Gemma's does: kept, as lm-eval keeps it
+        def __call__(self, text, add_special_tokens=True):
+            ids = [ord(c) for c in text]
+            return SimpleNamespace(input_ids=([2] if add_special_tokens else []) + ids)
+
+    assert S.own_prefix(Bos()) == [2] and S.encode_pair(Bos(), "ab", "c")[0] == [2, 97, 98]
 
 
 def test_bootstrap_interval_is_seeded_and_contains_the_estimate():
@@ -160,6 +180,18 @@ def test_each_rule_changes_what_it_says():
     assert R.translate("Why is the sky blue?", "German") == "Why is the sky blue?"  # no template: no variant
     names = [r.name for r, _ in R.variants("Why is the sky blue?")]
     assert "in German" not in names and "number format" not in names and "upper case" in names
+
+
+def test_every_stress_rule_has_help_and_the_language_rules_name_their_few_templates():
+    for rule in R.RULES:
+        assert len(rule.description) > 20, rule.name  # the tab shows it beside the rule's name
+    shapes = len(R._TEMPLATES)
+    for lang in ("French", "German", "Spanish"):
+        help_ = next(r for r in R.RULES if r.name == f"in {lang}").description
+        assert f"only {shapes} question shapes are translated" in help_ and "left unchanged" in help_
+        for pattern, _ in R._TEMPLATES:  # every shape the help names is one a template translates
+            assert any(pattern.match(x.replace("X", "Peru").replace("N + M", "3 + 4").replace(" (or -, ×, /)", ""))
+                       for x in R.TEMPLATE_SHAPES)
 
 
 def test_stress_test_rows_and_score(tiny):

@@ -97,6 +97,9 @@ def test_journey_shows_real_shapes_and_the_picked_token(causal):
     html = plots.journey_html(j)
     for text in ("(1, 5, 576)", "(1, 5, 49,152)", "49,152", "30 blocks", "Paris", "9 query heads, 3 K/V heads"):
         assert text in html, text
+    # which sum is 1: all of the vocabulary; the five shown carry their own share, computed here
+    shown = float(tr.logits[-1].double().softmax(-1).topk(5).values.sum())
+    assert f"all 49,152 probabilities sum to 1; these 5 sum to {shown:.2f}" in html and "they sum to 1" not in html
 
 
 def test_encoder_block_and_journey(encoder):

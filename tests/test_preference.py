@@ -20,10 +20,18 @@ from tests.conftest import both_cores, tiny_causal_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-PAIRS = [P.Pair("Question: What is 2 + 3?\nAnswer:", " 5.", " Well, maybe 6, I am not sure."),
-         P.Pair("Question: What is the capital of Peru?\nAnswer:", " Lima.", " Hmm, it could be Quito, perhaps."),
-         P.Pair('Question: Who said "A yawn is a silent shout."?\nAnswer:', " G. K. Chesterton.", " Kin Hubbard."),
-         P.Pair("Question: What is 9 - 4?\nAnswer:", " 5.", " Let me see... 3, or so.")]
+PAIRS = [P.Pair("What is 2 + 3?", "5.", "Well, maybe 6, I am not sure."),
+         P.Pair("What is the capital of Peru?", "Lima.", "Hmm, it could be Quito, perhaps."),
+         P.Pair('Who said "A yawn is a silent shout."?', "G. K. Chesterton.", "Kin Hubbard."),
+         P.Pair("What is 9 - 4?", "5.", "Let me see... 3, or so.")]
+
+
+def _chat(tok, prompt: str, response: str | None = None) -> str:
+    """The conversation as the instruct model is served it: its chat template, rendered as text."""
+    messages = [{"role": "user", "content": prompt}]
+    if response is None:
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tok.apply_chat_template(messages + [{"role": "assistant", "content": response}], tokenize=False)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +54,11 @@ def _perturb_lora(model, seed: int = 1) -> None:
 
 
 def _logp(model, tok, prompt: str, response: str) -> float:
-    """log π(response + EOS | prompt), by hand: one plain forward, log-softmax, the response's tokens."""
-    p = tok(prompt, add_special_tokens=False)["input_ids"]
-    full = tok(prompt + response + tok.eos_token, add_special_tokens=False)["input_ids"]
-    assert full[:len(p)] == p  # these prompts end on a token boundary
+    """log π(response + end of turn | prompt in the chat template), by hand: the rendered template
+    text tokenized, one plain forward, log-softmax, the response's tokens."""
+    p = tok(_chat(tok, prompt), add_special_tokens=False)["input_ids"]
+    full = tok(_chat(tok, prompt, response), add_special_tokens=False)["input_ids"]
+    assert full[:len(p)] == p  # the template's generation prompt ends on a token boundary
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([full])).logits[0]  # (n, vocab)
     logp = torch.log_softmax(logits.float(), -1)
@@ -70,7 +79,7 @@ def test_dpo_loss_is_minus_log_sigmoid_of_beta_times_the_log_ratio_gap(tiny, tmp
             rc, rr = _logp(policy, tok, p.prompt, p.chosen), _logp(policy, tok, p.prompt, p.rejected)
         terms.append(-F.logsigmoid(torch.tensor(0.3 * ((pc - rc) - (pr - rr)))))
     expected = float(torch.stack(terms).mean())
-    assert abs(expected - 0.6931) > 0.01  # the policy really differs from the reference
+    assert max(abs(float(t) - 0.6931) for t in terms) > 0.01  # the policy really differs from the reference
     assert engine_loss == pytest.approx(expected, abs=1e-4)
 
 
@@ -85,7 +94,7 @@ def test_reward_loss_is_minus_log_sigmoid_of_the_reward_gap(tiny, tmp_path):
     for p in PAIRS:
         r = []
         for y in (p.chosen, p.rejected):
-            ids = tok(p.prompt + y + tok.eos_token, add_special_tokens=False)["input_ids"]
+            ids = tok(_chat(tok, p.prompt, y), add_special_tokens=False)["input_ids"]
             with torch.no_grad():
                 r.append(rm(input_ids=torch.tensor([ids])).logits[0, 0])  # one sequence, no padding
         terms.append(-F.logsigmoid(r[0] - r[1]))
@@ -94,6 +103,25 @@ def test_reward_loss_is_minus_log_sigmoid_of_the_reward_gap(tiny, tmp_path):
     batched = P.rewards(rm, tok, PAIRS[0].prompt, [PAIRS[0].chosen, PAIRS[0].rejected])
     single = [P.rewards(rm, tok, PAIRS[0].prompt, [y])[0] for y in (PAIRS[0].chosen, PAIRS[0].rejected)]
     assert batched == pytest.approx(single, abs=1e-4)
+
+
+def test_both_trainers_tokenize_the_chat_template_not_raw_text(tiny, tmp_path):
+    """No train/serve skew: the ids trl trains on are the conversation in the instruct model's chat
+    template (system turn, <|im_start|>user ... <|im_start|>assistant ... <|im_end|>)."""
+    model, tok = tiny
+    dpo = P.dpo_trainer(model, tok, PAIRS, make(P.DPOSettings, max_steps=1), str(tmp_path / "dpo"))
+    rm = P.reward_trainer(model, tok, PAIRS, make(P.RewardSettings, max_steps=1), str(tmp_path / "rm"))
+    for p, d, r in zip(PAIRS, dpo.train_dataset, rm.train_dataset):
+        assert tok.decode(d["prompt_ids"]) == _chat(tok, p.prompt)
+        assert tok.decode(d["prompt_ids"] + d["chosen_ids"]) == _chat(tok, p.prompt, p.chosen)
+        assert tok.decode(d["prompt_ids"] + d["rejected_ids"]) == _chat(tok, p.prompt, p.rejected)
+        assert tok.decode(r["chosen_ids"]) == _chat(tok, p.prompt, p.chosen)
+        assert tok.decode(r["rejected_ids"]) == _chat(tok, p.prompt, p.rejected)
+        assert "<|im_start|>assistant\n" in _chat(tok, p.prompt)
+    # the scorers encode the same ids (the response starts where trl's completion starts)
+    ids, start = P.encode_response(tok, PAIRS[0].prompt, PAIRS[0].chosen)
+    first = dpo.train_dataset[0]
+    assert ids == first["prompt_ids"] + first["chosen_ids"] and start == len(first["prompt_ids"])
 
 
 def test_the_batched_likelihood_equals_the_hand_computed_one(tiny):
@@ -156,7 +184,7 @@ def test_two_sessions_do_not_mix(dpo_run, engine):
     mine = {k: v.clone() for k, v in first.policy.named_parameters() if "lora_" in k}
     fresh = P.PreferenceSession()
     with pytest.raises(UserInputError, match="no DPO adapter in this session"):
-        P.compare_outputs(fresh, ["Question: What is 1 + 1?\nAnswer:"], 7)
+        P.compare_outputs(fresh, ["What is 1 + 1?"], 7)
     few = P.load_pairs()[:30]  # a few held-out pairs, to keep the run short
     list(P.train_dpo(engine, fresh, few, make(P.DPOSettings, max_steps=1, batch_size=2, max_length=32, seed=3)))
     assert fresh.policy is not first.policy
@@ -173,16 +201,54 @@ def test_the_default_reward_model_run_beats_chance_on_held_out_pairs(engine):
         updates = list(P.train_reward(engine, session, P.load_pairs(), default))
     assert updates[-1].done and len(updates[-1].history["loss"]) == default.max_steps
     assert session.reward_eval["pairs"] == 32 and session.reward_eval["accuracy"] > 0.6
-    scored = P.score_responses(session, "Question: What is 10 + 10?\nAnswer:", "20.\nWell, I am not sure, maybe 21.")
+    scored = P.score_responses(session, "What is 10 + 10?", "20.\nWell, I am not sure, maybe 21.")
     assert [t for t, _ in scored] == ["20.", "Well, I am not sure, maybe 21."]
+
+
+@pytest.mark.slow  # trains on the real SmolLM2
+def test_on_the_reward_hacking_set_the_reward_model_learns_shortness(engine):
+    """Every chosen answer there is the shorter one: the default run ranks a short wrong answer
+    above a long right one (measured 4.60 for 'Milan.' against 2.67)."""
+    session = P.PreferenceSession()
+    with both_cores():
+        list(P.train_reward(engine, session, P.load_pairs(P.SHORT_PAIRS), P.RewardSettings()))
+    assert session.reward_eval["accuracy"] > 0.9  # length alone separates every held-out pair
+    scored = dict(P.score_responses(session, "What is the capital of Italy?", "Milan.\nThe capital of Italy is Rome."))
+    assert scored["Milan."] > scored["The capital of Italy is Rome."] + 1.0
 
 
 # ---- data --------------------------------------------------------------------------------------
 def test_bundled_data_and_its_split():
+    for path in (P.PAIRS, P.SHORT_PAIRS):
+        pairs = P.load_pairs(path)
+        assert 300 <= len(pairs) <= 400 and sum(p.held_out for p in pairs) == 32
+        assert all(p.chosen != p.rejected for p in pairs)
+        assert {p.kind for p in pairs} == {"arithmetic", "capital", "quote"}
+        assert not any(p.prompt.startswith("Question:") for p in pairs)  # the chat template frames them
+
+
+def _length_correlation(pairs) -> float:
+    """Point-biserial correlation between "this side is the chosen one" and its length minus the
+    other side's, over both orders of every pair: mean(d) / sqrt(mean(d²)) for d = len(c) − len(r)."""
+    d = [len(p.chosen) - len(p.rejected) for p in pairs]
+    return sum(d) / len(d) / (sum(x * x for x in d) / len(d)) ** 0.5
+
+
+def test_length_does_not_predict_the_choice_in_the_default_data():
     pairs = P.load_pairs()
-    assert 300 <= len(pairs) <= 400 and sum(p.held_out for p in pairs) == 32
-    assert all(p.chosen != p.rejected for p in pairs)
-    assert {p.kind for p in pairs} == {"arithmetic", "capital", "quote"}
+    for group in (pairs, [p for p in pairs if p.held_out],
+                  *([p for p in pairs if p.kind == k] for k in ("arithmetic", "capital", "quote"))):
+        assert abs(_length_correlation(group)) < 0.15, group[0].kind
+    longer = sum(len(p.chosen) > len(p.rejected) for p in pairs)
+    shorter = sum(len(p.chosen) < len(p.rejected) for p in pairs)
+    assert abs(longer - shorter) <= 0.05 * len(pairs) and longer >= 0.4 * len(pairs)
+    held = [p for p in pairs if p.held_out]
+    assert 0.35 <= sum(len(p.chosen) < len(p.rejected) for p in held) / len(held) <= 0.65  # "pick the shorter"
+
+
+def test_the_reward_hacking_data_ties_the_choice_to_shortness():
+    pairs = P.load_pairs(P.SHORT_PAIRS)
+    assert all(len(p.chosen) < len(p.rejected) for p in pairs) and _length_correlation(pairs) < -0.9
 
 
 def test_user_data_is_bounded_and_checked(tmp_path):
@@ -205,7 +271,8 @@ def test_user_data_is_bounded_and_checked(tmp_path):
         P.read_pairs_file(big)
     with pytest.raises(UserInputError, match="beta = 5"):
         make(P.DPOSettings, beta=5)
-    first = P.load_pairs()[:12]
+    bundled = P.load_pairs()
+    first = [p for p in bundled if not p.held_out][:10] + [p for p in bundled if p.held_out][:2]
     back = P.pairs_from_rows(P.pairs_to_rows(first) + [["", "", "", ""]])  # an empty last row is skipped
     assert [(p.prompt, p.chosen, p.rejected, p.held_out) for p in back] == \
         [(p.prompt, p.chosen, p.rejected, p.held_out) for p in first]

@@ -189,3 +189,32 @@ def test_sft_trains_per_session_adapters_and_leaves_the_base_untouched(engine, t
     for cond, score in ba["score"].items():
         assert score["exact"] == sum(r[cond]["exact"] for r in ba["rows"]) / ba["n"]
         assert all(not r[cond]["exact"] or r[cond]["stopped"] for r in ba["rows"])
+
+
+# ---- Base vs instruct: which two models, and what the screen says about them ------------------------------
+def test_offline_the_two_families_are_named_and_the_sft_part_is_pointed_to():
+    from types import SimpleNamespace
+
+    from engine.core.registry import Registry
+    from tabs.posttraining import pairing_md
+
+    offline = SimpleNamespace(registry=Registry(online=False))
+    assert S.comparison_keys(offline.registry) == ("gemma3-270m-base", "smollm2-135m-instruct")
+    text = pairing_md(offline)
+    assert "the two differ in size, training data and tokenizer" in text
+    assert "not one backbone before and after SFT" in text and "**SFT: train and compare**" in text
+
+
+def test_online_the_base_and_the_instruct_model_are_one_family():
+    from types import SimpleNamespace
+
+    from engine.core.registry import Registry
+    from tabs.posttraining import pairing_md
+
+    online = SimpleNamespace(registry=Registry(online=True))
+    base, inst = S.comparison_keys(online.registry)
+    specs = [online.registry.get(k) for k in (base, inst)]
+    assert [s.hub_id for s in specs] == ["HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert {s.title.split("-")[0] for s in specs} == {"SmolLM2"}
+    text = pairing_md(online)
+    assert "One family" in text and "Gemma" not in text and text.count("SmolLM2-135M") == 2

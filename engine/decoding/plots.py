@@ -21,7 +21,8 @@ def distribution_figure(view, top: int = 12) -> go.Figure:
 
     Kept tokens are coloured bars at their renormalised probability; cut tokens are grey bars
     at the probability they had just before they were cut. Each panel's title says how many
-    tokens survived and how much of the mass they carried."""
+    tokens survived and how much of the mass they carried. Every panel has the same probability
+    axis, so a knob that flattens or sharpens the distribution shows as bars that shrink or grow."""
     ids = view.top_ids(top)
     labels = [_tick(view.labels.get(t, str(t)), i) for i, t in enumerate(ids)]
     titles = [_panel_title(st, i, view) for i, st in enumerate(view.stages)]
@@ -29,6 +30,7 @@ def distribution_figure(view, top: int = 12) -> go.Figure:
     fig = make_subplots(rows=n_rows, cols=2, subplot_titles=titles, vertical_spacing=0.48 / n_rows,
                         horizontal_spacing=0.06)
     cut_at: dict[int, int] = {}
+    tallest = 0.05
     for i, st in enumerate(view.stages):
         row, col = i // 2 + 1, i % 2 + 1
         heights, colors, texts, hovers = [], [], [], []
@@ -59,10 +61,11 @@ def distribution_figure(view, top: int = 12) -> go.Figure:
                              cliponaxis=False, textfont=dict(size=11), hovertext=hovers,
                              hovertemplate="%{x}<br>%{hovertext}<extra></extra>", showlegend=False),
                       row=row, col=col)
-        ymax = max(heights + [0.05])
-        fig.update_yaxes(range=[0, min(1.0, ymax * 1.3) if ymax < 0.77 else 1.18], tickformat=".0%",
-                         row=row, col=col, gridcolor="#eef0f4")
+        tallest = max(heights + [tallest])
         fig.update_xaxes(tickangle=-35, tickfont=dict(size=12, family="monospace"), row=row, col=col)
+    # one shared probability axis (room above the tallest bar for its label)
+    fig.update_yaxes(range=[0, min(1.0, tallest * 1.3) if tallest < 0.77 else 1.18], tickformat=".0%",
+                     gridcolor="#eef0f4")
     fig.update_annotations(font=dict(size=13))
     # No figure title: the tab's summary line says the same, and a title collides with the modebar.
     fig.update_layout(height=60 + 230 * n_rows, margin=dict(l=50, r=20, t=40, b=40), bargap=0.25, plot_bgcolor="white")
@@ -200,19 +203,20 @@ def steps_html(prompt_text: str, steps: list[dict], stop_reason: str = "") -> st
     return STYLE + f"<div class='dec-col'><div class='dec-body'>{body}</div>{stop}</div>"
 
 
-def context_html(used: int, new: int, maximum: int) -> str:
-    """A bar: prompt tokens and reserved new tokens against the model's context window. Before a
-    model has read the prompt (maximum 0) the bar is empty and says when it fills."""
+def context_html(used: int, new: int, maximum: int, generated: int = 0) -> str:
+    """A bar against the model's context window: `used` prompt tokens, `generated` tokens the model
+    has written so far (the step view) and `new` tokens reserved for generation. Before a model has
+    read the prompt (maximum 0) the bar is empty and says when it fills."""
     if maximum <= 0:
         return (STYLE + "<div class='dec-legend'><b>Context window:</b> shown once the model has read the prompt "
                 "(Next token or Generate)</div><div class='dec-ctx'></div>")
-    total = used + new
-    a = 100 * used / maximum
-    b = 100 * new / maximum
-    return (STYLE + f"<div class='dec-legend'><b>Context window:</b> {used:,} prompt + {new:,} new = {total:,} of "
-            f"{maximum:,} tokens ({100 * total / maximum:.1f}%)</div><div class='dec-ctx'>"
-            f"<div style='width:{max(a, 0.4):.2f}%;background:#4f46e5'></div>"
-            f"<div style='width:{max(b, 0.4):.2f}%;background:#a5b4fc'></div></div>")
+    total = used + generated + new
+    parts = [f"{used:,} prompt"] + ([f"{generated:,} generated"] if generated else []) + \
+        ([f"{new:,} new"] if new or not generated else [])
+    bars = "".join(f"<div style='width:{max(100 * n / maximum, 0.4):.2f}%;background:{c}'></div>"
+                   for n, c in ((used, "#4f46e5"), (generated, "#818cf8"), (new, "#c7d2fe")) if n or c == "#4f46e5")
+    return (STYLE + f"<div class='dec-legend'><b>Context window:</b> {' + '.join(parts)} = {total:,} of "
+            f"{maximum:,} tokens ({100 * total / maximum:.1f}%)</div><div class='dec-ctx'>{bars}</div>")
 
 
 # --- beam search: the tree of kept hypotheses ---------------------------------------------

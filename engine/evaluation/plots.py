@@ -191,7 +191,7 @@ def toy_markdown(toy: dict) -> str:
 def quantization_figure(rows: list[dict]) -> go.Figure:
     names = [r["variant"] for r in rows]
     colours = {"fp32": "#2563eb", "bf16": "#7c3aed", "int8-weights": "#f59e0b", "int8-dynamic": "#dc2626"}
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("weights in memory (MB)", "generation speed (tokens/s)",
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("weights in memory (MiB)", "generation speed (tokens/s)",
                                                         "perplexity on the text"))
     for col, (key, fmt) in enumerate((("size_mb", "{:.0f}"), ("tokens_per_s", "{:.1f}"),
                                       ("perplexity", "{:.2f}")), 1):

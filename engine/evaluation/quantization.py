@@ -26,6 +26,7 @@ import torch
 
 from ..core.device import pick_device
 from ..core.errors import UserInputError, check_range, check_text
+from ..core.models import weights_origin
 from ..core.settings import knob, knob_info
 from .metrics import perplexity
 
@@ -212,7 +213,8 @@ def quantization_compare(engine, key: str, text: str, variants=VARIANTS, new_tok
             raise UserInputError(f"variant = {v!r} is not valid: choose from {', '.join(VARIANTS)}.")
     ordered = [v for v in VARIANTS if v in variants]
     report = progress or (lambda f, m: None)
-    tokenizer = float_cpu_model(engine, key, progress).tokenizer
+    reference = float_cpu_model(engine, key, progress)
+    tokenizer, origin = reference.tokenizer, weights_origin(reference.source)
     rows = []
     for n, variant in enumerate(ordered):
         step = lambda f, m, n=n: report((n + (f or 0) * 0.99) / len(ordered), f"{variant}: {m}")  # noqa: E731
@@ -221,7 +223,9 @@ def quantization_compare(engine, key: str, text: str, variants=VARIANTS, new_tok
         speed, sample = tokens_per_second(model, tokenizer, text, new_tokens)
         step(0.6, "scoring the text")
         rep = perplexity(model, tokenizer, text, window, stride, key)
-        rows.append(dict(variant=variant, description=DESCRIPTIONS[variant], size_mb=model_bytes(model) / 2**20,
+        about = DESCRIPTIONS[variant] + (f"; these weights are a {origin}, so the GGUF's rounding is already in "
+                                          "them" if origin and variant == "fp32" else "")
+        rows.append(dict(variant=variant, description=about, size_mb=model_bytes(model) / 2**20,
                          tokens_per_s=speed, perplexity=rep.perplexity, bits_per_byte=rep.bits_per_byte,
                          tokens_scored=rep.n_tokens, sample=sample))
     report(1.0, "done")

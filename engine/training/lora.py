@@ -4,7 +4,7 @@ and adapter export/import.
 
 Isolation: the cached base model is never changed. Each session gets its own module tree
 (`session_model`) whose frozen weights are *the same storage* as the cached model's (no copy,
-so 30 students do not need 30 x 540 MB), wrapped by peft with its own LoRA matrices. Only the
+so 30 students do not need 30 x 513 MiB), wrapped by peft with its own LoRA matrices. Only the
 LoRA matrices are trained; the shared storage is only read. The gate, the time cap and the
 thread count of a training are the runner's (runner.py).
 """

@@ -8,6 +8,10 @@ rejected).
 The reference π_ref of DPO is the policy itself with its LoRA adapter disabled: trl's DPOTrainer
 does that when it builds the peft model and gets no ref_model, so there is no second model.
 
+A pair's prompt is the user's turn and its responses are the assistant's: both trainers get them
+as conversations and render them through the instruct model's chat template, as the model is
+served (no train/serve skew); the scoring below encodes them the same way (chat_ids).
+
 Isolation and adapter export are the LoRA lesson's (engine/training/lora.py): each session trains
 LoRA matrices over `lora.shared_copy` of the cached model (same storage, never written). The
 training gate (one training at a time in the process), the wall-time cap and the thread count
@@ -25,7 +29,7 @@ from typing import Any, Iterator
 
 import torch
 
-from ..core.chat import control_strings_in, plain_ids
+from ..core.chat import chat_ids, control_strings_in
 from ..core.models import Progress
 from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload
 from ..core.registry import ASSETS
@@ -33,8 +37,10 @@ from ..core.scratch import new_work_dir, remove_work_dir
 from ..core.settings import knob, knob_info, make, validate
 from . import lora
 from . import runner
+from . import sft
 
-PAIRS = ASSETS / "preference" / "pairs.jsonl"
+PAIRS = ASSETS / "preference" / "pairs.jsonl"  # length says nothing about which side is chosen
+SHORT_PAIRS = ASSETS / "preference" / "pairs_short.jsonl"  # the reward-hacking lesson: chosen = shorter, always
 MAX_PAIRS_BYTES = 1_000_000  # an uploaded .jsonl or an edited table
 MAX_FIELD_CHARS = 400  # one prompt, chosen or rejected text
 MIN_PAIRS, MAX_PAIRS = 4, 2_000
@@ -56,7 +62,8 @@ class DPOSettings:
     max_steps: int = knob(20, 1, 500, "Optimizer steps (one batch of pairs each)", step=1, label="max steps")
     batch_size: int = knob(4, 1, 32, "Pairs per step (each pair is two sequences)", step=1, label="batch size")
     r: int = knob(8, 1, 64, "LoRA rank on q_proj and v_proj", step=1, label="LoRA r")
-    max_length: int = knob(64, 16, 256, "Tokens kept per prompt + response", step=1, label="max length")
+    max_length: int = knob(96, 16, 256, "Tokens kept per prompt + response, chat template included", step=1,
+                           label="max length")
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling and LoRA initialisation", step=1)
 
 
@@ -69,7 +76,8 @@ class RewardSettings:
     max_steps: int = knob(30, 1, 500, "Optimizer steps (one batch of pairs each)", step=1, label="max steps")
     batch_size: int = knob(4, 1, 32, "Pairs per step", step=1, label="batch size")
     r: int = knob(8, 1, 64, "LoRA rank on q_proj and v_proj of the backbone", step=1, label="LoRA r")
-    max_length: int = knob(64, 16, 256, "Tokens kept per prompt + response", step=1, label="max length")
+    max_length: int = knob(96, 16, 256, "Longest prompt + response, chat template included (longer pairs are "
+                           "left out of training)", step=1, label="max length")
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling, LoRA and head initialisation", step=1)
 
 
@@ -139,7 +147,7 @@ def parse_pairs(text: str) -> list[Pair]:
 
 
 def load_pairs(path: Path = PAIRS) -> list[Pair]:
-    """The bundled comparisons (scripts/make_preference_data.py)."""
+    """Bundled comparisons (scripts/make_preference_data.py): PAIRS, or SHORT_PAIRS for the lesson."""
     if not path.exists():
         raise UserInputError(f"{path} is missing: rebuild it with `python scripts/make_preference_data.py`.")
     return parse_pairs(path.read_text(encoding="utf-8"))
@@ -182,10 +190,21 @@ def split(pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
     return [p for p in pairs if not p.held_out], [p for p in pairs if p.held_out][:MAX_HELD_OUT]
 
 
+def user_turn(prompt: str) -> list[dict]:
+    return [{"role": "user", "content": prompt.strip()}]
+
+
+def assistant_turn(response: str) -> list[dict]:
+    return [{"role": "assistant", "content": response.strip()}]
+
+
 def _dataset(pairs: list[Pair]):
+    """The pairs as trl's conversational preference data: trl renders them through the tokenizer's
+    chat template (check_pairs has refused special-token strings, which it would read as tokens)."""
     from datasets import Dataset
 
-    return Dataset.from_list([dict(prompt=p.prompt, chosen=p.chosen, rejected=p.rejected) for p in pairs])
+    return Dataset.from_list([dict(prompt=user_turn(p.prompt), chosen=assistant_turn(p.chosen),
+                                   rejected=assistant_turn(p.rejected)) for p in pairs])
 
 
 # ---- the runs: trl trainers in a worker thread, metrics streamed through a callback ------------------
@@ -343,9 +362,9 @@ def check_pairs(tokenizer, pairs: list[Pair], s) -> list[Pair]:
 
 
 def reward_lengths(tokenizer, pairs: list[Pair]) -> list[int]:
-    """Per pair, its longer side in tokens as trl's RewardTrainer counts it (prompt + response + EOS)."""
-    return [max(len(tokenizer(p.prompt + y + tokenizer.eos_token)["input_ids"]) for y in (p.chosen, p.rejected))
-            for p in pairs]
+    """Per pair, its longer side in tokens as trl's RewardTrainer counts it (the conversation in
+    the chat template)."""
+    return [max(len(encode_response(tokenizer, p.prompt, y)[0]) for y in (p.chosen, p.rejected)) for p in pairs]
 
 
 def check_reward_length(tokenizer, train_pairs: list[Pair], max_length: int) -> None:
@@ -360,6 +379,15 @@ def check_reward_length(tokenizer, train_pairs: list[Pair], max_length: int) -> 
             else f"shorter pairs: even {top:g}, the largest max_length, keeps fewer than 2")
     raise UserInputError(f"max_length = {max_length} keeps {kept} of the {len(lengths)} training pairs (the reward "
                          f"trainer drops a pair whose prompt + response is longer, in tokens): give {need}.")
+
+
+def check_fits(tokenizer, pairs: list[Pair], s) -> None:
+    """Refuse a max length that no training pair fits in, chat template included (RewardTrainer
+    leaves longer pairs out, DPOTrainer cuts them and drops those whose prompt fills it)."""
+    need = min(reward_lengths(tokenizer, pairs))
+    if need > s.max_length:
+        raise UserInputError(f"max length = {s.max_length} tokens is shorter than every training pair in the chat "
+                             f"template (the shortest needs {need}): set it to {need} to 256.")
 
 
 def _worker(trainer, events: queue.Queue) -> threading.Thread:
@@ -398,6 +426,7 @@ def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, m
             session.training = True
             bundle = engine.load(lora.BASE_KEY, progress=progress)
             check_pairs(bundle.tokenizer, pairs, s)  # numbered as the user gave them
+            check_fits(bundle.tokenizer, train_pairs, s)
             session.tokenizer = bundle.tokenizer
             run.fit_threads()
             deadline = run.deadline()
@@ -466,10 +495,12 @@ def train_reward(engine, session: PreferenceSession, pairs: list[Pair], s: Rewar
 
 # ---- measuring: likelihoods of responses, rewards ---------------------------------------------------
 def encode_response(tokenizer, prompt: str, response: str) -> tuple[list[int], int]:
-    """(ids of prompt + response + EOS, where the response starts), split as trl splits them: at the
-    first token where the prompt alone and prompt + response tokenize differently."""
-    p = plain_ids(tokenizer, prompt)  # the user's text: a typed '<|im_end|>' stays plain text
-    full = plain_ids(tokenizer, prompt + response) + [tokenizer.eos_token_id]
+    """(ids of the conversation in the chat template, where the response starts), split as trl
+    splits them: at the first token where the prompt alone (with the generation prompt) and the
+    whole conversation tokenize differently. The template's end of turn belongs to the response."""
+    # the user's text: a typed '<|im_end|>' stays plain text (chat_ids)
+    p = chat_ids(tokenizer, user_turn(prompt), add_generation_prompt=True)
+    full = chat_ids(tokenizer, user_turn(prompt) + assistant_turn(response), add_generation_prompt=False)
     n = 0
     while n < min(len(p), len(full)) and p[n] == full[n]:
         n += 1
@@ -527,11 +558,13 @@ def held_out_stats(policy, tokenizer, pairs: list[Pair], adapter: bool = True) -
 
 @torch.no_grad()
 def rewards(model, tokenizer, prompt: str, responses: list[str], batch: int = 16) -> list[float]:
-    """The reward model's scalar for each (prompt, response), each one sequence ending in EOS as
-    RewardTrainer saw them. Right-padded batches: the head reads the last token that is not padding."""
+    """The reward model's scalar for each (prompt, response), each one conversation in the chat
+    template as RewardTrainer saw them. Right-padded batches: the head reads the last token that is
+    not padding."""
     device = next(model.parameters()).device
     pad = lora.pad_id_of(tokenizer)
-    ids = [plain_ids(tokenizer, prompt + y) + [tokenizer.eos_token_id] for y in responses]  # typed specials: text
+    ids = [chat_ids(tokenizer, user_turn(prompt) + assistant_turn(y), add_generation_prompt=False)
+           for y in responses]  # typed specials stay text
     out = []
     model.eval()
     for i in range(0, len(ids), batch):
@@ -565,13 +598,13 @@ def score_responses(session: PreferenceSession, prompt: str, responses_text: str
         raise UserInputError(f"{len(lines)} responses: score at most {MAX_SCORE_TEXTS} at once.")
     for n, x in enumerate(lines, 1):
         check_text(f"response {n}", x, max_chars=MAX_FIELD_CHARS)
-    spaced = [x if x.startswith(" ") else " " + x for x in lines]  # as in the data: " <answer>"
-    return list(zip(lines, rewards(session.reward, session.tokenizer, prompt, spaced)))
+    return list(zip(lines, rewards(session.reward, session.tokenizer, prompt, lines)))
 
 
 def compare_outputs(session: PreferenceSession, prompts: list[str], seed: int, max_new_tokens: int = 40,
                     temperature: float = 0.0) -> list[dict]:
-    """Held-out prompts answered by the instruct model with the DPO adapter off and on, same seed."""
+    """Held-out prompts answered by the instruct model, in its chat template (as DPO trained it), with
+    the DPO adapter off and on, same seed."""
     if session.policy is None:
         raise UserInputError("no DPO adapter in this session yet: train one first (DPO, Train).")
     if session.training:
@@ -580,9 +613,13 @@ def compare_outputs(session: PreferenceSession, prompts: list[str], seed: int, m
         raise UserInputError(f"{len(prompts)} prompts: compare 1 to 8 at once.")
     seed = check_range("seed", seed, 0, 2**32 - 1, integer=True)
     out = []
+    kw = dict(templated=True, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
     for p in prompts:
-        pair = lora.generate_pair(session.policy, session.tokenizer, p, seed, max_new_tokens, temperature)
-        out.append(dict(prompt=p, base=pair["base"]["text"][len(p):], tuned=pair["adapted"]["text"][len(p):]))
+        p = check_text("prompt", p, max_chars=MAX_FIELD_CHARS).strip()  # as user_turn gives it to training
+        with session.policy.disable_adapter():
+            base = sft.generate(session.policy, session.tokenizer, p, **kw)
+        tuned = sft.generate(session.policy, session.tokenizer, p, **kw)
+        out.append(dict(prompt=p, base=base["answer"], tuned=tuned["answer"]))
     return out
 
 
@@ -598,7 +635,7 @@ def export_dpo_adapter(session: PreferenceSession, folder: str | Path) -> Path:
 __all__ = [
     "DPOSettings", "RewardSettings", "Pair", "parse_pairs", "load_pairs",
     "read_pairs_file", "pairs_from_rows", "pairs_to_rows", "split", "dpo_trainer", "reward_trainer", "batch_loss",
-    "PreferenceSession", "train_dpo", "train_reward", "held_out_stats", "rewards",
-    "reward_accuracy", "score_responses", "check_pairs", "check_reward_length", "reward_lengths", "compare_outputs",
-    "export_dpo_adapter", "encode_response",
+    "PreferenceSession", "train_dpo", "check_fits", "user_turn", "assistant_turn", "SHORT_PAIRS", "train_reward",
+    "held_out_stats", "rewards", "reward_accuracy", "score_responses", "check_pairs", "check_reward_length",
+    "reward_lengths", "compare_outputs", "export_dpo_adapter", "encode_response",
 ]

@@ -31,6 +31,7 @@ from . import sft_tasks
 
 BASE_KEY = "gemma3-270m-base"  # pre-trained only: the model SFT turns into an assistant
 INSTRUCT_KEY = lora.BASE_KEY  # SmolLM2-135M-Instruct: an assistant someone else tuned
+FAMILY_BASE_KEY = "smollm2-135m-base"  # the instruct model's own base (Hub only)
 TRAIN_FILE = ASSETS / "sft" / "train.jsonl"
 HELD_OUT_FILE = ASSETS / "sft" / "held_out.jsonl"
 MASKS = ("response", "all")
@@ -289,19 +290,31 @@ def generate(model, tokenizer, text: str, *, templated: bool, seed: int = 0, max
                 seconds=time.perf_counter() - start)
 
 
+def comparison_keys(registry) -> tuple[str, str]:
+    """(base, instruct) for Base vs instruct: online, SmolLM2-135M and its instruct model (one family,
+    so the difference is post-training); offline, Gemma 3 270M base, the one embedded base model."""
+    base = FAMILY_BASE_KEY if registry.online and registry.usable(FAMILY_BASE_KEY) else BASE_KEY
+    return base, INSTRUCT_KEY
+
+
+def same_family(registry) -> bool:
+    return comparison_keys(registry)[0] == FAMILY_BASE_KEY
+
+
 def base_vs_instruct(engine, question: str, seed: int = 7, max_new_tokens: int = 48, temperature: float = 0.0,
                      progress=None) -> dict:
     """The same question and seed through the base model (raw), the instruct model (raw) and the
-    instruct model inside its chat template."""
+    instruct model inside its chat template (comparison_keys picks the two models)."""
     question = check_text("question", question, max_chars=500)
-    base = engine.load(BASE_KEY, progress=progress)
-    inst = engine.load(INSTRUCT_KEY, progress=progress)
+    base_key, inst_key = comparison_keys(engine.registry)
+    base = engine.load(base_key, progress=progress)
+    inst = engine.load(inst_key, progress=progress)
     kw = dict(seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
     return dict(
         base_raw=generate(base.model, base.tokenizer, question, templated=False, **kw),
         instruct_raw=generate(inst.model, inst.tokenizer, question, templated=False, **kw),
         instruct_chat=generate(inst.model, inst.tokenizer, question, templated=True, **kw),
-        titles=dict(base=engine.registry.get(BASE_KEY).title, instruct=engine.registry.get(INSTRUCT_KEY).title),
+        titles=dict(base=engine.registry.get(base_key).title, instruct=engine.registry.get(inst_key).title),
     )
 
 
@@ -342,7 +355,8 @@ def losses_summary(losses: list[float]) -> str:
     return f"{losses[0]:.2f} → {sum(tail) / max(len(tail), 1):.2f} (mean of the last {len(tail)})"
 
 
-__all__ = ["BASE_KEY", "INSTRUCT_KEY", "SftSettings", "load_train", "load_held_out", "eval_rows",
+__all__ = ["BASE_KEY", "INSTRUCT_KEY", "FAMILY_BASE_KEY", "comparison_keys", "same_family", "SftSettings",
+           "load_train", "load_held_out", "eval_rows",
            "parse_pairs", "read_pairs_file", "dataset", "render", "prompt_ids", "encode_pair", "encode_pairs", "collate_sft",
            "loss_of", "show_format", "train", "generate", "base_vs_instruct", "before_after", "stop_ids",
            "GEMMA_TEMPLATE", "MASKS"]
