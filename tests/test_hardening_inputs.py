@@ -229,7 +229,6 @@ def test_a_reward_max_length_that_keeps_no_pair_is_refused_before_training(engin
     built, naming the shortest max_length that keeps 2 pairs; trl's own filter agrees with it."""
     import re
 
-    from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
     from engine.core.settings import make
@@ -247,8 +246,7 @@ def test_a_reward_max_length_that_keeps_no_pair_is_refused_before_training(engin
     assert not session.training and not runner.GATE.busy
 
     def kept_by_trl(max_length: int) -> int:  # trl's own preparation and filter, no model
-        train = Dataset.from_list([dict(prompt=p.prompt, chosen=p.chosen, rejected=p.rejected)
-                                   for p in P.split(pairs)[0]])
+        train = P._dataset(P.split(pairs)[0])  # the conversational pairs the engine hands trl
         args = RewardConfig(output_dir="unused", max_length=max_length, report_to=[], use_cpu=True, bf16=False)
         return len(RewardTrainer._prepare_dataset(None, train, smollm.tokenizer, args, "train"))
 
