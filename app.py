@@ -5,10 +5,12 @@ loads on first use through the engine's cache."""
 from __future__ import annotations
 
 import signal
+import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import gradio as gr
+import httpx
 
 import tabs
 from engine.core.config import AppConfig
@@ -194,6 +196,45 @@ def launch_kwargs() -> dict:
                 max_file_size=MAX_UPLOAD_BYTES)
 
 
+# Gradio's launch() asks its own page once (HEAD, 3 s timeout) and, at the first timeout, raises
+# "When localhost is not accessible, a shareable link must be created", even though its server is up.
+# The page of ~1200 components takes 0.4-0.9 s of CPU to render; on a busy 2-core class server that is
+# more than 3 s. launch_patiently() makes the same check again with a patient wait.
+PAGE_CHECK_S = 120.0
+PAGE_OK = (200, 401, 301, 302, 303, 307, 308)  # the statuses Gradio's check accepts (auth, redirects)
+
+
+def page_answers(url: str, within_s: float = PAGE_CHECK_S) -> bool:
+    """Gradio's start check, patient: the page at `url` answers HEAD with an accepted status within
+    `within_s` seconds. Only slowness is waited out: a refused connection or a bad status (a proxy
+    that cannot reach localhost, what Gradio's check is there for) still fails at once."""
+    deadline = time.monotonic() + within_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            return httpx.head(url, timeout=min(30.0, left), verify=False).status_code in PAGE_OK
+        except httpx.TimeoutException:
+            continue
+        except httpx.HTTPError:
+            return False
+    return False
+
+
+def launch_patiently(demo: gr.Blocks, **kwargs) -> None:
+    """demo.launch(**kwargs) that also starts on a busy machine. When Gradio's own check of its page
+    gives up, its server is already listening: the page is asked again with page_answers(), and
+    the start stops only if it still does not answer; then this blocks as launch() would have
+    (unless prevent_thread_lock). A ValueError raised before the server runs (a bad argument)
+    stands as it is."""
+    try:
+        demo.launch(**kwargs)
+    except ValueError:
+        if not (demo.is_running and demo.local_url and page_answers(demo.local_url)):
+            raise
+        print("* The page answered slower than Gradio's 3 s start check (a busy machine); serving it.")
+        if not kwargs.get("prevent_thread_lock"):
+            demo.block_thread()
+
+
 def parse_args(argv=None) -> AppConfig:
     """The operator's settings: flags, then environment variables, then defaults (one frozen
     AppConfig; the flags and their variables are listed in engine/core/config.py and README)."""
@@ -218,7 +259,8 @@ def main(argv=None) -> None:
           + (f"; text generation served by {serving.url}" if serving.enabled else ""))
     demo = build_demo(engine)
     auth = (config.user, config.password) if config.password else None
-    demo.launch(server_name=config.host, server_port=config.port, share=config.share, auth=auth, **launch_kwargs())
+    launch_patiently(demo, server_name=config.host, server_port=config.port, share=config.share, auth=auth,
+                     **launch_kwargs())
 
 
 if __name__ == "__main__":
