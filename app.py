@@ -16,7 +16,8 @@ import tabs
 from engine.core.config import AppConfig
 from engine.core.errors import check_text
 from engine.core.settings import MAX_UPLOAD_BYTES
-from tabs._ui import HEAVY, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, on_gpu, user_errors
+from tabs._queue import make_fair
+from tabs._ui import MODEL_GROUPS, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, on_gpu, user_errors
 
 CSS = """
 .notice { font-size: 0.95em; opacity: 0.85; }
@@ -59,6 +60,7 @@ def build_demo(engine) -> gr.Blocks:
         # The queue is set before any component exists: queue() rebuilds Gradio's app and its whole
         # config, which for ~1200 components costs a second of the start; on exit it is built once.
         demo.queue(default_concurrency_limit=4, max_size=64)
+        make_fair(demo)  # waiting events are ordered per session: each student gets a share of the slots
         demo.app_config = engine.config  # what tabs._ui.building_config() reads during the build
         head = _header()
         tab_set, shares, tab_ids = _lessons(engine, head.current_tab)
@@ -70,10 +72,10 @@ def build_demo(engine) -> gr.Blocks:
         param_slots = [(tid, name, comp) for tid, sh in shares.items() for name, comp in sh.params.items()]
         _wire_share_link(head, param_slots)
         _wire_deep_link(demo, head, tab_set, tab_ids, shares, param_slots)
-    # On a ZeroGPU Space every listener of the heavy model-work group gets a GPU (spaces.GPU);
+    # On a ZeroGPU Space every listener of the model-work groups gets a GPU (spaces.GPU);
     # anywhere else on_gpu returns the function unchanged.
     for block_fn in demo.fns.values():
-        if block_fn.concurrency_id == HEAVY["concurrency_id"] and block_fn.fn is not None:
+        if block_fn.concurrency_id in MODEL_GROUPS and block_fn.fn is not None:
             block_fn.fn = on_gpu(block_fn.fn, zero_gpu=engine.config.zero_gpu)
     return demo
 
