@@ -5,16 +5,19 @@ loads on first use through the engine's cache."""
 from __future__ import annotations
 
 import signal
+import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import gradio as gr
+import httpx
 
 import tabs
 from engine.core.config import AppConfig
 from engine.core.errors import check_text
 from engine.core.settings import MAX_UPLOAD_BYTES
-from tabs._ui import HEAVY, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, on_gpu, user_errors
+from tabs._queue import make_fair
+from tabs._ui import MODEL_GROUPS, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, on_gpu, user_errors
 
 CSS = """
 .notice { font-size: 0.95em; opacity: 0.85; }
@@ -63,6 +66,7 @@ def build_demo(engine) -> gr.Blocks:
         # The queue is set before any component exists: queue() rebuilds Gradio's app and its whole
         # config, which for ~1200 components costs a second of the start; on exit it is built once.
         demo.queue(default_concurrency_limit=4, max_size=64)
+        make_fair(demo)  # waiting events are ordered per session: each student gets a share of the slots
         demo.app_config = engine.config  # what tabs._ui.building_config() reads during the build
         head = _header()
         tab_set, shares, tab_ids = _lessons(engine, head.current_tab)
@@ -74,10 +78,10 @@ def build_demo(engine) -> gr.Blocks:
         param_slots = [(tid, name, comp) for tid, sh in shares.items() for name, comp in sh.params.items()]
         _wire_share_link(head, param_slots)
         _wire_deep_link(demo, head, tab_set, tab_ids, shares, param_slots)
-    # On a ZeroGPU Space every listener of the heavy model-work group gets a GPU (spaces.GPU);
+    # On a ZeroGPU Space every listener of the model-work groups gets a GPU (spaces.GPU);
     # anywhere else on_gpu returns the function unchanged.
     for block_fn in demo.fns.values():
-        if block_fn.concurrency_id == HEAVY["concurrency_id"] and block_fn.fn is not None:
+        if block_fn.concurrency_id in MODEL_GROUPS and block_fn.fn is not None:
             block_fn.fn = on_gpu(block_fn.fn, zero_gpu=engine.config.zero_gpu)
     return demo
 
@@ -200,6 +204,45 @@ def launch_kwargs() -> dict:
                 max_file_size=MAX_UPLOAD_BYTES)
 
 
+# Gradio's launch() asks its own page once (HEAD, 3 s timeout) and, at the first timeout, raises
+# "When localhost is not accessible, a shareable link must be created", even though its server is up.
+# The page of ~1200 components takes 0.4-0.9 s of CPU to render; on a busy 2-core class server that is
+# more than 3 s. launch_patiently() makes the same check again with a patient wait.
+PAGE_CHECK_S = 120.0
+PAGE_OK = (200, 401, 301, 302, 303, 307, 308)  # the statuses Gradio's check accepts (auth, redirects)
+
+
+def page_answers(url: str, within_s: float = PAGE_CHECK_S) -> bool:
+    """Gradio's start check, patient: the page at `url` answers HEAD with an accepted status within
+    `within_s` seconds. Only slowness is waited out: a refused connection or a bad status (a proxy
+    that cannot reach localhost, what Gradio's check is there for) still fails at once."""
+    deadline = time.monotonic() + within_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            return httpx.head(url, timeout=min(30.0, left), verify=False).status_code in PAGE_OK
+        except httpx.TimeoutException:
+            continue
+        except httpx.HTTPError:
+            return False
+    return False
+
+
+def launch_patiently(demo: gr.Blocks, **kwargs) -> None:
+    """demo.launch(**kwargs) that also starts on a busy machine. When Gradio's own check of its page
+    gives up, its server is already listening: the page is asked again with page_answers(), and
+    the start stops only if it still does not answer; then this blocks as launch() would have
+    (unless prevent_thread_lock). A ValueError raised before the server runs (a bad argument)
+    stands as it is."""
+    try:
+        demo.launch(**kwargs)
+    except ValueError:
+        if not (demo.is_running and demo.local_url and page_answers(demo.local_url)):
+            raise
+        print("* The page answered slower than Gradio's 3 s start check (a busy machine); serving it.")
+        if not kwargs.get("prevent_thread_lock"):
+            demo.block_thread()
+
+
 def parse_args(argv=None) -> AppConfig:
     """The operator's settings: flags, then environment variables, then defaults (one frozen
     AppConfig; the flags and their variables are listed in engine/core/config.py and README)."""
@@ -241,7 +284,8 @@ def main(argv=None) -> None:
     demo = build_demo(engine)
     bound_served_files(demo, served, config)
     auth = (config.user, config.password) if config.password else None
-    demo.launch(server_name=config.host, server_port=config.port, share=config.share, auth=auth, **launch_kwargs())
+    launch_patiently(demo, server_name=config.host, server_port=config.port, share=config.share, auth=auth,
+                     **launch_kwargs())
 
 
 if __name__ == "__main__":

@@ -28,6 +28,11 @@ log = logging.getLogger("llm_playground")
 # Heavy model work shares one queue group so a class of 30 cannot start 30 forward passes at
 # once on a 2-core machine; light listeners (tokenizing, plotting) run freely.
 HEAVY = dict(concurrency_id="model", concurrency_limit=2)
+# Cheap interactive model calls (one forward pass or a few cached steps: the next-token view, a
+# Step click) have a group of their own, so they never wait behind a training, an index build or
+# a long evaluation in the heavy group. Two slots: one per core of a small class server.
+CHEAP = dict(concurrency_id="interactive", concurrency_limit=2)
+MODEL_GROUPS = (HEAVY["concurrency_id"], CHEAP["concurrency_id"])  # on a ZeroGPU Space each gets a GPU
 
 
 def heavy_or_served(engine) -> dict:
@@ -37,6 +42,13 @@ def heavy_or_served(engine) -> dict:
     if serving is None or not serving.enabled:
         return HEAVY
     return dict(concurrency_id="served", concurrency_limit=serving.concurrency)
+
+
+def cheap_or_served(engine) -> dict:
+    """CHEAP for a cheap in-process model call; with an operator's server set, the served group
+    (see heavy_or_served)."""
+    served = heavy_or_served(engine)
+    return CHEAP if served is HEAVY else served
 
 
 def _one_line(exc: BaseException, limit: int = 500) -> str:

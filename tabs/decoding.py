@@ -18,7 +18,7 @@ from engine.decoding.kvcache import kv_size
 from engine.decoding.plots import (beam_summary_html, beam_tree_figure, chat_html, context_html, distribution_figure,
                                    generation_html, kv_html, steps_html)
 from engine.core.settings import knob_default, make
-from tabs._ui import (HEAVY, Plot, heavy_or_served, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
+from tabs._ui import (CHEAP, HEAVY, Plot, cheap_or_served, heavy_or_served, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
                       data_table, examples, user_errors)
 
 TITLE = "Decoding"
@@ -146,7 +146,7 @@ def build(engine) -> Share:
     served = heavy_or_served(engine)
 
     knob_inputs = [knobs[k] for k in [*KNOBS, "seed"]]
-    show_next_token = _wire_next(engine, top, knobs, knob_inputs, panes["next"], served)
+    show_next_token = _wire_next(engine, top, knobs, knob_inputs, panes["next"], cheap_or_served(engine))
     _wire_generate(engine, top, knob_inputs, panes["generate"], served)
     beam_wiring = _wire_beam(engine, panes["beam"], top["model"], top["mode"], top["prompt"])
     _wire_chat(engine, panes["chat"])
@@ -297,7 +297,7 @@ def _wire_next(engine, top, knobs, knob_inputs, parts, served):
                   outputs=_next_outputs(top, parts), api_name="next_token_submit", **served)
     # "multiple": a click while a step runs is queued, not dropped (Gradio's default drops it)
     parts["step"].click(step, inputs=[model, mode, prompt, *knob_inputs, parts["per_click"], state],
-                        outputs=_next_outputs(top, parts), api_name="step", trigger_mode="multiple", **HEAVY)
+                        outputs=_next_outputs(top, parts), api_name="step", trigger_mode="multiple", **CHEAP)
     gr.on([knobs[k].release for k in KNOBS if k not in ("do_sample", "seed")] + [knobs["do_sample"].change],
           redraw, inputs=[*knob_inputs, state], outputs=[chart, summary, table], api_name="redraw",
           show_progress="hidden")

@@ -648,7 +648,8 @@ def _stress_panel(engine) -> dict:
                                  "answers freely, greedy)")
         with gr.Column(scale=2):
             rules = gr.CheckboxGroup(list(robustness.RULE_NAMES), value=list(robustness.RULE_NAMES),
-                                     label="Rules")
+                                     label="Rules", info=f"Each at most once (up to {len(robustness.RULE_NAMES)}): "
+                                     "one model answer per rule")
             model = model_picker(engine, "causal-lm", label="Language model")
             btn = gr.Button("Stress it", variant="primary")
     examples_box = gr.Column()

@@ -96,7 +96,11 @@ def _documents_column(about: dict) -> dict:
     ui["files"] = gr.File(file_count="multiple", file_types=list(corpus.EXTENSIONS), label="Your files",
                           height=150, elem_id="rag-files")
     gr.Markdown(f"<small>{', '.join(corpus.EXTENSIONS)}; up to {corpus.MAX_FILES} files of "
-                f"{corpus.MAX_FILE_BYTES // 1_000_000} MB. They stay in this session's own collection.</small>")
+                f"{corpus.MAX_FILE_BYTES // 1_000_000} MB, {corpus.MAX_TOTAL_CHARS:,} characters of text in all; "
+                f"a PDF up to {corpus.MAX_PDF_PAGES} pages and {corpus.MAX_PDF_OPERATORS:,} drawing and text "
+                f"operators. Your files are indexed as at most {search.MAX_UPLOAD_CHUNKS:,} chunks (the bundled "
+                f"documents as at most {search.MAX_BUNDLED_CHUNKS:,}). They stay in this session's own "
+                "collection.</small>", elem_id="rag-upload-limits")
     with gr.Row():
         ui["upload_btn"] = gr.Button("Index my files", size="sm", elem_id="rag-upload")
         ui["clear_btn"] = gr.Button("Clear my files", size="sm", elem_id="rag-clear")

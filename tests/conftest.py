@@ -170,8 +170,8 @@ def app_url(engine):
 
     demo = app.build_demo(engine)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **app.launch_kwargs())
+    app.launch_patiently(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                         **app.launch_kwargs())  # patient: Gradio's own page check gives up at 3 s
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

@@ -36,7 +36,7 @@ def test_one_upload_limit_for_the_app_and_the_lora_tab(demo):
     assert L.MAX_ADAPTER_BYTES == MAX_UPLOAD_BYTES
     labels = [b.label for b in demo.blocks.values() if isinstance(b, gr.File) and "adapter" in (b.label or "")]
     upload = next(lb for lb in labels if lb.startswith("Upload an adapter"))
-    assert f"{MAX_UPLOAD_BYTES / 2**20:,.1f} MB max" in upload
+    assert f"{MAX_UPLOAD_BYTES / 2**20:,.1f} MiB max" in upload
     # no other upload limit in MB is written anywhere in the code
     for path in [ROOT / "app.py", *(ROOT / "tabs").glob("*.py")]:
         assert not re.search(r"max_file_size\s*=\s*['\"]", path.read_text()), path

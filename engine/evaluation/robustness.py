@@ -224,6 +224,14 @@ RULES = (
 RULE_NAMES = tuple(r.name for r in RULES)
 
 
+def check_rules(rules: list) -> None:
+    """Each rule at most once (so at most len(RULE_NAMES) variants, one model answer each)."""
+    if len(rules) > len(RULE_NAMES) or len(set(map(str, rules))) != len(rules):
+        twice = next((r for r in rules if rules.count(r) > 1), None)
+        raise UserInputError(f"rules: {len(rules)} given{f', {twice!r} {rules.count(twice)} times' if twice else ''}: "
+                             f"choose each rule at most once, up to {len(RULE_NAMES)} rules.")
+
+
 def variants(question: str, rules=RULE_NAMES) -> list[tuple[Rule, str]]:
     """(rule, perturbed question) for every chosen rule that changes the question."""
     by_name = {r.name: r for r in RULES}
@@ -282,6 +290,7 @@ def stress_test(tm, question: str, choices=None, rules=RULE_NAMES, progress=None
     rules = [rules] if isinstance(rules, str) else list(rules or [])
     if not rules:
         raise UserInputError(f"rules is empty: choose one or more of {', '.join(RULE_NAMES)}.")
+    check_rules(rules)
     made = variants(question, rules)
     report = progress or (lambda f, m: None)
 

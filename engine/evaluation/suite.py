@@ -52,6 +52,9 @@ MAX_CHOICES = 8
 MAX_TOKENS = 1_024  # one (context, continuation) pair: longer contexts lose their oldest tokens
 BATCH_SIZE = 16
 MAX_MODELS = 6
+# One run's work: every (context, choice) pair is one forward pass of each chosen model.
+MAX_SCORED_ANSWERS = 1_200  # items x choices x models
+MAX_SCORED_CHARS = 600_000  # characters the models read (contexts with their few-shot examples, and choices)
 HEAD_ROWS = 2_048  # continuation rows of the output head computed at once
 
 
@@ -60,7 +63,9 @@ class SuiteSettings:
     k_shot: int = knob(0, 0, 5, "Solved examples put before each question (few-shot), drawn from the "
                        "same skill of the suite (never the item itself)", step=1, label="few-shot k")
     max_items: int = knob(40, 1, MAX_ITEMS, "Items scored (the first ones of each skill in turn, so every "
-                          "skill is in)", step=1, label="items")
+                          f"skill is in). One run scores at most {MAX_SCORED_ANSWERS:,} answers (items x choices x "
+                          f"models) and {MAX_SCORED_CHARS:,} characters (few-shot examples included)", step=1,
+                          label="items")
     seed: int = knob(1234, 0, 2**32 - 1, "Seed of the few-shot draw and of the bootstrap", step=1)
     bootstrap: int = knob(1000, 100, 10_000, "Bootstrap resamples for the 95% interval", step=100,
                           label="bootstrap resamples")
@@ -385,6 +390,22 @@ def load_option(engine, value: str, progress=None):
     return quantization.variant_model(engine, key, variant, progress), tokenizer
 
 
+def check_work(items: list[Item], pool: list[Item], settings: SuiteSettings, n_models: int) -> None:
+    """Refuse a run past MAX_SCORED_ANSWERS answers or MAX_SCORED_CHARS characters, before any
+    model is loaded."""
+    answers = sum(len(it.choices) for it in items) * n_models
+    if answers > MAX_SCORED_ANSWERS:
+        raise UserInputError(f"{len(items)} items with their choices x {n_models} model(s) = {answers:,} answers to "
+                             f"score: one run scores at most {MAX_SCORED_ANSWERS:,}. Choose fewer items or models.")
+    shots = pick_shots(items, pool, settings.k_shot, settings.seed)
+    chars = n_models * sum(len(context_for(it, s)) * len(it.choices) + sum(len(c) + 1 for c in it.choices)
+                           for it, s in zip(items, shots))
+    if chars > MAX_SCORED_CHARS:
+        raise UserInputError(f"{len(items)} items with {settings.k_shot} few-shot examples x {n_models} model(s) = "
+                             f"{chars:,} characters to read: one run reads at most {MAX_SCORED_CHARS:,}. Choose "
+                             "fewer items, shots or models.")
+
+
 def run_suite(engine, models, settings: SuiteSettings | None = None, items: list[Item] | None = None,
               progress=None) -> list[SuiteReport]:
     """The same items (bundled, or the user's) through each chosen model, one report per model."""
@@ -394,6 +415,7 @@ def run_suite(engine, models, settings: SuiteSettings | None = None, items: list
         raise UserInputError(f"models: choose 1 to {MAX_MODELS} models, got {len(models)}.")
     pool = items if items is not None else bundled()
     chosen = take(pool, settings.max_items)
+    check_work(chosen, pool, settings, len(models))
     report = progress or (lambda f, m: None)
     out = []
     for n, value in enumerate(models):

@@ -24,6 +24,11 @@ MAX_PDF_STREAM_BYTES = 16_000_000  # one PDF stream once decompressed (pypdf all
 PDF_STREAM_LIMITS = ("zlib_maximum_output_length", "lzw_maximum_output_length", "run_length_maximum_output_length",
                      "array_based_stream_maximum_output_length", "maximum_declared_stream_length")
 MAX_TOTAL_CHARS = 300_000  # text of all of one session's uploads together
+# Content-stream operators one PDF may hold (its pages' and the forms they paint): text extraction
+# reads each one in Python (~15-50 us each here); a 23 kB PDF can hold 240,000 of them.
+MAX_PDF_OPERATORS = 100_000
+_PDF_STRING = re.compile(rb"\((?:[^()\\]|\\.)*\)|<[0-9A-Fa-f\s]*>")  # (literal) and <hex> strings
+_PDF_OPERATOR = re.compile(rb"(?:^|(?<=[\s\])>]))(?:[A-Za-z][A-Za-z01]{0,2}\*?|['\"])(?=[\s\[(</]|$)")
 MAX_NAME_CHARS = 120
 
 
@@ -63,9 +68,81 @@ def document(docs, doc_id: str) -> Document:
     raise UserInputError(f"document = {doc_id!r} is not in this corpus: choose one of {shown}.")
 
 
+class _TooManyOperators(Exception):
+    """Raised from inside pypdf's text extraction once the PDF's operator budget is used up."""
+
+
+def _operators_in(data: bytes) -> int:
+    """How many operators a content stream holds: its operator-like tokens outside strings,
+    counted by regular expressions (C speed, no parsing)."""
+    return len(_PDF_OPERATOR.findall(_PDF_STRING.sub(b" ", data)))
+
+
+def _forms(resources) -> list:
+    """The form XObjects a page's (or a form's) resources can paint."""
+    resources = resources.get_object() if resources is not None else None
+    xobjects = resources.get("/XObject") if isinstance(resources, dict) else None
+    xobjects = xobjects.get_object() if xobjects is not None else None
+    if not isinstance(xobjects, dict):
+        return []
+    forms = [x.get_object() for x in xobjects.values()]
+    return [f for f in forms if isinstance(f, dict) and f.get("/Subtype") == "/Form" and hasattr(f, "get_data")]
+
+
+def pdf_operators(reader) -> int:
+    """The operators in a PDF's page contents and in the forms they can paint, each stream once."""
+    total, seen = 0, set()
+    for page in reader.pages:
+        contents = page.get_contents()
+        total += _operators_in(contents.get_data()) if contents is not None else 0
+        todo = _forms(page.get("/Resources"))
+        while todo and total <= MAX_PDF_OPERATORS:
+            form = todo.pop()
+            if id(form) not in seen:
+                seen.add(id(form))
+                total += _operators_in(form.get_data())
+                todo.extend(_forms(form.get("/Resources")))
+        if total > MAX_PDF_OPERATORS:
+            break
+    return total
+
+
+def _pdf_pages(reader, name: str) -> list[str]:
+    """Each page's text; refused by name once the PDF passes MAX_PDF_OPERATORS operators (counted
+    before reading, and again as pypdf reads them: a form painted many times counts each time) or
+    MAX_TOTAL_CHARS characters of text."""
+    if len(reader.pages) > MAX_PDF_PAGES:
+        raise UserInputError(f"{name!r} has {len(reader.pages)} pages: a PDF may have 1 to {MAX_PDF_PAGES} pages.")
+    too_many = UserInputError(f"{name!r} holds more than {MAX_PDF_OPERATORS:,} drawing and text operators: a PDF "
+                              f"may hold at most {MAX_PDF_OPERATORS:,}. Upload a shorter PDF, or its text as .txt.")
+    if pdf_operators(reader) > MAX_PDF_OPERATORS:
+        raise too_many
+    count = [0]
+
+    def budget(operator, operands, cm, tm):
+        count[0] += 1
+        if count[0] > MAX_PDF_OPERATORS:
+            raise _TooManyOperators
+
+    pages, chars = [], 0
+    try:
+        for page in reader.pages:
+            pages.append((page.extract_text(visitor_operand_before=budget) or "").strip())
+            if count[0] > MAX_PDF_OPERATORS:  # pypdf swallows an error raised inside a form it paints
+                raise _TooManyOperators
+            chars += len(pages[-1])
+            if chars > MAX_TOTAL_CHARS:
+                raise UserInputError(f"{name!r} has more than {MAX_TOTAL_CHARS:,} characters of text: the limit is "
+                                     f"{MAX_TOTAL_CHARS:,} characters for all uploads together.")
+    except _TooManyOperators:
+        raise too_many from None
+    return pages
+
+
 def pdf_text(data: bytes, name: str) -> str:
-    """The text of a PDF, page by page. Any pypdf error (its base class PyPdfError: a broken file, a
-    stream that unpacks past MAX_PDF_STREAM_BYTES, too many objects) is refused naming the file."""
+    """The text of a PDF, page by page, within the page, operator and character limits. Any pypdf
+    error (its base class PyPdfError: a broken file, a stream that unpacks past
+    MAX_PDF_STREAM_BYTES, too many objects) is refused naming the file."""
     from pypdf import PdfReader, apply_configuration
     from pypdf.errors import LimitReachedError, PyPdfError
 
@@ -75,9 +152,7 @@ def pdf_text(data: bytes, name: str) -> str:
             reader = PdfReader(io.BytesIO(data))
             if reader.is_encrypted:
                 raise UserInputError(f"{name!r} is an encrypted PDF: upload an unencrypted copy.")
-            if len(reader.pages) > MAX_PDF_PAGES:
-                raise UserInputError(f"{name!r} has {len(reader.pages)} pages: a PDF may have 1 to {MAX_PDF_PAGES} pages.")
-            pages = [(page.extract_text() or "").strip() for page in reader.pages]
+            pages = _pdf_pages(reader, name)
     except LimitReachedError:
         raise UserInputError(f"{name!r} could not be read as a PDF: it goes past one of the reader's limits "
                              f"(LimitReachedError: e.g. a stream that unpacks to more than {MAX_PDF_STREAM_BYTES:,} "

@@ -112,6 +112,21 @@ class KnowledgeBase:
 
 
 EMBED_LIMIT = vectors.MAX_PASSAGE_TOKENS - 2  # MiniLM reads 256 tokens, [CLS] and [SEP] included
+# Chunks one index may hold: each is embedded by MiniLM (5-20 chunks/s on a class server's 2 cores).
+# A session's own files are its own work; the bundled documents are indexed once per chunking and
+# shared by the class (the default chunking gives ~900 chunks, the sweep's smallest size ~1,900).
+MAX_UPLOAD_CHUNKS = 300
+MAX_BUNDLED_CHUNKS = 2_000
+
+
+def check_chunk_count(n: int, settings: chunking.ChunkSettings, shared: bool) -> None:
+    """Refuse an index of more chunks than its limit, before any is embedded."""
+    limit = MAX_BUNDLED_CHUNKS if shared else MAX_UPLOAD_CHUNKS
+    if n > limit:
+        what = "The bundled documents give" if shared else "Your files give"
+        raise UserInputError(f"{what} {n:,} chunks at chunk size {settings.size} with overlap {settings.overlap}: "
+                             f"{'an index of them' if shared else 'your files'} may have at most {limit:,} chunks. "
+                             f"Choose a larger chunk size or less overlap{'' if shared else ', or upload less text'}.")
 
 
 def build(engine, store: VectorStore, name: str, docs, settings: chunking.ChunkSettings,
@@ -123,6 +138,7 @@ def build(engine, store: VectorStore, name: str, docs, settings: chunking.ChunkS
     chunks = chunking.chunk_documents(tok, docs, settings)
     if not chunks:
         raise UserInputError("These documents give no chunks: upload a file with some text.")
+    check_chunk_count(len(chunks), settings, shared)
     titles = {d.doc_id: d.title for d in docs}
     dense = embed(engine, [c.text for c in chunks], progress)
     vectorizer, sparse_rows = fit_sparse([c.text for c in chunks])
@@ -212,7 +228,11 @@ class Session:
             chars = sum(len(d.text) for d in self.docs)
             new = corpus.read_uploads(paths, already=len(self.docs), chars_before=chars)
             self.docs.extend(new)
-            return self.index(settings, progress)
+            try:
+                return self.index(settings, progress)
+            except UserInputError:  # e.g. too many chunks: the session keeps only what it had
+                del self.docs[len(self.docs) - len(new):]
+                raise
 
     def index(self, settings: chunking.ChunkSettings, progress: Progress = no_progress) -> KnowledgeBase:
         if self.closed:
