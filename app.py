@@ -213,12 +213,17 @@ def main(argv=None) -> None:
     config = parse_args(argv)  # a bad value stops here, before anything starts
     install_signal_handlers()
     engine = Engine(config=config)
+    if config.device not in ("auto", "cpu"):
+        engine.device  # a GPU asked for by name but missing here stops the start too
+    demo = build_demo(engine)
+    auth = (config.user, config.password) if config.password else None
+    demo.launch(server_name=config.host, server_port=config.port, share=config.share, auth=auth,
+                prevent_thread_lock=True, **launch_kwargs())
+    # The page is served from here on; the device is picked (torch imported) meanwhile, not before.
     serving = engine.serving
     print(f"LLM Playground on {engine.device.describe()}; {engine.registry.reason}"
           + (f"; text generation served by {serving.url}" if serving.enabled else ""))
-    demo = build_demo(engine)
-    auth = (config.user, config.password) if config.password else None
-    demo.launch(server_name=config.host, server_port=config.port, share=config.share, auth=auth, **launch_kwargs())
+    demo.block_thread()
 
 
 if __name__ == "__main__":
