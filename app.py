@@ -14,7 +14,8 @@ import tabs
 from engine.core.config import AppConfig
 from engine.core.errors import check_text
 from engine.core.settings import MAX_UPLOAD_BYTES
-from tabs._ui import HEAVY, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, on_gpu, user_errors
+from tabs._ui import (HEAVY, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, draw_initial_figures, on_gpu,
+                      user_errors)
 
 CSS = """
 .notice { font-size: 0.95em; opacity: 0.85; }
@@ -60,6 +61,7 @@ def build_demo(engine) -> gr.Blocks:
         demo.app_config = engine.config  # what tabs._ui.building_config() reads during the build
         head = _header()
         tab_set, shares, tab_ids = _lessons(engine, head.current_tab)
+        draw_initial_figures(demo)  # the empty charts: drawn at the first page load, not while starting
 
         # Register listeners
         head.present.change(None, inputs=head.present, outputs=head.present, js=PRESENT_JS, api_name=False)

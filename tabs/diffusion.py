@@ -457,7 +457,8 @@ def _teach_training() -> dict:
                 ui["stop_btn"] = gr.Button("Stop (keeps what is trained)")
         with gr.Column(scale=2):
             ui["status"] = gr.Markdown(elem_id="teach-status")
-            ui["loss_plot"] = Plot(filename="teach-loss", value=plots.teach_loss_figure([], 150), label="Loss")
+            ui["loss_plot"] = Plot(filename="teach-loss", initial=lambda: plots.teach_loss_figure([], 150),
+                                   label="Loss")
             ui["class_gallery"] = gr.Gallery(label="Class images the model made (prior preservation)", columns=10,
                                              height=140, object_fit="contain")
     return ui
