@@ -215,8 +215,8 @@ def main(argv=None) -> None:
     config = parse_args(argv)  # a bad value stops here, before anything starts
     install_signal_handlers()
     engine = Engine(config=config)
-    if config.device not in ("auto", "cpu"):
-        engine.device  # a GPU asked for by name but missing here stops the start too
+    if config.device not in ("auto", "cpu"):  # a GPU asked for by name but missing here stops the start
+        _ = engine.device
     demo = build_demo(engine)
     auth = (config.user, config.password) if config.password else None
     demo.launch(server_name=config.host, server_port=config.port, share=config.share, auth=auth,
