@@ -17,7 +17,8 @@ from engine.core.config import AppConfig
 from engine.core.errors import check_text
 from engine.core.settings import MAX_UPLOAD_BYTES
 from tabs._queue import make_fair
-from tabs._ui import MODEL_GROUPS, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, on_gpu, user_errors
+from tabs._ui import (MODEL_GROUPS, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, draw_initial_figures,
+                      on_gpu, user_errors)
 
 CSS = """
 .notice { font-size: 0.95em; opacity: 0.85; }
@@ -70,6 +71,7 @@ def build_demo(engine) -> gr.Blocks:
         demo.app_config = engine.config  # what tabs._ui.building_config() reads during the build
         head = _header()
         tab_set, shares, tab_ids = _lessons(engine, head.current_tab)
+        draw_initial_figures(demo)  # the empty charts: drawn at the first page load, not while starting
 
         # Register listeners
         head.present.change(None, inputs=head.present, outputs=head.present, js=PRESENT_JS, api_name=False)
@@ -276,16 +278,20 @@ def main(argv=None) -> None:
     config = parse_args(argv)  # a bad value stops here, before anything starts
     install_signal_handlers()
     engine = Engine(config=config)
-    serving = engine.serving
-    print(f"LLM Playground on {engine.device.describe()}; {engine.registry.reason}"
-          + (f"; text generation served by {serving.url}" if serving.enabled else ""))
+    if config.device not in ("auto", "cpu"):  # a GPU asked for by name but missing here stops the start
+        _ = engine.device
     served = served_files_folder(config.gradio_temp_dir)  # the app's own: the bound removes only its files
     use_gradio_cache(served)
     demo = build_demo(engine)
     bound_served_files(demo, served, config)
     auth = (config.user, config.password) if config.password else None
     launch_patiently(demo, server_name=config.host, server_port=config.port, share=config.share, auth=auth,
-                     **launch_kwargs())
+                     prevent_thread_lock=True, **launch_kwargs())
+    # The page is served from here on; the device is picked (torch imported) meanwhile, not before.
+    serving = engine.serving
+    print(f"LLM Playground on {engine.device.describe()}; {engine.registry.reason}"
+          + (f"; text generation served by {serving.url}" if serving.enabled else ""))
+    demo.block_thread()
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ def run(ctx) -> list[Row]:
 
     rows = [Row("app start: launch to first HTTP 200 vs bare gr.Blocks",
                 _time_to_200(APP, free_port()), _time_to_200(BARE, free_port()), target=1.5,
-                note=f"subprocess, import included; bare app: {len(ORDER)} tabs of one Markdown")]
+                note=f"subprocess, import included (the app imports torch and draws its empty charts after "
+                     f"its page answers); bare app: {len(ORDER)} tabs of one Markdown")]
     from engine import Engine
     from engine.core.models import load_causal_lm
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Any
 
 from .core.cache import ModelCache
@@ -57,14 +58,41 @@ class Engine:
         self.serving: ServingConfig = serving if serving is not None else ServingConfig.from_app(self.config)
         self._client = Client(self.serving) if self.serving.enabled else None
         self._served: dict = {}  # cache key -> (cached model, its served twin)
-        self.device: DeviceInfo = pick_device(self.config.device)
+        # The device and the cache (whose default budget is the device's free memory) are made on
+        # first use: picking a device imports torch, which the app's start does without.
+        self._lazy_lock = threading.Lock()
+        self._device: DeviceInfo | None = None
+        self._cache: ModelCache | None = None
+        self._cache_bytes = cache_bytes
         kwargs = {} if probe is None else {"probe": probe}
         wanted = offline if config is None else (True if self.config.offline else None)
         online, reason = decide_online(wanted, hub_offline=self.config.hub_offline, **kwargs)
         if not online:
             mark_offline()  # from here on nothing in this process should try to reach the Hub
         self.registry = Registry(online=online, reason=reason, home=self.config.home)
-        self.cache = ModelCache(cache_bytes or default_budget(self.device, self.config.cache_gb))
+
+    @property
+    def device(self) -> DeviceInfo:
+        """The device models run on (config.device), picked on first use."""
+        if self._device is None:
+            with self._lazy_lock:
+                if self._device is None:
+                    self._device = pick_device(self.config.device)
+        return self._device
+
+    @property
+    def cache(self) -> ModelCache:
+        """The one model cache, made on first use (its default budget reads the device's free memory)."""
+        if self._cache is None:
+            device = self.device  # outside the lock: the device property takes it too
+            with self._lazy_lock:
+                if self._cache is None:
+                    self._cache = ModelCache(self._cache_bytes or default_budget(device, self.config.cache_gb))
+        return self._cache
+
+    @cache.setter
+    def cache(self, cache: ModelCache) -> None:  # tests: engines that share one cache
+        self._cache = cache
 
     @property
     def online(self) -> bool:

@@ -138,7 +138,7 @@ def _reward_panel() -> dict:
     status = gr.Markdown(f"Press **Train reward model**: the default ({rm_d.max_steps} steps of {rm_d.batch_size} "
                          "pairs) takes one to two minutes on a free 2-core CPU, longer when the machine is busy.",
                          elem_id="pref-rm-status")
-    plot = Plot(filename="reward-model-curves", value=training_plots.preference_figure(
+    plot = Plot(filename="reward-model-curves", initial=lambda: training_plots.preference_figure(
         {"loss": [], "margin": []}, rm_d.max_steps, "Reward model"),
                 label="Reward model: loss, margin, accuracy", elem_id="pref-rm-plot")
     eval_md = gr.Markdown()
@@ -177,14 +177,14 @@ def _dpo_panel(engine) -> dict:
                          "pairs) takes one to two minutes on a free 2-core CPU, longer when the machine is busy"
                          f". One training runs at a time on this machine, each for "
                          f"at most {duration_text(runner.cap_seconds(engine))}.", elem_id="pref-dpo-status")
-    plot = Plot(filename="dpo-curves", value=training_plots.preference_figure(
+    plot = Plot(filename="dpo-curves", initial=lambda: training_plots.preference_figure(
         {"loss": [], "chosen": [], "rejected": [], "margin": []}, dpo_d.max_steps), label="DPO: loss, rewards, accuracy",
         elem_id="pref-dpo-plot")
     notice("At step 1 the adapter is zero, so π = π_ref: both rewards are 0 and the loss is log 2 = 0.693. Then "
            "watch how the margin grows: the chosen reward may rise, the rejected one fall, or both fall with the "
            "rejected one faster; which of these happens depends on the data and the run.")
     ba_md = gr.Markdown(elem_id="pref-before-after")
-    ba_plot = Plot(filename="dpo-before-after", value=training_plots.before_after_figure(None, None),
+    ba_plot = Plot(filename="dpo-before-after", initial=lambda: training_plots.before_after_figure(None, None),
                    label="Before / after on held-out pairs", elem_id="pref-ba-plot")
     return dict(knobs=knobs, train_btn=train_btn, stop_btn=stop_btn, status=status, plot=plot, ba_md=ba_md,
                 ba_plot=ba_plot)

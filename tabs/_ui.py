@@ -279,6 +279,7 @@ class ExportPlot(gr.Plot):
     after the view: PNG at 2x, or SVG when the header switch says so. Made by Plot() below."""
 
     filename = "plot"
+    initial: Callable[[], Any] | None = None  # Plot(initial=...): draws the first figure at page load
 
     def get_block_name(self) -> str:  # the front end picks its component by this name
         return "plot"
@@ -293,15 +294,38 @@ class ExportPlot(gr.Plot):
         return type(data)(type=data.type, plot=export_config(data.plot, self.filename))
 
 
-def Plot(value=None, *, filename: str, **kwargs) -> ExportPlot:  # noqa: N802 - reads like gr.Plot
+def Plot(value=None, *, filename: str, initial: Callable[[], Any] | None = None,  # noqa: N802 - reads like gr.Plot
+         **kwargs) -> ExportPlot:
     """A plot component whose downloads are named `filename`. The name is set after construction
     (Gradio builds a component's config from gr.Plot's constructor), so an initial figure is
-    stored again, now with its export settings."""
+    stored again, now with its export settings. `initial`, in place of a value: a function that
+    draws the first figure (empty axes with their titles), shown from the page load on by
+    draw_initial_figures, so that starting the app draws no figure."""
     plot = ExportPlot(**kwargs)
     plot.filename = _slug(filename)
+    plot.initial = initial
     if value is not None:
         plot.value = plot.postprocess(value).model_dump()
     return plot
+
+
+def draw_initial_figures(demo: gr.Blocks) -> None:
+    """One page-load listener that shows every Plot(initial=...)'s first figure. The figures are
+    drawn on the first page load and kept for every later one: the app's start draws none (the
+    first plotly figure of a process costs a few tenths of a second)."""
+    plots = [b for b in demo.blocks.values() if isinstance(b, ExportPlot) and b.initial is not None]
+    if not plots:
+        return
+    drawn: list = []
+    lock = threading.Lock()
+
+    def draw():
+        with lock:
+            if not drawn:  # to_json once: each page load then only splices in the export settings
+                drawn.extend(gr.Plot.postprocess(p, p.initial()) for p in plots)
+        return drawn if len(drawn) > 1 else drawn[0]
+
+    demo.load(draw, outputs=plots, api_name=False, queue=False, show_progress="hidden")
 
 
 # Runs once per page. Plotly's camera button reads gd._context.toImageButtonOptions when it is

@@ -126,6 +126,7 @@ def build(engine) -> None:
     # settings fields, so the API (view_api) names every parameter instead of param_3, param_4...
     knob_kwargs = {**{k: ui["ctl"][k] for k in KNOBS}, "seed": ui["seed"], **ui["memory"]}
     _wire_model(engine, ui)
+    _wire_memory(engine, ui)
     _wire_generate(engine, ui, knob_kwargs)
     _wire_init_image(ui)
     _wire_sweep(engine, ui, knob_kwargs)
@@ -165,21 +166,31 @@ def _knob_column(engine, ui: dict, start, profile) -> dict:
         examples([[p, n, g, 42] for p, n, g in EXAMPLES[profile.kind]],
                  [ui["prompt"], ui["negative"], ctl["guidance_scale"], seed], columns=[0, 1, 2],
                  label="Examples (click one, then Generate)")
-    return {"ctl": ctl, "seed": seed, "memory": _memory_knobs(engine.device.kind == "cuda")}
+    return {"ctl": ctl, "seed": seed, **_memory_knobs()}
 
 
-def _memory_knobs(on_gpu: bool) -> dict:
-    """The memory savers, by MemoryKnobs field: they only act on a CUDA GPU."""
-    with gr.Accordion("GPU memory knobs" + ("" if on_gpu else " (GPU only: off on this CPU)"), open=False):
-        boxes = [gr.Checkbox(True, label="fp16 weights", interactive=on_gpu),
-                 gr.Checkbox(False, label="attention slicing", interactive=on_gpu),
-                 gr.Checkbox(False, label="VAE slicing", interactive=on_gpu),
-                 gr.Checkbox(False, label="VAE tiling", interactive=on_gpu),
-                 gr.Checkbox(False, label="model CPU offload", interactive=on_gpu)]
+def _memory_knobs() -> dict:
+    """The memory savers (by MemoryKnobs field, in "memory") and their fold: they only act on a CUDA
+    GPU. They start switched off: the page load (_wire_memory) sets them for the device, which is
+    picked on first use, not at the app's start."""
+    with gr.Accordion("GPU memory knobs", open=False) as fold:
+        boxes = [gr.Checkbox(True, label="fp16 weights", interactive=False),
+                 gr.Checkbox(False, label="attention slicing", interactive=False),
+                 gr.Checkbox(False, label="VAE slicing", interactive=False),
+                 gr.Checkbox(False, label="VAE tiling", interactive=False),
+                 gr.Checkbox(False, label="model CPU offload", interactive=False)]
         gr.Markdown("Applied only on a CUDA GPU. fp16 halves the weights' memory; slicing runs "
                     "attention / VAE decoding in pieces; tiling decodes large images tile by tile; "
                     "CPU offload keeps each model on the CPU until it is needed.")
-    return dict(zip(MEMORY, boxes))
+    return {"memory_fold": fold, "memory": dict(zip(MEMORY, boxes))}
+
+
+def memory_knob_updates(engine) -> list:
+    """The fold and the memory knobs for the engine's device: usable on a CUDA GPU; elsewhere
+    off, and the fold's title says so."""
+    on_gpu = engine.device.kind == "cuda"
+    label = "GPU memory knobs" + ("" if on_gpu else " (GPU only: off on this CPU)")
+    return [gr.update(label=label), *[gr.update(interactive=on_gpu) for _ in MEMORY]]
 
 
 def _txt2img_panel() -> dict:
@@ -282,6 +293,15 @@ def _wire_model(engine, ui: dict) -> None:
                ui["col_list"]]
     ui["model"].change(user_errors(on_model), [ui["model"]], outputs, api_name="diffusion_defaults")
     ui["compose"].click(user_errors(generation.compose_prompt), ui["fields"], [ui["prompt"]], api_name="compose_prompt")
+
+
+def _wire_memory(engine, ui: dict) -> None:
+    """At each page load: the memory knobs set for the device (see memory_knob_updates)."""
+    from gradio.context import Context
+
+    Context.root_block.load(user_errors(lambda: memory_knob_updates(engine)),
+                            outputs=[ui["memory_fold"], *ui["memory"].values()], api_name=False, queue=False,
+                            show_progress="hidden")
 
 
 def _wire_generate(engine, ui: dict, knob_kwargs: dict) -> None:
@@ -457,7 +477,8 @@ def _teach_training() -> dict:
                 ui["stop_btn"] = gr.Button("Stop (keeps what is trained)")
         with gr.Column(scale=2):
             ui["status"] = gr.Markdown(elem_id="teach-status")
-            ui["loss_plot"] = Plot(filename="teach-loss", value=plots.teach_loss_figure([], 150), label="Loss")
+            ui["loss_plot"] = Plot(filename="teach-loss", initial=lambda: plots.teach_loss_figure([], 150),
+                                   label="Loss")
             ui["class_gallery"] = gr.Gallery(label="Class images the model made (prior preservation)", columns=10,
                                              height=140, object_fit="contain")
     return ui

@@ -260,9 +260,10 @@ def _toy_panel() -> dict:
         temp = gr.Slider(0.05, 10, value=1.0, step=0.05, label="Temperature T")
     seen, new = gr.State(TOY_LOGITS), gr.State(False)  # the logits last rendered
     examples_box = gr.Column()
-    toy_md, toy_fig = cross_entropy(TOY_LOGITS, "dog", 1.0)
-    math = gr.Markdown(toy_md)
-    plot = Plot(toy_fig, filename="cross-entropy-toy", show_label=False)
+    labels, logits = metrics.parse_logits(TOY_LOGITS)
+    toy = metrics.cross_entropy_toy(labels, logits, "dog", 1.0)
+    math = gr.Markdown(plots.toy_markdown(toy))
+    plot = Plot(filename="cross-entropy-toy", initial=lambda: plots.toy_figure(toy), show_label=False)
     notice("Make the target's logit the largest and the loss falls towards 0; make another one huge and "
            "the loss grows without bound.")
     return dict(spec=spec, target=target, temp=temp, seen=seen, new=new, examples_box=examples_box, math=math,

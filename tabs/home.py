@@ -14,6 +14,7 @@ from tabs import TOPICS, available
 from tabs._ui import user_errors
 
 TITLE = "Start here"
+STATUS_LOADING = "Reading the device and the model cache..."
 
 
 def _status_markdown(engine) -> str:
@@ -152,7 +153,8 @@ def build(engine) -> None:
     )
     gr.HTML(_cards_html(), elem_id="lesson-cards")
     with gr.Row():
-        status = gr.Markdown(_status_markdown(engine), elem_id="engine-status")
+        # Filled when the page loads (below): the device is picked on first use, not at the app's start.
+        status = gr.Markdown(STATUS_LOADING, elem_id="engine-status")
         refresh = gr.Button("Refresh status", size="sm", scale=0)
     with gr.Accordion("Models: where each one comes from here", open=False, elem_id="model-table-fold"):
         table = gr.Markdown(_models_markdown(engine), elem_id="model-table")
@@ -162,8 +164,8 @@ def build(engine) -> None:
         return _status_markdown(engine), _models_markdown(engine)
 
     refresh.click(user_errors(refresh_status), outputs=[status, table], api_name="engine_status")
-    if engine.serving.enabled:  # the server's health as of this page load, not as of the app's start
-        from gradio.context import Context
+    # The device, the cache and the server's health as of this page load, not as of the app's start.
+    from gradio.context import Context
 
-        Context.root_block.load(user_errors(refresh_status), outputs=[status, table], api_name=False,
-                                queue=False, show_progress="hidden")
+    Context.root_block.load(user_errors(refresh_status), outputs=[status, table], api_name=False,
+                            queue=False, show_progress="hidden")

@@ -151,7 +151,8 @@ def _train_panel(engine) -> dict:
     status_md = gr.Markdown("Press **Train adapter**. The default (40 steps of 8 quotes) takes one to two "
                             "minutes on a free 2-core CPU, longer when the machine is busy. One training runs "
                             f"at a time, each for at most {duration_text(runner.cap_seconds(engine))}.", elem_id="lora-status")
-    loss_plot = Plot(filename="lora-loss", value=training_plots.loss_figure([], 40), label="Loss", elem_id="lora-loss")
+    loss_plot = Plot(filename="lora-loss", initial=lambda: training_plots.loss_figure([], 40), label="Loss",
+                     elem_id="lora-loss")
     notice("The loss is the average surprise (cross-entropy) per next token. It falls fast at first, as the "
            "model learns the ' — Author' + EOS pattern, then slowly, as it learns the quotes' style.")
     return dict(train_btn=train_btn, stop_btn=stop_btn, status_md=status_md, loss_plot=loss_plot)

@@ -163,7 +163,8 @@ def _sft_panel() -> dict:
         "Press **Train SFT adapter**: the default (50 steps of 8 conversations, LoRA on q/k/v/o) takes "
         "about 90 seconds on a free 2-core CPU (measured: 88 s). One training (here or in LoRA) runs at a time.",
         elem_id="sft-status")
-    loss_plot = Plot(filename="sft-loss", value=training_plots.loss_figure([], 50), label="Loss (counted tokens only)")
+    loss_plot = Plot(filename="sft-loss", initial=lambda: training_plots.loss_figure([], 50),
+                     label="Loss (counted tokens only)")
     gr.Markdown("### Before / after on held-out prompts (greedy, same for all)")
     with gr.Row():
         per_task = gr.Slider(1, 10, value=2, step=1, label="held-out prompts per task", scale=2)

@@ -152,3 +152,17 @@ def test_teach_a_symbol_through_the_api_and_sessions_stay_apart(app_url):
     with zipfile.ZipFile(taught.predict(api_name="/teach_download")) as z:
         names = z.namelist()
     assert "teach.json" in names and any(n.startswith("unet/") for n in names)
+
+
+def test_memory_knobs_follow_the_device_known_at_page_load(engine):
+    """Built switched off (the device is picked on first use), set for the device at page load:
+    usable on a CUDA GPU, off elsewhere with the fold saying so."""
+    from types import SimpleNamespace
+
+    from tabs.diffusion import MEMORY, memory_knob_updates
+
+    fold, *boxes = memory_knob_updates(engine)  # the tests' engine: a CPU
+    assert fold["label"] == "GPU memory knobs (GPU only: off on this CPU)"
+    assert len(boxes) == len(MEMORY) and not any(b["interactive"] for b in boxes)
+    fold, *boxes = memory_knob_updates(SimpleNamespace(device=SimpleNamespace(kind="cuda")))
+    assert fold["label"] == "GPU memory knobs" and all(b["interactive"] for b in boxes)

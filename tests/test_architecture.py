@@ -16,6 +16,8 @@ checker that finds nothing cannot pass.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -242,3 +244,29 @@ def test_readme_layout_lists_the_engine_tree():
     actual = {d.name: sorted(p.stem for p in d.glob("*.py") if p.name != "__init__.py")
               for d in engine.iterdir() if (d / "__init__.py").exists()}
     assert listed == actual
+
+
+HEAVY_LIBRARIES = ("torch", "transformers", "diffusers", "trl", "qdrant_client", "peft")
+START_CHECK = """\
+import sys
+import app
+from engine import Engine
+from engine.core.config import AppConfig
+
+engine = Engine(config=AppConfig(offline=True))
+app.build_demo(engine)
+heavy = set(sys.argv[1:])
+print("start:", sorted({m.split(".")[0] for m in sys.modules} & heavy))
+engine.device.describe()
+print("device: torch imported", "torch" in sys.modules)
+"""
+
+
+def test_the_app_starts_without_torch_or_a_model_library():
+    """import app, Engine(config=...) and build_demo import none of the heavy libraries (torch alone
+    costs a second of the start): each loads on first use; the device is picked on first use."""
+    out = subprocess.run([sys.executable, "-c", START_CHECK, *HEAVY_LIBRARIES], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stdout.splitlines() if line.startswith(("start:", "device:"))]
+    assert lines == ["start: []", "device: torch imported True"], out.stdout[-2000:]

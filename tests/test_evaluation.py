@@ -12,6 +12,7 @@ import torch
 from engine.evaluation import answers as am
 from engine.evaluation import metrics as M
 from engine.evaluation import quantization as Q
+from engine.evaluation.int8 import WeightOnlyInt8Linear
 from engine.core.errors import UserInputError
 from tests.conftest import tiny_causal_lm
 
@@ -299,7 +300,7 @@ def test_weight_only_int8_rounds_weights_and_leaves_activations_float(small_llam
     weights = Q.build_variant(small_llama, "int8-weights")
     dynamic = Q.build_variant(small_llama, "int8-dynamic")
     floats = {n: m for n, m in small_llama.named_modules() if isinstance(m, torch.nn.Linear)}
-    quantized = _linears(weights, Q.WeightOnlyInt8Linear)
+    quantized = _linears(weights, WeightOnlyInt8Linear)
     # every block Linear is int8 in both variants; the output head stays a float Linear
     assert set(quantized) == set(_linears(dynamic, DynamicLinear)) == set(floats) - {"lm_head"}
     assert not _linears(weights, DynamicLinear) and type(weights.lm_head) is torch.nn.Linear

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import pytest
 
 import tabs
-from tabs._ui import ExportPlot, Plot, csv_safe, export_config, write_csv
+from tabs._ui import ExportPlot, Plot, csv_safe, draw_initial_figures, export_config, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,38 @@ def test_a_plot_with_an_initial_figure_carries_the_export_config():
     stored = json.loads(p.value["plot"])
     assert stored["config"]["toImageButtonOptions"]["filename"] == "loss-curve"
     assert p.get_config()["label"] == "Loss"
+
+
+def test_initial_figures_are_drawn_at_page_load_once_not_while_building():
+    from engine.training import plots as training_plots
+
+    drawn = []
+
+    def empty_loss():
+        drawn.append("loss")
+        return training_plots.loss_figure([], 40)
+
+    with gr.Blocks() as page:
+        loss = Plot(filename="loss curve", initial=empty_loss, label="Loss")
+        bars = Plot(filename="bars", initial=lambda: go.Figure(go.Bar(x=["a"], y=[1])))
+        draw_initial_figures(page)
+    assert drawn == [] and loss.value is None and bars.value is None  # the start draws nothing
+    load = next(f for f in page.fns.values() if f.outputs == [loss, bars])
+    assert [t[1] for t in load.targets] == ["load"] and not load.queue
+    first, again = load.fn(), load.fn()
+    assert drawn == ["loss"] and first == again  # one drawing, kept for every later page load
+    stored = json.loads(loss.postprocess(first[0]).plot)  # what the page receives
+    assert stored["config"]["toImageButtonOptions"]["filename"] == "loss-curve"
+    assert stored["layout"]["title"]["text"] == "Training loss" and stored["layout"]["xaxis"]["range"] == [0.5, 40.5]
+
+
+def test_the_app_draws_its_empty_charts_at_page_load(demo):
+    deferred = [p for p in _blocks(demo, ExportPlot) if p.initial is not None]
+    assert {p.filename for p in deferred} >= {"lora-loss", "sft-loss", "teach-loss", "cross-entropy-toy"}
+    load = next(f for f in demo.fns.values() if f.outputs == deferred)
+    layouts = [json.loads(p.postprocess(v).plot)["layout"] for p, v in zip(deferred, load.fn())]
+    titles = [layout.get("title", {}).get("text") for layout in layouts]
+    assert "Training loss" in titles and "Teaching loss" in titles
 
 
 def test_every_table_has_a_csv_button_fed_by_its_change_event(demo):

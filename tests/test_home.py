@@ -44,3 +44,17 @@ def test_bf16_is_described_with_its_stored_mantissa_bits():
     bits = lambda dtype: round(-math.log2(torch.finfo(dtype).eps))  # noqa: E731  stored fraction bits
     assert (evaluation.BF16_MANTISSA_BITS, evaluation.FP32_MANTISSA_BITS) == (bits(torch.bfloat16), bits(torch.float32))
     assert "7 stored mantissa bits instead of fp32's 23" in evaluation.QUANT_HELP
+
+
+def test_the_status_is_read_at_each_page_load_not_at_the_start(engine):
+    """The device is picked on first use: the built page says the status is coming, and a page-load
+    listener fills in the device and the cache as they are when the page opens."""
+    import gradio as gr
+
+    with gr.Blocks() as page:
+        home.build(engine)
+    status = next(b for b in page.blocks.values() if getattr(b, "elem_id", None) == "engine-status")
+    assert status.value == home.STATUS_LOADING
+    load = next(f for f in page.fns.values() if [t[1] for t in f.targets] == ["load"] and status in f.outputs)
+    text, _ = load.fn()
+    assert "Device:" in text and engine.device.kind in text and "evictions" in text

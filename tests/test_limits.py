@@ -49,6 +49,9 @@ def test_the_app_flag_and_environment_set_the_training_time_cap(monkeypatch):
         def launch(self, **kwargs):
             pass
 
+        def block_thread(self):
+            pass
+
     engines = []
     monkeypatch.setattr(app, "build_demo", lambda engine: engines.append(engine) or FakeDemo())
     monkeypatch.delenv("LLM_PLAYGROUND_PASSWORD", raising=False)

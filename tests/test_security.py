@@ -31,6 +31,9 @@ def test_share_is_off_by_default_and_password_turns_on_login(monkeypatch):
         def launch(self, **kwargs):
             seen.update(kwargs)
 
+        def block_thread(self):
+            pass
+
     monkeypatch.setattr(app, "build_demo", lambda engine: FakeDemo())
     monkeypatch.setenv("LLM_PLAYGROUND_PASSWORD", "s3cret")
     app.main(["--offline", "--device", "cpu"])

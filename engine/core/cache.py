@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, Hashable
 
-import torch
+from .lazy import torch
 
 
 def estimate_bytes(obj: Any, _seen: set | None = None) -> int:

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from .errors import UserInputError
+from .lazy import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from .config import default_home
 from .device import DeviceInfo
+from .lazy import torch
 from .registry import Source
 
 Progress = Callable[[float | None, str], None]

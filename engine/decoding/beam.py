@@ -21,8 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-import torch
-
+from ..core.lazy import inference_mode, torch
 from ..core.settings import knob, validate
 from .generation import (_forward, apply_repetition_penalty, check_model, encode, eos_ids, new_cache,
                          token_label)
@@ -245,7 +244,7 @@ def _stop_reason(run: _Search, last: bool, finished: list[Hypothesis], improvabl
     return ""
 
 
-@torch.inference_mode()
+@inference_mode
 def beam_search_stream(tm, prompt: str, settings: BeamSettings, mode: str = "raw",
                        progress: Callable[[float | None, str], None] | None = None) -> Iterator[BeamResult]:
     """Beam search over one prompt, yielding the result after every step (for streaming)."""

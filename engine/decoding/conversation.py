@@ -17,10 +17,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import torch
-
 from ..core.chat import chat_ids
 from ..core.errors import UserInputError, check_text
+from ..core.lazy import inference_mode, torch
 from ..core.settings import knob, validate
 from .generation import _forward, check_model, eos_ids, max_context, new_cache
 
@@ -136,7 +135,7 @@ class ChatTurn:
     history: list[dict] = field(default_factory=list)  # the history after this turn (bounded)
 
 
-@torch.inference_mode()
+@inference_mode
 def greedy_reply(tm, text: str | list[int], max_new_tokens: int) -> tuple[list[int], str]:
     """Greedy tokens after `text` (which already holds the template; or its ids), up to EOS (included)."""
     if isinstance(text, str):

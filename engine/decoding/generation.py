@@ -20,10 +20,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
-import torch
-
 from ..core.chat import chat_ids
 from ..core.errors import UserInputError, check_choice, check_text
+from ..core.lazy import inference_mode, torch
 from ..core.settings import knob, validate
 from ..serving import use_server
 from ..tokens import bytes_label, hf_token_bytes, invisible_code
@@ -250,7 +249,7 @@ def new_cache(tm):
     return DynamicCache(config=tm.model.config)
 
 
-@torch.inference_mode()
+@inference_mode
 def _forward(tm, ids: torch.Tensor, cache=None) -> torch.Tensor:
     """Logits of the last position (batch, vocab) in fp32. With a cache (new_cache()), the
     forward reads the keys and values of the earlier tokens from it and appends those of `ids`
@@ -381,7 +380,7 @@ def view_from_logits(tm, logits: torch.Tensor, previous_ids: torch.Tensor, s: De
     return view
 
 
-@torch.inference_mode()
+@inference_mode
 def next_token_view(tm, prompt: str, settings: DecodingSettings, mode: str = "raw") -> NextTokenView:
     """One forward over the prompt; the next-token distribution raw and after each knob."""
     check_model(tm)
@@ -463,7 +462,7 @@ class StepSession:
         return (f"the text has ended: the model wrote its end-of-sequence token {last!r} (EOS), where "
                 f"Generate stops too. Press 'Next token' to start over.")
 
-    @torch.inference_mode()
+    @inference_mode
     def step(self, settings: DecodingSettings) -> dict:
         """Append the greedy or sampled token, then one forward over that token alone.
         Raises TextEnded once the model has written its end-of-sequence token."""
@@ -561,7 +560,7 @@ def parse_stop(stop) -> list[str]:
     return items
 
 
-@torch.inference_mode()
+@inference_mode
 def generate_stream(tm, prompt: str, settings: DecodingSettings, mode: str = "raw",
                     stop=None) -> Iterator[GenerationResult]:
     """Generate num_return_sequences continuations side by side, yielding after every token.

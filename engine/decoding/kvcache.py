@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from ..core.lazy import torch
 
 
 @dataclass

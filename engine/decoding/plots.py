@@ -4,8 +4,7 @@ from __future__ import annotations
 import html
 import math
 
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+import plotly.graph_objects as go  # plotly.subplots (slow to import) is imported where it is used
 
 from ..tokens import invisible_code
 
@@ -23,6 +22,8 @@ def distribution_figure(view, top: int = 12) -> go.Figure:
     at the probability they had just before they were cut. Each panel's title says how many
     tokens survived and how much of the mass they carried. Every panel has the same probability
     axis, so a knob that flattens or sharpens the distribution shows as bars that shrink or grow."""
+    from plotly.subplots import make_subplots
+
     ids = view.top_ids(top)
     labels = [_tick(view.labels.get(t, str(t)), i) for i, t in enumerate(ids)]
     titles = [_panel_title(st, i, view) for i, st in enumerate(view.stages)]

@@ -21,9 +21,8 @@ from __future__ import annotations
 import math
 import time
 
-import torch
-
 from ..core.errors import UserInputError
+from ..core.lazy import torch
 from ..serving import Route, choice_tokens, complete
 
 

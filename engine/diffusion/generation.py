@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from PIL import Image, PngImagePlugin
 
 from ..core.device import DeviceInfo
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.images import check_pixels
+from ..core.lazy import torch
 from ..core.models import Progress, no_progress
 from ..core.registry import Source
 from ..core.settings import check_knob, knob, validate
@@ -182,13 +182,15 @@ def load_diffusion(source: Source, device: DeviceInfo, variant: str = "default",
     return DiffusionBundle(pipe, profile, source, device.torch_device, dtype, time.perf_counter() - start)
 
 
-def load_pixel_pipeline(folder: str, dtype=torch.float32):
-    """The digits model (or any folder of the same layout) as a PixelDiffusionPipeline."""
+def load_pixel_pipeline(folder: str, dtype: torch.dtype | None = None):
+    """The digits model (or any folder of the same layout) as a PixelDiffusionPipeline, in
+    `dtype` (float32 when None)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from .pipeline import PixelDiffusionPipeline
 
+    dtype = torch.float32 if dtype is None else dtype
     root = Path(folder)
     unet = UNet2DConditionModel.from_pretrained(root / "unet", dtype=dtype).eval()
     text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", dtype=dtype).eval()

@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.images import check_pixels, open_image
+from ..core.lazy import F, no_grad, torch
 from ..core.models import Progress, no_progress
 from ..core.settings import knob, validate
 from ..training import lora, runner
@@ -207,7 +206,7 @@ def class_prompts(settings: TeachSettings) -> list[str]:
     return [settings.class_prompt.replace("{digit}", str(i % 10)) for i in range(settings.num_class_images)]
 
 
-@torch.no_grad()
+@no_grad
 def sample_batch(bundle: generation.DiffusionBundle, prompts: list[str], seed: int, steps: int = 20) -> torch.Tensor:
     """One image per prompt in one batch (DDIM, guidance 3, the request pipeline of
     generation.py), (M, 1, 16, 16) in [-1, 1]."""
@@ -347,7 +346,7 @@ def render(engine, session: TeachSession, prompt: str, settings: generation.Diff
     return result
 
 
-@torch.no_grad()
+@no_grad
 def digit_share(engine, session: TeachSession | None, per_digit: int = 5, seed: int = 0) -> float:
     """Share of "a handwritten 0..9" samples (DDIM, 20 steps, guidance 3) that an SVC fitted on
     scikit-learn's digits recognises as the digit asked for."""

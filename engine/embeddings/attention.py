@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..core.errors import UserInputError, check_choice, check_range, check_text
+from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
 
 # Registry key -> the load variant that returns attention weights (encoders always load eager).

@@ -16,10 +16,10 @@ import re
 from functools import lru_cache
 
 import numpy as np
-import torch
 
 from .attention import AttentionMaps
 from ..core.errors import UserInputError, check_choice, check_range
+from ..core.lazy import torch
 from ..core.registry import ASSETS
 
 VENDOR = ASSETS / "vendor"

@@ -4,8 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+import plotly.graph_objects as go  # plotly.subplots (slow to import) is imported where it is used
 
 from .attention import AttentionMaps, attends_to, matrix
 
@@ -93,6 +92,8 @@ def attends_bar(maps: AttentionMaps, layer: int, head: int | None, token: int,
 
 def head_grid(maps: AttentionMaps, layer: int, height: int | None = None) -> go.Figure:
     """All heads of one layer as small multiples on one shared colour scale."""
+    from plotly.subplots import make_subplots
+
     heads = maps.n_heads
     cols = 6 if heads % 6 == 0 else 5 if heads % 5 == 0 else 3 if heads % 3 == 0 else 4
     rows = math.ceil(heads / cols)
@@ -115,6 +116,8 @@ def head_grid(maps: AttentionMaps, layer: int, height: int | None = None) -> go.
 def side_by_side(enc: AttentionMaps, enc_layer: int, causal: AttentionMaps, causal_layer: int,
                  height: int = 560) -> go.Figure:
     """Encoder vs causal attention (mean over heads) on the same text, next to each other."""
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=[
         f"Encoder · {enc.title.split(' (')[0]} · layer {enc_layer}: full square",
         f"Causal · {causal.title.split(' (')[0]} · layer {causal_layer}: lower triangle"])
@@ -226,6 +229,8 @@ def pca_scatter(pca: dict, word: str, height: int = 460, width: int = 620) -> go
 
 def search_bars(result: dict, height: int = 380) -> go.Figure:
     """Embedding vs TF-IDF scores for the top passages of each ranking."""
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.18,
                         subplot_titles=["Embedding cosine (meaning)", "TF-IDF cosine (shared words)"])
     for col, key, color in ((1, "embedding", "#1f77b4"), (2, "tfidf", "#ff7f0e")):

@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..core.errors import UserInputError, check_range, check_text
+from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
 
 ENCODER = "minilm-l6"

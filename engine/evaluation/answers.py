@@ -13,10 +13,9 @@ import string
 import unicodedata
 from collections import Counter
 
-import torch
-
 from ..core.chat import chat_ids, plain_ids
 from ..core.errors import UserInputError, check_choice, check_text
+from ..core.lazy import no_grad, torch
 
 MAX_ANSWER_CHARS = 1000
 MAX_CANDIDATES = 8
@@ -112,7 +111,7 @@ def ngram_f1(reference: str, candidate: str, n: int = 1, form: str = "NFC") -> f
     return 2 * precision * recall / (precision + recall)
 
 
-@torch.no_grad()
+@no_grad
 def embed(encoder, tokenizer, texts: list[str]) -> torch.Tensor:
     """Mean-pooled, L2-normalized sentence embeddings (the all-MiniLM-L6-v2 recipe)."""
     device = next(encoder.parameters()).device
@@ -165,7 +164,7 @@ def judge_ids(tokenizer, reference: str, candidate: str, question: str = "") -> 
         f"<|im_end|>\n<|im_start|>assistant\n{JUDGE_PREFIX}")
 
 
-@torch.no_grad()
+@no_grad
 def judge(model, tokenizer, reference: str, candidate: str, question: str = "") -> dict:
     """The model's next-token probabilities for '1'..'5' after 'Rating: '. Returns them
     renormalized over the digits, the expected rating, and how much probability the digits

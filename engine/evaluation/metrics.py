@@ -18,9 +18,8 @@ import random
 import string
 from dataclasses import dataclass, field
 
-import torch
-
 from ..core.errors import UserInputError, check_range, check_text
+from ..core.lazy import no_grad, torch
 from ..core.settings import knob, make, validate
 from . import served as served_scores
 
@@ -155,7 +154,7 @@ def plan_windows(n_ids: int, window: int, stride: int, first: int = 1) -> list[t
     return plan
 
 
-@torch.no_grad()
+@no_grad
 def score_window(model, ids: torch.Tensor, score_from: int) -> dict[str, torch.Tensor]:
     """Score ids[score_from:] of one window (ids: (L,) on the model's device, score_from >= 1).
     The decoder runs once; the LM head runs in chunks so the (L, vocab) logits never exist at

@@ -4,8 +4,7 @@ from __future__ import annotations
 import html
 import math
 
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+import plotly.graph_objects as go  # plotly.subplots (slow to import) is imported where it is used
 
 SURPRISAL_MAX = 16.0  # bits at which the colour saturates (p = 1/65536)
 
@@ -128,6 +127,8 @@ def entropy_figure(report) -> go.Figure:
 
 
 def compare_figure(rows: list[dict]) -> go.Figure:
+    from plotly.subplots import make_subplots
+
     labels = [r["label"] for r in rows]
     colours = ["#16a34a", "#f59e0b", "#dc2626", "#2563eb", "#7c3aed", "#0891b2"][:len(rows)]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("perplexity (log scale)", "bits per byte"))
@@ -144,6 +145,8 @@ def compare_figure(rows: list[dict]) -> go.Figure:
 
 
 def toy_figure(toy: dict) -> go.Figure:
+    from plotly.subplots import make_subplots
+
     colours = ["#dc2626" if i == toy["target_index"] else "#94a3b8" for i in range(len(toy["labels"]))]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("logits z (what the model outputs)",
                                                         "softmax probabilities p"))
@@ -189,6 +192,8 @@ def toy_markdown(toy: dict) -> str:
 
 
 def quantization_figure(rows: list[dict]) -> go.Figure:
+    from plotly.subplots import make_subplots
+
     names = [r["variant"] for r in rows]
     colours = {"fp32": "#2563eb", "bf16": "#7c3aed", "int8-weights": "#f59e0b", "int8-dynamic": "#dc2626"}
     fig = make_subplots(rows=1, cols=3, subplot_titles=("weights in memory (MiB)", "generation speed (tokens/s)",

@@ -22,10 +22,9 @@ import time
 import warnings
 from dataclasses import dataclass
 
-import torch
-
 from ..core.device import pick_device
 from ..core.errors import UserInputError, check_range, check_text
+from ..core.lazy import no_grad, torch
 from ..core.models import weights_origin
 from ..core.settings import knob, knob_info
 from .metrics import perplexity
@@ -71,33 +70,6 @@ def model_bytes(model: torch.nn.Module) -> int:
     return total
 
 
-class WeightOnlyInt8Linear(torch.nn.Module):
-    """nn.Linear with its weight stored as int8, one float32 scale per output row (symmetric:
-    w ≈ q * scale, q in -127..127, scale = max|w_row| / 127). The input stays float32 and is
-    never rounded: y = x @ (q * scale).T + b."""
-
-    def __init__(self, linear: torch.nn.Linear):
-        super().__init__()
-        w = linear.weight.detach().float()  # (out, in)
-        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scale", scale)
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
-
-    def dequantized_weight(self) -> torch.Tensor:
-        return self.weight_int8.float() * self.scale[:, None]  # (out, in)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x @ (q * scale).T == (x @ q.T) * scale: the int8 weights are widened to x's float dtype
-        # for the matmul and each output column is scaled after it; x itself is never rounded.
-        out = (x @ self.weight_int8.T.to(x.dtype)) * self.scale.to(x.dtype)  # (..., out)
-        return out if self.bias is None else out + self.bias.to(x.dtype)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, weight=int8, activations=float"
-
-
 def _block_linears(model: torch.nn.Module) -> list[str]:
     """Names of the nn.Linear layers to quantize: all but the output head, which shares its weight
     with the token embedding (tied), so keeping it float costs no memory, and which is the layer
@@ -109,6 +81,8 @@ def _block_linears(model: torch.nn.Module) -> list[str]:
 def quantize_int8_weights(model: torch.nn.Module) -> torch.nn.Module:
     """Weight-only int8 (in place, returns the model): every block nn.Linear becomes a
     WeightOnlyInt8Linear. Activations are not quantized."""
+    from .int8 import WeightOnlyInt8Linear  # a torch.nn.Module subclass: defined only when needed
+
     for name in _block_linears(model):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -185,7 +159,7 @@ def free_variants(engine, key: str) -> int:
     return sum(engine.cache.evict(_cache_key(key, v)) for v in VARIANTS if v != "fp32")
 
 
-@torch.no_grad()
+@no_grad
 def tokens_per_second(model, tokenizer, prompt: str, new_tokens: int) -> tuple[float, str]:
     """Greedy generation of exactly `new_tokens` tokens (KV cache on) after the first
     TIMING_PROMPT_TOKENS tokens of `prompt`; returns (tokens/s, text)."""

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 
-import torch
-
+from ..core.lazy import torch
 from ..serving import Route, complete
 
 

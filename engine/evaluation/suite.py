@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..core.errors import UserInputError, check_range, check_text, read_text_upload
+from ..core.lazy import no_grad, torch
 from ..core.settings import knob
 from . import quantization
 
@@ -221,7 +221,7 @@ def _pad_id(tokenizer) -> int:
     return 0
 
 
-@torch.no_grad()
+@no_grad
 def loglikelihoods(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = BATCH_SIZE,
                    progress=None) -> list[dict]:
     """For each (context, continuation): logprob (sum over the continuation's tokens, nats),

@@ -20,9 +20,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..core.errors import check_range
+from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress, weights_origin
 from .trace import arch_of, encode, load
 

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from ..core.lazy import torch
 from .trace import Trace, check_layer_head
 
 

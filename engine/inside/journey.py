@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..core.models import Progress, no_progress
 from ..core.errors import check_text
+from ..core.lazy import torch
 from .trace import MAX_CHARS, Trace, load, run_trace
 
 

@@ -15,9 +15,9 @@ import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..core.errors import UserInputError, check_range, check_text
+from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
 from .trace import MAX_CHARS, MODELS, Trace, check_model, encode, load, run_trace
 

@@ -7,8 +7,7 @@ import zlib
 from html import escape
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+import plotly.graph_objects as go  # plotly.subplots (slow to import) is imported where it is used
 
 from ..core.markdown import md_code
 from ..tokens import CSS as TOKENS_CSS
@@ -210,6 +209,8 @@ def _tick(pieces: list[str]) -> list[str]:
 
 
 def block_figure(b: BlockView) -> go.Figure:
+    from plotly.subplots import make_subplots
+
     n = len(b.pieces)
     titles = ("① scores Q·Kᵀ/√d", "② after the causal mask" if b.causal else "② mask (none: an encoder sees all)",
               "③ after softmax (rows sum to 1)")
@@ -295,6 +296,8 @@ def lens_figure(L: Lens) -> go.Figure:
 
 
 def lens_target_figure(L: Lens) -> go.Figure:
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_scatter(x=L.layers, y=L.target_probs, mode="lines+markers", name=f"p({_label(L.target)})",
                     line=dict(color=ORANGE, width=3))
@@ -334,6 +337,8 @@ def drift_figure(d: Drift) -> go.Figure:
 
 
 def untrained_figure(trained: Prediction, random: Prediction, vocab: int) -> go.Figure:
+    from plotly.subplots import make_subplots
+
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.05,
                         subplot_titles=(f"{trained.label}: entropy {trained.entropy:.2f} nats",
                                         f"{random.label}: entropy {random.entropy:.2f} nats"))

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from ..core.errors import UserInputError, check_choice, check_range, check_text
+from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
 from ..core.settings import knob
 from ..decoding import generation

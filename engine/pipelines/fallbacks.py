@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 
-import torch
-
 from ..core.chat import chat_ids
 from ..core.errors import UserInputError
+from ..core.lazy import torch
 from ..core.models import TextModel
 from .base import Prepared
 

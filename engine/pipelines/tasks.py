@@ -18,8 +18,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-import torch
-
 from ..core.device import DeviceInfo
 from ..core.errors import (
     ModelUnavailableError,
@@ -27,6 +25,7 @@ from ..core.errors import (
     check_choice,
     check_text,
 )
+from ..core.lazy import torch
 from ..core.models import Progress, TextModel, _pretrained_kwargs, no_progress
 from ..core.registry import Source
 from ..core.settings import knob, make, validate

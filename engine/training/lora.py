@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import torch
-
 from ..core.models import Progress
 from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload, short_repr
+from ..core.lazy import no_grad, torch
 from ..core.registry import ASSETS
 from ..core.settings import MAX_UPLOAD_BYTES, knob, make, validate
 from . import runner
@@ -410,7 +409,7 @@ def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
 
 
 # ---- base vs adapted -------------------------------------------------------------------------
-@torch.no_grad()
+@no_grad
 def generate_pair(peft_model, tokenizer, prompt: str, seed: int, max_new_tokens: int = 48,
                   temperature: float = 0.8, top_p: float = 0.95) -> dict:
     """The same prompt and seed through the base (adapter disabled) and the adapted model."""

@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 from ..core.chat import chat_ids, control_strings_in
 from ..core.models import Progress
 from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload
+from ..core.lazy import no_grad, torch
 from ..core.registry import ASSETS
 from ..core.scratch import new_work_dir, remove_work_dir
 from ..core.settings import knob, knob_info, make, validate
@@ -311,7 +310,7 @@ def _batch(trainer, pairs: list[Pair]) -> dict:
     return {k: v.to(trainer.model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-@torch.no_grad()
+@no_grad
 def batch_loss(trainer, pairs: list[Pair]) -> float:
     """The trainer's own loss (trl's compute_loss) on one batch of `pairs`, in eval mode."""
     trainer.model.eval()
@@ -507,7 +506,7 @@ def encode_response(tokenizer, prompt: str, response: str) -> tuple[list[int], i
     return full, n
 
 
-@torch.no_grad()
+@no_grad
 def sequence_logprobs(model, tokenizer, items: list[tuple[str, str]], batch: int = 16) -> list[tuple[float, int]]:
     """For each (prompt, response): (log π(response | prompt) summed over the response tokens, the
     number of those tokens). Right-padded batches; padding is masked out and never scored."""
@@ -533,7 +532,7 @@ def sequence_logprobs(model, tokenizer, items: list[tuple[str, str]], batch: int
     return out
 
 
-@torch.no_grad()
+@no_grad
 def held_out_stats(policy, tokenizer, pairs: list[Pair], adapter: bool = True) -> dict:
     """For each held-out pair: log-likelihoods of chosen and rejected (total and per token), and the
     share of pairs where chosen is the likelier one, with the adapter on or off."""
@@ -556,7 +555,7 @@ def held_out_stats(policy, tokenizer, pairs: list[Pair], adapter: bool = True) -
     )
 
 
-@torch.no_grad()
+@no_grad
 def rewards(model, tokenizer, prompt: str, responses: list[str], batch: int = 16) -> list[float]:
     """The reward model's scalar for each (prompt, response), each one conversation in the chat
     template as RewardTrainer saw them. Right-padded batches: the head reads the last token that is

@@ -35,10 +35,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-import torch
-
 from ..core.errors import UserInputError, short_repr
-
+from ..core.lazy import torch
 
 
 @dataclass

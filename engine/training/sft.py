@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import torch
-
 from ..core.chat import chat_ids, plain_ids
 from ..core.errors import UserInputError, check_range, check_text, parse_json
+from ..core.lazy import no_grad, torch
 from ..core.registry import ASSETS
 from ..core.settings import knob
 from . import lora
@@ -216,7 +215,7 @@ def collate_sft(batch: list[tuple], pad_id: int) -> dict[str, torch.Tensor]:
     return dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
 
 
-@torch.no_grad()
+@no_grad
 def loss_of(model, ids: list[int], labels: list[int]) -> float:
     """The model's mean cross-entropy over the counted (label != -100) next tokens, in nats."""
     device = next(model.parameters()).device
@@ -263,7 +262,7 @@ def stop_ids(tokenizer) -> list[int]:
     return ids
 
 
-@torch.no_grad()
+@no_grad
 def generate(model, tokenizer, text: str, *, templated: bool, seed: int = 0, max_new_tokens: int = 48,
              temperature: float = 0.0) -> dict:
     """One answer: `text` as it is (the tokenizer's own BOS rule) or inside the chat template."""
