@@ -452,6 +452,9 @@ def test_the_app_serves_files_from_its_own_folder_bounded_by_the_operators_budge
         def launch(self, **kwargs):
             pass
 
+        def block_thread(self):
+            pass
+
     started = []
     monkeypatch.setattr(app, "build_demo", lambda engine: FakeDemo())
     monkeypatch.setattr(scratch, "trim_every", lambda *args, **kwargs: started.append((args, kwargs)))
