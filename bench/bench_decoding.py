@@ -1,13 +1,20 @@
 """Decoding rows: our generation loop vs transformers' model.generate with the same settings
 and tokens; the step path (one cached forward per token, plus the knob view) vs one generate
-call; tokens per second in the notes. Greedy/sampled tokens are checked equal, not assumed."""
+call; tokens per second in the notes. Greedy/sampled tokens are checked equal, not assumed.
+And a Step click through the whole app (its own process, the browser's protocol) vs one raw
+cached forward of the same model here."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from bench.run import Row
+from bench.run import ROOT, Row
 
 PROMPT = "Once upon a time, in a small village by the sea,"
 N = 32
@@ -96,6 +103,7 @@ def run(ctx, repeat: int = 3) -> list[Row]:
     rows.append(Row("distribution figure (6 panels) vs one cached step", fig_t, step_t, target=None,
                     note="plot cost per Step click in the browser"))
     run_beam(ctx, rows, repeat)
+    run_app_step(ctx, rows)
     return rows
 
 
@@ -117,3 +125,104 @@ def run_beam(ctx, rows: list[Row], repeat: int = 3) -> None:
     same = res.best.ids == raw_ids[:len(res.best.ids)] and len(raw_ids) == len(res.best.ids)
     rows.append(Row(f"beam search, 4 beams, {N} tokens: engine (all steps kept) vs generate(num_beams=4)", ours_t,
                     raw_t, target=1.2, note=f"same best beam: {'yes' if same else 'NO'}; {len(res.steps)} steps"))
+
+
+class _App:
+    """`python app.py --offline` in its own process on a free loopback port, driven as the browser
+    drives it: the page-load events once (they open the session), then per click queue/join and
+    the session's event stream until the click's last message. gradio_client is not used: its own
+    threads and polling cost ~60 ms a call here, more than the app's queue (~10 ms)."""
+
+    def __init__(self):
+        import httpx
+
+        from engine.serving import local
+
+        port = local.free_port()
+        self.proc = subprocess.Popen([sys.executable, "app.py", "--offline", "--port", str(port)], cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        root, t = f"http://127.0.0.1:{port}", time.perf_counter()
+        while True:
+            try:
+                config = httpx.get(f"{root}/config", timeout=5).json()
+                break
+            except (httpx.HTTPError, ValueError):
+                if self.proc.poll() is not None or time.perf_counter() - t > 300:
+                    self.close()
+                    raise RuntimeError("bench_decoding: the app did not start") from None
+                time.sleep(1)
+        self.deps = {d.get("api_name"): d for d in config["dependencies"]}
+        self.http = httpx.Client(base_url=f"{root}{config.get('api_prefix', '/gradio_api')}", timeout=600)
+        self.session = uuid.uuid4().hex[:12]
+        for d in config["dependencies"]:
+            if any(t[1] == "load" for t in d["targets"]) and not d.get("trigger_after") and d.get("queue") is False:
+                self.http.post("/run/predict", json=dict(data=[], fn_index=d["id"], session_hash=self.session,
+                                                          event_data=None, trigger_id=0)).raise_for_status()
+
+    def click(self, api_name: str, data: list) -> list:
+        """One event; returns its output data once the click is complete (the chart is in it)."""
+        dep = self.deps[api_name]
+        r = self.http.post("/queue/join", json=dict(data=data, fn_index=dep["id"], trigger_id=dep["targets"][0][0],
+                                                     session_hash=self.session, event_data=None))
+        r.raise_for_status()
+        event = r.json()["event_id"]
+        with self.http.stream("GET", "/queue/data", params={"session_hash": self.session}) as stream:
+            for line in stream.iter_lines():
+                msg = json.loads(line[5:]) if line.startswith("data:") else {}
+                if msg.get("event_id") == event and msg.get("msg") == "process_completed":
+                    if not msg.get("success"):
+                        raise RuntimeError(f"{api_name} failed: {msg.get('output')}")
+                    return msg["output"]["data"]
+        raise RuntimeError(f"the app closed the event stream before {api_name} completed")
+
+    def close(self) -> None:
+        from engine.serving import local
+
+        if getattr(self, "http", None) is not None:
+            self.http.close()
+        local.stop(self.proc)
+
+
+def run_app_step(ctx, rows: list[Row], clicks: int = 12) -> None:
+    """Step clicks (one token each, greedy) from click to the chart's data back, vs a raw
+    transformers forward of one token over a DynamicCache here, alternated click by click. The
+    browser's drawing of the chart is not in it: Gradio mounts a new Plotly chart for every new
+    figure, and its page work per event grows with the number of components in the app."""
+    from transformers import DynamicCache
+
+    tm = ctx.engine.load("smollm2-135m-instruct")
+    knobs = [1.0, 50, 1.0, 0.0, 1.0, 1.0, False, 7]  # temperature .. seed: greedy
+    app = _App()
+    try:
+        app.click("next_token", [tm.key, "raw", PROMPT, *knobs])  # loads the model there; the step session starts
+        ids = tm.tokenizer(PROMPT, return_tensors="pt").input_ids.to(tm.device)
+        cache = DynamicCache(config=tm.model.config)
+        with torch.inference_mode():
+            state = [tm.model(ids, cache=cache, use_cache=True)]
+
+        def raw():
+            with torch.inference_mode():
+                nxt = state[0].logits[:, -1].argmax(-1, keepdim=True)  # (1, 1)
+                state[0] = tm.model(nxt, cache=cache, use_cache=True)
+
+        ours, theirs, out = [], [], None
+        # raw runs in a worker thread, as the app's listeners do: on this busy 2-core machine a forward
+        # from the main thread was 2-4x slower than the same forward from a thread (OpenMP contention).
+        # A pause before each timing lets the other process's OpenMP threads stop spinning first.
+        with ThreadPoolExecutor(1) as worker:
+            for _ in range(clicks):
+                time.sleep(0.3)
+                t = time.perf_counter()
+                out = app.click("step", [tm.key, "raw", PROMPT, *knobs, 1, None])
+                ours.append(time.perf_counter() - t)
+                time.sleep(0.3)
+                t = time.perf_counter()
+                worker.submit(raw).result()
+                theirs.append(time.perf_counter() - t)
+    finally:
+        app.close()
+    stepped = out[3].count("class='dec-tok'")
+    med = sorted(ours)[len(ours) // 2], sorted(theirs)[len(theirs) // 2]
+    rows.append(Row("Step click through the app (queue, chart, round trip) vs one raw cached forward", min(ours),
+                    min(theirs), target=1.5, note=f"{stepped} of {clicks} tokens stepped; medians "
+                    f"{med[0] * 1000:.0f} vs {med[1] * 1000:.0f} ms (x{med[0] / med[1]:.2f}); best of {clicks}"))

@@ -9,7 +9,7 @@ from .core.cache import ModelCache
 from .core.config import AppConfig, mark_offline
 from .core.device import DeviceInfo, free_bytes, pick_device
 from .core.errors import ModelUnavailableError, UserInputError, is_out_of_memory
-from .core.models import Progress, no_progress
+from .core.models import ATTENTION_VARIANTS, Progress, attention_twin, no_progress
 from .core.registry import Registry, decide_online
 
 __all__ = ["Engine", "UserInputError", "ModelUnavailableError"]
@@ -99,9 +99,18 @@ class Engine:
         return self.registry.online
 
     def load(self, key: str, variant: str = "default", progress: Progress | None = None) -> Any:
-        """The model for registry key `key`, loaded on first use and cached after that."""
+        """The model for registry key `key`, loaded on first use and cached after that. An
+        attention variant of a causal LM ("eager") shares the default copy's weights."""
         spec = self.registry.get(key)
         progress = progress or no_progress
+        if variant in ATTENTION_VARIANTS and spec.task == "causal-lm":
+            return attention_twin(self._cached(spec, "default", progress), ATTENTION_VARIANTS[variant])
+        value = self._cached(spec, variant, progress)
+        return self._with_route((spec.key, self.device.kind, self.device.dtype_name, variant), spec, value)
+
+    def _cached(self, spec, variant: str, progress: Progress) -> Any:
+        """The cache's entry for (spec, device, dtype, variant), loaded by the row's loader on a miss."""
+        key = spec.key
         cache_key = (spec.key, self.device.kind, self.device.dtype_name, variant)
         if cache_key not in self.cache:
             progress(0.0, f"Loading {spec.title} (first use)...")
@@ -121,7 +130,7 @@ class Engine:
 
         value = self.cache.get_or_load(cache_key, loader)
         progress(1.0, f"{spec.title} ready")
-        return self._with_route(cache_key, spec, value)
+        return value
 
     def _with_route(self, cache_key, spec, value):
         """With a server set and a row that names its served model: a twin of the cached model

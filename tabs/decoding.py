@@ -264,12 +264,13 @@ def _next_listeners(engine):
         tm = engine.load(model, progress=progress_callback(progress))
         slot = slot if isinstance(slot, StepSlot) else StepSlot()
         session = slot.current(tm, prompt, mode, settings.seed)
-        for _ in range(n):
+        for i in range(n):
             try:
                 session.step(settings)  # one token at a time, even while other clicks step this session
             except TextEnded:
                 break  # the model ended the text: the outputs below say so
-            yield (gr.skip(), gr.skip(), gr.skip(), steps_html(session.text, session.steps), gr.skip(), slot)
+            if i < n - 1:  # the last step's text goes out with the chart, in one message
+                yield (gr.skip(), gr.skip(), gr.skip(), steps_html(session.text, session.steps), gr.skip(), slot)
         fig, text, rows = _view_outputs(session, settings)
         yield (fig, text, rows, steps_html(session.text, session.steps, session.stop_reason),
                _context_with_kv(session), slot)

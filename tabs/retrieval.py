@@ -232,8 +232,9 @@ def _index_outputs(kb, source):
     over = sum(c.n_tokens > search.EMBED_LIMIT for c in kb.chunks)
     note = (f" · ⚠ {over} chunks are longer than MiniLM's 256 tokens: it reads only their first "
             f"{search.EMBED_LIMIT}." if over else "")
+    how = ", MiniLM's vectors read from the shipped file" if kb.shipped_vectors else ""
     return (f"**{len(kb.chunks)} chunks** from {len(kb.docs)} documents in `{kb.name}` "
-            f"(indexed in {kb.seconds:.1f} s){note}", kb.info())
+            f"(indexed in {kb.seconds:.1f} s{how}){note}", kb.info())
 
 
 def _chunks_summary(d, chunks) -> str:

@@ -588,3 +588,33 @@ def test_the_default_knobs_keep_more_than_one_token_on_the_default_prompt(smollm
 
     view = D.StepSession(smollm, DEFAULT_PROMPT, "raw").view(D.DecodingSettings())
     assert view.sampling and view.final.kept_count > 1
+
+
+@pytest.mark.parametrize("knobs", [dict(temperature=0.8, top_k=50, top_p=0.6),
+                                   dict(temperature=1.0, top_k=5, top_p=1.0, min_p=0.1, typical_p=0.5,
+                                        repetition_penalty=1.3)])
+def test_distribution_figure_is_valid_plotly_without_per_call_checks(tiny, knobs):
+    """The Step chart is built as plain plotly JSON (its per-property checks cost as much as the
+    forward step): plotly, checking everything, accepts it unchanged, and each panel shows its stage."""
+    import json
+
+    import plotly.graph_objects as go
+
+    from engine.decoding.plots import distribution_figure
+
+    session = D.StepSession(tiny, PROMPT, "raw", seed=3)
+    s = make(D.DecodingSettings, **knobs)
+    session.step(s)
+    view = session.view(s)
+    fig = distribution_figure(view)
+    spec = json.loads(fig.to_json())
+    assert json.loads(go.Figure(spec).to_json()) == spec  # validated: raises on any unknown property
+    top = view.top_ids(12)
+    assert len(fig.data) == len(view.stages) == len(spec["layout"]["annotations"])
+    for i, (bars, stage) in enumerate(zip(fig.data, view.stages)):
+        axis = "" if i == 0 else str(i + 1)
+        assert (bars.xaxis, bars.yaxis) == (f"x{axis}", f"y{axis}")
+        kept = [t for t in top if bool(stage.kept[t])]
+        assert [y for t, y in zip(top, bars.y) if bool(stage.kept[t])] == [float(stage.probs[t]) for t in kept]
+        assert spec["layout"]["annotations"][i]["text"].startswith(f"<b>{i + 1}. ")
+        assert spec["layout"][f"yaxis{axis}"]["range"][1] >= max(bars.y)

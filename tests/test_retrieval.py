@@ -7,7 +7,7 @@ import pytest
 
 from engine.core.errors import UserInputError
 from engine.core.settings import make
-from engine.retrieval import chunking, corpus, index, quality, rag, search
+from engine.retrieval import chunking, corpus, index, quality, rag, search, shipped
 
 
 # --- the vector database against brute force ------------------------------------------------
@@ -310,3 +310,96 @@ def test_answers_with_and_without_retrieval_stream_side_by_side(engine, tmp_path
     final = steps[-1]
     assert "Lisbon" in final["rag"]
     assert final["prompt"]["included"] and final["rag"] != final["plain"]
+
+
+# --- the bundled corpus's shipped vectors (issue 39: the first index took 246 s, the sweep 787 s) ----
+
+def _shipped_chunks(tok, size, overlap):
+    settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy=shipped.STRATEGY)
+    return settings, chunking.chunk_documents(tok, corpus.bundled(), settings)
+
+
+@pytest.mark.parametrize("size, overlap", shipped.SETTINGS)
+def test_shipped_vectors_pass_their_checks_for_the_chunks_cut_now(tok, size, overlap):
+    """Each default chunking has its file; checksum, shape, finiteness and unit rows hold, and it
+    was made from exactly the chunks the app cuts now (else: rerun scripts/build_rag_vectors.py)."""
+    import json
+
+    settings, chunks = _shipped_chunks(tok, size, overlap)
+    manifest = json.loads((shipped.VECTORS_DIR / shipped.MANIFEST).read_text())
+    entry = next(e for e in manifest["files"] if tuple(e["settings"]) == settings.key)
+    assert shipped.file_digest(shipped.VECTORS_DIR / entry["file"]) == entry["sha256"]
+    vectors, why = shipped.read(settings.key, chunks)
+    assert why == "" and vectors.shape == (len(chunks), 384) == (entry["rows"], entry["dim"])
+
+
+def _copy_vectors(tmp_path, key):
+    import json
+    import shutil
+
+    folder = tmp_path / "vectors"
+    shutil.copytree(shipped.VECTORS_DIR, folder)
+    manifest = json.loads((folder / shipped.MANIFEST).read_text())
+    entry = next(e for e in manifest["files"] if tuple(e["settings"]) == key)
+    return folder, manifest, entry
+
+
+def test_shipped_vectors_that_fail_a_check_are_not_used(tok, tmp_path):
+    """A changed byte fails the SHA-256; NaN, a pickled array or other chunks are refused even
+    with a matching checksum; each says why."""
+    import json
+
+    settings, chunks = _shipped_chunks(tok, 384, 96)
+    folder, manifest, entry = _copy_vectors(tmp_path, settings.key)
+    path = folder / entry["file"]
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x40
+    path.write_bytes(bytes(data))
+    assert shipped.read(settings.key, chunks, folder) == (None, f"{path.name} is missing or fails its SHA-256 check")
+
+    def rewrite(array, **save):
+        np.save(path, array, **save)
+        entry["sha256"] = shipped.file_digest(path)
+        (folder / shipped.MANIFEST).write_text(json.dumps(manifest))
+        return shipped.read(settings.key, chunks, folder)
+
+    good = np.load(shipped.VECTORS_DIR / entry["file"])
+    bad = good.copy()
+    bad[7, 3] = np.nan
+    assert rewrite(bad)[1].endswith("holds NaN or infinite numbers")
+    bad[7, 3] = np.inf
+    assert rewrite(bad)[1].endswith("holds NaN or infinite numbers")
+    assert "not a plain .npy array" in rewrite(np.array([{"x": 1}], dtype=object), allow_pickle=True)[1]
+    assert rewrite(good * 2)[1].endswith("not unit length")
+    assert rewrite(good)[1] == ""
+    assert shipped.read(settings.key, chunks[:-1], folder)[1].startswith("the shipped vectors were made from other")
+
+
+@pytest.mark.slow  # the real MiniLM
+@pytest.mark.parametrize("size, overlap", shipped.SETTINGS)
+def test_shipped_vectors_equal_what_minilm_computes_now(engine, tok, size, overlap):
+    settings, chunks = _shipped_chunks(tok, size, overlap)
+    vectors, _ = shipped.read(settings.key, chunks)
+    rows = np.random.default_rng(size).choice(len(chunks), size=16, replace=False)
+    fresh = search.embed(engine, [chunks[i].text for i in rows])  # (16, 384)
+    np.testing.assert_allclose(fresh, vectors[rows], atol=shipped.TOLERANCE / 10, rtol=0)
+
+
+@pytest.mark.slow  # the real MiniLM
+def test_the_default_bundled_index_reads_the_shipped_vectors(engine, monkeypatch):
+    """Only the sample that checks the file is embedded, not every chunk (907 at the default
+    setting, minutes on 2 cores under load); the index is the same as one computed now."""
+    embedded = []
+    real = search.embed
+
+    def counting(engine_, texts, *args, **kwargs):
+        embedded.extend(texts)
+        return real(engine_, texts, *args, **kwargs)
+
+    monkeypatch.setattr(search, "embed", counting)
+    kb = search.Library(engine).bundled(make(chunking.ChunkSettings))
+    assert kb.shipped_vectors and len(embedded) == len(shipped.sample_rows(len(kb.chunks))) < len(kb.chunks)
+    assert kb.info()["dense_vectors"] == "read from the shipped file (checked)"
+    found = search.search(engine, kb, "How do I start the Python interpreter?", search.SearchSettings(top_k=5))
+    cos = kb.dense @ found["query_vector"]
+    assert [h["id"] for h in found["dense"]] == np.argsort(-cos)[:5].tolist()

@@ -1,7 +1,9 @@
 """Pure functions for the decoding tab: data -> plotly Figure / HTML. No model code here."""
 from __future__ import annotations
 
+import functools
 import html
+import json
 import math
 
 import plotly.graph_objects as go  # plotly.subplots (slow to import) is imported where it is used
@@ -21,56 +23,77 @@ def distribution_figure(view, top: int = 12) -> go.Figure:
     Kept tokens are coloured bars at their renormalised probability; cut tokens are grey bars
     at the probability they had just before they were cut. Each panel's title says how many
     tokens survived and how much of the mass they carried. Every panel has the same probability
-    axis, so a knob that flattens or sharpens the distribution shows as bars that shrink or grow."""
-    from plotly.subplots import make_subplots
+    axis, so a knob that flattens or sharpens the distribution shows as bars that shrink or grow.
 
+    Redrawn on every Step click, so it is built as plain plotly JSON on a grid laid out once per
+    size (_grid): make_subplots and plotly's per-property checks cost ~50 ms a call on 2 cores,
+    as much as the model's forward step. tests/test_decoding checks that plotly accepts the
+    result unchanged."""
     ids = view.top_ids(top)
     labels = [_tick(view.labels.get(t, str(t)), i) for i, t in enumerate(ids)]
-    titles = [_panel_title(st, i, view) for i, st in enumerate(view.stages)]
     n_rows = (len(view.stages) + 1) // 2  # two panels a row (seven stages: the last row has one)
-    fig = make_subplots(rows=n_rows, cols=2, subplot_titles=titles, vertical_spacing=0.48 / n_rows,
-                        horizontal_spacing=0.06)
-    cut_at: dict[int, int] = {}
-    tallest = 0.05
+    layout = json.loads(_grid(n_rows, len(view.stages)))
+    for note, i in zip(layout["annotations"], range(len(view.stages))):
+        note["text"] = _panel_title(view.stages[i], i, view)
+    traces, cut_at, tallest = [], {}, 0.05
     for i, st in enumerate(view.stages):
-        row, col = i // 2 + 1, i % 2 + 1
-        heights, colors, texts, hovers = [], [], [], []
-        for t in ids:
-            if bool(st.kept[t]):
-                p = float(st.probs[t])
-                heights.append(p)
-                colors.append(GREEDY if (i == 0 and t == view.greedy_id) else KEPT)
-                texts.append(_pct(p))
-                hovers.append(f"kept · p = {p:.4f}")
-            else:
-                first = cut_at.setdefault(t, i)
-                before = float(view.stages[first - 1].probs[t])
-                heights.append(before)
-                colors.append(CUT_NOW if first == i else CUT_BEFORE)
-                texts.append("cut" if first == i else "")
-                hovers.append(f"cut by {view.stages[first].name} (p was {before:.4f})")
-        if view.served_top:  # the server named only its top N: everything else is one honest bar
-            rest = view.rest_mass(i)
-            labels_i = labels + [f"rest (past {len(view.served_top)})"]
-            heights, colors = heights + [rest], colors + [REST]
-            texts = texts + [_pct(rest)]
-            hovers = hovers + [f"every token beyond the server's top {len(view.served_top)}: p = {rest:.4f} in all "
-                               "(the server does not say how it is spread)"]
-        else:
-            labels_i = labels
-        fig.add_trace(go.Bar(x=labels_i, y=heights, marker_color=colors, text=texts, textposition="outside",
-                             cliponaxis=False, textfont=dict(size=11), hovertext=hovers,
-                             hovertemplate="%{x}<br>%{hovertext}<extra></extra>", showlegend=False),
-                      row=row, col=col)
+        labels_i, heights, colors, texts, hovers = _panel_bars(view, st, i, ids, labels, cut_at)
+        axis = "" if i == 0 else str(i + 1)  # make_subplots numbers the panels row by row
+        traces.append(dict(type="bar", x=labels_i, y=heights, marker=dict(color=colors), text=texts,
+                           textposition="outside", cliponaxis=False, textfont=dict(size=11), hovertext=hovers,
+                           hovertemplate="%{x}<br>%{hovertext}<extra></extra>", showlegend=False,
+                           xaxis=f"x{axis}", yaxis=f"y{axis}"))
         tallest = max(heights + [tallest])
-        fig.update_xaxes(tickangle=-35, tickfont=dict(size=12, family="monospace"), row=row, col=col)
-    # one shared probability axis (room above the tallest bar for its label)
-    fig.update_yaxes(range=[0, min(1.0, tallest * 1.3) if tallest < 0.77 else 1.18], tickformat=".0%",
-                     gridcolor="#eef0f4")
+        layout[f"xaxis{axis}"].update(tickangle=-35, tickfont=dict(size=12, family="monospace"))
+    for name in [k for k in layout if k.startswith("yaxis")]:  # one shared probability axis, room for labels
+        layout[name].update(range=[0, min(1.0, tallest * 1.3) if tallest < 0.77 else 1.18], tickformat=".0%",
+                            gridcolor="#eef0f4")
+    # plotly's own checks were run on this shape by the test named above; skipping them per call
+    # is what plotly does for its templates (Template(..., _validate=False))
+    return go.Figure(dict(data=traces, layout=layout), _validate=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(n_rows: int, n_titles: int) -> str:
+    """The layout of distribution_figure as JSON: a grid of n_rows x 2 panels with n_titles panel
+    titles (their text set per figure), the default template, sizes and margins."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=n_rows, cols=2, subplot_titles=["-"] * n_titles, vertical_spacing=0.48 / n_rows,
+                        horizontal_spacing=0.06)
     fig.update_annotations(font=dict(size=13))
     # No figure title: the tab's summary line says the same, and a title collides with the modebar.
     fig.update_layout(height=60 + 230 * n_rows, margin=dict(l=50, r=20, t=40, b=40), bargap=0.25, plot_bgcolor="white")
-    return fig
+    return fig.layout.to_json()
+
+
+def _panel_bars(view, st, i: int, ids: list[int], labels: list[str], cut_at: dict[int, int]):
+    """One panel's bars: (x labels, heights, colours, bar texts, hover texts). A kept token is
+    coloured at its renormalised probability; a cut one grey at the probability it had just before
+    the knob that cut it (cut_at: token -> that knob's index, filled as the panels go)."""
+    heights, colors, texts, hovers = [], [], [], []
+    for t in ids:
+        if bool(st.kept[t]):
+            p = float(st.probs[t])
+            heights.append(p)
+            colors.append(GREEDY if (i == 0 and t == view.greedy_id) else KEPT)
+            texts.append(_pct(p))
+            hovers.append(f"kept · p = {p:.4f}")
+        else:
+            first = cut_at.setdefault(t, i)
+            before = float(view.stages[first - 1].probs[t])
+            heights.append(before)
+            colors.append(CUT_NOW if first == i else CUT_BEFORE)
+            texts.append("cut" if first == i else "")
+            hovers.append(f"cut by {view.stages[first].name} (p was {before:.4f})")
+    if not view.served_top:
+        return labels, heights, colors, texts, hovers
+    # the server named only its top N: everything else is one honest bar
+    rest = view.rest_mass(i)
+    return (labels + [f"rest (past {len(view.served_top)})"], heights + [rest], colors + [REST],
+            texts + [_pct(rest)],
+            hovers + [f"every token beyond the server's top {len(view.served_top)}: p = {rest:.4f} in all "
+                      "(the server does not say how it is spread)"])
 
 
 def _tick(label: str, index: int) -> str:

@@ -4,6 +4,7 @@
     chunking.py  chunks in MiniLM tokens: fixed tokens with overlap, sentences, paragraphs
     index.py     Qdrant through qdrant-client: embedded in the process, or a server by URL
     search.py    indexing, dense / sparse (TF-IDF) / hybrid (RRF) search, the Library and Sessions
+    shipped.py   the bundled corpus's MiniLM vectors for the default chunkings (assets/rag/vectors), checked
     rag.py       the prompt within a token budget, answers with and without retrieval, groundedness
     quality.py   hit rate@k and MRR on bundled questions, and a sweep over chunk sizes
     plots.py     data -> plotly figures and HTML

@@ -22,7 +22,7 @@ from ..core.errors import UserInputError, check_range, check_text
 from ..core.models import Progress, no_progress
 from ..core.settings import knob
 from ..embeddings import vectors
-from . import chunking, corpus
+from . import chunking, corpus, shipped
 from .index import VectorStore
 
 METHODS = ("dense", "sparse", "hybrid")
@@ -97,6 +97,7 @@ class KnowledgeBase:
     vectorizer: object
     seconds: float = 0.0
     shared: bool = False
+    shipped_vectors: bool = False  # the dense vectors were read from assets/rag/vectors (checked), not computed now
 
     def hit(self, rank: int, point) -> dict:
         p = point.payload
@@ -107,7 +108,9 @@ class KnowledgeBase:
         out = self.store.info(self.name)
         out.update(documents=len(self.docs), chunk_settings=dict(size=self.settings.size, overlap=self.settings.overlap,
                                                                  strategy=self.settings.strategy),
-                   indexed_in_s=round(self.seconds, 2), over_256_tokens=sum(c.n_tokens > EMBED_LIMIT for c in self.chunks))
+                   indexed_in_s=round(self.seconds, 2),
+                   dense_vectors="read from the shipped file (checked)" if self.shipped_vectors else "computed now",
+                   over_256_tokens=sum(c.n_tokens > EMBED_LIMIT for c in self.chunks))
         return out
 
 
@@ -131,7 +134,8 @@ def check_chunk_count(n: int, settings: chunking.ChunkSettings, shared: bool) ->
 
 def build(engine, store: VectorStore, name: str, docs, settings: chunking.ChunkSettings,
           progress: Progress = no_progress, shared: bool = False) -> KnowledgeBase:
-    """Chunk, embed and upsert `docs` into a fresh collection `name`."""
+    """Chunk, embed and upsert `docs` into a fresh collection `name`. The bundled corpus
+    (shared) reads its vectors from the shipped file where one fits (engine.retrieval.shipped)."""
     t0 = time.perf_counter()
     tok = tokenizer(engine, progress)
     progress(0.0, "Chunking...")
@@ -140,7 +144,10 @@ def build(engine, store: VectorStore, name: str, docs, settings: chunking.ChunkS
         raise UserInputError("These documents give no chunks: upload a file with some text.")
     check_chunk_count(len(chunks), settings, shared)
     titles = {d.doc_id: d.title for d in docs}
-    dense = embed(engine, [c.text for c in chunks], progress)
+    dense = shipped.load(settings.key, chunks, lambda texts: embed(engine, texts)) if shared else None
+    from_file = dense is not None
+    if dense is None:
+        dense = embed(engine, [c.text for c in chunks], progress)
     vectorizer, sparse_rows = fit_sparse([c.text for c in chunks])
     progress(0.95, f"Upserting {len(chunks)} points into Qdrant...")
     store.create(name, int(dense.shape[1]))
@@ -149,7 +156,7 @@ def build(engine, store: VectorStore, name: str, docs, settings: chunking.ChunkS
     store.upsert(name, range(len(chunks)), dense, sparse_rows, payloads)
     progress(1.0, f"Indexed {len(chunks)} chunks")
     return KnowledgeBase(name, store, tuple(docs), settings, chunks, dense, vectorizer,
-                         time.perf_counter() - t0, shared)
+                         time.perf_counter() - t0, shared, from_file)
 
 
 def check_query(query: str) -> str:

@@ -296,9 +296,7 @@ def load_assembled_tokenizer(source, device=None, variant="default", progress=No
     copy the model row makes (the first use dequantizes the model once, ~90 s on 2 cores)."""
     if source.is_hub:
         return load_hf_tokenizer(source, device, variant, progress)
-    from ..core.models import assembled_gguf, float_copy_of_gguf, no_progress
+    from ..core.models import assembled_float_copy, no_progress
 
-    folder, name = assembled_gguf(source)
-    backend, config, chat = read_tokenizer_folder(float_copy_of_gguf(folder, name, progress or no_progress,
-                                                                     home=source.home))
+    backend, config, chat = read_tokenizer_folder(assembled_float_copy(source, progress or no_progress))
     return HFTok(backend, config, chat, key=source.spec.key, title=source.spec.title)
