@@ -434,19 +434,78 @@ def test_a_second_training_returns_at_once_without_holding_a_thread(engine):
     assert session.model is None and not session.training
 
 
-def test_the_time_cap_stops_a_run_cleanly_and_keeps_what_it_trained(base, tokenizer, examples, monkeypatch):
-    clock = iter(range(0, 10_000, 10))  # every reading of the clock is 10 s later
-    monkeypatch.setattr(R, "now", lambda: float(next(clock)))
+@pytest.fixture
+def paced(monkeypatch):
+    """The training clock moves only inside a training step, by the seconds each step is given
+    (the last value repeats): a run's pace is exact, whatever the machine's load."""
+    clock = {"t": 0.0, "steps": []}
+    real_loss = L.counted_token_loss
+
+    def loss(model, batch):
+        seconds = clock["steps"].pop(0) if len(clock["steps"]) > 1 else clock["steps"][0]
+        clock["t"] += seconds
+        return real_loss(model, batch)
+
+    monkeypatch.setattr(R, "now", lambda: clock["t"])
+    monkeypatch.setattr(L, "counted_token_loss", loss)
+    return clock
+
+
+def test_a_run_is_fitted_to_the_cap_after_its_first_steps_and_finishes(base, tokenizer, examples, paced):
+    paced["steps"] = [10.0]
+    s = fast(max_steps=12)
+    seen = list(L.train_steps(L.session_model(base, s), examples, s, L.pad_id_of(tokenizer), max_seconds=100))
+    # after 2 steps of 10 s: floor((95 - 20) / 10) = 7 more fit, 9 of 12
+    assert [u.max_steps for u in seen] == [12] + [9] * 8 and [u.step for u in seen] == list(range(1, 10))
+    last = seen[-1]
+    assert last.done and not last.stopped and not last.capped and len(last.losses) == 9
+    assert last.pace.note == "fitted to the 1 min 40 s cap: 9 of 12 steps, measured 10.0 s/step"
+    assert last.seconds <= 100 and all(u.pace.left <= 100 - u.seconds for u in seen)
+
+
+def test_a_run_that_cannot_make_half_its_steps_is_refused_and_keeps_nothing(engine, base, tokenizer, paced):
+    from types import SimpleNamespace
+
+    from engine.core.models import TextModel
+
+    class Fake:  # the engine surface lora.train uses, serving the tiny model with a 100 s cap
+        registry, device = engine.registry, engine.device
+        config = SimpleNamespace(train_minutes=100 / 60)
+
+        def load(self, key, progress=None):
+            return TextModel(base, tokenizer, engine.registry.resolve(L.BASE_KEY), torch.device("cpu"), torch.float32)
+
+    def encode(tok, texts, max_length):  # the tiny model's vocabulary
+        return [[t % VOCAB for t in x] for x in L.encode_examples(tok, texts, max_length)]
+
+    paced["steps"] = [30.0]  # 2 steps take 60 s: one more fits, 3 of 12
+    session = L.LoraSession()
+    updates = list(L.train(Fake(), session, L.load_quotes()[:16], fast(max_steps=12, max_length=24), encode=encode))
+    assert [u.step for u in updates] == [1, 2] and updates[-1].refused and updates[-1].done
+    assert updates[-1].message.startswith("not run: at the measured 30.0 s/step only 3 of 12 steps fit in the "
+                                          "1 min 40 s cap")
+    assert session.model is None and session.steps_done == 0 and not session.training and not R.GATE.busy
+    paced["steps"] = [1.0]  # a time budget of the student's own, under the cap: 0.5 min
+    updates = []
+    for u in L.train(Fake(), session, L.load_quotes()[:16], fast(max_steps=40, max_length=24, time_budget=0.5),
+                     encode=encode):
+        assert R.GATE.busy != u.done  # the last update comes after the gate is free, the others inside it
+        updates.append(u)
+    assert updates[-1].done and updates[-1].step == 2 + 26 and "your 30 s time budget" in updates[-1].pace.note
+    assert session.model is not None and session.steps_done == 28
+
+
+def test_the_time_cap_stops_a_slowing_run_and_keeps_what_it_trained(base, tokenizer, examples, paced):
+    paced["steps"] = [1.0, 1.0, 1.0, 60.0]  # the machine gets busy at step 4
     s = fast(max_steps=50)
     model = L.session_model(base, s)
     seen = list(L.train_steps(model, examples, s, L.pad_id_of(tokenizer), max_seconds=45))
     last = seen[-1]
-    assert last.capped and last.stopped and last.done and not last.busy
-    assert 1 <= last.step < s.max_steps and len(last.losses) == last.step  # ended between steps
-    assert "time cap of 45 s" in last.message
-    assert all(not u.capped for u in seen[:-1]) and [u.step for u in seen[:-1]] == list(range(1, last.step + 1))
+    assert last.capped and last.stopped and last.done and not last.busy and not last.refused
+    assert last.step == 4 and len(last.losses) == 4 and "time cap of 45 s" in last.message
+    assert all(not u.capped and not u.done for u in seen[:-1]) and [u.step for u in seen] == [1, 2, 3, 4]
     assert any(p.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)  # kept
     assert not model.training
-    # without a cap the same clock runs every step
-    clock = iter(range(0, 10_000, 10))
+    # without a cap the same pace runs every step
+    paced["steps"] = [60.0]
     assert list(L.train_steps(L.session_model(base, s), examples, fast(max_steps=6), L.pad_id_of(tokenizer)))[-1].step == 6
