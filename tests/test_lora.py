@@ -436,14 +436,15 @@ def test_a_second_training_returns_at_once_without_holding_a_thread(engine):
 
 @pytest.fixture
 def paced(monkeypatch):
-    """The training clock moves only inside a training step, by the seconds each step is given
-    (the last value repeats): a run's pace is exact, whatever the machine's load."""
+    """The training clock moves only inside a training step, by the seconds per example each step
+    is given (the last value repeats) times the examples in its batch: a run's pace is exact,
+    whatever the machine's load, and scales with the batch as a CPU step roughly does."""
     clock = {"t": 0.0, "steps": []}
     real_loss = L.counted_token_loss
 
     def loss(model, batch):
-        seconds = clock["steps"].pop(0) if len(clock["steps"]) > 1 else clock["steps"][0]
-        clock["t"] += seconds
+        per_example = clock["steps"].pop(0) if len(clock["steps"]) > 1 else clock["steps"][0]
+        clock["t"] += per_example * batch["input_ids"].shape[0]
         return real_loss(model, batch)
 
     monkeypatch.setattr(R, "now", lambda: clock["t"])
@@ -451,16 +452,16 @@ def paced(monkeypatch):
     return clock
 
 
-def test_a_run_is_fitted_to_the_cap_after_its_first_steps_and_finishes(base, tokenizer, examples, paced):
-    paced["steps"] = [10.0]
+def test_a_run_is_fitted_to_the_cap_with_a_smaller_batch_and_finishes(base, tokenizer, examples, paced):
+    paced["steps"] = [2.5]  # 10 s a step at batch 4
     s = fast(max_steps=12)
     seen = list(L.train_steps(L.session_model(base, s), examples, s, L.pad_id_of(tokenizer), max_seconds=100))
-    # after 2 steps of 10 s: floor((95 - 20) / 10) = 7 more fit, 9 of 12
-    assert [u.max_steps for u in seen] == [12] + [9] * 8 and [u.step for u in seen] == list(range(1, 10))
+    # after 2 steps (20 s) 9 of 12 fit; at batch 3 (7.5 s a step) floor((95 - 20) / 7.5) = 10 more: all 12
+    assert [u.step for u in seen] == list(range(1, 13)) and [u.pace.batch for u in seen] == [4, 3] + [3] * 10
     last = seen[-1]
-    assert last.done and not last.stopped and not last.capped and len(last.losses) == 9
-    assert last.pace.note == "fitted to the 1 min 40 s cap: 9 of 12 steps, measured 10.0 s/step"
-    assert last.seconds <= 100 and all(u.pace.left <= 100 - u.seconds for u in seen)
+    assert last.done and not last.stopped and not last.capped and len(last.losses) == 12
+    assert last.pace.note == "fitted to the 1 min 40 s cap: all 12 steps at batch 3 (of 4), measured 7.5 s/step"
+    assert last.seconds == 20 + 10 * 7.5 and all(u.pace.left <= 100 - u.seconds for u in seen)
 
 
 def test_a_run_that_cannot_make_half_its_steps_is_refused_and_keeps_nothing(engine, base, tokenizer, paced):
@@ -478,25 +479,28 @@ def test_a_run_that_cannot_make_half_its_steps_is_refused_and_keeps_nothing(engi
     def encode(tok, texts, max_length):  # the tiny model's vocabulary
         return [[t % VOCAB for t in x] for x in L.encode_examples(tok, texts, max_length)]
 
-    paced["steps"] = [30.0]  # 2 steps take 60 s: one more fits, 3 of 12
+    paced["steps"] = [10.0]  # 40 s a step at batch 4: after 2 steps (80 s) one more fits, even at batch 1
     session = L.LoraSession()
     updates = list(L.train(Fake(), session, L.load_quotes()[:16], fast(max_steps=12, max_length=24), encode=encode))
     assert [u.step for u in updates] == [1, 2] and updates[-1].refused and updates[-1].done
-    assert updates[-1].message.startswith("not run: at the measured 30.0 s/step only 3 of 12 steps fit in the "
-                                          "1 min 40 s cap")
+    assert updates[-1].message.startswith("not run: at the measured 40.0 s/step at batch 4 only 3 of 12 steps fit "
+                                          "in the 1 min 40 s cap even at batch 1, and a run needs at least 6.")
     assert session.model is None and session.steps_done == 0 and not session.training and not R.GATE.busy
-    paced["steps"] = [1.0]  # a time budget of the student's own, under the cap: 0.5 min
+    paced["steps"] = [0.25]  # a time budget of the student's own, under the cap: 0.5 min; 1 s a step at batch 4
     updates = []
     for u in L.train(Fake(), session, L.load_quotes()[:16], fast(max_steps=40, max_length=24, time_budget=0.5),
                      encode=encode):
         assert R.GATE.busy != u.done  # the last update comes after the gate is free, the others inside it
         updates.append(u)
-    assert updates[-1].done and updates[-1].step == 2 + 26 and "your 30 s time budget" in updates[-1].pace.note
-    assert session.model is not None and session.steps_done == 28
+    # after 2 steps (2 s), 28 of 40 fit; at batch 2 (0.5 s a step) all 40 do
+    assert updates[-1].done and updates[-1].step == 40 and updates[-1].seconds == 2 + 38 * 0.5
+    assert updates[-1].pace.note == ("fitted to your 30 s time budget: all 40 steps at batch 2 (of 4), "
+                                     "measured 0.5 s/step")
+    assert session.model is not None and session.steps_done == 40
 
 
 def test_the_time_cap_stops_a_slowing_run_and_keeps_what_it_trained(base, tokenizer, examples, paced):
-    paced["steps"] = [1.0, 1.0, 1.0, 60.0]  # the machine gets busy at step 4
+    paced["steps"] = [0.25, 0.25, 0.25, 15.0]  # 1 s a step at batch 4; the machine gets busy at step 4
     s = fast(max_steps=50)
     model = L.session_model(base, s)
     seen = list(L.train_steps(model, examples, s, L.pad_id_of(tokenizer), max_seconds=45))
@@ -507,5 +511,5 @@ def test_the_time_cap_stops_a_slowing_run_and_keeps_what_it_trained(base, tokeni
     assert any(p.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)  # kept
     assert not model.training
     # without a cap the same pace runs every step
-    paced["steps"] = [60.0]
+    paced["steps"] = [15.0]
     assert list(L.train_steps(L.session_model(base, s), examples, fast(max_steps=6), L.pad_id_of(tokenizer)))[-1].step == 6

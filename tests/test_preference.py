@@ -236,19 +236,22 @@ def test_the_held_out_scoring_runs_after_the_gate_is_free(engine, tiny, monkeypa
     held-out pairs (the class trial: a call ended 100 s after a 15 s cap, holding the gate)."""
     from engine.training import runner as R
 
-    seen = []
+    seen, threads = [], []
     real = P.held_out_stats
 
     def scoring(policy, tokenizer, pairs, adapter=True):
         with R.start(60.0) as second:  # raises TrainingBusy while the first run holds the gate
             seen.append(second.gate is R.GATE)
+        threads.append(torch.get_num_threads())
         return real(policy, tokenizer, pairs[:2], adapter)
 
     monkeypatch.setattr(P, "held_out_stats", scoring)
+    monkeypatch.setattr(R, "fit_threads", lambda default: 2)  # as the load would have it
     session = P.PreferenceSession()
     updates = list(P.train_dpo(TinyEngine(engine, tiny), session, P.load_pairs()[:40],
                                make(P.DPOSettings, max_steps=2, batch_size=2, max_length=32)))
     assert seen == [True, True] and updates[-1].done and session.after["pairs"] == 2
+    assert threads == [2, 2] and torch.get_num_threads() == 1  # scored with the threads fitted, then put back
     assert not session.training and not R.GATE.busy
 
 

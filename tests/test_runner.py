@@ -84,6 +84,9 @@ def test_threads_are_fitted_on_the_cpu_and_put_back_after(monkeypatch):
         with R.start(60.0, gate=gate, on_cpu=False) as run:  # on a GPU torch's CPU threads are left alone
             run.fit_threads()
             assert torch.get_num_threads() == 1
+        with R.threads_for_load(on_cpu=True):  # heavy work outside the gate (held-out scoring) too
+            assert torch.get_num_threads() == 2 and not R.GATE.busy
+        assert torch.get_num_threads() == 1
 
 
 def test_a_tiny_cap_ends_a_loop_between_steps_and_keeps_its_steps():
@@ -204,6 +207,28 @@ def test_a_run_where_too_few_steps_fit_is_refused_after_its_timed_steps(clock):
     assert update.message == ("not run: at the measured 48.0 s/step only 5 of 40 steps fit in the 5 min cap, and "
                               "a run needs at least 20. Lower the batch size or the max length, ask for fewer "
                               "steps, or train when the machine is less busy. The timed steps were not kept.")
+
+
+def test_a_loop_that_can_lower_its_batch_fits_every_step_at_a_smaller_one(clock):
+    """The default LoRA run at the class's load: 18 s a step at batch 8, 16 of 40 steps fit in 5 min."""
+    deadline = R.Deadline(300.0, 40, batch=8)
+    for step in (1, 2):
+        clock.step(18.0)
+        update = deadline.step_update(step, [1.0])
+    # 36 s used; all 40 steps need (285 - 36) / 38 = 6.55 s a step: batch floor(8 x 6.55 / 18) = 2
+    assert update.pace.batch == 2 and update.pace.requested_batch == 8 and deadline.batch == 2
+    assert update.max_steps == 40 and not update.refused and update.pace.sec_per_step == 4.5  # predicted
+    assert update.pace.note == "fitted to the 5 min cap: all 40 steps at batch 2 (of 8), measured 4.5 s/step"
+    clock.step(7.0)  # the first step at batch 2: slower than predicted (a step's fixed costs)
+    update = deadline.step_update(3, [1.0])
+    assert update.pace.sec_per_step == 7.0 and update.max_steps == 3 + 34  # floor((285 - 43) / 7)
+    assert update.pace.note == "fitted to the 5 min cap: 37 of 40 steps at batch 2 (of 8), measured 7.0 s/step"
+    slow = R.Deadline(300.0, 40, batch=8)
+    for step in (1, 2):
+        clock.step(80.0)
+        update = slow.step_update(step, [1.0])
+    assert update.refused and slow.batch == 1 and update.message.startswith(  # floor((285 - 160) / 10) = 12 more
+        "not run: at the measured 80.0 s/step at batch 8 only 14 of 40 steps fit in the 5 min cap even at batch 1")
 
 
 def test_the_students_budget_fits_the_run_and_ends_it(clock):

@@ -313,7 +313,8 @@ def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
     """Plain AdamW on the LoRA matrices, one update per batch, yielding after each step. A set
     `stop`, or the time budget used up, ends the loop between steps; the adapter keeps what it
     learned so far. `deadline` (default: `max_seconds` as the cap) times the first steps and fits
-    the run to its budget: the loop ends at the fitted step count, or is refused after the timed
+    the run to its budget: a smaller batch when that lets every step fit (the first examples of each
+    shuffled batch), and the loop ends at the fitted step count, or is refused after the timed
     steps when too few fit. There is no learning-rate schedule to refit (a constant rate).
     `collate_fn(examples, pad_id)` builds a batch (default: `collate`, for token-id lists;
     supervised fine-tuning passes one that carries its own loss mask)."""
@@ -325,7 +326,8 @@ def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
     order = batches(len(examples), settings.batch_size, settings.seed)
     losses: list[float] = []
     device = next(iter(params)).device
-    deadline = deadline or runner.Deadline(max_seconds, settings.max_steps, minutes=settings.time_budget)
+    deadline = deadline or runner.Deadline(max_seconds, settings.max_steps, minutes=settings.time_budget,
+                                           batch=settings.batch_size)
     peft_model.train()
     try:
         for step in range(1, settings.max_steps + 1):
@@ -333,7 +335,7 @@ def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
             if ended is not None:
                 yield ended
                 return
-            batch = collate_fn([examples[i] for i in next(order)], pad_id)
+            batch = collate_fn([examples[i] for i in next(order)[:deadline.batch or settings.batch_size]], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = counted_token_loss(peft_model, batch)  # mean cross-entropy over the counted next tokens
             loss.backward()
@@ -407,7 +409,7 @@ def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
             session.tokenizer, session.settings = bundle.tokenizer, settings
             session.losses, session.steps_done, session.examples, session.source = [], 0, len(examples), "trained"
             run.fit_threads()
-            deadline = run.deadline(settings.max_steps, settings.time_budget)
+            deadline = run.deadline(settings.max_steps, settings.time_budget, batch=settings.batch_size)
             for update in train_steps(session.model, examples, settings, pad_id_of(bundle.tokenizer), session.stop,
                                       collate_fn=collate_fn, deadline=deadline):
                 session.losses, session.steps_done = list(update.losses), update.step

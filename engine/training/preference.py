@@ -398,7 +398,8 @@ def _steps(run, trainer_fn, engine, session: PreferenceSession, pairs: list[Pair
             elif kind == "end":
                 break
         trainer.model.eval()
-        msg = {"capped": deadline.message, "stopped": "stopped", "refused": deadline.refusal()}.get(ended, "")
+        msg = (deadline.message if ended == "capped" else "stopped" if ended == "stopped" else
+               deadline.refusal() if ended == "refused" else "")
         return RunUpdate(step, pace.steps if pace else s.max_steps, history, deadline.elapsed(), msg, done=True,
                          stopped=ended in ("stopped", "capped"), capped=ended == "capped",
                          refused=ended == "refused", pace=pace), trainer
@@ -447,9 +448,10 @@ def train_dpo(engine, session: PreferenceSession, pairs: list[Pair], s: DPOSetti
             session.before = session.after = None
         if u.refused:  # the timed steps are not a run: nothing is kept
             session.policy, session.dpo_history, session.dpo_steps = None, {}, 0
-        elif u.done and trainer is not None:  # the gate is free by now
-            session.before = held_out_stats(session.policy, session.tokenizer, held, adapter=False)
-            session.after = held_out_stats(session.policy, session.tokenizer, held, adapter=True)
+        elif u.done and trainer is not None:  # the gate is free by now; the threads fitted again
+            with runner.threads_for_load(engine.device.kind == "cpu"):
+                session.before = held_out_stats(session.policy, session.tokenizer, held, adapter=False)
+                session.after = held_out_stats(session.policy, session.tokenizer, held, adapter=True)
         yield u
 
 
@@ -465,8 +467,9 @@ def train_reward(engine, session: PreferenceSession, pairs: list[Pair], s: Rewar
             session.reward_eval = None
         if u.refused:  # the timed steps are not a run: nothing is kept
             session.reward, session.reward_history, session.reward_steps = None, {}, 0
-        elif u.done and trainer is not None:  # the gate is free by now
-            session.reward_eval = reward_accuracy(session.reward, session.tokenizer, held)
+        elif u.done and trainer is not None:  # the gate is free by now; the threads fitted again
+            with runner.threads_for_load(engine.device.kind == "cpu"):
+                session.reward_eval = reward_accuracy(session.reward, session.tokenizer, held)
         yield u
 
 

@@ -34,6 +34,7 @@ A transformers Trainer gets `trainer_callback(events, stop, deadline)` instead o
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import queue
@@ -61,13 +62,18 @@ class Pace:
     budget_name: str  # "the 5-min cap" or "your 2-min time budget"
     fitted: bool = False  # the first steps are timed and the run is fitted to the budget
     refused: bool = False  # not even the fewest useful steps fit: the run was not made
+    batch: int | None = None  # examples per step now (a loop that can change it: fitted too)
+    requested_batch: int | None = None
 
     @property
     def note(self) -> str:
-        """'fitted to the 5-min cap: 24 of 40 steps, measured 11 s/step' (empty before the fit)."""
+        """'fitted to the 5 min cap: 24 of 40 steps, measured 11.0 s/step', or with a smaller batch
+        '... all 40 steps at batch 4 (of 8), ...' (empty before the fit)."""
         if not self.fitted:
             return ""
         what = f"{self.steps} of {self.requested} steps" if self.steps < self.requested else f"all {self.steps} steps"
+        if self.batch is not None and self.batch != self.requested_batch:
+            what += f" at batch {self.batch} (of {self.requested_batch})"
         return f"fitted to {self.budget_name}: {what}, measured {seconds_text(self.sec_per_step, 1)}/step"
 
     def line(self, step: int, done: bool = False) -> str:
@@ -181,6 +187,20 @@ def fit_threads(default: int, load: float | None = None, cores: int | None = Non
     return 1 if load > 1.5 * cores else default
 
 
+@contextlib.contextmanager
+def threads_for_load(on_cpu: bool = True):
+    """torch's threads fitted to the load (fit_threads) for a block of heavy work that holds no gate,
+    e.g. the held-out scoring after a run, then put back. Measured here at load ~10 on 2 cores:
+    scoring 8 pairs with the reward model took 58-71 s with 2 threads and 4-5 s with 1."""
+    before = torch.get_num_threads()
+    if on_cpu:
+        torch.set_num_threads(fit_threads(before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class TrainingGate:
     """At most one training at a time in this process (a CPU has no room for two), each for at
     most `cap_seconds` of wall time. A training that finds the gate taken does not wait for it:
@@ -229,7 +249,7 @@ class Deadline:
     only a cap."""
 
     def __init__(self, seconds: float | None, requested: int | None = None, *, minutes: float | None = None,
-                 minimum: int | None = None):
+                 minimum: int | None = None, batch: int | None = None):
         self.seconds, self.name = budget(seconds, minutes)  # the student's budget when under the cap
         self.by_student = self.seconds != seconds
         self.requested = requested
@@ -239,6 +259,9 @@ class Deadline:
         self.first = 0.0  # elapsed when step 1 began (a Trainer builds itself first: begin())
         self.ends: list[float] = []  # elapsed at the end of each step
         self.fitted = self.refused = False
+        self.batch = self.requested_batch = batch  # a loop that passes its batch size lets the fit lower it
+        self.since, self.predicted = 0, math.nan  # the pace at a lowered batch: timed from step `since` on
+        self.measured = math.nan  # the pace at the first fit
 
     def begin(self) -> None:
         """Step 1 begins now (when the clock was started earlier, e.g. before building a Trainer)."""
@@ -265,14 +288,18 @@ class Deadline:
 
     def sec_per_step(self) -> float:
         """The measured pace: the mean time of the last PACE_WINDOW steps after the first (which
-        also warms up), or the first step's time while it is the only one (nan before it)."""
-        ends = self.ends
-        if not ends:
-            return math.nan
-        if len(ends) == 1:
-            return ends[0] - self.first
-        window = ends[-(PACE_WINDOW + 1):]
-        return (window[-1] - window[0]) / (len(window) - 1)
+        also warms up), or the first step's time while it is the only one (nan before it). After
+        the batch was lowered, only the steps at the new batch count (before one is timed: the
+        old pace scaled by the batch)."""
+        times = [self.first] + self.ends  # times[k] = the end of step k (times[0]: when step 1 began)
+        low = self.since
+        timed = len(times) - 1 - low
+        if timed <= 0:
+            return self.predicted
+        if timed >= 2 and low == 0:
+            low = 1
+        low = max(low, len(times) - 1 - PACE_WINDOW)
+        return (times[-1] - times[low]) / (len(times) - 1 - low)
 
     def step_done(self, step: int) -> None:
         """Step `step` has ended: time it, and fit the run once PROBE_STEPS are timed."""
@@ -285,8 +312,21 @@ class Deadline:
         target = self.seconds * (1.0 - MARGIN)
         self.steps = fit_steps(self.requested, step, elapsed, self.sec_per_step(), target)
         if not self.fitted:
-            self.fitted = True
+            self.fitted, self.measured = True, self.sec_per_step()
+            if self.steps < self.requested and (self.batch or 1) > 1:
+                self._lower_batch(step, elapsed, target)
             self.refused = self.steps < self.minimum
+
+    def _lower_batch(self, step: int, elapsed: float, target: float) -> None:
+        """At the first fit of a run that cannot make all its steps: the largest smaller batch at
+        which they fit, if the step time is taken to scale with the batch (a step's fixed costs make
+        it a little slower: the refits after the next steps, timed at the new batch, correct it)."""
+        per = self.sec_per_step()
+        need = (target - elapsed) / (self.requested - step)  # seconds per step for every requested step
+        batch = max(1, min(self.batch - 1, math.floor(self.batch * need / per)))
+        self.predicted = per * batch / self.batch
+        self.batch, self.since = batch, step
+        self.steps = fit_steps(self.requested, step, elapsed, self.predicted, target)
 
     def pace(self, step: int) -> Pace:
         """Where the run stands after step `step`."""
@@ -294,13 +334,15 @@ class Deadline:
         steps = self.steps if self.steps is not None else step
         left = min(per * max(0, steps - step), self.left()) if self.ends else math.nan
         return Pace(self.requested or steps, steps, per, left, self.seconds if self.seconds is not None else math.inf,
-                    self.name, self.fitted, self.refused)
+                    self.name, self.fitted, self.refused, self.batch, self.requested_batch)
 
     def refusal(self) -> str:
         """Why a refused run was not made, and what would fit."""
-        return (f"not run: at the measured {seconds_text(self.sec_per_step(), 1)}/step only {self.steps} of "
-                f"{self.requested} steps fit in {self.name}, and a run needs at least {self.minimum}. Lower the "
-                "batch size or the max length, ask for fewer steps, or train when the machine is less busy. "
+        lowered = self.batch != self.requested_batch
+        at, even = (f" at batch {self.requested_batch}", f" even at batch {self.batch}") if lowered else ("", "")
+        return (f"not run: at the measured {seconds_text(self.measured, 1)}/step{at} only {self.steps} of "
+                f"{self.requested} steps fit in {self.name}{even}, and a run needs at least {self.minimum}. Lower "
+                "the batch size or the max length, ask for fewer steps, or train when the machine is less busy. "
                 "The timed steps were not kept.")
 
     def stop_update(self, step: int, losses: list, stop: threading.Event | None) -> TrainUpdate | None:
@@ -346,10 +388,10 @@ class Run:
             torch.set_num_threads(fit_threads(self.default_threads))
 
     def deadline(self, requested: int | None = None, minutes: float | None = None,
-                 minimum: int | None = None) -> Deadline:
+                 minimum: int | None = None, batch: int | None = None) -> Deadline:
         """The clock of `requested` steps, started now, fitted to the cap or the student's
-        `minutes` when fewer (see Deadline)."""
-        return Deadline(self.cap_seconds, requested, minutes=minutes, minimum=minimum)
+        `minutes` when fewer (see Deadline); `batch`: a loop that can make its batch smaller."""
+        return Deadline(self.cap_seconds, requested, minutes=minutes, minimum=minimum, batch=batch)
 
     def progress(self, step: int, max_steps: int) -> None:
         """What a refused training is told about this one."""
@@ -415,4 +457,4 @@ def trainer_callback(events: queue.Queue, stop: threading.Event, deadline: Deadl
 
 __all__ = ["TrainUpdate", "Pace", "TrainingGate", "GATE", "TrainingBusy", "Run", "Deadline", "start", "cap_seconds",
            "fit_threads", "fit_steps", "min_steps", "budget", "duration", "seconds_text", "busy_message", "cap_message",
-           "trainer_callback", "now", "PROBE_STEPS", "budget_knob"]
+           "trainer_callback", "now", "PROBE_STEPS", "budget_knob", "threads_for_load"]
