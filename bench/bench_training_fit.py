@@ -76,8 +76,10 @@ def run(ctx) -> list[Row]:
         pace = u.pace
         kind = ("refused" if u.refused else "capped" if u.capped else "stopped" if u.stopped else "done")
         per = f"{pace.sec_per_step:.1f} s/step" if pace is not None else "no pace"
-        note = (f"{kind}: {u.step}/{pace.requested if pace else u.max_steps} steps (fitted {u.max_steps}), {per}, "
-                f"call {r['call']:.0f} s, load {before} -> {after}")
+        batch = f" at batch {pace.batch} of {pace.requested_batch}" if pace and pace.batch != pace.requested_batch else ""
+        within = "in" if u.seconds <= pace.budget else "over"
+        note = (f"{kind}: {u.step}/{pace.requested if pace else u.max_steps} steps{batch} (fitted {u.max_steps}), "
+                f"{per}, {within} the cap, call {r['call']:.0f} s, load {before} -> {after}")
         print(f"    {note}; {u.message}", flush=True)
         rows.append(Row(f"{name} default: training time / promised", u.seconds, r["promised"], target=1.0,
                         note=note))

@@ -218,7 +218,7 @@ def test_a_loop_that_can_lower_its_batch_fits_every_step_at_a_smaller_one(clock)
     # 36 s used; all 40 steps need (285 - 36) / 38 = 6.55 s a step: batch floor(8 x 6.55 / 18) = 2
     assert update.pace.batch == 2 and update.pace.requested_batch == 8 and deadline.batch == 2
     assert update.max_steps == 40 and not update.refused and update.pace.sec_per_step == 4.5  # predicted
-    assert update.pace.note == "fitted to the 5 min cap: all 40 steps at batch 2 (of 8), measured 4.5 s/step"
+    assert update.pace.note == "fitted to the 5 min cap: all 40 steps at batch 2 (of 8), measured 18.0 s/step at batch 8"
     clock.step(7.0)  # the first step at batch 2: slower than predicted (a step's fixed costs)
     update = deadline.step_update(3, [1.0])
     assert update.pace.sec_per_step == 7.0 and update.max_steps == 3 + 34  # floor((285 - 43) / 7)

@@ -64,6 +64,8 @@ class Pace:
     refused: bool = False  # not even the fewest useful steps fit: the run was not made
     batch: int | None = None  # examples per step now (a loop that can change it: fitted too)
     requested_batch: int | None = None
+    timed_at_batch: bool = True  # False until a step at a lowered batch is timed (sec_per_step: scaled)
+    measured: float = math.nan  # the pace the run was fitted on (at the requested batch)
 
     @property
     def note(self) -> str:
@@ -74,6 +76,9 @@ class Pace:
         what = f"{self.steps} of {self.requested} steps" if self.steps < self.requested else f"all {self.steps} steps"
         if self.batch is not None and self.batch != self.requested_batch:
             what += f" at batch {self.batch} (of {self.requested_batch})"
+        if not self.timed_at_batch:
+            return (f"fitted to {self.budget_name}: {what}, measured {seconds_text(self.measured, 1)}/step at "
+                    f"batch {self.requested_batch}")
         return f"fitted to {self.budget_name}: {what}, measured {seconds_text(self.sec_per_step, 1)}/step"
 
     def line(self, step: int, done: bool = False) -> str:
@@ -334,7 +339,8 @@ class Deadline:
         steps = self.steps if self.steps is not None else step
         left = min(per * max(0, steps - step), self.left()) if self.ends else math.nan
         return Pace(self.requested or steps, steps, per, left, self.seconds if self.seconds is not None else math.inf,
-                    self.name, self.fitted, self.refused, self.batch, self.requested_batch)
+                    self.name, self.fitted, self.refused, self.batch, self.requested_batch,
+                    len(self.ends) > self.since, self.measured)
 
     def refusal(self) -> str:
         """Why a refused run was not made, and what would fit."""
