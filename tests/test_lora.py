@@ -492,22 +492,23 @@ def test_a_run_that_cannot_make_half_its_steps_is_refused_and_keeps_nothing(engi
                      encode=encode):
         assert R.GATE.busy != u.done  # the last update comes after the gate is free, the others inside it
         updates.append(u)
-    # after 2 steps (2 s), 28 of 40 fit; at batch 2 (0.5 s a step) all 40 do
-    assert updates[-1].done and updates[-1].step == 40 and updates[-1].seconds == 2 + 38 * 0.5
+    # after 5 steps (5 s: the first steps are timed for PROBE_SECONDS), 28 of 40 fit; at batch 2 (0.5 s a
+    # step) all 40 do
+    assert updates[-1].done and updates[-1].step == 40 and updates[-1].seconds == 5 + 35 * 0.5
     assert updates[-1].pace.note == ("fitted to your 30 s time budget: all 40 steps at batch 2 (of 4), "
                                      "measured 0.5 s/step")
     assert session.model is not None and session.steps_done == 40
 
 
 def test_the_time_cap_stops_a_slowing_run_and_keeps_what_it_trained(base, tokenizer, examples, paced):
-    paced["steps"] = [0.25, 0.25, 0.25, 15.0]  # 1 s a step at batch 4; the machine gets busy at step 4
+    paced["steps"] = [0.25] * 6 + [15.0]  # 1 s a step at batch 4 (fitted after step 5: batch 3); busy at step 7
     s = fast(max_steps=50)
     model = L.session_model(base, s)
     seen = list(L.train_steps(model, examples, s, L.pad_id_of(tokenizer), max_seconds=45))
     last = seen[-1]
     assert last.capped and last.stopped and last.done and not last.busy and not last.refused
-    assert last.step == 4 and len(last.losses) == 4 and "time cap of 45 s" in last.message
-    assert all(not u.capped and not u.done for u in seen[:-1]) and [u.step for u in seen] == [1, 2, 3, 4]
+    assert last.step == 7 and len(last.losses) == 7 and "time cap of 45 s" in last.message and last.seconds > 45
+    assert all(not u.capped and not u.done for u in seen[:-1]) and [u.step for u in seen] == list(range(1, 8))
     assert any(p.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)  # kept
     assert not model.training
     # without a cap the same pace runs every step

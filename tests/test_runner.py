@@ -235,10 +235,11 @@ def test_the_students_budget_fits_the_run_and_ends_it(clock):
     deadline = R.Deadline(300.0, 40, minutes=1)
     assert deadline.seconds == 60.0 and deadline.by_student
     losses = [1.0]
-    for step in (1, 2):
+    for step in (1, 2, 3):  # steps of 2 s: timed until they span PROBE_SECONDS
         clock.step(2.0)
         update = deadline.step_update(step, losses)
-    assert update.max_steps == 2 + 26 and "your 1 min time budget" in update.pace.note  # floor((57 - 4) / 2)
+        assert update.pace.fitted == (step == 3)
+    assert update.max_steps == 3 + 25 and "your 1 min time budget" in update.pace.note  # floor((57 - 6) / 2)
     clock.step(100.0)
     ended = deadline.stop_update(3, losses, None)
     assert ended.capped and ended.message == "your time budget of 1 min was reached"

@@ -88,7 +88,7 @@ class Pace:
             return ""
         if done:
             return self.note
-        if not self.fitted and step < min(PROBE_STEPS, self.requested):
+        if not self.fitted and self.requested > PROBE_STEPS and math.isfinite(self.budget):
             return f"timing the first steps, then fitting the run to {self.budget_name}"
         left = f"about {seconds_text(self.left)} left" if math.isfinite(self.left) else ""
         return " · ".join(x for x in (self.note, left) if x)
@@ -134,7 +134,9 @@ def seconds_text(seconds: float, digits: int = 0) -> str:
 
 # ---- fitting a run to its time budget --------------------------------------------------------------
 PROBE_STEPS = 2  # steps timed before a run is fitted (the first one also warms up: allocations, caches)
-PACE_WINDOW = 5  # the pace is the mean of the last few step times: the load changes while a run goes on
+PROBE_SECONDS = 5.0  # ... and seconds they span: a step of 0.4 s is too short to time alone
+PACE_WINDOW = 5  # the pace is the mean of the last steps (at least this many, spanning at least
+#                  PROBE_SECONDS): the load changes while a run goes on
 MARGIN = 0.05  # share of the budget the fit leaves free, so that a run a little slower still ends in time
 MIN_SHARE = 0.5  # a run is made only when at least this share of the requested steps fits
 
@@ -291,11 +293,18 @@ class Deadline:
             return f"your time budget of {duration(self.seconds)} was reached"
         return cap_message(self.seconds)
 
+    def probed(self, step: int) -> bool:
+        """Enough of the first steps are timed to fit the run: PROBE_STEPS of them, spanning at
+        least PROBE_SECONDS (or every requested step)."""
+        if self.requested is not None and step >= self.requested:
+            return True
+        return step >= PROBE_STEPS and bool(self.ends) and self.ends[-1] - self.first >= PROBE_SECONDS
+
     def sec_per_step(self) -> float:
         """The measured pace: the mean time of the last PACE_WINDOW steps after the first (which
-        also warms up), or the first step's time while it is the only one (nan before it). After
-        the batch was lowered, only the steps at the new batch count (before one is timed: the
-        old pace scaled by the batch)."""
+        also warms up; more steps when those span less than PROBE_SECONDS), or the first step's
+        time while it is the only one (nan before it). After the batch was lowered, only the steps
+        at the new batch count (before one is timed: the old pace scaled by the batch)."""
         times = [self.first] + self.ends  # times[k] = the end of step k (times[0]: when step 1 began)
         low = self.since
         timed = len(times) - 1 - low
@@ -303,14 +312,16 @@ class Deadline:
             return self.predicted
         if timed >= 2 and low == 0:
             low = 1
-        low = max(low, len(times) - 1 - PACE_WINDOW)
+        first_low, low = low, max(low, len(times) - 1 - PACE_WINDOW)
+        while low > first_low and times[-1] - times[low] < PROBE_SECONDS:
+            low -= 1
         return (times[-1] - times[low]) / (len(times) - 1 - low)
 
     def step_done(self, step: int) -> None:
-        """Step `step` has ended: time it, and fit the run once PROBE_STEPS are timed."""
+        """Step `step` has ended: time it, and fit the run once its first steps are timed (probed)."""
         elapsed = self.elapsed()
         self.ends.append(elapsed)
-        if self.requested is None or self.seconds is None or step < min(PROBE_STEPS, self.requested):
+        if self.requested is None or self.seconds is None or not self.probed(step):
             return
         if step >= self.requested:
             return
