@@ -461,8 +461,8 @@ def trainer_callback(events: queue.Queue, stop: threading.Event, deadline: Deadl
             events.put(("pace", step, deadline.pace(step)))
             if deadline.steps is not None:
                 state.max_steps = deadline.steps
-            ended = ("stopped" if stop.is_set() else "refused" if deadline.refused else
-                     "capped" if deadline.reached() and step < state.max_steps else None)
+            ended = ("stopped" if stop.is_set() else "refused" if deadline.refused else  # as Deadline.step_update:
+                     "capped" if deadline.reached() and step < (deadline.requested or state.max_steps) else None)
             if ended or step >= state.max_steps:
                 control.should_training_stop = True
             if ended:
