@@ -11,8 +11,8 @@ from engine.core.settings import make
 from engine.training import lora
 from engine.training import plots as training_plots
 from engine.training import preference, runner
-from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, duration_text, examples, notice,
-                      progress_callback, scratch_dir, user_errors)
+from tabs._ui import (HEAVY, Plot, Share, budget_control, controls_for, data_table, duration_text, examples,
+                      notice, progress_callback, scratch_dir, train_intro, user_errors)
 
 # One training at a time (the engine's gate); a second is told at once that the machine is busy.
 TRAIN = dict(concurrency_id="lora_train", concurrency_limit=2)
@@ -64,13 +64,14 @@ def _about(source: str, pairs) -> str:
 def _status(u: preference.RunUpdate, what: str, keeps: str) -> str:
     if u.busy or not u.step:
         return f"⏳ {u.message or 'Starting...'}"
-    per = u.seconds / u.step
+    if u.refused:
+        return f"⛔ {what[:1].upper()}{what[1:]} {u.message}"
     head = ("⏱️ Stopped at the time cap" if u.capped else "⏹️ Stopped" if u.stopped else
             "✅ Done" if u.done else "🏋️ Training")
-    left = "" if u.done else f" · about {duration_text(per * (u.max_steps - u.step))} left"
+    timing = u.pace.line(u.step, u.done) if u.pace else ""
     tail = f" {keeps}" if u.done else ""
     return (f"{head} ({what}): step **{u.step} / {u.max_steps}** · loss {u.history['loss'][0]:.3f} → "
-            f"**{u.last('loss'):.3f}** · {per:.1f} s/step · {duration_text(u.seconds)} so far{left}.{tail}")
+            f"**{u.last('loss'):.3f}** · {duration_text(u.seconds)} so far{f' · {timing}' if timing else ''}.{tail}")
 
 
 def _before_after_md(session: preference.PreferenceSession) -> str:
@@ -125,19 +126,20 @@ SCORE_PROMPT = "What is the capital of Italy?"
 SCORE_RESPONSES = "Rome.\nThe capital of Italy is Rome.\nMilan.\nThe capital of Italy is Milan."
 
 
-def _reward_panel() -> dict:
+def _reward_panel(engine) -> dict:
     """2. Reward model: knobs (knobs: name -> control), training, held-out rewards, scoring responses."""
     gr.Markdown("### 2. Reward model (Bradley–Terry)")
     with gr.Row():
         knobs = controls_for(preference.RewardSettings, ["learning_rate", "max_steps", "batch_size", "r",
                                                          "max_length", "seed"])
+    cap = runner.cap_seconds(engine)
     with gr.Row():
+        knobs["time_budget"] = budget_control(preference.RewardSettings, cap)
         train_btn = gr.Button("Train reward model", variant="primary")
         stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
     rm_d = preference.RewardSettings()
-    status = gr.Markdown(f"Press **Train reward model**: the default ({rm_d.max_steps} steps of {rm_d.batch_size} "
-                         "pairs) takes one to two minutes on a free 2-core CPU, longer when the machine is busy.",
-                         elem_id="pref-rm-status")
+    status = gr.Markdown(train_intro("Train reward model", runner.duration(cap)) + " The held-out pairs are "
+                         "scored after it.", elem_id="pref-rm-status")
     plot = Plot(filename="reward-model-curves", initial=lambda: training_plots.preference_figure(
         {"loss": [], "margin": []}, rm_d.max_steps, "Reward model"),
                 label="Reward model: loss, margin, accuracy", elem_id="pref-rm-plot")
@@ -169,14 +171,14 @@ def _dpo_panel(engine) -> dict:
     with gr.Row():
         knobs = controls_for(preference.DPOSettings, ["beta", "learning_rate", "max_steps", "batch_size", "r",
                                                       "max_length", "seed"])
+    cap = runner.cap_seconds(engine)
     with gr.Row():
+        knobs["time_budget"] = budget_control(preference.DPOSettings, cap)
         train_btn = gr.Button("Train with DPO", variant="primary")
         stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
     dpo_d = preference.DPOSettings()
-    status = gr.Markdown(f"Press **Train with DPO**: the default ({dpo_d.max_steps} steps of {dpo_d.batch_size} "
-                         "pairs) takes one to two minutes on a free 2-core CPU, longer when the machine is busy"
-                         f". One training runs at a time on this machine, each for "
-                         f"at most {duration_text(runner.cap_seconds(engine))}.", elem_id="pref-dpo-status")
+    status = gr.Markdown(train_intro("Train with DPO", runner.duration(cap)) + " The held-out pairs are scored "
+                         "after it.", elem_id="pref-dpo-status")
     plot = Plot(filename="dpo-curves", initial=lambda: training_plots.preference_figure(
         {"loss": [], "chosen": [], "rejected": [], "margin": []}, dpo_d.max_steps), label="DPO: loss, rewards, accuracy",
         elem_id="pref-dpo-plot")
@@ -233,16 +235,16 @@ def _session(state):
 
 
 def make_rm_train(engine):
-    def do_rm_train(src, rows, lr, steps, batch, r, max_len, seed, state, progress=gr.Progress()):
+    def do_rm_train(src, rows, lr, steps, batch, r, max_len, seed, budget, state, progress=gr.Progress()):
         s = make(preference.RewardSettings, drop_none=True, learning_rate=lr, max_steps=steps, batch_size=batch,
-                 r=r, max_length=max_len, seed=seed)
+                 r=r, max_length=max_len, seed=seed, time_budget=budget)
         pairs = _pairs(src, rows)
         state = _session(state)
         report = progress_callback(progress)
         yield "⏳ Starting: preparing the model and the data...", training_plots.preference_figure(
             {"loss": [], "margin": []}, s.max_steps, "Reward model"), "", None, state
         for u in preference.train_reward(engine, state, pairs, s, progress=report):
-            fig = training_plots.preference_figure(u.history, s.max_steps, "Reward model")
+            fig = training_plots.preference_figure(u.history, u.max_steps, "Reward model")
             if u.done and state.reward_eval:
                 ev = state.reward_eval
                 _, held = preference.split(pairs)
@@ -272,9 +274,9 @@ def do_score(prompt, responses, state):
 
 
 def make_dpo_train(engine):
-    def do_dpo_train(src, rows, beta, lr, steps, batch, r, max_len, seed, state, progress=gr.Progress()):
+    def do_dpo_train(src, rows, beta, lr, steps, batch, r, max_len, seed, budget, state, progress=gr.Progress()):
         s = make(preference.DPOSettings, drop_none=True, beta=beta, learning_rate=lr, max_steps=steps,
-                 batch_size=batch, r=r, max_length=max_len, seed=seed)
+                 batch_size=batch, r=r, max_length=max_len, seed=seed, time_budget=budget)
         pairs = _pairs(src, rows)
         state = _session(state)
         report = progress_callback(progress)
@@ -283,7 +285,7 @@ def make_dpo_train(engine):
                training_plots.preference_figure(empty, s.max_steps), "", training_plots.before_after_figure(None, None),
                state)
         for u in preference.train_dpo(engine, state, pairs, s, progress=report):
-            fig = training_plots.preference_figure(u.history, s.max_steps)
+            fig = training_plots.preference_figure(u.history, u.max_steps)
             if u.done and state.after:
                 yield (_status(u, "DPO", "Now answer the held-out prompts below, or download the adapter."), fig,
                        _before_after_md(state), training_plots.before_after_figure(state.before, state.after), state)
@@ -313,9 +315,10 @@ def do_download(state):
 # ---- wiring ------------------------------------------------------------------------------------------
 def _wire(engine, session, data, reward, dpo, answers):
     rc, dc = reward["knobs"], dpo["knobs"]
-    rm_inputs = [rc["learning_rate"], rc["max_steps"], rc["batch_size"], rc["r"], rc["max_length"], rc["seed"]]
+    rm_inputs = [rc["learning_rate"], rc["max_steps"], rc["batch_size"], rc["r"], rc["max_length"], rc["seed"],
+                 rc["time_budget"]]
     dpo_inputs = [dc["beta"], dc["learning_rate"], dc["max_steps"], dc["batch_size"], dc["r"], dc["max_length"],
-                  dc["seed"]]
+                  dc["seed"], dc["time_budget"]]
     source, table = data["source"], data["table"]
     source.input(user_errors(do_source), inputs=source, outputs=[table, data["data_md"]], api_name="pref_source")
     data["upload"].upload(user_errors(do_upload), inputs=data["upload"], outputs=[table, source, data["data_md"]],
@@ -344,7 +347,7 @@ def build_preference(engine) -> Share:
     gr.Markdown(METHODS)
     session = gr.State(None)
     data = _data_panel()
-    reward = _reward_panel()
+    reward = _reward_panel(engine)
     dpo = _dpo_panel(engine)
     answers = _answers_panel()
     _wire(engine, session, data, reward, dpo, answers)

@@ -202,6 +202,22 @@ def duration_text(s: float) -> str:
     return f"{s:.0f} s" if s < 90 else f"{int(s // 60)} min {int(s % 60)} s"
 
 
+def budget_control(cls, cap_seconds: float) -> gr.Slider:
+    """A training's time-budget knob (`time_budget` of `cls`), from a little up to this server's cap,
+    set to the cap."""
+    info, cap = knob_info(cls, "time_budget"), cap_seconds / 60
+    step = 0.5 if cap >= 1 else cap / 4
+    return gr.Slider(minimum=step, maximum=cap, step=step, value=cap, label=info.label, info=info.help)
+
+
+def train_intro(button: str, cap: str) -> str:
+    """What a training's status says before its first run: how its time is found (no promise).
+    `cap`: this server's cap as the runner writes it ('5 min')."""
+    return (f"Press **{button}**. Its first steps are timed on this machine as it is now; then the run is "
+            f"fitted to the time budget (at most this server's cap, {cap}) and this line "
+            "says how many steps it makes and how long they take. One training runs at a time.")
+
+
 def notice(text: str) -> gr.Markdown:
     """A 'what to notice' line beside a view: plain text (a '<end_of_turn>' in it is shown as
     written, not read as a tag inside the notice's <div>)."""

@@ -7,8 +7,9 @@ import gradio as gr
 from engine.core.errors import UserInputError, check_text
 from engine.diffusion import generation, plots, teach
 from engine.core.settings import knob_info, make
-from tabs._ui import (HEAVY, Plot, controls_for, data_table, examples, model_picker, notice, progress_callback,
-                      scratch_dir, seed_box, user_errors)
+from engine.training import runner
+from tabs._ui import (HEAVY, Plot, budget_control, controls_for, data_table, examples, model_picker, notice,
+                      progress_callback, scratch_dir, seed_box, user_errors)
 
 TITLE = "Diffusion"
 
@@ -425,7 +426,7 @@ def _enlarged(images) -> list:
 def _build_teach(engine) -> None:
     """The "Teach it a new symbol" sub-tab: layout, then its listeners."""
     ui = _teach_pictures()
-    ui.update(_teach_training())
+    ui.update(_teach_training(runner.cap_seconds(engine)))
     ui.update(_teach_use())
     _wire_teach_pictures(ui)
     _wire_teach_training(engine, ui)
@@ -438,7 +439,7 @@ def _teach_pictures() -> dict:
     gr.Markdown("Teach the digits model a symbol it has never seen, bound to a made-up word. DreamBooth "
                 "fine-tunes the U-Net; prior preservation also trains on the model's own digits so it keeps "
                 "them; textual inversion trains one new word vector only. Your copy only: the shared model "
-                "never changes. Default run: about a minute on a CPU.")
+                "never changes. A run's first steps are timed, then it is fitted to the time budget below.")
     ui["session"] = gr.State(None)
     ui["pics"] = gr.State([])  # the 16x16 images of the symbol (PIL)
     gr.Markdown("**1. Your symbol: 3 to 10 pictures**")
@@ -458,7 +459,7 @@ def _teach_pictures() -> dict:
     return ui
 
 
-def _teach_training() -> dict:
+def _teach_training(cap_seconds: float) -> dict:
     """Step 2, the made-up word, and step 3, the training."""
     ui = {}
     gr.Markdown("**2. A made-up word**")
@@ -472,6 +473,7 @@ def _teach_training() -> dict:
             ui["ctl"] = controls_for(teach.TeachSettings, ["steps", "learning_rate", "batch_size", "seed",
                                                            "prior_preservation", "class_prompt", "num_class_images",
                                                            "prior_weight", "train_text_encoder", "lora_rank"])
+            ui["ctl"]["time_budget"] = budget_control(teach.TeachSettings, cap_seconds)
             with gr.Row():
                 ui["train_btn"] = gr.Button("Train", variant="primary", elem_id="teach-train")
                 ui["stop_btn"] = gr.Button("Stop (keeps what is trained)")
@@ -571,7 +573,8 @@ def _wire_teach_training(engine, ui: dict) -> None:
         for u in teach.train(engine, state, current, w, s, progress=progress_callback(progress)):
             if state.class_images is not None and not cls_shown:
                 cls_shown = _enlarged(teach.to_pil(state.class_images))
-            yield plots.teach_status_markdown(u, state), plots.teach_loss_figure(u.losses, s.steps), cls_shown, state
+            yield (plots.teach_status_markdown(u, state), plots.teach_loss_figure(u.losses, u.max_steps), cls_shown,
+                   state)
 
     session, status = ui["session"], ui["status"]
     ui["train_btn"].click(user_errors(do_train), [ui["pics"], ui["word"], ui["method"], session],

@@ -11,8 +11,8 @@ from engine.training import lora, runner
 from engine.training import plots as training_plots
 from engine.core.errors import UserInputError
 from engine.core.settings import make
-from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, duration_text, examples, notice,
-                      progress_callback, scratch_dir, seed_box, user_errors)
+from tabs._ui import (HEAVY, Plot, Share, budget_control, controls_for, data_table, duration_text, examples,
+                      notice, progress_callback, scratch_dir, seed_box, train_intro, user_errors)
 
 TITLE = "LoRA"
 PREVIEW_ROWS = 12
@@ -71,26 +71,27 @@ def _report_markdown(rep: dict, s) -> str:
     )
 
 
-def _settings(r, alpha, dropout, targets, lr, steps, batch, max_len, seed):
+def _settings(r, alpha, dropout, targets, lr, steps, batch, max_len, seed, budget=None):
     return make(lora.LoraSettings, drop_none=True, r=r, alpha=alpha, dropout=dropout, target_modules=targets or [],
-                learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed)
+                learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed,
+                time_budget=budget)
 
 
 def _status(u: lora.TrainUpdate, n_examples: int) -> str:
     if not u.step:
         return f"⏳ {u.message}"
-    per = u.seconds / u.step
-    first = u.losses[0]
+    if u.refused:
+        return f"⛔ {u.message[:1].upper()}{u.message[1:]}"
     head = ("⏱️ Stopped at the time cap" if u.capped else "⏹️ Stopped" if u.stopped else
             "✅ Done" if u.done else "🏋️ Training")
-    left = "" if u.done else f" · about {duration_text(per * (u.max_steps - u.step))} left"
+    timing = u.pace.line(u.step, u.done) if u.pace else ""
     tail = (f" {u.message[:1].upper()}{u.message[1:]}; the adapter trained so far is kept: compare it below "
             "or download it. Fewer steps or a smaller batch fit in the cap."
             if u.capped else
             " The adapter trained so far is kept: compare it below or download it." if u.stopped else
             " Now compare base and adapted below, or download the adapter." if u.done else "")
-    return (f"{head}: step **{u.step} / {u.max_steps}** · loss {first:.2f} → **{u.loss:.2f}** · "
-            f"{per:.1f} s/step · {duration_text(u.seconds)} so far{left} · {n_examples:,} examples.{tail}")
+    return (f"{head}: step **{u.step} / {u.max_steps}** · loss {u.losses[0]:.2f} → **{u.loss:.2f}** · "
+            f"{duration_text(u.seconds)} so far{f' · {timing}' if timing else ''} · {n_examples:,} examples.{tail}")
 
 
 INTRO = (
@@ -146,16 +147,16 @@ def _train_panel(engine) -> dict:
     """3. Train: start, stop, the status line and the loss curve."""
     gr.Markdown("### 3. Train")
     with gr.Row():
+        budget = budget_control(lora.LoraSettings, runner.cap_seconds(engine))
         train_btn = gr.Button("Train adapter", variant="primary")
         stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
-    status_md = gr.Markdown("Press **Train adapter**. The default (40 steps of 8 quotes) takes one to two "
-                            "minutes on a free 2-core CPU, longer when the machine is busy. One training runs "
-                            f"at a time, each for at most {duration_text(runner.cap_seconds(engine))}.", elem_id="lora-status")
+    status_md = gr.Markdown(train_intro("Train adapter", runner.duration(runner.cap_seconds(engine))),
+                            elem_id="lora-status")
     loss_plot = Plot(filename="lora-loss", initial=lambda: training_plots.loss_figure([], 40), label="Loss",
                      elem_id="lora-loss")
     notice("The loss is the average surprise (cross-entropy) per next token. It falls fast at first, as the "
            "model learns the ' — Author' + EOS pattern, then slowly, as it learns the quotes' style.")
-    return dict(train_btn=train_btn, stop_btn=stop_btn, status_md=status_md, loss_plot=loss_plot)
+    return dict(budget=budget, train_btn=train_btn, stop_btn=stop_btn, status_md=status_md, loss_plot=loss_plot)
 
 
 def _compare_panel() -> dict:
@@ -230,9 +231,9 @@ def make_inspect(engine):
 
 
 def make_train(engine):
-    def do_train(src, text, file, r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, state,
+    def do_train(src, text, file, r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, budget, state,
                  progress=gr.Progress()):
-        s = _settings(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v)
+        s = _settings(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, budget)
         texts = lora.dataset_texts(src, text, file)
         state = state if isinstance(state, lora.LoraSession) else lora.LoraSession()
         if state.training:
@@ -242,7 +243,7 @@ def make_train(engine):
         for u in lora.train(engine, state, texts, s, progress=report):
             if u.step:
                 report(u.step / u.max_steps, f"step {u.step}/{u.max_steps}, loss {u.loss:.3f}")
-            yield _status(u, len(texts)), training_plots.loss_figure(u.losses, s.max_steps), state
+            yield _status(u, len(texts)), training_plots.loss_figure(u.losses, u.max_steps), state
     return do_train
 
 
@@ -304,7 +305,7 @@ def _wire(engine, session, data, settings, train, compare, files):
     settings["inspect_btn"].click(user_errors(make_inspect(engine)), inputs=settings_inputs,
                                   outputs=[settings["report_md"], targets], api_name="lora_params", **HEAVY)
     train["train_btn"].click(user_errors(make_train(engine)),
-                             inputs=[source, pasted, upload, *settings_inputs, session],
+                             inputs=[source, pasted, upload, *settings_inputs, train["budget"], session],
                              outputs=[train["status_md"], train["loss_plot"], session], api_name="lora_train",
                              show_progress="minimal", **TRAIN)
     train["stop_btn"].click(user_errors(do_stop), inputs=session, outputs=train["status_md"], api_name="lora_stop",

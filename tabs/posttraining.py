@@ -12,10 +12,10 @@ from engine.core.errors import UserInputError
 from engine.core.settings import check_knob, make
 from engine.training import lora
 from engine.training import plots as training_plots
-from engine.training import sft
+from engine.training import runner, sft
 from tabs._posttraining_preference import build_preference
-from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback,
-                      scratch_dir, seed_box, user_errors)
+from tabs._ui import (HEAVY, Plot, Share, budget_control, controls_for, data_table, duration_text, examples, notice,
+                      progress_callback, scratch_dir, seed_box, train_intro, user_errors)
 
 TITLE = "Post-training"
 TRAIN = dict(concurrency_id="lora_train", concurrency_limit=2)  # the same one-at-a-time gate as LoRA
@@ -65,13 +65,15 @@ def _mask_html(fmt: dict) -> str:
 def _status(u: lora.TrainUpdate, n: int) -> str:
     if not u.step:
         return f"⏳ {u.message}"
-    per = u.seconds / u.step
+    if u.refused:
+        return f"⛔ {u.message[:1].upper()}{u.message[1:]}"
     head = ("⏱️ Stopped at the time cap" if u.capped else "⏹️ Stopped" if u.stopped else
             "✅ Done" if u.done else "🏋️ Training")
+    timing = u.pace.line(u.step, u.done) if u.pace else ""
     tail = (" The adapter trained so far is kept: evaluate it below." if u.stopped else
-            " Now run the before/after below." if u.done else f" · about {per * (u.max_steps - u.step):.0f} s left")
+            " Now run the before/after below." if u.done else "")
     return (f"{head}: step **{u.step} / {u.max_steps}** · loss {u.losses[0]:.2f} → **{u.loss:.2f}** · "
-            f"{per:.1f} s/step · {u.seconds:.0f} s · {n:,} conversations.{tail}")
+            f"{duration_text(u.seconds)}{f' · {timing}' if timing else ''} · {n:,} conversations.{tail}")
 
 
 VIEWS = ("base", "format", "sft", "preference")
@@ -144,7 +146,7 @@ def _format_panel() -> dict:
     return dict(prompt=f_prompt, response=f_resp, btn=f_btn, text=f_text, html=f_html)
 
 
-def _sft_panel() -> dict:
+def _sft_panel(engine) -> dict:
     """The "SFT: train and compare" sub-tab: data, knobs (knobs: name -> control), training, before/after."""
     with gr.Row():
         src = gr.Radio([("Bundled: 288 checkable tasks (ours)", "bundled"), ("Upload .jsonl", "upload")],
@@ -157,12 +159,11 @@ def _sft_panel() -> dict:
         seed = seed_box(42)
     targets = controls_for(sft.SftSettings, ["target_modules"])["target_modules"]
     with gr.Row():
+        knobs["time_budget"] = budget_control(sft.SftSettings, runner.cap_seconds(engine))
         train_btn = gr.Button("Train SFT adapter", variant="primary")
         stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
-    status_md = gr.Markdown(
-        "Press **Train SFT adapter**: the default (50 steps of 8 conversations, LoRA on q/k/v/o) takes "
-        "about 90 seconds on a free 2-core CPU (measured: 88 s). One training (here or in LoRA) runs at a time.",
-        elem_id="sft-status")
+    status_md = gr.Markdown(train_intro("Train SFT adapter", runner.duration(runner.cap_seconds(engine))),
+                            elem_id="sft-status")
     loss_plot = Plot(filename="sft-loss", initial=lambda: training_plots.loss_figure([], 50),
                      label="Loss (counted tokens only)")
     gr.Markdown("### Before / after on held-out prompts (greedy, same for all)")
@@ -207,11 +208,11 @@ def make_format(engine):
 
 
 def make_train(engine):
-    def do_train(src, file, mask, r, lr, steps, batch, max_len, seed_v, tmods, state, progress=gr.Progress()):
+    def do_train(src, file, mask, r, lr, steps, batch, max_len, seed_v, tmods, budget, state, progress=gr.Progress()):
         r = None if r is None else check_knob(sft.SftSettings, "r", r)  # checked before it is doubled
         s = make(sft.SftSettings, drop_none=True, mask=mask, r=r, alpha=None if r is None else 2 * r,
                  learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed_v,
-                 target_modules=tmods or [])
+                 target_modules=tmods or [], time_budget=budget)
         rows = sft.dataset(src, file)
         state = state if isinstance(state, lora.LoraSession) else lora.LoraSession()
         if state.training:
@@ -219,7 +220,7 @@ def make_train(engine):
         yield ("⏳ Starting: loading the base model and encoding the data...",
                training_plots.loss_figure([], s.max_steps), state)
         for u in sft.train(engine, state, rows, s, progress=progress_callback(progress)):
-            yield _status(u, len(rows)), training_plots.loss_figure(u.losses, s.max_steps), state
+            yield _status(u, len(rows)), training_plots.loss_figure(u.losses, u.max_steps), state
     return do_train
 
 
@@ -285,7 +286,8 @@ def _wire(engine, session, bvi, fmt, tune):
     c = tune["knobs"]
     tune["train_btn"].click(user_errors(make_train(engine)),
                             inputs=[tune["src"], tune["upload"], c["mask"], c["r"], c["learning_rate"], c["max_steps"],
-                                    c["batch_size"], c["max_length"], tune["seed"], tune["targets"], session],
+                                    c["batch_size"], c["max_length"], tune["seed"], tune["targets"], c["time_budget"],
+                                    session],
                             outputs=[tune["status_md"], tune["loss_plot"], session], api_name="posttraining_sft_train",
                             show_progress="minimal", **TRAIN)
     tune["stop_btn"].click(user_errors(do_stop), inputs=session, outputs=tune["status_md"],
@@ -307,7 +309,7 @@ def build(engine) -> Share:
         with gr.Tab("SFT: training format and loss mask", id="format"):
             fmt = _format_panel()
         with gr.Tab("SFT: train and compare", id="sft"):
-            tune = _sft_panel()
+            tune = _sft_panel(engine)
         with gr.Tab("Preference tuning (reward model, DPO)", id="preference"):
             preference_share = build_preference(engine)
     _wire(engine, session, bvi, fmt, tune)

@@ -70,6 +70,33 @@ def test_textual_inversion_changes_only_the_new_row(tiny):
     assert all(torch.equal(tiny.text_encoder.state_dict()[k], v) for k, v in before_te.items())
 
 
+def test_a_teaching_run_is_fitted_to_the_students_budget_after_its_first_steps(tiny, monkeypatch):
+    from engine.training import runner as R
+
+    clock = {"t": 0.0}
+    real = T.noisy_batch
+
+    def timed(*args):  # each step takes 4 s of the fake clock
+        clock["t"] += 4.0
+        return real(*args)
+
+    monkeypatch.setattr(R, "now", lambda: clock["t"])
+    monkeypatch.setattr(T, "noisy_batch", timed)
+    s = T.TeachSettings(method="lora", steps=150, prior_preservation=False, batch_size=2, time_budget=1)
+    unet, te, tok, params = T.session_models(tiny, s, "zorb")
+    images = T.prepare_images(T.load_symbol_set("star")[:3])
+    seen = list(T.train_steps(unet, te, tok, tiny.scheduler, params, images, "zorb", s, max_seconds=300))
+    # a 1-min budget under a 5-min cap; after 2 steps (8 s): floor((57 - 8) / 4) = 12 more, 14 of 150... fewer
+    # than half of 150: refused after the timed steps
+    assert [u.step for u in seen] == [1, 2] and seen[-1].refused and seen[-1].max_steps == 14
+    clock["t"] = 0.0
+    s = T.TeachSettings(method="lora", steps=20, prior_preservation=False, batch_size=2, time_budget=1)
+    seen = list(T.train_steps(unet, te, tok, tiny.scheduler, params, images, "zorb", s, max_seconds=300))
+    assert [u.step for u in seen] == list(range(1, 15)) and seen[-1].done and not seen[-1].stopped
+    assert seen[-1].pace.note == "fitted to your 1 min time budget: 14 of 20 steps, measured 4.0 s/step"
+    assert DP.teach_status_markdown(seen[-1], T.TeachSession(word="zorb")).startswith("**Done**: step 14 / 14")
+
+
 def test_prior_preservation_loss_is_instance_plus_weighted_class(tiny):
     torch.manual_seed(1)
     x = torch.randn(6, 1, 16, 16)

@@ -434,19 +434,83 @@ def test_a_second_training_returns_at_once_without_holding_a_thread(engine):
     assert session.model is None and not session.training
 
 
-def test_the_time_cap_stops_a_run_cleanly_and_keeps_what_it_trained(base, tokenizer, examples, monkeypatch):
-    clock = iter(range(0, 10_000, 10))  # every reading of the clock is 10 s later
-    monkeypatch.setattr(R, "now", lambda: float(next(clock)))
+@pytest.fixture
+def paced(monkeypatch):
+    """The training clock moves only inside a training step, by the seconds per example each step
+    is given (the last value repeats) times the examples in its batch: a run's pace is exact,
+    whatever the machine's load, and scales with the batch as a CPU step roughly does."""
+    clock = {"t": 0.0, "steps": []}
+    real_loss = L.counted_token_loss
+
+    def loss(model, batch):
+        per_example = clock["steps"].pop(0) if len(clock["steps"]) > 1 else clock["steps"][0]
+        clock["t"] += per_example * batch["input_ids"].shape[0]
+        return real_loss(model, batch)
+
+    monkeypatch.setattr(R, "now", lambda: clock["t"])
+    monkeypatch.setattr(L, "counted_token_loss", loss)
+    return clock
+
+
+def test_a_run_is_fitted_to_the_cap_with_a_smaller_batch_and_finishes(base, tokenizer, examples, paced):
+    paced["steps"] = [2.5]  # 10 s a step at batch 4
+    s = fast(max_steps=12)
+    seen = list(L.train_steps(L.session_model(base, s), examples, s, L.pad_id_of(tokenizer), max_seconds=100))
+    # after 2 steps (20 s) 9 of 12 fit; at batch 3 (7.5 s a step) floor((95 - 20) / 7.5) = 10 more: all 12
+    assert [u.step for u in seen] == list(range(1, 13)) and [u.pace.batch for u in seen] == [4, 3] + [3] * 10
+    last = seen[-1]
+    assert last.done and not last.stopped and not last.capped and len(last.losses) == 12
+    assert last.pace.note == "fitted to the 1 min 40 s cap: all 12 steps at batch 3 (of 4), measured 7.5 s/step"
+    assert last.seconds == 20 + 10 * 7.5 and all(u.pace.left <= 100 - u.seconds for u in seen)
+
+
+def test_a_run_that_cannot_make_half_its_steps_is_refused_and_keeps_nothing(engine, base, tokenizer, paced):
+    from types import SimpleNamespace
+
+    from engine.core.models import TextModel
+
+    class Fake:  # the engine surface lora.train uses, serving the tiny model with a 100 s cap
+        registry, device = engine.registry, engine.device
+        config = SimpleNamespace(train_minutes=100 / 60)
+
+        def load(self, key, progress=None):
+            return TextModel(base, tokenizer, engine.registry.resolve(L.BASE_KEY), torch.device("cpu"), torch.float32)
+
+    def encode(tok, texts, max_length):  # the tiny model's vocabulary
+        return [[t % VOCAB for t in x] for x in L.encode_examples(tok, texts, max_length)]
+
+    paced["steps"] = [10.0]  # 40 s a step at batch 4: after 2 steps (80 s) one more fits, even at batch 1
+    session = L.LoraSession()
+    updates = list(L.train(Fake(), session, L.load_quotes()[:16], fast(max_steps=12, max_length=24), encode=encode))
+    assert [u.step for u in updates] == [1, 2] and updates[-1].refused and updates[-1].done
+    assert updates[-1].message.startswith("not run: at the measured 40.0 s/step at batch 4 only 3 of 12 steps fit "
+                                          "in the 1 min 40 s cap even at batch 1, and a run needs at least 6.")
+    assert session.model is None and session.steps_done == 0 and not session.training and not R.GATE.busy
+    paced["steps"] = [0.25]  # a time budget of the student's own, under the cap: 0.5 min; 1 s a step at batch 4
+    updates = []
+    for u in L.train(Fake(), session, L.load_quotes()[:16], fast(max_steps=40, max_length=24, time_budget=0.5),
+                     encode=encode):
+        assert R.GATE.busy != u.done  # the last update comes after the gate is free, the others inside it
+        updates.append(u)
+    # after 5 steps (5 s: the first steps are timed for PROBE_SECONDS), 28 of 40 fit; at batch 2 (0.5 s a
+    # step) all 40 do
+    assert updates[-1].done and updates[-1].step == 40 and updates[-1].seconds == 5 + 35 * 0.5
+    assert updates[-1].pace.note == ("fitted to your 30 s time budget: all 40 steps at batch 2 (of 4), "
+                                     "measured 0.5 s/step")
+    assert session.model is not None and session.steps_done == 40
+
+
+def test_the_time_cap_stops_a_slowing_run_and_keeps_what_it_trained(base, tokenizer, examples, paced):
+    paced["steps"] = [0.25] * 6 + [15.0]  # 1 s a step at batch 4 (fitted after step 5: batch 3); busy at step 7
     s = fast(max_steps=50)
     model = L.session_model(base, s)
     seen = list(L.train_steps(model, examples, s, L.pad_id_of(tokenizer), max_seconds=45))
     last = seen[-1]
-    assert last.capped and last.stopped and last.done and not last.busy
-    assert 1 <= last.step < s.max_steps and len(last.losses) == last.step  # ended between steps
-    assert "time cap of 45 s" in last.message
-    assert all(not u.capped for u in seen[:-1]) and [u.step for u in seen[:-1]] == list(range(1, last.step + 1))
+    assert last.capped and last.stopped and last.done and not last.busy and not last.refused
+    assert last.step == 7 and len(last.losses) == 7 and "time cap of 45 s" in last.message and last.seconds > 45
+    assert all(not u.capped and not u.done for u in seen[:-1]) and [u.step for u in seen] == list(range(1, 8))
     assert any(p.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)  # kept
     assert not model.training
-    # without a cap the same clock runs every step
-    clock = iter(range(0, 10_000, 10))
+    # without a cap the same pace runs every step
+    paced["steps"] = [15.0]
     assert list(L.train_steps(L.session_model(base, s), examples, fast(max_steps=6), L.pad_id_of(tokenizer)))[-1].step == 6

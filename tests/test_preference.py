@@ -276,3 +276,80 @@ def test_user_data_is_bounded_and_checked(tmp_path):
     back = P.pairs_from_rows(P.pairs_to_rows(first) + [["", "", "", ""]])  # an empty last row is skipped
     assert [(p.prompt, p.chosen, p.rejected, p.held_out) for p in back] == \
         [(p.prompt, p.chosen, p.rejected, p.held_out) for p in first]
+
+
+# ---- the runner's gate and fit, through the trainers (a tiny model served by a fake engine) -------
+class TinyEngine:
+    """The engine surface the preference runs use, serving the tiny Llama as the instruct model,
+    with a cap of `cap` seconds."""
+
+    def __init__(self, engine, tiny, cap: float = 600.0):
+        from types import SimpleNamespace
+
+        from engine.core.models import TextModel
+
+        self.registry, self.device = engine.registry, engine.device
+        self.config = SimpleNamespace(train_minutes=cap / 60)
+        self.bundle = TextModel(tiny[0], tiny[1], engine.registry.resolve(L.BASE_KEY), torch.device("cpu"),
+                                torch.float32)
+
+    def load(self, key, progress=None):
+        assert key == L.BASE_KEY
+        return self.bundle
+
+
+def test_the_held_out_scoring_runs_after_the_gate_is_free(engine, tiny, monkeypatch):
+    """A second session enters the one-training gate while the first one's DPO run scores its
+    held-out pairs (the class trial: a call ended 100 s after a 15 s cap, holding the gate)."""
+    from engine.training import runner as R
+
+    seen, threads = [], []
+    real = P.held_out_stats
+
+    def scoring(policy, tokenizer, pairs, adapter=True):
+        with R.start(60.0) as second:  # raises TrainingBusy while the first run holds the gate
+            seen.append(second.gate is R.GATE)
+        threads.append(torch.get_num_threads())
+        return real(policy, tokenizer, pairs[:2], adapter)
+
+    monkeypatch.setattr(P, "held_out_stats", scoring)
+    monkeypatch.setattr(R, "fit_threads", lambda default: 2)  # as the load would have it
+    session = P.PreferenceSession()
+    updates = list(P.train_dpo(TinyEngine(engine, tiny), session, P.load_pairs()[:40],
+                               make(P.DPOSettings, max_steps=2, batch_size=2, max_length=32)))
+    assert seen == [True, True] and updates[-1].done and session.after["pairs"] == 2
+    assert threads == [2, 2] and torch.get_num_threads() == 1  # scored with the threads fitted, then put back
+    assert not session.training and not R.GATE.busy
+
+
+def test_a_dpo_run_too_slow_for_the_cap_is_refused_after_two_steps(engine, tiny, monkeypatch):
+    from trl import DPOTrainer
+
+    from engine.training import runner as R
+
+    clock = {"t": 0.0}
+    real_step = DPOTrainer.training_step
+
+    def slow_step(self, *args, **kwargs):  # each optimizer step takes 30 s of the fake clock
+        clock["t"] += 30.0
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(R, "now", lambda: clock["t"])
+    monkeypatch.setattr(DPOTrainer, "training_step", slow_step)
+    monkeypatch.setattr(P, "held_out_stats", lambda *a, **k: pytest.fail("a refused run is not scored"))
+    session = P.PreferenceSession()
+    updates = list(P.train_dpo(TinyEngine(engine, tiny, cap=100.0), session, P.load_pairs()[:40],
+                               make(P.DPOSettings, max_steps=12, batch_size=2, max_length=32)))
+    last = updates[-1]  # after 2 steps (60 s): floor((95 - 60) / 30) = 1 more fits, 3 of 12
+    assert last.refused and last.done and last.step == 2 and last.max_steps == 3 and len(updates) == 2
+    assert last.message.startswith("not run: at the measured 30.0 s/step only 3 of 12 steps fit")
+    assert session.policy is None and session.dpo_steps == 0 and session.after is None
+    assert not session.training and not R.GATE.busy
+    clock["t"] = 0.0  # the same run fitted: 7 of 12 steps fit in a 5-min budget
+    monkeypatch.setattr(P, "held_out_stats", lambda *a, **k: {"pairs": 0})
+    updates = list(P.train_dpo(TinyEngine(engine, tiny, cap=100.0 * 60), session, P.load_pairs()[:40],
+                               make(P.DPOSettings, max_steps=12, batch_size=2, max_length=32, time_budget=4)))
+    assert [u.step for u in updates] == list(range(1, 8))
+    last = updates[-1]
+    assert last.done and not last.stopped and last.step == last.max_steps == 7 and session.dpo_steps == 7
+    assert last.pace.note == "fitted to your 4 min time budget: 7 of 12 steps, measured 30.0 s/step"

@@ -103,8 +103,12 @@ def teach_status_markdown(u, session) -> str:
     """One line on a teaching run from its update (training.lora.TrainUpdate) and session (teach.TeachSession)."""
     if u.busy:
         return u.message
+    if u.refused:
+        return f"**Not run**: {u.message.removeprefix('not run: ')}"
     head = "Done" if u.done and not u.stopped else "Stopped" if u.stopped else "Training"
     loss = f"loss {u.loss:.4f}" if not math.isnan(u.loss) else "no step yet"
     kept = f" ({u.message}; the {u.step} steps trained are kept)" if u.stopped else ""
-    return (f"**{head}**: step {u.step} / {u.max_steps} · {loss} · {u.seconds:.1f} s{kept}. "
+    timing = u.pace.line(u.step, u.done) if u.pace is not None else ""
+    timing = f" · {timing}" if timing else ""
+    return (f"**{head}**: step {u.step} / {u.max_steps} · {loss} · {u.seconds:.1f} s{timing}{kept}. "
             f"Prompt with **a {md_text(session.word)}**.")

@@ -66,6 +66,7 @@ class TeachSettings:
     prior_weight: float = knob(1.0, 0.0, 5.0, "Weight of the class term in the loss", step=0.1)
     train_text_encoder: bool = knob(False, help="DreamBooth only: also fine-tune the text encoder")
     lora_rank: int = knob(4, 1, 32, "LoRA rank r (alpha = r)", step=1)
+    time_budget: float = runner.budget_knob()
 
     def __post_init__(self):
         check_text("class prompt", self.class_prompt, max_chars=200)  # text, which validate() does not check
@@ -224,11 +225,14 @@ def make_class_images(bundle: generation.DiffusionBundle, settings: TeachSetting
 def train_steps(unet, text_encoder, tokenizer, scheduler, params, instance: torch.Tensor, word: str,
                 settings: TeachSettings, class_images: torch.Tensor | None = None,
                 stop: threading.Event | None = None, max_seconds: float | None = None,
-                restore: tuple[torch.Tensor, int] | None = None) -> Iterator[runner.TrainUpdate]:
+                restore: tuple[torch.Tensor, int] | None = None,
+                deadline: runner.Deadline | None = None) -> Iterator[runner.TrainUpdate]:
     """AdamW on `params`, one update per step, yielding after each. The instance rows use
     "a <word>", the class rows their class prompts. `restore` = (original embedding matrix,
     new token id): every other row is put back after each step (textual inversion). Stop or
-    the time cap end the loop between steps and keep what was learned."""
+    the time budget end the loop between steps and keep what was learned. `deadline` (default:
+    `max_seconds` as the cap) fits the run to its budget after the first steps are timed (see
+    training.runner); the learning rate is constant, so there is no schedule to refit."""
     gen = torch.Generator().manual_seed(settings.seed)
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
     prior = class_images is not None and settings.prior_preservation and settings.method != "textual_inversion"
@@ -247,12 +251,12 @@ def train_steps(unet, text_encoder, tokenizer, scheduler, params, instance: torc
             if prior:
                 cache["cls"] = text_encoder(cls_ids_all)[0]
     losses: list[float] = []
-    deadline = runner.Deadline(max_seconds)
+    deadline = deadline or runner.Deadline(max_seconds, settings.steps, minutes=settings.time_budget)
     unet.train()
     text_encoder.train()
     try:
         for step in range(1, settings.steps + 1):
-            ended = deadline.stop_update(step, settings.steps, losses, stop)
+            ended = deadline.stop_update(step, losses, stop)
             if ended is not None:
                 yield ended
                 return
@@ -276,7 +280,10 @@ def train_steps(unet, text_encoder, tokenizer, scheduler, params, instance: torc
                     weight = text_encoder.get_input_embeddings().weight
                     weight[:new_id] = original[:new_id]
             losses.append(float(loss.detach()))
-            yield deadline.step_update(step, settings.steps, losses)
+            update = deadline.step_update(step, losses)
+            yield update
+            if update.done:
+                return
     finally:
         unet.eval()
         text_encoder.eval()
@@ -295,6 +302,7 @@ def train(engine, session: TeachSession, images: list, word: str, settings: Teac
     except runner.TrainingBusy as busy:
         yield runner.TrainUpdate(0, settings.steps, math.nan, [], 0.0, str(busy), done=True, busy=True)
         return
+    final = None
     with run:
         try:
             session.training = True
@@ -313,13 +321,21 @@ def train(engine, session: TeachSession, images: list, word: str, settings: Teac
             session.word, session.settings, session.instance, session.class_images = word, settings, instance, cls
             session.losses, session.steps_done = [], 0
             scheduler = generation.make_scheduler(pipe, "DDIM")
+            deadline = run.deadline(settings.steps, settings.time_budget)
             for update in train_steps(unet, te, tok, scheduler, params, instance, word, settings, cls,
-                                      session.stop, max_seconds=run.cap_seconds, restore=restore):
+                                      session.stop, restore=restore, deadline=deadline):
                 session.losses, session.steps_done = list(update.losses), update.step
                 run.progress(update.step, update.max_steps)
+                if update.done:
+                    final = update
+                    break
                 yield update
+            if final is not None and final.refused:  # the timed steps are not a run: nothing is kept
+                session.unet, session.losses, session.steps_done = None, [], 0
         finally:
             session.training = False
+    if final is not None:
+        yield final  # the gate is free
 
 
 # --- using what was taught ---------------------------------------------------------------------

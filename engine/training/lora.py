@@ -56,6 +56,7 @@ class LoraSettings:
     max_length: int = knob(64, 8, 256, "Tokens kept per example (longer ones are cut, losing their EOS)",
                            step=1, label="max length")
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling, dropout and LoRA initialisation", step=1)
+    time_budget: float = runner.budget_knob()
 
     def __post_init__(self):
         if self.target_modules is not None and not isinstance(self.target_modules, list):
@@ -306,11 +307,16 @@ def counted_token_loss(model, batch: dict) -> torch.Tensor:
 
 def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
                 stop: threading.Event | None = None, max_seconds: float | None = None,
-                collate_fn: Callable[[list, int], dict] | None = None) -> Iterator[TrainUpdate]:
+                collate_fn: Callable[[list, int], dict] | None = None,
+                deadline: runner.Deadline | None = None) -> Iterator[TrainUpdate]:
     """Plain AdamW on the LoRA matrices, one update per batch, yielding after each step. A set
-    `stop`, or `max_seconds` of wall time used up, ends the loop between steps; the adapter keeps
-    what it learned so far. `collate_fn(examples, pad_id)` builds a batch (default: `collate`, for
-    token-id lists; supervised fine-tuning passes one that carries its own loss mask)."""
+    `stop`, or the time budget used up, ends the loop between steps; the adapter keeps what it
+    learned so far. `deadline` (default: `max_seconds` as the cap) times the first steps and fits
+    the run to its budget: a smaller batch when that lets every step fit (the first examples of each
+    shuffled batch), and the loop ends at the fitted step count, or is refused after the timed
+    steps when too few fit. There is no learning-rate schedule to refit (a constant rate).
+    `collate_fn(examples, pad_id)` builds a batch (default: `collate`, for token-id lists;
+    supervised fine-tuning passes one that carries its own loss mask)."""
     collate_fn = collate_fn or collate
     validate(settings)
     torch.manual_seed(settings.seed)
@@ -319,22 +325,26 @@ def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
     order = batches(len(examples), settings.batch_size, settings.seed)
     losses: list[float] = []
     device = next(iter(params)).device
-    deadline = runner.Deadline(max_seconds)
+    deadline = deadline or runner.Deadline(max_seconds, settings.max_steps, minutes=settings.time_budget,
+                                           batch=settings.batch_size)
     peft_model.train()
     try:
         for step in range(1, settings.max_steps + 1):
-            ended = deadline.stop_update(step, settings.max_steps, losses, stop)
+            ended = deadline.stop_update(step, losses, stop)
             if ended is not None:
                 yield ended
                 return
-            batch = collate_fn([examples[i] for i in next(order)], pad_id)
+            batch = collate_fn([examples[i] for i in next(order)[:deadline.batch or settings.batch_size]], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = counted_token_loss(peft_model, batch)  # mean cross-entropy over the counted next tokens
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-            yield deadline.step_update(step, settings.max_steps, losses)
+            update = deadline.step_update(step, losses)
+            yield update
+            if update.done:
+                return
     finally:
         peft_model.eval()
 
@@ -387,6 +397,7 @@ def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
     except runner.TrainingBusy as busy:
         yield TrainUpdate(0, settings.max_steps, math.nan, [], 0.0, str(busy), done=True, busy=True)
         return
+    final = None
     with run:
         try:
             session.training = True
@@ -397,15 +408,23 @@ def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
             session.tokenizer, session.settings = bundle.tokenizer, settings
             session.losses, session.steps_done, session.examples, session.source = [], 0, len(examples), "trained"
             run.fit_threads()
+            deadline = run.deadline(settings.max_steps, settings.time_budget, batch=settings.batch_size)
             for update in train_steps(session.model, examples, settings, pad_id_of(bundle.tokenizer), session.stop,
-                                      max_seconds=run.cap_seconds, collate_fn=collate_fn):
+                                      collate_fn=collate_fn, deadline=deadline):
                 session.losses, session.steps_done = list(update.losses), update.step
                 run.progress(update.step, update.max_steps)
+                if update.done:
+                    final = update
+                    break
                 if update.step % 5 == 1:  # the load changes while a run goes on
                     run.fit_threads()
                 yield update
+            if final is not None and final.refused:  # the timed steps are not a run: nothing is kept
+                session.model, session.losses, session.steps_done = None, [], 0
         finally:
             session.training = False
+    if final is not None:
+        yield final  # the gate is free: whatever the caller does next does not hold it
 
 
 # ---- base vs adapted -------------------------------------------------------------------------

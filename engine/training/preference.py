@@ -64,6 +64,7 @@ class DPOSettings:
     max_length: int = knob(96, 16, 256, "Tokens kept per prompt + response, chat template included", step=1,
                            label="max length")
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling and LoRA initialisation", step=1)
+    time_budget: float = runner.budget_knob()
 
 
 @dataclass
@@ -78,6 +79,7 @@ class RewardSettings:
     max_length: int = knob(96, 16, 256, "Longest prompt + response, chat template included (longer pairs are "
                            "left out of training)", step=1, label="max length")
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling, LoRA and head initialisation", step=1)
+    time_budget: float = runner.budget_knob()
 
 
 def _lora_of(s) -> lora.LoraSettings:
@@ -210,7 +212,7 @@ def _dataset(pairs: list[Pair]):
 @dataclass
 class RunUpdate:
     step: int
-    max_steps: int
+    max_steps: int  # the steps the run will make (fitted to the time budget after the first steps)
     history: dict  # metric name -> list of values, one per step
     seconds: float
     message: str = ""
@@ -218,6 +220,8 @@ class RunUpdate:
     stopped: bool = False
     capped: bool = False
     busy: bool = False
+    refused: bool = False  # ended after the timed first steps: too few steps fit (nothing is kept)
+    pace: runner.Pace | None = None
 
     def last(self, name: str) -> float:
         values = self.history.get(name) or []
@@ -403,10 +407,65 @@ def _worker(trainer, events: queue.Queue) -> threading.Thread:
     return worker
 
 
+def _steps(run, trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, metrics: dict,
+           progress: Progress | None) -> Iterator[tuple[RunUpdate, Any]]:
+    """Inside the gate: build the trainer, train it in a worker thread and yield (update, trainer)
+    after each step but the last; return the last one (ended by the fitted step count, Stop, the
+    cap, or a refusal after the timed first steps)."""
+    train_pairs, _ = split(pairs)
+    out_dir = str(new_work_dir("pref"))
+    events: queue.Queue = queue.Queue()
+    worker = None
+    try:
+        bundle = engine.load(lora.BASE_KEY, progress=progress)
+        check_pairs(bundle.tokenizer, pairs, s)  # numbered as the user gave them
+        check_fits(bundle.tokenizer, train_pairs, s)
+        session.tokenizer = bundle.tokenizer
+        run.fit_threads()
+        deadline = run.deadline(s.max_steps, s.time_budget)
+        trainer = trainer_fn(bundle.model, bundle.tokenizer, train_pairs, s, out_dir,
+                             [runner.trainer_callback(events, session.stop, deadline)])
+        trainer.model.peft_config["default"].base_model_name_or_path = engine.registry.get(lora.BASE_KEY).hub_id
+        worker = _worker(trainer, events)
+        history: dict = {v: [] for v in metrics.values()}
+        step, ended, pace = 0, None, None
+        while True:
+            kind, at, payload = events.get()
+            if kind == "error":
+                raise payload
+            if kind == "pace":
+                pace = payload
+            elif kind == "log":
+                step = at
+                for key, name in metrics.items():
+                    history[name].append(float(payload.get(key, math.nan)))
+                run.progress(step, pace.steps if pace else s.max_steps)
+                if pace is None or step < pace.steps and not pace.refused:
+                    yield RunUpdate(step, pace.steps if pace else s.max_steps, history, deadline.elapsed(),
+                                    pace=pace), trainer
+            elif kind in ("stopped", "capped", "refused"):
+                ended = kind
+            elif kind == "end":
+                break
+        trainer.model.eval()
+        msg = (deadline.message if ended == "capped" else "stopped" if ended == "stopped" else
+               deadline.refusal() if ended == "refused" else "")
+        return RunUpdate(step, pace.steps if pace else s.max_steps, history, deadline.elapsed(), msg, done=True,
+                         stopped=ended in ("stopped", "capped"), capped=ended == "capped",
+                         refused=ended == "refused", pace=pace), trainer
+    finally:
+        session.stop.set()  # a closed generator (the browser went away) ends the worker too
+        if worker is not None:
+            worker.join()
+        remove_work_dir(out_dir)
+
+
 def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, metrics: dict,
          progress: Progress | None) -> Iterator[tuple[RunUpdate, Any]]:
-    """Build the trainer with `trainer_fn`, train it in a worker thread and yield (update, trainer)
-    after each step, under the runner's gate, time cap and thread count."""
+    """Train under the runner's gate, time cap and thread count, yielding (update, trainer) after
+    each step. The last update comes once the gate is free: the held-out scoring that the caller
+    runs on it does not hold the machine's one training slot. The session stays `training` until
+    the caller has taken that last update."""
     validate(s)
     train_pairs, _ = split(pairs)
     if len(train_pairs) < 2:
@@ -417,49 +476,13 @@ def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, m
     except runner.TrainingBusy as busy:
         yield RunUpdate(0, s.max_steps, {}, 0.0, str(busy), done=True, busy=True), None
         return
-    with run:
-        out_dir = str(new_work_dir("pref"))
-        events: queue.Queue = queue.Queue()
-        worker = None
-        try:
-            session.training = True
-            bundle = engine.load(lora.BASE_KEY, progress=progress)
-            check_pairs(bundle.tokenizer, pairs, s)  # numbered as the user gave them
-            check_fits(bundle.tokenizer, train_pairs, s)
-            session.tokenizer = bundle.tokenizer
-            run.fit_threads()
-            deadline = run.deadline()
-            trainer = trainer_fn(bundle.model, bundle.tokenizer, train_pairs, s, out_dir,
-                                 [runner.trainer_callback(events, session.stop, deadline)])
-            trainer.model.peft_config["default"].base_model_name_or_path = engine.registry.get(lora.BASE_KEY).hub_id
-            worker = _worker(trainer, events)
-            history: dict = {v: [] for v in metrics.values()}
-            step, ended = 0, None
-            while True:
-                kind, at, payload = events.get()
-                if kind == "error":
-                    raise payload
-                if kind == "log":
-                    step = at
-                    for key, name in metrics.items():
-                        history[name].append(float(payload.get(key, math.nan)))
-                    run.progress(step, s.max_steps)
-                    if step < s.max_steps:
-                        yield RunUpdate(step, s.max_steps, history, deadline.elapsed()), trainer
-                elif kind in ("stopped", "capped"):
-                    ended = kind
-                elif kind == "end":
-                    break
-            trainer.model.eval()
-            msg = deadline.message if ended == "capped" else "stopped" if ended else ""
-            yield RunUpdate(step, s.max_steps, history, deadline.elapsed(), msg, done=True,
-                            stopped=ended is not None, capped=ended == "capped"), trainer
-        finally:
-            session.stop.set()  # a closed generator (the browser went away) ends the worker too
-            if worker is not None:
-                worker.join()
-            remove_work_dir(out_dir)
-            session.training = False
+    session.training = True
+    try:
+        with run:
+            last = yield from _steps(run, trainer_fn, engine, session, pairs, s, metrics, progress)
+        yield last
+    finally:
+        session.training = False
 
 
 def train_dpo(engine, session: PreferenceSession, pairs: list[Pair], s: DPOSettings,
@@ -472,9 +495,13 @@ def train_dpo(engine, session: PreferenceSession, pairs: list[Pair], s: DPOSetti
     for u, trainer in _run(dpo_trainer, engine, session, pairs, s, DPO_METRICS, progress):
         if trainer is not None:
             session.policy, session.dpo, session.dpo_history, session.dpo_steps = trainer.model, s, u.history, u.step
-        if u.done and trainer is not None:
-            session.before = held_out_stats(session.policy, session.tokenizer, held, adapter=False)
-            session.after = held_out_stats(session.policy, session.tokenizer, held, adapter=True)
+            session.before = session.after = None
+        if u.refused:  # the timed steps are not a run: nothing is kept
+            session.policy, session.dpo_history, session.dpo_steps = None, {}, 0
+        elif u.done and trainer is not None:  # the gate is free by now; the threads fitted again
+            with runner.threads_for_load(engine.device.kind == "cpu"):
+                session.before = held_out_stats(session.policy, session.tokenizer, held, adapter=False)
+                session.after = held_out_stats(session.policy, session.tokenizer, held, adapter=True)
         yield u
 
 
@@ -487,8 +514,12 @@ def train_reward(engine, session: PreferenceSession, pairs: list[Pair], s: Rewar
     for u, trainer in _run(reward_trainer, engine, session, pairs, s, REWARD_METRICS, progress):
         if trainer is not None:
             session.reward, session.reward_history, session.reward_steps = trainer.model, u.history, u.step
-        if u.done and trainer is not None:
-            session.reward_eval = reward_accuracy(session.reward, session.tokenizer, held)
+            session.reward_eval = None
+        if u.refused:  # the timed steps are not a run: nothing is kept
+            session.reward, session.reward_history, session.reward_steps = None, {}, 0
+        elif u.done and trainer is not None:  # the gate is free by now; the threads fitted again
+            with runner.threads_for_load(engine.device.kind == "cpu"):
+                session.reward_eval = reward_accuracy(session.reward, session.tokenizer, held)
         yield u
 
 
