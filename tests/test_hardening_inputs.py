@@ -155,7 +155,7 @@ def test_an_sft_rank_that_is_not_a_finite_whole_number_is_refused_naming_it(engi
     value = BAD_NUMBERS.get(bad, 2.5)
     train = posttraining.make_train(engine)
     with pytest.raises(UserInputError) as info:
-        next(train("bundled", None, "response", value, 0.001, 5, 2, 64, 1, ["q_proj"], None))
+        next(train("bundled", None, "response", value, 0.001, 5, 2, 64, 1, ["q_proj"], None, None))
     r = knob_info(sft.SftSettings, "r")
     assert_names(str(info.value), "r", value, r.minimum, r.maximum)
 

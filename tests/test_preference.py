@@ -316,7 +316,7 @@ def test_the_held_out_scoring_runs_after_the_gate_is_free(engine, tiny, monkeypa
     monkeypatch.setattr(R, "fit_threads", lambda default: 2)  # as the load would have it
     session = P.PreferenceSession()
     updates = list(P.train_dpo(TinyEngine(engine, tiny), session, P.load_pairs()[:40],
-                               make(P.DPOSettings, max_steps=2, batch_size=2, max_length=32)))
+                               make(P.DPOSettings, max_steps=2, batch_size=2, max_length=64)))
     assert seen == [True, True] and updates[-1].done and session.after["pairs"] == 2
     assert threads == [2, 2] and torch.get_num_threads() == 1  # scored with the threads fitted, then put back
     assert not session.training and not R.GATE.busy
@@ -339,7 +339,7 @@ def test_a_dpo_run_too_slow_for_the_cap_is_refused_after_two_steps(engine, tiny,
     monkeypatch.setattr(P, "held_out_stats", lambda *a, **k: pytest.fail("a refused run is not scored"))
     session = P.PreferenceSession()
     updates = list(P.train_dpo(TinyEngine(engine, tiny, cap=100.0), session, P.load_pairs()[:40],
-                               make(P.DPOSettings, max_steps=12, batch_size=2, max_length=32)))
+                               make(P.DPOSettings, max_steps=12, batch_size=2, max_length=64)))
     last = updates[-1]  # after 2 steps (60 s): floor((95 - 60) / 30) = 1 more fits, 3 of 12
     assert last.refused and last.done and last.step == 2 and last.max_steps == 3 and len(updates) == 2
     assert last.message.startswith("not run: at the measured 30.0 s/step only 3 of 12 steps fit")
@@ -348,7 +348,7 @@ def test_a_dpo_run_too_slow_for_the_cap_is_refused_after_two_steps(engine, tiny,
     clock["t"] = 0.0  # the same run fitted: 7 of 12 steps fit in a 5-min budget
     monkeypatch.setattr(P, "held_out_stats", lambda *a, **k: {"pairs": 0})
     updates = list(P.train_dpo(TinyEngine(engine, tiny, cap=100.0 * 60), session, P.load_pairs()[:40],
-                               make(P.DPOSettings, max_steps=12, batch_size=2, max_length=32, time_budget=4)))
+                               make(P.DPOSettings, max_steps=12, batch_size=2, max_length=64, time_budget=4)))
     assert [u.step for u in updates] == list(range(1, 8))
     last = updates[-1]
     assert last.done and not last.stopped and last.step == last.max_steps == 7 and session.dpo_steps == 7
