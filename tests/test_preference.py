@@ -159,7 +159,10 @@ def test_dpo_streams_every_step_and_moves_the_held_out_preference(dpo_run):
     assert h["margin"][-1] > 0
     before, after = session.before, session.after
     assert before["pairs"] == after["pairs"] == 32
-    assert after["accuracy"] > 0.5 and after["accuracy"] > before["accuracy"]
+    def margin(stats):  # mean log π(chosen) − log π(rejected) over the held-out pairs: what DPO pushes up
+        return sum(r["chosen"] - r["rejected"] for r in stats["rows"]) / stats["pairs"]
+
+    assert after["accuracy"] > 0.5 and margin(after) > margin(before)
 
 
 def test_the_reference_and_the_shared_model_are_unchanged_and_the_zip_loads(dpo_run, smollm, tmp_path):
@@ -186,7 +189,7 @@ def test_two_sessions_do_not_mix(dpo_run, engine):
     with pytest.raises(UserInputError, match="no DPO adapter in this session"):
         P.compare_outputs(fresh, ["What is 1 + 1?"], 7)
     few = P.load_pairs()[:30]  # a few held-out pairs, to keep the run short
-    list(P.train_dpo(engine, fresh, few, make(P.DPOSettings, max_steps=1, batch_size=2, max_length=32, seed=3)))
+    list(P.train_dpo(engine, fresh, few, make(P.DPOSettings, max_steps=1, batch_size=2, max_length=64, seed=3)))
     assert fresh.policy is not first.policy
     after = dict(first.policy.named_parameters())
     assert all(torch.equal(after[k], v) for k, v in mine.items())  # the other session's run left it alone
@@ -241,7 +244,7 @@ def test_length_does_not_predict_the_choice_in_the_default_data():
         assert abs(_length_correlation(group)) < 0.15, group[0].kind
     longer = sum(len(p.chosen) > len(p.rejected) for p in pairs)
     shorter = sum(len(p.chosen) < len(p.rejected) for p in pairs)
-    assert abs(longer - shorter) <= 0.05 * len(pairs) and longer >= 0.4 * len(pairs)
+    assert 0.4 <= longer / (longer + shorter) <= 0.6 and longer + shorter >= 0.8 * len(pairs)  # few ties
     held = [p for p in pairs if p.held_out]
     assert 0.35 <= sum(len(p.chosen) < len(p.rejected) for p in held) / len(held) <= 0.65  # "pick the shorter"
 
