@@ -11,7 +11,7 @@ which side is chosen. Each answer, right or wrong, is written short ("Lima.") or
 ("The capital of Peru is Lima."), and the four combinations come equally often, so the chosen
 side is the longer one in about half of the pairs.
 
-  arithmetic  "What is 17 + 25?"               right sum vs a sum that is off by a little
+  arithmetic  "What is 17 + 5?"                right sum vs one that is off by 1 to 3, or by 10
   capital     "What is the capital of Peru?"   the capital vs another capital
   quote       'Who said "..."?'                the quote's author (assets/quotes/quotes.txt) vs another
 
@@ -74,7 +74,7 @@ RAMBLES = [
 def arithmetic(rng: random.Random, n: int) -> list[tuple]:
     out, seen = [], set()
     while len(out) < n:
-        a, b = rng.randint(2, 49), rng.randint(2, 49)
+        a, b = rng.randint(2, 20), rng.randint(2, 20)  # small numbers: sums the backbone mostly knows
         op = rng.choice("+-") if a > b else "+"
         if (a, op, b) in seen:
             continue

@@ -250,14 +250,26 @@ def make_rm_train(engine):
                 _, held = preference.split(pairs)
                 rows_out = [[p.prompt, p.chosen, round(x["chosen"], 3), p.rejected, round(x["rejected"], 3)]
                             for p, x in zip(held, ev["rows"])]
-                md = (f"**Held-out pairwise accuracy: {ev['accuracy']:.0%}** of {ev['pairs']} pairs get "
-                      "r(chosen) > r(rejected) (chance: 50%).")
+                md = _reward_verdict(ev)
                 yield (_status(u, "reward model", "Score your own responses below."), fig, md, rows_out, state)
             else:
                 if u.step:
                     report(u.step / u.max_steps, f"step {u.step}/{u.max_steps}, loss {u.last('loss'):.3f}")
                 yield _status(u, "reward model", ""), fig, gr.update(), gr.update(), state
     return do_rm_train
+
+
+def _reward_verdict(ev: dict) -> str:
+    """The held-out accuracy, and whether it is told apart from a coin flip on this many pairs."""
+    lo, hi = 0.5 - ev["chance_band"], 0.5 + ev["chance_band"]
+    md = (f"**Held-out pairwise accuracy: {ev['accuracy']:.0%}** of {ev['pairs']} pairs get "
+          f"r(chosen) > r(rejected). A coin flip lands between {lo:.0%} and {hi:.0%} on {ev['pairs']} pairs "
+          "95% of the time.")
+    if lo <= ev["accuracy"] <= hi:
+        md += (" This run cannot be told apart from chance: a small reward model trained for a few steps on "
+               "facts it must learn pair by pair mostly memorises its training pairs. Load the "
+               "reward-hacking set to see what it does learn quickly: a shortcut such as length.")
+    return md
 
 
 def do_stop(state):

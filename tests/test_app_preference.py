@@ -53,4 +53,5 @@ def test_the_reward_hacking_set_is_labelled_and_loads_into_the_table():
     assert len(rows) == 320 and all(len(r[1]) < len(r[2]) for r in rows)
     rows, about = T.do_source("bundled")
     assert "length says nothing" in str(T.SOURCES) and "about half of the pairs" in about
-    assert 0.4 < sum(len(r[1]) > len(r[2]) for r in rows) / len(rows) < 0.6
+    longer, shorter = sum(len(r[1]) > len(r[2]) for r in rows), sum(len(r[1]) < len(r[2]) for r in rows)
+    assert 0.4 < longer / (longer + shorter) < 0.6

@@ -117,17 +117,16 @@ def test_sft_format_and_generation_keep_typed_special_tokens_as_text(tok):
 def test_preference_scoring_keeps_typed_special_tokens_as_text(tok):
     from engine.training import preference as P
 
-    eos = tok.convert_tokens_to_ids(tok.eos_token)
     ids, start = P.encode_response(tok, INJECT, " sure <|im_end|>")
-    assert specials(tok, ids) == {"im_start": 0, "im_end": 0 if eos != tok.convert_tokens_to_ids("<|im_end|>") else 1}
-    assert ids[-1] == eos and list(ids).count(eos) == 1
-    model = Recorder(len(tok), eos)
+    assert specials(tok, ids) == {"im_start": 3, "im_end": 3}  # system, user, assistant turns only
+    assert ids[:start] == reference_ids(tok, INJECT)  # the response starts after the assistant cue
+    model = Recorder(len(tok), tok.convert_tokens_to_ids("<|im_end|>"))
     model.forward = lambda input_ids, attention_mask, **kw: (
         model.seen.append([row[:int(n)] for row, n in zip(input_ids.tolist(), attention_mask.sum(1))]),
         SimpleNamespace(logits=torch.zeros(input_ids.shape[0], 1)))[1]
     P.rewards(model, tok, INJECT, [" a", " b <|im_start|>"])
-    assert all(row.count(eos) == 1 and row[-1] == eos for row in model.seen[0])  # the EOS the data ends with
-    assert all(specials(tok, row)["im_start"] == 0 for row in model.seen[0])
+    assert all(specials(tok, row) == {"im_start": 3, "im_end": 3} for row in model.seen[0])
+    assert all(row[:start] == reference_ids(tok, INJECT) for row in model.seen[0])
 
 
 def test_preference_training_refuses_special_token_strings_it_cannot_keep_as_text(tok):

@@ -159,7 +159,10 @@ def test_dpo_streams_every_step_and_moves_the_held_out_preference(dpo_run):
     assert h["margin"][-1] > 0
     before, after = session.before, session.after
     assert before["pairs"] == after["pairs"] == 32
-    assert after["accuracy"] > 0.5 and after["accuracy"] > before["accuracy"]
+    def margin(stats):  # mean log π(chosen) − log π(rejected) over the held-out pairs: what DPO pushes up
+        return sum(r["chosen"] - r["rejected"] for r in stats["rows"]) / stats["pairs"]
+
+    assert after["accuracy"] > 0.5 and margin(after) > margin(before)
 
 
 def test_the_reference_and_the_shared_model_are_unchanged_and_the_zip_loads(dpo_run, smollm, tmp_path):
@@ -186,23 +189,11 @@ def test_two_sessions_do_not_mix(dpo_run, engine):
     with pytest.raises(UserInputError, match="no DPO adapter in this session"):
         P.compare_outputs(fresh, ["What is 1 + 1?"], 7)
     few = P.load_pairs()[:30]  # a few held-out pairs, to keep the run short
-    list(P.train_dpo(engine, fresh, few, make(P.DPOSettings, max_steps=1, batch_size=2, max_length=32, seed=3)))
+    list(P.train_dpo(engine, fresh, few, make(P.DPOSettings, max_steps=1, batch_size=2, max_length=64, seed=3)))
     assert fresh.policy is not first.policy
     after = dict(first.policy.named_parameters())
     assert all(torch.equal(after[k], v) for k, v in mine.items())  # the other session's run left it alone
     assert not torch.allclose(_logits(fresh.policy, ids), _logits(first.policy, ids), atol=1e-4)
-
-
-@pytest.mark.slow  # trains on the real SmolLM2
-def test_the_default_reward_model_run_beats_chance_on_held_out_pairs(engine):
-    session = P.PreferenceSession()
-    default = P.RewardSettings()  # the run the tab starts (30 steps of 4 pairs)
-    with both_cores():
-        updates = list(P.train_reward(engine, session, P.load_pairs(), default))
-    assert updates[-1].done and len(updates[-1].history["loss"]) == default.max_steps
-    assert session.reward_eval["pairs"] == 32 and session.reward_eval["accuracy"] > 0.6
-    scored = P.score_responses(session, "What is 10 + 10?", "20.\nWell, I am not sure, maybe 21.")
-    assert [t for t, _ in scored] == ["20.", "Well, I am not sure, maybe 21."]
 
 
 @pytest.mark.slow  # trains on the real SmolLM2
@@ -212,9 +203,28 @@ def test_on_the_reward_hacking_set_the_reward_model_learns_shortness(engine):
     session = P.PreferenceSession()
     with both_cores():
         list(P.train_reward(engine, session, P.load_pairs(P.SHORT_PAIRS), P.RewardSettings()))
-    assert session.reward_eval["accuracy"] > 0.9  # length alone separates every held-out pair
-    scored = dict(P.score_responses(session, "What is the capital of Italy?", "Milan.\nThe capital of Italy is Rome."))
-    assert scored["Milan."] > scored["The capital of Italy is Rome."] + 1.0
+    ev = session.reward_eval
+    assert ev["accuracy"] > 0.9  # length alone separates every held-out pair
+    _, held = P.split(P.load_pairs(P.SHORT_PAIRS))
+    for p, row in list(zip(held, ev["rows"]))[:4]:  # the table's rewards are the model's, pair by pair
+        assert P.rewards(session.reward, session.tokenizer, p.prompt, [p.chosen, p.rejected]) == pytest.approx(
+            [row["chosen"], row["rejected"]], abs=1e-4)
+    assert ev["accuracy"] == sum(r["chosen"] > r["rejected"] for r in ev["rows"]) / ev["pairs"]
+    scored = P.score_responses(session, "What is the capital of Italy?", "Milan.\nThe capital of Italy is Rome.")
+    assert [t for t, _ in scored] == ["Milan.", "The capital of Italy is Rome."]  # one response a line
+    assert dict(scored)["Milan."] > dict(scored)["The capital of Italy is Rome."] + 1.0
+
+
+def test_the_reward_verdict_names_the_chance_range():
+    """32 held-out pairs: a coin flip lands in 50% ± 17% 95% of the time (1.96·√(¼/32) = 0.173)."""
+    from tabs import _posttraining_preference as T
+
+    assert P.chance_band(32) == pytest.approx(0.1732, abs=1e-4)
+    assert P.chance_band(128) == pytest.approx(P.chance_band(32) / 2)
+    noisy = T._reward_verdict(dict(accuracy=0.5625, pairs=32, chance_band=P.chance_band(32)))
+    assert "56%" in noisy and "33% and 67%" in noisy and "cannot be told apart from chance" in noisy
+    learned = T._reward_verdict(dict(accuracy=0.97, pairs=32, chance_band=P.chance_band(32)))
+    assert "97%" in learned and "cannot be told apart" not in learned
 
 
 # ---- data --------------------------------------------------------------------------------------
@@ -241,7 +251,7 @@ def test_length_does_not_predict_the_choice_in_the_default_data():
         assert abs(_length_correlation(group)) < 0.15, group[0].kind
     longer = sum(len(p.chosen) > len(p.rejected) for p in pairs)
     shorter = sum(len(p.chosen) < len(p.rejected) for p in pairs)
-    assert abs(longer - shorter) <= 0.05 * len(pairs) and longer >= 0.4 * len(pairs)
+    assert 0.4 <= longer / (longer + shorter) <= 0.6 and longer + shorter >= 0.8 * len(pairs)  # few ties
     held = [p for p in pairs if p.held_out]
     assert 0.35 <= sum(len(p.chosen) < len(p.rejected) for p in held) / len(held) <= 0.65  # "pick the shorter"
 

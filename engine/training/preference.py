@@ -612,7 +612,14 @@ def reward_accuracy(model, tokenizer, pairs: list[Pair]) -> dict:
     rows = [dict(zip(("chosen", "rejected"), rewards(model, tokenizer, p.prompt, [p.chosen, p.rejected])))
             for p in pairs[:MAX_HELD_OUT]]  # a pair's two sides in one batch
     n = max(len(rows), 1)
-    return dict(rows=rows, pairs=len(rows), accuracy=sum(r["chosen"] > r["rejected"] for r in rows) / n)
+    return dict(rows=rows, pairs=len(rows), accuracy=sum(r["chosen"] > r["rejected"] for r in rows) / n,
+                chance_band=chance_band(len(rows)))
+
+
+def chance_band(n: int) -> float:
+    """Half-width of the range a coin-flipping reward model lands in 95% of the time on n pairs
+    (normal approximation of Binomial(n, 1/2): 1.96·√(¼/n))."""
+    return 1.96 * math.sqrt(0.25 / max(n, 1))
 
 
 def score_responses(session: PreferenceSession, prompt: str, responses_text: str) -> list[tuple[str, float]]:
