@@ -9,7 +9,9 @@ among equals, the session whose last event started longest ago goes first, then 
 So a session with a job running queues behind other sessions' first jobs, and sessions take
 turns. The list is reordered in place where Gradio reads it, so the position and the estimated
 wait Gradio shows each student follow the true order. Nothing is refused or dropped, and the
-slots are never left idle while anything waits.
+slots are never left idle while anything waits. One session may have at most
+MAX_WAITING_PER_SESSION events waiting: a further one is refused at once (HTTP 503, "queue_full",
+the message names the limit), so one client cannot fill the queue the class shares.
 
 This subclasses gradio.queueing.Queue (gradio 6.31): get_events() (which picks what starts next)
 and push() (which adds an event) are Gradio's own, called after the reorder."""
@@ -23,6 +25,7 @@ import gradio as gr
 from gradio import queueing
 
 MAX_REMEMBERED = 4096  # sessions whose last start is remembered (the oldest are forgotten first)
+MAX_WAITING_PER_SESSION = 8  # events one browser session may have waiting, over every group
 
 
 class FairQueue(queueing.Queue):
@@ -75,6 +78,10 @@ class FairQueue(queueing.Queue):
     async def push(self, body, request, username):
         """Gradio's push; then the new event's group is put in the fair order at once, and every
         waiting student of that group is sent the position that order gives."""
+        waiting = self._waiting_of(body.session_hash)
+        if waiting >= MAX_WAITING_PER_SESSION:
+            return (False, f"this session already has {waiting} requests waiting (the limit is "
+                           f"{MAX_WAITING_PER_SESSION}): wait for one to finish, then try again.", "queue_full")
         result = await super().push(body, request, username)
         event = self.event_ids_to_events.get(result[1]) if result[0] and isinstance(result[1], str) else None
         group = self.event_queue_per_concurrency_id.get(event.concurrency_id) if event is not None else None
@@ -83,6 +90,13 @@ class FairQueue(queueing.Queue):
                 self._reorder(group.queue, self._running())
             self.broadcast_estimations(event.concurrency_id)
         return result
+
+
+    def _waiting_of(self, session: str | None) -> int:
+        """Events of `session` waiting (not yet started) in any group; 0 for a call with no session."""
+        if session is None:
+            return 0
+        return sum(e.session_hash == session for g in self.event_queue_per_concurrency_id.values() for e in g.queue)
 
 
 def make_fair(demo: gr.Blocks) -> None:

@@ -120,3 +120,23 @@ def test_every_queued_model_call_shows_its_queue_position_and_wait(engine):
     hidden = [f.api_name for f in demo.fns.values()
               if f.concurrency_id in model_groups and f.queue and f.show_progress == "hidden"]
     assert hidden == []
+
+
+def test_one_session_cannot_fill_the_shared_queue(one_slot_app):
+    """A session may have MAX_WAITING_PER_SESSION events waiting; a further one is refused at once
+    with a message naming the limit, and another session is still let in."""
+    from tabs._queue import MAX_WAITING_PER_SESSION
+
+    demo, http, started = one_slot_app
+    submit(http, "flood", "f0")
+    wait_started(started, 1)  # f0 runs; the next ones wait
+    for k in range(MAX_WAITING_PER_SESSION):
+        submit(http, "flood", f"f{k + 1}")
+    refused = http.post("/call/work", json=dict(data=["f-extra"], session_hash="flood"))
+    assert refused.status_code == 503
+    assert f"the limit is {MAX_WAITING_PER_SESSION}" in refused.text
+    submit(http, "student", "s1")  # the class still gets in, and goes first
+    waiting = [e.data.data[0] for e in demo._queue.event_queue_per_concurrency_id["g"].queue]
+    assert waiting[0] == "s1" and len(waiting) == MAX_WAITING_PER_SESSION + 1
+    wait_started(started, MAX_WAITING_PER_SESSION + 2)
+    assert "f-extra" not in started and len(started) == MAX_WAITING_PER_SESSION + 2
