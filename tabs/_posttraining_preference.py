@@ -12,7 +12,7 @@ from engine.training import lora
 from engine.training import plots as training_plots
 from engine.training import preference, runner
 from tabs._ui import (HEAVY, Plot, Share, budget_control, controls_for, data_table, duration_text, examples,
-                      notice, progress_callback, scratch_dir, train_intro, user_errors)
+                      notice, progress_callback, scratch_dir, train_intro, user_errors, WholeNumber)
 
 # One training at a time (the engine's gate); a second is told at once that the machine is busy.
 TRAIN = dict(concurrency_id="lora_train", concurrency_limit=2)
@@ -196,7 +196,7 @@ def _answers_panel() -> dict:
     """Held-out prompts answered with the DPO adapter off and on, and its download."""
     gr.Markdown("#### Held-out prompts answered with the adapter off and on (same seed)")
     with gr.Row():
-        cmp_seed = gr.Number(value=7, precision=0, minimum=0, maximum=2**32 - 1, label="Seed")
+        cmp_seed = WholeNumber(value=7, minimum=0, maximum=2**32 - 1, label="Seed")
         cmp_new = gr.Slider(8, 80, value=32, step=1, label="max new tokens")
         cmp_temp = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
     cmp_btn = gr.Button("Answer the held-out prompts", variant="primary")

@@ -6,6 +6,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import re
 import shutil
 import tempfile
@@ -139,7 +140,8 @@ def control_for(cls, name: str, **overrides) -> gr.components.Component:
         step = info.step or (1 if isinstance(default, int) else (info.maximum - info.minimum) / 100)
         return slider(minimum=info.minimum, maximum=info.maximum, step=step, value=default, **common)
     if isinstance(default, (int, float)):
-        return gr.Number(value=default, precision=0 if isinstance(default, int) else None, **common)
+        return (WholeNumber(value=default, **common) if isinstance(default, int)
+                else gr.Number(value=default, **common))
     return gr.Textbox(value=str(default), **common)
 
 
@@ -168,8 +170,8 @@ def model_picker(engine, task: str, label: str = "Model", **kwargs) -> gr.Dropdo
 
 
 def seed_box(value: int = 42, **kwargs) -> gr.Number:
-    return gr.Number(value=value, precision=0, minimum=0, maximum=2**32 - 1, label="Seed",
-                     info="Same seed, same sample", **kwargs)
+    return WholeNumber(value=value, minimum=0, maximum=2**32 - 1, label="Seed", info="Same seed, same sample",
+                       **kwargs)
 
 
 class ModelSlider(gr.Slider):
@@ -187,6 +189,29 @@ class ModelSlider(gr.Slider):
 
     def preprocess(self, payload):
         return payload
+
+
+class WholeNumber(gr.Number):
+    """gr.Number(precision=0) (same front end) that refuses what is not a finite number by name:
+    Gradio's own rounding failed on NaN ('cannot convert float NaN to integer') and on a string
+    before any of our checks ran."""
+
+    def __init__(self, value=None, **kwargs):
+        super().__init__(value=value, precision=0, **kwargs)
+
+    def get_block_name(self) -> str:  # the front end picks its component by this name
+        return "number"
+
+    def get_block_class(self) -> str:
+        return "number"
+
+    def preprocess(self, payload):
+        if payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))
+                                    or not math.isfinite(payload)):
+            span = f" from {self.minimum:g} to {self.maximum:g}" if None not in (self.minimum, self.maximum) else ""
+            raise gr.Error(f"{self.label or 'number'} = {str(payload)[:40]!r} is not a number: "
+                           f"enter a whole number{span}.")
+        return super().preprocess(payload)
 
 
 def clamp_slider(value, top: int) -> int:

@@ -14,7 +14,7 @@ from engine.core.markdown import md_code, md_code_block
 from engine.core.settings import make
 from engine.serving import use_server
 from tabs._ui import (HEAVY, Plot, heavy_or_served, Share, controls_for, data_table, examples, model_picker, notice, on_gpu, progress_callback,
-                      user_errors)
+                      user_errors, WholeNumber)
 
 TITLE = "Evaluation"
 
@@ -236,7 +236,7 @@ def _compare_panel(engine) -> dict:
         shuffled = gr.Textbox(metrics.shuffle_words(EXAMPLE, 0), lines=5, label="Same words, shuffled")
         random_text = gr.Textbox(metrics.random_characters(EXAMPLE, 0), lines=5, label="Random characters")
     with gr.Row():
-        seed = gr.Number(0, precision=0, minimum=0, label="Shuffle seed", scale=0, min_width=140)
+        seed = WholeNumber(0, minimum=0, label="Shuffle seed", scale=0, min_width=140)
         make_btn = gr.Button("Rebuild shuffled + random from the natural text")
         model = model_picker(engine, "causal-lm", label="Language model")
         btn = gr.Button("Compare", variant="primary")
@@ -707,7 +707,7 @@ def _gltr_panel(engine) -> dict:
         text_b = gr.Textbox(lines=5, label="Text B", max_length=4000)
     with gr.Row():
         model = model_picker(engine, "causal-lm", label="Language model")
-        seed = gr.Number(0, precision=0, minimum=0, label="Example seed", scale=0, min_width=140)
+        seed = WholeNumber(0, minimum=0, label="Example seed", scale=0, min_width=140)
         example_btn = gr.Button("Example: the model's own text (A) vs a human quote (B)")
         btn = gr.Button("Colour by rank", variant="primary")
     with gr.Row():

@@ -5,6 +5,7 @@ silently cut to a whole number. Each is refused by the one check every knob goes
 from __future__ import annotations
 
 import math
+import re
 
 import gradio as gr
 import pytest
@@ -478,3 +479,17 @@ def test_the_app_serves_files_from_its_own_folder_bounded_by_the_operators_budge
     assert started[-1][0][2] == 2 * 2**30
     with pytest.raises(UserInputError, match="served-files-gb"):
         app.main(["--offline", "--device", "cpu", "--served-files-gb", "nan"])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), "NaN", float("inf"), True])
+def test_every_whole_number_box_refuses_what_is_not_a_number_by_name(demo, bad):
+    """Gradio's precision-0 Number rounded before any check of ours: NaN failed inside it with
+    'cannot convert float NaN to integer'. Every such box is now a WholeNumber that names itself."""
+    from tabs._ui import WholeNumber
+
+    boxes = [b for b in demo.blocks.values() if isinstance(b, gr.Number) and b.precision == 0]
+    assert len(boxes) >= 5 and all(isinstance(b, WholeNumber) for b in boxes)
+    for box in boxes:
+        with pytest.raises(gr.Error, match=re.escape(f"{box.label} = ") + ".*is not a number: enter a whole number"):
+            box.preprocess(bad)
+        assert box.preprocess(2.9) == 3 and box.get_block_name() == "number"
