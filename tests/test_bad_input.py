@@ -24,12 +24,17 @@ NAMES = {"path": "../../etc/passwd", "unknown": "no-such-thing"}
 # Endpoints whose valid defaults start long work (a training run, a 9-cell sweep): only their
 # numeric knobs are fuzzed, since a bad number must be refused before any work starts.
 NUMERIC_ONLY = {"/lora_train", "/diffusion_sweep"}
+# Endpoints that accept these texts and then run a whole comparison (20-30 s a call on CI): here
+# they get only the values they must refuse; every text listener gets a hostile text that it must
+# refuse at once in tests/test_user_text.py.
+ACCEPTED_AND_LONG = {"/posttraining_base_vs_instruct": {"path + controls"}, "/quantization_compare": {"path + controls"},
+                     "/stress_test": {"path + controls", "empty"}, "/compare_answers": {"path + controls", "empty"}}
 SKIP = {"/lora_stop", "/lora_download", "/engine_status"}  # take no input
 GENERIC = "Something went wrong"
 # Each run sends about 1 / FUZZ_SHARE of the (endpoint x bad value) grid, chosen by a rotation
 # of FUZZ_SEED (today's date unless set): FUZZ_SHARE runs with seeds in a row cover the whole
 # grid. FUZZ_SEED=<the printed seed> replays a run; FUZZ_SHARE=1 sends the whole grid.
-FUZZ_SHARE = int(os.environ.get("FUZZ_SHARE") or 3)
+FUZZ_SHARE = int(os.environ.get("FUZZ_SHARE") or 4)
 
 
 def fuzz_seed() -> int:
@@ -66,7 +71,7 @@ def bad_cases(name, info) -> list[tuple[int, str]]:
     for i, p in enumerate(info["parameters"]):
         if name in NUMERIC_ONLY and p["component"].lower() not in ("slider", "number"):
             continue
-        cases += [(i, label) for label in variants(p)]
+        cases += [(i, label) for label in variants(p) if label not in ACCEPTED_AND_LONG.get(name, ())]
     return cases
 
 
@@ -145,10 +150,10 @@ def test_every_endpoint_survives_bad_input(client, app_url):
     assert not problems, "\n".join([replay] + problems)
 
 
-def test_the_fuzz_sample_sends_a_third_each_run_and_the_whole_grid_in_three(engine):
+def test_the_fuzz_sample_sends_a_quarter_each_run_and_the_whole_grid_in_four(engine):
     """The rotation on the app's own API description (no server): each run every endpoint that
-    takes input gets bad values, each bad value reaches several endpoints, about a third of the
-    calls go out, and three seeds in a row send every (endpoint, parameter, bad value) once."""
+    takes input gets bad values, each bad value reaches several endpoints, about a quarter of the
+    calls go out, and four seeds in a row send every (endpoint, parameter, bad value) once."""
     from collections import Counter
 
     import app
@@ -156,12 +161,12 @@ def test_the_fuzz_sample_sends_a_third_each_run_and_the_whole_grid_in_three(engi
     api = app.build_demo(engine).get_api_info()["named_endpoints"]
     grid = [bad_cases(n, api[n]) for n in sorted(api) if n not in SKIP]
     total, labels = sum(map(len, grid)), {label for row in grid for _, label in row}
-    runs = [rotation(grid, seed, 3) for seed in (739_000, 739_001, 739_002)]
+    runs = [rotation(grid, seed, 4) for seed in (739_000, 739_001, 739_002, 739_003)]
     for picked in runs:
         assert all(sent for sent, row in zip(picked, grid) if row)
-        assert 0.28 * total < sum(map(len, picked)) < 0.4 * total
+        assert 0.2 * total < sum(map(len, picked)) < 0.32 * total
         reach = Counter(label for sent in picked for label in {c[1] for c in sent})
-        assert set(reach) == labels and min(reach.values()) >= 10, reach
+        assert set(reach) == labels and min(reach.values()) >= 8, reach
     for j, row in enumerate(grid):
         assert set(row) == {c for picked in runs for c in picked[j]}, row
 
