@@ -8,9 +8,11 @@ pool's own limits (engine/retrieval/search.py: sessions without documents, and s
 scripts rather than the app's page)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gradio as gr
 
-from engine.retrieval import chunking, corpus, plots, quality, rag, search
+from engine.retrieval import chunking, corpus, plots, quality, rag, rerank, search
 from engine.core.errors import UserInputError, check_choice
 from engine.core.markdown import md_text
 from engine.core.settings import knob_default, make
@@ -24,6 +26,9 @@ CHUNK_KNOBS = ["size", "overlap", "strategy"]
 SEARCH_KNOBS = ["top_k", "threshold", "rrf_k", "candidates"]
 ANSWER_KNOBS = ["budget", "max_new_tokens", "temperature"]
 HIT_HEADERS = ["#", "score", "chunk: document #n, text"]
+RERANK_HEADERS = ["#", "was #", "cross-encoder score", "first-stage score", "chunk: document #n, text"]
+SWEEP_HEADERS = ["size", "overlap", "chunks", "method", "hit rate@k", "MRR", "recall@k", "nDCG@k",
+                 "prompt tokens (top k)"]
 CHUNK_HEADERS = ["chunk", "start", "end", "tokens", "text"]
 EXAMPLE_QUERIES = (
     ("Keyword-only parameters", "How do I make function parameters keyword-only?"),
@@ -66,6 +71,7 @@ def build(engine) -> Share:
                     ui.update(_chunks_panel())
                 with gr.Tab("2 · Search"):
                     ui.update(_search_panel())
+                    ui.update(_rerank_panel(engine))
                 with gr.Tab("3 · Answer"):
                     ui.update(_answer_panel())
                 with gr.Tab("4 · Quality"):
@@ -73,6 +79,7 @@ def build(engine) -> Share:
 
     show_chunks, chunk_outputs = _wire_documents(engine, library, ui)
     _wire_search(engine, library, ui)
+    _wire_rerank(engine, library, ui)
     _wire_quality(engine, library, ui)
     with ui["example_box"]:
         examples([[q] for _, q in EXAMPLE_QUERIES], [ui["query"]], labels=[label for label, _ in EXAMPLE_QUERIES],
@@ -81,7 +88,8 @@ def build(engine) -> Share:
     # the knobs and shows the chunk view at once; Search then runs on the same settings.
     chunk_knobs, search_knobs = ui["chunk_knobs"], ui["search_knobs"]
     return Share(params={"query": ui["query"], "doc": ui["doc"], **{n: chunk_knobs[n] for n in CHUNK_KNOBS},
-                         **{n: search_knobs[n] for n in SEARCH_KNOBS}},
+                         **{n: search_knobs[n] for n in SEARCH_KNOBS}, "rerank_from": ui["rerank_from"],
+                         "pool": ui["pool"]},
                  run=show_chunks, run_inputs=[ui["source"], ui["doc"], *_chunk_inputs(ui), ui["session"]],
                  run_outputs=chunk_outputs)
 
@@ -152,6 +160,28 @@ def _search_panel() -> dict:
     return ui
 
 
+def _rerank_panel(engine) -> dict:
+    """A cross-encoder reorders a first stage's chunks: online only (no package ships one)."""
+    ui = {}
+    why = rerank.unavailable(engine)
+    with gr.Accordion("Rerank with a cross-encoder", open=True, elem_id="rag-rerank-box"):
+        gr.Markdown("A cross-encoder reads the question and one chunk **together** and gives the pair one "
+                    "score: a forward pass per chunk, so it only reorders a pool that a first stage found. "
+                    + (f"\n\n⚠ {md_text(why)}" if why else f"Model: `{engine.registry.get(rerank.RERANKER).hub_id}` "
+                       "from the Hugging Face Hub."), elem_id="rag-rerank-note")
+        with gr.Row():
+            ui["rerank_from"] = gr.Radio(list(search.METHODS), value="hybrid", label="first stage", scale=2,
+                                         elem_id="rag-rerank-from")
+            ui["pool"] = controls_for(rerank.RerankSettings, ["pool"], pool={"elem_id": "rag-pool", "scale": 2})["pool"]
+            ui["rerank_btn"] = gr.Button("Rerank (keeps the top-k)", variant="primary", interactive=not why, scale=1,
+                                         elem_id="rag-rerank")
+        ui["rerank_md"] = gr.Markdown(elem_id="rag-rerank-summary")
+        ui["rerank_table"] = data_table("rag-rerank", headers=RERANK_HEADERS, wrap=True, elem_id="rag-rerank-table",
+                                        column_widths=["6%", "8%", "12%", "12%", "62%"], max_height=420,
+                                        visible=not why)
+    return ui
+
+
 def _answer_panel() -> dict:
     ui = {}
     with gr.Row():
@@ -177,12 +207,15 @@ def _quality_panel() -> dict:
     gr.Markdown(f"{len(quality.questions())} questions about the bundled pages, each with the "
                 "passage that answers it. A chunk is relevant when it holds at least half of that "
                 "passage. **Hit rate@k**: share of questions with a relevant chunk in the top k. "
-                "**MRR**: mean of 1/rank of the first relevant chunk.")
+                "**MRR**: mean of 1/rank of the first relevant chunk. **Recall@k**: share of the relevant "
+                "chunks that are in the top k. **nDCG@k**: the relevant chunks' 1/log2(rank + 1), summed, "
+                "over that sum for the best possible order. **Prompt tokens**: what the top k chunks add to "
+                "the answer's prompt, in SmolLM2's tokenizer: bigger chunks find more, and cost more.")
     with gr.Row():
         ui["k"] = gr.Slider(1, 20, value=5, step=1, label="k", elem_id="rag-k")
         ui["quality_btn"] = gr.Button("Measure at the current chunk setting", variant="primary",
                                       elem_id="rag-quality")
-    ui["quality_plot"] = Plot(filename="rag-quality", label="Hit rate and MRR", show_label=False,
+    ui["quality_plot"] = Plot(filename="rag-quality", label="Hit rate, MRR, recall and nDCG", show_label=False,
                               elem_id="rag-quality-plot")
     with gr.Accordion("Rank of the first relevant chunk, per question", open=False):
         ui["quality_table"] = data_table("rag-quality", headers=["question", "document", "relevant chunks",
@@ -194,9 +227,7 @@ def _quality_panel() -> dict:
         ui["sweep_btn"] = gr.Button("Sweep chunk sizes", elem_id="rag-sweep")
     ui["sweep_plot"] = Plot(filename="rag-chunk-size-sweep", label="Sweep", show_label=False,
                             elem_id="rag-sweep-plot")
-    ui["sweep_table"] = data_table("rag-sweep", headers=["size", "overlap", "chunks", "dense hit", "dense MRR",
-                                                        "sparse hit", "sparse MRR", "hybrid hit", "hybrid MRR"],
-                                   elem_id="rag-sweep-table")
+    ui["sweep_table"] = data_table("rag-sweep", headers=SWEEP_HEADERS, elem_id="rag-sweep-table")
     return ui
 
 
@@ -364,8 +395,42 @@ def _wire_search(engine, library, ui: dict) -> None:
                            api_name="rag_answer", **HEAVY)
 
 
+def _rerank_text(result: dict, method: str, top_k: int) -> str:
+    moved = sum(h["rank"] != h["first_rank"] for h in result["hits"])
+    return (f"Reranked by **{md_text(result['model'])}** ({'Hub' if result['where'] == 'hub' else 'local copy'}): "
+            f"the top {result['pool']} {method} chunks read with the question in {result['seconds']:.1f} s; the best "
+            f"{min(top_k, result['pool'])} are kept, {moved} of them at a new place (column 'was #': the first stage's "
+            "place).")
+
+
+def _wire_rerank(engine, library, ui: dict) -> None:
+    """The first stage's pool reordered by the cross-encoder, or why it cannot run here."""
+    def run_rerank(source, query, size, overlap, strategy, top_k, threshold, rrf_k, candidates, method, pool, sess,
+                   progress=gr.Progress()):
+        check_choice("source", source, [v for _, v in SOURCES])
+        check_choice("first stage", method, search.METHODS)
+        s = make(search.SearchSettings, top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
+        r = make(rerank.RerankSettings, pool=pool)
+        query = search.check_query(query)  # before any model or index: a bad input costs nothing
+        why = rerank.unavailable(engine)
+        if why:
+            return why, [], sess
+        kb, sess = _kb(library, source, size, overlap, strategy, sess, progress)
+        found = search.search(engine, kb, query, replace(s, top_k=max(r.pool, s.top_k)), progress_callback(progress))
+        if not found[method]:
+            return f"The {method} search found no chunk for this question: nothing to rerank.", [], sess
+        result = rerank.rerank(engine, found["query"], found[method], s.top_k, progress_callback(progress))
+        return _rerank_text(result, method, s.top_k), plots.rerank_rows(result["hits"]), sess
+
+    inputs = [ui["source"], ui["query"], *_chunk_inputs(ui), *_search_inputs(ui), ui["rerank_from"], ui["pool"],
+              ui["session"]]
+    ui["rerank_btn"].click(user_errors(run_rerank), inputs=inputs,
+                           outputs=[ui["rerank_md"], ui["rerank_table"], ui["session"]], api_name="rag_rerank", **HEAVY)
+
+
 def _wire_quality(engine, library, ui: dict) -> None:
-    """Hit rate and MRR at the current chunk setting, and the chunk-size sweep."""
+    """Hit rate, MRR, recall and nDCG (and the prompt tokens) at the current chunk setting, and the
+    chunk-size sweep."""
     def measure(size, overlap, strategy, k, progress=gr.Progress()):
         settings = make(chunking.ChunkSettings, size=size, overlap=overlap, strategy=strategy)
         kb = library.bundled(settings, progress_callback(progress))
@@ -375,8 +440,8 @@ def _wire_quality(engine, library, ui: dict) -> None:
 
     def sweep(sizes, strategy, k, progress=gr.Progress()):
         result = quality.sweep(library, sizes, 0.25, strategy, k, progress_callback(progress))
-        rows = [[p["size"], p["overlap"], p["chunks"], *[p[f"{m}_{n}"] for m in search.METHODS
-                                                       for n in ("hit_rate", "mrr")]] for p in result["points"]]
+        rows = [[p["size"], p["overlap"], p["chunks"], m, *[p[f"{m}_{n}"] for n in quality.METRICS],
+                 p[f"{m}_prompt_tokens"]] for p in result["points"] for m in search.METHODS]
         return plots.sweep_figure(result), rows
 
     measure, sweep = map(user_errors, (measure, sweep))

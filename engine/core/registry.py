@@ -293,8 +293,16 @@ POSTTRAINING_SPECS: tuple[ModelSpec, ...] = (
     ),
 )
 
+# --- retrieval tab: a cross-encoder reranker. No pip package ships a cross-encoder's weights
+# (FlashRank, fastretrieval, coremem download theirs at run time): Hub only, labelled offline.
+RETRIEVAL_SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec(key="ms-marco-minilm-l6", task="cross-encoder", title="ms-marco-MiniLM-L-6-v2 (cross-encoder reranker)",
+              loader="engine.retrieval.rerank:load_cross_encoder", hub_id="cross-encoder/ms-marco-MiniLM-L-6-v2",
+              revision="233902d25c440f23af6f7d6e94d2946bac0bee0a", license="Apache-2.0", size_mb=91),
+)
+
 ALL_SPECS: tuple[ModelSpec, ...] = (
-    CORE_SPECS + TOKENS_SPECS + PIPELINES_SPECS + DIFFUSION_SPECS + POSTTRAINING_SPECS
+    CORE_SPECS + TOKENS_SPECS + PIPELINES_SPECS + DIFFUSION_SPECS + POSTTRAINING_SPECS + RETRIEVAL_SPECS
 )
 
 

@@ -6,7 +6,9 @@
     search.py    indexing, dense / sparse (TF-IDF) / hybrid (RRF) search, the Library and Sessions
     shipped.py   the bundled corpus's MiniLM vectors for the default chunkings (assets/rag/vectors), checked
     rag.py       the prompt within a token budget, answers with and without retrieval, groundedness
-    quality.py   hit rate@k and MRR on bundled questions, and a sweep over chunk sizes
+    rerank.py    a cross-encoder reorders a first stage's chunks (a Hub model: online only)
+    quality.py   hit rate@k, MRR, recall@k and nDCG@k on bundled questions, the prompt tokens of the
+                 top k chunks, and a sweep over chunk sizes
     plots.py     data -> plotly figures and HTML
 
 Embeddings come from engine.embeddings (vectors.sentence_embeddings, MiniLM); generation from

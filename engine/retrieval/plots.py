@@ -74,32 +74,64 @@ def map_figure(points: dict, hits: dict | None = None, title: str = "") -> go.Fi
     return fig
 
 
+METRIC_LABELS = {"hit_rate": "hit rate@{k}", "mrr": "MRR@{k}", "recall": "recall@{k}", "ndcg": "nDCG@{k}"}
+METRIC_COLOURS = {"hit_rate": "#1d4ed8", "mrr": "#60a5fa", "recall": "#b45309", "ndcg": "#7c3aed"}
+
+
 def quality_figure(result: dict) -> go.Figure:
+    """Hit rate, MRR, recall and nDCG at k per method, grouped bars; under each method the prompt
+    tokens its top k chunks cost."""
     methods = list(result["metrics"])
+    ticks = [f"{m}<br>{result['metrics'][m]['prompt_tokens']:,.0f} prompt tokens" for m in methods]
     fig = go.Figure()
-    for name, label in (("hit_rate", f"hit rate@{result['k']}"), ("mrr", f"MRR@{result['k']}")):
-        fig.add_trace(go.Bar(x=methods, y=[result["metrics"][m][name] for m in methods], name=label,
-                             text=[f"{result['metrics'][m][name]:.2f}" for m in methods], textposition="outside"))
+    for name, label in METRIC_LABELS.items():
+        fig.add_trace(go.Bar(x=ticks, y=[result["metrics"][m][name] for m in methods], name=label.format(k=result["k"]),
+                             marker_color=METRIC_COLOURS[name], text=[f"{result['metrics'][m][name]:.2f}" for m in methods],
+                             textposition="outside"))
     size, overlap, strategy = result["settings"]
-    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], title="score"), height=360,
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.15], title="score"), height=400,
                       title=f"{result['questions']} questions · {result['chunks']} chunks of {size} tokens "
-                            f"(overlap {overlap}, {strategy})", margin=dict(l=40, r=20, t=50, b=40))
+                            f"(overlap {overlap}, {strategy})<br><sup>under each method: the prompt tokens of its "
+                            f"top {result['k']} chunks (SmolLM2's tokenizer, mean over the questions)</sup>",
+                      margin=dict(l=40, r=20, t=70, b=60))
     return fig
 
 
 def sweep_figure(result: dict) -> go.Figure:
-    fig = go.Figure()
-    sizes = [p["size"] for p in result["points"]]
+    """Top: the four scores against chunk size, a panel each, a line per method. Bottom: the prompt
+    tokens the top k chunks cost at each size, with the room the Answer tab's default budget leaves."""
+    from plotly.subplots import make_subplots
+
+    k, sizes = result["k"], [p["size"] for p in result["points"]]
+    titles = [label.format(k=k) for label in METRIC_LABELS.values()]
+    titles.append(f"prompt tokens of the top {k} chunks (SmolLM2's tokenizer, mean over the questions)")
+    fig = make_subplots(rows=2, cols=4, specs=[[{}, {}, {}, {}], [{"colspan": 4}, None, None, None]],
+                        subplot_titles=titles, vertical_spacing=0.2, horizontal_spacing=0.05)
     for m, col in METHOD_COLOURS.items():
-        fig.add_trace(go.Scatter(x=sizes, y=[p[f"{m}_hit_rate"] for p in result["points"]], mode="lines+markers",
-                                 name=f"{m} hit rate@{result['k']}", line=dict(color=col)))
-        fig.add_trace(go.Scatter(x=sizes, y=[p[f"{m}_mrr"] for p in result["points"]], mode="lines+markers",
-                                 name=f"{m} MRR", line=dict(color=col, dash="dot")))
-    fig.update_layout(title=f"Chunk size matters: retrieval quality vs chunk size (overlap "
+        for c, name in enumerate(METRIC_LABELS, start=1):
+            fig.add_trace(go.Scatter(x=sizes, y=[p[f"{m}_{name}"] for p in result["points"]], mode="lines+markers",
+                                     name=m, legendgroup=m, showlegend=c == 1, line=dict(color=col)), row=1, col=c)
+        fig.add_trace(go.Scatter(x=sizes, y=[p[f"{m}_prompt_tokens"] for p in result["points"]], mode="lines+markers",
+                                 name=m, legendgroup=m, showlegend=False, line=dict(color=col)), row=2, col=1)
+    room = result.get("prompt_room")
+    if room:
+        fig.add_hline(y=room, line=dict(color="#b91c1c", dash="dash"), row=2, col=1,
+                      annotation_text=f"{room} tokens: the Answer tab's default room for the prompt; past it, chunks "
+                                      "are dropped", annotation_position="top left")
+    fig.update_yaxes(range=[0, 1.05], row=1)
+    fig.update_yaxes(title_text="tokens", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(tickvals=sizes)
+    fig.update_xaxes(title_text="chunk size (MiniLM tokens)", row=2, col=1)
+    fig.update_layout(title=f"Chunk size: retrieval quality and what it costs in the prompt (overlap "
                             f"{result['overlap_share']:.0%} of the size, {result['strategy']})",
-                      xaxis=dict(title="chunk size (tokens)", tickvals=sizes), yaxis=dict(title="score", range=[0, 1.05]),
-                      height=400, margin=dict(l=40, r=20, t=50, b=40))
+                      height=620, margin=dict(l=50, r=20, t=80, b=50), legend=dict(title="method"))
     return fig
+
+
+def rerank_rows(hits: list[dict]) -> list[list]:
+    """Reranked hits as table rows: new rank, first-stage rank, cross-encoder score, first-stage score, chunk."""
+    return [[h["rank"], h["first_rank"], round(h["score"], 4), round(h["first_score"], 4),
+             f"{h['title']} #{h['chunk']}: " + h["text"][:180].replace("\n", " ")] for h in hits]
 
 
 def prompt_html(built: dict) -> str:

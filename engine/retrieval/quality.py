@@ -1,20 +1,27 @@
 """Retrieval quality on the bundled corpus: for each bundled question, the chunks that hold at
-least half of its answering passage are relevant; hit rate@k (a relevant chunk among the top k)
-and MRR (mean of 1 / rank of the first relevant chunk, 0 when none is in the top k) for dense,
-sparse and hybrid; and the same over several chunk sizes.
+least half of its answering passage are relevant; hit rate@k (a relevant chunk among the top k),
+MRR (mean of 1 / rank of the first relevant chunk, 0 when none is in the top k), recall@k (the
+share of the relevant chunks found in the top k) and nDCG@k (ranking_metrics) for dense, sparse
+and hybrid; the prompt tokens the top k chunks cost in the generator's tokenizer; and all of it
+over several chunk sizes.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 from ..core.errors import UserInputError, check_range, check_text
 from ..core.models import Progress, no_progress
-from ..core.settings import knob_info, make
-from . import chunking, corpus, search
+from ..core.settings import knob_default, knob_info, make
+from . import chunking, corpus, rag, search
 
 SWEEP_SIZES = (64, 128, 256, 384)
 MAX_SWEEP_SIZES = 6
+METRICS = ("hit_rate", "mrr", "recall", "ndcg")
+# The generator's tokenizer (rag.LM is SmolLM2-135M-Instruct) without its weights: the tokens
+# registry's SmolLM2 row, which tests/test_tokens.py checks encodes as the model's own tokenizer.
+GENERATOR_TOKENIZER = "tok-smollm2"
 
 
 def questions() -> list[dict]:
@@ -35,29 +42,57 @@ def relevant_ids(kb: search.KnowledgeBase, q: dict) -> set[int]:
             if c.doc_id == q["doc"] and min(c.end, q["end"]) - max(c.start, q["start"]) >= need}
 
 
+def ranking_metrics(ranked_ids: list[int], relevant: set[int], k: int) -> dict:
+    """One query's scores for the ranking `ranked_ids` (best first; only the first k count).
+    hit: a relevant id is in the top k (1 or 0). rr: 1 / rank of the first relevant id (0 if none).
+    recall: relevant ids in the top k / all relevant ids. ndcg: DCG / ideal DCG with binary gains,
+    DCG = sum over the top k of rel(i) / log2(i + 1) at 1-based rank i, and the ideal DCG puts
+    min(k, |relevant|) relevant ids first. A query without any relevant chunk scores 0 on all four."""
+    top = list(ranked_ids)[:k]
+    ranks = [i + 1 for i, pid in enumerate(top) if pid in relevant]  # 1-based ranks of the relevant hits
+    if not relevant:
+        return dict(hit=0.0, rr=0.0, recall=0.0, ndcg=0.0)
+    dcg = sum(1.0 / math.log2(r + 1) for r in ranks)
+    ideal = sum(1.0 / math.log2(r + 1) for r in range(1, min(k, len(relevant)) + 1))
+    return dict(hit=float(bool(ranks)), rr=1.0 / ranks[0] if ranks else 0.0, recall=len(ranks) / len(relevant),
+                ndcg=dcg / ideal)
+
+
+def context_tokens(tokenizer, hits: list[dict]) -> int:
+    """Tokens the hits take in the answer prompt: the context block rag.build_prompt writes for
+    them ("[1] (title) text" lines), counted by the generator's tokenizer."""
+    return len(tokenizer.encode(rag.context(hits))) if hits else 0
+
+
 def evaluate(engine, kb: search.KnowledgeBase, k: int = 5, settings: search.SearchSettings | None = None,
              progress: Progress = no_progress) -> dict:
-    """Hit rate@k and MRR@k per method over the bundled questions, and each question's ranks."""
+    """Hit rate@k, MRR, recall@k and nDCG@k per method over the bundled questions (means of
+    ranking_metrics), the mean prompt tokens of each method's top k chunks, and each question's
+    rank of its first relevant chunk."""
     if not kb.shared:
         raise UserInputError("Retrieval quality is measured on the bundled documents: choose them as the source.")
     k = check_range("k", k, 1, 20, integer=True)
     s = replace(settings or search.SearchSettings(), top_k=k, threshold=0.0)
     qs = questions()
     qvecs = search.embed(engine, [q["question"] for q in qs], progress, what="the questions")  # (questions, dim)
-    rows, sums = [], {m: [0, 0.0] for m in search.METHODS}
+    tok = engine.load(GENERATOR_TOKENIZER, progress=progress)
+    rows, sums = [], {m: dict.fromkeys(("hit", "rr", "recall", "ndcg", "tokens"), 0.0) for m in search.METHODS}
     for q, vec in zip(qs, qvecs):
         relevant = relevant_ids(kb, q)
         found = search.run_search(kb, vec, q["question"], s)
         row = dict(question=q["question"], doc=q["doc"], relevant=len(relevant))
         for m in search.METHODS:
-            rank = next((h["rank"] for h in found[m] if h["id"] in relevant), None)
-            row[m] = rank
-            sums[m][0] += rank is not None
-            sums[m][1] += 1.0 / rank if rank else 0.0
+            row[m] = next((h["rank"] for h in found[m] if h["id"] in relevant), None)
+            for name, value in ranking_metrics([h["id"] for h in found[m]], relevant, k).items():
+                sums[m][name] += value
+            sums[m]["tokens"] += context_tokens(tok, found[m])
         rows.append(row)
     n = len(qs)
-    metrics = {m: dict(hit_rate=round(sums[m][0] / n, 4), mrr=round(sums[m][1] / n, 4)) for m in search.METHODS}
-    return dict(k=k, questions=n, chunks=len(kb.chunks), settings=kb.settings.key, metrics=metrics, rows=rows)
+    metrics = {m: dict(hit_rate=round(v["hit"] / n, 4), mrr=round(v["rr"] / n, 4), recall=round(v["recall"] / n, 4),
+                       ndcg=round(v["ndcg"] / n, 4), prompt_tokens=round(v["tokens"] / n, 1))
+               for m, v in sums.items()}
+    return dict(k=k, questions=n, chunks=len(kb.chunks), settings=kb.settings.key, metrics=metrics, rows=rows,
+                tokenizer=GENERATOR_TOKENIZER)
 
 
 def parse_sizes(sizes) -> list[int]:
@@ -87,5 +122,8 @@ def sweep(library: search.Library, sizes=SWEEP_SIZES, overlap_share: float = 0.2
         kb = library.bundled(settings, step)
         result = evaluate(library.engine, kb, k, progress=step)
         points.append(dict(size=size, overlap=settings.overlap, chunks=result["chunks"], **{
-            f"{m}_{name}": result["metrics"][m][name] for m in search.METHODS for name in ("hit_rate", "mrr")}))
-    return dict(k=k, strategy=strategy, overlap_share=overlap_share, points=points)
+            f"{m}_{name}": result["metrics"][m][name] for m in search.METHODS for name in (*METRICS, "prompt_tokens")}))
+    # the room the Answer tab's default budget leaves for the prompt (the rest is the answer's)
+    room = knob_default(rag.AnswerSettings, "budget") - knob_default(rag.AnswerSettings, "max_new_tokens")
+    return dict(k=k, strategy=strategy, overlap_share=overlap_share, points=points, prompt_room=room,
+                tokenizer=GENERATOR_TOKENIZER)

@@ -30,7 +30,7 @@ class AnswerSettings:
     seed: int = knob(42, 0, 2**32 - 1, "Same seed for both answers", step=1)
 
 
-def _context(chunks: list[dict]) -> str:
+def context(chunks: list[dict]) -> str:
     return "\n\n".join(CHUNK_LINE.format(n=i + 1, title=c["title"], text=c["text"].strip())
                        for i, c in enumerate(chunks))
 
@@ -51,7 +51,7 @@ def build_prompt(tm, question: str, hits: list[dict], budget: int, max_new_token
     included, dropped = [], []
     tokens = base
     for h in hits:
-        trial = TEMPLATE.format(context=_context(included + [h]), question=question)
+        trial = TEMPLATE.format(context=context(included + [h]), question=question)
         n = prompt_tokens(tm, trial)
         if n <= room and len(trial) <= generation.MAX_PROMPT_CHARS:
             included.append(h)
@@ -59,7 +59,7 @@ def build_prompt(tm, question: str, hits: list[dict], budget: int, max_new_token
         else:
             why = (f"{n} > {room} tokens" if n > room else f"{len(trial):,} > {generation.MAX_PROMPT_CHARS:,} characters")
             dropped.append(dict(h, reason=why))
-    prompt = TEMPLATE.format(context=_context(included), question=question)
+    prompt = TEMPLATE.format(context=context(included), question=question)
     return dict(prompt=prompt, tokens=tokens, budget=budget, room=room, max_new_tokens=max_new_tokens,
                 included=included, dropped=dropped,
                 sources=[dict(n=i + 1, title=h["title"], doc_id=h["doc_id"], chunk=h["chunk"])
