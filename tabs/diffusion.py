@@ -49,14 +49,15 @@ def _captioned(result, pngs: list[str]) -> list[tuple[str, str]]:
     return [(path, f"seed {result.seeds[i]} #{i}") for i, path in enumerate(pngs)]
 
 
-def _write_frames(result) -> list[tuple[str, str]]:
+def _write_frames(result, pairs: bool = True) -> list[tuple[str, str]]:
     """The denoising gallery: per kept step, x_t (what the U-Net saw) beside x̂₀ (the clean image
-    it predicted from it); a frame without them (strength 0: nothing ran) shows the image alone."""
+    it predicted from it); with pairs=False (the small gallery of "Teach it a new symbol"), or for a
+    frame without them (strength 0: nothing ran), the image after the step alone."""
     folder = scratch_dir("frames")
     out = []
     for f in result.frames:
         path = folder / f"step-{f.step:03d}.png"
-        if f.noisy is not None and f.clean is not None:
+        if pairs and f.noisy is not None and f.clean is not None:
             plots.step_pair_image(f.noisy, f.clean).save(path)
             out.append((str(path), f"step {f.step}/{result.steps_run} · t = {f.timestep}"))
         else:
@@ -671,7 +672,7 @@ def _wire_teach_use(engine, ui: dict) -> None:
                  num_images=8, seed=0 if seed_value is None else seed_value)
         result = teach.render(engine, state, p, s, progress=progress_callback(progress))
         pngs = generation.save_pngs(result, scratch_dir("teach"))
-        return _captioned(result, pngs), _write_frames(result)
+        return _captioned(result, pngs), _write_frames(result, pairs=False)
 
     def do_forget(state, progress=gr.Progress()):
         import pandas as pd
