@@ -44,7 +44,8 @@ TOPICS = (
                       "chat template and its loss mask, SFT with LoRA on the base model, scored before and after; then"
                       " preference tuning: a reward model (Bradley–Terry) and DPO through trl, the margins moving live."),
     ("Diffusion", "Text-to-image step by step: prompt, negative prompt, guidance, steps, scheduler, "
-                  "and the denoising as a gallery."),
+                  "the denoising as a gallery of x_t beside the predicted clean image x̂₀, and the noise schedule "
+                  "with the timesteps the scheduler visits."),
     ("Evaluation", "How we measure language models: perplexity, surprisal per token, bits per byte, "
                    "answer metrics."),
 )

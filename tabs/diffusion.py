@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.core.errors import UserInputError, check_text
-from engine.diffusion import generation, plots, teach
+from engine.core.errors import ModelUnavailableError, UserInputError, check_text
+from engine.diffusion import generation, plots, schedule, teach
 from engine.core.settings import knob_info, make
 from engine.training import runner
-from tabs._ui import (HEAVY, Plot, budget_control, controls_for, data_table, examples, model_picker, notice,
+from tabs._ui import (HEAVY, Plot, Share, budget_control, controls_for, data_table, examples, model_picker, notice,
                       progress_callback, scratch_dir, seed_box, user_errors)
 
 TITLE = "Diffusion"
@@ -49,14 +49,48 @@ def _captioned(result, pngs: list[str]) -> list[tuple[str, str]]:
     return [(path, f"seed {result.seeds[i]} #{i}") for i, path in enumerate(pngs)]
 
 
-def _write_frames(result) -> list[tuple[str, str]]:
+def _write_frames(result, pairs: bool = True) -> list[tuple[str, str]]:
+    """The denoising gallery: per kept step, x_t (what the U-Net saw) beside x̂₀ (the clean image
+    it predicted from it); with pairs=False (the small gallery of "Teach it a new symbol"), or for a
+    frame without them (strength 0: nothing ran), the image after the step alone."""
     folder = scratch_dir("frames")
     out = []
     for f in result.frames:
         path = folder / f"step-{f.step:03d}.png"
-        f.image.save(path)
-        out.append((str(path), f"step {f.step}/{result.steps_run}"))
+        if pairs and f.noisy is not None and f.clean is not None:
+            plots.step_pair_image(f.noisy, f.clean).save(path)
+            out.append((str(path), f"step {f.step}/{result.steps_run} · t = {f.timestep}"))
+        else:
+            f.image.save(path)
+            out.append((str(path), f"step {f.step}/{result.steps_run}"))
     return out
+
+
+def _x0_note(result) -> str:
+    """Where the gallery's x̂₀ comes from, for the summary."""
+    if result.x0_source == "scheduler":
+        return f" x̂₀ is {result.params['scheduler']}'s own prediction (pred_original_sample)."
+    if result.x0_source == "formula":
+        return (f" {result.params['scheduler']} does not return x̂₀: the gallery computes "
+                f"{schedule.X0_FORMULA} from the U-Net's noise prediction ε̂.")
+    return ""
+
+
+def _schedule_figure(alphas_cumprod, visited, scheduler: str, steps_asked: int, mode: str = "txt2img"):
+    """The noise schedule with the steps a run visits; the title says which run."""
+    if not visited:
+        caption = f"Noise schedule · {scheduler}: no step runs (strength x steps < 1)"
+    else:
+        skipped = f" of {steps_asked} (strength skips the noisiest)" if mode == "img2img" and len(visited) < steps_asked \
+            else ""
+        caption = (f"Noise schedule · {scheduler}, {len(visited)} step{'s' if len(visited) != 1 else ''}{skipped}: "
+                   f"t = {visited[0]} → {visited[-1]}")
+    return plots.noise_schedule_figure(alphas_cumprod, visited, caption)
+
+
+def _result_schedule(result):
+    p = result.params
+    return _schedule_figure(result.alphas_cumprod, result.timesteps, p["scheduler"], p["steps"], p["mode"])
 
 
 def _summary(result) -> str:
@@ -68,7 +102,8 @@ def _summary(result) -> str:
               if result.warmup_calls else "")
     return (f"{len(result.images)} image(s) in **{result.seconds:.2f} s** · **{result.steps_run}** denoising "
             f"steps run{warmup} · {seed_text} · {p['scheduler']}{_timesteps_text(result)} · guidance "
-            f"{p['guidance_scale']:g} · memory savers: {applied}. Each PNG carries its parameters in its metadata.")
+            f"{p['guidance_scale']:g} · memory savers: {applied}. Each PNG carries its parameters in its metadata."
+            f"{_x0_note(result)}")
 
 
 def _timesteps_text(result) -> str:
@@ -107,15 +142,16 @@ def build(engine) -> None:
     start = generation.defaults_for(model.value) if model.value else generation.DiffusionSettings()
     profile = generation.profile_for(model.value or "sd15")
     ui.update(_prompt_rows())
+    first_schedule = lambda: _initial_schedule(engine, model.value, start)  # noqa: E731 - drawn at page load
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             ui.update(_knob_column(engine, ui, start, profile))
         with gr.Column(scale=2):
             with gr.Tabs():
                 with gr.Tab("Text to image"):
-                    ui.update(_txt2img_panel())
+                    ui.update(_txt2img_panel(first_schedule))
                 with gr.Tab("Image to image"):
-                    ui.update(_img2img_panel())
+                    ui.update(_img2img_panel(first_schedule))
                 with gr.Tab("Sweep"):
                     ui.update(_sweep_panel(profile))
                 with gr.Tab("Teach it a new symbol", elem_id="diffusion-teach-tab"):
@@ -131,6 +167,7 @@ def build(engine) -> None:
     _wire_generate(engine, ui, knob_kwargs)
     _wire_init_image(ui)
     _wire_sweep(engine, ui, knob_kwargs)
+    return _wire_schedule(engine, ui)
 
 
 # --- layout: each function creates its components in the current context and returns them ----
@@ -194,23 +231,26 @@ def memory_knob_updates(engine) -> list:
     return [gr.update(label=label), *[gr.update(interactive=on_gpu) for _ in MEMORY]]
 
 
-def _txt2img_panel() -> dict:
+def _txt2img_panel(first_schedule) -> dict:
     ui = {}
     ui["go"] = gr.Button("Generate", variant="primary", elem_id="diffusion-generate")
     ui["images"] = gr.Gallery(label="Images (PNG with parameters)", columns=4, height="auto",
                               object_fit="contain", elem_id="diffusion-images")
     ui["info"] = gr.Markdown()
-    ui["frames"] = gr.Gallery(label="Denoising gallery: the first image every few steps", columns=6,
-                              height=220, object_fit="contain", elem_id="diffusion-frames")
-    notice("Early steps are almost pure noise; the shape appears in the middle steps and the "
-           "last steps only sharpen it. Same seed, same image.")
+    # cells are square, a third of the column wide: 24vw holds one row of them at laptop and projector width
+    ui["frames"] = gr.Gallery(label="Denoising gallery: x_t (what the U-Net saw) beside x̂₀ (its guess of the "
+                              "clean image), every few steps", columns=3, height="24vw", object_fit="contain",
+                              elem_id="diffusion-frames")
+    notice("Early steps are almost pure noise, yet x̂₀ already guesses the shape; the shape settles in "
+           "the middle steps and the last steps only sharpen it. Same seed, same image.")
+    ui["schedule"] = _schedule_plot(first_schedule, "diffusion-schedule")
     with gr.Row():
         ui["files"] = gr.File(label="Download PNGs", file_count="multiple")
         ui["gif"] = gr.File(label="Denoising as animated GIF")
     return ui
 
 
-def _img2img_panel() -> dict:
+def _img2img_panel(first_schedule) -> dict:
     ui = {}
     with gr.Row():
         ui["init"] = gr.Sketchpad(label="Init image: draw or upload", type="pil",
@@ -227,11 +267,33 @@ def _img2img_panel() -> dict:
     ui["go_i2i"] = gr.Button("Generate from the image", variant="primary")
     ui["images_i2i"] = gr.Gallery(label="Results", columns=4, height="auto", object_fit="contain")
     ui["info_i2i"] = gr.Markdown()
-    ui["frames_i2i"] = gr.Gallery(label="Denoising gallery", columns=6, height=200, object_fit="contain")
+    ui["frames_i2i"] = gr.Gallery(label="Denoising gallery: x_t beside x̂₀", columns=3, height="24vw",
+                                  object_fit="contain")
     ui["files_i2i"] = gr.File(label="Download PNGs", file_count="multiple")
     notice("Strength 0 returns your image; strength 1 ignores it. Only int(strength x steps) "
            "steps run, starting from your image with that much noise added.")
+    ui["schedule_i2i"] = _schedule_plot(first_schedule, "diffusion-schedule-i2i")
     return ui
+
+
+def _schedule_plot(first_schedule, elem_id: str):
+    """The noise schedule with the steps the chosen scheduler and step count visit."""
+    plot = Plot(filename="noise-schedule", initial=first_schedule, label="Noise schedule", show_label=False,
+                elem_id=elem_id)
+    notice("x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε: the blue curve is how much of the clean image x_t holds, the red one "
+           "how much noise. The markers are the timesteps this scheduler and step count visit, one per step.")
+    return plot
+
+
+def _initial_schedule(engine, key: str, start):
+    """The first schedule shown: the picked model's, with its default scheduler and steps."""
+    if not key:
+        return plots.noise_schedule_figure([], [], "Noise schedule: no diffusion model is usable here")
+    try:
+        alphas, visited = generation.noise_schedule(engine, key, start.scheduler, start.steps)
+    except (UserInputError, ModelUnavailableError, OSError):  # unreadable config: an empty chart, not a failed page
+        return plots.noise_schedule_figure([], [], "Noise schedule: change the steps or scheduler to draw it")
+    return _schedule_figure(alphas, visited, start.scheduler, start.steps)
 
 
 def _sweep_panel(profile) -> dict:
@@ -292,7 +354,8 @@ def _wire_model(engine, ui: dict) -> None:
 
     outputs = [ui["profile_md"], ctl["guidance_scale"], ctl["steps"], ctl["scheduler"], ctl["width"], ctl["height"],
                ui["col_list"]]
-    ui["model"].change(user_errors(on_model), [ui["model"]], outputs, api_name="diffusion_defaults")
+    ui["model_changed"] = ui["model"].change(user_errors(on_model), [ui["model"]], outputs,
+                                             api_name="diffusion_defaults")
     ui["compose"].click(user_errors(generation.compose_prompt), ui["fields"], [ui["prompt"]], api_name="compose_prompt")
 
 
@@ -314,11 +377,11 @@ def _wire_generate(engine, ui: dict, knob_kwargs: dict) -> None:
         gif_path = (generation.save_gif(result.frames, scratch_dir("denoising") / "denoising.gif") if result.frames
                     else None)
         return (_captioned(result, pngs), _summary(result), _write_frames(result), pngs, gif_path,
-                plots.pipeline_diagram_html(result.shapes, _result_kind(model)))
+                plots.pipeline_diagram_html(result.shapes, _result_kind(model)), _result_schedule(result))
 
     ui["go"].click(user_errors(txt2img), [ui["model"], ui["prompt"], ui["negative"]], inputs_kwargs=knob_kwargs,
-                   outputs=[ui["images"], ui["info"], ui["frames"], ui["files"], ui["gif"], ui["diagram"]],
-                   api_name="txt2img", **HEAVY)
+                   outputs=[ui["images"], ui["info"], ui["frames"], ui["files"], ui["gif"], ui["diagram"],
+                            ui["schedule"]], api_name="txt2img", **HEAVY)
 
     def img2img(model, init_image, prompt, negative_prompt, strength, progress=gr.Progress(), **values):
         result = generation.image_to_image(engine, model, prompt, negative_prompt, _settings_from(values, strength),
@@ -326,12 +389,30 @@ def _wire_generate(engine, ui: dict, knob_kwargs: dict) -> None:
                                            progress=progress_callback(progress))
         pngs = generation.save_pngs(result, scratch_dir("diffusion"))
         return (_captioned(result, pngs), _summary(result), _write_frames(result), pngs,
-                plots.pipeline_diagram_html(result.shapes, _result_kind(model)))
+                plots.pipeline_diagram_html(result.shapes, _result_kind(model)), _result_schedule(result))
 
     ui["go_i2i"].click(user_errors(img2img), [ui["model"], ui["init"], ui["prompt"], ui["negative"], ui["strength"]],
                        inputs_kwargs=knob_kwargs,
-                       outputs=[ui["images_i2i"], ui["info_i2i"], ui["frames_i2i"], ui["files_i2i"], ui["diagram"]],
-                       api_name="img2img", **HEAVY)
+                       outputs=[ui["images_i2i"], ui["info_i2i"], ui["frames_i2i"], ui["files_i2i"], ui["diagram"],
+                                ui["schedule_i2i"]], api_name="img2img", **HEAVY)
+
+
+def _wire_schedule(engine, ui: dict) -> Share:
+    """The noise schedule follows the model, scheduler and steps; a deep link
+    (?tab=diffusion&scheduler=Euler&steps=10) fills the knobs and draws it."""
+    ctl = ui["ctl"]
+
+    def show_schedule(model, scheduler, steps):
+        alphas, visited = generation.noise_schedule(engine, model, scheduler, steps)
+        return _schedule_figure(alphas, visited, scheduler, len(visited))
+
+    inputs = [ui["model"], ctl["scheduler"], ctl["steps"]]
+    gr.on([ctl["steps"].release, ctl["scheduler"].input], user_errors(show_schedule), inputs, [ui["schedule"]],
+          api_name="noise_schedule")
+    ui["model_changed"].then(user_errors(show_schedule), inputs, [ui["schedule"]], api_name=False)
+    return Share(params={"prompt": ui["prompt"], "negative_prompt": ui["negative"],
+                         **{k: ctl[k] for k in KNOBS}, "seed": ui["seed"]},
+                 run=user_errors(show_schedule), run_inputs=inputs, run_outputs=[ui["schedule"]])
 
 
 def _show_steps_run(strength_value, steps_value):
@@ -591,7 +672,7 @@ def _wire_teach_use(engine, ui: dict) -> None:
                  num_images=8, seed=0 if seed_value is None else seed_value)
         result = teach.render(engine, state, p, s, progress=progress_callback(progress))
         pngs = generation.save_pngs(result, scratch_dir("teach"))
-        return _captioned(result, pngs), _write_frames(result)
+        return _captioned(result, pngs), _write_frames(result, pairs=False)
 
     def do_forget(state, progress=gr.Progress()):
         import pandas as pd

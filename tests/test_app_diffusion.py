@@ -30,7 +30,7 @@ def img2img(client, sketch, prompt, strength, seed, **settings):
 
 
 def test_txt2img_pngs_carry_their_parameters(client):
-    images, info, frames, files, gif, diagram = txt2img(client, "a handwritten 4", "thin", 123)
+    images, info, frames, files, gif, diagram, schedule = txt2img(client, "a handwritten 4", "thin", 123)
     assert len(images) == 2 and len(files) == 2 and len(frames) == 3  # steps 2, 4, 6
     params = read_png_parameters(files[0])
     assert params["prompt"] == "a handwritten 4" and params["negative_prompt"] == "thin"
@@ -47,7 +47,7 @@ def test_img2img_runs_strength_times_steps(client, tmp_path):
     path = tmp_path / "three.png"
     sample_digit(3).resize((160, 160), Image.NEAREST).save(path)
     sketch = {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
-    images, info, frames, files, diagram = img2img(client, sketch, "a handwritten 8", 0.5, 5, steps=10, n=1)
+    images, info, frames, files, diagram, schedule = img2img(client, sketch, "a handwritten 8", 0.5, 5, steps=10, n=1)
     assert "**5** denoising steps run" in info
     assert read_png_parameters(files[0])["strength"] == 0.5
 
@@ -59,7 +59,7 @@ def test_bad_size_is_a_readable_error(client):
 
 # --- issue 25 ---------------------------------------------------------------------------------------
 def test_each_image_is_captioned_with_its_seed_and_that_seed_remakes_it(client):
-    images, info, *_, files, gif, diagram = txt2img(client, "a handwritten 2", "", 200, n=3,
+    images, info, *_, files, gif, diagram, schedule = txt2img(client, "a handwritten 2", "", 200, n=3,
                                                     scheduler="Euler ancestral")
     captions = [im["caption"] for im in images]
     assert captions == ["seed 200 #0", "seed 201 #1", "seed 202 #2"] and "seeds 200 to 202" in info
@@ -92,9 +92,10 @@ def test_img2img_at_strength_0_3_runs_3_of_10_steps(client, tmp_path):
     path = tmp_path / "five.png"
     sample_digit(5).resize((160, 160), Image.NEAREST).save(path)
     sketch = {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
-    images, info, frames, files, diagram = img2img(client, sketch, "a handwritten 6", 0.3, 5, steps=10, n=1, every=1)
+    images, info, frames, files, diagram, schedule = img2img(client, sketch, "a handwritten 6", 0.3, 5, steps=10, n=1,
+                                                       every=1)
     assert "**3** denoising steps run" in info and "U-Net calls" not in info
-    assert [f["caption"] for f in frames] == ["step 1/3", "step 2/3", "step 3/3"]
+    assert [f["caption"].split(" · ")[0] for f in frames] == ["step 1/3", "step 2/3", "step 3/3"]
 
 
 def test_every_api_parameter_has_a_name(client):

@@ -81,3 +81,22 @@ def test_the_summary_says_where_the_steps_ran_and_which_spacing():
     assert tab._timesteps_text(many) == " at t = 961 → 1 ('leading' timestep spacing)"
     i2i = SimpleNamespace(timesteps=[499], spacing="trailing", params=dict(steps=2, mode="img2img"))
     assert tab._timesteps_text(i2i).endswith("the pure noise; strength skips its noisiest part)")
+
+
+# --- issue 33: the noise schedule follows the knobs, and a deep link draws it -------------------------
+def test_the_schedule_follows_steps_scheduler_and_model_and_a_link_draws_it(engine):
+    with gr.Blocks() as blocks:
+        share = tab.build(engine)
+    plot = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "diffusion-schedule")
+    steps, scheduler = share.params["steps"], share.params["scheduler"]
+    api = next(dep for dep in blocks.fns.values() if dep.api_name == "noise_schedule")
+    assert {(blocks.blocks[i], event) for i, event in api.targets} == {(steps, "release"), (scheduler, "input")}
+    assert api.outputs == [plot] and share.run_outputs == [plot]
+    after_model = [dep for dep in blocks.fns.values() if plot in dep.outputs and dep.trigger_after is not None]
+    assert len(after_model) == 1  # the model's new defaults, then its schedule
+    fig = share.run(DIGITS, "Euler", 10)
+    markers = [tr for tr in fig.data if tr.legendgroup == "visited"]
+    assert list(markers[0].x) == generation.noise_schedule(engine, DIGITS, "Euler", 10)[1] and len(markers[0].x) == 10
+    assert fig.layout.title.text == "Noise schedule · Euler, 10 steps: t = 901 → 1"
+    with pytest.raises(gr.Error, match="scheduler = 'PNDM' is not offered"):
+        share.run(DIGITS, "PNDM", 10)

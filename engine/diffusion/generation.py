@@ -26,6 +26,7 @@ from ..core.lazy import torch
 from ..core.models import Progress, no_progress
 from ..core.registry import Source
 from ..core.settings import check_knob, knob, validate
+from . import schedule
 from .plots import grid_image
 
 # Display name -> diffusers scheduler class name. All are built from the model's own config.
@@ -202,6 +203,11 @@ def load_pixel_pipeline(folder: str, dtype: torch.dtype | None = None):
 def make_scheduler(pipe, name: str, steps: int | None = None):
     """The scheduler `name` from the model's own config; for `steps` <= FEW_STEPS its timesteps
     are spaced "trailing" (see FEW_STEPS)."""
+    return scheduler_from_config(pipe.scheduler.config, name, steps)
+
+
+def scheduler_from_config(config, name: str, steps: int | None = None):
+    """make_scheduler() from a scheduler config (a pipeline's, or one read by scheduler_config)."""
     import diffusers
 
     check_choice("scheduler", name, SCHEDULER_NAMES)
@@ -209,7 +215,31 @@ def make_scheduler(pipe, name: str, steps: int | None = None):
     extra = {"skip_prk_steps": True} if name == "PNDM" else {}  # PLMS only, as Stable Diffusion runs it
     if steps is not None and steps <= FEW_STEPS:
         extra["timestep_spacing"] = "trailing"
-    return cls.from_config(pipe.scheduler.config, **extra)
+    return cls.from_config(config, **extra)
+
+
+def scheduler_config(engine, key: str) -> dict:
+    """The scheduler config of diffusion model `key`, read from its scheduler/ folder (embedded) or
+    the Hub: a small JSON file, without loading the model."""
+    from diffusers import DDIMScheduler
+
+    source = engine.registry.resolve(key)
+    return DDIMScheduler.load_config(source.path, subfolder="scheduler", revision=source.revision)
+
+
+def noise_schedule(engine, key: str, scheduler: str, steps) -> tuple[list[float], list[int]]:
+    """The noise schedule of model `key` (ᾱ_t for every training timestep) and the timesteps a
+    text-to-image run with this scheduler and step count visits, noisiest first. Reads only the
+    scheduler's config: cheap before the model is loaded."""
+    profile = profile_for(key)
+    steps = check_knob(DiffusionSettings, "steps", steps)
+    scheduler = check_knob(DiffusionSettings, "scheduler", scheduler)
+    if scheduler not in profile.schedulers:
+        raise UserInputError(f"scheduler = {scheduler!r} is not offered for this model: choose one "
+                             f"of {', '.join(profile.schedulers)}.")
+    sched = scheduler_from_config(scheduler_config(engine, key), scheduler, steps)
+    sched.set_timesteps(steps)
+    return schedule.alphas(sched), schedule.visited_timesteps(sched)
 
 
 def request_pipeline(bundle: DiffusionBundle, scheduler: str, img2img: bool = False, steps: int | None = None):
@@ -260,7 +290,10 @@ def variant_for(knobs: MemoryKnobs) -> str:
 class Frame:
     step: int
     timestep: int
-    image: Image.Image  # display size
+    image: Image.Image  # display size: the first image after this step
+    noisy: Image.Image | None = None  # display size: x_t, what the U-Net saw at this step
+    clean: Image.Image | None = None  # display size: x̂₀, the clean image it predicted from x_t
+    x0: Any = None  # (1, C, h, w) tensor: x̂₀ in latent space (schedule.StepRecorder), as the scheduler gave it
 
 
 @dataclass
@@ -277,6 +310,8 @@ class DiffusionResult:
     unet_calls: int = 0  # U-Net calls made: steps_run, plus PNDM's warm-up call
     spacing: str = ""  # the scheduler's timestep_spacing: "trailing" at FEW_STEPS or fewer, else the model's
     timesteps: list[int] = field(default_factory=list)  # the timesteps the steps ran at, noisiest first
+    alphas_cumprod: list[float] = field(default_factory=list)  # ᾱ_t of the run's scheduler, t = 0 .. 999
+    x0_source: str = ""  # "scheduler" (its pred_original_sample) or "formula" (schedule.X0_FORMULA)
 
     @property
     def warmup_calls(self) -> int:
@@ -345,14 +380,16 @@ def save_gif(frames: list[Frame], path: str | Path, ms_per_frame: int = 250) -> 
 
 
 # --- generation ---------------------------------------------------------------------------------
-def _decode_preview(pipe, latents: torch.Tensor, target: int) -> Image.Image:
+def _decode_previews(pipe, latents: list[torch.Tensor], target: int) -> list[Image.Image]:
+    """The first image of each latents batch, decoded together (one VAE call) and upscaled."""
+    batch = torch.cat([x[:1].to(pipe.unet.dtype) for x in latents])  # (n, C, h, w)
     with torch.no_grad():
         if getattr(pipe, "vae", None) is None:
-            images = latents[:1].clamp(-1, 1)
+            images = batch.clamp(-1, 1)
         else:
-            images = pipe.vae.decode(latents[:1] / pipe.vae.config.scaling_factor).sample.clamp(-1, 1)
-    arr = ((images[0].float().cpu().permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-    return upscale(Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr), target)
+            images = pipe.vae.decode(batch / pipe.vae.config.scaling_factor).sample.clamp(-1, 1)
+    arr = ((images.float().cpu().permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    return [upscale(Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a), target) for a in arr]
 
 
 def pipeline_shapes(bundle: DiffusionBundle, prompt: str, settings: DiffusionSettings,
@@ -441,24 +478,9 @@ def run_bundle(bundle: DiffusionBundle, prompt: str, negative_prompt: str, setti
     applied = apply_memory_knobs(pipe, knobs, bundle.device)
     total = steps_to_run(settings, img2img)
     frames: list[Frame] = []
-    calls = [0]
-
-    def on_step(p, i, t, tensors):
-        calls[0] = i + 1
-        # PNDM makes its first step twice (the warm-up), so it calls back once more than the steps
-        # asked: call i is step i + 1 - extra, and the first two calls are both step 1.
-        extra = max(getattr(p, "num_timesteps", 0) - total, 0)
-        done = min(max(i + 1 - extra, 1), total)
-        note = f" (U-Net call {i + 1}/{total + extra}: {extra} warm-up)" if extra else ""
-        progress(done / max(total, 1), f"Denoising step {done}/{total}{note}")
-        if keep_frames and (done % settings.gallery_every == 0 or done == total):
-            frame = Frame(done, int(t), _decode_preview(p, tensors["latents"], profile.display))
-            if frames and frames[-1].step == done:  # the warm-up redid this step: keep the later one
-                frames[-1] = frame
-            else:
-                frames.append(frame)
-        return tensors
-
+    recorder = schedule.StepRecorder(pipe.scheduler, keep=keep_frames)  # each step's x_t and x̂₀
+    on_step = _frame_keeper(frames, recorder, total, settings.gallery_every if keep_frames else 0,
+                            profile.display, progress)
     seeds = image_seeds(settings.seed, settings.num_images)
     generator = [torch.Generator("cpu").manual_seed(s) for s in seeds]  # one per image
     kwargs = dict(prompt=prompt, negative_prompt=negative_prompt or None, num_inference_steps=settings.steps,
@@ -490,8 +512,34 @@ def run_bundle(bundle: DiffusionBundle, prompt: str, negative_prompt: str, setti
     return DiffusionResult(images=images, display=[upscale(im, profile.display) for im in images],
                            frames=frames, params=params, steps_run=total, seconds=seconds,
                            shapes=pipeline_shapes(bundle, prompt, settings, img2img), applied=applied,
-                           seeds=seeds, unet_calls=calls[0], spacing=pipe.scheduler.config.timestep_spacing,
-                           timesteps=[int(t) for t in pipe.scheduler.timesteps][-total:] if total else [])
+                           seeds=seeds, unet_calls=len(recorder.calls),
+                           spacing=pipe.scheduler.config.timestep_spacing, timesteps=recorder.visited,
+                           alphas_cumprod=schedule.alphas(pipe.scheduler), x0_source=recorder.source)
+
+
+def _frame_keeper(frames: list[Frame], recorder: schedule.StepRecorder, total: int, every: int, display: int,
+                  progress: Progress) -> Callable:
+    """The step callback: reports progress, and every `every` steps (0: never) and at the last
+    one appends a Frame with the image after the step, and x_t and x̂₀ of the step (recorder.last)."""
+    def on_step(p, i, t, tensors):
+        # PNDM makes its first step twice (the warm-up), so it calls back once more than the steps
+        # asked: call i is step i + 1 - extra, and the first two calls are both step 1.
+        extra = max(getattr(p, "num_timesteps", 0) - total, 0)
+        done = min(max(i + 1 - extra, 1), total)
+        note = f" (U-Net call {i + 1}/{total + extra}: {extra} warm-up)" if extra else ""
+        progress(done / max(total, 1), f"Denoising step {done}/{total}{note}")
+        if every and (done % every == 0 or done == total):
+            view = recorder.last
+            shown = _decode_previews(p, [tensors["latents"], *((view.x_t, view.x0) if view else ())], display)
+            frame = Frame(done, int(t), shown[0], noisy=shown[1] if view else None, clean=shown[2] if view else None,
+                          x0=view.x0 if view else None)
+            if frames and frames[-1].step == done:  # the warm-up redid this step: keep the later one
+                frames[-1] = frame
+            else:
+                frames.append(frame)
+        return tensors
+
+    return on_step
 
 
 def prepare_init_image(image, profile: DiffusionProfile) -> Image.Image:
@@ -580,6 +628,6 @@ def compose_prompt(subject: str = "", style: str = "", details: str = "", enviro
 
 
 __all__ = ["DiffusionSettings", "MemoryKnobs", "DiffusionResult", "generate", "image_to_image", "sweep",
-           "compose_prompt", "steps_to_run", "image_seeds",
+           "compose_prompt", "steps_to_run", "image_seeds", "noise_schedule",
            "load_diffusion", "save_pngs", "save_gif", "read_png_parameters", 
            "defaults_for", "profile_for", "SCHEDULER_NAMES", "Callable"]

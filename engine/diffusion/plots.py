@@ -112,3 +112,51 @@ def teach_status_markdown(u, session) -> str:
     timing = f" · {timing}" if timing else ""
     return (f"**{head}**: step {u.step} / {u.max_steps} · {loss} · {u.seconds:.1f} s{timing}{kept}. "
             f"Prompt with **a {md_text(session.word)}**.")
+
+
+# --- the denoising loop seen from the scheduler (Diffusion Explainer) ---------------------------
+SIGNAL, NOISE = "#2563eb", "#dc2626"
+
+
+def noise_schedule_figure(alphas_cumprod: list[float], visited: list[int], caption: str = ""):
+    """The noise schedule over all training timesteps: ᾱ_t, the signal level √ᾱ_t and the noise
+    level √(1−ᾱ_t) of x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε, with the timesteps a run visits marked on
+    the signal and noise curves. The t axis runs from 999 (pure noise) on the left to 0, the
+    order the steps run in."""
+    import plotly.graph_objects as go
+
+    t = list(range(len(alphas_cumprod)))
+    signal = [math.sqrt(a) for a in alphas_cumprod]
+    noise = [math.sqrt(max(1.0 - a, 0.0)) for a in alphas_cumprod]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=t, y=list(alphas_cumprod), name="ᾱ_t", mode="lines",
+                             line=dict(color="#94a3b8", dash="dot", width=2)))
+    fig.add_trace(go.Scatter(x=t, y=signal, name="signal √ᾱ_t", mode="lines", line=dict(color=SIGNAL, width=3)))
+    fig.add_trace(go.Scatter(x=t, y=noise, name="noise √(1−ᾱ_t)", mode="lines", line=dict(color=NOISE, width=3)))
+    steps = list(range(1, len(visited) + 1))
+    label = f"the {len(visited)} step{'s' if len(visited) != 1 else ''} this run makes"
+    for name, levels, colour, legend in (("signal", signal, SIGNAL, True), ("noise", noise, NOISE, False)):
+        fig.add_trace(go.Scatter(
+            x=list(visited), y=[levels[v] for v in visited], customdata=steps, mode="markers",
+            name=label, legendgroup="visited", showlegend=legend,
+            marker=dict(color="white", size=10, line=dict(color=colour, width=2.5)),
+            hovertemplate=f"step %{{customdata}} at t = %{{x}}<br>{name} level %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(title=caption or "Noise schedule", template="plotly_white", height=340,
+                      margin=dict(l=60, r=20, t=60, b=50), yaxis=dict(title="level", range=[-0.03, 1.03]),
+                      xaxis=dict(title="timestep t (999 = pure noise; a run goes left to right)",
+                                 autorange="reversed"),
+                      legend=dict(orientation="h", y=1.0, x=1, xanchor="right", yanchor="bottom"))
+    return fig
+
+
+def step_pair_image(noisy: Image.Image, clean: Image.Image, gap: int = 8) -> Image.Image:
+    """x_t and the predicted clean image x̂₀ of one step side by side, labelled above each."""
+    font = _font(max(14, noisy.height // 12))
+    ascent, descent = font.getmetrics()
+    head = ascent + descent + 8  # the labels' band: nothing of them reaches the pictures
+    pair = Image.new("RGB", (noisy.width + gap + clean.width, head + max(noisy.height, clean.height)), "white")
+    draw = ImageDraw.Draw(pair)
+    for x, img, label in ((0, noisy, "x_t (noisy input)"), (noisy.width + gap, clean, "x̂₀ (predicted clean)")):
+        pair.paste(img.convert("RGB"), (x, head))
+        draw.text((x + img.width // 2, 4 + ascent), label, fill="#111", font=font, anchor="ms")
+    return pair
