@@ -278,7 +278,7 @@ def _img2img_panel(first_schedule) -> dict:
 
 def _schedule_plot(first_schedule, elem_id: str):
     """The noise schedule with the steps the chosen scheduler and step count visit."""
-    plot = Plot(filename="noise-schedule", initial=first_schedule, label="Noise schedule", show_label=False,
+    plot = Plot(filename=elem_id.replace("diffusion-schedule", "noise-schedule"), initial=first_schedule, label="Noise schedule", show_label=False,
                 elem_id=elem_id)
     notice("x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε: the blue curve is how much of the clean image x_t holds, the red one "
            "how much noise. The markers are the timesteps this scheduler and step count visit, one per step.")
