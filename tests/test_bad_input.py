@@ -24,7 +24,7 @@ NAMES = {"path": "../../etc/passwd", "unknown": "no-such-thing"}
 # Endpoints whose valid defaults start long work (a training run, a 9-cell sweep): only their
 # numeric knobs are fuzzed, since a bad number must be refused before any work starts.
 NUMERIC_ONLY = {"/lora_train", "/diffusion_sweep"}
-SKIP = {"/lora_stop", "/lora_download", "/engine_status"}  # take no input
+SKIP = {"/lora_stop", "/lora_download", "/lora_merge", "/engine_status"}  # take no input
 GENERIC = "Something went wrong"
 # Each run sends about 1 / FUZZ_SHARE of the (endpoint x bad value) grid, chosen by a rotation
 # of FUZZ_SEED (today's date unless set): FUZZ_SHARE runs with seeds in a row cover the whole

@@ -86,3 +86,28 @@ def test_too_big_or_unknown_dtype_is_refused_before_any_copy(adapted, smollm2_to
     with pytest.raises(UserInputError, match="dtype = 'int8' is not valid: choose bfloat16, float32"):
         M.export_merged(adapted, smollm2_tokenizer, tmp_path, dtype="int8")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_tabs_merged_download_is_whole_when_served_then_removed(adapted, smollm2_tokenizer, monkeypatch, tmp_path):
+    """Gradio copies a yielded file into its own cache before it asks the generator for more: the zip
+    is whole at the yield, and the listener's folder is gone once the generator ends."""
+    import tempfile
+    from pathlib import Path
+
+    from tabs import _ui
+    from tabs import lora as tab
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(_ui, "_scratch_root", None)
+    settings = make(L.LoraSettings, r=4, alpha=8, target_modules=list(L.LINEAR_NAMES))
+    session = L.LoraSession(model=adapted, tokenizer=smollm2_tokenizer, settings=settings, source="trained")
+    served = tab.do_merge(session)
+    path, md = next(served)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None and f"{M.FOLDER}/model.safetensors" in zf.namelist()
+    assert f"bfloat16: {Path(path).stat().st_size / 2**20:,.0f} MiB" in md and "8/4·B·A" in md
+    with pytest.raises(StopIteration):
+        next(served)
+    assert not Path(path).parent.exists()
+    with pytest.raises(UserInputError, match="no adapter in this session"):
+        next(tab.do_merge(L.LoraSession()))
