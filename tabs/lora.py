@@ -4,10 +4,11 @@ and the adapted model on the same prompt and seed. Each browser session has its 
 from __future__ import annotations
 
 import html
+import shutil
 
 import gradio as gr
 
-from engine.training import lora, runner
+from engine.training import lora, merge, runner
 from engine.training import plots as training_plots
 from engine.core.errors import UserInputError
 from engine.core.settings import make
@@ -71,13 +72,40 @@ def _report_markdown(rep: dict, s) -> str:
     )
 
 
-def _settings(r, alpha, dropout, targets, lr, steps, batch, max_len, seed, budget=None):
+def _settings(r, alpha, dropout, targets, lr, steps, batch, max_len, seed, budget=None, val=None, every=None,
+              sched=None, warm=None):
     return make(lora.LoraSettings, drop_none=True, r=r, alpha=alpha, dropout=dropout, target_modules=targets or [],
                 learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed,
-                time_budget=budget)
+                time_budget=budget, val_share=val, eval_every=every, schedule=sched, warmup_steps=warm)
 
 
-def _status(u: lora.TrainUpdate, n_examples: int) -> str:
+def _planned(s, steps: int | None = None) -> list[float]:
+    """The rate of each step the schedule plans for `steps` (default: the requested ones)."""
+    total = steps or s.max_steps
+    return [lora.lr_at(i, total, s.learning_rate, s.schedule, s.warmup_steps) for i in range(1, total + 1)]
+
+
+def _figure(state, s, u=None):
+    busy = u is not None and u.busy  # another session trains: this session's last curves are not this run's
+    curves = state.curves if isinstance(state, lora.LoraSession) and not busy else lora.Curves()
+    steps = u.max_steps if u is not None and u.max_steps else s.max_steps
+    return training_plots.lora_figure(u.losses if u is not None else [], curves.val, curves.lrs, _planned(s, steps),
+                                      steps)
+
+
+def _curves_text(state) -> str:
+    """' · validation loss 3.10 → 2.45 on 64 held-out lines · rate 1.9e-03' (empty when not measured)."""
+    curves, out = state.curves, ""
+    if curves.val:
+        first, last = curves.val[0][1], curves.val[-1][1]
+        out += (f" · validation loss {first:.2f} → **{last:.2f}** on {len(state.held_out)} held-out lines"
+                if len(curves.val) > 1 else f" · validation loss {first:.2f} before training")
+    if curves.lrs:
+        out += f" · rate {curves.lrs[-1]:.1e}"
+    return out
+
+
+def _status(u: lora.TrainUpdate, n_examples: int, state=None) -> str:
     if not u.step:
         return f"⏳ {u.message}"
     if u.refused:
@@ -90,8 +118,10 @@ def _status(u: lora.TrainUpdate, n_examples: int) -> str:
             if u.capped else
             " The adapter trained so far is kept: compare it below or download it." if u.stopped else
             " Now compare base and adapted below, or download the adapter." if u.done else "")
-    return (f"{head}: step **{u.step} / {u.max_steps}** · loss {u.losses[0]:.2f} → **{u.loss:.2f}** · "
-            f"{duration_text(u.seconds)} so far{f' · {timing}' if timing else ''} · {n_examples:,} examples.{tail}")
+    curves = _curves_text(state) if isinstance(state, lora.LoraSession) else ""
+    return (f"{head}: step **{u.step} / {u.max_steps}** · loss {u.losses[0]:.2f} → **{u.loss:.2f}**{curves} · "
+            f"{duration_text(u.seconds)} so far{f' · {timing}' if timing else ''} · {n_examples:,} training "
+            f"examples.{tail}")
 
 
 INTRO = (
@@ -138,6 +168,12 @@ def _settings_panel() -> dict:
     with gr.Row():
         knobs.update(controls_for(lora.LoraSettings, ["learning_rate", "max_steps", "batch_size", "max_length"]))
         seed = seed_box(42)
+    with gr.Row(elem_id="lora-schedule"):
+        knobs.update(controls_for(lora.LoraSettings, ["val_share", "eval_every", "schedule", "warmup_steps"]))
+    notice("The validation loss is measured on lines held out of training: when it stops falling while the "
+           "training loss still falls, the adapter is learning its training lines by heart. The learning rate "
+           "rises over the warm-up (step s gets peak·s/(warm-up + 1)), then stays at its peak (constant) or "
+           "falls to near 0 at the last step (linear, cosine); the plot beside the loss shows it.")
     inspect_btn = gr.Button("Count parameters (before training)")
     report_md = gr.Markdown()
     return dict(knobs=knobs, targets=targets, seed=seed, inspect_btn=inspect_btn, report_md=report_md)
@@ -152,10 +188,11 @@ def _train_panel(engine) -> dict:
         stop_btn = gr.Button("Stop (keep what is trained)", variant="stop")
     status_md = gr.Markdown(train_intro("Train adapter", runner.duration(runner.cap_seconds(engine))),
                             elem_id="lora-status")
-    loss_plot = Plot(filename="lora-loss", initial=lambda: training_plots.loss_figure([], 40), label="Loss",
-                     elem_id="lora-loss")
+    loss_plot = Plot(filename="lora-loss", initial=lambda: _figure(None, lora.LoraSettings()),
+                     label="Loss and learning rate", elem_id="lora-loss")
     notice("The loss is the average surprise (cross-entropy) per next token. It falls fast at first, as the "
-           "model learns the ' — Author' + EOS pattern, then slowly, as it learns the quotes' style.")
+           "model learns the ' — Author' + EOS pattern, then slowly, as it learns the quotes' style. The "
+           "green validation loss is the same measure on the held-out lines, which training never sees.")
     return dict(budget=budget, train_btn=train_btn, stop_btn=stop_btn, status_md=status_md, loss_plot=loss_plot)
 
 
@@ -195,8 +232,16 @@ def _files_panel() -> dict:
                                      file_types=[".zip", ".safetensors"])
             upload_md = gr.Markdown()
     gr.Markdown("Load the zip elsewhere with `PeftModel.from_pretrained(base_model, folder)` after unzipping.")
+    with gr.Row():
+        with gr.Column():
+            merge_btn = gr.Button("Merge into the base and download the full model (.zip)")
+            merge_md = gr.Markdown("W + (alpha/r)·B·A is written into each adapted weight of a copy of SmolLM2, "
+                                   f"saved in {merge.EXPORT_DTYPE} (about 260 MiB): a model folder that "
+                                   "`AutoModelForCausalLM.from_pretrained` loads, no peft needed.")
+        merge_file = gr.File(label="merged-model/: config.json, model.safetensors, tokenizer files",
+                             interactive=False, elem_id="lora-merged-file")
     return dict(download_btn=download_btn, download_file=download_file, adapter_upload=adapter_upload,
-                upload_md=upload_md)
+                upload_md=upload_md, merge_btn=merge_btn, merge_md=merge_md, merge_file=merge_file)
 
 
 # ---- listeners (plain functions, or made for one engine; wrapped with user_errors when registered) -----
@@ -232,19 +277,31 @@ def make_inspect(engine):
 
 def make_train(engine):
     def do_train(src, text, file, r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, budget, state,
-                 progress=gr.Progress()):
-        s = _settings(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, budget)
+                 val=None, every=None, sched=None, warm=None, progress=gr.Progress()):
+        s = _settings(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, budget, val, every, sched, warm)
         texts = lora.dataset_texts(src, text, file)
         state = state if isinstance(state, lora.LoraSession) else lora.LoraSession()
         if state.training:
             raise UserInputError("this session is already training: wait for it or press Stop.")
         report = progress_callback(progress)
-        yield "⏳ Starting: preparing the model and the data...", training_plots.loss_figure([], s.max_steps), state
+        yield "⏳ Starting: preparing the model and the data...", _figure(None, s), state
         for u in lora.train(engine, state, texts, s, progress=report):
             if u.step:
                 report(u.step / u.max_steps, f"step {u.step}/{u.max_steps}, loss {u.loss:.3f}")
-            yield _status(u, len(texts)), training_plots.loss_figure(u.losses, u.max_steps), state
+            yield _status(u, state.examples or len(texts), state), _figure(state, s, u), state
     return do_train
+
+
+def show_plan(lr, steps, sched, warm, state):
+    """The schedule planned for these knobs, drawn before a run (a session's own run stays shown)."""
+    if isinstance(state, lora.LoraSession) and (state.losses or state.training):
+        return gr.update()
+    try:
+        s = make(lora.LoraSettings, drop_none=True, learning_rate=lr, max_steps=steps, schedule=sched,
+                 warmup_steps=warm)
+    except UserInputError:  # a number still being typed: the plot waits for a valid one
+        return gr.update()
+    return _figure(None, s)
 
 
 def do_stop(state):
@@ -281,6 +338,22 @@ def do_download(state):
     return str(lora.export_adapter(state.model, scratch_dir("lora")))
 
 
+def do_merge(state):
+    """The merged model's zip, served once (Gradio copies it into its own cache while this generator
+    waits at its yield), then removed: a 260 MiB file is not left in the scratch folder."""
+    _ready_adapter(state)
+    folder = scratch_dir("lora-merged")
+    try:
+        path = merge.export_merged(state.model, state.tokenizer, folder)
+        size = path.stat().st_size
+        yield str(path), (f"✅ Merged: W + {state.settings.alpha}/{state.settings.r}·B·A in "
+                          f"{', '.join(state.settings.target_modules)} of every block, {merge.EXPORT_DTYPE}: "
+                          f"{size / 2**20:,.0f} MiB. Unzip it and load the folder with "
+                          "`AutoModelForCausalLM.from_pretrained('merged-model')`.")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def make_upload(engine):
     def do_upload(file, state, progress=gr.Progress()):
         if not file:
@@ -304,8 +377,9 @@ def _wire(engine, session, data, settings, train, compare, files):
                               api_name="lora_preview", **HEAVY)
     settings["inspect_btn"].click(user_errors(make_inspect(engine)), inputs=settings_inputs,
                                   outputs=[settings["report_md"], targets], api_name="lora_params", **HEAVY)
+    extra = [c["val_share"], c["eval_every"], c["schedule"], c["warmup_steps"]]
     train["train_btn"].click(user_errors(make_train(engine)),
-                             inputs=[source, pasted, upload, *settings_inputs, train["budget"], session],
+                             inputs=[source, pasted, upload, *settings_inputs, train["budget"], session, *extra],
                              outputs=[train["status_md"], train["loss_plot"], session], api_name="lora_train",
                              show_progress="minimal", **TRAIN)
     train["stop_btn"].click(user_errors(do_stop), inputs=session, outputs=train["status_md"], api_name="lora_stop",
@@ -317,8 +391,18 @@ def _wire(engine, session, data, settings, train, compare, files):
                                  api_name="lora_compare", **HEAVY)
     files["download_btn"].click(user_errors(do_download), inputs=session, outputs=files["download_file"],
                                 api_name="lora_download", **HEAVY)
+    files["merge_btn"].click(user_errors(do_merge), inputs=session, outputs=[files["merge_file"], files["merge_md"]],
+                             api_name="lora_merge", concurrency_id="lora_merge", concurrency_limit=1)
     files["adapter_upload"].upload(user_errors(make_upload(engine)), inputs=[files["adapter_upload"], session],
                                    outputs=[files["upload_md"], session], api_name="lora_upload", **HEAVY)
+
+
+def _wire_plan(session, settings, train):
+    """Redraw the planned learning rate as its knobs move (no model: answered outside the queue)."""
+    c = settings["knobs"]
+    knobs = [c["learning_rate"], c["max_steps"], c["schedule"], c["warmup_steps"]]
+    for knob in knobs:
+        knob.change(show_plan, inputs=[*knobs, session], outputs=train["loss_plot"], api_name=False, queue=False)
 
 
 def build(engine) -> Share:
@@ -330,7 +414,9 @@ def build(engine) -> Share:
     compare = _compare_panel()
     files = _files_panel()
     _wire(engine, session, data, settings, train, compare, files)
+    _wire_plan(session, settings, train)
     # A link can preset the knobs and the prompt; training itself stays a deliberate click.
     c = settings["knobs"]
     return Share(params={"prompt": compare["prompt"], "r": c["r"], "alpha": c["alpha"], "steps": c["max_steps"],
-                         "targets": settings["targets"], "lr": c["learning_rate"]})
+                         "targets": settings["targets"], "lr": c["learning_rate"], "val": c["val_share"],
+                         "every": c["eval_every"], "schedule": c["schedule"], "warmup": c["warmup_steps"]})

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from engine.training import lora as L
+from engine.training import merge as M
 from engine.training import runner as R
+from tabs import _ui
 
 # /lora_train's arguments by the API's names: source, pasted, upload, r, alpha, dropout, targets, lr, steps, ...
 SMALL = dict(src="quotes", text="", file=None, r=4, alpha=8, dropout=0.0, tmods=["q_proj", "v_proj"], lr=0.002,
@@ -26,8 +28,9 @@ def base_logits(smollm):
 
 def test_train_compare_download_and_the_base_stays_the_same(client, smollm, tmp_path):
     before = base_logits(smollm)
-    status, plot = client.predict(**SMALL, api_name="/lora_train")
+    status, plot = client.predict(**dict(SMALL, val=0.001), api_name="/lora_train")  # 2 of 2,616 lines held out
     assert "Done" in status and "2 / 2" in status, status
+    assert "on 2 held-out lines" in status and "2,614 training examples" in status, status
     base, adapted, md = client.predict(text="Life is", seed_v=7, n_new=12, temp=0.0, api_name="/lora_compare")
     assert base.startswith("Life is") and adapted.startswith("Life is")
     assert "Base:" in md and "Adapted" in md
@@ -35,6 +38,14 @@ def test_train_compare_download_and_the_base_stays_the_same(client, smollm, tmp_
     path = client.predict(api_name="/lora_download")
     with zipfile.ZipFile(path) as zf:
         assert sorted(zf.namelist()) == sorted([L.ADAPTER_FILE, L.CONFIG_FILE])
+    # the full model with the adapter merged in: served whole, the app's own copy removed once served
+    path, md = client.predict(api_name="/lora_merge")
+    with zipfile.ZipFile(path) as zf:
+        weights = zf.getinfo(f"{M.FOLDER}/model.safetensors").file_size
+        assert f"{M.FOLDER}/config.json" in zf.namelist() and f"{M.FOLDER}/tokenizer.json" in zf.namelist()
+    assert abs(weights - 2 * M.weight_count(smollm.model)) < 100_000 and "bfloat16" in md  # ~257 MiB
+    assert not [p for p in _ui._scratch_root.iterdir() if p.name.startswith("lora-merged")]
+    assert torch.equal(base_logits(smollm), before)
 
 
 def test_bad_values_are_named(client):
@@ -59,7 +70,7 @@ def test_a_training_stops_at_the_operators_time_cap_and_keeps_its_adapter(client
 
     # the operator's cap, as the running app reads it: any first step takes longer than this
     monkeypatch.setattr(engine, "config", dataclasses.replace(engine.config, train_minutes=1e-6 / 60))
-    status, plot = client.predict(**SMALL, api_name="/lora_train")
+    status, plot = client.predict(**dict(SMALL, val=0.0), api_name="/lora_train")  # no held-out scoring
     assert "time cap" in status and "1 / 2" in status and "kept" in status, status
     base, adapted, md = client.predict(text="Life is", seed_v=7, n_new=8, temp=0.0, api_name="/lora_compare")
     assert "trained 1 steps" in md

@@ -29,7 +29,7 @@ NUMERIC_ONLY = {"/lora_train", "/diffusion_sweep"}
 # refuse at once in tests/test_user_text.py.
 ACCEPTED_AND_LONG = {"/posttraining_base_vs_instruct": {"path + controls"}, "/quantization_compare": {"path + controls"},
                      "/stress_test": {"path + controls", "empty"}, "/compare_answers": {"path + controls", "empty"}}
-SKIP = {"/lora_stop", "/lora_download", "/engine_status"}  # take no input
+SKIP = {"/lora_stop", "/lora_download", "/lora_merge", "/engine_status"}  # take no input
 GENERIC = "Something went wrong"
 # Each run sends about 1 / FUZZ_SHARE of the (endpoint x bad value) grid, chosen by a rotation
 # of FUZZ_SEED (today's date unless set): FUZZ_SHARE runs with seeds in a row cover the whole

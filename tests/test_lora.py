@@ -3,6 +3,7 @@ every test trains in well under a second of CPU per step."""
 from __future__ import annotations
 
 import copy
+import math
 import json
 import zipfile
 
@@ -514,3 +515,107 @@ def test_the_time_cap_stops_a_slowing_run_and_keeps_what_it_trained(base, tokeni
     # without a cap the same pace runs every step
     paced["steps"] = [15.0]
     assert list(L.train_steps(L.session_model(base, s), examples, fast(max_steps=6), L.pad_id_of(tokenizer)))[-1].step == 6
+
+
+# ---- validation split, learning-rate schedule ---------------------------------------------------------
+def test_split_holds_out_a_seeded_share_and_no_copy_of_a_held_out_line_is_trained_on():
+    lines = [f"line {i} — author {i}" for i in range(40)]
+    train, held = L.split_validation(lines, 0.25, seed=1)
+    assert len(held) == 10 and len(train) == 30 and set(train) | set(held) == set(lines)
+    assert L.split_validation(lines, 0.25, seed=1) == (train, held) != L.split_validation(lines, 0.25, seed=2)
+    assert [x for x in lines if x in held] == held  # the dataset's order
+    assert L.split_validation(lines, 0.0, seed=1) == (lines, [])
+    assert len(L.split_validation(lines[:4], 0.1, seed=1)[1]) == 1  # at least one line when the share is > 0
+    assert len(L.split_validation(lines * 100, 0.5, seed=1)[1]) == L.MAX_VAL_EXAMPLES == 32  # at most 32
+    twice = lines[:10] + lines[:10]  # every line twice: a held-out line's copy is not trained on either
+    train, held = L.split_validation(twice, 0.2, seed=0)
+    assert len(held) == 4 and not set(train) & set(held) and len(train) == 20 - 2 * len(set(held))
+    for bad in (float("nan"), 0.6, -0.1):
+        with pytest.raises(UserInputError, match=r"validation share .*0(\.0)? (to|and) 0\.5"):
+            L.split_validation(lines, bad, seed=0)
+    with pytest.raises(UserInputError, match=r"val_share .*0(\.0)? (to|and) 0\.5"):
+        make(L.LoraSettings, val_share=0.9)
+    with pytest.raises(UserInputError, match="schedule = 'step' .*'constant', 'linear', 'cosine'"):
+        make(L.LoraSettings, schedule="step")
+
+
+def cosine_by_hand(step, total, peak, warmup):
+    if step <= warmup:
+        return peak * step / (warmup + 1)
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - 1 - warmup) / (total - warmup)))
+
+
+def test_each_steps_learning_rate_is_the_schedules_formula_as_the_optimizer_used_it(base, tokenizer, examples,
+                                                                                   monkeypatch, paced):
+    used = []
+    real_step = torch.optim.AdamW.step
+
+    def step(self, *a, **kw):  # the rate the optimizer actually applies at each step
+        used.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    paced["steps"] = [0.0]
+    peak, pad = 0.01, L.pad_id_of(tokenizer)
+    by_hand = {"constant": [peak * s / 4 for s in (1, 2, 3)] + [peak] * 7,
+               "linear": [peak * s / 4 for s in (1, 2, 3)] + [peak * (1 - (s - 4) / 7) for s in range(4, 11)],
+               "cosine": [cosine_by_hand(s, 10, peak, 3) for s in range(1, 11)]}
+    for schedule, expected in by_hand.items():
+        used.clear()
+        s = fast(max_steps=10, schedule=schedule, warmup_steps=3, learning_rate=peak)
+        curves = L.Curves()
+        list(L.train_steps(L.session_model(base, s), examples, s, pad, curves=curves))
+        assert used == pytest.approx(expected, rel=1e-12, abs=0) and curves.lrs == used, schedule
+        assert used[2] < used[3] == peak and 0 < used[-1] < peak or schedule == "constant"
+    # fitted to a time cap: from the fit on, the schedule decays over the steps the run will make
+    used.clear()
+    paced["steps"] = [10.0]  # 10 s a step at batch 1: after 2 steps (20 s), floor((95 - 20) / 10) = 7 more fit
+    s = fast(max_steps=12, batch_size=1, schedule="cosine", warmup_steps=1, learning_rate=peak)
+    seen = list(L.train_steps(L.session_model(base, s), examples, s, pad, max_seconds=100))
+    assert seen[-1].step == 9 and seen[-1].done
+    assert used == pytest.approx([cosine_by_hand(st, 12, peak, 1) for st in (1, 2)]
+                                 + [cosine_by_hand(st, 9, peak, 1) for st in range(3, 10)], rel=1e-12, abs=0)
+
+
+def test_validation_loss_is_on_held_out_lines_only_and_equals_a_hand_computation(engine, base, tokenizer):
+    from types import SimpleNamespace
+
+    from engine.core.models import TextModel
+
+    class Fake:  # the engine surface lora.train uses, serving the tiny model
+        registry, device = engine.registry, engine.device
+        config = SimpleNamespace(train_minutes=10)
+
+        def load(self, key, progress=None):
+            return TextModel(base, tokenizer, engine.registry.resolve(L.BASE_KEY), torch.device("cpu"), torch.float32)
+
+    def encode(tok, texts, max_length):  # the tiny model's vocabulary
+        return [[t % VOCAB for t in x] for x in L.encode_examples(tok, texts, max_length)]
+
+    trained_on = []
+
+    def recording_collate(batch, pad_id):
+        if torch.is_grad_enabled():  # a training batch (the validation loss runs without gradients)
+            trained_on.extend(tuple(x) for x in batch)
+        return L.collate(batch, pad_id)
+
+    lines = [f"Quote number {i} says something — Author {i}" for i in range(40)]
+    session = L.LoraSession()
+    s = fast(max_steps=12, val_share=0.25, eval_every=5, max_length=24)
+    updates = list(L.train(Fake(), session, lines, s, encode=encode, collate_fn=recording_collate))
+    assert updates[-1].done and updates[-1].step == 12
+    held = session.held_out
+    assert len(held) == 10 and set(held) <= set(lines) and session.examples == 30
+    held_ids = {tuple(x) for x in encode(tokenizer, held, 24)}
+    assert trained_on and not held_ids & set(trained_on)  # no held-out line is ever in a training batch
+    assert set(trained_on) <= {tuple(x) for x in encode(tokenizer, [x for x in lines if x not in held], 24)}
+    assert [step for step, _ in session.curves.val] == [0, 5, 10, 12]  # before step 1, every 5, after the last
+    # by hand: each held-out line alone, no padding; the mean over every next token of them all
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for ids in encode(tokenizer, held, 24):
+            logp = torch.log_softmax(session.model(input_ids=torch.tensor([ids])).logits[0, :-1].double(), -1)
+            nll -= float(logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
+            count += len(ids) - 1
+    assert session.curves.val[-1][1] == pytest.approx(nll / count, abs=1e-5)
+    assert session.curves.val[-1][1] < session.curves.val[0][1]  # the held-out lines share the training's format

@@ -35,6 +35,9 @@ MAX_EXAMPLE_CHARS = 1_000
 MIN_EXAMPLES, MAX_EXAMPLES = 4, 20_000
 MAX_ADAPTER_BYTES = MAX_UPLOAD_BYTES  # the app's one upload limit covers the biggest adapter it trains
 MAX_CONFIG_BYTES = 64 * 2**10  # adapter_config.json as peft writes it is about 1 kB
+MAX_VAL_EXAMPLES = 32  # held-out lines scored at each evaluation: on SmolLM2 about the time of one training step
+VAL_BATCH = 8  # held-out lines per forward pass: (8, 256, 49152) fp32 logits at most, ~400 MB
+SCHEDULES = ("constant", "linear", "cosine")
 ADAPTER_FILE, CONFIG_FILE = "adapter_model.safetensors", "adapter_config.json"
 
 
@@ -57,6 +60,15 @@ class LoraSettings:
                            step=1, label="max length")
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling, dropout and LoRA initialisation", step=1)
     time_budget: float = runner.budget_knob()
+    val_share: float = knob(0.1, 0.0, 0.5, f"Share of the examples held out of training to measure the validation "
+                            f"loss on (at most {MAX_VAL_EXAMPLES} lines; 0 = none)", step=0.05,
+                            label="validation share")
+    eval_every: int = knob(10, 1, 1000, "Steps between two validation losses (also before step 1 and after the "
+                           "last)", step=1, label="evaluate every (steps)")
+    schedule: str = knob("cosine", help="How the learning rate falls after the warm-up", choices=SCHEDULES,
+                         label="learning-rate schedule")
+    warmup_steps: int = knob(4, 0, 200, "Steps over which the learning rate rises to its peak", step=1,
+                             label="warm-up steps")
 
     def __post_init__(self):
         if self.target_modules is not None and not isinstance(self.target_modules, list):
@@ -167,6 +179,79 @@ def show_format(tokenizer, texts: list[str], max_length: int, n: int = 3) -> dic
         input_ids=batch["input_ids"].tolist(), attention_mask=batch["attention_mask"].tolist(),
         labels=batch["labels"].tolist(), lengths=[len(x) for x in ids],
     )
+
+
+def split_validation(items: list, share: float, seed: int) -> tuple[list, list]:
+    """(training, held-out) examples: floor(share x n) of them (at least 1 when share > 0, at most
+    MAX_VAL_EXAMPLES), drawn with `seed`, are held out; every copy of a held-out example is left
+    out of training too, so no held-out line is ever trained on. Both keep the dataset's order."""
+    share = check_range("validation share", share, 0.0, 0.5)
+    if share == 0 or not items:
+        return list(items), []
+    k = min(MAX_VAL_EXAMPLES, max(1, int(len(items) * share)))
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    picked = sorted(order[:k])
+    held_keys = {_key(items[i]) for i in picked}
+    train = [x for x in items if _key(x) not in held_keys]
+    if not train:
+        raise UserInputError(f"every example is a copy of a held-out one: lower the validation share "
+                             f"({share:g}, 0 to 0.5) or give more different examples.")
+    return train, [items[i] for i in picked]
+
+
+def _key(item) -> str:
+    return item if isinstance(item, str) else repr(item)
+
+
+def lr_at(step: int, total: int, peak: float, schedule: str = "constant", warmup: int = 0) -> float:
+    """The learning rate of optimizer step `step` (1 to `total`): a linear warm-up,
+    peak·step/(warmup + 1) for step <= warmup, then with p = (step - 1 - warmup)/(total - warmup)
+    (0 at the first step after the warm-up, below 1 at the last): constant peak, linear peak·(1 - p),
+    cosine peak·(1 + cos(pi·p))/2. No step gets a rate of 0."""
+    if schedule not in SCHEDULES:
+        raise UserInputError(f"schedule = {short_repr(schedule)} is not valid: choose {', '.join(SCHEDULES)}.")
+    if step <= warmup:
+        return peak * step / (warmup + 1)
+    if schedule == "constant":
+        return peak
+    p = min(1.0, max(0.0, (step - 1 - warmup) / max(1, total - warmup)))
+    return peak * (1.0 - p) if schedule == "linear" else peak * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+@no_grad
+def validation_loss(model, examples: list, pad_id: int, collate_fn: Callable[[list, int], dict] | None = None,
+                    batch_size: int = VAL_BATCH) -> float:
+    """Mean cross-entropy per counted next token over all the held-out `examples` (each token
+    weighs the same, whatever its line's length), dropout off. nan when there are none."""
+    collate_fn = collate_fn or collate
+    was_training, device = model.training, next(model.parameters()).device
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for i in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate_fn(examples[i : i + batch_size], pad_id).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            labels = batch["labels"][:, 1:]  # (batch, longest - 1): position t predicts token t + 1
+            counted = labels != -100
+            nll = torch.nn.functional.cross_entropy(logits[:, :-1][counted].float(), labels[counted], reduction="sum")
+            total, count = total + float(nll), count + int(counted.sum())
+    finally:
+        model.train(was_training)
+    return total / count if count else math.nan
+
+
+@dataclass
+class Curves:
+    """What a run records beside its training loss: the learning rate each step used, and the
+    loss on the held-out examples before step 1, every `eval_every` steps and after the last."""
+
+    held_out: list = field(default_factory=list)  # encoded held-out examples (never trained on)
+    lrs: list = field(default_factory=list)
+    val: list = field(default_factory=list)  # (step, validation loss)
+
+    def evaluate(self, model, step: int, pad_id: int, collate_fn=None) -> None:
+        if self.held_out and (not self.val or self.val[-1][0] != step):
+            self.val.append((step, validation_loss(model, self.held_out, pad_id, collate_fn)))
 
 
 def batches(n_examples: int, batch_size: int, seed: int) -> Iterator[list[int]]:
@@ -308,15 +393,17 @@ def counted_token_loss(model, batch: dict) -> torch.Tensor:
 def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
                 stop: threading.Event | None = None, max_seconds: float | None = None,
                 collate_fn: Callable[[list, int], dict] | None = None,
-                deadline: runner.Deadline | None = None) -> Iterator[TrainUpdate]:
+                deadline: runner.Deadline | None = None, curves: Curves | None = None) -> Iterator[TrainUpdate]:
     """Plain AdamW on the LoRA matrices, one update per batch, yielding after each step. A set
     `stop`, or the time budget used up, ends the loop between steps; the adapter keeps what it
     learned so far. `deadline` (default: `max_seconds` as the cap) times the first steps and fits
     the run to its budget: a smaller batch when that lets every step fit (the first examples of each
     shuffled batch), and the loop ends at the fitted step count, or is refused after the timed
-    steps when too few fit. There is no learning-rate schedule to refit (a constant rate).
-    `collate_fn(examples, pad_id)` builds a batch (default: `collate`, for token-id lists;
-    supervised fine-tuning passes one that carries its own loss mask)."""
+    steps when too few fit. Each step's learning rate is `lr_at` over the steps the run will make
+    (the fitted count once the first steps are timed). `collate_fn(examples, pad_id)` builds a batch
+    (default: `collate`, for token-id lists; supervised fine-tuning passes one that carries its own
+    loss mask). `curves` records each step's rate, and the validation loss on its held-out examples
+    before step 1 and every `eval_every` steps (inside the step's time)."""
     collate_fn = collate_fn or collate
     validate(settings)
     torch.manual_seed(settings.seed)
@@ -327,6 +414,8 @@ def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
     device = next(iter(params)).device
     deadline = deadline or runner.Deadline(max_seconds, settings.max_steps, minutes=settings.time_budget,
                                            batch=settings.batch_size)
+    curves = curves if curves is not None else Curves()
+    curves.evaluate(peft_model, 0, pad_id, collate_fn)  # in step 1's time (the warm-up step the fit leaves out)
     peft_model.train()
     try:
         for step in range(1, settings.max_steps + 1):
@@ -334,6 +423,10 @@ def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
             if ended is not None:
                 yield ended
                 return
+            lr = lr_at(step, deadline.steps or settings.max_steps, settings.learning_rate, settings.schedule,
+                       settings.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             batch = collate_fn([examples[i] for i in next(order)[:deadline.batch or settings.batch_size]], pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = counted_token_loss(peft_model, batch)  # mean cross-entropy over the counted next tokens
@@ -341,6 +434,9 @@ def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
+            curves.lrs.append(lr)
+            if step % settings.eval_every == 0:
+                curves.evaluate(peft_model, step, pad_id, collate_fn)
             update = deadline.step_update(step, losses)
             yield update
             if update.done:
@@ -360,6 +456,8 @@ class LoraSession:
     steps_done: int = 0
     examples: int = 0
     source: str = ""  # "trained", "uploaded"
+    held_out: list = field(default_factory=list)  # the examples kept out of training (texts or rows)
+    curves: Curves = field(default_factory=Curves)  # learning rate per step, validation loss
     training: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -402,15 +500,18 @@ def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
         try:
             session.training = True
             bundle = engine.load(base_key, progress=progress)
+            texts, held_out = split_validation(texts, settings.val_share, settings.seed)
             examples = encode(bundle.tokenizer, texts, settings.max_length)
+            curves = Curves(held_out=encode(bundle.tokenizer, held_out, settings.max_length) if held_out else [])
             spec = engine.registry.get(base_key)
             session.model = session_model(bundle.model, settings, spec.hub_id)
             session.tokenizer, session.settings = bundle.tokenizer, settings
             session.losses, session.steps_done, session.examples, session.source = [], 0, len(examples), "trained"
+            session.held_out, session.curves = held_out, curves
             run.fit_threads()
             deadline = run.deadline(settings.max_steps, settings.time_budget, batch=settings.batch_size)
             for update in train_steps(session.model, examples, settings, pad_id_of(bundle.tokenizer), session.stop,
-                                      collate_fn=collate_fn, deadline=deadline):
+                                      collate_fn=collate_fn, deadline=deadline, curves=curves):
                 session.losses, session.steps_done = list(update.losses), update.step
                 run.progress(update.step, update.max_steps)
                 if update.done:
@@ -420,10 +521,13 @@ def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
                     run.fit_threads()
                 yield update
             if final is not None and final.refused:  # the timed steps are not a run: nothing is kept
-                session.model, session.losses, session.steps_done = None, [], 0
+                session.model, session.losses, session.steps_done, session.curves = None, [], 0, Curves()
         finally:
             session.training = False
     if final is not None:
+        if session.model is not None and final.step:  # the last validation loss, outside the gate
+            with runner.threads_for_load(engine.device.kind == "cpu"):
+                session.curves.evaluate(session.model, final.step, pad_id_of(session.tokenizer), collate_fn)
         yield final  # the gate is free: whatever the caller does next does not hold it
 
 
@@ -609,6 +713,7 @@ def import_adapter(engine, session: LoraSession, path: str | Path, progress: Pro
     model, settings = load_adapter_file(bundle.model, path, engine.registry.get(BASE_KEY).hub_id)
     session.model, session.tokenizer, session.settings = model, bundle.tokenizer, settings
     session.losses, session.steps_done, session.examples, session.source = [], 0, 0, "uploaded"
+    session.held_out, session.curves = [], Curves()
     return dict(r=settings.r, alpha=settings.alpha, target_modules=settings.target_modules,
                 tensors=len(get_state_keys(model)))
 
@@ -624,5 +729,5 @@ __all__ = [
     "dataset_texts", "encode_examples", "collate", "show_format", "session_model", "shared_copy",
     "param_report", "count_params", "expected_trainable", "train", "train_steps", "generate_pair",
     "export_adapter", "import_adapter", "load_adapter_file", "linear_layer_names", "adapter_shapes",
-    "check_targets", "TrainUpdate",
+    "check_targets", "TrainUpdate", "split_validation", "lr_at", "validation_loss", "Curves", "SCHEDULES",
 ]

@@ -24,6 +24,38 @@ def loss_figure(losses: list[float], max_steps: int | None = None, title: str = 
     return fig
 
 
+def lora_figure(losses: list[float], val: list | None = None, lrs: list[float] | None = None,
+                planned: list[float] | None = None, max_steps: int | None = None):
+    """A LoRA run side by side: the training loss per step (and its moving average) with the
+    validation loss on the held-out lines (`val`: (step, loss), step 0 = before training), and the
+    learning rate each step used (`lrs`) over the schedule planned for `max_steps` (`planned`)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.1,
+                        subplot_titles=("loss (nats/token)", "learning rate"))
+    loss = loss_figure(losses)
+    for trace in loss.data:
+        fig.add_trace(trace, row=1, col=1)
+    if val:
+        fig.add_trace(go.Scatter(x=[s for s, _ in val], y=[v for _, v in val], mode="lines+markers",
+                                 name="validation loss (held-out lines)", line=dict(color="#2e7d32", width=2.5),
+                                 marker=dict(size=8, symbol="diamond")), row=1, col=1)
+    if planned:
+        fig.add_trace(go.Scatter(x=list(range(1, len(planned) + 1)), y=planned, mode="lines", name="planned rate",
+                                 line=dict(color="#9e9e9e", dash="dash")), row=1, col=2)
+    if lrs:
+        fig.add_trace(go.Scatter(x=list(range(1, len(lrs) + 1)), y=lrs, mode="lines+markers", name="rate used",
+                                 line=dict(color="#6a1b9a", width=2), marker=dict(size=4)), row=1, col=2)
+    last = max(max_steps or 0, len(losses), len(lrs or []), 1)
+    for col in (1, 2):
+        fig.update_xaxes(title_text="step", range=[-0.5 if col == 1 else 0.5, last + 0.5], row=1, col=col)
+    fig.update_yaxes(tickformat=".1e", rangemode="tozero", row=1, col=2)
+    fig.update_layout(template="plotly_white", height=380, margin=dict(l=60, r=20, t=40, b=50),
+                      legend=dict(orientation="h", y=-0.22, x=0.5, xanchor="center"))
+    return fig
+
+
 def preference_figure(history: dict, max_steps: int | None = None, title: str = "DPO"):
     """The live curves of a preference run: the loss, and (DPO) the implicit rewards β·log π/π_ref
     of chosen and rejected with their margin, or (reward model) the margin; and the batch accuracy."""

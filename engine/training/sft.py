@@ -67,6 +67,13 @@ class SftSettings(lora.LoraSettings):
     seed: int = knob(42, 0, 2**31 - 1, "Shuffling, dropout and LoRA initialisation", step=1)
     mask: str = knob("response", help="Which tokens the loss counts: the response only, or everything",
                      choices=MASKS, label="loss on")
+    # SFT scores its own held-out prompts (HELD_OUT_FILE) and trains at a constant rate
+    val_share: float = knob(0.0, 0.0, 0.5, "Share of the examples held out for a validation loss", step=0.05,
+                            label="validation share")
+    schedule: str = knob("constant", help="How the learning rate falls after the warm-up", choices=lora.SCHEDULES,
+                         label="learning-rate schedule")
+    warmup_steps: int = knob(0, 0, 200, "Steps over which the learning rate rises to its peak", step=1,
+                             label="warm-up steps")
 
 
 # ---- data ----------------------------------------------------------------------------------------
