@@ -95,12 +95,25 @@ class Branch:
     prefix_ids: list[int]  # prompt + continuation[:position]: both texts start here
     prompt_tokens: int
     original: list[int]  # continuation[position:]
+    prefix_text: str = ""  # continuation[:position] decoded (the prompt is not in it)
+    original_pieces: list[str] = field(default_factory=list)  # each original token's text from `position`
+    labels: tuple[str, str] = ("", "")  # visible labels of the original token and of the picked one
     tokens: list[TokenOut] = field(default_factory=list)  # the branch: token_id, then what followed
     stop_reason: str = ""
 
 
 def _token_out(tm, tid: int, p_raw: float, p_final: float, rank: int, special: set) -> TokenOut:
     return TokenOut(tid, tm.tokenizer.decode([tid]), p_raw, p_final, rank, tid in special, partial_bytes(tm, tid))
+
+
+def _pieces(tm, before: list[int], ids: list[int]) -> list[str]:
+    """The characters each of `ids` adds after `before` (a token that is part of a character adds '')."""
+    out, done = [], tm.tokenizer.decode(before)
+    for i in range(len(ids)):
+        after = tm.tokenizer.decode(before + ids[:i + 1])
+        out.append(after[len(done):] if after.startswith(done) else tm.tokenizer.decode([ids[i]]))
+        done = after
+    return out
 
 
 @inference_mode
@@ -124,7 +137,9 @@ def branch(tm, prompt: str, mode: str, continuation, position, token_id, setting
     logits = _forward(tm, prefix[None], cache)  # (1, vocab)
     all_ids = prefix[None]  # (1, seq)
     tokens = torch.tensor([token_id], device=prefix.device)  # the first token is the picked one
-    out = Branch(position, token_id, prefix.tolist(), prompt_tokens, gen[position:])
+    out = Branch(position, token_id, prefix.tolist(), prompt_tokens, gen[position:],
+                 tm.tokenizer.decode(gen[:position]), _pieces(tm, gen[:position], gen[position:]),
+                 (token_label(tm, gen[position]), token_label(tm, token_id)))
     for step in range(budget):
         scores = final_logits(logits, all_ids, s)  # (1, vocab)
         if step > 0:
