@@ -418,14 +418,15 @@ def _wire_branch(engine, top, knob_inputs, gen):
         ids = ", ".join(map(str, texts[seq]["ids"]))
         return (ids, pos, seq, *token_alternatives(model, mode, prompt, ids, pos, k, progress))
 
-    def picked(*values, evt: gr.SelectData, progress=gr.Progress()):
-        """A click on a row of the table: branch from that token."""
+    def picked(model, mode, prompt, temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed,
+               max_new_tokens, stop, ids, position, token_id, seq, texts, evt: gr.SelectData, progress=gr.Progress()):
+        """A click on a row of the table: branch from that row's token."""
         row = evt.row_value if isinstance(evt.row_value, list) else []
         if len(row) < 3 or not isinstance(row[2], (int, float)):
             return gr.skip(), gr.skip()
-        values = list(values)
-        values[br_in.index(parts["token"])] = int(row[2])
-        return int(row[2]), branch_from_token(*values, progress=progress)
+        return int(row[2]), branch_from_token(model, mode, prompt, temperature, top_k, top_p, min_p, typical_p,
+                                              repetition_penalty, do_sample, seed, max_new_tokens, stop, ids, position,
+                                              int(row[2]), seq, texts, progress)
 
     alt_in = [top["model"], top["mode"], top["prompt"], parts["ids"], parts["position"], parts["k"]]
     alt_out = [parts["point"], parts["table"], parts["token"]]
@@ -605,9 +606,11 @@ def _chat_panel() -> dict:
                                  elem_id="decoding-chat-system", placeholder=f"empty = the template's own default: "
                                  f"'{CHAT_DEFAULT_SYSTEM}'")
     parts["knobs"] = {}
-    for row in (CHAT_KNOBS[:2], CHAT_KNOBS[2:]):
+    for row in (CHAT_KNOBS[:2], CHAT_KNOBS[2:4]):
         with gr.Row():
             parts["knobs"].update(controls_for(ChatSettings, row, **{k: {"elem_id": f"decoding-chat-{k}"} for k in row}))
+            if "top_p" in row:
+                parts["knobs"]["seed"] = seed_box(knob_default(ChatSettings, "seed"), elem_id="decoding-chat-seed")
     with gr.Row():
         with gr.Column(scale=2, min_width=300):
             parts["chatbot"] = gr.Chatbot(label="Conversation (this browser session)", height=420,

@@ -214,11 +214,11 @@ def generation_html(result, color_by: str = "probability", prompt: str = "") -> 
 
 def alternatives_rows(point) -> list[list]:
     """The alternatives table: rank, token, id, probability (%); the token the text has is marked."""
-    return [[a.rank, a.label, a.id, round(100 * a.p, 2), "← in the text" if a.id == point.chosen.id else ""]
+    return [[a.rank, a.label, a.id, round(100 * a.p, 2), "← this one" if a.id == point.chosen.id else ""]
             for a in point.alternatives]
 
 
-ALTERNATIVE_HEADERS = ["rank", "token", "id", "p (%)", ""]
+ALTERNATIVE_HEADERS = ["rank", "token", "id", "p (%)", "in the text"]
 
 
 def branch_html(prompt: str, br, sequence: int, original_stop: str = "") -> str:
@@ -229,8 +229,8 @@ def branch_html(prompt: str, br, sequence: int, original_stop: str = "") -> str:
     new = "".join(f"<span class='dec-tok{' dec-fork' if i == 0 else ''}' style='background:{_color(t.p_raw)}' "
                   f"title='p = {t.p_raw:.3f} · rank {t.rank}'>{_marked(t.text)}</span>"
                   for i, t in enumerate(br.tokens))
-    cols = [(f"original (sequence {sequence + 1}): <code>{html.escape(br.labels[0])}</code> at token "
-             f"{br.position + 1}", original, original_stop),
+    cols = [(f"original (sequence {sequence + 1}): <code>{html.escape(br.labels[0])}</code> at position "
+             f"{br.position}", original, original_stop),
             (f"branch: <code>{html.escape(br.labels[1])}</code> there instead, then {len(br.tokens) - 1} more tokens",
              new, br.stop_reason)]
     body = "".join(f"<div class='dec-col'><div class='dec-head'>{title}</div><div class='dec-body'>"
