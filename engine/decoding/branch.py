@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..core.errors import UserInputError, check_range
+from ..core.errors import UserInputError, check_range, check_text
 from ..core.lazy import inference_mode, torch
 from ..core.settings import validate
 from .generation import (DecodingSettings, TokenOut, _forward, chosen_stats, check_model, encode, eos_ids,
@@ -28,7 +28,10 @@ DISTRIBUTION = "the model's own next-token distribution (raw logits, temperature
 def parse_continuation(tm, ids) -> list[int]:
     """Token ids of a generated text: a list of ints, or text like '12, 345, 6' (at most
     MAX_CONTINUATION, each an id of tm's vocabulary)."""
+    if ids is None:
+        ids = []
     if isinstance(ids, str):
+        ids = check_text("continuation ids", ids, max_chars=MAX_CONTINUATION * 12, allow_empty=True)
         parts = [p for p in ids.replace(",", " ").replace("[", " ").replace("]", " ").split() if p]
         if not all(p.isdigit() and len(p) <= 9 for p in parts):
             raise UserInputError(f"continuation ids = {ids[:60]!r} must be token ids: whole numbers separated by "
@@ -48,9 +51,9 @@ def parse_continuation(tm, ids) -> list[int]:
 def _prefix(tm, prompt: str, mode: str, continuation, position):
     """(continuation ids, position, prompt tokens, (seq,) ids of prompt + continuation[:position])."""
     check_model(tm)
+    _, ids = encode(tm, prompt, mode)  # the prompt's text is checked first
     gen = parse_continuation(tm, continuation)
     position = int(check_range("token position", position, 0, len(gen) - 1, integer=True))
-    _, ids = encode(tm, prompt, mode)
     prefix = torch.cat([ids[0], torch.tensor(gen[:position], dtype=ids.dtype, device=ids.device)])  # (seq,)
     return gen, position, ids.shape[1], prefix
 

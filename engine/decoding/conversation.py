@@ -127,8 +127,8 @@ def fit_history(tm, history, user: str, settings: ChatSettings, system: str | No
     check_model(tm)
     s = validate(settings)
     turns = check_history(history)
+    system = check_system(system)  # before the message: a bad system prompt is named even with no message
     user = check_text("message", user, max_chars=MAX_MESSAGE_CHARS)
-    system = check_system(system)
     window = min(s.context_window, max_context(tm))
     budget = window - s.max_new_tokens
     # tokens[i] = the prompt when turns[i:] are kept (tokenised whole: no guess about how the
