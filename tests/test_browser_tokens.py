@@ -9,7 +9,7 @@ from tests.conftest import SCREENSHOTS
 @pytest.mark.browser
 def test_side_by_side_view_renders(page, app_url):
     """The counts are there on page load, without a click, with the tokens each model receives
-    besides the text's own (BERT: [CLS] and [SEP]; Llama 2: <s>) drawn dashed and counted."""
+    besides the text's own (BERT: [CLS] and [SEP]; Llama 2: <s>) drawn with a purple outline and counted."""
     page.goto(app_url)
     page.get_by_role("tab", name="Tokens").click()
     cards = page.locator("#tok-side-by-side .card")
