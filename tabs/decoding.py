@@ -675,7 +675,10 @@ def _wire_chat(engine, parts):
                         temperature=chat_temperature, top_p=chat_top_p, seed=chat_seed)
         tm = _chat_model(engine, progress_callback(progress))
         turn = chat_turn(tm, turns, message, settings, system)
-        return (_chat_log(turn.history, _dropped_now(turn)), chat_html(turn.sent, turn.reply, turn.stop_reason), turn.history, "")
+        how = ("greedy (temperature 0)" if settings.temperature == 0 else
+               f"sampled: temperature {settings.temperature:g}, top-p {settings.top_p:g}, seed {int(settings.seed)}")
+        sent = chat_html(turn.sent, turn.reply, turn.stop_reason) + f"<div class='dec-legend'>Answer {how}.</div>"
+        return _chat_log(turn.history, _dropped_now(turn)), sent, turn.history, ""
 
     def clear():
         return [], "", [], ""
