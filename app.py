@@ -187,10 +187,13 @@ def _wire_deep_link(demo: gr.Blocks, head: _Header, tab_set: gr.Tabs, tab_ids: s
         if sh.run is None:
             continue
 
-        def run_if_linked(request: gr.Request, *inputs, _tid=tid, _run=sh.run, _n=len(sh.run_outputs)):
+        def run_if_linked(request: gr.Request, *inputs, _tid=tid, _run=sh.run, _n=len(sh.run_outputs),
+                          _load=sh.on_load):
             # Read the tab from the URL itself: no race with the State update above.
             linked = dict(request.query_params).get("tab") if request is not None else None
             if linked != _tid:
+                if _load is not None:  # the tab's first view, drawn on page load
+                    return _load(*inputs)
                 return [gr.skip()] * _n if _n > 1 else gr.skip()
             return _run(*inputs)
 

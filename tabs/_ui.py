@@ -258,12 +258,14 @@ def warn(exc: BaseException) -> None:
 class Share:
     """What a tab offers to deep links: `?tab=<id>&<param>=<value>` fills `params` when the page
     opens, then `run(*run_inputs)` renders the view into `run_outputs`, so a teacher can send
-    the exact example. A tab's build(engine) returns one (or None)."""
+    the exact example. A tab's build(engine) returns one (or None). `on_load`, if set, renders
+    the tab's first view on every page load that links elsewhere (same inputs and outputs)."""
 
     params: dict = field(default_factory=dict)  # query name -> input component
     run: Callable | None = None
     run_inputs: list = field(default_factory=list)
     run_outputs: list = field(default_factory=list)
+    on_load: Callable | None = None
 
 
 def on_gpu(fn: Callable, duration: int = 60, zero_gpu: bool | None = None) -> Callable:

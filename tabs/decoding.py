@@ -11,12 +11,14 @@ from engine.decoding.generation import (MODES, DecodingSettings, StepSession, Te
                                         max_context)
 from engine.core.errors import check_choice, check_range
 from engine.core.markdown import md_code, md_text
+from engine.decoding.branch import DISTRIBUTION, MAX_ALTERNATIVES, alternatives, branch
 from engine.decoding.beam import BeamSettings, STEP_HEADERS, beam_search_stream, step_rows
 from engine.decoding.conversation import (FACT, FORGETTING, FORGETTING_ANSWER, FORGETTING_WINDOWS, ChatSettings,
                                           chat_turn)
 from engine.decoding.kvcache import kv_size
-from engine.decoding.plots import (beam_summary_html, beam_tree_figure, chat_html, context_html, distribution_figure,
-                                   generation_html, kv_html, steps_html)
+from engine.decoding.plots import (ALTERNATIVE_HEADERS, alternatives_rows, beam_summary_html, beam_tree_figure,
+                                   branch_html, chat_html, context_html, distribution_figure, generation_html, kv_html,
+                                   steps_html)
 from engine.core.settings import knob_default, make
 from tabs._ui import (CHEAP, HEAVY, Plot, cheap_or_served, heavy_or_served, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
                       data_table, examples, user_errors)
@@ -147,12 +149,12 @@ def build(engine) -> Share:
 
     knob_inputs = [knobs[k] for k in [*KNOBS, "seed"]]
     show_next_token = _wire_next(engine, top, knobs, knob_inputs, panes["next"], cheap_or_served(engine))
-    _wire_generate(engine, top, knob_inputs, panes["generate"], served)
+    branch_wiring = _wire_generate(engine, top, knob_inputs, panes["generate"], served)
     beam_wiring = _wire_beam(engine, panes["beam"], top["model"], top["mode"], top["prompt"])
     _wire_chat(engine, panes["chat"])
     for name, tab in panes["tabs"].items():
         tab.select(lambda n=name: n, outputs=view, api_name=False, queue=False)
-    return _deep_link(top, knobs, knob_inputs, panes, view, show_next_token, beam_wiring)
+    return _deep_link(top, knobs, knob_inputs, panes, view, show_next_token, beam_wiring, branch_wiring)
 
 
 def _prompt_panel(engine) -> dict:
@@ -227,10 +229,48 @@ def _generate_panel() -> dict:
                                    max_lines=1)
         parts["color_by"] = gr.Radio(["probability", "rank"], value="probability", label="colour tokens by")
     parts["run"] = gr.Button("Generate", variant="primary", elem_id="decoding-generate")
-    parts["generated"] = gr.HTML(elem_id="decoding-generated")
+    parts["generated"] = gr.HTML(elem_id="decoding-generated", js_on_load=CLICK_TOKEN_JS)
     parts["stats"] = gr.Markdown()
     notice("Same seed, same samples. Greedy gives the same text in every column; sampling gives "
-           "different ones. Hover a token for its probability and rank.")
+           "different ones. Hover a token for its probability and rank; click it for its alternatives.")
+    parts["texts"] = gr.State([])  # the generated ids and stop reason of each sequence (for a click)
+    parts["branch"] = _branch_panel()
+    return parts
+
+
+# A click on a generated token names it (sequence, position) to the server; only the numbers of
+# the data-seq/data-pos attributes are read, no text of the page.
+CLICK_TOKEN_JS = """element.addEventListener('click', (ev) => {
+  const t = ev.target.closest && ev.target.closest('.dec-tok[data-pos]');
+  if (!t) return;
+  element.querySelectorAll('.dec-picked').forEach(e => e.classList.remove('dec-picked'));
+  t.classList.add('dec-picked');
+  trigger('click', {seq: Number(t.dataset.seq), pos: Number(t.dataset.pos)});
+});"""
+
+
+def _branch_panel() -> dict:
+    """Under Generate: a clicked token's alternatives, and a branch from one of them."""
+    parts = {}
+    gr.Markdown(f"### Branch from any token\nClick a token above: the table shows its top alternatives in "
+                f"{DISTRIBUTION}. Pick one (click its row) and the text continues from there, beside the original.")
+    with gr.Row():
+        parts["ids"] = gr.Textbox(label="token ids of the clicked text", max_lines=2, scale=3,
+                                  elem_id="decoding-branch-ids")
+        parts["position"] = gr.Number(0, label="position (0 = first generated token)", precision=0, minimum=0,
+                                      scale=1, elem_id="decoding-branch-position")
+        parts["k"] = gr.Slider(1, MAX_ALTERNATIVES, value=10, step=1, label="alternatives shown", scale=1)
+        parts["show"] = gr.Button("Show alternatives", scale=1, elem_id="decoding-branch-show")
+    parts["point"] = gr.Markdown(elem_id="decoding-branch-point")
+    with gr.Row():
+        parts["table"] = data_table("token-alternatives", headers=ALTERNATIVE_HEADERS, interactive=False,
+                                    elem_id="decoding-branch-table", scale=2)
+        with gr.Column(scale=1, min_width=220):
+            parts["token"] = gr.Number(label="continue from token id", precision=0, minimum=0,
+                                       elem_id="decoding-branch-token")
+            parts["run"] = gr.Button("Continue from this token", variant="primary", elem_id="decoding-branch-run")
+    parts["compare"] = gr.HTML(elem_id="decoding-branch-compare")
+    parts["seq"] = gr.State(0)  # the clicked sequence (for the original's column title)
     return parts
 
 
@@ -326,44 +366,126 @@ def _wire_generate(engine, top, knob_inputs, parts, served):
             reasons = ", ".join(f"{i + 1}: {q.stop_reason or '…'}" for i, q in enumerate(result.sequences))
             text = (f"**{result.steps} tokens** in {result.seconds:.1f} s · {result.tokens_per_second:.1f} "
                     f"tokens/s per sequence · stop reasons: {reasons}")
-            yield generation_html(result, color_by, shown), text, ctx
+            texts = [dict(ids=[t.id for t in q.tokens], stop=q.stop_reason) for q in result.sequences]
+            yield generation_html(result, color_by, shown), text, ctx, texts
 
     generate = user_errors(on_gpu(generate, duration=120))
     gen_inputs = [parts["knobs"][k] for k in GEN_KNOBS]
     parts["run"].click(generate, inputs=[top["model"], top["mode"], top["prompt"], *knob_inputs, *gen_inputs,
                                          parts["stop"], parts["color_by"]],
-                       outputs=[parts["generated"], parts["stats"], top["context"]], api_name="generate", **served)
+                       outputs=[parts["generated"], parts["stats"], top["context"], parts["texts"]],
+                       api_name="generate", **served)
+    return _wire_branch(engine, top, knob_inputs, parts)
 
 
-def _deep_link(top, knobs, knob_inputs, panes, view, show_next_token, beam_wiring) -> Share:
-    """What a shared link fills and runs: the next-token chart, beam search or the chat view."""
+def _branch_listeners(engine):
+    """token_alternatives (a generated token's top k) and branch (continue from one of them)."""
+    def token_alternatives(model, mode, prompt, ids, position, k, progress=gr.Progress()):
+        tm = engine.load(model, progress=progress_callback(progress))
+        point = alternatives(tm, prompt, mode, ids, position, k)
+        c = point.chosen
+        runner_up = next(a.id for a in point.alternatives + [c] if a.id != c.id)
+        text = (f"**Position {point.position}:** the text has {md_code(c.label)} there, p = {c.p:.1%} (rank {c.rank}) "
+                f"in {DISTRIBUTION}, read after {point.prefix_tokens} tokens (prompt + the text before it).")
+        return text, alternatives_rows(point), runner_up
+
+    def branch_from_token(model, mode, prompt, temperature, top_k, top_p, min_p, typical_p, repetition_penalty,
+                          do_sample, seed, max_new_tokens, stop, ids, position, token_id, seq=0, texts=None,
+                          progress=gr.Progress()):
+        settings = _settings(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed,
+                             max_new_tokens, 1)
+        tm = engine.load(model, progress=progress_callback(progress))
+        br = branch(tm, prompt, mode, ids, position, token_id, settings, stop)
+        seq = seq if isinstance(seq, int) else 0
+        same = isinstance(texts, list) and seq < len(texts) and texts[seq].get("ids") == br.prefix_ids[
+            br.prompt_tokens:] + br.original
+        return branch_html(prompt if mode == "raw" else "", br, seq, texts[seq]["stop"] if same else "")
+
+    return user_errors(on_gpu(token_alternatives)), user_errors(on_gpu(branch_from_token))
+
+
+def _wire_branch(engine, top, knob_inputs, gen):
+    """A click on a generated token, its alternatives, a row click and the branch; returns the listeners."""
+    parts = gen["branch"]
+    token_alternatives, branch_from_token = _branch_listeners(engine)
+
+    def clicked(model, mode, prompt, ids, position, k, texts, evt: gr.EventData, progress=gr.Progress()):
+        """A click on a generated token: its ids and position go into the boxes, its alternatives
+        into the table."""
+        seq, pos = getattr(evt, "seq", None), getattr(evt, "pos", None)
+        if not isinstance(seq, int) or not isinstance(pos, int) or not 0 <= seq < len(texts or []):
+            return [gr.skip()] * 6
+        ids = ", ".join(map(str, texts[seq]["ids"]))
+        return (ids, pos, seq, *token_alternatives(model, mode, prompt, ids, pos, k, progress))
+
+    def picked(model, mode, prompt, temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed,
+               max_new_tokens, stop, ids, position, token_id, seq, texts, evt: gr.SelectData, progress=gr.Progress()):
+        """A click on a row of the table: branch from that row's token."""
+        row = evt.row_value if isinstance(evt.row_value, list) else []
+        if len(row) < 3 or not isinstance(row[2], (int, float)):
+            return gr.skip(), gr.skip()
+        return int(row[2]), branch_from_token(model, mode, prompt, temperature, top_k, top_p, min_p, typical_p,
+                                              repetition_penalty, do_sample, seed, max_new_tokens, stop, ids, position,
+                                              int(row[2]), seq, texts, progress)
+
+    alt_in = [top["model"], top["mode"], top["prompt"], parts["ids"], parts["position"], parts["k"]]
+    alt_out = [parts["point"], parts["table"], parts["token"]]
+    br_in = [top["model"], top["mode"], top["prompt"], *knob_inputs, gen["knobs"]["max_new_tokens"], gen["stop"],
+             parts["ids"], parts["position"], parts["token"], parts["seq"], gen["texts"]]
+    gen["generated"].click(user_errors(clicked), inputs=[*alt_in, gen["texts"]],
+                           outputs=[parts["ids"], parts["position"], parts["seq"], *alt_out],
+                           api_visibility="private", **CHEAP)
+    parts["show"].click(token_alternatives, alt_in, alt_out, api_name="token_alternatives", **CHEAP)
+    parts["table"].select(user_errors(picked), br_in, [parts["token"], parts["compare"]], api_visibility="private",
+                          **HEAVY)
+    parts["run"].click(branch_from_token, br_in, parts["compare"], api_name="branch", **HEAVY)
+    return token_alternatives, branch_from_token, alt_out, parts["compare"]
+
+
+def _deep_link(top, knobs, knob_inputs, panes, view, show_next_token, beam_wiring, branch_wiring) -> Share:
+    """What a shared link fills and runs: the next-token chart, beam search, a branch or the chat view."""
     beam, beam_inputs, beam_outputs = beam_wiring
+    token_alternatives, branch_from_token, alt_out, branch_out = branch_wiring
     next_outputs = _next_outputs(top, panes["next"])
+    skip = lambda n: [gr.skip()] * n  # noqa: E731
 
     def linked(view, *values):
-        """A deep link: ?view=beam runs beam search with the linked knobs, ?view=chat opens the
-        conversation; anything else shows the next-token chart."""
+        """A deep link: ?view=beam runs beam search with the linked knobs, ?view=branch shows a
+        token's alternatives and the branch from &token=, ?view=chat opens the conversation;
+        anything else shows the next-token chart."""
         n = len(knob_inputs) + 3
+        tail = skip(len(alt_out) + 1)
         if view == "beam":
             *_, last = beam(*values[n:n + len(beam_inputs)])
-            return [gr.skip()] * len(next_outputs) + list(last) + [gr.update(selected="beam")]
+            return skip(len(next_outputs)) + list(last) + [gr.update(selected="beam")] + tail
+        if view == "branch":
+            max_new, stop, ids, position, token, k = values[n + len(beam_inputs):]
+            point, rows, runner_up = token_alternatives(*values[:3], ids, position, k)
+            token = runner_up if token is None else token
+            html = branch_from_token(*values[:n], max_new, stop, ids, position, token)
+            return (skip(len(next_outputs) + len(beam_outputs)) + [gr.update(selected="generate")]
+                    + [point, rows, token, html])
         if view in ("chat", "generate"):
-            return [gr.skip()] * (len(next_outputs) + len(beam_outputs)) + [gr.update(selected=view)]
-        return list(show_next_token(*values[:n])) + [gr.skip()] * len(beam_outputs) + [gr.skip()]
+            return skip(len(next_outputs) + len(beam_outputs)) + [gr.update(selected=view)] + tail
+        return list(show_next_token(*values[:n])) + skip(len(beam_outputs) + 1) + tail
 
     # A shared link (?tab=decoding&prompt=...&top_p=0.5) fills the knobs and shows the chart.
-    gen = panes["generate"]
+    gen, br = panes["generate"], panes["generate"]["branch"]
+    extra = [gen["knobs"]["max_new_tokens"], gen["stop"], br["ids"], br["position"], br["token"], br["k"]]
     return Share(params={"prompt": top["prompt"], "mode": top["mode"], **{k: knobs[k] for k in [*KNOBS, "seed"]},
                          **{k: gen["knobs"][k] for k in GEN_KNOBS}, "stop": gen["stop"], "view": view,
                          **{_link_name(k, "beam"): panes["beam"]["knobs"][k] for k in BEAM_KNOBS},
-                         **{_link_name(k, "chat"): panes["chat"]["knobs"][k] for k in ChatSettings.__dataclass_fields__}},
-                 run=linked, run_inputs=[view, top["model"], top["mode"], top["prompt"], *knob_inputs, *beam_inputs],
-                 run_outputs=[*next_outputs, *beam_outputs, panes["views"]])
+                         **{_link_name(k, "chat"): panes["chat"]["knobs"][k] for k in CHAT_KNOBS},
+                         "system": panes["chat"]["system"],
+                         "ids": br["ids"], "position": br["position"], "token": br["token"], "alternatives": br["k"]},
+                 run=linked, run_inputs=[view, top["model"], top["mode"], top["prompt"], *knob_inputs, *beam_inputs,
+                                         *extra],
+                 run_outputs=[*next_outputs, *beam_outputs, panes["views"], *alt_out, br["compare"]])
 
 
 def _link_name(knob: str, view: str) -> str:
     """A sub-view's knob in a deep link: prefixed where the next-token view has the same name."""
-    return f"{view}_{knob}" if knob in (*KNOBS, *GEN_KNOBS) else knob
+    return f"{view}_{knob}" if knob in (*KNOBS, *GEN_KNOBS, "seed") else knob
 
 
 def make_steps(n):
@@ -478,10 +600,17 @@ def _chat_panel() -> dict:
     gr.Markdown("<div class='notice'>💡 The model remembers nothing between turns: every turn, the app sends the "
                 "<b>whole</b> conversation again, with the chat template around it. When it no longer fits the "
                 "<b>context window</b>, the oldest whole turns are dropped, and what was said only there is gone. "
-                "Always SmolLM2-135M-Instruct, greedy.</div>")
-    with gr.Row():
-        parts["knobs"] = controls_for(ChatSettings, list(ChatSettings.__dataclass_fields__),
-                                      **{k: {"elem_id": f"decoding-chat-{k}"} for k in ChatSettings.__dataclass_fields__})
+                "Always SmolLM2-135M-Instruct, with the knobs below (temperature 0 = greedy); the knobs on the "
+                "left are for the other views.</div>")
+    parts["system"] = gr.Textbox("", label="System prompt (sent first, every turn)", max_lines=4,
+                                 elem_id="decoding-chat-system", placeholder=f"empty = the template's own default: "
+                                 f"'{CHAT_DEFAULT_SYSTEM}'")
+    parts["knobs"] = {}
+    for row in (CHAT_KNOBS[:2], CHAT_KNOBS[2:4]):
+        with gr.Row():
+            parts["knobs"].update(controls_for(ChatSettings, row, **{k: {"elem_id": f"decoding-chat-{k}"} for k in row}))
+            if "top_p" in row:
+                parts["knobs"]["seed"] = seed_box(knob_default(ChatSettings, "seed"), elem_id="decoding-chat-seed")
     with gr.Row():
         with gr.Column(scale=2, min_width=300):
             parts["chatbot"] = gr.Chatbot(label="Conversation (this browser session)", height=420,
@@ -522,6 +651,8 @@ def _chat_model(engine, progress=None):
 
 
 CHAT_MODEL = "smollm2-135m-instruct"
+CHAT_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # its template's
+CHAT_KNOBS = list(ChatSettings.__dataclass_fields__)
 
 
 def _forgetting_summary(small: int, small_reply: str, big: int, big_reply: str, earlier: int, sent: int) -> str:
@@ -534,14 +665,20 @@ def _forgetting_summary(small: int, small_reply: str, big: int, big_reply: str, 
 
 
 def _wire_chat(engine, parts):
-    knobs = [parts["knobs"][k] for k in ChatSettings.__dataclass_fields__]
+    knobs = [parts["knobs"][k] for k in CHAT_KNOBS]
     history = parts["history"]
+    assert CHAT_KNOBS == ["context_window", "max_new_tokens", "temperature", "top_p", "seed"], CHAT_KNOBS  # send()'s
 
-    def send(message, context_window, max_new_tokens, turns, progress=gr.Progress()):
-        settings = make(ChatSettings, context_window=context_window, max_new_tokens=max_new_tokens)
+    def send(message, context_window, max_new_tokens, chat_temperature, chat_top_p, chat_seed, system, turns,
+             progress=gr.Progress()):
+        settings = make(ChatSettings, context_window=context_window, max_new_tokens=max_new_tokens,
+                        temperature=chat_temperature, top_p=chat_top_p, seed=chat_seed)
         tm = _chat_model(engine, progress_callback(progress))
-        turn = chat_turn(tm, turns, message, settings)
-        return (_chat_log(turn.history, _dropped_now(turn)), chat_html(turn.sent, turn.reply, turn.stop_reason), turn.history, "")
+        turn = chat_turn(tm, turns, message, settings, system)
+        how = ("greedy (temperature 0)" if settings.temperature == 0 else
+               f"sampled: temperature {settings.temperature:g}, top-p {settings.top_p:g}, seed {int(settings.seed)}")
+        sent = chat_html(turn.sent, turn.reply, turn.stop_reason) + f"<div class='dec-legend'>Answer {how}.</div>"
+        return _chat_log(turn.history, _dropped_now(turn)), sent, turn.history, ""
 
     def clear():
         return [], "", [], ""
@@ -556,21 +693,22 @@ def _wire_chat(engine, parts):
         for i, message in enumerate(FORGETTING):
             turn = chat_turn(tm, turns, message, settings)
             turns = turn.history
+            # the knobs and the system prompt it ran with: greedy, the template's default system prompt
             yield (_chat_log(turns, _dropped_now(turn)), chat_html(turn.sent, turn.reply, turn.stop_reason), turns, small,
-                   FORGETTING_ANSWER, f"Turn {i + 1} of {len(FORGETTING)}…")
+                   FORGETTING_ANSWER, 0.0, gr.skip(), gr.skip(), "", f"Turn {i + 1} of {len(FORGETTING)}…")
         full = chat_turn(tm, turns[:-1], FORGETTING[-1], make(ChatSettings, context_window=big,
                                                              max_new_tokens=FORGETTING_ANSWER))
-        yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+        yield (*[gr.skip()] * (3 + len(knobs) + 1),
                _forgetting_summary(small, turn.reply, big, full.reply, len(turns) - 1, full.sent.tokens))
 
     send = user_errors(on_gpu(send))
     forget = user_errors(on_gpu(forget, duration=120))
     outs = [parts["chatbot"], parts["sent"], history, parts["message"]]
-    parts["send"].click(send, inputs=[parts["message"], *knobs, history], outputs=outs, api_name="chat_send", **HEAVY)
-    parts["message"].submit(send, inputs=[parts["message"], *knobs, history], outputs=outs,
-                            api_name="chat_send_submit", **HEAVY)
+    ins = [parts["message"], *knobs, parts["system"], history]
+    parts["send"].click(send, inputs=ins, outputs=outs, api_name="chat_send", **HEAVY)
+    parts["message"].submit(send, inputs=ins, outputs=outs, api_name="chat_send_submit", **HEAVY)
     parts["clear"].click(user_errors(clear), outputs=[parts["chatbot"], parts["sent"], history, parts["compare"]],
                          api_name="chat_clear", queue=False)
     parts["forget"].click(forget,
-                          outputs=[parts["chatbot"], parts["sent"], history, *knobs, parts["compare"]],
+                          outputs=[parts["chatbot"], parts["sent"], history, *knobs, parts["system"], parts["compare"]],
                           api_name="chat_forgetting", **HEAVY)

@@ -324,10 +324,17 @@ def _deep_link(engine, side, dec, compare_tokenizers) -> Share:
                 warn(err)
         return out + [gr.skip(), gr.skip()]
 
+    def first_view(text, keys, max_render, show_ids, ids, ids_key):
+        """Every page load: the counts of the default text (tokenizers load once, then it is cheap)."""
+        try:
+            return list(compare_tokenizers(text, keys, max_render, show_ids)) + [gr.skip(), gr.skip()]
+        except UserInputError:  # nothing to compare (no tokenizer usable here): the button says why
+            return [gr.skip()] * 4
+
     cmp_in, cmp_out = _compare_inputs(side)
     # Deep link: ?tab=tokens&text=...&picks=tok-gpt2,tok-cl100k reopens this exact comparison;
     # &ids=9906,1917&ids_tok=tok-llama3 also fills and decodes "Ids → text".
     return Share(params={"text": side["text"], "picks": side["picks"], "show_ids": side["show_ids"],
                          "max_render": side["max_render"], "ids": dec["ids"], "ids_tok": dec["tok"]},
                  run=linked, run_inputs=cmp_in + [dec["ids"], dec["tok"]],
-                 run_outputs=cmp_out + [dec["view"], dec["json"]])
+                 run_outputs=cmp_out + [dec["view"], dec["json"]], on_load=first_view)

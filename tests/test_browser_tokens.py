@@ -1,4 +1,4 @@
-"""The Tokens tab in headless Chromium: the side-by-side view renders, with a screenshot."""
+"""The Tokens tab in headless Chromium: the side-by-side view renders on page load, with a screenshot."""
 from __future__ import annotations
 
 import pytest
@@ -8,12 +8,17 @@ from tests.conftest import SCREENSHOTS
 
 @pytest.mark.browser
 def test_side_by_side_view_renders(page, app_url):
+    """The counts are there on page load, without a click, with the tokens each model receives
+    besides the text's own (BERT: [CLS] and [SEP]; Llama 2: <s>) drawn with a purple outline and counted."""
     page.goto(app_url)
     page.get_by_role("tab", name="Tokens").click()
-    page.locator("#tok-run").click()
     cards = page.locator("#tok-side-by-side .card")
     cards.nth(3).wait_for(timeout=60_000)
     assert cards.count() == 4
+    bert, llama = cards.nth(2), cards.nth(3)
+    assert bert.locator(".t.add").all_inner_texts() == ["[CLS]\n101", "[SEP]\n102"]
+    assert llama.locator(".t.add").count() == 1 and cards.nth(0).locator(".t.add").count() == 0
+    assert "57 (+ [CLS] [SEP])" in page.locator("#tok-stats").inner_text()
     assert page.locator("#tok-side-by-side .t").count() > 100  # coloured pieces
     assert page.locator("#tok-side-by-side .by").count() > 0  # byte pieces of the emoji
     page.wait_for_timeout(500)

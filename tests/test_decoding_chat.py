@@ -77,3 +77,26 @@ def test_kv_cache_size_equals_its_tensors_bytes(smollm):
     assert size.tokens == session.ids.numel() == tensors[0].shape[-2]
     assert size.bytes == by_hand == size.formula
     assert size.formula == 2 * 30 * 3 * 64 * session.ids.numel() * 4  # SmolLM2-135M in fp32
+
+
+def test_the_system_prompt_is_sent_and_the_chat_knobs_are_the_ones_used(tiny_llama):
+    """The typed system prompt replaces the template's default, on every turn; temperature 0 is
+    greedy, above 0 the reply is drawn with the knobs and the seed (the same seed, the same reply)."""
+    tok = tiny_llama.tokenizer
+    sent = C.fit_history(tiny_llama, HISTORY[:1], "Hi", make(C.ChatSettings), system="You are a pirate.")
+    want = tok.apply_chat_template([{"role": "system", "content": "You are a pirate."}, *C.messages(HISTORY[:1], "Hi")],
+                                   tokenize=False, add_generation_prompt=True)
+    assert sent.text == want and "You are a pirate." in want and "SmolLM" not in want
+    assert "SmolLM" in C.fit_history(tiny_llama, [], "Hi", make(C.ChatSettings), system="  ").text  # empty: default
+    greedy = C.chat_turn(tiny_llama, [], "Hi", make(C.ChatSettings, max_new_tokens=8), system="Be brief.")
+    ids, _ = C.greedy_reply(tiny_llama, greedy.sent.ids, 8)
+    assert greedy.reply == tok.decode(ids, skip_special_tokens=True).strip()
+    hot = make(C.ChatSettings, max_new_tokens=8, temperature=1.5, top_p=0.9, seed=7)
+    a, b = (C.chat_turn(tiny_llama, [], "Hi", hot, system="Be brief.").reply for _ in range(2))
+    other = C.chat_turn(tiny_llama, [], "Hi", make(C.ChatSettings, max_new_tokens=8, temperature=1.5, top_p=0.9,
+                                                    seed=8), system="Be brief.").reply
+    assert a == b and a != greedy.reply and other != a
+    s = hot.sampling()
+    assert (s.temperature, s.top_p, s.top_k, s.do_sample, s.seed) == (1.5, 0.9, 0, True, 7)
+    with pytest.raises(UserInputError, match="system prompt"):
+        C.fit_history(tiny_llama, [], "Hi", make(C.ChatSettings), system="x" * 2000)

@@ -508,3 +508,28 @@ def test_gguf_loader_reads_a_models_own_gguf(engine):
         assert tok.encode(text) == ref.encode(text)
     messages = [{"role": "user", "content": "What is a token?"}]
     assert tok.render_chat(messages) == ref.render_chat(messages)
+
+
+@pytest.mark.parametrize("key", ["tok-gpt2", "tok-llama2", "tok-bert-uncased", "tok-smollm2", "tok-qwen2", "toy-byte"])
+def test_the_count_shows_the_tokens_the_model_receives(engine, key):
+    """Beside the text's own tokens: what the tokenizer's pipeline adds (for_model: BOS, [CLS] ...
+    [SEP]) and the chat template around the text as a user message, each equal to encoding it whole."""
+    tok = engine.load(key)
+    adds = {"tok-gpt2": [], "tok-llama2": ["<s>"], "tok-bert-uncased": ["[CLS]", "[SEP]"], "tok-smollm2": [],
+            "tok-qwen2": [], "toy-byte": ["<bos>", "<eos>"]}[key]
+    for text in (TEXT, "Hi", " leading space", "a\nb 🦙"):
+        r = T.tokenize(engine, key, text)
+        assert r.added[0] + r.ids + r.added[1] == list(tok.for_model(text)[0])
+        assert r.model_tokens == len(tok.for_model(text)[0]) == r.n_tokens + len(adds)
+        assert [p.text for p in r.added_pieces[0] + r.added_pieces[1]] == adds
+        if tok.chat_template:
+            assert r.chat_tokens == len(tok.chat_ids([{"role": "user", "content": text}]))
+        else:
+            assert r.chat_tokens is None
+    row = T.stats_rows([r])[0]
+    assert row[2] == r.n_tokens and row[8].startswith(f"{r.model_tokens:,} (")
+    assert row[9] == ("no chat template" if r.chat_tokens is None else
+                      f"{r.chat_tokens:,} (+{r.chat_tokens - r.n_tokens} of the template)")
+    card = T.render_side_by_side([r])
+    assert card.count('class="t sp add"') + card.count('class="t add"') == len(adds)
+    assert f"the model receives <b>{r.model_tokens:,}</b>" in card or not adds

@@ -17,6 +17,8 @@ BAD = "ab\ud800cd"  # the lone surrogate is character 3
 BLOCKED_FIRST = {
     "lora_compare": "no adapter in the session; its prompt: test_adapter_prompt_is_checked_first",
     "attention_click": "no attention maps yet; its hidden textbox holds a clicked row, not user text",
+    "clicked": "needs a click on a generated token (its event data); its texts: token_alternatives",
+    "picked": "needs a click on a row of the alternatives (its event data); its texts: branch",
 }
 # Listeners that only compare a text with the last one seen (no parsing); the listener they chain
 # to reads it, and is called here with its "new text" flag set.

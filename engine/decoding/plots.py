@@ -147,9 +147,10 @@ def _marked(text: str) -> str:
     return "".join(out)
 
 
-def token_spans(tokens, color_by: str = "probability") -> str:
+def token_spans(tokens, color_by: str = "probability", seq: int | None = None) -> str:
+    """Coloured token chips; with `seq`, each carries data-seq/data-pos so a click can name it."""
     out = []
-    for t in tokens:
+    for pos, t in enumerate(tokens):
         value = t.p_raw if color_by == "probability" else _rank_value(t.rank)
         after = "not returned by the server" if math.isnan(t.p_final) else f"{t.p_final:.3f}"
         tip = f"{(t.bytes or t.text)!r} · p = {t.p_raw:.3f} (after knobs {after}) · rank {t.rank}"
@@ -160,8 +161,9 @@ def token_spans(tokens, color_by: str = "probability") -> str:
         else:
             text = _marked(t.text)
         text = text.replace("\n", "↵<br>")
-        out.append(f"<span class='dec-tok' style='background:{_color(value)}' title='{html.escape(tip, quote=True)}'>"
-                   f"{text}</span>")
+        where = "" if seq is None else f" data-seq='{int(seq)}' data-pos='{pos}'"
+        out.append(f"<span class='dec-tok'{where} style='background:{_color(value)}' "
+                   f"title='{html.escape(tip, quote=True)}'>{text}</span>")
     return "".join(out)
 
 
@@ -172,6 +174,9 @@ STYLE = """<style>
 .dec-body{font-family:ui-monospace,monospace;font-size:15px;line-height:1.9;white-space:pre-wrap;word-break:break-word}
 .dec-prompt{color:#6b7280}
 .dec-tok{border-radius:3px;padding:1px 0;margin:0 1px}
+.dec-tok[data-pos]{cursor:pointer}
+.dec-tok[data-pos]:hover,.dec-tok.dec-picked{outline:2px solid #4f46e5}
+.dec-fork{outline:2px solid #f59e0b;font-weight:600}
 .dec-special{font-size:0.8em;color:#7c2d12;font-weight:600}
 .dec-bytes{font-size:0.8em;border:1px dashed #777;border-radius:3px;padding:0 2px}
 .dec-cp{font-family:system-ui,sans-serif;font-size:9px;color:#9a3412;background:#ffedd5;border:1px solid #fb923c;border-radius:3px;padding:0 2px;margin:0 1px;vertical-align:middle}
@@ -202,9 +207,37 @@ def generation_html(result, color_by: str = "probability", prompt: str = "") -> 
         cols.append(
             f"<div class='dec-col'><div class='dec-head'>sequence {i + 1} · {n} tokens · mean p {mean_p:.2f}</div>"
             f"<div class='dec-body'><span class='dec-prompt'>{html.escape(prompt)}</span>"
-            f"{token_spans(seq.tokens, color_by)}</div>"
+            f"{token_spans(seq.tokens, color_by, seq=i)}</div>"
             f"<div class='dec-stop'>stopped: {html.escape(reason)}</div></div>")
     return STYLE + _legend(color_by) + "<div class='dec-wrap'>" + "".join(cols) + "</div>"
+
+
+def alternatives_rows(point) -> list[list]:
+    """The alternatives table: rank, token, id, probability (%); the token the text has is marked."""
+    return [[a.rank, a.label, a.id, round(100 * a.p, 2), "← this one" if a.id == point.chosen.id else ""]
+            for a in point.alternatives]
+
+
+ALTERNATIVE_HEADERS = ["rank", "token", "id", "p (%)", "in the text"]
+
+
+def branch_html(prompt: str, br, sequence: int, original_stop: str = "") -> str:
+    """The original continuation and the branch side by side, from their common prefix (grey)."""
+    head = html.escape(prompt) + f"<span class='dec-prompt' style='color:#374151'>{html.escape(br.prefix_text)}</span>"
+    original = "".join(f"<span class='dec-tok{' dec-fork' if i == 0 else ''}'>{_marked(t)}</span>"
+                       for i, t in enumerate(br.original_pieces))
+    new = "".join(f"<span class='dec-tok{' dec-fork' if i == 0 else ''}' style='background:{_color(t.p_raw)}' "
+                  f"title='p = {t.p_raw:.3f} · rank {t.rank}'>{_marked(t.text)}</span>"
+                  for i, t in enumerate(br.tokens))
+    cols = [(f"original (sequence {sequence + 1}): <code>{html.escape(br.labels[0])}</code> at position "
+             f"{br.position}", original, original_stop),
+            (f"branch: <code>{html.escape(br.labels[1])}</code> there instead, then {len(br.tokens) - 1} more tokens",
+             new, br.stop_reason)]
+    body = "".join(f"<div class='dec-col'><div class='dec-head'>{title}</div><div class='dec-body'>"
+                   f"<span class='dec-prompt'>{head}</span>{text.replace(chr(10), '↵<br>')}</div>"
+                   + (f"<div class='dec-stop'>stopped: {html.escape(stop)}</div>" if stop else "") + "</div>"
+                   for title, text, stop in cols)
+    return STYLE + "<div class='dec-wrap'>" + body + "</div>"
 
 
 def steps_html(prompt_text: str, steps: list[dict], stop_reason: str = "") -> str:

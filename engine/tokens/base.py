@@ -70,6 +70,32 @@ class Tok:
     def added_count(self) -> int:
         return 0
 
+    def wrapping(self, chat: bool = False) -> tuple[list[int], list[int]] | None:
+        """The ids the model is given before and after a text's own ids: what the tokenizer's
+        pipeline adds (BOS, [CLS] ... [SEP]: for_model), or with chat=True the chat template
+        around a user message. Read once per tokenizer from a probe word; None without a chat
+        template, or where the probe's ids are not found whole inside the wrapped ones."""
+        memo = self.__dict__.setdefault("_wrap_memo", {})
+        if chat not in memo:
+            memo[chat] = self._wrapping(chat)
+        return memo[chat]
+
+    def _wrapping(self, chat: bool):
+        probe = "Hello"
+        try:
+            if chat:
+                if not self.chat_template:
+                    return None
+                full, body = self.chat_ids([{"role": "user", "content": probe}]), self.plain_ids(probe)
+            else:
+                full, body = list(self.for_model(probe)[0]), self.encode(probe)
+        except UserInputError:
+            return None
+        for i in range(len(full) - len(body) + 1):
+            if full[i:i + len(body)] == body:
+                return full[:i], full[i + len(body):]
+        return None
+
     def char_spans(self, text: str, ids: list[int]) -> list[tuple[int, int]] | None:
         """(start, end) character offsets in text of each id, or None where the pieces do not
         spell the text (lower-casing, <unk>). Byte pieces inside one character get that
@@ -165,6 +191,19 @@ class Tokenized:
     seconds: float = 0.0
     note: str = ""
     spans: list[tuple[int, int]] | None = None  # character span of each shown piece, if known
+    added: tuple[list[int], list[int]] = ([], [])  # ids the model gets before / after the text's (BOS, ...)
+    chat_wrap: tuple[list[int], list[int]] | None = None  # ids of the chat template around a user message
+    added_pieces: tuple[list[Piece], list[Piece]] = ([], [])  # `added` as display pieces
+
+    @property
+    def model_tokens(self) -> int:
+        """Tokens the model receives for the text: its ids + those the tokenizer adds."""
+        return len(self.added[0]) + self.n_tokens + len(self.added[1])
+
+    @property
+    def chat_tokens(self) -> int | None:
+        """Tokens of the text sent as one user message in the chat template (None: no template)."""
+        return None if self.chat_wrap is None else len(self.chat_wrap[0]) + self.n_tokens + len(self.chat_wrap[1])
 
     @property
     def n_tokens(self) -> int:
@@ -180,7 +219,8 @@ class Tokenized:
                     chars_per_token=round(self.n_chars / n, 2), bytes_per_token=round(self.n_bytes / n, 2),
                     vocab_size=self.vocab_size, special_tokens=", ".join(self.specials[:8])
                     + (f" (+{len(self.specials) - 8} more)" if len(self.specials) > 8 else ""),
-                    lossless=self.lossless, ms=round(self.seconds * 1000, 1))
+                    lossless=self.lossless, ms=round(self.seconds * 1000, 1), model_tokens=self.model_tokens,
+                    added=[p.text for p in self.added_pieces[0] + self.added_pieces[1]], chat_tokens=self.chat_tokens)
 
 
 @dataclass

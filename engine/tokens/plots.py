@@ -40,6 +40,8 @@ CSS = """<style>
 .tkv .src span.on{background:#fde047;outline:1px solid #ca8a04}
 .tkv .t.on{outline:3px solid #e11d48;outline-offset:0}.tkv .t.same{box-shadow:0 0 0 3px #2563eb}
 .tkv .t[data-i]{cursor:pointer}
+.tkv .t.add{outline:3px solid #7c3aed;outline-offset:1px}
+.tkv .recv{color:#5b21b6}
 </style>"""
 
 
@@ -114,11 +116,18 @@ def _piece_html(tid: int, text: str, kind: str, show_ids: bool, extra: str) -> s
 def card_html(r: Tokenized, show_ids: bool = True, most: int = 0) -> str:
     s = r.stats()
     pct = 100 * r.n_tokens / most if most else 100
+    before, after = r.added_pieces
+    receives = (f"<br><span class='sub recv'>the model receives <b>{r.model_tokens:,}</b>: "
+                f"{'+ '.join(html_text(p.text) + ' ' for p in before + after)}added (purple outline)</span>"
+                if before or after else "<br><span class='sub recv'>the model receives these alone (nothing added)</span>")
     head = (f"<div class='head'><b>{html_text(r.title)}</b><br><span class='sub'><b>{r.n_tokens:,}</b> tokens · "
-            f"{s['chars_per_token']} chars/token · vocab {r.vocab_size:,} · {html_text(r.algorithm)}</span>"
+            f"{s['chars_per_token']} chars/token · vocab {r.vocab_size:,} · {html_text(r.algorithm)}</span>{receives}"
             f"<div class='bar' title='tokens, relative to the longest'><div style='width:{pct:.0f}%'></div></div></div>")
     spans = r.spans or [None] * len(r.pieces)
     body = "".join(piece_html(p, show_ids, span=sp) for p, sp in zip(r.pieces, spans))
+    body = "".join(piece_html(p, show_ids, " add") for p in before) + body
+    if r.shown == r.n_tokens:  # the end is shown: what the tokenizer adds after the text too
+        body += "".join(piece_html(p, show_ids, " add") for p in after)
     more = ""
     if r.shown < r.n_tokens:
         more = (f"<div class='more'>Showing the first {r.shown:,} of {r.n_tokens:,} tokens; "

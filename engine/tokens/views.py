@@ -49,8 +49,10 @@ def tokenize(engine, key: str, text: str, max_render: int = 800, progress=None) 
     if len(text) <= SPAN_CHARS:  # for the hover highlight; the full text's spans, cut to the shown pieces
         spans = tok.char_spans(text, ids)
         spans = spans[:max_render] if spans is not None else None
+    added = tok.wrapping() or ([], [])
     return Tokenized(tok.key, tok.title, tok.algorithm, ids, pieces, len(text), len(text.encode("utf-8")),
-                     tok.vocab_size, visible, tok.lossless, seconds, tok.note, spans)
+                     tok.vocab_size, visible, tok.lossless, seconds, tok.note, spans, added, tok.wrapping(chat=True),
+                     tuple([piece_of(tok, i) for i in part] for part in added))
 
 
 SPAN_CHARS = 20_000  # texts up to this long get the hover highlight (the source text is drawn once more)
@@ -64,15 +66,19 @@ def compare(engine, keys, text: str, max_render: int = 800, progress=None) -> li
 
 
 STATS_HEADERS = ["tokenizer", "algorithm", "tokens", "chars/token", "bytes/token", "vocab size",
-                 "special tokens", "lossless"]
+                 "special tokens", "lossless", "the model receives", "as a chat message"]
 
 
 def stats_rows(results: list[Tokenized]) -> list[list]:
     rows = []
     for r in results:
         s = r.stats()
+        added = f" (+ {' '.join(s['added'])})" if s["added"] else " (adds nothing)"
+        chat = "no chat template" if r.chat_tokens is None else f"{r.chat_tokens:,} (+{r.chat_tokens - r.n_tokens} " \
+            "of the template)"
         rows.append([s["tokenizer"], s["algorithm"], s["tokens"], s["chars_per_token"], s["bytes_per_token"],
-                     s["vocab_size"], s["special_tokens"], "yes" if s["lossless"] else "no"])
+                     s["vocab_size"], s["special_tokens"], "yes" if s["lossless"] else "no",
+                     f"{s['model_tokens']:,}{added}", chat])
     return rows
 
 
