@@ -21,7 +21,7 @@ from engine.decoding.plots import (ALTERNATIVE_HEADERS, alternatives_rows, beam_
                                    steps_html)
 from engine.core.settings import knob_default, make
 from tabs._ui import (CHEAP, HEAVY, Plot, cheap_or_served, heavy_or_served, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
-                      data_table, examples, user_errors)
+                      data_table, examples, user_errors, WholeNumber)
 
 TITLE = "Decoding"
 
@@ -257,7 +257,7 @@ def _branch_panel() -> dict:
     with gr.Row():
         parts["ids"] = gr.Textbox(label="token ids of the clicked text", max_lines=2, scale=3,
                                   elem_id="decoding-branch-ids")
-        parts["position"] = gr.Number(0, label="position (0 = first generated token)", precision=0, minimum=0,
+        parts["position"] = WholeNumber(0, label="position (0 = first generated token)", minimum=0,
                                       scale=1, elem_id="decoding-branch-position")
         parts["k"] = gr.Slider(1, MAX_ALTERNATIVES, value=10, step=1, label="alternatives shown", scale=1)
         parts["show"] = gr.Button("Show alternatives", scale=1, elem_id="decoding-branch-show")
@@ -266,7 +266,7 @@ def _branch_panel() -> dict:
         parts["table"] = data_table("token-alternatives", headers=ALTERNATIVE_HEADERS, interactive=False,
                                     elem_id="decoding-branch-table", scale=2)
         with gr.Column(scale=1, min_width=220):
-            parts["token"] = gr.Number(label="continue from token id", precision=0, minimum=0,
+            parts["token"] = WholeNumber(label="continue from token id", minimum=0,
                                        elem_id="decoding-branch-token")
             parts["run"] = gr.Button("Continue from this token", variant="primary", elem_id="decoding-branch-run")
     parts["compare"] = gr.HTML(elem_id="decoding-branch-compare")

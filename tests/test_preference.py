@@ -198,11 +198,12 @@ def test_two_sessions_do_not_mix(dpo_run, engine):
 
 @pytest.mark.slow  # trains on the real SmolLM2
 def test_on_the_reward_hacking_set_the_reward_model_learns_shortness(engine):
-    """Every chosen answer there is the shorter one: the default run ranks a short wrong answer
-    above a long right one (measured 4.60 for 'Milan.' against 2.67)."""
+    """Every chosen answer there is the shorter one: a run of 8 of the default 30 steps already ranks
+    a short wrong answer above a long right one (measured 3.06 for 'Milan.' against 0.24; 4.59
+    against -0.60 after 12 steps) and separates every held-out pair by length."""
     session = P.PreferenceSession()
     with both_cores():
-        list(P.train_reward(engine, session, P.load_pairs(P.SHORT_PAIRS), P.RewardSettings()))
+        list(P.train_reward(engine, session, P.load_pairs(P.SHORT_PAIRS), make(P.RewardSettings, max_steps=8)))
     ev = session.reward_eval
     assert ev["accuracy"] > 0.9  # length alone separates every held-out pair
     _, held = P.split(P.load_pairs(P.SHORT_PAIRS))
