@@ -83,6 +83,14 @@ def test_last_layer_of_the_logit_lens_is_the_models_distribution(causal):
     assert lens.top_probs.shape == (30, 5)
     headers, rows = plots.lens_rows(lens)
     assert len(headers) == 32 and len(rows) == 5
+    # the charts show these numbers: the heatmap's cells are the top probabilities (position x layer),
+    # the target line is p(final pick) after each block, its rank on the second axis
+    heat = plots.lens_figure(lens).data[0]
+    np.testing.assert_allclose(np.asarray(heat.z), lens.top_probs.T)
+    assert list(heat.x) == list(lens.layers)
+    line, rank = plots.lens_target_figure(lens).data
+    np.testing.assert_allclose(line.y, lens.target_probs)
+    assert list(rank.y) == list(lens.target_ranks) and rank.y[-1] == 1
 
 
 def test_journey_shows_real_shapes_and_the_picked_token(causal):
@@ -119,6 +127,8 @@ def test_bank_input_rows_are_identical_hidden_states_drift(engine):
     assert len(d.cosines) == 31 and min(d.cosines[1:]) < 0.9
     enc = inside.static_vs_contextual(engine, *inside.BANK, model_key=ENCODER)
     assert enc.row_cosine == pytest.approx(1.0, abs=1e-12) and enc.cosines[-1] < 0.95
+    line, star = plots.drift_figure(d).data  # the chart's points are the cosines per layer
+    assert list(line.y) == d.cosines and list(line.x) == list(range(31)) and list(star.y) == [d.row_cosine]
 
 
 def test_anatomy_counts_sum_to_the_models_parameters(engine):
@@ -131,6 +141,11 @@ def test_anatomy_counts_sum_to_the_models_parameters(engine):
     assert a.tied and any(f["file"] == "tokenizer.json" for f in a.files)
     groups = {g["group"]: g for g in a.groups}
     assert groups["embeddings"]["parameters"] == 49152 * 576 and groups["head"]["parameters"] == 0
+    bars = plots.anatomy_figure(a).data[0]  # one bar a group that has parameters (or a note)
+    shown = dict(zip(bars.y, bars.x))
+    assert all(shown[g["group"]] == g["parameters"] for g in a.groups if g["group"] in shown)
+    assert sum(bars.x) == a.total and "tied: 0" in bars.text
+    assert f"{a.num_parameters:,} parameters" in plots.config_markdown(a)
 
 
 def test_random_weights_are_near_uniform_and_built_once(engine):
@@ -140,6 +155,10 @@ def test_random_weights_are_near_uniform_and_built_once(engine):
     assert trained.entropy < 0.5 * math.log(vocab)
     assert inside.random_model(engine) is inside.random_model(engine)
     assert inside.random_model(engine).model is not inside.load(engine, CAUSAL).model
+    fig = plots.untrained_figure(trained, random, vocab)  # each panel's bars are that model's top tokens
+    for bars, pred in zip(fig.data, (trained, random)):
+        assert list(bars.y) == [p for _, p in pred.top]
+    assert f"ln({vocab:,}) = {math.log(vocab):.2f}" in fig.layout.title.text
 
 
 def test_cost_formula_is_about_twice_the_parameters(engine):
