@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from engine import Engine
+from engine.core.errors import UserInputError
 from engine.core.registry import ALL_SPECS, Registry
+from engine.core.settings import knob_default
 from engine.retrieval import quality, rag, rerank, search
 
 # --- recall@k and nDCG@k on a fixed ranking, worked by hand ----------------------------------------
@@ -157,3 +159,36 @@ def test_the_tab_shows_the_reason_offline_and_its_endpoint_returns_it(engine):
     assert {"rerank_from", "pool"} <= set(share.params)
     with pytest.raises(gr.Error, match="pool = 500"):  # bad input is refused before the offline answer
         fn.fn("bundled", "How do I sort?", 128, 32, "fixed tokens", 5, 0.0, 60, 20, "hybrid", 500, None)
+
+
+def test_the_sweep_reports_each_size_with_its_prompt_cost_and_the_chart_shows_it(monkeypatch):
+    """quality.sweep indexes the bundled corpus once per size (overlap = share x size) and keeps each
+    size's scores and prompt tokens; the chart's points are those numbers, with the prompt room line."""
+    from engine.retrieval import plots as rplots
+
+    built, scores = [], {64: 0.5, 128: 0.75, 256: 0.9}
+
+    def bundled(settings, progress):
+        built.append((settings.size, settings.overlap))
+        return SimpleNamespace(size=settings.size)
+
+    def evaluate(engine, kb, k, progress=None):
+        metrics = {m: dict(hit_rate=scores[kb.size], mrr=scores[kb.size] / 2, recall=0.3, ndcg=0.4,
+                           prompt_tokens=kb.size * k * 1.5) for m in search.METHODS}
+        return dict(chunks=1000 // kb.size, metrics=metrics)
+
+    monkeypatch.setattr(quality, "evaluate", evaluate)
+    library = SimpleNamespace(engine=None, bundled=bundled)
+    result = quality.sweep(library, "256, 64; 128", overlap_share=0.25, k=5)
+    assert built == [(64, 16), (128, 32), (256, 64)]  # sorted, each indexed once, overlap a quarter
+    assert [p["size"] for p in result["points"]] == [64, 128, 256]
+    assert [p["hybrid_hit_rate"] for p in result["points"]] == [0.5, 0.75, 0.9]
+    assert [p["dense_prompt_tokens"] for p in result["points"]] == [480.0, 960.0, 1920.0]
+    room = knob_default(rag.AnswerSettings, "budget") - knob_default(rag.AnswerSettings, "max_new_tokens")
+    assert result["prompt_room"] == room
+    fig = rplots.sweep_figure(result)
+    tokens = [t for t in fig.data if t.xaxis == "x5"]  # the bottom panel: prompt tokens per method
+    assert len(tokens) == len(search.METHODS) and all(list(t.y) == [480.0, 960.0, 1920.0] for t in tokens)
+    assert any(s.y0 == room for s in fig.layout.shapes)
+    with pytest.raises(UserInputError, match="chunk sizes"):
+        quality.parse_sizes("")
