@@ -86,7 +86,7 @@ def build(engine) -> Share:
             batch = _batch_panel(choices, keys)
         with gr.Tab("Special tokens: chat & FIM", id="special") as special_tab:
             special = _special_panel(engine)
-    view = view_link({"side": side_tab, "ids": ids_tab, "batch": batch_tab, "special": special_tab})
+    sub_view = view_link({"side": side_tab, "ids": ids_tab, "batch": batch_tab, "special": special_tab})
 
     compare_tokenizers = _wire_compare(engine, side, keys)
     _wire_exports(engine, side)
@@ -97,7 +97,7 @@ def build(engine) -> Share:
     for v in (side["view"], dec["view"]):
         v.change(None, js=tokens.HOVER_JS, api_visibility="private", queue=False)
     _wire_fim(engine, special)
-    return _deep_link(engine, side, dec, compare_tokenizers, view, views)
+    return _deep_link(engine, side, dec, compare_tokenizers, sub_view, views)
 
 
 def _side_by_side_panel(choices, keys, defaults) -> dict:
@@ -314,8 +314,9 @@ def _wire_fim(engine, special):
                              special["fim_view"], api_name="fim_prompt")
 
 
-def _deep_link(engine, side, dec, compare_tokenizers, view, views) -> Share:
-    view, open_view = view
+def _deep_link(engine, side, dec, compare_tokenizers, sub_view, views) -> Share:
+    """sub_view: view_link's box and open_view for the sub-tabs (views)."""
+    view, open_view = sub_view
 
     def linked(name, text, keys, max_render, show_ids, ids, ids_key):
         """A deep link renders the comparison, and the ids when the link carries some, and
