@@ -51,6 +51,11 @@ def _coerce(component, raw: str):
         return int(value) if value.is_integer() else value
     if isinstance(component, gr.CheckboxGroup) or (isinstance(component, gr.Dropdown) and component.multiselect):
         return [v for v in raw.split(",") if v]
+    if isinstance(component, (gr.Dropdown, gr.Radio)) and not getattr(component, "allow_custom_value", False):
+        offered = {str(v): v for v in (c[1] if isinstance(c, (list, tuple)) else c for c in component.choices or [])}
+        if raw not in offered:  # e.g. a model not offered here: the input keeps its default
+            raise ValueError(f"{raw!r} is not one of the choices")
+        return offered[raw]
     return raw
 
 
@@ -78,6 +83,7 @@ def build_demo(engine) -> gr.Blocks:
         head.plot_format.change(None, inputs=head.plot_format, outputs=head.plot_format, js=PLOT_FORMAT_JS,
                                 api_name=False)
         param_slots = [(tid, name, comp) for tid, sh in shares.items() for name, comp in sh.params.items()]
+        demo.shares, demo.share_slots = shares, param_slots  # for tests: what links fill, without a browser
         _wire_share_link(head, param_slots)
         _wire_deep_link(demo, head, tab_set, tab_ids, shares, param_slots)
     # On a ZeroGPU Space every listener of the model-work groups gets a GPU (spaces.GPU);
@@ -130,16 +136,22 @@ def _lessons(engine, current_tab: gr.State) -> tuple[gr.Tabs, dict[str, Share], 
     return tab_set, shares, {m.__name__.split(".")[-1] for m in tabs.available()}
 
 
+def link_query(param_slots: list, tab_id: str, values) -> str:
+    """The query string of a link to tab_id: its linkable inputs' current values (the values of
+    every slot, in param_slots' order)."""
+    params = {"tab": tab_id}
+    for (tid, name, comp), value in zip(param_slots, values):
+        if tid != tab_id or value is None:
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        params[name] = check_text(f"{name} (for the link)", text, max_chars=1_000_000, allow_empty=True)
+    return urlencode(params)
+
+
 def _wire_share_link(head: _Header, param_slots: list) -> None:
     """The link button: the current tab's linkable inputs as a query string, shown as a URL."""
     def make_query(tab_id, *values):
-        params = {"tab": tab_id}
-        for (tid, name, comp), value in zip(param_slots, values):
-            if tid != tab_id or value is None:
-                continue
-            text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-            params[name] = check_text(f"{name} (for the link)", text, max_chars=1_000_000, allow_empty=True)
-        return urlencode(params)
+        return link_query(param_slots, tab_id, values)
 
     head.link_btn.click(user_errors(make_query), inputs=[head.current_tab, *[c for _, _, c in param_slots]],
                         outputs=head.query, api_name=False, queue=False).success(

@@ -268,6 +268,20 @@ class Share:
     on_load: Callable | None = None
 
 
+def view_link(tabs: dict) -> tuple[gr.Textbox, Callable]:
+    """For a tab's inner gr.Tabs (name -> gr.Tab, the first open at start): a hidden box that
+    records the open sub-view's name, for Share(params={"view": ...}), and open_view(name), the
+    update that a link's run returns for the gr.Tabs (an unknown name leaves the first open)."""
+    names = list(tabs)
+    view = gr.Textbox(names[0], visible=False)
+    for name, tab in tabs.items():
+        tab.select(lambda n=name: n, outputs=view, api_name=False, queue=False)
+
+    def open_view(name):
+        return gr.update(selected=tabs[name].id) if name in tabs and name != names[0] else gr.skip()
+    return view, open_view
+
+
 def on_gpu(fn: Callable, duration: int = 60, zero_gpu: bool | None = None) -> Callable:
     """On a ZeroGPU Space, run fn with a GPU attached (spaces.GPU); anywhere else fn is
     returned untouched, so nothing depends on the `spaces` package. zero_gpu: the operator's

@@ -472,7 +472,7 @@ def _deep_link(top, knobs, knob_inputs, panes, view, show_next_token, beam_wirin
     # A shared link (?tab=decoding&prompt=...&top_p=0.5) fills the knobs and shows the chart.
     gen, br = panes["generate"], panes["generate"]["branch"]
     extra = [gen["knobs"]["max_new_tokens"], gen["stop"], br["ids"], br["position"], br["token"], br["k"]]
-    return Share(params={"prompt": top["prompt"], "mode": top["mode"], **{k: knobs[k] for k in [*KNOBS, "seed"]},
+    return Share(params={"model": top["model"], "prompt": top["prompt"], "mode": top["mode"], **{k: knobs[k] for k in [*KNOBS, "seed"]},
                          **{k: gen["knobs"][k] for k in GEN_KNOBS}, "stop": gen["stop"], "view": view,
                          **{_link_name(k, "beam"): panes["beam"]["knobs"][k] for k in BEAM_KNOBS},
                          **{_link_name(k, "chat"): panes["chat"]["knobs"][k] for k in CHAT_KNOBS},

@@ -14,7 +14,7 @@ from engine.embeddings import bertviz_page
 from engine.embeddings import vectors as emb
 from engine.embeddings import plots
 from tabs._ui import (HEAVY, ModelSlider, Plot, Share, clamp_slider, data_table, examples, notice, on_gpu,
-                      progress_callback, user_errors)
+                      progress_callback, user_errors, view_link)
 
 TITLE = "Embeddings & attention"
 
@@ -125,16 +125,18 @@ def build(engine) -> Share:
     gr.Markdown("## Inside the transformer: attention and contextual embeddings\n"
                 "Each layer lets every token gather information from other tokens (**attention**), "
                 "so a word's vector changes with its sentence (**contextual embeddings**).")
-    with gr.Tabs():
-        with gr.Tab("Attention heatmaps", id="emb-attention"):
+    with gr.Tabs() as views:
+        with gr.Tab("Attention heatmaps", id="emb-attention") as attention_tab:
             heatmaps = _attention_panel()
             pair = _compare_panel()
-        with gr.Tab("bertviz", id="emb-bertviz"):
+        with gr.Tab("bertviz", id="emb-bertviz") as bertviz_tab:
             bertviz = _bertviz_panel()
-        with gr.Tab("Contextual embeddings", id="emb-context"):
+        with gr.Tab("Contextual embeddings", id="emb-context") as context_tab:
             context = _context_panel()
-        with gr.Tab("Mini vector search", id="emb-search"):
+        with gr.Tab("Mini vector search", id="emb-search") as search_tab:
             search = _search_panel()
+    view, open_view = view_link({"attention": attention_tab, "bertviz": bertviz_tab, "context": context_tab,
+                                 "search": search_tab})
 
     attention = _wire_attention(engine, heatmaps)
     _wire_compare(engine, heatmaps["text"], pair)
@@ -142,11 +144,15 @@ def build(engine) -> Share:
     embedding_similarity = _wire_context(engine, context)
     _wire_search(engine, search)
     _fill_examples(heatmaps, attention, context, embedding_similarity, search)
-    # A link to this tab reopens the attention heatmap with the same text and knobs.
+    # A link to this tab reopens the attention heatmap with the same text and knobs, and the
+    # sub-view it was made on (&view=bertviz|context|search).
+    def linked(name, *inputs):
+        return [*user_errors(attention)(*inputs), open_view(name)]
+
     return Share(params=dict(text=heatmaps["text"], model=heatmaps["model"], layer=heatmaps["layer"],
-                             head=heatmaps["head"], mean=heatmaps["mean_heads"]),
-                 run=user_errors(attention), run_inputs=_attention_inputs(heatmaps),
-                 run_outputs=_attention_outputs(heatmaps))
+                             head=heatmaps["head"], mean=heatmaps["mean_heads"], view=view),
+                 run=linked, run_inputs=[view, *_attention_inputs(heatmaps)],
+                 run_outputs=[*_attention_outputs(heatmaps), views])
 
 
 # --- layout: each function makes one part of a sub-tab and returns its components ----------

@@ -12,7 +12,7 @@ from engine.inside import plots
 from engine.core.markdown import md_code, md_text
 from engine.core.settings import make
 from tabs._ui import (HEAVY, ModelSlider, Plot, Share, clamp_slider, controls_for, data_table, examples, notice, on_gpu,
-                      progress_callback, user_errors)
+                      progress_callback, user_errors, view_link)
 
 TITLE = "Inside the model"
 
@@ -51,19 +51,21 @@ def _block_note(b: inside.BlockView) -> str:
 
 def build(engine) -> Share:
     top = _prompt_panel()
-    with gr.Tabs():
-        with gr.Tab("The journey", id="inside-journey-tab"):
+    with gr.Tabs() as views:
+        with gr.Tab("The journey", id="inside-journey-tab") as journey_tab:
             journey = _journey_panel()
-        with gr.Tab("Inside one block", id="inside-block-tab"):
+        with gr.Tab("Inside one block", id="inside-block-tab") as block_tab:
             block = _block_panel()
-        with gr.Tab("Logit lens", id="inside-lens-tab"):
+        with gr.Tab("Logit lens", id="inside-lens-tab") as lens_tab:
             lens = _lens_panel()
-        with gr.Tab("Static vs contextual", id="inside-static-tab"):
+        with gr.Tab("Static vs contextual", id="inside-static-tab") as static_tab:
             static = _static_panel()
-        with gr.Tab("Before training", id="inside-untrained-tab"):
+        with gr.Tab("Before training", id="inside-untrained-tab") as untrained_tab:
             untrained = _untrained_panel()
-        with gr.Tab("Anatomy & cost", id="inside-anatomy-tab"):
+        with gr.Tab("Anatomy & cost", id="inside-anatomy-tab") as anatomy_tab:
             anatomy = _anatomy_panel()
+    view, open_view = view_link({"journey": journey_tab, "block": block_tab, "lens": lens_tab, "static": static_tab,
+                                 "untrained": untrained_tab, "anatomy": anatomy_tab})
 
     prompt, model = top["prompt"], top["model"]
     journey_outputs = [journey["html"], journey["shapes"], block["knobs"]["layer"], block["knobs"]["head"]]
@@ -76,9 +78,14 @@ def build(engine) -> Share:
     with top["examples"]:
         examples([[p, m] for _, p, m in EXAMPLES], [prompt, model], labels=[e[0] for e in EXAMPLES],
                  fn=show_journey, outputs=journey_outputs, label="Examples: click one to see its journey")
-    # ?tab=inside&prompt=...&model=...&layer=..&head=.. reopens the journey with the same prompt.
-    return Share(params=dict(prompt=prompt, model=model, layer=block["knobs"]["layer"], head=block["knobs"]["head"]),
-                 run=show_journey, run_inputs=[prompt, model], run_outputs=journey_outputs)
+    # ?tab=inside&prompt=...&model=...&layer=..&head=..&view=lens reopens the journey with the same
+    # prompt, and the sub-view the link was made on.
+    def linked(name, *inputs):
+        return [*show_journey(*inputs), open_view(name)]
+
+    return Share(params=dict(prompt=prompt, model=model, layer=block["knobs"]["layer"], head=block["knobs"]["head"],
+                             view=view),
+                 run=linked, run_inputs=[view, prompt, model], run_outputs=[*journey_outputs, views])
 
 
 # --- layout: each function makes one part of the tab and returns its components -------------

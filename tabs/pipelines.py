@@ -13,8 +13,8 @@ import gradio as gr
 from engine.core.markdown import md_text
 from engine.pipelines import tasks
 from engine.pipelines.plots import entities_html, scores_bar
-from tabs._ui import (HEAVY, Plot, controls_for, data_table, examples, notice, progress_callback, seed_box,
-                      user_errors)
+from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, seed_box,
+                      user_errors, view_link)
 
 TITLE = "Pipelines"
 
@@ -126,6 +126,7 @@ class _TaskParts:
     run: gr.Button
     examples: gr.Column  # a slot under the run button, filled once the listeners exist
     outputs: list  # the task's own views, then status, raw output and code
+    tab: gr.Tab | None = None
 
     @property
     def inputs(self) -> list:
@@ -135,7 +136,7 @@ class _TaskParts:
 def _task_tab(engine, title: str, task: str, inputs: dict, views: Callable[[], list], note: str) -> _TaskParts:
     """A task's sub-tab: _inputs() on the left; on the right the views that views() creates, a
     notice and the raw output and code."""
-    with gr.Tab(title):
+    with gr.Tab(title, id=task) as tab:
         with gr.Row():
             with gr.Column(scale=1):
                 text, model, info, knobs, run, slot = _inputs(engine, task, **inputs)
@@ -143,7 +144,7 @@ def _task_tab(engine, title: str, task: str, inputs: dict, views: Callable[[], l
                 shown = views()
                 notice(note)
                 status, raw, code = _result_views(task)
-    return _TaskParts(text, model, info, knobs, run, slot, [*shown, status, raw, code])
+    return _TaskParts(text, model, info, knobs, run, slot, [*shown, status, raw, code], tab)
 
 
 def _task_tabs(engine) -> dict[str, _TaskParts]:
@@ -191,9 +192,9 @@ def _task_tabs(engine) -> dict[str, _TaskParts]:
     return ui
 
 
-def build(engine) -> None:
+def build(engine) -> Share:
     gr.Markdown(INTRO)
-    with gr.Tabs():
+    with gr.Tabs() as views:
         ui = _task_tabs(engine)
     _wire_model_info(engine, ui)
     runs = {task: wire(engine, ui[task]) for task, wire in (
@@ -202,6 +203,24 @@ def build(engine) -> None:
         ("translation", _wire_translation))}
     _fill_examples(ui, runs)
     _wire_language_pair(ui["translation"])
+    return _deep_link(ui, views)
+
+
+# A task's name in links: ?tab=pipelines&view=ner&ner_text=...&ner_aggregation_strategy=simple
+LINK_NAMES = {"text-generation": "generation", "zero-shot-classification": "zero_shot", "fill-mask": "fill_mask",
+              "summarization": "summarization", "ner": "ner", "translation": "translation"}
+
+
+def _deep_link(ui: dict[str, _TaskParts], views: gr.Tabs) -> Share:
+    """A link reopens the task's sub-tab with each task's text, model and knobs (it runs nothing:
+    the button does)."""
+    view, open_view = view_link({LINK_NAMES[task]: parts.tab for task, parts in ui.items()})
+    params = {"view": view}
+    for task, parts in ui.items():
+        name = LINK_NAMES[task]
+        params.update({f"{name}_text": parts.text, f"{name}_model": parts.model,
+                       **{f"{name}_{knob}": c for knob, c in parts.knobs.items()}})
+    return Share(params=params, run=open_view, run_inputs=[view], run_outputs=[views])
 
 
 # --- listeners ---------------------------------------------------------------------------------

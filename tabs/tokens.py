@@ -7,7 +7,7 @@ import gradio as gr
 from engine import UserInputError
 from engine import tokens
 from tabs._ui import (Share, control_for, data_table, examples, notice, progress_callback, scratch_dir,
-                      user_errors, warn)
+                      user_errors, view_link, warn)
 
 TITLE = "Tokens"
 DEFAULT_PICKS = ("tok-gpt2", "tok-cl100k", "tok-bert-uncased", "tok-llama2")
@@ -77,15 +77,16 @@ def build(engine) -> Share:
     defaults = [k for k in DEFAULT_PICKS if k in keys] or keys[:2]
 
     gr.Markdown(INTRO)
-    with gr.Tabs():
-        with gr.Tab("Side by side"):
+    with gr.Tabs() as views:
+        with gr.Tab("Side by side", id="side") as side_tab:
             side = _side_by_side_panel(choices, keys, defaults)
-        with gr.Tab("Ids → text"):
+        with gr.Tab("Ids → text", id="ids") as ids_tab:
             dec = _decode_panel(choices, keys)
-        with gr.Tab("Batch: padding & attention mask"):
+        with gr.Tab("Batch: padding & attention mask", id="batch") as batch_tab:
             batch = _batch_panel(choices, keys)
-        with gr.Tab("Special tokens: chat & FIM"):
+        with gr.Tab("Special tokens: chat & FIM", id="special") as special_tab:
             special = _special_panel(engine)
+    sub_view = view_link({"side": side_tab, "ids": ids_tab, "batch": batch_tab, "special": special_tab})
 
     compare_tokenizers = _wire_compare(engine, side, keys)
     _wire_exports(engine, side)
@@ -96,7 +97,7 @@ def build(engine) -> Share:
     for v in (side["view"], dec["view"]):
         v.change(None, js=tokens.HOVER_JS, api_visibility="private", queue=False)
     _wire_fim(engine, special)
-    return _deep_link(engine, side, dec, compare_tokenizers)
+    return _deep_link(engine, side, dec, compare_tokenizers, sub_view, views)
 
 
 def _side_by_side_panel(choices, keys, defaults) -> dict:
@@ -313,28 +314,32 @@ def _wire_fim(engine, special):
                              special["fim_view"], api_name="fim_prompt")
 
 
-def _deep_link(engine, side, dec, compare_tokenizers) -> Share:
-    def linked(text, keys, max_render, show_ids, ids, ids_key):
-        """A deep link renders the comparison, and the ids when the link carries some."""
+def _deep_link(engine, side, dec, compare_tokenizers, sub_view, views) -> Share:
+    """sub_view: view_link's box and open_view for the sub-tabs (views)."""
+    view, open_view = sub_view
+
+    def linked(name, text, keys, max_render, show_ids, ids, ids_key):
+        """A deep link renders the comparison, and the ids when the link carries some, and
+        opens the linked sub-view (&view=ids|batch|special)."""
         out = list(user_errors(compare_tokenizers)(text, keys, max_render, show_ids))
         if ids and str(ids).strip():
             try:
-                return out + list(tokens.decode_view(engine, ids_key, ids))
+                return out + list(tokens.decode_view(engine, ids_key, ids)) + [open_view(name)]
             except UserInputError as err:  # bad ids in a link: say so, keep the comparison
                 warn(err)
-        return out + [gr.skip(), gr.skip()]
+        return out + [gr.skip(), gr.skip(), open_view(name)]
 
-    def first_view(text, keys, max_render, show_ids, ids, ids_key):
+    def first_view(name, text, keys, max_render, show_ids, ids, ids_key):
         """Every page load: the counts of the default text (tokenizers load once, then it is cheap)."""
         try:
-            return list(compare_tokenizers(text, keys, max_render, show_ids)) + [gr.skip(), gr.skip()]
+            return list(compare_tokenizers(text, keys, max_render, show_ids)) + [gr.skip()] * 3
         except UserInputError:  # nothing to compare (no tokenizer usable here): the button says why
-            return [gr.skip()] * 4
+            return [gr.skip()] * 5
 
     cmp_in, cmp_out = _compare_inputs(side)
     # Deep link: ?tab=tokens&text=...&picks=tok-gpt2,tok-cl100k reopens this exact comparison;
     # &ids=9906,1917&ids_tok=tok-llama3 also fills and decodes "Ids → text".
     return Share(params={"text": side["text"], "picks": side["picks"], "show_ids": side["show_ids"],
-                         "max_render": side["max_render"], "ids": dec["ids"], "ids_tok": dec["tok"]},
-                 run=linked, run_inputs=cmp_in + [dec["ids"], dec["tok"]],
-                 run_outputs=cmp_out + [dec["view"], dec["json"]], on_load=first_view)
+                         "max_render": side["max_render"], "ids": dec["ids"], "ids_tok": dec["tok"], "view": view},
+                 run=linked, run_inputs=[view, *cmp_in, dec["ids"], dec["tok"]],
+                 run_outputs=cmp_out + [dec["view"], dec["json"], views], on_load=first_view)

@@ -47,3 +47,29 @@ def test_embeddings_deep_link_renders_the_heatmap(browser, app_url):
             page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)
         finally:
             ctx.close()
+
+
+@pytest.mark.browser
+def test_a_link_reopens_the_sub_tab_and_the_button_keeps_it(browser, app_url):
+    """Issue 32: ?view= opens the inner tab (Tokens' Batch, Pipelines' Named entities with its
+    text), and the link button made there carries the view again."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    try:
+        page.goto(app_url + "?" + urlencode({"tab": "pipelines", "view": "ner", "ner_text": "Ada lived in Turin."}))
+        tab = page.get_by_role("tab", name="Named entities")
+        page.wait_for_function("[...document.querySelectorAll('[role=tab][aria-selected=true]')]"
+                               ".some(t => t.innerText.includes('Named entities'))", timeout=60_000)
+        assert tab.get_attribute("aria-selected") == "true"
+        page.wait_for_function("[...document.querySelectorAll('textarea')].some(t => t.value === 'Ada lived in Turin.')",
+                               timeout=30_000)
+        page.goto(app_url + "?" + urlencode({"tab": "tokens", "view": "batch"}))
+        page.wait_for_function("[...document.querySelectorAll('[role=tab][aria-selected=true]')]"
+                               ".some(t => t.innerText.includes('Batch: padding'))", timeout=60_000)
+        page.get_by_role("tab", name="Special tokens: chat & FIM").click()
+        page.get_by_role("button", name="🔗 Link to this view").click()
+        page.wait_for_function("(document.querySelector('#share-link textarea') || {value: ''}).value.includes('tab=tokens')",
+                               timeout=10_000)
+        assert "view=special" in page.locator("#share-link textarea").input_value()
+    finally:
+        ctx.close()
