@@ -54,8 +54,8 @@ def test_tab_offers_a_deep_link(engine):
 
     with gr.Blocks():
         share = tab.build(engine)
-    assert set(share.params) == {"text", "model", "layer", "head", "mean"}
-    assert len(share.run_inputs) == 6 and len(share.run_outputs) == 9
+    assert set(share.params) == {"text", "model", "layer", "head", "mean", "view"}  # view: the inner tab
+    assert len(share.run_inputs) == 7 and len(share.run_outputs) == 10  # + the view and the inner tabs
 
 
 def test_every_valid_layer_and_head_after_a_model_switch(app_url):
