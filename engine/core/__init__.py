@@ -9,5 +9,5 @@
     markdown.py  text shown literally: in Markdown (md_text, md_code, md_code_block), in HTML and toasts (html_text)
     models.py    loaders for the causal LM and the encoder rows
     config.py    AppConfig: every operator setting (flags, then environment), read once; the
-                 only module that touches os.environ
+                 only module that reads the process environment
 """
