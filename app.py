@@ -15,6 +15,7 @@ import httpx
 import tabs
 from engine.core.config import AppConfig
 from engine.core.errors import check_text
+from engine.core.markdown import html_text
 from engine.core.settings import MAX_UPLOAD_BYTES
 from tabs._queue import make_fair
 from tabs._ui import (MODEL_GROUPS, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, draw_initial_figures,
@@ -48,6 +49,9 @@ def _coerce(component, raw: str):
         value = float(raw)
         if value != value or value in (float("inf"), float("-inf")):  # a slider cannot hold NaN/Inf
             raise ValueError(f"{raw!r} is not a finite number")
+        low, high = getattr(component, "minimum", None), getattr(component, "maximum", None)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(f"{raw!r} is outside {low} to {high}")
         return int(value) if value.is_integer() else value
     if isinstance(component, gr.CheckboxGroup) or (isinstance(component, gr.Dropdown) and component.multiselect):
         return [v for v in raw.split(",") if v]
@@ -159,9 +163,10 @@ def _wire_share_link(head: _Header, param_slots: list) -> None:
         lambda: gr.update(visible=True), outputs=head.link_box, api_name=False, queue=False)
 
 
-def _query_updates(param_slots: list, request, text_fields: bool):
+def _query_updates(param_slots: list, request, text_fields: bool, ignored: list | None = None):
     """Updates for the linked tab's inputs: knobs first, then free text (a text change
-    may trigger a run, and it must see the linked knobs, not the defaults)."""
+    may trigger a run, and it must see the linked knobs, not the defaults). A value the input
+    cannot hold leaves it at its default, and its reason is appended to `ignored`."""
     q = dict(request.query_params) if request is not None else {}
     tab_id = q.get("tab")
     updates = []
@@ -170,11 +175,20 @@ def _query_updates(param_slots: list, request, text_fields: bool):
         if tid == tab_id and name in q and is_text == text_fields:
             try:
                 updates.append(gr.update(value=_coerce(comp, q[name])))
-            except ValueError:
+            except ValueError as exc:
                 updates.append(gr.update())
+                if ignored is not None:
+                    ignored.append(f"{name}: {exc}")
         else:
             updates.append(gr.update())
     return q, tab_id, updates
+
+
+def link_notice(ignored: list[str]) -> str:
+    """The notice shown when a link held values its inputs cannot take (each names the input,
+    the value and why); the inputs keep their defaults."""
+    shown = "; ".join(ignored[:5]) + ("; ..." if len(ignored) > 5 else "")
+    return f"This link's values were not used for {len(ignored)} input(s), which keep their defaults: {shown}"
 
 
 def _wire_deep_link(demo: gr.Blocks, head: _Header, tab_set: gr.Tabs, tab_ids: set[str],
@@ -182,7 +196,12 @@ def _wire_deep_link(demo: gr.Blocks, head: _Header, tab_set: gr.Tabs, tab_ids: s
     """On page load a link's query string selects its tab, fills that tab's inputs (knobs,
     then text) and, for a tab that offers it, runs it once."""
     def apply_query(request: gr.Request):
-        q, tab_id, updates = _query_updates(param_slots, request, text_fields=False)
+        ignored: list[str] = []
+        q, tab_id, updates = _query_updates(param_slots, request, text_fields=False, ignored=ignored)
+        if tab_id is not None and tab_id not in tab_ids:
+            ignored.append(f"tab: {tab_id!r} is not one of the tabs")
+        if ignored:
+            gr.Warning(html_text(link_notice(ignored)))
         selected = gr.update(selected=tab_id) if tab_id in tab_ids else gr.update()
         on = gr.update(value=True) if q.get("present") == "1" else gr.update()
         return [selected, tab_id if tab_id in tab_ids else "home", on, *updates]

@@ -122,3 +122,22 @@ def test_every_tab_link_round_trips_its_defaults(slots):
                 continue
             want = value if not isinstance(value, tuple) else list(value)
             assert loaded.get(name) == want, (tab_id, name, value, loaded.get(name))
+
+
+def test_a_link_value_out_of_range_keeps_the_default_and_is_named(slots):
+    """A hand-edited link (temperature 50, top_k NaN, an unknown model) opens on the defaults for
+    those inputs, and the notice names each input with the reason; the valid knobs still apply."""
+    request = SimpleNamespace(query_params={"tab": "decoding", "temperature": "50", "top_k": "nan",
+                                            "model": "<b>no-such-model</b>", "top_p": "0.5"})
+    ignored: list[str] = []
+    _, _, updates = app._query_updates(slots, request, text_fields=False, ignored=ignored)
+    got = {name: u for (tid, name, _), u in zip(slots, updates) if tid == "decoding"}
+    assert "value" not in got["temperature"] and "value" not in got["top_k"] and "value" not in got["model"]
+    assert got["top_p"]["value"] == 0.5
+    assert sorted(line.split(":")[0] for line in ignored) == ["model", "temperature", "top_k"], ignored
+    temperature = next(c for tid, n, c in slots if tid == "decoding" and n == "temperature")
+    assert f"outside {temperature.minimum} to {temperature.maximum}" in next(x for x in ignored
+                                                                           if x.startswith("temperature"))
+    notice = app.link_notice(ignored)
+    assert notice.startswith("This link's values were not used for 3 input(s)")
+    assert "<b>" not in app.html_text(notice)  # the typed value is shown as text, not markup
