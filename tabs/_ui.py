@@ -22,6 +22,7 @@ import gradio as gr
 from engine.core.errors import ModelUnavailableError, UserInputError, is_out_of_memory
 from engine.core.markdown import html_text
 from engine.core.scratch import remove_at_exit
+from engine.core.threads import SLOTS as COMPUTE_SLOTS
 from engine.core.settings import KnobInfo, knob_default, knob_info
 
 log = logging.getLogger("llm_playground")
@@ -94,7 +95,7 @@ def user_errors(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
             try:
-                yield from fn(*args, **kwargs)
+                yield from _each_step_counted(fn(*args, **kwargs))
             except Exception as exc:  # noqa: BLE001 - every error becomes a message
                 raise _as_gr_error(exc) from exc
         return gen_wrapper
@@ -102,10 +103,27 @@ def user_errors(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with COMPUTE_SLOTS.held():
+                return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001
             raise _as_gr_error(exc) from exc
     return wrapper
+
+
+def _each_step_counted(gen):
+    """A streaming listener's steps, each run as one call in flight (engine.core.threads): Gradio
+    may resume a generator on a different worker thread, so each step sets its own thread's torch
+    threads, and the stream counts as busy only while it computes."""
+    try:
+        while True:
+            with COMPUTE_SLOTS.held():
+                try:
+                    item = next(gen)
+                except StopIteration:
+                    return
+            yield item
+    finally:
+        gen.close()
 
 
 def progress_callback(progress: gr.Progress | None) -> Callable[[float | None, str], None]:

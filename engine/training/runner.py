@@ -46,6 +46,7 @@ from ..core.config import MAX_TRAIN_MINUTES
 from ..core.errors import UserInputError, short_repr
 from ..core.lazy import torch
 from ..core.settings import knob
+from ..core.threads import SLOTS
 
 
 
@@ -400,8 +401,8 @@ class Run:
 
     def fit_threads(self) -> None:
         """On the CPU, torch's threads fitted to the load now (process-wide; put back at close)."""
-        if self.on_cpu:
-            torch.set_num_threads(fit_threads(self.default_threads))
+        if self.on_cpu:  # 1 thread too while another model call runs beside this one
+            torch.set_num_threads(1 if SLOTS.active > 1 else fit_threads(self.default_threads))
 
     def deadline(self, requested: int | None = None, minutes: float | None = None,
                  minimum: int | None = None, batch: int | None = None) -> Deadline:

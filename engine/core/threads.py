@@ -1,0 +1,72 @@
+"""Torch's CPU threads for each call, fitted to what else runs (issue 39).
+
+On a CPU, torch runs each operation on a team of OpenMP threads (by default one per core).
+When two calls run at once on a 2-core machine, or other processes keep the cores busy, the
+teams oversubscribe the cores and their threads wait on each other. Measured here on 2 cores
+at load ~10: a SmolLM2 next-token call took 3.7-4.6 s of wall time and 1.3 s of CPU with 2
+threads, and 0.5-0.8 s of wall time and 0.12 s of CPU with 1 thread.
+
+torch's thread count is set per calling thread (each Gradio worker thread keeps its own), so
+a call can take 1 thread for itself without changing the others. `ComputeSlots.held()` counts
+the calls in flight: a call that starts while another runs, or while the machine's load is
+above 1.5 x its cores, runs on 1 thread; a call alone on a quiet machine keeps the default.
+
+`SLOTS` is the process's one counter. It holds no user's data: like the training gate, it
+describes the machine, which every session shares.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import Callable, Iterator
+
+
+def machine_load() -> float | None:
+    """The 1-minute load average, or None where the platform has none."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+class ComputeSlots:
+    """The model calls in flight in this process, and the torch threads each should use."""
+
+    def __init__(self, cores: int | None = None, load: Callable[[], float | None] = machine_load):
+        self.cores = cores or os.cpu_count() or 1
+        self._load = load
+        self._lock = threading.Lock()
+        self.active = 0
+
+    def oversubscribed(self) -> bool:
+        """True when the machine's load is above 1.5 x its cores."""
+        load = self._load()
+        return load is not None and load > 1.5 * self.cores
+
+    def threads_for(self, default: int) -> int:
+        """1 when another call runs beside this one or the machine is oversubscribed, else default."""
+        return 1 if self.active > 1 or self.oversubscribed() else default
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[int]:
+        """Count one call in flight for the block; on the CPU, set this thread's torch threads
+        (threads_for) and put them back after. Yields the thread count used."""
+        import torch
+
+        with self._lock:
+            self.active += 1
+        before = torch.get_num_threads()
+        threads = self.threads_for(before)
+        if threads != before:
+            torch.set_num_threads(threads)
+        try:
+            yield threads
+        finally:
+            if threads != before:
+                torch.set_num_threads(before)
+            with self._lock:
+                self.active -= 1
+
+
+SLOTS = ComputeSlots()
