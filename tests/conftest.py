@@ -50,11 +50,26 @@ def one_thread():
         yield
 
 
+# Under pytest-xdist (the CI command runs 2 workers, one per core) each worker process keeps torch
+# on 1 thread: two processes with a team of 2 OpenMP threads each on 2 cores wait on each other
+# (engine/core/threads.py has the measurements).
+UNDER_XDIST = {"on": False}
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # set by xdist on its worker processes only
+        import torch
+
+        UNDER_XDIST["on"] = True
+        torch.set_num_threads(1)
+
+
 def both_cores():
     """Inside a one_thread module: a single real-model training (nothing else running in the
     process) uses up to two threads; on this 2-core machine the default reward run took 63 s with
-    two against 94 s with one. Tiny models and concurrent calls keep one thread (they thrash)."""
-    return torch_threads(max(1, min(2, os.cpu_count() or 1)))
+    two against 94 s with one. Tiny models and concurrent calls keep one thread (they thrash).
+    Under xdist the other worker uses the other core: one thread."""
+    return torch_threads(1 if UNDER_XDIST["on"] else max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture
