@@ -16,6 +16,7 @@ import tabs
 from engine.core.config import AppConfig
 from engine.core.errors import check_text
 from engine.core.markdown import html_text
+from engine.core.threads import HEAVY_NICE, TRAINING_NICE, at_priority
 from engine.core.settings import MAX_UPLOAD_BYTES
 from tabs._queue import make_fair
 from tabs._ui import (MODEL_GROUPS, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, draw_initial_figures,
@@ -95,7 +96,16 @@ def build_demo(engine) -> gr.Blocks:
     for block_fn in demo.fns.values():
         if block_fn.concurrency_id in MODEL_GROUPS and block_fn.fn is not None:
             block_fn.fn = on_gpu(block_fn.fn, zero_gpu=engine.config.zero_gpu)
+        # A student's cheap click goes before heavy calls, and those before trainings, when the
+        # cores are full (a lower priority per worker thread, engine.core.threads).
+        if block_fn.fn is not None and block_fn.concurrency_id in PRIORITY:
+            block_fn.fn = at_priority(block_fn.fn, PRIORITY[block_fn.concurrency_id])
     return demo
+
+
+# nice increment per queue group (others keep the default priority)
+PRIORITY = {"model": HEAVY_NICE, "lora_train": TRAINING_NICE, "teach_train": TRAINING_NICE,
+            "lora_merge": HEAVY_NICE}
 
 
 @dataclass

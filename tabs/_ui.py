@@ -22,7 +22,7 @@ import gradio as gr
 from engine.core.errors import ModelUnavailableError, UserInputError, is_out_of_memory
 from engine.core.markdown import html_text
 from engine.core.scratch import remove_at_exit
-from engine.core.threads import SLOTS as COMPUTE_SLOTS
+from engine.core.threads import SLOTS as COMPUTE_SLOTS, each_step_in
 from engine.core.settings import KnobInfo, knob_default, knob_info
 
 log = logging.getLogger("llm_playground")
@@ -114,16 +114,7 @@ def _each_step_counted(gen):
     """A streaming listener's steps, each run as one call in flight (engine.core.threads): Gradio
     may resume a generator on a different worker thread, so each step sets its own thread's torch
     threads, and the stream counts as busy only while it computes."""
-    try:
-        while True:
-            with COMPUTE_SLOTS.held():
-                try:
-                    item = next(gen)
-                except StopIteration:
-                    return
-            yield item
-    finally:
-        gen.close()
+    return each_step_in(COMPUTE_SLOTS.held, gen)
 
 
 def progress_callback(progress: gr.Progress | None) -> Callable[[float | None, str], None]:

@@ -141,3 +141,14 @@ def test_a_link_value_out_of_range_keeps_the_default_and_is_named(slots):
     notice = app.link_notice(ignored)
     assert notice.startswith("This link's values were not used for 3 input(s)")
     assert "<b>" not in app.html_text(notice)  # the typed value is shown as text, not markup
+
+
+def test_the_priority_groups_are_the_apps_queue_groups(demo):
+    """Trainings and heavy calls run at a lower CPU priority (engine.core.threads, issue 39)."""
+    groups = {fn.concurrency_id for fn in demo.fns.values()}
+    assert set(app.PRIORITY) <= groups, set(app.PRIORITY) - groups
+    train = next(fn for fn in demo.fns.values() if fn.api_name == "lora_train")
+    assert train.fn.__code__.co_qualname.startswith("at_priority.")  # each step niced
+    tokenize = next(fn for fn in demo.fns.values() if fn.api_name == "tokenize")
+    assert tokenize.concurrency_id not in app.PRIORITY  # a cheap click keeps the default priority
+    assert not tokenize.fn.__code__.co_qualname.startswith("at_priority.")

@@ -81,3 +81,37 @@ def test_listeners_count_as_calls_in_flight_plain_and_streaming(monkeypatch, two
     assert plain_active == 2
     assert min(first, plain_threads) == 1  # whichever started second runs on 1 thread
     assert threads_mod.SLOTS.active == 0 and torch.get_num_threads() == 2
+
+
+def _nice() -> int:
+    import os
+
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not threads_mod.can_renice(), reason="this process may not raise a thread's priority back")
+def test_background_work_runs_niced_each_step_and_gives_the_priority_back():
+    base = _nice()
+    plain = threads_mod.at_priority(lambda: _nice(), threads_mod.TRAINING_NICE)
+    assert plain() == min(19, base + threads_mod.TRAINING_NICE) and _nice() == base
+
+    def stream():
+        yield _nice()
+        yield _nice()
+
+    steps = threads_mod.at_priority(stream, threads_mod.HEAVY_NICE)()
+    first = next(steps)
+    assert _nice() == base  # between steps the worker thread is back at its own priority
+    seen_on_other_thread = []
+    worker = threading.Thread(target=lambda: seen_on_other_thread.append((next(steps), _nice())))
+    worker.start()
+    worker.join(10)
+    assert first == base + threads_mod.HEAVY_NICE
+    assert seen_on_other_thread == [(base + threads_mod.HEAVY_NICE, base)]  # resumed elsewhere: niced there
+
+
+def test_without_the_right_to_renice_nothing_changes(monkeypatch):
+    monkeypatch.setitem(threads_mod._RENICE, "ok", False)
+    base = _nice()
+    assert threads_mod.at_priority(lambda: _nice(), threads_mod.TRAINING_NICE)() == base
+

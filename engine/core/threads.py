@@ -13,6 +13,12 @@ above 1.5 x its cores, runs on 1 thread; a call alone on a quiet machine keeps t
 
 `SLOTS` is the process's one counter. It holds no user's data: like the training gate, it
 describes the machine, which every session shares.
+
+Priorities: a training or a heavy call can run at a lower CPU priority (a higher nice value, set
+per thread on Linux), so a student's cheap click is served first when the cores are full.
+`niced(n)` lowers the calling thread's priority for a block and puts it back; where the process
+may not raise its priority again (no CAP_SYS_NICE, e.g. in a container), it does nothing, so no
+worker thread is left slow.
 """
 from __future__ import annotations
 
@@ -70,3 +76,83 @@ class ComputeSlots:
 
 
 SLOTS = ComputeSlots()
+
+# nice increments per kind of work (0 = the default priority): trainings run after everything else,
+# heavy model calls (an index build, an evaluation) after the cheap clicks
+TRAINING_NICE = 10
+HEAVY_NICE = 5
+_RENICE = {}
+
+
+def can_renice() -> bool:
+    """Whether this process can lower a thread's priority and raise it back (probed once, on a
+    throwaway thread): Linux with a per-thread nice, and the right to lower the nice value again."""
+    if "ok" not in _RENICE:
+        result = []
+
+        def probe():
+            tid = threading.get_native_id()
+            try:
+                before = os.getpriority(os.PRIO_PROCESS, tid)
+                os.setpriority(os.PRIO_PROCESS, tid, min(19, before + 1))
+                os.setpriority(os.PRIO_PROCESS, tid, before)
+                result.append(True)
+            except (OSError, AttributeError):  # PermissionError included: cannot go back
+                result.append(False)
+
+        worker = threading.Thread(target=probe, name="renice-probe", daemon=True)
+        worker.start()
+        worker.join(5)
+        _RENICE["ok"] = bool(result and result[0])
+    return _RENICE["ok"]
+
+
+@contextlib.contextmanager
+def niced(increment: int) -> Iterator[None]:
+    """The calling thread's nice value raised by `increment` for the block (lower priority), then
+    put back; nothing where can_renice() is False or increment <= 0."""
+    if increment <= 0 or not can_renice():
+        yield
+        return
+    tid = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, tid)
+    os.setpriority(os.PRIO_PROCESS, tid, min(19, before + increment))
+    try:
+        yield
+    finally:
+        os.setpriority(os.PRIO_PROCESS, tid, before)
+
+
+def each_step_in(context: Callable[[], contextlib.AbstractContextManager], gen) -> Iterator:
+    """A generator's items, each computed inside a fresh context() on the thread that asks for it
+    (a server may resume a generator on another worker thread), the generator closed at the end."""
+    try:
+        while True:
+            with context():
+                try:
+                    item = next(gen)
+                except StopIteration:
+                    return
+            yield item
+    finally:
+        gen.close()
+
+
+def at_priority(fn: Callable, increment: int) -> Callable:
+    """fn run at a lower priority (niced(increment)); a generator function stays one, each step niced."""
+    import functools
+    import inspect
+
+    if increment <= 0:
+        return fn
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def steps(*args, **kwargs):
+            yield from each_step_in(lambda: niced(increment), fn(*args, **kwargs))
+        return steps
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with niced(increment):
+            return fn(*args, **kwargs)
+    return call

@@ -34,6 +34,7 @@ from ..core.lazy import no_grad, torch
 from ..core.registry import ASSETS
 from ..core.scratch import new_work_dir, remove_work_dir
 from ..core.settings import knob, knob_info, make, validate
+from ..core.threads import TRAINING_NICE, niced
 from . import lora
 from . import runner
 from . import sft
@@ -397,7 +398,8 @@ def _worker(trainer, events: queue.Queue) -> threading.Thread:
     """trainer.train() in a started daemon thread; its end (or its exception) goes to `events`."""
     def work():
         try:
-            trainer.train()
+            with niced(TRAINING_NICE):  # this thread trains only: after the students' clicks
+                trainer.train()
             events.put(("end", None, {}))
         except BaseException as exc:  # noqa: BLE001 - handed to the generator, raised there
             events.put(("error", None, exc))
