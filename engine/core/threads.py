@@ -27,6 +27,8 @@ import os
 import threading
 from typing import Callable, Iterator
 
+from .lazy import torch
+
 
 def machine_load() -> float | None:
     """The 1-minute load average, or None where the platform has none."""
