@@ -9,7 +9,7 @@ import shutil
 import gradio as gr
 import pandas as pd
 
-from engine.core.errors import UserInputError
+from engine.core.errors import UserInputError, check_range
 from engine.core.settings import make
 from engine.pretraining import data, model as pt_model, plots, scaling, train as pt_train, vocab
 from engine.training import runner
@@ -110,7 +110,8 @@ def do_prepare(source, upload, kind, bpe, val_share, start, context, steps, batc
     pt_train.check_fits(p, s)
     merges = [list(m) for m in vocab.show_merges(p.vocab)]
     top = max(0, len(p.train_ids) - s.context - 1)
-    start = min(int(start or 0), top)
+    start = check_range("window start", 0 if start is None else start, 0, 100_000, integer=True)
+    start = min(start, top)
     w = data.window(p.train_ids[start:start + s.context + 1].tolist(), 0, s.context, p.vocab.piece)
     return (_data_md(p, s), plots.window_html(w, p.vocab.kind), pd.DataFrame(merges, columns=["rank", "left", "right",
             "merged"]), pd.DataFrame(_compare_rows(p, s), columns=["tokenizer", "vocab", "tokens", "chars_per_token"]))
@@ -254,7 +255,7 @@ def _sweep_panel(engine) -> dict:
                 optimal_md=optimal_md, table=table)
 
 
-def _fit_md(res) -> str:
+def _fit_md(res) -> tuple[str, dict | None]:
     finals = res.finals()
     try:
         fit = scaling.fit_power_law([r["params"] for r in finals], [r["val_loss"] for r in finals])
