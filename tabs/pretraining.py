@@ -197,6 +197,7 @@ def _figures(sess: pt_train.PretrainSession):
 def make_train(engine):
     def do_train(source, upload, kind, bpe, val_share, *rest):
         *values, prompt, budget, lesson = rest
+        prompt = pt_train.check_prompt(prompt)
         s = _settings({**dict(zip(KNOBS, values)), "tokenizer": kind, "bpe_vocab": bpe, "val_share": val_share},
                       budget)
         lesson = lesson if isinstance(lesson, pt_train.Lesson) else pt_train.Lesson()

@@ -12,8 +12,7 @@ from typing import Iterator
 
 from ..core.errors import UserInputError, check_text
 from ..core.lazy import F, no_grad, torch
-from ..training import runner
-from ..training.lora import lr_at
+from ..training import lora, runner
 from . import data, model as model_mod, vocab as vocab_mod
 from .model import PretrainSettings
 
@@ -180,7 +179,7 @@ def train(sess: PretrainSession, cap_seconds: float, stop: threading.Event | Non
             final = deadline.stop_update(step, losses, stop)
             if final is not None:
                 break
-            lr = lr_at(step, deadline.steps or s.steps, s.learning_rate, "cosine", s.warmup_steps)
+            lr = lora.lr_at(step, deadline.steps or s.steps, s.learning_rate, "cosine", s.warmup_steps)
             for group in opt.param_groups:
                 group["lr"] = lr
             x, y = batch(p.train_ids, s.batch_size, s.context, g)

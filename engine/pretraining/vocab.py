@@ -88,7 +88,7 @@ def bpe_vocab(text: str, size: int) -> Vocab:
 
 @functools.lru_cache(maxsize=1)
 def _gpt2():
-    from ..tokens.loading import read_tokenizer_folder
+    from ..tokens import read_tokenizer_folder
 
     return read_tokenizer_folder(ASSETS / "tokenizers" / "gpt2")[0]
 
