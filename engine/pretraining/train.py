@@ -80,8 +80,7 @@ def _bundled(kind: str, bpe_size: int, val_share: float) -> Prepared:
 def _prepare(text: str, kind: str, bpe_size: int, val_share: float, name: str) -> Prepared:
     train_text, val_text = data.split(text, val_share)
     v = vocab_mod.build(kind, train_text, bpe_size)  # trained on the training text only
-    train_ids = torch.tensor(v.encode(train_text), dtype=torch.long)
-    val_ids = torch.tensor(v.encode(val_text), dtype=torch.long)
+    train_ids, val_ids = v.encode_tensor(train_text), v.encode_tensor(val_text)
     return Prepared(v, train_ids, val_ids, name, len(train_text), len(val_text), train_text[:HEAD_CHARS])
 
 
