@@ -63,7 +63,8 @@ def _data_panel() -> dict:
         upload = gr.File(label=f"Your text (.txt, UTF-8, {data.MIN_CHARS:,} characters to "
                                f"{data.MAX_UPLOAD_BYTES / 1e6:g} MB)", file_types=[".txt"], visible=False)
     with gr.Row():
-        knobs = controls_for(pt_model.PretrainSettings, DATA_KNOBS)
+        knobs = controls_for(pt_model.PretrainSettings, DATA_KNOBS,
+                             tokenizer={"choices": [(vocab.KIND_LABELS[k], k) for k in vocab.KINDS]})
         start = gr.Slider(0, 100_000, value=0, step=1, label="window start (token)",
                           info="Where in the training text the window below begins")
     prepare_btn = gr.Button("Prepare the data", variant="primary")

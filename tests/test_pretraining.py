@@ -160,3 +160,18 @@ def test_the_sweep_respects_its_time_cap(char_data):
     assert res.capped and done == 0 and "cap" in res.message
     assert time.perf_counter() - t < 1.5 + 2.0  # the cap, and one step and one model build of slack
     assert not runner.GATE.busy
+
+
+def test_an_upload_is_bounded_and_tokenized_like_the_corpus(tmp_path):
+    small = tmp_path / "small.txt"
+    small.write_text("too short")
+    with pytest.raises(UserInputError, match=f"at least {data.MIN_CHARS:,}"):
+        data.read_upload(small)
+    big = tmp_path / "big.txt"
+    big.write_text("a" * (data.MAX_UPLOAD_BYTES + 10))
+    with pytest.raises(UserInputError):
+        data.read_upload(big)
+    ok = tmp_path / "mine.txt"
+    ok.write_text(TEXT[:20_000])
+    p = train.prepare(data.read_upload(ok), tiny(tokenizer="bpe", bpe_vocab=300), "mine")
+    assert p.vocab.size == 300 and p.vocab.decode(p.train_ids.tolist()) + p.vocab.decode(p.val_ids.tolist()) == TEXT[:20_000]
