@@ -179,7 +179,9 @@ def _status(u, sess: pt_train.PretrainSession) -> str:
              "guesses evenly among all tokens. " if math.isfinite(first) else "")
     if u is None:
         return f"⏳ Starting: a fresh model of {sum(p.numel() for p in sess.model.parameters()):,} parameters..."
-    head = ("⛔ " + u.message if u.refused else "⏱️ Stopped at the time cap" if u.capped else
+    if u.refused:
+        return f"⛔ {u.message[:1].upper()}{u.message[1:]}"
+    head = ("⏱️ Stopped at the time cap" if u.capped else
             "⏹️ Stopped" if u.stopped else "✅ Done" if u.done else "🏋️ Training")
     val = sess.curves.val[-1][1] if sess.curves.val else math.nan
     timing = u.pace.line(u.step, u.done) if u.pace else ""
@@ -210,6 +212,8 @@ def make_train(engine):
             yield lesson, _status(None, sess), *_figures(sess)
             for u in pt_train.train(sess, runner.cap_seconds(engine), lesson.stop,
                                     on_cpu=engine.device.kind == "cpu"):
+                if u.refused:  # the timed steps are not kept, as the message says
+                    lesson.run = None
                 yield lesson, _status(u, sess), *_figures(sess)
         except runner.TrainingBusy as busy:
             yield lesson, f"⏳ {busy}", gr.skip(), gr.skip()

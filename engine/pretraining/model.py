@@ -38,7 +38,7 @@ class PretrainSettings:
     warmup_steps: int = knob(30, 0, 1000, "Steps over which the rate rises to its peak; then it falls on a "
                              "cosine to near 0 at the last step", step=1, label="warm-up steps")
     batch_size: int = knob(32, 1, 128, "Windows per step", step=1, label="batch size")
-    max_steps: int = knob(400, 1, 5000, "Optimizer steps (ignored when a token budget is set)", step=1,
+    max_steps: int = knob(300, 1, 5000, "Optimizer steps (ignored when a token budget is set)", step=1,
                           label="steps")
     token_budget: int = knob(0, 0, 20_000_000, "Training tokens in all (0 = use the steps): steps = budget / "
                              "(batch x context)", step=1000, label="token budget")

@@ -129,6 +129,8 @@ def sample(model, v: vocab_mod.Vocab, prompt: str, context: int, n_new: int, see
     for _ in range(n_new):
         x = torch.tensor([ids[-context:]])  # (1, <= context)
         logits = model(input_ids=x).logits[0, -1]  # (vocab,)
+        if v.kind == "char":
+            logits[0] = -math.inf  # <unk> never occurs in the training text: a random model must not print it
         probs = torch.softmax(logits / TEMPERATURE, dim=-1)
         ids.append(int(torch.multinomial(probs, 1, generator=g)))
     model.train(was)
