@@ -13,8 +13,8 @@ from engine.core.errors import UserInputError, check_range
 from engine.core.settings import make
 from engine.pretraining import data, model as pt_model, plots, scaling, train as pt_train, vocab
 from engine.training import runner
-from tabs._ui import (Plot, Share, budget_control, controls_for, data_table, duration_text, notice, scratch_dir,
-                      train_intro, user_errors)
+from tabs._ui import (Plot, Share, budget_control, controls_for, data_table, duration_text, examples, notice,
+                      scratch_dir, train_intro, user_errors)
 
 TITLE = "Pre-training"
 TRAIN = dict(concurrency_id="pretraining_train", concurrency_limit=2)
@@ -25,6 +25,12 @@ KNOBS = ["arch", "layers", "width", "heads", "context", "learning_rate", "warmup
 DATA_KNOBS = ["tokenizer", "bpe_vocab", "val_share"]
 SWEEP_KNOBS = ["token_budget", "context", "batch_size", "learning_rate", "minutes", "seed"]
 COMPARE_CHARS = pt_train.HEAD_CHARS
+# (tokenizer, BPE size, architecture, layers, width, heads, steps, prompt)
+EXAMPLES = [["char", 512, "llama", 3, 128, 4, 300, "The "], ["char", 512, "llama", 1, 64, 2, 200, "The "],
+            ["char", 512, "gpt2", 3, 128, 4, 300, "The "], ["bpe", 512, "llama", 3, 128, 4, 300, "The "],
+            ["gpt2", 512, "llama", 2, 64, 4, 100, "The "]]
+EXAMPLE_LABELS = ["Default: characters, Llama 3x128", "Tiny and fast: 1x64, 200 steps", "GPT-2-style 3x128",
+                  "BPE of 512 tokens", "GPT-2's 50,257 tokens (slow: a huge output layer)"]
 
 INTRO = (
     "## Pre-training: a language model from nothing\n"
@@ -119,7 +125,7 @@ def do_prepare(source, upload, kind, bpe, val_share, start, context, steps, batc
 
 
 # ---- 2. the model and its training ------------------------------------------------------------------------
-def _train_panel(engine) -> dict:
+def _train_panel(engine, data_knobs: dict) -> dict:
     gr.Markdown("### 2. Train a model from random weights")
     with gr.Row():
         knobs = controls_for(pt_model.PretrainSettings, KNOBS[:5])
@@ -130,6 +136,9 @@ def _train_panel(engine) -> dict:
         prompt = gr.Textbox(PROMPT, label="Sample prompt", max_length=pt_train.MAX_PROMPT_CHARS)
         budget = budget_control(pt_model.PretrainSettings, runner.cap_seconds(engine))
     size_md = gr.Markdown(elem_id="pretraining-size")
+    examples(EXAMPLES, [data_knobs["tokenizer"], data_knobs["bpe_vocab"], knobs["arch"], knobs["layers"], knobs["width"],
+                        knobs["heads"], knobs["max_steps"], prompt], labels=EXAMPLE_LABELS,
+             label="Presets: click one, then Train from scratch")
     with gr.Row():
         train_btn = gr.Button("Train from scratch", variant="primary")
         stop_btn = gr.Button("Stop (keep the model)", variant="stop")
@@ -391,7 +400,7 @@ def build(engine) -> Share:
     gr.Markdown(INTRO)
     lesson = gr.State(None)
     d = _data_panel()
-    t = _train_panel(engine)
+    t = _train_panel(engine, d["knobs"])
     sw = _sweep_panel(engine)
     files = _files_panel()
     _wire(engine, lesson, d, t, sw, files)
