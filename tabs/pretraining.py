@@ -194,7 +194,8 @@ def _status(u, sess: pt_train.PretrainSession) -> str:
             "⏹️ Stopped" if u.stopped else "✅ Done" if u.done else "🏋️ Training")
     val = sess.curves.val[-1][1] if sess.curves.val else math.nan
     timing = u.pace.line(u.step, u.done) if u.pace else ""
-    kept = " The model so far is kept: download it in step 4." if u.done and not u.refused else ""
+    kept = (" The model is kept in this session: download it in step 4." if u.done and not u.stopped else
+            " The model trained so far is kept: download it in step 4." if u.done else "")
     return (f"{head}: step **{u.step} / {u.max_steps}** · {sess.tokens_seen:,} tokens · loss **{u.loss:.3f}** · "
             f"validation {val:.3f} · {duration_text(u.seconds)}{f' · {timing}' if timing else ''}.{kept}  \n{start}")
 
