@@ -12,6 +12,7 @@ ORDER = (
     "decoding",    # 3. next-token probabilities and sampling knobs
     "pipelines",   # 4. the classic tasks through pipeline()
     "retrieval",   # 4b. retrieval-augmented generation on a vector database
+    "pretraining",  # 5a. train a model from nothing, watch samples become words, fit a scaling law
     "lora",        # 5. fine-tuning with LoRA
     "posttraining",  # 5b. base vs instruct, SFT with a visible loss mask, preference tuning (reward model, DPO)
     "diffusion",   # 6. text-to-image and image-to-image
@@ -38,6 +39,8 @@ TOPICS = (
     ("Retrieval (RAG)", "A real vector database (Qdrant) answers from documents: chunking, dense, sparse and "
                         "hybrid search, the prompt with its sources, answers with and without retrieval, "
                         "hit rate and MRR as the chunk size moves."),
+    ("Pre-training", "Train a small transformer from random weights on 2.6 MB of text: tokenizer, labels "
+                     "shifted by one, samples going from noise to words, and a scaling law fitted to your own runs."),
     ("LoRA", "Fine-tuning can be cheap: train an adapter on quotes in the browser and compare base vs "
              "adapted output."),
     ("Post-training", "From a text completer to an assistant: a base and an instruct model side by side, the "

@@ -93,6 +93,8 @@ FIRST_TRY = {
     "pipelines": ("Press Generate under 'Text generation', then open the code that produced it.", {}),
     "retrieval": ("See a page of the Python docs cut into 64-token chunks that share 16 tokens (the stripes), "
                   "then ask a question under Search.", {"size": "64", "overlap": "16"}),
+    "pretraining": ("Press Train from scratch and watch the samples under 'The ' turn from random characters "
+                    "into words in about a minute.", {"prompt": "The "}),
     "lora": ("Train a small adapter for 20 steps and compare base and adapted continuations of 'Life is'.",
              {"prompt": "Life is", "steps": "20"}),
     "posttraining": ("Ask a base and an instruct model the same question, then see which tokens an SFT loss "

@@ -23,13 +23,14 @@ NUMBERS = {"NaN": "NaN", "negative huge": -1e12, "huge": 1e12}
 NAMES = {"path": "../../etc/passwd", "unknown": "no-such-thing"}
 # Endpoints whose valid defaults start long work (a training run, a 9-cell sweep): only their
 # numeric knobs are fuzzed, since a bad number must be refused before any work starts.
-NUMERIC_ONLY = {"/lora_train", "/diffusion_sweep"}
+NUMERIC_ONLY = {"/lora_train", "/diffusion_sweep", "/pretraining_train", "/pretraining_sweep"}
 # Endpoints that accept these texts and then run a whole comparison (20-30 s a call on CI): here
 # they get only the values they must refuse; every text listener gets a hostile text that it must
 # refuse at once in tests/test_user_text.py.
 ACCEPTED_AND_LONG = {"/posttraining_base_vs_instruct": {"path + controls"}, "/quantization_compare": {"path + controls"},
                      "/stress_test": {"path + controls", "empty"}, "/compare_answers": {"path + controls", "empty"}}
-SKIP = {"/lora_stop", "/lora_download", "/lora_merge", "/engine_status"}  # take no input
+SKIP = {"/lora_stop", "/lora_download", "/lora_merge", "/engine_status", "/pretraining_stop", "/pretraining_sweep_stop",
+        "/pretraining_download"}  # take no input
 GENERIC = "Something went wrong"
 # Each run sends about 1 / FUZZ_SHARE of the (endpoint x bad value) grid, chosen by a rotation
 # of FUZZ_SEED (today's date unless set): FUZZ_SHARE runs with seeds in a row cover the whole
