@@ -104,8 +104,8 @@ def build_demo(engine) -> gr.Blocks:
 
 
 # nice increment per queue group (others keep the default priority)
-PRIORITY = {"model": HEAVY_NICE, "lora_train": TRAINING_NICE, "teach_train": TRAINING_NICE, "pretraining_train": TRAINING_NICE,
-            "lora_merge": HEAVY_NICE}
+PRIORITY = {"model": HEAVY_NICE, "lora_merge": HEAVY_NICE, "lora_train": TRAINING_NICE, "teach_train": TRAINING_NICE,
+            "pretraining_train": TRAINING_NICE}
 
 
 @dataclass
