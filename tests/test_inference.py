@@ -99,6 +99,15 @@ def test_pruning_leaves_the_asked_share_of_zeros_and_restores_the_weights(gqa):
     assert all(torch.equal(p, before[n]) for n, p in gqa.model.named_parameters())
 
 
+def test_sparsity_rows_measure_zeros_and_perplexity_and_leave_the_model_alone(gqa):
+    before = {n: p.detach().clone() for n, p in gqa.model.named_parameters()}
+    rows, device = sparsity.sparsity(gqa, "The cat sat on the mat. " * 4, 50, clock=FakeClock(0.01))
+    assert [r.target for r in rows] == [0, 10, 30, 50] and "CPU" in device
+    assert all(abs(r.zeros - r.target) <= 1 for r in rows) and all(r.forward_s == pytest.approx(0.01) for r in rows)
+    assert rows[0].perplexity != rows[-1].perplexity
+    assert all(torch.equal(p, before[n]) for n, p in gqa.model.named_parameters())
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda e: inference.kv_cache(e, "smollm2-135m-instruct", PROMPT, 500), "new_tokens"),
     (lambda e: inference.run_batching(e, "smollm2-135m-instruct", 64, 8), "max_batch"),

@@ -65,6 +65,7 @@ def sparsity(tm, text: str, max_percent: int = 90, clock: Clock | None = None,
     ids = prompt_ids(tm, text)
     timer, model = timer_for(tm, clock), twin(tm.model)
     levels = [p for p in SPARSITY_LEVELS if p <= max_percent]
+    window = min(1024, int(getattr(model.config, "max_position_embeddings", None) or 1024) // 16 * 16)
     rows = []
     with torch.inference_mode():
         model(input_ids=ids)  # warm-up
@@ -73,7 +74,7 @@ def sparsity(tm, text: str, max_percent: int = 90, clock: Clock | None = None,
         with pruned(model, percent) if percent else _unpruned(model) as layers:
             with torch.inference_mode():
                 seconds = min(timer.run(model, input_ids=ids)[1] for _ in range(2))
-            rep = metrics.perplexity(model, tm.tokenizer, text, 1024, 512, tm.key)
+            rep = metrics.perplexity(model, tm.tokenizer, text, window, window // 2, tm.key)
             rows.append(SparsityRow(percent, zero_share(layers), rep.perplexity, seconds))
     report(1.0, "done")
     return rows, describe_device(tm.device, tm.dtype)
