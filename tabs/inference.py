@@ -16,14 +16,15 @@ TITLE = "Inference"
 
 MODEL_CHOICES = [("SmolLM2-135M-Instruct", "smollm2-135m-instruct"), ("Gemma 3 270M base", "gemma3-270m-base")]
 PAIR_CHOICES = [("Target Gemma 3 270M base, draft SmolLM2-135M (different tokenizers)", "gemma3-270m-base")]
-DEFAULT_PROMPT = "The capital of France is"
+DEFAULT_PROMPT = ("Once upon a time, in a small village at the edge of a great forest, there lived an old clockmaker "
+                  "who repaired every clock in the valley. One winter morning a stranger knocked on his door and")
 DEFAULT_TEXT = ("The sun is the star at the centre of the solar system. It is a nearly perfect ball of hot plasma, "
                 "heated to incandescence by nuclear fusion reactions in its core. The sun radiates this energy "
                 "from its surface mainly as visible light and infrared radiation, and it is by far the most "
                 "important source of energy for life on Earth.")
 EXAMPLES = (
-    ("A fact", DEFAULT_PROMPT),
-    ("A story start", "Once upon a time, in a small village at the edge of a forest, there lived"),
+    ("A story (about 40 tokens)", DEFAULT_PROMPT),
+    ("A fact (5 tokens: the cache barely matters yet)", "The capital of France is"),
     ("Counting (easy for a draft)", "1, 2, 3, 4, 5, 6, 7, 8,"),
     ("A longer prompt: prefill grows", "Explain to a ten-year-old, in three short sentences, why the sky looks blue "
                                        "during the day and red at sunset, and what light has to do with it."),

@@ -61,7 +61,7 @@ def kv_figure(st: StepTimes | None = None) -> go.Figure:
 def kv_markdown(st: StepTimes) -> str:
     kvs, n = st.kv, len(st.cached_s)
     cached = sum(st.cached_s) / max(n, 1)
-    uncached_last = st.uncached_s[-1]
+    uncached = sum(st.uncached_s[1:]) / max(len(st.uncached_s) - 1, 1)
     check = "equal" if kvs.formula == kvs.bytes else "**differ**"
     same = ("the same tokens, id for id" if st.same_tokens else
             "**different tokens** (float rounding in a long sequence can flip a near tie)")
@@ -70,9 +70,11 @@ def kv_markdown(st: StepTimes) -> str:
             f"- prefill (the whole prompt in one forward): **{st.prefill_s * 1e3:.1f} ms** = "
             f"{st.prefill_s / st.prompt_tokens * 1e3:.2f} ms per prompt token\n"
             f"- decode with the cache: **{cached * 1e3:.1f} ms per token** on average (one token in, the cached keys "
-            f"and values read)\n- without the cache the last step took **{uncached_last * 1e3:.1f} ms** "
-            f"({uncached_last / cached:.1f}× a cached step): it recomputes every earlier token\n"
-            f"- both runs gave {same}\n\n"
+            f"and values read)\n- without the cache: **{uncached * 1e3:.1f} ms per token** on average "
+            f"({uncached / cached:.1f}× a cached step), and the step grows with the sequence: it recomputes every "
+            "earlier token\n"
+            f"- both runs gave {same}\n\nTimings move with whatever else this machine is doing: run it again to "
+            "see the spread.\n\n"
             f"**The cache's size.** layers × 2 (K and V) × kv-heads × head-dim × tokens × bytes = {kvs.layers} × 2 × "
             f"{kvs.kv_heads} × {kvs.head_dim} × {kvs.tokens} × {kvs.dtype_bytes} = **{kvs.formula:,} bytes** "
             f"({mib(kvs.formula)}); the cache object's tensors hold **{kvs.bytes:,} bytes**: {check}. "
