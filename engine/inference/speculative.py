@@ -15,7 +15,7 @@ import copy
 import random
 from dataclasses import dataclass, field
 
-from ..core.errors import UserInputError
+from ..core.errors import ModelUnavailableError, UserInputError
 from ..core.lazy import torch
 from .kv import prompt_ids
 from .measure import Clock, describe_device, timer_for
@@ -91,6 +91,11 @@ class Speculation:
         that did not keep all its proposals."""
         rejected = sum(1 for r in self.rounds if r.accepted < r.proposed)
         return self.accepted / (self.accepted + rejected) if self.accepted + rejected else 0.0
+
+    @property
+    def mean_proposed(self) -> float:
+        """Draft tokens (in the target's tokens) the target checked per round."""
+        return self.proposed / len(self.rounds) if self.rounds else 0.0
 
     @property
     def tokens_per_forward(self) -> float:
@@ -174,13 +179,20 @@ def speculate(target, draft, text: str, new_tokens: int, k: int, clock: Clock | 
         try:
             out, assisted_s = timer.run(t_model.generate, **common, max_new_tokens=new_tokens,
                                         assistant_model=d_model, **extra)
+        except RuntimeError as exc:
+            if not universal:
+                raise
+            raise ModelUnavailableError(
+                "transformers' universal assisted decoding failed on this prompt (it translates the draft's "
+                "tokens through text, and an empty translation breaks it): try another prompt, such as the "
+                f"counting example. ({type(exc).__name__})") from exc
         finally:
             for h in handles:
                 h.remove()
     report(1.0, "done")
     assisted = out[0, ids.shape[1]:].tolist()
-    notes = ["The two models have different tokenizers: universal assisted decoding (the draft's tokens go "
-             "through text into the target's tokens)."] if universal else []
+    notes = ["The two models have different tokenizers, so this is universal assisted decoding: the draft's k "
+             "tokens go through text into the target's tokens, which can be fewer or more than k."] if universal else []
     return Speculation(k=k, new_tokens=new_tokens, plain_s=plain_s, assisted_s=assisted_s, plain_ids=plain,
                        assisted_ids=assisted, rounds=rounds_from(t_log, ids[0].tolist(), assisted),
                        draft_forward_s=sum(d_times) / max(len(d_times), 1),
