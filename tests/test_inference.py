@@ -11,7 +11,7 @@ from engine import inference
 from engine.core.errors import UserInputError
 from engine.core.models import TextModel
 from engine.core.registry import ModelSpec, Source
-from engine.inference import batching, kv, measure, sparsity, speculative, utilization
+from engine.inference import batching, kv, measure, plots, sparsity, speculative, utilization
 from tests.conftest import tiny_causal_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,6 +49,9 @@ def test_cache_bytes_from_the_formula_equal_the_cache_tensors_and_tokens_match(g
     ref = gqa.model.generate(**gqa.tokenizer(PROMPT, return_tensors="pt"), max_new_tokens=6, do_sample=False,
                              pad_token_id=0)
     assert st.cached_ids == ref[0, st.prompt_tokens:].tolist()
+    md = plots.kv_markdown(st)
+    assert f"2 × 2 × 2 × 8 × {st.kv.tokens} × 4 = **{st.kv.formula:,} bytes**" in md and ": equal" in md
+    assert len(plots.kv_figure(st).data) == 3 and plots.kv_table(st)[0]["tokens"] == 1024
 
 
 def test_timings_come_from_the_clock(gqa):
@@ -59,6 +62,8 @@ def test_timings_come_from_the_clock(gqa):
     assert [(r.batch, r.tokens_per_s, r.latency_s) for r in rows] == [(1, 4.0, 1.0), (2, 8.0, 1.0)]
     rows = batching.batching(gqa, 2, 4, clock=FakeClock(2.0))[0]
     assert [r.tokens_per_s for r in rows] == [2.0, 4.0]
+    assert "Batch 2: **4.0 tokens/s** in all (2.0× batch 1)" in plots.batching_markdown(rows, "CPU", "")
+    assert len(plots.batching_figure(rows).data) == 2
     peak = measure.matmul_peak("cpu", torch.float32, clock=FakeClock(0.25), size=64)
     assert peak.flops == pytest.approx(2 * 64 ** 3 / 0.25)
 
@@ -69,6 +74,7 @@ def test_utilization_reads_the_anatomy_formula_and_the_measured_peak(gqa):
     assert u.n_matmul == n_matmul == 2 * (32 * 32 * 2 + 32 * 16 * 2 + 3 * 32 * 64) + 49152 * 32
     assert u.prefill.seconds == 0.5 and u.decode.tokens_per_s == pytest.approx(3 / 0.5)
     assert u.share(u.decode) == pytest.approx(u.decode.achieved / u.peak.flops)
+    assert "| decode | 3 |" in plots.utilization_markdown(u) and len(plots.utilization_figure(u).data) == 1
     assert u.peak.flops == pytest.approx(2 * 256 ** 3 / 0.5) and u.bandwidth.bytes_per_s == pytest.approx(2 * 8 * 2**20 / 0.5)
 
 
@@ -86,6 +92,8 @@ def test_assisted_generation_equals_plain_greedy(gqa, smollm2_tokenizer):
     s = speculative.speculate(gqa, other, PROMPT, 12, 3)
     assert s.identical and s.plain_ids == same.plain_ids
     assert len(s.assisted_ids) == sum(r.accepted + 1 for r in s.rounds) == 12
+    assert "**identical** to plain greedy" in plots.speculative_markdown(s)
+    assert plots.speculative_figure(s).data[-1].name == "measured here"
 
 
 def test_pruning_leaves_the_asked_share_of_zeros_and_restores_the_weights(gqa):
@@ -105,7 +113,16 @@ def test_sparsity_rows_measure_zeros_and_perplexity_and_leave_the_model_alone(gq
     assert [r.target for r in rows] == [0, 10, 30, 50] and "CPU" in device
     assert all(abs(r.zeros - r.target) <= 1 for r in rows) and all(r.forward_s == pytest.approx(0.01) for r in rows)
     assert rows[0].perplexity != rows[-1].perplexity
+    assert "50% zeros" in plots.sparsity_markdown(rows, device) and len(plots.sparsity_table(rows)) == 4
     assert all(torch.equal(p, before[n]) for n, p in gqa.model.named_parameters())
+
+
+def test_quantization_rows_read_as_a_table():
+    rows = [dict(variant=v, description=v, size_mb=mb, size_vs_fp32=mb / 512, tokens_per_s=tps, perplexity=ppl,
+                 perplexity_change_pct=100 * (ppl / 10 - 1), tokens_scored=60) for v, mb, tps, ppl in
+            (("fp32", 512, 10.0, 10.0), ("int8-dynamic", 160, 15.0, 10.5))]
+    assert [r["perplexity change"] for r in plots.quant_table(rows)] == ["+0.00%", "+5.00%"]
+    assert "15.0 tokens/s (1.50× fp32)" in plots.quant_markdown(rows, "CPU", "")
 
 
 @pytest.mark.parametrize("call, match", [
