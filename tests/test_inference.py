@@ -68,6 +68,21 @@ def test_timings_come_from_the_clock(gqa):
     assert peak.flops == pytest.approx(2 * 64 ** 3 / 0.25)
 
 
+def test_with_a_server_set_the_same_requests_go_there_too(gqa, monkeypatch):
+    from types import SimpleNamespace
+
+    sent = []
+    route = SimpleNamespace(client=SimpleNamespace(config=SimpleNamespace(concurrency=32)),
+                            describe=lambda: "smollm2 at http://127.0.0.1:9/v1")
+    monkeypatch.setattr(batching.serving, "use_server", lambda tm: route)
+    monkeypatch.setattr(batching.serving, "complete", lambda r, ids, max_tokens: sent.append(ids) or
+                        {"usage": {"completion_tokens": max_tokens}})
+    rows, where, _ = batching.batching(gqa, 2, 4, clock=FakeClock(1.0))
+    assert [(r.where, r.batch) for r in rows] == [("in-process", 1), ("server", 1), ("in-process", 2), ("server", 2)]
+    assert len(sent) == 3 and "server: smollm2 at" in where
+    assert all(r.tokens_per_s > 0 for r in rows)
+
+
 def test_utilization_reads_the_anatomy_formula_and_the_measured_peak(gqa):
     u = utilization.utilization(gqa, PROMPT, 3, clock=FakeClock(0.5), peak_size=256, copy_mb=8)
     n_matmul, _ = utilization.matmul_weights(gqa.model)
