@@ -80,7 +80,7 @@ def _run_row(knobs: list[str], button: str, name: str) -> dict:
     parts = {}
     with gr.Row():
         parts["knobs"] = controls_for(inference.InferenceSettings, knobs,
-                                      **{k: {"elem_id": f"inference-{k.replace('_', '-')}"} for k in knobs})
+                                      **{k: {"elem_id": f"inference-{name}-{k.replace('_', '-')}"} for k in knobs})
         parts["run"] = gr.Button(button, variant="primary", elem_id=f"inference-{name}-run")
     return parts
 

@@ -10,7 +10,7 @@ import pytest
 def test_deep_link_opens_the_tab_and_measures_the_cache(app_url, page):
     page.set_default_timeout(180_000)
     page.goto(app_url + "?" + urlencode({"tab": "inference", "prompt": "The capital of France is"}))
-    box = page.locator("#inference-new-tokens input[type=number]").first
+    box = page.locator("#inference-kv-new-tokens input[type=number]").first
     box.fill("4")
     box.press("Enter")
     page.locator("#inference-kv-run").click()

@@ -20,13 +20,20 @@ SPARSITY_LEVELS = (0, 10, 30, 50, 70, 90)  # percent of zeros tried, up to the k
 
 @dataclass
 class InferenceSettings:
-    new_tokens: int = knob(32, 4, 96, "Tokens generated one at a time, with and without the KV cache", step=1)
-    max_batch: int = knob(16, 1, 32, "Largest batch timed (1, 2, 4, ... up to this)", step=1)
-    batch_tokens: int = knob(16, 4, 64, "Tokens each request in a batch generates", step=1)
-    quant_tokens: int = knob(16, 4, 64, "Tokens generated to time each number format", step=1)
-    draft_tokens: int = knob(4, 1, 10, "k: tokens the draft model proposes per step", step=1)
-    spec_tokens: int = knob(32, 8, 96, "Tokens generated with and without the draft", step=1)
-    max_sparsity: int = knob(90, 10, 90, "Highest share of zeros tried, in percent", step=10)
+    new_tokens: int = knob(32, 4, 96, "Tokens generated one at a time, with and without the KV cache",
+                           label="tokens to generate", step=1)
+    max_batch: int = knob(16, 1, 32, "Largest batch timed (1, 2, 4, ... up to this)",
+                          label="largest batch", step=1)
+    batch_tokens: int = knob(16, 4, 64, "Tokens each request in a batch generates",
+                             label="tokens per request", step=1)
+    quant_tokens: int = knob(16, 4, 64, "Tokens generated to time each number format",
+                             label="tokens to time", step=1)
+    draft_tokens: int = knob(4, 1, 10, "k: tokens the draft model proposes per step",
+                             label="k: draft tokens a round", step=1)
+    spec_tokens: int = knob(32, 8, 96, "Tokens generated with and without the draft",
+                            label="tokens to generate", step=1)
+    max_sparsity: int = knob(90, 10, 90, "Highest share of zeros tried, in percent",
+                             label="most zeros, %", step=10)
 
 
 @dataclass
