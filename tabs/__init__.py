@@ -10,6 +10,7 @@ ORDER = (
     "embeddings",  # 2. contextual embeddings and attention
     "inside",      # 2b. one prompt's whole journey through the model, the logit lens, anatomy
     "decoding",    # 3. next-token probabilities and sampling knobs
+    "inference",   # 3b. KV cache, batching, utilization, quantization, speculative decoding, sparsity, measured
     "pipelines",   # 4. the classic tasks through pipeline()
     "retrieval",   # 4b. retrieval-augmented generation on a vector database
     "pretraining",  # 5a. train a model from nothing, watch samples become words, fit a scaling law
@@ -34,6 +35,8 @@ TOPICS = (
                          "next token; one block opened up, the logit lens, random vs trained, anatomy and cost."),
     ("Decoding", "How a model picks the next word: probabilities, temperature, top-k, top-p, greedy vs "
                  "sampling, one token at a time."),
+    ("Inference", "Why serving is fast, measured on this machine: prefill vs decode and the KV cache, batching, "
+                  "utilization, quantization, speculative decoding and sparsity."),
     ("Pipelines", "The classic tasks with their real knobs: generation, zero-shot, fill-mask, "
                   "summarization, NER, translation, and the code to run them."),
     ("Retrieval (RAG)", "A real vector database (Qdrant) answers from documents: chunking, dense, sparse and "

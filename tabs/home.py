@@ -90,6 +90,8 @@ FIRST_TRY = {
                "layer where ' Paris' becomes the top guess.", {"prompt": "The capital of France is"}),
     "decoding": ("Look at the next-token probabilities after a prompt, then raise the temperature.",
                  {"prompt": "The capital of France is", "temperature": "1.5"}),
+    "inference": ("Press 'Measure each step' and watch decode without the KV cache slow down as the text grows.",
+                  {}),
     "pipelines": ("Press Generate under 'Text generation', then open the code that produced it.", {}),
     "retrieval": ("See a page of the Python docs cut into 64-token chunks that share 16 tokens (the stripes), "
                   "then ask a question under Search.", {"size": "64", "overlap": "16"}),

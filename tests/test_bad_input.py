@@ -28,7 +28,9 @@ NUMERIC_ONLY = {"/lora_train", "/diffusion_sweep", "/pretraining_train", "/pretr
 # they get only the values they must refuse; every text listener gets a hostile text that it must
 # refuse at once in tests/test_user_text.py.
 ACCEPTED_AND_LONG = {"/posttraining_base_vs_instruct": {"path + controls"}, "/quantization_compare": {"path + controls"},
-                     "/stress_test": {"path + controls", "empty"}, "/compare_answers": {"path + controls", "empty"}}
+                     "/stress_test": {"path + controls", "empty"}, "/compare_answers": {"path + controls", "empty"},
+                     **{f"/inference_{n}": {"path + controls"} for n in ("kv_cache", "utilization", "quantization",
+                                                                         "speculative", "sparsity")}}
 SKIP = {"/lora_stop", "/lora_download", "/lora_merge", "/engine_status", "/pretraining_stop", "/pretraining_sweep_stop",
         "/pretraining_download"}  # take no input
 GENERIC = "Something went wrong"
