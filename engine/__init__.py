@@ -11,6 +11,7 @@ from .core.device import DeviceInfo, free_bytes, pick_device
 from .core.errors import ModelUnavailableError, UserInputError, is_out_of_memory
 from .core.models import ATTENTION_VARIANTS, Progress, attention_twin, no_progress
 from .core.registry import Registry, decide_online
+from .core.sessions import SESSION_MODEL_KEY, SESSION_MODEL_TITLE, SessionModels, current as current_session
 
 __all__ = ["Engine", "UserInputError", "ModelUnavailableError"]
 
@@ -41,7 +42,8 @@ def _load_failure(spec, source, exc: Exception) -> str:
 
 
 class Engine:
-    """One per process, passed to every tab. Holds no per-user state."""
+    """One per process, passed to every tab. Its only per-user state: the bounded store of models
+    that sessions pre-trained (session_models), each loaded by its own session only."""
 
     def __init__(self, device: str | None = None, offline: bool | None = None,
                  cache_bytes: int | None = None, probe=None, serving=None, config: AppConfig | None = None):
@@ -70,6 +72,7 @@ class Engine:
         if not online:
             mark_offline()  # from here on nothing in this process should try to reach the Hub
         self.registry = Registry(online=online, reason=reason, home=self.config.home)
+        self.session_models = SessionModels()
 
     @property
     def device(self) -> DeviceInfo:
@@ -100,13 +103,25 @@ class Engine:
 
     def load(self, key: str, variant: str = "default", progress: Progress | None = None) -> Any:
         """The model for registry key `key`, loaded on first use and cached after that. An
-        attention variant of a causal LM ("eager") shares the default copy's weights."""
+        attention variant of a causal LM ("eager") shares the default copy's weights.
+        SESSION_MODEL_KEY: the model the calling session pre-trained (engine.core.sessions)."""
+        if key == SESSION_MODEL_KEY:
+            return self._session_model(variant)
         spec = self.registry.get(key)
         progress = progress or no_progress
         if variant in ATTENTION_VARIANTS and spec.task == "causal-lm":
             return attention_twin(self._cached(spec, "default", progress), ATTENTION_VARIANTS[variant])
         value = self._cached(spec, variant, progress)
         return self._with_route((spec.key, self.device.kind, self.device.dtype_name, variant), spec, value)
+
+    def _session_model(self, variant: str) -> Any:
+        tm = self.session_models.get(current_session())
+        if variant in ATTENTION_VARIANTS:
+            return attention_twin(tm, ATTENTION_VARIANTS[variant])
+        if variant != "default":
+            raise UserInputError(f"variant = {variant!r} is not available for {SESSION_MODEL_TITLE}: valid "
+                                 f"variants are default, {', '.join(ATTENTION_VARIANTS)}.")
+        return tm
 
     def _cached(self, spec, variant: str, progress: Progress) -> Any:
         """The cache's entry for (spec, device, dtype, variant), loaded by the row's loader on a miss."""

@@ -2,6 +2,7 @@
 dataclasses, model pickers. No torch here: tabs talk to the engine only."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -18,10 +19,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import gradio as gr
+from gradio.context import LocalContext
 
 from engine.core.errors import ModelUnavailableError, UserInputError, is_out_of_memory
 from engine.core.markdown import html_text
 from engine.core.scratch import remove_at_exit
+from engine.core.sessions import SESSION_MODEL_KEY, SESSION_MODEL_TITLE, acting_for
 from engine.core.threads import SLOTS as COMPUTE_SLOTS, each_step_in
 from engine.core.settings import KnobInfo, knob_default, knob_info
 
@@ -95,7 +98,7 @@ def user_errors(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
             try:
-                yield from _each_step_counted(fn(*args, **kwargs))
+                yield from _each_step_counted(fn(*args, **kwargs), _request_session(args, kwargs))
             except Exception as exc:  # noqa: BLE001 - every error becomes a message
                 raise _as_gr_error(exc) from exc
         return gen_wrapper
@@ -103,18 +106,34 @@ def user_errors(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            with COMPUTE_SLOTS.held():
+            with _in_call(_request_session(args, kwargs)):
                 return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001
             raise _as_gr_error(exc) from exc
     return wrapper
 
 
-def _each_step_counted(gen):
+def _request_session(args, kwargs) -> str | None:
+    """The browser session of the running event: Gradio's request context, else a gr.Request argument."""
+    request = LocalContext.request.get(None)
+    if request is None:
+        request = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
+    return getattr(request, "session_hash", None)
+
+
+@contextlib.contextmanager
+def _in_call(session: str | None):
+    """One listener call (or one step of a streaming one): a compute slot held, the engine told
+    which browser session it acts for (engine.core.sessions: the session's own pre-trained model)."""
+    with COMPUTE_SLOTS.held(), acting_for(session):
+        yield
+
+
+def _each_step_counted(gen, session: str | None = None):
     """A streaming listener's steps, each run as one call in flight (engine.core.threads): Gradio
     may resume a generator on a different worker thread, so each step sets its own thread's torch
     threads, and the stream counts as busy only while it computes."""
-    return each_step_in(COMPUTE_SLOTS.held, gen)
+    return each_step_in(lambda: _in_call(session), gen)
 
 
 def progress_callback(progress: gr.Progress | None) -> Callable[[float | None, str], None]:
@@ -172,8 +191,14 @@ def model_choices(engine, task: str) -> list[tuple[str, str]]:
     return out
 
 
-def model_picker(engine, task: str, label: str = "Model", **kwargs) -> gr.Dropdown:
-    choices = model_choices(engine, task)
+# The model this browser session pre-trained (the Pre-training tab): one more choice in the causal-LM
+# pickers of Decoding, Inside the model and Evaluation; the engine gives it to that session only.
+SESSION_CHOICE = (SESSION_MODEL_TITLE, SESSION_MODEL_KEY)
+
+
+def model_picker(engine, task: str, label: str = "Model", session_model: bool = False, **kwargs) -> gr.Dropdown:
+    """session_model: offer SESSION_CHOICE after the registry's models."""
+    choices = model_choices(engine, task) + ([SESSION_CHOICE] if session_model else [])
     value = choices[0][1] if choices else None
     return gr.Dropdown(choices=choices, value=value, label=label, **kwargs)
 

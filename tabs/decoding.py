@@ -165,7 +165,7 @@ def _prompt_panel(engine) -> dict:
                 "token is appended and the model is asked again.")
     parts = {}
     with gr.Row():
-        parts["model"] = model_picker(engine, "causal-lm", scale=2)
+        parts["model"] = model_picker(engine, "causal-lm", session_model=True, scale=2)
         parts["mode"] = gr.Radio([("Raw completion", "raw"), ("Chat template (instruct)", "chat")], value=MODES[0],
                                  label="Prompt format", info="Raw: the model continues your text. Chat: your text is "
                                  "wrapped as a user message, and the model answers as the assistant.", scale=3)

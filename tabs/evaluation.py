@@ -214,7 +214,7 @@ def _perplexity_panel(engine) -> dict:
             with gr.Row():
                 knobs = controls_for(metrics.PerplexitySettings)
         with gr.Column(scale=1, min_width=260):
-            model = model_picker(engine, "causal-lm", label="Language model")
+            model = model_picker(engine, "causal-lm", label="Language model", session_model=True)
             btn = gr.Button("Score the text", variant="primary")
     examples_box = gr.Column()
     surprisal = gr.HTML(elem_id="eval-surprisal")
@@ -238,7 +238,7 @@ def _compare_panel(engine) -> dict:
     with gr.Row():
         seed = WholeNumber(0, minimum=0, label="Shuffle seed", scale=0, min_width=140)
         make_btn = gr.Button("Rebuild shuffled + random from the natural text")
-        model = model_picker(engine, "causal-lm", label="Language model")
+        model = model_picker(engine, "causal-lm", label="Language model", session_model=True)
         btn = gr.Button("Compare", variant="primary")
     table = data_table("natural-shuffled-random", headers=COMPARE_HEADERS, interactive=False, label="Scores")
     plot = Plot(filename="natural-shuffled-random", show_label=False)

@@ -11,13 +11,13 @@ from engine import inside
 from engine.inside import plots
 from engine.core.markdown import md_code, md_text
 from engine.core.settings import make
-from tabs._ui import (HEAVY, ModelSlider, Plot, Share, clamp_slider, controls_for, data_table, examples, notice, on_gpu,
+from tabs._ui import (HEAVY, SESSION_CHOICE, ModelSlider, Plot, Share, clamp_slider, controls_for, data_table, examples, notice, on_gpu,
                       progress_callback, user_errors, view_link)
 
 TITLE = "Inside the model"
 
 MODEL_CHOICES = [("Causal LM: SmolLM2-135M (writes the next token)", "smollm2-135m-instruct"),
-                 ("Encoder: all-MiniLM-L6-v2 (reads, makes a sentence vector)", "minilm-l6")]
+                 ("Encoder: all-MiniLM-L6-v2 (reads, makes a sentence vector)", "minilm-l6"), SESSION_CHOICE]
 DEFAULT_PROMPT = "The capital of France is"
 EXAMPLES = (
     ("A fact: where does ' Paris' come from?", DEFAULT_PROMPT, "smollm2-135m-instruct"),
@@ -302,7 +302,8 @@ def _wire_anatomy(engine, prompt, model, anatomy):
         a = inside.anatomy(engine, model, progress=progress_callback(progress))
         groups = pd.DataFrame([dict(g, share=f"{g['share']:.1%}") for g in a.groups])
         tensors = pd.DataFrame([dict(r, shape=str(r["shape"])) for r in a.tensors])
-        files = pd.DataFrame(a.files or [dict(file="(loaded from the Hub cache)", bytes=0, kind="-")])
+        none = "(in this session's memory: no files)" if model == SESSION_CHOICE[1] else "(loaded from the Hub cache)"
+        files = pd.DataFrame(a.files or [dict(file=none, bytes=0, kind="-")])
         return plots.config_markdown(a), plots.anatomy_figure(a), groups, tensors, files
 
     def measure_cost(prompt, new_tokens, progress=gr.Progress()):

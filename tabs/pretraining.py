@@ -10,6 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from engine.core.errors import UserInputError, check_range
+from engine.core.sessions import SESSION_MODEL_TITLE, current as current_session
 from engine.core.settings import make
 from engine.pretraining import data, model as pt_model, plots, scaling, train as pt_train, vocab
 from engine.training import runner
@@ -181,7 +182,7 @@ def do_size(kind, bpe, arch, layers, width, heads, context, batch, steps, budget
             f"{s.tokens_per_step:,} tokens = {total:,} tokens ≈ {plots.fmt_flops(total * n['flops_per_token'])}.")
 
 
-def _status(u, sess: pt_train.PretrainSession) -> str:
+def _status(u, sess: pt_train.PretrainSession, shared: bool = False) -> str:
     v = sess.prepared.vocab.size
     first, ln_v = sess.first_loss, math.log(v)
     start = (f"First loss {first:.2f} vs ln({v:,}) = {ln_v:.2f} ({(first - ln_v) / ln_v:+.1%}): a random model "
@@ -196,6 +197,9 @@ def _status(u, sess: pt_train.PretrainSession) -> str:
     timing = u.pace.line(u.step, u.done) if u.pace else ""
     kept = (" The model is kept in this session: download it in step 4." if u.done and not u.stopped else
             " The model trained so far is kept: download it in step 4." if u.done else "")
+    if shared:
+        kept += (f" Decoding, Inside the model and Evaluation list it as “{SESSION_MODEL_TITLE}”; no other "
+                 "user sees it.")
     return (f"{head}: step **{u.step} / {u.max_steps}** · {sess.tokens_seen:,} tokens · loss **{u.loss:.3f}** · "
             f"validation {val:.3f} · {duration_text(u.seconds)}{f' · {timing}' if timing else ''}.{kept}  \n{start}")
 
@@ -222,9 +226,12 @@ def make_train(engine):
             yield lesson, _status(None, sess), *_figures(sess)
             for u in pt_train.train(sess, runner.cap_seconds(engine), lesson.stop,
                                     on_cpu=engine.device.kind == "cpu"):
+                shared = False
                 if u.refused:  # the timed steps are not kept, as the message says
                     lesson.run = None
-                yield lesson, _status(u, sess), *_figures(sess)
+                elif u.done and sess.steps_done:  # finished or stopped with a model: the other tabs may open it
+                    shared = engine.session_models.put(current_session(), *pt_train.session_model(sess))
+                yield lesson, _status(u, sess, shared), *_figures(sess)
         except runner.TrainingBusy as busy:
             yield lesson, f"⏳ {busy}", gr.skip(), gr.skip()
         finally:

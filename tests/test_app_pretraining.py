@@ -32,3 +32,22 @@ def test_train_download_and_another_session_sees_no_model(client, app_url, tmp_p
         other.predict(api_name="/pretraining_download")
     with pytest.raises(Exception, match="heads = 5 does not divide width = 32"):
         client.predict(*TINY[:8], 5, *TINY[9:], api_name="/pretraining_train")
+
+
+def test_a_sessions_model_opens_in_decoding_for_that_session_only(app_url):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    knobs = dict(mode="raw", prompt="The ", temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0,
+                 repetition_penalty=1.0, do_sample=False, seed=0)
+    a, b = Client(app_url, verbose=False), Client(app_url, verbose=False)  # two browser sessions
+    with pytest.raises(AppError, match="no pre-trained model yet"):
+        a.predict(model="session-pretrained", **knobs, api_name="/next_token")
+    status, _plot, _samples = a.predict(*TINY[:13], 5, *TINY[14:], api_name="/pretraining_train")
+    assert "Done" in status and "Your pre-trained model (this session only)" in status, status
+    fig, summary, table, steps, context = a.predict(model="session-pretrained", **knobs, api_name="/next_token")
+    assert "4 prompt" in context and "of 32" in context, context  # "The " is 4 characters; the model's window is 32
+    rows = table["data"] if isinstance(table, dict) else table
+    assert rows and all(len(r[1]) <= 3 for r in rows)  # one character per token (shown marks allowed)
+    with pytest.raises(AppError, match="no pre-trained model yet"):
+        b.predict(model="session-pretrained", **knobs, api_name="/next_token")

@@ -19,6 +19,7 @@ import numpy as np
 from ..core.errors import UserInputError, check_range, check_text
 from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
+from ..core.sessions import SESSION_MODEL_KEY
 from .trace import MAX_CHARS, MODELS, Trace, check_model, encode, load, run_trace
 
 CAUSAL = MODELS[0]
@@ -71,7 +72,7 @@ def logit_lens(tr: Trace, tokenizer, positions: int = 8) -> Lens:
 
 
 def check_causal(model_key, view: str = "the logit lens") -> str:
-    if check_model(model_key) != CAUSAL:
+    if check_model(model_key) not in (CAUSAL, SESSION_MODEL_KEY):
         raise UserInputError(f"model = {model_key!r}: {view} needs a next-token head: choose {CAUSAL!r} "
                              "(MiniLM is an encoder without one).")
     return model_key

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
+from ..core.sessions import SESSION_MODEL_KEY
 from ..core.settings import knob
 from ..decoding import generation
 from ..embeddings import attention
@@ -45,17 +46,21 @@ class InsideSettings:
 
 
 def check_model(model_key) -> str:
-    return check_choice("model", model_key, MODELS)
+    """One of MODELS, or SESSION_MODEL_KEY: the model the calling session pre-trained."""
+    return check_choice("model", model_key, (*MODELS, SESSION_MODEL_KEY))
 
 
 def load(engine, model_key: str, progress: Progress = no_progress) -> TextModel:
-    """The model with attention weights available (SmolLM2 loads with eager attention)."""
-    return attention.load_attention_model(engine, check_model(model_key), progress)
+    """The model with attention weights available (SmolLM2 and a session's model with eager attention)."""
+    if check_model(model_key) == SESSION_MODEL_KEY:
+        return engine.load(SESSION_MODEL_KEY, variant="eager", progress=progress)
+    return attention.load_attention_model(engine, model_key, progress)
 
 
 def model_dims(engine, model_key: str, progress: Progress = no_progress) -> tuple[int, int]:
     """(blocks, heads per block) of one of MODELS: the ranges of the layer and head sliders."""
-    return attention.model_dims(engine, check_model(model_key), progress)
+    cfg = load(engine, model_key, progress).model.config
+    return int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
 
 
 # --- architecture adapters ------------------------------------------------------------------
@@ -161,7 +166,8 @@ def arch_of(model):
         return Llama(model)
     if kind == "bert":
         return Bert(model)
-    raise UserInputError(f"model type {kind!r} is not supported here: the views know llama and bert.")
+    raise UserInputError(f"model type {kind!r} is not supported here: the views know llama and bert (pre-train "
+                         "a Llama-style model to open it here).")
 
 
 # --- the recorded forward -------------------------------------------------------------------

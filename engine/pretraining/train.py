@@ -226,3 +226,27 @@ class Lesson:
             raise UserInputError("this session is already training: wait for it or press Stop.")
         self.stop.clear()
         self.training = True
+
+
+def session_model(sess: PretrainSession):
+    """The session's trained model as the engine's TextModel (tokenizer in transformers' form), for the
+    other lessons to open through Engine.load(SESSION_MODEL_KEY); and its weight bytes. The model is
+    the session's own object: a new run builds a new one, so this one is never trained again."""
+    from transformers import PreTrainedTokenizerFast
+
+    from ..core.models import TextModel
+    from ..core.registry import ModelSpec, Source
+    from ..core.sessions import SESSION_MODEL_KEY, SESSION_MODEL_TITLE
+
+    s, model = sess.settings, sess.model
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=sess.prepared.vocab.tokenizer, model_max_length=s.context)
+    spec = ModelSpec(key=SESSION_MODEL_KEY, task="causal-lm", title=SESSION_MODEL_TITLE, loader="",
+                     notes=f"{s.arch}, {s.layers} x {s.width}, {sess.prepared.vocab.label}, "
+                           f"{sess.steps_done} steps on {sess.prepared.corpus}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.eval()
+    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    param = next(model.parameters())
+    return TextModel(model, tokenizer, Source(spec, "session", "<session memory>"), param.device, param.dtype,
+                     extra={"pretrained": dict(steps=sess.steps_done, tokens=sess.tokens_seen)}), nbytes
