@@ -76,7 +76,7 @@ def _student_panel() -> _Student:
         nick = gr.Textbox(label=f"Nickname (1 to {MAX_NICK_CHARS} characters)", max_length=MAX_NICK_CHARS * 4,
                           scale=2, elem_id="class-nick")
         join = gr.Button("Join", variant="primary", scale=0, min_width=100)
-    token = gr.Textbox(visible=False)
+    token = gr.Textbox(visible=False, label="student token")
     view = gr.HTML("", elem_id="class-student-view")
     with gr.Row():
         guess = gr.Textbox(label=f"Your guess for the next word (1 to {MAX_ANSWER_CHARS} characters)",
@@ -122,7 +122,7 @@ def _host_panel(engine) -> tuple[_Host, dict, gr.DownloadButton, gr.DownloadButt
     with gr.Row():
         create = gr.Button("Create a room", variant="primary", scale=0, min_width=180)
         code = gr.Textbox(label="Room code", max_length=16, scale=1, elem_id="class-host-code")
-    key = gr.Textbox(visible=False)
+    key = gr.Textbox(visible=False, label="host key")
     links = gr.Textbox(label="Links (the host link holds the host key: do not show it)", lines=2,
                        interactive=False, buttons=["copy"], elem_id="class-links")
     controls = _open_controls(engine)

@@ -47,7 +47,7 @@ def test_a_class_of_40_answers_through_the_api(client, app_url, engine, smollm):
     before = client.predict(code, tokens[0], api_name="/class_student_refresh")[0]
     assert "student 01" not in before and "model: next-token probability" not in before
 
-    page = client.predict(code, key, False, "http://x/", api_name="/class_host_refresh")
+    page = client.predict(code, key, False, api_name="/class_host_refresh")
     assert "<b>40</b> of 40 answered" in page
     store = Store(engine.config.class_db_url)
     rnd = store.current_round(code)
