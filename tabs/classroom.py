@@ -117,19 +117,18 @@ def _open_controls(engine) -> dict:
 
 
 def _host_panel(engine) -> tuple[_Host, dict, gr.DownloadButton, gr.DownloadButton]:
-    gr.Markdown("Make a room, put this page on the projector, and keep the host link: whoever has it "
-                "controls the room. Students never see it.")
+    gr.Markdown("Make a room and put this page on the projector. Keep the host link: whoever has it controls "
+                "the room. Students never see it.")
     with gr.Row():
         create = gr.Button("Create a room", variant="primary", scale=0, min_width=180)
         code = gr.Textbox(label="Room code", max_length=16, scale=1, elem_id="class-host-code")
+        reveal = gr.Button("Reveal the answers", variant="secondary", scale=0, min_width=200)
+        leaderboard = gr.Checkbox(False, label="Show a leaderboard", scale=0, min_width=200)
     key = gr.Textbox(visible=False, label="host key")
+    view = gr.HTML("", elem_id="class-projector")
+    controls = _open_controls(engine)
     links = gr.Textbox(label="Links (the host link holds the host key: do not show it)", lines=2,
                        interactive=False, buttons=["copy"], elem_id="class-links")
-    controls = _open_controls(engine)
-    with gr.Row():
-        reveal = gr.Button("Reveal the answers", variant="secondary")
-        leaderboard = gr.Checkbox(False, label="Show a leaderboard")
-    view = gr.HTML("", elem_id="class-projector")
     with gr.Row():
         csv_btn = gr.DownloadButton("⬇ answers.csv", size="sm")
         votes_btn = gr.DownloadButton("⬇ votes as preference data (.jsonl)", size="sm")
