@@ -188,6 +188,9 @@ def test_nicknames_and_limits(room, monkeypatch):
     assert "&lt;b&gt;Bob&lt;/b&gt;" in page and "<b>Bob</b>" not in page and "&lt;i&gt;Q" in page
     with pytest.raises(UserInputError, match=f"1 to {R.MAX_ANSWER_CHARS}"):
         room.answer(code, token, "x" * (R.MAX_ANSWER_CHARS + 1))
+    with pytest.raises(UserInputError, match="control or invisible"):
+        room.answer(code, token, "A\x00")
+    room.open_vote(code, key, "a\x00 prompt", "one\x00", "two")  # kept as JSON: a NUL is stored escaped
     monkeypatch.setattr(R, "MAX_STUDENTS", 2)
     with pytest.raises(UserInputError, match="full"):
         room.join(code, "Cy")

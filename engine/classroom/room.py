@@ -231,6 +231,8 @@ class Classroom:
         value = check_text("answer", value, max_chars=MAX_ANSWER_CHARS * 4).strip()
         if not 1 <= len(value) <= MAX_ANSWER_CHARS:
             raise UserInputError(f"your answer is {len(value)} characters: give 1 to {MAX_ANSWER_CHARS}.")
+        if any(unicodedata.category(ch)[0] == "C" for ch in value):  # PostgreSQL refuses NUL in text, too
+            raise UserInputError(f"your answer {value!r} holds a control or invisible character: type a word.")
         score = rank = None
         if r.activity == "predict":
             tm = self._tm(r.public["model"])
