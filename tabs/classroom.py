@@ -75,15 +75,15 @@ def _student_panel() -> _Student:
         code = gr.Textbox(label="Room code", max_length=16, scale=1, elem_id="class-code")
         nick = gr.Textbox(label=f"Nickname (1 to {MAX_NICK_CHARS} characters)", max_length=MAX_NICK_CHARS * 4,
                           scale=2, elem_id="class-nick")
-        join = gr.Button("Join", variant="primary", scale=0, min_width=100)
+        join = gr.Button("Join", variant="primary", scale=0, min_width=100, elem_id="class-join")
     token = gr.Textbox(visible=False, label="student token")
     view = gr.HTML("", elem_id="class-student-view")
     with gr.Row():
         guess = gr.Textbox(label=f"Your guess for the next word (1 to {MAX_ANSWER_CHARS} characters)",
                            visible=False, max_length=MAX_ANSWER_CHARS * 4, elem_id="class-guess")
-        send = gr.Button("Send", variant="primary", visible=False, scale=0, min_width=100)
+        send = gr.Button("Send", variant="primary", visible=False, scale=0, min_width=100, elem_id="class-send")
     choice = gr.Radio([], label="Your answer", visible=False, elem_id="class-choice")
-    sample = gr.Button("🎲 Sample: my own draw", variant="primary", visible=False)
+    sample = gr.Button("🎲 Sample: my own draw", variant="primary", visible=False, elem_id="class-sample")
     return _Student(code, nick, join, token, view, guess, send, choice, sample, gr.Timer(REFRESH_S, active=False),
                     gr.State(None))
 
@@ -95,24 +95,24 @@ def _open_controls(engine) -> dict:
         with gr.Tab("1. Predict the next token"):
             c["p_prompt"] = gr.Textbox("The capital of France is", label="Prompt", max_lines=2)
             c["p_model"] = model_picker(engine, "causal-lm")
-            c["p_open"] = gr.Button("Open a round", variant="primary")
+            c["p_open"] = gr.Button("Open a round", variant="primary", elem_id="class-open-predict")
         with gr.Tab("2. The class is the sampler"):
             c["s_prompt"] = gr.Textbox("Once upon a time, there was a", label="Prompt", max_lines=2)
             c["s_model"] = model_picker(engine, "causal-lm")
             c.update(controls_for(activities.SamplerSettings))
             c["s_open"] = gr.Button("Open a round (move a knob, open again: the class samples again)",
-                                    variant="primary")
+                                    variant="primary", elem_id="class-open-sample")
         with gr.Tab("3. Vote on answers"):
             c["v_prompt"] = gr.Textbox(EXAMPLE_PAIR[0], label="Prompt", max_lines=2)
             with gr.Row():
                 c["v_one"] = gr.Textbox(EXAMPLE_PAIR[1], label="Response 1", lines=2)
                 c["v_two"] = gr.Textbox(EXAMPLE_PAIR[2], label="Response 2", lines=2)
             gr.Markdown("Students see them as A and B in random order.", elem_classes="notice")
-            c["v_open"] = gr.Button("Open a round", variant="primary")
+            c["v_open"] = gr.Button("Open a round", variant="primary", elem_id="class-open-vote")
         with gr.Tab("4. Quick check"):
             c["c_key"] = gr.Dropdown(checks.choices(), value=next(iter(checks.CHECKS)), label="Question "
                                      "(its answer is computed from the real model when the round opens)")
-            c["c_open"] = gr.Button("Open a round", variant="primary")
+            c["c_open"] = gr.Button("Open a round", variant="primary", elem_id="class-open-check")
     return c
 
 
@@ -120,9 +120,9 @@ def _host_panel(engine) -> tuple[_Host, dict, gr.DownloadButton, gr.DownloadButt
     gr.Markdown("Make a room and put this page on the projector. Keep the host link: whoever has it controls "
                 "the room. Students never see it.")
     with gr.Row():
-        create = gr.Button("Create a room", variant="primary", scale=0, min_width=180)
+        create = gr.Button("Create a room", variant="primary", scale=0, min_width=180, elem_id="class-create")
         code = gr.Textbox(label="Room code", max_length=16, scale=1, elem_id="class-host-code")
-        reveal = gr.Button("Reveal the answers", variant="secondary", scale=0, min_width=200)
+        reveal = gr.Button("Reveal the answers", variant="secondary", scale=0, min_width=200, elem_id="class-reveal")
         leaderboard = gr.Checkbox(False, label="Show a leaderboard", scale=0, min_width=200)
     key = gr.Textbox(visible=False, label="host key")
     view = gr.HTML("", elem_id="class-projector")
