@@ -4,16 +4,18 @@ host key. Both views refresh on their own (gr.Timer). All logic is in engine/cla
 host action is checked there against the host key, for API calls too."""
 from __future__ import annotations
 
+import functools
 import html
+import inspect
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 import gradio as gr
 
 from engine.classroom import activities, checks, plots
-from engine.core.errors import UserInputError
+from engine.core.errors import UserInputError, check_text
 from engine.classroom.room import LIMITS_TEXT, MAX_ANSWER_CHARS, MAX_NICK_CHARS, Classroom, suggest_nickname
-from tabs._ui import CHEAP, controls_for, model_picker, scratch_dir, user_errors
+from tabs._ui import cheap_or_served, controls_for, model_picker, scratch_dir, user_errors
 
 TITLE = "Class"
 REFRESH_S = 1.5  # both views: an answer shows on the projector within this (plus one request)
@@ -21,6 +23,22 @@ EXAMPLE_PAIR = ("What is 8 + 9?", "17.", "8 + 9 is a sum of two numbers, and sum
 # Room events are a few database reads or writes and no model call: they skip the queue (a class of
 # 40 polling every REFRESH_S would fill it) and run on the server's thread pool.
 ROOM_GROUP = dict(queue=False)
+
+
+def checked(fn):
+    """user_errors(fn), every text argument checked first (a lone surrogate is refused by position,
+    before the room code or the key is looked at); each listener's own checks bound the lengths."""
+    params = [p for p in inspect.signature(fn).parameters.values() if p.annotation not in (gr.Request, "gr.Request")]
+    named = [p.name for p in params if p.kind is not p.VAR_POSITIONAL]
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        for n, value in enumerate(args):
+            if isinstance(value, str):
+                name = named[n] if n < len(named) else f"input {n + 1}"
+                check_text(name.replace("_", " "), value, max_chars=10**7, allow_empty=True)
+        return fn(*args, **kwargs)
+    return user_errors(run)
 
 
 def page_url(request: gr.Request | None) -> str:
@@ -187,7 +205,7 @@ def _student_refresh(room: Classroom):
 
 
 def _wire_student(room: Classroom, s: _Student) -> None:
-    refresh = user_errors(_student_refresh(room))
+    refresh = checked(_student_refresh(room))
     outs = [s.view, s.guess, s.send, s.choice, s.sample, s.seen, s.timer]
 
     def drawn(code, token):
@@ -197,7 +215,7 @@ def _wire_student(room: Classroom, s: _Student) -> None:
         rnd = view["round"]
         return page, [(rnd and rnd["number"], rnd and rnd["state"]), hash(page)]
 
-    def join(code, nick, request: gr.Request):
+    def join(code, nick, request: gr.Request = None):
         token, _ = room.join(code, nick, session=getattr(request, "session_hash", "") or "")
         return token, code.strip().upper(), gr.Timer(active=True), None
 
@@ -209,16 +227,16 @@ def _wire_student(room: Classroom, s: _Student) -> None:
         room.sample(code, token)
         return drawn(code, token)
 
-    s.join.click(user_errors(join), inputs=[s.code, s.nick], outputs=[s.token, s.code, s.timer, s.seen],
+    s.join.click(checked(join), inputs=[s.code, s.nick], outputs=[s.token, s.code, s.timer, s.seen],
                  api_name="class_join", **ROOM_GROUP).success(
         refresh, inputs=[s.code, s.token, s.seen], outputs=outs, api_name=False, **ROOM_GROUP)
-    s.send.click(user_errors(answer), inputs=[s.code, s.token, s.guess], outputs=[s.view, s.seen],
+    s.send.click(checked(answer), inputs=[s.code, s.token, s.guess], outputs=[s.view, s.seen],
                  api_name="class_answer", **ROOM_GROUP)
-    s.guess.submit(user_errors(answer), inputs=[s.code, s.token, s.guess], outputs=[s.view, s.seen],
+    s.guess.submit(checked(answer), inputs=[s.code, s.token, s.guess], outputs=[s.view, s.seen],
                    api_name=False, **ROOM_GROUP)
-    s.choice.input(user_errors(answer), inputs=[s.code, s.token, s.choice], outputs=[s.view, s.seen],
+    s.choice.input(checked(answer), inputs=[s.code, s.token, s.choice], outputs=[s.view, s.seen],
                    api_name="class_choose", **ROOM_GROUP)
-    s.sample.click(user_errors(sample), inputs=[s.code, s.token], outputs=[s.view, s.seen], api_name="class_sample",
+    s.sample.click(checked(sample), inputs=[s.code, s.token], outputs=[s.view, s.seen], api_name="class_sample",
                    **ROOM_GROUP)
     s.timer.tick(refresh, inputs=[s.code, s.token, s.seen], outputs=outs, api_name="class_student_refresh",
                  show_progress="hidden", **ROOM_GROUP)
@@ -245,7 +263,7 @@ def _download(text: str, name: str) -> str:
 
 def _wire_opens(engine, room: Classroom, h: _Host, c: dict, refresh_args: dict) -> None:
     """Each activity's Open button: checked against the host key in the engine, then the projector."""
-    model_group = CHEAP if not engine.serving.enabled else dict(concurrency_id="served", concurrency_limit=4)
+    model_group = cheap_or_served(engine)  # one forward pass (or one server request) per new prompt
     room_in = [h.code, h.key]
     opens = [
         ("p_open", "class_open_predict", lambda code, key, prompt, model: room.open_predict(code, key, prompt, model),
@@ -259,30 +277,30 @@ def _wire_opens(engine, room: Classroom, h: _Host, c: dict, refresh_args: dict) 
     for button, api, fn, inputs in opens:
         def run(*args, _fn=fn):
             _fn(*args)
-        c[button].click(user_errors(run), inputs=room_in + inputs, outputs=None, api_name=api,
+        c[button].click(checked(run), inputs=room_in + inputs, outputs=None, api_name=api,
                         **model_group).success(**refresh_args)
 
 
 def _wire_host(engine, room: Classroom, h: _Host, c: dict, csv_btn, votes_btn) -> None:
     seen = gr.State(None)
-    refresh = user_errors(_host_refresh(room))
+    refresh = checked(_host_refresh(room))
     refresh_args = dict(fn=refresh, inputs=[h.code, h.key, h.leaderboard, h.base, seen], outputs=[h.view, seen],
                         api_name=False, show_progress="hidden", **ROOM_GROUP)
 
-    def create(request: gr.Request):
+    def create(request: gr.Request = None):
         code, key = room.create_room(session=getattr(request, "session_hash", "") or "")
         base = page_url(request)
         links = f"Join link: {join_link(base, code)}\nHost link: {host_link(base, code, key)}"
         return code, key, base, links, gr.Timer(active=True), None
 
-    h.create.click(user_errors(create), outputs=[h.code, h.key, h.base, h.links, h.timer, seen],
+    h.create.click(checked(create), outputs=[h.code, h.key, h.base, h.links, h.timer, seen],
                    api_name="class_create", **ROOM_GROUP).success(**refresh_args)
     _wire_opens(engine, room, h, c, refresh_args)
-    h.reveal.click(user_errors(room.reveal), inputs=[h.code, h.key], api_name="class_reveal",
+    h.reveal.click(checked(room.reveal), inputs=[h.code, h.key], api_name="class_reveal",
                    **ROOM_GROUP).success(**refresh_args)
     h.leaderboard.change(**refresh_args)
     h.timer.tick(**{**refresh_args, "api_name": "class_host_refresh"})
-    csv_btn.click(user_errors(lambda code, key: _download(room.csv_text(code, key), f"class-{code}-answers.csv")),
+    csv_btn.click(checked(lambda code, key: _download(room.csv_text(code, key), f"class-{code}-answers.csv")),
                   inputs=[h.code, h.key], outputs=csv_btn, api_name="class_csv", **ROOM_GROUP)
 
     def votes(code, key):
@@ -291,7 +309,7 @@ def _wire_host(engine, room: Classroom, h: _Host, c: dict, csv_btn, votes_btn) -
             raise UserInputError("no revealed vote has a majority yet: open a vote, let the class vote, reveal it.")
         return _download(text, f"class-{code}-votes.jsonl")
 
-    votes_btn.click(user_errors(votes), inputs=[h.code, h.key], outputs=votes_btn, api_name="class_votes",
+    votes_btn.click(checked(votes), inputs=[h.code, h.key], outputs=votes_btn, api_name="class_votes",
                     **ROOM_GROUP)
 
 
