@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the app into .venv (Python 3.11). With --test, also the test tools, and Debian's
-# chromium and emoji + CJK fonts for the browser tests. Safe to run again: pip and apt-get skip
+# chromium and emoji + CJK fonts for the browser tests, and PostgreSQL for the class-mode tests. Safe to run again: pip and apt-get skip
 # what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,8 @@ if [ "${1:-}" = "--test" ]; then
   # fonts without which pages and screenshots show empty boxes where a user's browser shows text.
   need=""
   [ -x /usr/bin/chromium ] || need="chromium"
-  for pkg in fonts-noto-color-emoji fonts-noto-cjk; do
+  # postgresql: tests/test_classroom.py starts a server on loopback (initdb, pg_ctl) and stops it
+  for pkg in fonts-noto-color-emoji fonts-noto-cjk postgresql; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
   done
   if [ -n "$need" ]; then

@@ -104,6 +104,7 @@ FIRST_TRY = {
     "diffusion": ("Press Generate, then watch the denoising gallery turn noise into a digit.", {}),
     "evaluation": ("Score a sentence said twice: the second time costs the model far fewer bits.",
                    {"text": "The cat sat on the mat. The cat sat on the mat."}),
+    "classroom": ("Teacher: create a room and put it on the projector; students: join with its code.", {}),
 }
 
 CARDS_CSS = """<style>

@@ -25,6 +25,7 @@ from .errors import UserInputError
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DB_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://")  # the Class tab's database URLs
 DEFAULT_TRAIN_MINUTES, MAX_TRAIN_MINUTES = 5.0, 24 * 60.0  # as engine/training/lora.py
 MAX_CACHE_GB = 4096.0
 
@@ -69,7 +70,7 @@ def default_home() -> str:
 def _setting(default=None, *, help: str, flag: str | None = None, env: str | None = None, kind: str = "text",
              low: float | None = None, high: float | None = None, low_open: bool = False, shown: str | None = None,
              example: str = "", metavar: str | None = None, secret: bool = False, factory=None):
-    """A field of AppConfig. kind: text, url (http/https), bool, int, float, choice (DEVICES), list.
+    """A field of AppConfig. kind: text, url (http/https), dburl (DB_SCHEMES), bool, int, float, choice (DEVICES), list.
     shown: the default as the README and --help say it (when the value itself says little)."""
     meta = dict(help=help, flag=flag, env=env, kind=kind, low=low, high=high, low_open=low_open, shown=shown,
                 example=example, metavar=metavar, secret=secret)
@@ -130,9 +131,11 @@ class AppConfig:
                          help="folder for files the app derives (float copies of GGUF weights)")
     zero_gpu: bool = _setting(False, env="SPACES_ZERO_GPU", kind="bool",
                               help="set by a ZeroGPU Space: each model call gets a GPU (spaces.GPU)")
-    class_db: str | None = _setting(None, flag="--class-db", env="LLM_PLAYGROUND_CLASS_DB", metavar="URL",
+    class_db: str | None = _setting(None, flag="--class-db", env="LLM_PLAYGROUND_CLASS_DB", metavar="URL", kind="dburl",
                                     shown="SQLite file classroom.sqlite3 in the home folder",
-                                    help="class mode's database URL: sqlite:///FILE or postgresql://... (wave 3: not used yet)")
+                                    example="postgresql://USER:PASSWORD@HOST:5432/DATABASE", secret=True,
+                                    help="the Class tab's database: sqlite:///FILE, or postgresql://USER:PASSWORD@HOST"
+                                         ":PORT/DATABASE so that several app processes (replicas) share its rooms")
     models: tuple[str, ...] = _setting((), flag="--model", env="LLM_PLAYGROUND_MODELS", kind="list", metavar="MODEL",
                                        shown="none", help="models the operator adds: the flag once per model, or comma-"
                                                           "separated in the variable (wave 3: not used yet)")
@@ -172,6 +175,10 @@ def _convert(name: str, source: str, raw):
         return tuple(item.strip() for item in items if item.strip())
     if kind == "choice" and raw not in DEVICES:
         raise UserInputError(f"{source} = {raw!r} is not one of {', '.join(DEVICES)}.")
+    if kind == "dburl" and not raw.strip().startswith(DB_SCHEMES):
+        raise UserInputError(f"{source} must start with one of {', '.join(DB_SCHEMES)}, e.g. {meta['example']}")
+    if kind == "dburl":
+        return raw.strip()
     if kind == "url":
         raw = raw.strip()
         if raw and not raw.startswith(("http://", "https://")):
