@@ -181,6 +181,7 @@ def rows() -> list[dict]:
     for work, author, aliases in AUTHORS:
         out.append(("author", f"Who wrote {work}?", author, aliases, f"{work[0].upper() + work[1:]} was written by {{answer}}."))
     for country, currency, aliases in CURRENCIES:
+        aliases = (*aliases, *(a + "s" for a in (currency, *aliases)))  # "dollars" names the dollar too
         out.append(("currency", f"What is the currency of {country}?", currency, aliases,
                     f"The currency of {country} is the {{answer}}."))
     for question, answer, aliases, sentence in NUMBERS:

@@ -100,6 +100,8 @@ FIRST_TRY = {
     "diffusion": ("Press Generate, then watch the denoising gallery turn noise into a digit.", {}),
     "evaluation": ("Score a sentence said twice: the second time costs the model far fewer bits.",
                    {"text": "The cat sat on the mat. The cat sat on the mat."}),
+    "trust": ("Force a wrong first step ('The capital of Australia is Sydney') and watch whether the model "
+              "ever corrects itself.", {"view": "snowball"}),
 }
 
 CARDS_CSS = """<style>
