@@ -165,7 +165,8 @@ def _grounding_panel(engine) -> dict:
                       max_height=420)
     notice("Grounding moves the error: with the false passage the model repeats it. A passage in the prompt "
            "is trusted, right or wrong.")
-    return dict(btn=btn, inputs=[model, *(knobs[n] for n in GROUND_KNOBS)], outputs=[summary, plot, rows, note])
+    return dict(btn=btn, knobs=knobs, inputs=[model, *(knobs[n] for n in GROUND_KNOBS)],
+                outputs=[summary, plot, rows, note])
 
 
 # ---- snowballing -------------------------------------------------------------------------------
@@ -288,5 +289,6 @@ def build(engine) -> Share:
     _wire(engine, c, g, s, p)
     return Share(params={"view": view, "question": s["question"], "prefix": s["prefix"], "right": s["right"],
                          "dimension": p["knobs"]["dimension"], "skill": p["knobs"]["skill"],
-                         "questions": c["knobs"]["n_questions"]},
+                         "questions": c["knobs"]["n_questions"], "g_questions": g["knobs"]["n_questions"],
+                         "items": p["knobs"]["n_items"]},
                  run=open_view, run_inputs=[view], run_outputs=[inner])

@@ -38,10 +38,10 @@ CATEGORY_CHOICES = ("all",) + questions.CATEGORIES
 
 @dataclass
 class CalibrationSettings:
-    n_questions: int = knob(48, 8, 209, "Questions answered (taken from each category in turn)", step=1,
+    n_questions: int = knob(32, 8, 209, "Questions answered (taken from each category in turn)", step=1,
                             label="questions")
     category: str = knob("all", help="Only the questions of one category, or all", choices=CATEGORY_CHOICES)
-    samples: int = knob(4, 0, 10, "Sampled answers per question for the agreement confidence (0 = skip it)",
+    samples: int = knob(3, 0, 10, "Sampled answers per question for the agreement confidence (0 = skip it)",
                         step=1, label="samples k")
     temperature: float = knob(1.0, 0.1, 2.0, "Temperature of the samples", step=0.1)
     bins: int = knob(10, 2, 20, "Equal-width bins of the reliability diagram and of ECE", step=1)

@@ -35,7 +35,7 @@ _LOCK = threading.Lock()
 
 @dataclass
 class GroundingSettings:
-    n_questions: int = knob(24, 4, 209, "Questions answered in each condition", step=1, label="questions")
+    n_questions: int = knob(16, 4, 209, "Questions answered in each condition", step=1, label="questions")
     top_k: int = knob(3, 1, 5, "Passages the retrieved condition puts in the prompt", step=1, label="top-k passages")
     max_new_tokens: int = knob(8, 2, 24, "Tokens an answer may have at most", step=1, label="max answer tokens")
     max_seconds: int = knob(60, 5, 300, "Time budget: conditions not started when it passes are left out",

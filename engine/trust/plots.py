@@ -30,7 +30,8 @@ def reliability_figure(result: dict | None = None, measure: str = "first token")
         fig.add_trace(go.Scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="markers",
                                  name="(mean confidence, accuracy)", marker=dict(color="black", size=7)))
         title = (f"{measure}: ECE = {m['ece']:.3f} ({result['summary']['bins']} equal-width bins), "
-                 f"Brier = {m['brier']:.3f}, accuracy = {result['summary']['accuracy']:.2f}, n = {result['summary']['n']}")
+                 f"Brier = {m['brier']:.3f}<br><sup>accuracy {result['summary']['accuracy']:.2f} over "
+                 f"n = {result['summary']['n']} answers; bars: accuracy per bin, dots: (mean confidence, accuracy)</sup>")
     fig.update_xaxes(range=[0, 1])
     fig.update_yaxes(range=[0, 1.05])
     return _layout(fig, title, "confidence", "accuracy")
@@ -106,7 +107,7 @@ def prompting_figure(result: dict | None = None) -> go.Figure:
     title = "Accuracy as the prompt changes: press Run"
     if rows:
         sp = result["spread"]
-        title = (f"{result['skill']} ({result['n_items']} items), {result['dimension']}: spread "
-                 f"{sp['max_minus_min']:.2f} (max − min), std {sp['std']:.2f}")
+        title = (f"{result['skill']} ({result['n_items']} items), {result['dimension']}<br><sup>spread "
+                 f"{sp['max_minus_min']:.2f} (max − min accuracy), std {sp['std']:.2f}; bars: 95% bootstrap intervals</sup>")
     fig.update_yaxes(range=[0, 1.05])
     return _layout(fig, title, x_title, "accuracy")

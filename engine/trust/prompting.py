@@ -46,7 +46,7 @@ SKILLS = ("capitals", "arithmetic", "quotes", "commonsense", "negation")  # the 
 class PromptSettings:
     dimension: str = knob("few-shot k", help="What changes from one run to the next", choices=DIMENSIONS)
     skill: str = knob("capitals", help="The skill of the task suite the items come from", choices=SKILLS)
-    n_items: int = knob(20, 4, 60, "Items of that skill scored in each variant (the same items every time)",
+    n_items: int = knob(12, 4, 60, "Items of that skill scored in each variant (the same items every time)",
                         step=1, label="items")
     k_shot: int = knob(2, 0, suite.MAX_SHOTS, "Few-shot examples in every variant except the few-shot curve",
                        step=1, label="few-shot k (other variants)")
