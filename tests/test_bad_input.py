@@ -28,7 +28,9 @@ NUMERIC_ONLY = {"/lora_train", "/diffusion_sweep"}
 # they get only the values they must refuse; every text listener gets a hostile text that it must
 # refuse at once in tests/test_user_text.py.
 ACCEPTED_AND_LONG = {"/posttraining_base_vs_instruct": {"path + controls"}, "/quantization_compare": {"path + controls"},
-                     "/stress_test": {"path + controls", "empty"}, "/compare_answers": {"path + controls", "empty"}}
+                     "/stress_test": {"path + controls", "empty"}, "/compare_answers": {"path + controls", "empty"},
+                     "/trust_snowball": {"path + controls", "empty", "whitespace"},  # the right answer may be empty
+                     "/trust_prompting": {"path + controls", "empty", "whitespace"}}  # the system prompt may be empty
 SKIP = {"/lora_stop", "/lora_download", "/lora_merge", "/engine_status"}  # take no input
 GENERIC = "Something went wrong"
 # Each run sends about 1 / FUZZ_SHARE of the (endpoint x bad value) grid, chosen by a rotation
