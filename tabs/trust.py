@@ -30,6 +30,10 @@ PROMPT_HEADERS = ["variant", "few-shot k", "accuracy", "95% interval", "example 
 CAL_KNOBS = ("n_questions", "category", "samples", "temperature", "bins", "max_new_tokens", "seed", "max_seconds")
 GROUND_KNOBS = ("n_questions", "top_k", "max_new_tokens", "max_seconds")
 PROMPT_KNOBS = ("dimension", "skill", "n_items", "k_shot", "seed", "system_prompt", "max_seconds")
+CAL_EXAMPLES = (("Every category, 32 questions", 32, "all", 3), ("Capitals only", 32, "capital", 3),
+                ("Chemical symbols, 5 samples each", 24, "symbol", 5), ("Quick: 16 questions, no samples", 16, "all", 0))
+GROUND_EXAMPLES = (("8 questions, top-1 passage", 8, 1), ("16 questions, top-3 passages", 16, 3),
+                   ("32 questions, top-5 passages", 32, 5))
 PROMPT_EXAMPLES = (("Few-shot curve, capitals", "few-shot k", "capitals"),
                    ("Instruction paraphrases, commonsense", "instruction wording", "commonsense"),
                    ("Chat template on/off, capitals", "chat template", "capitals"),
@@ -90,6 +94,7 @@ def _calibration_panel(engine) -> dict:
             btn = gr.Button("Run", variant="primary")
         with gr.Column(scale=3):
             knobs = controls_for(cal.CalibrationSettings)
+    examples_box = gr.Column()
     head = gr.Markdown()
     table = data_table("calibration-scores", headers=CAL_HEADERS, label="Calibration of each confidence", wrap=True)
     with gr.Row():
@@ -108,7 +113,7 @@ def _calibration_panel(engine) -> dict:
            "raising τ trades coverage for accuracy only if the confidence knows something.")
     state = gr.State(None)
     view_out = [rel, cov, ranked, declined_md, declined]
-    return dict(model=model, btn=btn, knobs=knobs, measure=measure, tau=tau, state=state,
+    return dict(model=model, btn=btn, knobs=knobs, measure=measure, tau=tau, state=state, examples_box=examples_box,
                 inputs=[model, *(knobs[n] for n in CAL_KNOBS), measure, tau],
                 outputs=[state, head, table, *view_out], view_out=view_out)
 
@@ -157,6 +162,7 @@ def _grounding_panel(engine) -> dict:
             btn = gr.Button("Run", variant="primary")
         with gr.Column(scale=3):
             knobs = controls_for(gnd.GroundingSettings)
+    examples_box = gr.Column()
     note = gr.Markdown()
     summary = data_table("grounding-summary", headers=GROUND_HEADERS, label="With and without retrieval",
                          wrap=True, elem_id="trust-grounding-summary")
@@ -165,7 +171,7 @@ def _grounding_panel(engine) -> dict:
                       max_height=420)
     notice("Grounding moves the error: with the false passage the model repeats it. A passage in the prompt "
            "is trusted, right or wrong.")
-    return dict(btn=btn, knobs=knobs, inputs=[model, *(knobs[n] for n in GROUND_KNOBS)],
+    return dict(btn=btn, knobs=knobs, examples_box=examples_box, inputs=[model, *(knobs[n] for n in GROUND_KNOBS)],
                 outputs=[summary, plot, rows, note])
 
 
@@ -266,6 +272,12 @@ def _wire(engine, c, g, s, p) -> None:
     s["btn"].click(snow_fn, inputs=s["inputs"], outputs=s["outputs"], api_name="trust_snowball", **HEAVY)
     p["btn"].click(user_errors(on_gpu(make_prompting(engine))), inputs=p["inputs"], outputs=p["outputs"],
                    api_name="trust_prompting", **HEAVY)
+    with c["examples_box"]:
+        examples([list(e[1:]) for e in CAL_EXAMPLES], [c["knobs"][n] for n in ("n_questions", "category", "samples")],
+                 labels=[e[0] for e in CAL_EXAMPLES])
+    with g["examples_box"]:
+        examples([list(e[1:]) for e in GROUND_EXAMPLES], [g["knobs"][n] for n in ("n_questions", "top_k")],
+                 labels=[e[0] for e in GROUND_EXAMPLES])
     with s["examples_box"]:
         examples([list(e[1:]) for e in snow.EXAMPLES], [s["question"], s["prefix"], s["right"]],
                  labels=[e[0] for e in snow.EXAMPLES])

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..core.errors import UserInputError, check_choice, check_range
 from ..core.settings import knob
+from ..evaluation import answers
 from . import generation, questions
 
 MEASURES = ("first token", "sequence", "agreement")
@@ -115,8 +116,8 @@ def answer_rows(model, tokenizer, items: list, s: CalibrationSettings, progress=
         got = generation.answer_batch(model, tokenizer, [prompt(q) for q in batch], s.max_new_tokens,
                                       s.samples, s.temperature, s.seed + b)
         for q, g in zip(batch, got):
-            norm = questions.answers.normalize(g["text"])
-            agree = (sum(questions.answers.normalize(x) == norm for x in g["samples"]) / len(g["samples"])
+            norm = answers.normalize(g["text"])
+            agree = (sum(answers.normalize(x) == norm for x in g["samples"]) / len(g["samples"])
                      if g["samples"] else 0.0)
             rows.append(dict(id=q.id, category=q.category, question=q.question, gold=q.answer, answer=g["text"],
                              correct=questions.is_correct(g["text"], q), samples=g["samples"],
