@@ -145,6 +145,10 @@ def make_grounding(engine):
             a, b = by["closed book"]["accuracy"], by["gold passage"]["accuracy"]
             note = (f"With the gold passage accuracy is {b:.0%} against {a:.0%} closed book"
                     + (": the passage helped." if b > a else ": here the passage did **not** help this model."))
+        if "misleading" in by:
+            m = by["misleading"]
+            note += (f" With the misleading passage {m['repeats_false']:.0%} of the answers repeat its false answer "
+                     f"and {m['hallucination']:.0%} are wrong in all: errors the passage brought in.")
         if res["left_out"]:
             note += f" Time budget reached: {', '.join(res['left_out'])} not run."
         return summary, plots.grounding_figure(res), rows, note
@@ -169,8 +173,8 @@ def _grounding_panel(engine) -> dict:
     plot = Plot(filename="hallucination-rate", initial=plots.grounding_figure, show_label=False)
     rows = data_table("grounding-answers", headers=GROUND_ROW_HEADERS, label="Every answer", wrap=True,
                       max_height=420)
-    notice("Grounding moves the error: with the false passage the model repeats it. A passage in the prompt "
-           "is trusted, right or wrong.")
+    notice("Grounding moves the error rather than removing it: compare the misleading row with the closed-book row. "
+           "Every answer that repeats the false passage is an error the passage brought in.")
     return dict(btn=btn, knobs=knobs, examples_box=examples_box, inputs=[model, *(knobs[n] for n in GROUND_KNOBS)],
                 outputs=[summary, plot, rows, note])
 
