@@ -18,6 +18,7 @@ ORDER = (
     "posttraining",  # 5b. base vs instruct, SFT with a visible loss mask, preference tuning (reward model, DPO)
     "diffusion",   # 6. text-to-image and image-to-image
     "evaluation",  # 7. perplexity and answer metrics
+    "trust",       # 7b. calibration, grounding, snowballing, prompt sensitivity
     "classroom",   # class mode: a room, the class answers on phones, the projector shows the class beside the model
 )
 
@@ -55,6 +56,10 @@ TOPICS = (
                   "with the timesteps the scheduler visits."),
     ("Evaluation", "How we measure language models: perplexity, surprisal per token, bits per byte, "
                    "answer metrics."),
+    ("Trust & prompting", "When to believe an answer: calibration (reliability diagram, ECE, Brier, answer only "
+                          "above τ), grounding with and without retrieval and with a false passage, snowballing "
+                          "after a forced wrong step, and what the prompt alone changes (few-shot k, wording, "
+                          "format, chat template)."),
     ("Class", "A live lesson: the class joins a room by code or QR code and answers on their phones (predict the "
               "next token, be the sampler, vote on answers, quick checks); the projector shows the class beside the model."),
 )

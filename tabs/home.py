@@ -105,6 +105,8 @@ FIRST_TRY = {
     "evaluation": ("Score a sentence said twice: the second time costs the model far fewer bits.",
                    {"text": "The cat sat on the mat. The cat sat on the mat."}),
     "classroom": ("Teacher: create a room and put it on the projector; students: join with its code.", {}),
+    "trust": ("Force a wrong first step ('The capital of Australia is Sydney') and watch whether the model "
+              "ever corrects itself.", {"view": "snowball"}),
 }
 
 CARDS_CSS = """<style>

@@ -29,6 +29,8 @@ NUMERIC_ONLY = {"/lora_train", "/diffusion_sweep", "/pretraining_train", "/pretr
 # refuse at once in tests/test_user_text.py.
 ACCEPTED_AND_LONG = {"/posttraining_base_vs_instruct": {"path + controls"}, "/quantization_compare": {"path + controls"},
                      "/stress_test": {"path + controls", "empty"}, "/compare_answers": {"path + controls", "empty"},
+                     "/trust_snowball": {"path + controls", "empty", "whitespace"},  # the right answer may be empty
+                     "/trust_prompting": {"path + controls", "empty", "whitespace"},  # the system prompt may be empty
                      **{f"/inference_{n}": {"path + controls"} for n in ("kv_cache", "utilization", "quantization",
                                                                          "speculative", "sparsity")}}
 SKIP = {"/lora_stop", "/lora_download", "/lora_merge", "/engine_status", "/pretraining_stop", "/pretraining_sweep_stop",

@@ -56,6 +56,7 @@ MAX_MODELS = 6
 MAX_SCORED_ANSWERS = 1_200  # items x choices x models
 MAX_SCORED_CHARS = 600_000  # characters the models read (contexts with their few-shot examples, and choices)
 HEAD_ROWS = 2_048  # continuation rows of the output head computed at once
+MAX_SHOTS = 8  # score_items' limit on k (the Trust & prompting tab's few-shot curve goes to 8; this tab's knob to 5)
 
 
 @dataclass
@@ -334,7 +335,7 @@ def score_items(model, tokenizer, items: list[Item], k_shot: int = 0, seed: int 
     """Every item's choices scored by log-likelihood; acc, acc_norm and the per-item rows."""
     import time
 
-    k_shot = check_range("few-shot k", k_shot, 0, 5, integer=True)
+    k_shot = check_range("few-shot k", k_shot, 0, MAX_SHOTS, integer=True)
     pool = pool if pool is not None else items
     shots = pick_shots(items, pool, k_shot, seed)
     contexts = [context_for(it, s) for it, s in zip(items, shots)]
