@@ -136,6 +136,16 @@ def _each_step_counted(gen, session: str | None = None):
     return each_step_in(lambda: _in_call(session), gen)
 
 
+def named_inputs(fn: Callable, names: list[str]) -> Callable:
+    """fn's API parameters named after its inputs, in order (for a listener taking *values Gradio
+    would say param_5, param_6, ...); its parameters with a default (progress=gr.Progress()) stay."""
+    kept = [p.replace(kind=p.KEYWORD_ONLY) for p in inspect.signature(fn).parameters.values()
+            if p.default is not p.empty]
+    fn.__signature__ = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                          for n in names] + kept)
+    return fn
+
+
 def progress_callback(progress: gr.Progress | None) -> Callable[[float | None, str], None]:
     """Turn gr.Progress into the engine's plain callback(fraction, message)."""
     def report(fraction, message):

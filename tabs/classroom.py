@@ -275,10 +275,16 @@ def _wire_opens(engine, room: Classroom, h: _Host, c: dict, refresh_args: dict) 
         ("c_open", "class_open_check", lambda code, key, check: room.open_check(code, key, check), [c["c_key"]]),
     ]
     for button, api, fn, inputs in opens:
-        def run(*args, _fn=fn):
-            _fn(*args)
-        c[button].click(checked(run), inputs=room_in + inputs, outputs=None, api_name=api,
+        c[button].click(checked(_no_output(fn)), inputs=room_in + inputs, outputs=None, api_name=api,
                         **model_group).success(**refresh_args)
+
+
+def _no_output(fn):
+    """fn with its return value dropped, its parameter names kept (they name the API's parameters)."""
+    @functools.wraps(fn)
+    def run(*args):
+        fn(*args)
+    return run
 
 
 def _wire_host(engine, room: Classroom, h: _Host, c: dict, csv_btn, votes_btn) -> None:

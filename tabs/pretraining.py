@@ -14,8 +14,8 @@ from engine.core.sessions import SESSION_MODEL_TITLE, current as current_session
 from engine.core.settings import make
 from engine.pretraining import data, model as pt_model, plots, scaling, train as pt_train, vocab
 from engine.training import runner
-from tabs._ui import (Plot, Share, budget_control, controls_for, data_table, duration_text, examples, notice,
-                      scratch_dir, train_intro, user_errors)
+from tabs._ui import (Plot, Share, budget_control, controls_for, data_table, duration_text, examples, named_inputs,
+                      notice, scratch_dir, train_intro, user_errors)
 
 TITLE = "Pre-training"
 TRAIN = dict(concurrency_id="pretraining_train", concurrency_limit=2)
@@ -211,6 +211,9 @@ def _figures(sess: pt_train.PretrainSession):
             plots.samples_html(sess.samples, sess.prompt))
 
 
+DATA_INPUTS = ["source", "upload", "tokenizer", "bpe_vocab", "val_share"]
+
+
 def make_train(engine):
     def do_train(source, upload, kind, bpe, val_share, *rest):
         *values, prompt, budget, lesson = rest
@@ -236,7 +239,7 @@ def make_train(engine):
             yield lesson, f"⏳ {busy}", gr.skip(), gr.skip()
         finally:
             lesson.training = False
-    return do_train
+    return named_inputs(do_train, [*DATA_INPUTS, *KNOBS, "prompt", "budget", "lesson"])
 
 
 def do_stop(lesson):
@@ -324,7 +327,7 @@ def make_sweep(engine):
             yield lesson, f"⏳ {busy}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
         finally:
             lesson.training = False
-    return do_sweep
+    return named_inputs(do_sweep, [*DATA_INPUTS, *SWEEP_KNOBS, "lesson"])
 
 
 def do_optimal(budget, lesson):

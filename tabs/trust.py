@@ -12,8 +12,8 @@ from engine.trust import grounding as gnd
 from engine.trust import plots
 from engine.trust import prompting as pr
 from engine.trust import snowball as snow
-from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, model_picker, notice, on_gpu,
-                      progress_callback, user_errors, view_link)
+from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, model_picker, named_inputs, notice,
+                      on_gpu, progress_callback, user_errors, view_link)
 
 TITLE = "Trust & prompting"
 INTRO = ("When should you believe an answer? **Calibration**: is the model as sure as it is right? **Grounding**: "
@@ -81,7 +81,7 @@ def make_calibration(engine):
         head = (f"**{summ['n']} questions, accuracy {summ['accuracy']:.0%}** (normalised exact or alias match), "
                 f"{result['seconds']:.1f} s. ECE over {summ['bins']} equal-width bins.{stop}")
         return (result, head, table, *calibration_view(result, measure, tau))
-    return run
+    return named_inputs(run, ["model", *CAL_KNOBS, "measure", "tau"])
 
 
 def _calibration_panel(engine) -> dict:
@@ -152,7 +152,7 @@ def make_grounding(engine):
         if res["left_out"]:
             note += f" Time budget reached: {', '.join(res['left_out'])} not run."
         return summary, plots.grounding_figure(res), rows, note
-    return run
+    return named_inputs(run, ["model", *GROUND_KNOBS])
 
 
 def _grounding_panel(engine) -> dict:
@@ -242,7 +242,7 @@ def make_prompting(engine):
         if res["left_out"]:
             text += f" Time budget reached: {', '.join(res['left_out'])} not run."
         return text, plots.prompting_figure(res), rows
-    return run
+    return named_inputs(run, ["model", *PROMPT_KNOBS])
 
 
 def _prompting_panel(engine) -> dict:

@@ -8,11 +8,17 @@ import pytest
 FIVE = "tok-gpt2,tok-cl100k,tok-o200k,tok-p50k,tok-bert-uncased"
 
 
-def _messages(page, wait_ms=3000) -> list[str]:
+def _messages(page, wait_ms=3000, at_least: int = 0, timeout_ms: int = 30_000) -> list[str]:
     """Every error message on screen, one entry per message (Gradio groups equal ones in a toast
-    and shows a count, so the texts inside the toasts are what a user reads)."""
+    and shows a count, so the texts inside the toasts are what a user reads). Waits wait_ms, then
+    (on a busy machine) up to timeout_ms more until at least `at_least` messages show."""
     page.wait_for_timeout(wait_ms)
-    return page.locator('[data-testid="toast-text"]').all_inner_texts()
+    toasts = page.locator('[data-testid="toast-text"]')
+    waited = 0
+    while toasts.count() < at_least and waited < timeout_ms:
+        page.wait_for_timeout(500)
+        waited += 500
+    return toasts.all_inner_texts()
 
 
 @pytest.mark.browser
@@ -37,16 +43,17 @@ def test_bad_logits_confirmed_with_enter_then_left_give_one_error(page, app_url)
     page.get_by_role("tab", name="Evaluation").click()
     page.get_by_role("tab", name="Cross-entropy toy").click()
     box = page.get_by_label("Logits: 'label value' pairs, comma separated")
+    box.wait_for(state="visible", timeout=60_000)
     box.fill("cat 1, dog")
     box.press("Enter")
-    page.locator('[data-testid="toast-text"]').first.wait_for(timeout=30_000)
+    page.locator('[data-testid="toast-text"]').first.wait_for(timeout=60_000)
     page.mouse.click(5, 5)  # leave the box: the same text, already refused
     shown = _messages(page)
     assert len(shown) == 1 and "'dog' is not 'label number'" in shown[0], shown
     # a new value is still checked when the box is left
     box.fill("cat 1, dog 2, car")
     page.mouse.click(5, 5)
-    shown = _messages(page)
+    shown = _messages(page, at_least=2)
     assert len(shown) == 2 and "'car'" in shown[-1], shown
 
 
