@@ -23,6 +23,8 @@ worker thread is left slow.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 import threading
 from typing import Callable, Iterator
@@ -142,9 +144,6 @@ def each_step_in(context: Callable[[], contextlib.AbstractContextManager], gen) 
 
 def at_priority(fn: Callable, increment: int) -> Callable:
     """fn run at a lower priority (niced(increment)); a generator function stays one, each step niced."""
-    import functools
-    import inspect
-
     if increment <= 0:
         return fn
     if inspect.isgeneratorfunction(fn):
