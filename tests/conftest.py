@@ -17,6 +17,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # Cached examples go to a fresh folder per run: a cache left by older code can never pass a test.
 os.environ["GRADIO_EXAMPLES_CACHE"] = tempfile.mkdtemp(prefix="examples-cache-")
+# The files Gradio serves and receives go to a folder of this process's own: two xdist workers
+# sharing /tmp/gradio refused a browser upload ("not uploaded by a user").
+os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="gradio-served-")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
