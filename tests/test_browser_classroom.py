@@ -25,9 +25,24 @@ def _open(host, tab: str, button: str, round_no: int) -> None:
     host.locator("#class-projector").get_by_text(f"Round {round_no} ·").wait_for(timeout=TIMEOUT)
 
 
+@pytest.fixture
+def contexts(browser):
+    """New browser contexts, each closed after the test: a page left open keeps its class timer
+    polling the app (every REFRESH_S) for the rest of the session and slowed every later browser test."""
+    made = []
+
+    def new(width: int, height: int):
+        made.append(browser.new_context(viewport={"width": width, "height": height}))
+        return made[-1].new_page()
+
+    yield new
+    for ctx in made:
+        ctx.close()
+
+
 @pytest.mark.browser
-def test_a_host_and_three_phones_go_through_each_activity(browser, app_url):
-    host = browser.new_context(viewport={"width": 1920, "height": 1080}).new_page()
+def test_a_host_and_three_phones_go_through_each_activity(contexts, app_url):
+    host = contexts(1920, 1080)
     host.goto(app_url + "?tab=classroom", timeout=120_000)
     host.get_by_role("tab", name="Teacher (host)").click()
     host.locator("#class-create").click()
@@ -35,7 +50,7 @@ def test_a_host_and_three_phones_go_through_each_activity(browser, app_url):
     join = re.search(r"Join link: (\S+)", host.locator("#class-links textarea").input_value()).group(1)
     phones = []
     for i in range(3):
-        phone = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+        phone = contexts(390, 844)
         phone.goto(join, timeout=120_000)
         phone.locator("#class-nick").wait_for(timeout=120_000)
         phone.locator("#class-nick").get_by_role("textbox").fill(f"<b>Phone {i}</b>")  # shown as typed, never as markup
