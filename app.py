@@ -203,42 +203,73 @@ def link_notice(ignored: list[str]) -> str:
 
 def _wire_deep_link(demo: gr.Blocks, head: _Header, tab_set: gr.Tabs, tab_ids: set[str],
                     shares: dict[str, Share], param_slots: list) -> None:
-    """On page load a link's query string selects its tab, fills that tab's inputs (knobs,
-    then text) and, for a tab that offers it, runs it once."""
+    """On page load a link's query string selects its tab; then only that tab's chain runs: it
+    fills the tab's inputs (knobs, then text) and, for a tab that offers it, runs it once.
+
+    Each tab's chain starts from a State of its own (a link trigger) that the load sets only for
+    the linked tab. A page load therefore updates a handful of components, not every linkable
+    input of every tab: each updated component costs the browser a walk of the whole component
+    tree (~1,600 nodes), and the earlier single chain, with every tab's inputs as its outputs,
+    kept a new page busy for seconds."""
+    by_tab: dict[str, list] = {}
+    for slot in param_slots:
+        by_tab.setdefault(slot[0], []).append(slot)
+    linked_tabs = [tid for tid in shares if by_tab.get(tid) or shares[tid].run is not None]
+    triggers = {tid: gr.State(None) for tid in linked_tabs}
+
     def apply_query(request: gr.Request):
         ignored: list[str] = []
-        q, tab_id, updates = _query_updates(param_slots, request, text_fields=False, ignored=ignored)
+        q = dict(request.query_params) if request is not None else {}
+        tab_id = q.get("tab")
         if tab_id is not None and tab_id not in tab_ids:
             ignored.append(f"tab: {tab_id!r} is not one of the tabs")
+        for text_fields in (False, True):  # only to name the values the linked tab cannot take
+            _query_updates(by_tab.get(tab_id, []), request, text_fields=text_fields, ignored=ignored)
         if ignored:
             gr.Warning(html_text(link_notice(ignored)))
         selected = gr.update(selected=tab_id) if tab_id in tab_ids else gr.update()
         on = gr.update(value=True) if q.get("present") == "1" else gr.update()
-        return [selected, tab_id if tab_id in tab_ids else "home", on, *updates]
+        fired = [time.time_ns() if tid == tab_id else gr.skip() for tid in triggers]
+        return [selected, tab_id if tab_id in tab_ids else "home", on, *fired]
 
-    def apply_query_text(request: gr.Request):
-        return _query_updates(param_slots, request, text_fields=True)[2]
-
-    slots = [c for _, _, c in param_slots]
-    load = demo.load(apply_query, outputs=[tab_set, head.current_tab, head.present, *slots], api_name=False,
-                     js=ON_LOAD_JS)
-    if slots:
-        load = load.then(apply_query_text, outputs=slots, api_name=False)
+    load = demo.load(apply_query, outputs=[tab_set, head.current_tab, head.present, *triggers.values()],
+                     api_name=False, js=ON_LOAD_JS)
+    for tid, trigger in triggers.items():
+        _wire_linked_tab(trigger, by_tab.get(tid, []), shares[tid])
     for tid, sh in shares.items():
-        if sh.run is None:
+        if sh.on_load is None:
             continue
 
-        def run_if_linked(request: gr.Request, *inputs, _tid=tid, _run=sh.run, _n=len(sh.run_outputs),
-                          _load=sh.on_load):
-            # Read the tab from the URL itself: no race with the State update above.
+        def first_view(request: gr.Request, *inputs, _tid=tid, _load=sh.on_load, _n=len(sh.run_outputs)):
+            # Read the tab from the URL itself: a page linked to this tab draws it in its own chain.
             linked = dict(request.query_params).get("tab") if request is not None else None
-            if linked != _tid:
-                if _load is not None:  # the tab's first view, drawn on page load
-                    return _load(*inputs)
+            if linked == _tid:
                 return [gr.skip()] * _n if _n > 1 else gr.skip()
-            return _run(*inputs)
+            return _load(*inputs)
 
-        load.then(run_if_linked, inputs=list(sh.run_inputs), outputs=sh.run_outputs, api_name=False)
+        load.then(first_view, inputs=list(sh.run_inputs), outputs=sh.run_outputs, api_name=False)
+
+
+def _wire_linked_tab(trigger: gr.State, slots: list, share: Share) -> None:
+    """One tab's link chain, started when the page load sets its trigger: the linked knobs, then
+    the linked text (a text change may run the tab, and it must see the linked knobs), then the
+    tab's own run."""
+    knobs = [s for s in slots if not isinstance(s[2], gr.Textbox)]
+    texts = [s for s in slots if isinstance(s[2], gr.Textbox)]
+
+    def fill(chosen):
+        def apply(request: gr.Request):
+            updates = _query_updates(chosen, request, text_fields=chosen is texts)[2]
+            return updates if len(updates) > 1 else updates[0]
+        return apply
+
+    steps = [dict(fn=fill(chosen), outputs=[c for _, _, c in chosen], show_progress="hidden")
+             for chosen in (knobs, texts) if chosen]
+    if share.run is not None:
+        steps.append(dict(fn=share.run, inputs=list(share.run_inputs), outputs=share.run_outputs))
+    chain = None
+    for step in steps:
+        chain = trigger.change(**step, api_name=False) if chain is None else chain.then(**step, api_name=False)
 
 
 def launch_kwargs() -> dict:

@@ -16,6 +16,7 @@ def test_tokens_deep_link_reproduces_the_comparison(browser, app_url, client):
         page.wait_for_function(
             "document.querySelector('#tok-side-by-side') && "
             "document.querySelector('#tok-side-by-side').innerText.includes('cl100k') && "
+            "document.querySelector('#tok-side-by-side').innerText.includes('GPT-2') && "  # not a progress line
             "!document.querySelector('#tok-side-by-side').innerText.includes('Llama')", timeout=60_000)
         shown = view.inner_text()
         assert "GPT-2" in shown and "cl100k" in shown and "Llama" not in shown
