@@ -100,12 +100,21 @@ BROWSER_FIXTURES = frozenset({"browser", "page"})
 def pytest_collection_modifyitems(config, items):
     """Mark `slow` every test whose fixture closure (item.fixturenames) holds a real-model or app
     fixture, and `browser` every test that drives Chromium, so no test has to remember to."""
+    weight: dict[str, float] = {}
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
+        cost = 0.1
         if used & REAL_MODEL_FIXTURES:
             item.add_marker(pytest.mark.slow)
+            cost = 5.0
         if used & BROWSER_FIXTURES:
             item.add_marker(pytest.mark.browser)
+            cost = 30.0
+        weight[str(item.path)] = weight.get(str(item.path), 0.0) + cost
+    # The heaviest files first (a file's rough cost: its browser and real-model tests), so that two
+    # xdist workers (--dist loadfile) end together instead of one waiting on the other's last long
+    # file. Within a file the order stays as written; the order is the same in every worker.
+    items.sort(key=lambda it: -weight[str(it.path)])
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,10 @@ def test_readme_has_exactly_two_setup_commands():
     commands = re.findall(r"```bash\n(.*?)```", setup, re.S)
     assert [c.strip() for c in commands] == [
         "bash scripts/install.sh && .venv/bin/python app.py",
-        "bash scripts/install.sh --test && .venv/bin/python -m pytest -q",
+        "bash scripts/install.sh --test && .venv/bin/python -m pytest -q -n 2 --dist loadfile",
     ]
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "bash scripts/install.sh --test && .venv/bin/python -m pytest -q" in ci
+    assert "bash scripts/install.sh --test && .venv/bin/python -m pytest -q -n 2 --dist loadfile" in ci
 
 
 def test_every_image_the_readme_shows_exists():
