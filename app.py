@@ -35,9 +35,21 @@ body.present .gradio-container { zoom: 1.3; }
 
 # Presentation mode: larger everything for a projector; also `?present=1` in the URL.
 PRESENT_JS = "(on) => { document.body.classList.toggle('present', !!on); return on; }"
+# A link's tab opens in the browser as the page starts (a click on its tab button, found by its
+# id, never by building a selector from the URL), not when the server answers the page load: a
+# lesson the user clicks meanwhile is not taken back. Its select event records the current tab.
 ON_LOAD_JS = """() => {
   const q = new URLSearchParams(window.location.search);
   if (q.get('present') === '1') document.body.classList.add('present');
+  const tab = q.get('tab');
+  let tries = 0;
+  const open = () => {
+    const buttons = document.querySelectorAll('#lessons > .tab-wrapper button[role=tab]');
+    const button = Array.from(buttons).find((b) => b.dataset.tabId === tab);
+    if (button) { if (button.getAttribute('aria-selected') !== 'true') button.click(); }
+    else if (tries++ < 100) setTimeout(open, 50);
+  };
+  if (tab) open();
 }"""
 LINK_JS = "(qs) => qs ? window.location.origin + window.location.pathname + '?' + qs : ''"
 
@@ -80,7 +92,7 @@ def build_demo(engine) -> gr.Blocks:
         make_fair(demo)  # waiting events are ordered per session: each student gets a share of the slots
         demo.app_config = engine.config  # what tabs._ui.building_config() reads during the build
         head = _header()
-        tab_set, shares, tab_ids = _lessons(engine, head.current_tab)
+        shares, tab_ids = _lessons(engine, head.current_tab)
         draw_initial_figures(demo)  # the empty charts: drawn at the first page load, not while starting
 
         # Register listeners
@@ -90,7 +102,7 @@ def build_demo(engine) -> gr.Blocks:
         param_slots = [(tid, name, comp) for tid, sh in shares.items() for name, comp in sh.params.items()]
         demo.shares, demo.share_slots = shares, param_slots  # for tests: what links fill, without a browser
         _wire_share_link(head, param_slots)
-        _wire_deep_link(demo, head, tab_set, tab_ids, shares, param_slots)
+        _wire_deep_link(demo, head, tab_ids, shares, param_slots)
     # On a ZeroGPU Space every listener of the model-work groups gets a GPU (spaces.GPU);
     # anywhere else on_gpu returns the function unchanged.
     for block_fn in demo.fns.values():
@@ -135,11 +147,11 @@ def _header() -> _Header:
     return _Header(present, plot_format, link_btn, link_box, query, current_tab)
 
 
-def _lessons(engine, current_tab: gr.State) -> tuple[gr.Tabs, dict[str, Share], set[str]]:
+def _lessons(engine, current_tab: gr.State) -> tuple[dict[str, Share], set[str]]:
     """One tab per lesson module; selecting one records its id in current_tab. Returns the
-    tabs, the Share of each tab that offers links, and every tab id."""
+    Share of each tab that offers links, and every tab id."""
     shares: dict[str, Share] = {}
-    with gr.Tabs(overflow_behavior="wrap") as tab_set:  # every lesson visible: a second row, never a "..." menu
+    with gr.Tabs(overflow_behavior="wrap", elem_id="lessons"):  # every lesson visible: a second row, never a "..." menu
         for module in tabs.available():
             tab_id = module.__name__.split(".")[-1]
             with gr.Tab(module.TITLE, id=tab_id) as tab:
@@ -147,7 +159,7 @@ def _lessons(engine, current_tab: gr.State) -> tuple[gr.Tabs, dict[str, Share], 
             if isinstance(share, Share):
                 shares[tab_id] = share
             tab.select(lambda t=tab_id: t, outputs=current_tab, api_name=False, queue=False)
-    return tab_set, shares, {m.__name__.split(".")[-1] for m in tabs.available()}
+    return shares, {m.__name__.split(".")[-1] for m in tabs.available()}
 
 
 def link_query(param_slots: list, tab_id: str, values) -> str:
@@ -201,9 +213,9 @@ def link_notice(ignored: list[str]) -> str:
     return f"This link's values were not used for {len(ignored)} input(s), which keep their defaults: {shown}"
 
 
-def _wire_deep_link(demo: gr.Blocks, head: _Header, tab_set: gr.Tabs, tab_ids: set[str],
+def _wire_deep_link(demo: gr.Blocks, head: _Header, tab_ids: set[str],
                     shares: dict[str, Share], param_slots: list) -> None:
-    """On page load a link's query string selects its tab; then only that tab's chain runs: it
+    """On page load (its tab opened by ON_LOAD_JS) only the linked tab's chain runs: it
     fills the tab's inputs (knobs, then text) and, for a tab that offers it, runs it once.
 
     Each tab's chain starts from a State of its own (a link trigger) that the load sets only for
@@ -227,12 +239,11 @@ def _wire_deep_link(demo: gr.Blocks, head: _Header, tab_set: gr.Tabs, tab_ids: s
             _query_updates(by_tab.get(tab_id, []), request, text_fields=text_fields, ignored=ignored)
         if ignored:
             gr.Warning(html_text(link_notice(ignored)))
-        selected = gr.update(selected=tab_id) if tab_id in tab_ids else gr.update()
         on = gr.update(value=True) if q.get("present") == "1" else gr.update()
         fired = [time.time_ns() if tid == tab_id else gr.skip() for tid in triggers]
-        return [selected, tab_id if tab_id in tab_ids else "home", on, *fired]
+        return [on, *fired]
 
-    load = demo.load(apply_query, outputs=[tab_set, head.current_tab, head.present, *triggers.values()],
+    load = demo.load(apply_query, outputs=[head.present, *triggers.values()],
                      api_name=False, js=ON_LOAD_JS)
     for tid, trigger in triggers.items():
         _wire_linked_tab(trigger, by_tab.get(tid, []), shares[tid])

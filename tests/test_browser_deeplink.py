@@ -74,3 +74,15 @@ def test_a_link_reopens_the_sub_tab_and_the_button_keeps_it(browser, app_url):
         assert "view=special" in page.locator("#share-link textarea").input_value()
     finally:
         ctx.close()
+
+
+@pytest.mark.browser
+def test_a_lesson_clicked_while_a_link_loads_stays_open(page, app_url):
+    """The link's tab opens in the browser as the page starts; the server's answer to the page load
+    (which used to select the tab again) must not take back a lesson the user clicked meanwhile."""
+    page.goto(app_url + "?tab=posttraining&prompt=Hi")
+    page.get_by_role("tab", name="Post-training", selected=True).wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Evaluation").click()
+    page.wait_for_timeout(3000)  # the load chain's answers (the linked tab's knobs and text) arrive
+    assert page.get_by_role("tab", name="Evaluation", selected=True).count() == 1
+    assert page.get_by_role("tab", name="Post-training", selected=True).count() == 0
