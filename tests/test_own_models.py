@@ -193,3 +193,14 @@ def test_online_rows_resolve_to_pinned_commits_only_online():
         assert (source.is_hub, source.path, source.revision) == (True, spec.hub_id, spec.revision)
         assert not offline.usable(spec.key)
         assert spec.hub_id in readme and spec.revision[:7] in readme
+
+
+def test_an_added_tokenizer_joins_the_tokens_tab(tiny_folder, tmp_path, smollm2_tokenizer):
+    from engine.tokens import views
+
+    engine = _engine(tmp_path, f"tokenizer={tiny_folder}")
+    assert "own-tiny-llama" in views.tokenizer_keys(engine)
+    tok = views.get(engine, "own-tiny-llama")
+    text = "Hello world, the café"
+    ids = tok.encode(text)
+    assert ids == smollm2_tokenizer(text, add_special_tokens=False)["input_ids"] and tok.decode(ids) == text
