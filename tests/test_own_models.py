@@ -204,3 +204,41 @@ def test_an_added_tokenizer_joins_the_tokens_tab(tiny_folder, tmp_path, smollm2_
     text = "Hello world, the café"
     ids = tok.encode(text)
     assert ids == smollm2_tokenizer(text, add_special_tokens=False)["input_ids"] and tok.decode(ids) == text
+
+
+@pytest.fixture(scope="module")
+def small_bpe():
+    """A byte-level BPE of ~300 pieces trained here in milliseconds: a GGUF with SmolLM2's 49,152
+    pieces takes transformers ~17 s to read back on 2 cores, this one well under a second."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(["The capital of France is Paris.", "Once upon a time there was a fox."] * 5, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>")
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2"])
+def test_a_gguf_file_loads_through_the_flag_as_the_same_model(model_type, small_bpe, tmp_path):
+    import torch
+
+    from tests.gguf_export import write_gguf
+
+    model = tiny_causal_lm(model_type, vocab_size=len(small_bpe), max_position_embeddings=64)
+    path = tmp_path / f"Tiny-{model_type}.F32.gguf"
+    write_gguf(model, small_bpe, path)
+    engine = _engine(tmp_path, path)
+    key = f"own-tiny-{model_type}-f32"
+    assert "GGUF file" in engine.registry.get(key).title
+    tm = engine.load(key)  # dequantized once into a float copy under the home folder, then loaded
+    # (llama.cpp files Mistral under the llama architecture: it comes back as a Llama, same weights)
+    assert tm.model.config.model_type == {"mistral": "llama"}.get(model_type, model_type)  # llama.cpp files
+    text = "The capital of France is Paris."
+    ids = small_bpe(text, return_tensors="pt").input_ids
+    assert tm.tokenizer(text, return_tensors="pt").input_ids.tolist() == ids.tolist()
+    with torch.no_grad():
+        assert torch.equal(tm.model(ids).logits, model(ids).logits)
