@@ -98,3 +98,28 @@ def test_unknown_layout_is_refused_by_name():
     del half.model.layers[0].self_attn.k_proj
     with pytest.raises(UserInputError, match=r"'my_llama_like'.*self_attn.k_proj missing"):
         A.arch_of(half)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_view_runs_on_each_family(engine, family):
+    """Inside the model's journey, anatomy and cost, Decoding's next-token view and generation, and
+    Evaluation's perplexity on an added model of each family: a result whose numbers add up."""
+    from engine.decoding import generation as G
+    from engine.evaluation import metrics
+
+    key = f"own-{family}"
+    jr, tr = inside.journey(engine, PROMPT, key)
+    assert jr.n_layers == tr.arch.n_layers and jr.picked_id == int(tr.logits[-1].argmax())
+    an = inside.anatomy(engine, key)
+    groups = {g["group"]: g["parameters"] for g in an.groups}
+    assert sum(groups.values()) == an.total == an.num_parameters
+    assert groups["attention"] > 0 and groups["MLP"] > 0 and groups["norms"] > 0 and groups["embeddings"] > 0
+    assert inside.cost(engine, PROMPT, new_tokens=2, model_key=key).new_tokens == 2
+    tm = engine.load(key)
+    settings = make(G.DecodingSettings, temperature=0.0, max_new_tokens=3)
+    view = G.next_token_view(tm, PROMPT, settings)
+    assert abs(float(view.stages[0].probs.sum()) - 1) < 1e-4
+    result = G.generate(tm, PROMPT, settings)
+    assert result.sequences[0].tokens and result.sequences[0].tokens[0].id == view.greedy_id
+    report = metrics.perplexity(tm.model, tm.tokenizer, PROMPT, window=16, stride=8, model_key=key)
+    assert len(report.tokens) >= 8 and all(t.logprob <= 0 and t.rank >= 1 for t in report.tokens)

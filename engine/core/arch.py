@@ -256,6 +256,38 @@ class Arch:
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
 
+    # --- anatomy ----------------------------------------------------------------------------------
+    def part_of(self) -> dict[str, str]:
+        """Every parameter name -> embeddings, attention, MLP, norms or head (the Anatomy groups): a
+        norm module's weights are norms wherever they sit; inside a block, the attention module's
+        are attention and the rest MLP; the embedding and position tables are embeddings."""
+        tables = {id(self.model.get_input_embeddings())}
+        if self.family.position_table and get(self.model, self.family.position_table) is not None:
+            tables.add(id(get(self.model, self.family.position_table)))
+        blocks = self.layers()
+        attention_ids = set()
+        for block in blocks:
+            for name in {self.family.attention, self.family.attn_add}:
+                module = get(block, name)
+                if module is not None:
+                    attention_ids |= {id(p) for p in module.parameters()}
+        block_ids = {id(p) for p in blocks.parameters()}
+        out = {}
+        for mod_name, module in self.model.named_modules():
+            for p_name, p in module.named_parameters(recurse=False):
+                full = f"{mod_name}.{p_name}" if mod_name else p_name
+                if "norm" in type(module).__name__.lower():
+                    out[full] = "norms"
+                elif id(module) in tables:
+                    out[full] = "embeddings"
+                elif id(p) in attention_ids:
+                    out[full] = "attention"
+                elif id(p) in block_ids:
+                    out[full] = "MLP"
+                else:
+                    out[full] = "head"
+        return out
+
     # --- LoRA -----------------------------------------------------------------------------------
     def linear_names(self) -> list[str]:
         """Distinct names of the linear layers inside the blocks (nn.Linear, or GPT-2's Conv1D)."""
