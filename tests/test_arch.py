@@ -123,3 +123,25 @@ def test_every_view_runs_on_each_family(engine, family):
     assert result.sequences[0].tokens and result.sequences[0].tokens[0].id == view.greedy_id
     report = metrics.perplexity(tm.model, tm.tokenizer, PROMPT, window=16, stride=8, model_key=key)
     assert len(report.tokens) >= 8 and all(t.logprob <= 0 and t.rank >= 1 for t in report.tokens)
+
+
+@pytest.mark.parametrize("model_type, overrides, refused", [
+    ("olmo", dict(eos_token_id=2, pad_token_id=1), ""),  # Llama's layout and recipe (non-parametric norms): read as Llama
+    ("granite", dict(logits_scaling=4.0), "has the Llama layout but its output"),  # its own scalings
+    ("granite", dict(residual_multiplier=0.5), "has the Llama layout but block 1 does not add"),
+])
+def test_a_type_without_a_row_is_checked_against_its_own_numbers(model_type, overrides, refused, smollm2_tokenizer):
+    from engine.core.models import TextModel
+    from engine.core.registry import ModelSpec, Source
+    from engine.inside.trace import check_probed
+
+    model = tiny_causal_lm(model_type, attn_implementation="eager", **overrides)
+    assert A.arch_of(model).family.probed
+    spec = ModelSpec(key="probe", task="causal-lm", title=model_type, loader="tests:none")
+    bundle = TextModel(model, smollm2_tokenizer, Source(spec, "embedded", "(memory)"), torch.device("cpu"), torch.float32)
+    if refused:
+        with pytest.raises(UserInputError, match=f"'{model_type}' {refused}"):
+            check_probed(bundle)
+    else:
+        check_probed(bundle)
+        assert bundle.extra["arch_checked"] == ""

@@ -44,6 +44,7 @@ class Family:
     grouped_kv: bool = True  # reads num_key_value_heads (grouped-query attention); GPT-2 and BERT: one K/V per head
     linear: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     lora_default: tuple[str, ...] = ("q_proj", "v_proj")  # query and value: the LoRA paper's choice
+    probed: bool = False  # not a row of FAMILIES: read as Llama because it has the layout (checked on first use)
 
 
 LLAMA = Family("llama", ("llama", "mistral", "qwen2"))
@@ -93,7 +94,8 @@ def _probe(model) -> Family:
                  (getattr(block, "input_layernorm", None), "input_layernorm")]
         missing = [name for m, name in parts if m is None]
         if not missing:
-            return replace(LLAMA, name=kind, model_types=(kind,), head_norms=get(att, "q_norm") is not None)
+            return replace(LLAMA, name=kind, model_types=(kind,), head_norms=get(att, "q_norm") is not None,
+                           probed=True)
         what = "a Llama-style block (" + ", ".join(missing) + " missing)"
     raise UserInputError(f"model type {kind!r} is not supported by these lessons: it lacks {what}. Known types: "
                          f"{known}; any other decoder-only model with the Llama layout also works.")

@@ -70,8 +70,47 @@ def load(engine, model_key: str, progress: Progress = no_progress) -> TextModel:
         return attention.load_attention_model(engine, key, progress)
     causal = engine.registry.get(key).task == "causal-lm"
     bundle = engine.load(key, variant="eager" if causal else "default", progress=progress)
-    arch_of(bundle.model)  # raises a UserInputError naming the model type and what it lacks
+    if arch_of(bundle.model).family.probed:  # (arch_of raises a UserInputError naming what a model lacks)
+        check_probed(bundle)
     return bundle
+
+
+PROBE_TEXT = "One two three four five"
+
+
+def check_probed(bundle: TextModel) -> None:
+    """A model type read as Llama only because it has the layout (no row in engine/core/arch.py) must
+    give the model's own numbers before the views show anything: the logit lens after the last block
+    equals its output, and attention recomputed from Q and K equals its attention weights. Checked
+    once per loaded model; a model that differs (e.g. Granite's multipliers) is refused by name."""
+    if "arch_checked" in bundle.extra:
+        if bundle.extra["arch_checked"]:
+            raise UserInputError(bundle.extra["arch_checked"])
+        return
+    from .block import block_view
+
+    tr = run_trace(bundle, PROBE_TEXT)
+    arch = tr.arch
+    params = next(arch.model.parameters())
+    with torch.inference_mode():
+        lens_last = arch.lm_head(tr.layer_out[-1].to(params.device, params.dtype)).float().cpu()
+    problem = ""
+    if not torch.allclose(lens_last.log_softmax(-1), tr.logits.log_softmax(-1), atol=1e-3):
+        problem = "its output is not final norm + unembedding of the last block's stream"
+    for layer in range(1, arch.n_layers + 1):
+        if problem:
+            break
+        b = block_view(tr, layer, 1)
+        if abs(b.weights - b.model_weights).max() > 1e-3:
+            problem = f"its attention in block {layer} is not softmax(Q Kᵀ x scale) as the Llama recipe computes it"
+        elif abs(b.before + b.attn_add + b.mlp_add - b.after).max() > 1e-3 * (1 + abs(b.after).max()):
+            problem = f"block {layer} does not add what attention and the MLP return to the stream as they are"
+    kind = getattr(bundle.model.config, "model_type", "?")
+    bundle.extra["arch_checked"] = (f"model type {kind!r} has the Llama layout but {problem}, so these views would "
+                                    "show numbers that are not the model's: add a row for it to engine/core/arch.py."
+                                    if problem else "")
+    if problem:
+        raise UserInputError(bundle.extra["arch_checked"])
 
 
 def model_dims(engine, model_key: str, progress: Progress = no_progress) -> tuple[int, int]:
