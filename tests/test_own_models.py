@@ -242,3 +242,17 @@ def test_a_gguf_file_loads_through_the_flag_as_the_same_model(model_type, small_
     assert tm.tokenizer(text, return_tensors="pt").input_ids.tolist() == ids.tolist()
     with torch.no_grad():
         assert torch.equal(tm.model(ids).logits, model(ids).logits)
+
+
+def test_an_added_pair_is_what_base_vs_instruct_compares(tiny_folder, tmp_path):
+    from engine.training import sft
+
+    assert sft.comparison_keys(Registry(online=False)) == ("gemma3-270m-base", "smollm2-135m-instruct")
+    assert not sft.same_family(Registry(online=False)) and sft.same_family(Registry(online=True))
+    twin = tmp_path / "Tiny-Instruct"
+    twin.symlink_to(tiny_folder, target_is_directory=True)
+    engine = _engine(tmp_path, f"pair={tiny_folder}+{twin}")
+    assert sft.comparison_keys(engine.registry) == ("own-tiny-llama", "own-tiny-instruct")
+    assert sft.same_family(engine.registry)
+    assert [engine.registry.get(k).title.split(" (")[0] for k in sft.comparison_keys(engine.registry)] == [
+        "Tiny-Llama · base", "Tiny-Instruct · instruct"]

@@ -20,6 +20,7 @@ Loading rules (preflight, run by the Engine before a row's loader reads anything
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ def parse_source(text: str, role: str) -> Entry:
     """One SOURCE as an Entry, or a UserInputError naming the entry and what is wrong."""
     text = text.strip()
     if _looks_local(text):
-        path = Path(text).expanduser().resolve()
+        path = Path(os.path.abspath(Path(text).expanduser()))  # named as given (a symlink keeps its name)
         if path.suffix.lower() == ".gguf":
             if not path.is_file():
                 raise UserInputError(f"{FLAG}: the GGUF file {text!r} does not exist.")
@@ -94,10 +95,10 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48] or "model"
 
 
-def _spec(entry: Entry, task: str, key: str, suffix: str = "") -> ModelSpec:
+def _spec(entry: Entry, task: str, key: str, suffix: str = "", base_of: str = "") -> ModelSpec:
     loader = LOADERS[task]
     common = dict(key=key, task=task, title=f"{entry.name}{suffix} ({entry.label})", loader=loader,
-                  license="see the model's own card", origin=ORIGIN,
+                  license="see the model's own card", origin=ORIGIN, base_of=base_of,
                   notes="Added by the operator (" + FLAG + ").")
     if entry.kind == "hub":
         return ModelSpec(hub_id=entry.where, revision=entry.revision, **common)
@@ -131,9 +132,10 @@ def specs_from(entries, taken=()) -> tuple[ModelSpec, ...]:
             base, plus, instruct = rest.partition("+")
             if not plus or not base.strip() or not instruct.strip():
                 raise UserInputError(f"{FLAG}: {raw!r}: a pair is pair=BASE+INSTRUCT (two sources).")
-            for part, suffix in ((base, " · base"), (instruct, " · instruct")):
-                entry = parse_source(part, role)
-                rows.append(_spec(entry, "causal-lm", key_for(f"{entry.name}"), suffix))
+            base_entry, instruct_entry = parse_source(base, role), parse_source(instruct, role)
+            base_key, instruct_key = key_for(base_entry.name), key_for(instruct_entry.name)
+            rows.append(_spec(base_entry, "causal-lm", base_key, " · base", base_of=instruct_key))
+            rows.append(_spec(instruct_entry, "causal-lm", instruct_key, " · instruct"))
             continue
         entry = parse_source(rest, role)
         rows.append(_spec(entry, role, key_for(entry.name)))

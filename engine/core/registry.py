@@ -52,6 +52,7 @@ class ModelSpec:
     notes: str = ""
     served_as: str = ""  # causal-lm: the model name an OpenAI-compatible server serves it under
     origin: str = ""  # "operator": added with --model (engine/core/own.py), checked before it loads; "" = ours
+    base_of: str = ""  # causal-lm: the key of the instruct model this base model was post-trained into
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,7 @@ POSTTRAINING_SPECS: tuple[ModelSpec, ...] = (
         # Online, Base vs instruct compares this with SmolLM2-135M-Instruct: one family (same tokenizer
         # and pre-training), so the difference is post-training. No package ships it: Hub only.
         key="smollm2-135m-base", task="causal-lm", title="SmolLM2-135M base (pre-trained, not instruction-tuned)",
-        loader="engine.core.models:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-135M",
+        loader="engine.core.models:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-135M", base_of="smollm2-135m-instruct",
         revision="93efa2f097d58c2a74874c7e644dbc9b0cee75a2", license="Apache-2.0", size_mb=538,
     ),
     ModelSpec(
@@ -312,7 +313,7 @@ ONLINE_SPECS: tuple[ModelSpec, ...] = (
               loader="engine.core.models:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-1.7B-Instruct",
               revision="31b70e2e869a7173562077fd711b654946d38674", license="Apache-2.0", size_mb=6845),
     ModelSpec(key="smollm2-1.7b-base", task="causal-lm", title="SmolLM2-1.7B base (Hub, pre-trained only, GPU advised)",
-              loader="engine.core.models:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-1.7B",
+              loader="engine.core.models:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-1.7B", base_of="smollm2-1.7b-instruct",
               revision="effd688a12921b4cc83e3312b6feb579f70f9c71", license="Apache-2.0", size_mb=6845),
     ModelSpec(key="bge-base-en-v1.5", task="encoder", title="BGE base en v1.5 (BERT encoder, 12 layers x 12 heads, Hub)",
               loader="engine.core.models:load_encoder", hub_id="BAAI/bge-base-en-v1.5",
@@ -399,6 +400,12 @@ class Registry:
             if spec.key in self._by_key:
                 raise ValueError(f"duplicate model key {spec.key!r} in the registry")
             self._by_key[spec.key] = spec
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(base, instruct) keys of the base/instruct pairs usable here now: the operator's first."""
+        found = [(s.key, s.base_of) for s in self.specs if s.base_of and s.base_of in self._by_key
+                 and self.usable(s.key) and self.usable(s.base_of)]
+        return sorted(found, key=lambda pair: self.get(pair[0]).origin != "operator")
 
     def keys(self, task: str | None = None) -> list[str]:
         return [s.key for s in self.specs if task is None or s.task == task]
