@@ -167,6 +167,8 @@ class Engine:
         twin while the cached model stays, so per-session state that compares models keeps working."""
         if self._client is None or not spec.served_as or cache_key[3] != "default" or not hasattr(value, "extra"):
             return value
+        if not self._served_here(spec):
+            return value
         from dataclasses import replace
 
         from .serving import Route
@@ -177,6 +179,11 @@ class Engine:
             self._served[cache_key] = held
         return held[1]
 
+    def _served_here(self, spec) -> bool:
+        """An operator's row goes to the server only while the server lists it in /v1/models (it may
+        serve other models); the app's own rows go there whenever a server is set, as before."""
+        return spec.origin != "operator" or spec.served_as in self._client.health()["models"]
+
     def backends(self) -> list[dict]:
         """Which backend answers each causal-LM row, and the server's health (for the Start tab)."""
         health = self._client.health() if self._client else None
@@ -184,7 +191,7 @@ class Engine:
         for spec in self.registry.specs:
             if spec.task != "causal-lm":
                 continue
-            served = bool(self._client and spec.served_as)
+            served = bool(self._client and spec.served_as) and self._served_here(spec)
             rows.append(dict(key=spec.key, backend=f"server: {spec.served_as}" if served else "in-process",
                              url=self.serving.url if served else "",
                              up=health["up"] if served else None,

@@ -256,3 +256,19 @@ def test_an_added_pair_is_what_base_vs_instruct_compares(tiny_folder, tmp_path):
     assert sft.same_family(engine.registry)
     assert [engine.registry.get(k).title.split(" (")[0] for k in sft.comparison_keys(engine.registry)] == [
         "Tiny-Llama · base", "Tiny-Instruct · instruct"]
+
+
+def test_an_added_model_is_served_only_while_the_server_lists_it(tiny_folder, tmp_path):
+    class FakeServer:
+        models: list = []
+
+        def health(self, fresh=False):
+            return dict(up=True, models=self.models)
+
+    engine = _engine(tmp_path, tiny_folder)
+    engine._client = FakeServer()
+    assert "serving" not in engine.load("own-tiny-llama").extra  # not listed: in-process
+    FakeServer.models = [str(tiny_folder)]  # `vllm serve FOLDER` lists the folder as the model's name
+    route = engine.load("own-tiny-llama").extra["serving"]
+    assert route.served_as == str(tiny_folder)
+    assert [r["backend"] for r in engine.backends() if r["key"] == "own-tiny-llama"] == [f"server: {tiny_folder}"]

@@ -100,6 +100,8 @@ def _spec(entry: Entry, task: str, key: str, suffix: str = "", base_of: str = ""
     common = dict(key=key, task=task, title=f"{entry.name}{suffix} ({entry.label})", loader=loader,
                   license="see the model's own card", origin=ORIGIN, base_of=base_of,
                   notes="Added by the operator (" + FLAG + ").")
+    if task == "causal-lm":  # `vllm serve WHERE` (scripts/serve_vllm.sh) serves it under this name
+        common["served_as"] = entry.where
     if entry.kind == "hub":
         return ModelSpec(hub_id=entry.where, revision=entry.revision, **common)
     path = Path(entry.where)
