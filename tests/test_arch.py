@@ -102,10 +102,11 @@ def test_unknown_layout_is_refused_by_name():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_view_runs_on_each_family(engine, family):
-    """Inside the model's journey, anatomy and cost, Decoding's next-token view and generation, and
-    Evaluation's perplexity on an added model of each family: a result whose numbers add up."""
+    """Inside the model's journey, anatomy and cost, Decoding's next-token view and generation,
+    Pipelines' text generation and Evaluation's perplexity on an added model of each family."""
     from engine.decoding import generation as G
     from engine.evaluation import metrics
+    from engine.pipelines import tasks
 
     key = f"own-{family}"
     jr, tr = inside.journey(engine, PROMPT, key)
@@ -121,6 +122,9 @@ def test_every_view_runs_on_each_family(engine, family):
     assert abs(float(view.stages[0].probs.sum()) - 1) < 1e-4
     result = G.generate(tm, PROMPT, settings)
     assert result.sequences[0].tokens and result.sequences[0].tokens[0].id == view.greedy_id
+    gen = tasks.run(engine, "text-generation", key, PROMPT, max_new_tokens=3, temperature=0.0)
+    assert gen.data and f"model={str(engine.registry.get(key).embedded.folder)!r}" in gen.code
+    assert key in [k for _, k, usable in tasks.model_options(engine, "text-generation") if usable]
     report = metrics.perplexity(tm.model, tm.tokenizer, PROMPT, window=16, stride=8, model_key=key)
     assert len(report.tokens) >= 8 and all(t.logprob <= 0 and t.rank >= 1 for t in report.tokens)
 
