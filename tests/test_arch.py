@@ -3,6 +3,8 @@ from configs, saved with save_pretrained and added through the operator's --mode
 Inside the model (logit lens, block Q/K/V) and LoRA. Invariants against the model's own outputs."""
 from types import SimpleNamespace
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -102,9 +104,10 @@ def test_unknown_layout_is_refused_by_name():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_view_runs_on_each_family(engine, family):
-    """Inside the model's journey, anatomy and cost, Decoding's next-token view and generation,
-    Pipelines' text generation and Evaluation's perplexity on an added model of each family."""
+    """Inside the model's journey, anatomy and cost, Decoding's next-token view and generation, the
+    attention maps, Pipelines' text generation and Evaluation's perplexity on an added model of each family."""
     from engine.decoding import generation as G
+    from engine.embeddings import attention as att
     from engine.evaluation import metrics
     from engine.pipelines import tasks
 
@@ -122,6 +125,9 @@ def test_every_view_runs_on_each_family(engine, family):
     assert abs(float(view.stages[0].probs.sum()) - 1) < 1e-4
     result = G.generate(tm, PROMPT, settings)
     assert result.sequences[0].tokens and result.sequences[0].tokens[0].id == view.greedy_id
+    maps = att.attention_maps(engine, PROMPT, key)  # Embeddings & attention
+    assert maps.causal and abs(maps.weights.sum(-1) - 1).max() < 1e-4 and abs(np.triu(maps.weights, 1)).max() == 0
+    assert att.model_dims(engine, key) == (maps.n_layers, maps.n_heads)
     gen = tasks.run(engine, "text-generation", key, PROMPT, max_new_tokens=3, temperature=0.0)
     assert gen.data and f"model={str(engine.registry.get(key).embedded.folder)!r}" in gen.code
     assert key in [k for _, k, usable in tasks.model_options(engine, "text-generation") if usable]
