@@ -22,7 +22,7 @@ DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
 MODEL_CHOICES = [("Encoder: all-MiniLM-L6-v2 (sees both sides)", "minilm-l6"),
                  ("Causal: SmolLM2-135M (sees only the past)", "smollm2-135m-instruct")]
 def model_options(engine) -> list[tuple[str, str]]:
-    """MODEL_CHOICES, then every other encoder and causal LM usable here (the operator's --model rows,
+    """MODEL_CHOICES, then the encoders and causal LMs added to the registry (the operator's --model rows,
     the Hub rows when online), labelled with what they see and where they come from."""
     sees = {"encoder": "Encoder", "causal-lm": "Causal"}
     extra = [k for k in att.attention_models(engine) if k not in att.ATTENTION_MODELS]

@@ -92,7 +92,7 @@ def build(engine) -> Share:
 
 
 def model_options(engine) -> list[tuple[str, str]]:
-    """MODEL_CHOICES, then every other causal LM and encoder usable here (the operator's --model
+    """MODEL_CHOICES, then the causal LMs and encoders added to the registry (the operator's --model
     rows, the Hub rows when online), each labelled with its role and where it comes from."""
     extra = [k for k in inside.models(engine) if k not in inside.MODELS]
     roles = {"causal-lm": "Causal LM", "encoder": "Encoder"}

@@ -272,3 +272,15 @@ def test_an_added_model_is_served_only_while_the_server_lists_it(tiny_folder, tm
     route = engine.load("own-tiny-llama").extra["serving"]
     assert route.served_as == str(tiny_folder)
     assert [r["backend"] for r in engine.backends() if r["key"] == "own-tiny-llama"] == [f"server: {tiny_folder}"]
+
+
+def test_views_with_fixed_models_add_only_the_operators_and_the_hubs(tiny_folder, tmp_path):
+    from engine import inside
+    from engine.embeddings import attention
+
+    engine = _engine(tmp_path, tiny_folder)
+    assert inside.models(engine) == (*inside.MODELS, "own-tiny-llama")  # not the embedded Gemma 3 base
+    assert list(attention.attention_models(engine)) == [*attention.ATTENTION_MODELS, "own-tiny-llama"]
+    online = Registry(online=True)
+    assert online.added("causal-lm") == ["smollm2-135m-base", "smollm2-1.7b-instruct", "smollm2-1.7b-base"]
+    assert online.added("encoder") == ["bge-base-en-v1.5"]

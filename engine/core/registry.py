@@ -401,6 +401,12 @@ class Registry:
                 raise ValueError(f"duplicate model key {spec.key!r} in the registry")
             self._by_key[spec.key] = spec
 
+    def added(self, task: str) -> list[str]:
+        """Rows of `task` that views with a fixed set of models offer as well: the operator's (--model)
+        and, online, the rows that need the Hub (the larger models for a Space)."""
+        return [s.key for s in self.specs if s.task == task and self.usable(s.key)
+                and (s.origin == "operator" or (self.online and s.embedded is None))]
+
     def pairs(self) -> list[tuple[str, str]]:
         """(base, instruct) keys of the base/instruct pairs usable here now: the operator's first."""
         found = [(s.key, s.base_of) for s in self.specs if s.base_of and s.base_of in self._by_key

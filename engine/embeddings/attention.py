@@ -79,13 +79,12 @@ def forward_attentions(bundle: TextModel, inputs: dict) -> torch.Tensor:
 
 
 def attention_models(engine=None) -> dict[str, str]:
-    """ATTENTION_MODELS, then (with an engine) every other encoder and causal LM usable here (the
-    operator's --model rows, the Hub rows when online), each with the variant that returns weights."""
+    """ATTENTION_MODELS, then (with an engine) the encoders and causal LMs added to the registry (the
+    operator's --model rows; online, the Hub rows), each with the variant that returns weights."""
     out = dict(ATTENTION_MODELS)
     if engine is not None:
-        reg = engine.registry
         for task, variant in (("encoder", "default"), ("causal-lm", "eager")):
-            out.update({k: variant for k in reg.keys(task) if k not in out and reg.usable(k)})
+            out.update({k: variant for k in engine.registry.added(task) if k not in out})
     return out
 
 

@@ -45,13 +45,12 @@ class InsideSettings:
 
 
 def models(engine=None) -> tuple[str, ...]:
-    """MODELS, then (with an engine) every other causal LM and encoder of the registry usable here:
-    the operator's (--model), the Hub rows when online, the embedded base model."""
+    """MODELS, then (with an engine) the causal LMs and encoders added to the registry: the operator's
+    (--model) and, online, the Hub rows (Registry.added)."""
     keys = list(MODELS)
     if engine is not None:
-        reg = engine.registry
         for task in ("causal-lm", "encoder"):
-            keys += [k for k in reg.keys(task) if k not in keys and reg.usable(k)]
+            keys += [k for k in engine.registry.added(task) if k not in keys]
     return tuple(keys)
 
 
