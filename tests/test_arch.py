@@ -29,6 +29,7 @@ FAMILIES = {
     "gpt2": ("gpt2", dict(n_inner=64), dict(positions="learned", bias=True, fused_qkv=True, tied=True)),
     "phi3": ("phi3", dict(partial_rotary_factor=0.5, pad_token_id=0), dict(positions="rope", fused_qkv=True)),
     "mistral": ("mistral", dict(sliding_window=4), dict(positions="rope", bias=False)),
+    "qwen3": ("qwen3", dict(head_dim=8, tie_word_embeddings=False), dict(positions="rope", head_norms=True)),
 }
 PROMPT = "The quick brown fox jumps over the lazy dog"  # 9 tokens: longer than the sliding windows above
 

@@ -60,8 +60,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("bert", ("bert",), blocks="encoder.layer", final_norm="", unembedding="", input_norm="",
            attention="attention.self", q="query", k="key", v="value", out="", attn_add="attention.output.dense",
            mlp_add="output.dense", post_attn_norm="attention.output.LayerNorm", positions="learned",
-           position_table="embeddings.position_embeddings", rotary="", causal=False, grouped_kv=False, linear=("query", "key", "value", "dense"),
-           lora_default=("query", "value")),
+           position_table="embeddings.position_embeddings", rotary="", causal=False, grouped_kv=False,
+           linear=("query", "key", "value", "dense"), lora_default=("query", "value")),
     Family("qwen3", ("qwen3",), head_norms=True),  # Gemma 3's per-head q/k norms without its sandwich norms
 )
 LINEAR_NAMES: tuple[str, ...] = tuple(dict.fromkeys(n for f in FAMILIES for n in f.linear))
@@ -230,6 +230,22 @@ class Arch:
             cos, sin = self._rope(layer_idx, x_in)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         return q, k, v
+
+    def attention_weights(self, layer_idx: int, x_in: torch.Tensor):
+        """One block's attention redone by hand from its input x_in (n, d), in float32: Q (heads, n, hd),
+        K and V (kv heads, n, hd), the scores Q Kᵀ x scale (heads, n, n), the same masked (the future,
+        and keys beyond a sliding window, at -inf; nothing for an encoder) and their softmax."""
+        q, k, v = (t.float() for t in self.qkv(layer_idx, x_in))
+        k_all = k.repeat_interleave(self.n_heads // self.n_kv_heads, 0)  # (heads, n, hd): repeat_kv's order
+        scores = q @ k_all.transpose(1, 2) * self.scale(layer_idx)  # (heads, n, n)
+        masked = scores
+        if self.causal:
+            hidden = torch.ones_like(scores[0], dtype=torch.bool).triu(1)  # (n, n) key after query
+            window = self.window(layer_idx)
+            if window:  # a sliding-window layer also hides keys `window` or more tokens back
+                hidden |= torch.ones_like(hidden).tril(-window)
+            masked = scores.masked_fill(hidden, float("-inf"))
+        return q, k, v, scores, masked, masked.softmax(-1)
 
     def merge_heads(self, layer_idx: int, per_head: torch.Tensor) -> torch.Tensor:
         """(heads, n, hd) weighted sums of V -> what attention adds (n, d): concatenate the heads,

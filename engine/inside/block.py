@@ -77,20 +77,9 @@ def block_view(tr: Trace, layer, head) -> BlockView:
     params = next(arch.model.parameters())
     x_in = tr.layer_in[li].to(params.device, params.dtype)  # (n, d)
     with torch.inference_mode():
-        q, k, v = arch.qkv(li, x_in)  # (heads, n, hd), (kv, n, hd), (kv, n, hd)
-        q, k, v = q.float(), k.float(), v.float()
-        group = arch.n_heads // arch.n_kv_heads
-        k_all, v_all = k.repeat_interleave(group, 0), v.repeat_interleave(group, 0)  # (heads, n, hd)
-        scale = arch.scale(li)  # 1/√hd for most; Gemma 3: 1/√query_pre_attn_scalar; GPT-2 may add 1/layer
-        scores = q @ k_all.transpose(1, 2) * scale  # (heads, n, n)
-        masked = scores.clone()
-        if arch.causal:
-            future = torch.ones_like(scores[0], dtype=torch.bool).triu(1)  # (n, n) key after query
-            window = arch.window(li)
-            if window:  # a sliding-window layer also hides keys `window` or more tokens back
-                future |= torch.ones_like(future).tril(-window)
-            masked = masked.masked_fill(future, float("-inf"))
-        weights = masked.softmax(-1)  # (heads, n, n)
+        q, k, v, scores, masked, weights = arch.attention_weights(li, x_in)  # see engine/core/arch.py
+        scale = arch.scale(li)
+        v_all = v.repeat_interleave(arch.n_heads // arch.n_kv_heads, 0)  # (heads, n, hd)
         mixed = weights @ v_all  # (heads, n, hd)
         recombined = arch.merge_heads(li, mixed.to(params.dtype)).float()  # (n, d)
     cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731

@@ -86,24 +86,24 @@ def check_probed(bundle: TextModel) -> None:
         if bundle.extra["arch_checked"]:
             raise UserInputError(bundle.extra["arch_checked"])
         return
-    from .block import block_view
-
     tr = run_trace(bundle, PROBE_TEXT)
     arch = tr.arch
     params = next(arch.model.parameters())
-    with torch.inference_mode():
-        lens_last = arch.lm_head(tr.layer_out[-1].to(params.device, params.dtype)).float().cpu()
+    as_model = lambda t: t.to(params.device, params.dtype)  # noqa: E731
     problem = ""
-    if not torch.allclose(lens_last.log_softmax(-1), tr.logits.log_softmax(-1), atol=1e-3):
-        problem = "its output is not final norm + unembedding of the last block's stream"
-    for layer in range(1, arch.n_layers + 1):
-        if problem:
-            break
-        b = block_view(tr, layer, 1)
-        if abs(b.weights - b.model_weights).max() > 1e-3:
-            problem = f"its attention in block {layer} is not softmax(Q Kᵀ x scale) as the Llama recipe computes it"
-        elif abs(b.before + b.attn_add + b.mlp_add - b.after).max() > 1e-3 * (1 + abs(b.after).max()):
-            problem = f"block {layer} does not add what attention and the MLP return to the stream as they are"
+    with torch.inference_mode():
+        lens_last = arch.lm_head(as_model(tr.layer_out[-1])).float().cpu()
+        if not torch.allclose(lens_last.log_softmax(-1), tr.logits.log_softmax(-1), atol=1e-3):
+            problem = "its output is not final norm + unembedding of the last block's stream"
+        for li in range(arch.n_layers):
+            if problem:
+                break
+            weights = arch.attention_weights(li, as_model(tr.layer_in[li]))[-1].cpu()  # (heads, n, n)
+            sums = tr.layer_in[li] + tr.attn_add[li] + tr.mlp_add[li]  # (n, d)
+            if (weights - tr.attentions[li]).abs().max() > 1e-3:
+                problem = f"its attention in block {li + 1} is not softmax(Q Kᵀ x scale) as the Llama recipe computes it"
+            elif (sums - tr.layer_out[li]).abs().max() > 1e-3 * (1 + tr.layer_out[li].abs().max()):
+                problem = f"block {li + 1} does not add what attention and the MLP return to the stream as they are"
     kind = getattr(bundle.model.config, "model_type", "?")
     bundle.extra["arch_checked"] = (f"model type {kind!r} has the Llama layout but {problem}, so these views would "
                                     "show numbers that are not the model's: add a row for it to engine/core/arch.py."
