@@ -258,7 +258,8 @@ def _num(x: float) -> str:
 
 def _divisor(b) -> str:
     """√d, or what the model divides by instead (Gemma 3: √query_pre_attn_scalar; GPT-2 may also divide by the layer)."""
-    return f"√{b.head_dim}" if abs(1 / b.scale - b.head_dim ** 0.5) < 1e-6 else "the model's own divisor"
+    scale = getattr(b, "scale", None) or b.head_dim ** -0.5
+    return f"√{b.head_dim}" if abs(1 / scale - b.head_dim ** 0.5) < 1e-6 else "the model's own divisor"
 
 
 def worked_markdown(b: BlockView) -> str:
