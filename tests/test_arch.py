@@ -156,3 +156,11 @@ def test_a_type_without_a_row_is_checked_against_its_own_numbers(model_type, ove
     else:
         check_probed(bundle)
         assert bundle.extra["arch_checked"] == ""
+
+
+def test_int8_variants_refuse_a_model_without_linear_layers(engine):
+    from engine.evaluation import quantization as Q
+
+    with pytest.raises(UserInputError, match="not available for model type 'gpt2'.*Conv1D"):
+        Q.build_variant(engine.load("own-gpt2").model, "int8-weights")
+    assert Q.build_variant(engine.load("own-phi3").model, "int8-weights") is not None
