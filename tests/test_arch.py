@@ -137,7 +137,7 @@ def test_every_view_runs_on_each_family(engine, family):
 
 
 @pytest.mark.parametrize("model_type, overrides, refused", [
-    ("olmo", dict(eos_token_id=2, pad_token_id=1), ""),  # Llama's layout and recipe (non-parametric norms): read as Llama
+    ("olmo", dict(eos_token_id=2, pad_token_id=1), ""),  # Llama's layout and recipe: read as Llama
     ("granite", dict(logits_scaling=4.0), "has the Llama layout but its output"),  # its own scalings
     ("granite", dict(residual_multiplier=0.5), "has the Llama layout but block 1 does not add"),
 ])
@@ -149,7 +149,8 @@ def test_a_type_without_a_row_is_checked_against_its_own_numbers(model_type, ove
     model = tiny_causal_lm(model_type, attn_implementation="eager", **overrides)
     assert A.arch_of(model).family.probed
     spec = ModelSpec(key="probe", task="causal-lm", title=model_type, loader="tests:none")
-    bundle = TextModel(model, smollm2_tokenizer, Source(spec, "embedded", "(memory)"), torch.device("cpu"), torch.float32)
+    bundle = TextModel(model, smollm2_tokenizer, Source(spec, "embedded", "(memory)"), torch.device("cpu"),
+                       torch.float32)
     if refused:
         with pytest.raises(UserInputError, match=f"'{model_type}' {refused}"):
             check_probed(bundle)

@@ -155,9 +155,10 @@ def check_config(spec: ModelSpec, config: dict) -> None:
     from transformers import CONFIG_MAPPING
 
     if config.get("auto_map") or config.get("trust_remote_code"):
-        raise _refuse(spec, f"its config asks for the model's own code (auto_map: {sorted(config.get('auto_map') or {})}"
-                            "), and this app never runs remote code (trust_remote_code stays off). Use a model "
-                            "whose architecture transformers ships.")
+        wants = sorted(config.get("auto_map") or {})
+        raise _refuse(spec, f"its config asks for the model's own code (auto_map: {wants}), and this app never "
+                            "runs remote code (trust_remote_code stays off). Use a model whose architecture "
+                            "transformers ships.")
     model_type = config.get("model_type")
     if spec.task != "tokenizer" and model_type not in CONFIG_MAPPING:
         raise _refuse(spec, f"model type {model_type!r} is not one transformers ships, so it would need the "

@@ -101,7 +101,8 @@ def check_probed(bundle: TextModel) -> None:
             weights = arch.attention_weights(li, as_model(tr.layer_in[li]))[-1].cpu()  # (heads, n, n)
             sums = tr.layer_in[li] + tr.attn_add[li] + tr.mlp_add[li]  # (n, d)
             if (weights - tr.attentions[li]).abs().max() > 1e-3:
-                problem = f"its attention in block {li + 1} is not softmax(Q Kᵀ x scale) as the Llama recipe computes it"
+                problem = (f"its attention in block {li + 1} is not softmax(Q Kᵀ x scale) as the Llama recipe "
+                           "computes it")
             elif (sums - tr.layer_out[li]).abs().max() > 1e-3 * (1 + tr.layer_out[li].abs().max()):
                 problem = f"block {li + 1} does not add what attention and the MLP return to the stream as they are"
     kind = getattr(bundle.model.config, "model_type", "?")
