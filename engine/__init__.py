@@ -32,6 +32,8 @@ def _load_failure(spec, source, exc: Exception) -> str:
     where = f"the Hub ({source.path})" if source.is_hub else source.path
     if source.is_hub:
         fix = "check the network and the Hub id/revision in engine/core/registry.py"
+    elif spec.embedded and spec.embedded.folder:
+        fix = "check that the folder or file given with --model is what save_pretrained (or a GGUF export) wrote"
     elif spec.embedded and spec.embedded.asset:
         fix = f"rebuild assets/{spec.embedded.asset} with its script in scripts/"
     elif spec.embedded:
@@ -71,7 +73,15 @@ class Engine:
         online, reason = decide_online(wanted, hub_offline=self.config.hub_offline, **kwargs)
         if not online:
             mark_offline()  # from here on nothing in this process should try to reach the Hub
-        self.registry = Registry(online=online, reason=reason, home=self.config.home)
+        from .core import own
+        from .core.registry import ALL_SPECS
+
+        added = own.specs_from(self.config.models, taken=[s.key for s in ALL_SPECS])
+        self.registry = Registry(online=online, reason=reason, specs=ALL_SPECS + added, home=self.config.home)
+        if self.config.default_model:
+            spec = self.registry.get(self.config.default_model)  # an unknown key lists the valid ones
+            if spec.task != "causal-lm":
+                raise UserInputError(f"--default-model {spec.key!r} is a {spec.task} model: give a causal-lm key.")
         self.session_models = SessionModels()
 
     @property
@@ -134,6 +144,10 @@ class Engine:
             source = self.registry.resolve(key)
             module_name, func_name = spec.loader.split(":")
             func = getattr(importlib.import_module(module_name), func_name)
+            if spec.origin == "operator":  # the loading rules, before any weight is read or downloaded
+                from .core import own
+
+                own.preflight(source, self.cache.budget_bytes, self.device.dtype.itemsize)
             try:
                 return func(source, self.device, variant, progress)
             except (UserInputError, ModelUnavailableError):
@@ -153,6 +167,8 @@ class Engine:
         twin while the cached model stays, so per-session state that compares models keeps working."""
         if self._client is None or not spec.served_as or cache_key[3] != "default" or not hasattr(value, "extra"):
             return value
+        if not self._served_here(spec):
+            return value
         from dataclasses import replace
 
         from .serving import Route
@@ -163,6 +179,11 @@ class Engine:
             self._served[cache_key] = held
         return held[1]
 
+    def _served_here(self, spec) -> bool:
+        """An operator's row goes to the server only while the server lists it in /v1/models (it may
+        serve other models); the app's own rows go there whenever a server is set, as before."""
+        return spec.origin != "operator" or spec.served_as in self._client.health()["models"]
+
     def backends(self) -> list[dict]:
         """Which backend answers each causal-LM row, and the server's health (for the Start tab)."""
         health = self._client.health() if self._client else None
@@ -170,7 +191,7 @@ class Engine:
         for spec in self.registry.specs:
             if spec.task != "causal-lm":
                 continue
-            served = bool(self._client and spec.served_as)
+            served = bool(self._client and spec.served_as) and self._served_here(spec)
             rows.append(dict(key=spec.key, backend=f"server: {spec.served_as}" if served else "in-process",
                              url=self.serving.url if served else "",
                              up=health["up"] if served else None,

@@ -198,7 +198,8 @@ def model_choices(engine, task: str) -> list[tuple[str, str]]:
             continue
         label = spec.title + (f" (offline stand-in for {spec.stands_in_for})" if spec.stands_in_for else "")
         out.append((label, key))
-    return out
+    first = getattr(getattr(engine, "config", None), "default_model", "")  # --default-model: the picker starts there
+    return sorted(out, key=lambda choice: choice[1] != first) if first else out
 
 
 # The model this browser session pre-trained (the Pre-training tab): one more choice in the causal-LM

@@ -21,6 +21,14 @@ TITLE = "Embeddings & attention"
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
 MODEL_CHOICES = [("Encoder: all-MiniLM-L6-v2 (sees both sides)", "minilm-l6"),
                  ("Causal: SmolLM2-135M (sees only the past)", "smollm2-135m-instruct")]
+def model_options(engine) -> list[tuple[str, str]]:
+    """MODEL_CHOICES, then the encoders and causal LMs added to the registry (the operator's --model rows,
+    the Hub rows when online), labelled with what they see and where they come from."""
+    sees = {"encoder": "Encoder", "causal-lm": "Causal"}
+    extra = [k for k in att.attention_models(engine) if k not in att.ATTENTION_MODELS]
+    return MODEL_CHOICES + [(f"{sees[engine.registry.get(k).task]}: {engine.registry.get(k).title}", k) for k in extra]
+
+
 VIEW_CHOICES = [("Head view (one layer, lines between tokens)", "head"),
                 ("Model view (every layer x every head)", "model")]
 LIGHT = dict(concurrency_limit=None)  # re-plotting from state: no model work
@@ -127,10 +135,10 @@ def build(engine) -> Share:
                 "so a word's vector changes with its sentence (**contextual embeddings**).")
     with gr.Tabs() as views:
         with gr.Tab("Attention heatmaps", id="emb-attention") as attention_tab:
-            heatmaps = _attention_panel()
+            heatmaps = _attention_panel(model_options(engine))
             pair = _compare_panel()
         with gr.Tab("bertviz", id="emb-bertviz") as bertviz_tab:
-            bertviz = _bertviz_panel()
+            bertviz = _bertviz_panel(model_options(engine))
         with gr.Tab("Contextual embeddings", id="emb-context") as context_tab:
             context = _context_panel()
         with gr.Tab("Mini vector search", id="emb-search") as search_tab:
@@ -158,13 +166,13 @@ def build(engine) -> Share:
 # --- layout: each function makes one part of a sub-tab and returns its components ----------
 
 
-def _attention_panel() -> dict:
+def _attention_panel(choices: list[tuple[str, str]] = MODEL_CHOICES) -> dict:
     """The heatmap of one layer and head, what one token attends to, and every head of the layer."""
     parts = {}
     with gr.Row():
         parts["text"] = gr.Textbox(DEFAULT_TEXT, label="Text (1 to 128 tokens)", lines=2, scale=4, elem_id="att-text")
         with gr.Column(scale=2):
-            parts["model"] = gr.Radio(MODEL_CHOICES, value="minilm-l6", label="Model")
+            parts["model"] = gr.Radio(choices, value="minilm-l6", label="Model")
             parts["run"] = gr.Button("Show attention", variant="primary", elem_id="att-run")
     with gr.Row():
         parts["layer"] = ModelSlider(1, att.MAX_LAYERS, value=4, step=1, label="Layer", elem_id="att-layer")
@@ -206,7 +214,7 @@ def _compare_panel() -> dict:
     return parts
 
 
-def _bertviz_panel() -> dict:
+def _bertviz_panel(choices: list[tuple[str, str]] = MODEL_CHOICES) -> dict:
     gr.Markdown("bertviz's interactive views, running inside the app with no internet: its "
                 "JavaScript (d3, jQuery, require.js) is bundled. **Head view**: hover a token to "
                 "see its lines; double-click a colour to show one head. **Model view**: every head "
@@ -216,7 +224,7 @@ def _bertviz_panel() -> dict:
         parts["text"] = gr.Textbox("The cat sat on the mat because it was warm.", label="Text (1 to 64 tokens)",
                                    lines=2, scale=4, elem_id="bv-text")
         with gr.Column(scale=2):
-            parts["model"] = gr.Radio(MODEL_CHOICES, value="minilm-l6", label="Model")
+            parts["model"] = gr.Radio(choices, value="minilm-l6", label="Model")
             parts["view"] = gr.Radio(VIEW_CHOICES, value="head", label="View")
             parts["run"] = gr.Button("Draw bertviz view", variant="primary", elem_id="bv-run")
     parts["html"] = gr.HTML(elem_id="bv-html")

@@ -50,7 +50,7 @@ def _block_note(b: inside.BlockView) -> str:
 
 
 def build(engine) -> Share:
-    top = _prompt_panel()
+    top = _prompt_panel(model_options(engine))
     with gr.Tabs() as views:
         with gr.Tab("The journey", id="inside-journey-tab") as journey_tab:
             journey = _journey_panel()
@@ -91,7 +91,16 @@ def build(engine) -> Share:
 # --- layout: each function makes one part of the tab and returns its components -------------
 
 
-def _prompt_panel() -> dict:
+def model_options(engine) -> list[tuple[str, str]]:
+    """MODEL_CHOICES, then the causal LMs and encoders added to the registry (the operator's --model
+    rows, the Hub rows when online), each labelled with its role and where it comes from."""
+    extra = [k for k in inside.models(engine) if k not in inside.MODELS]
+    roles = {"causal-lm": "Causal LM", "encoder": "Encoder"}
+    rows = [(f"{roles[engine.registry.get(k).task]}: {engine.registry.get(k).title}", k) for k in extra]
+    return MODEL_CHOICES[:2] + rows + MODEL_CHOICES[2:]
+
+
+def _prompt_panel(choices: list[tuple[str, str]] = MODEL_CHOICES) -> dict:
     """The heading, the prompt and the model that every sub-tab reads."""
     gr.Markdown("## Inside the model: one prompt's whole journey\n"
                 "TEXT → TOKENS → NUMBERS → MATH → NUMBERS → TOKENS → TEXT, through the app's own models, "
@@ -103,7 +112,7 @@ def _prompt_panel() -> dict:
         parts["prompt"] = gr.Textbox(DEFAULT_PROMPT, label=f"Prompt (1 to {inside.MAX_TOKENS} tokens)", lines=2,
                                      scale=4, elem_id="inside-prompt")
         with gr.Column(scale=2):
-            parts["model"] = gr.Radio(MODEL_CHOICES, value=inside.MODELS[0], label="Model", elem_id="inside-model")
+            parts["model"] = gr.Radio(choices, value=inside.MODELS[0], label="Model", elem_id="inside-model")
             parts["run"] = gr.Button("Show the journey", variant="primary", elem_id="inside-run")
     parts["examples"] = gr.Column()
     return parts

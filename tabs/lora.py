@@ -164,7 +164,8 @@ def _settings_panel() -> dict:
     with gr.Row():
         knobs = controls_for(lora.LoraSettings, ["r", "alpha", "dropout"])
     with gr.Row():
-        targets = controls_for(lora.LoraSettings, ["target_modules"])["target_modules"]
+        targets = controls_for(lora.LoraSettings, ["target_modules"],  # the base model's (Llama) layers
+                               target_modules=dict(choices=lora.LINEAR_NAMES))["target_modules"]
     with gr.Row():
         knobs.update(controls_for(lora.LoraSettings, ["learning_rate", "max_steps", "batch_size", "max_length"]))
         seed = seed_box(42)

@@ -137,8 +137,16 @@ class AppConfig:
                                     help="the Class tab's database: sqlite:///FILE, or postgresql://USER:PASSWORD@HOST"
                                          ":PORT/DATABASE so that several app processes (replicas) share its rooms")
     models: tuple[str, ...] = _setting((), flag="--model", env="LLM_PLAYGROUND_MODELS", kind="list", metavar="MODEL",
-                                       shown="none", help="models the operator adds: the flag once per model, or comma-"
-                                                          "separated in the variable (wave 3: not used yet)")
+                                       shown="none",
+                                       help="a model to add: [ROLE=]SOURCE, ROLE one of causal-lm (the default), "
+                                            "pair (BASE+INSTRUCT), encoder, tokenizer; SOURCE a Hub id (owner/name"
+                                            "@revision), a folder save_pretrained wrote, or a .gguf file. The flag "
+                                            "once per model, or comma-separated in the variable (README: Use your "
+                                            "own model)")
+    default_model: str = _setting("", flag="--default-model", env="LLM_PLAYGROUND_DEFAULT_MODEL", metavar="KEY",
+                                  shown="the embedded SmolLM2-135M-Instruct",
+                                  help="the causal LM the pickers start on: a registry key, e.g. smollm2-1.7b-instruct "
+                                       "on a GPU Space or own-NAME for a model added with --model")
 
     @property
     def class_db_url(self) -> str:

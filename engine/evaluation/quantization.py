@@ -107,6 +107,10 @@ def build_variant(base: torch.nn.Module, variant: str) -> torch.nn.Module:
     """A new model: a deep copy of the float32 CPU `base`, converted. base is not touched."""
     if variant not in VARIANTS:
         raise UserInputError(f"variant = {variant!r} is not valid: choose from {', '.join(VARIANTS)}.")
+    if variant.startswith("int8") and not _block_linears(base):  # GPT-2's blocks are Conv1D, not nn.Linear
+        kind = getattr(getattr(base, "config", None), "model_type", type(base).__name__)
+        raise UserInputError(f"variant = {variant!r} is not available for model type {kind!r}: its blocks have no "
+                             "nn.Linear layer to quantize (GPT-2 uses Conv1D). Choose fp32 or bf16.")
     # nn.Module.to, not the transformers override: the GGUF-derived float copy still carries a
     # quantization_config in its config, and transformers then refuses .float()/.to(dtype).
     clone = torch.nn.Module.to(copy.deepcopy(base), "cpu", torch.float32).eval()

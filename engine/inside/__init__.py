@@ -15,4 +15,4 @@ from .lens import (BANK, RANDOM_SEED, check_causal, Drift, Lens, Prediction, bef
                    max_entropy, random_model, static_vs_contextual)
 from ..core.errors import UserInputError  # noqa: F401
 from .trace import (MAX_CHARS, MAX_HEADS, MAX_LAYERS, MAX_TOKENS, MODELS, InsideSettings, Trace,  # noqa: F401
-                    check_layer_head, check_model, load, model_dims, run_trace, trace)
+                    check_layer_head, check_model, load, model_dims, models, run_trace, trace)

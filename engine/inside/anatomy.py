@@ -112,9 +112,10 @@ def anatomy_of(bundle: TextModel) -> Anatomy:
     model = bundle.model
     cfg = model.config
     tensors: "OrderedDict[str, dict]" = OrderedDict()
+    parts = arch_of(model).part_of()  # the architecture table knows which module each tensor belongs to
     for name, p in model.named_parameters():  # tied weights appear once
         pattern, repeated = _pattern(name)
-        row = tensors.setdefault(pattern, dict(tensor=pattern, shape=tuple(p.shape), group=group_of(name),
+        row = tensors.setdefault(pattern, dict(tensor=pattern, shape=tuple(p.shape), group=parts.get(name, group_of(name)),
                                                each=p.numel(), copies=0))
         row["copies"] += 1
     for row in tensors.values():
@@ -188,11 +189,11 @@ def device_peak(bundle: TextModel) -> tuple[float | None, str]:
     return None, dev.type
 
 
-def cost(engine, text, new_tokens: int = 16, progress: Progress = no_progress) -> Cost:
-    from .lens import CAUSAL
+def cost(engine, text, new_tokens: int = 16, progress: Progress = no_progress, model_key: str | None = None) -> Cost:
+    from .lens import CAUSAL, check_causal
 
     new_tokens = check_range("tokens to time", new_tokens, 1, 64, integer=True)
-    bundle = load(engine, CAUSAL, progress)
+    bundle = load(engine, check_causal(model_key or CAUSAL, "the cost", engine=engine), progress)
     model, arch = bundle.model, arch_of(bundle.model)
     ids = encode(bundle, text).to(bundle.device)
     emb = model.get_input_embeddings().weight.numel()

@@ -8,7 +8,6 @@ score by hand and tests can check the weights against the model's output_attenti
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,12 +25,13 @@ class BlockView:
     causal: bool
     rope: bool
     head_dim: int
+    scale: float  # scores = Q Kᵀ x scale (1/√hd unless the model says otherwise)
     n_heads: int
     n_kv_heads: int
     q: np.ndarray  # (n, hd)
     k: np.ndarray  # (n, hd)
     v: np.ndarray  # (n, hd)
-    scores: np.ndarray  # (n, n) Q Kᵀ / √hd, before any mask
+    scores: np.ndarray  # (n, n) Q Kᵀ x scale, before any mask
     masked: np.ndarray  # (n, n) the same with the future set to -inf (causal) or unchanged
     weights: np.ndarray  # (n, n) softmax of each row of `masked`
     mixed: np.ndarray  # (n, hd) weights @ V: this head's output
@@ -63,7 +63,7 @@ class BlockView:
         exps = np.where(finite, np.exp(row - row[finite].max()), 0.0)
         return dict(i=i, j=j, query=self.pieces[i], key=self.pieces[j], q=self.q[i][:terms].tolist(),
                     k=self.k[j][:terms].tolist(), products=products[:terms].tolist(), dot=float(products.sum()),
-                    sqrt_d=math.sqrt(self.head_dim), score=float(self.scores[i, j]), row_max=float(row[finite].max()),
+                    sqrt_d=1 / self.scale, score=float(self.scores[i, j]), row_max=float(row[finite].max()),
                     exp=float(exps[j]), exp_sum=float(exps.sum()), weight=float(self.weights[i, j]))
 
 
@@ -77,31 +77,25 @@ def block_view(tr: Trace, layer, head) -> BlockView:
     params = next(arch.model.parameters())
     x_in = tr.layer_in[li].to(params.device, params.dtype)  # (n, d)
     with torch.inference_mode():
-        q, k, v = arch.qkv(li, x_in)  # (heads, n, hd), (kv, n, hd), (kv, n, hd)
-        q, k, v = q.float(), k.float(), v.float()
-        group = arch.n_heads // arch.n_kv_heads
-        k_all, v_all = k.repeat_interleave(group, 0), v.repeat_interleave(group, 0)  # (heads, n, hd)
-        scores = q @ k_all.transpose(1, 2) / math.sqrt(arch.head_dim)  # (heads, n, n)
-        masked = scores.clone()
-        if arch.causal:
-            future = torch.ones_like(scores[0], dtype=torch.bool).triu(1)  # (n, n) key after query
-            masked = masked.masked_fill(future, float("-inf"))
-        weights = masked.softmax(-1)  # (heads, n, n)
+        q, k, v, scores, masked, weights = arch.attention_weights(li, x_in)  # see engine/core/arch.py
+        scale = arch.scale(li)
+        v_all = v.repeat_interleave(arch.n_heads // arch.n_kv_heads, 0)  # (heads, n, hd)
         mixed = weights @ v_all  # (heads, n, hd)
         recombined = arch.merge_heads(li, mixed.to(params.dtype)).float()  # (n, d)
     cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
     before, attn_add, mlp_add = cpu(tr.layer_in[li]), cpu(tr.attn_add[li]), cpu(tr.mlp_add[li])
     after = cpu(tr.layer_out[li])
     # Pre-norm (Llama): the stream is added to. Post-norm (BERT): LayerNorm(before + attention).
-    middle = before + attn_add if arch.pre_norm else cpu(
-        arch.layers()[li].attention.output.LayerNorm(tr.layer_in[li] + tr.attn_add[li]).detach())
+    with torch.inference_mode():
+        middle = cpu(arch.middle(li, tr.layer_in[li].to(params.device, params.dtype),
+                                 tr.attn_add[li].to(params.device, params.dtype)).float())
     n = tr.n
     shapes = {"block input": (1, n, arch.d_model), "Q (all heads)": (1, arch.n_heads, n, arch.head_dim),
               "K, V (all K/V heads)": (1, arch.n_kv_heads, n, arch.head_dim),
               "scores, weights": (1, arch.n_heads, n, n), "weighted sum of V": (1, arch.n_heads, n, arch.head_dim),
               "attention adds (after o_proj)": (1, n, arch.d_model), "MLP adds": (1, n, arch.d_model)}
     return BlockView(layer=layer, head=head, kv_head=kv + 1, pieces=tr.pieces, causal=arch.causal,
-                     rope=arch.name == "llama", head_dim=arch.head_dim, n_heads=arch.n_heads,
+                     rope=arch.rope, scale=scale, head_dim=arch.head_dim, n_heads=arch.n_heads,
                      n_kv_heads=arch.n_kv_heads, q=cpu(q[hi]), k=cpu(k[kv]), v=cpu(v[kv]), scores=cpu(scores[hi]),
                      masked=cpu(masked[hi]), weights=cpu(weights[hi]), mixed=cpu(mixed[hi]),
                      model_weights=cpu(tr.attentions[li, hi]), attn_add=attn_add,

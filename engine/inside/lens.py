@@ -71,8 +71,9 @@ def logit_lens(tr: Trace, tokenizer, positions: int = 8) -> Lens:
                 target_probs=target_probs.numpy(), target_ranks=ranks.numpy(), last_probs=probs[-1, -1].numpy())
 
 
-def check_causal(model_key, view: str = "the logit lens") -> str:
-    if check_model(model_key) not in (CAUSAL, SESSION_MODEL_KEY):
+def check_causal(model_key, view: str = "the logit lens", engine=None) -> str:
+    key = check_model(model_key, engine)
+    if key not in (CAUSAL, SESSION_MODEL_KEY) and not (engine and engine.registry.get(key).task == "causal-lm"):
         raise UserInputError(f"model = {model_key!r}: {view} needs a next-token head: choose {CAUSAL!r} "
                              "(MiniLM is an encoder without one).")
     return model_key
@@ -82,7 +83,7 @@ def lens(engine, text, positions: int = 8, model_key: str = CAUSAL,
          progress: Progress = no_progress) -> tuple[Lens, Trace]:
     positions = check_range("positions in the lens", positions, 1, 32, integer=True)
     text = check_text("prompt", text, max_chars=MAX_CHARS)  # before the model loads
-    bundle = load(engine, check_causal(model_key), progress)
+    bundle = load(engine, check_causal(model_key, engine=engine), progress)
     tr = run_trace(bundle, text)
     return logit_lens(tr, bundle.tokenizer, positions), tr
 

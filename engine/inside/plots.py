@@ -256,6 +256,12 @@ def _num(x: float) -> str:
     return f"{x:+.4f}"
 
 
+def _divisor(b) -> str:
+    """√d, or what the model divides by instead (Gemma 3: √query_pre_attn_scalar; GPT-2 may also divide by the layer)."""
+    scale = getattr(b, "scale", None) or b.head_dim ** -0.5
+    return f"√{b.head_dim}" if abs(1 / scale - b.head_dim ** 0.5) < 1e-6 else "the model's own divisor"
+
+
 def worked_markdown(b: BlockView) -> str:
     c = b.worked_cell()
     prods = " + ".join(f"({_num(q)})·({_num(k)})" for q, k in zip(c["q"], c["k"]))
@@ -273,7 +279,7 @@ def worked_markdown(b: BlockView) -> str:
             f"{md_code(_label(c['key']))}, head size d = {b.head_dim}.{rope}\n\n"
             f"q·k = {prods} + … ({b.head_dim} products in all)  \n"
             f"&nbsp;&nbsp;&nbsp;&nbsp;= {first} + … = **{c['dot']:.4f}**  \n"
-            f"score = q·k / √{b.head_dim} = {c['dot']:.4f} / {c['sqrt_d']:g} = **{c['score']:.4f}**  \n"
+            f"score = q·k / {_divisor(b)} = {c['dot']:.4f} / {c['sqrt_d']:.4g} = **{c['score']:.4f}**  \n"
             f"softmax: exp(score − row max) / Σ = exp({c['score']:.4f} − {c['row_max']:.4f}) / {c['exp_sum']:.4f} "
             f"= {c['exp']:.4f} / {c['exp_sum']:.4f} = **{c['weight']:.4f}**  \n"
             f"{mask} The weighted sum of V for this token is Σⱼ weightⱼ · vⱼ (table below); the "

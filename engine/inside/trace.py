@@ -5,16 +5,15 @@ each block's attention and MLP *add* to the residual stream. Everything else the
 (Q, K, V of one head, scores, the logit lens) is recomputed from these tensors with the
 model's own modules, so the numbers on screen are the model's numbers.
 
-Two architectures are handled, by a small adapter each:
-- Llama (SmolLM2): pre-norm blocks, x + attn(norm(x)) then + mlp(norm(.)); rotary positions
-  (RoPE) applied to Q and K; grouped-query attention (9 query heads share 3 K/V heads).
-- BERT (MiniLM): post-norm blocks, LayerNorm(x + attn(x)) then LayerNorm(. + mlp(.)); learned
-  position embeddings added before block 1; no causal mask; no language-model head.
+Where each part of a model is (blocks, norms, Q/K/V, positions) comes from engine/core/arch.py,
+one row per family: pre-norm decoders (Llama, Gemma 3, Phi-3, GPT-2: x + attn(norm(x)) then +
+mlp(norm(.))) with RoPE or learned positions, and the post-norm BERT encoder (MiniLM).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..core.arch import Arch, arch_of, rotate_half  # noqa: F401 (rotate_half: re-exported for older imports)
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
@@ -45,130 +44,84 @@ class InsideSettings:
                            step=1, label="tokens to time")
 
 
-def check_model(model_key) -> str:
-    """One of MODELS, or SESSION_MODEL_KEY: the model the calling session pre-trained."""
-    return check_choice("model", model_key, (*MODELS, SESSION_MODEL_KEY))
+def models(engine=None) -> tuple[str, ...]:
+    """MODELS, then (with an engine) the causal LMs and encoders added to the registry: the operator's
+    (--model) and, online, the Hub rows (Registry.added)."""
+    keys = list(MODELS)
+    if engine is not None:
+        for task in ("causal-lm", "encoder"):
+            keys += [k for k in engine.registry.added(task) if k not in keys]
+    return tuple(keys)
+
+
+def check_model(model_key, engine=None) -> str:
+    """One of models(engine), or SESSION_MODEL_KEY: the model the calling session pre-trained."""
+    return check_choice("model", model_key, (*models(engine), SESSION_MODEL_KEY))
 
 
 def load(engine, model_key: str, progress: Progress = no_progress) -> TextModel:
-    """The model with attention weights available (SmolLM2 and a session's model with eager attention)."""
-    if check_model(model_key) == SESSION_MODEL_KEY:
+    """The model with attention weights available (a causal LM and a session's model with eager
+    attention). A model whose architecture engine/core/arch.py cannot read is refused by name first."""
+    key = check_model(model_key, engine)
+    if key == SESSION_MODEL_KEY:
         return engine.load(SESSION_MODEL_KEY, variant="eager", progress=progress)
-    return attention.load_attention_model(engine, model_key, progress)
+    if key in attention.ATTENTION_MODELS:
+        return attention.load_attention_model(engine, key, progress)
+    causal = engine.registry.get(key).task == "causal-lm"
+    bundle = engine.load(key, variant="eager" if causal else "default", progress=progress)
+    if arch_of(bundle.model).family.probed:  # (arch_of raises a UserInputError naming what a model lacks)
+        check_probed(bundle)
+    return bundle
+
+
+PROBE_TEXT = "One two three four five"
+
+
+def check_probed(bundle: TextModel) -> None:
+    """A model type read as Llama only because it has the layout (no row in engine/core/arch.py) must
+    give the model's own numbers before the views show anything: the logit lens after the last block
+    equals its output, and attention recomputed from Q and K equals its attention weights. Checked
+    once per loaded model; a model that differs (e.g. Granite's multipliers) is refused by name."""
+    if "arch_checked" in bundle.extra:
+        if bundle.extra["arch_checked"]:
+            raise UserInputError(bundle.extra["arch_checked"])
+        return
+    tr = run_trace(bundle, PROBE_TEXT)
+    arch = tr.arch
+    params = next(arch.model.parameters())
+    as_model = lambda t: t.to(params.device, params.dtype)  # noqa: E731
+    problem = ""
+    with torch.inference_mode():
+        lens_last = arch.lm_head(as_model(tr.layer_out[-1])).float().cpu()
+        if not torch.allclose(lens_last.log_softmax(-1), tr.logits.log_softmax(-1), atol=1e-3):
+            problem = "its output is not final norm + unembedding of the last block's stream"
+        for li in range(arch.n_layers):
+            if problem:
+                break
+            weights = arch.attention_weights(li, as_model(tr.layer_in[li]))[-1].cpu()  # (heads, n, n)
+            sums = tr.layer_in[li] + tr.attn_add[li] + tr.mlp_add[li]  # (n, d)
+            if (weights - tr.attentions[li]).abs().max() > 1e-3:
+                problem = (f"its attention in block {li + 1} is not softmax(Q Kᵀ x scale) as the Llama recipe "
+                           "computes it")
+            elif (sums - tr.layer_out[li]).abs().max() > 1e-3 * (1 + tr.layer_out[li].abs().max()):
+                problem = f"block {li + 1} does not add what attention and the MLP return to the stream as they are"
+    kind = getattr(bundle.model.config, "model_type", "?")
+    bundle.extra["arch_checked"] = (f"model type {kind!r} has the Llama layout but {problem}, so these views would "
+                                    "show numbers that are not the model's: add a row for it to engine/core/arch.py."
+                                    if problem else "")
+    if problem:
+        raise UserInputError(bundle.extra["arch_checked"])
 
 
 def model_dims(engine, model_key: str, progress: Progress = no_progress) -> tuple[int, int]:
-    """(blocks, heads per block) of one of MODELS: the ranges of the layer and head sliders."""
-    cfg = load(engine, model_key, progress).model.config
-    return int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
+    """(blocks, heads per block) of one of models(engine): the ranges of the layer and head sliders."""
+    arch = arch_of(load(engine, model_key, progress).model)
+    return arch.n_layers, arch.n_heads
 
 
-# --- architecture adapters ------------------------------------------------------------------
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-class _Arch:
-    """The sizes every adapter reads from a transformers config (kv heads and head size default to
-    plain multi-head attention where the config has no such field, as BERT's)."""
-
-    def __init__(self, model):
-        self.model = model
-        cfg = model.config
-        self.n_layers, self.n_heads = int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
-        self.n_kv_heads = int(getattr(cfg, "num_key_value_heads", None) or self.n_heads)
-        self.d_model = int(cfg.hidden_size)
-        self.head_dim = int(getattr(cfg, "head_dim", None) or self.d_model // self.n_heads)
-        self.vocab = int(cfg.vocab_size)
-
-
-class Llama(_Arch):
-    name = "llama"
-    causal = True
-    pre_norm = True
-
-    def layers(self):
-        return self.model.model.layers
-
-    def embed_rows(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_input_embeddings()(ids)
-
-    def hook_points(self, layer):  # (what attention adds, what the MLP adds)
-        return layer.self_attn, layer.mlp
-
-    def qkv(self, layer_idx: int, x_in: torch.Tensor):
-        """Q (heads, n, hd), K and V (kv heads, n, hd) of one block for its input x_in (n, d):
-        input RMSNorm, the projections, then RoPE on Q and K (V is not rotated)."""
-        layer = self.layers()[layer_idx]
-        n = x_in.shape[0]
-        xn = layer.input_layernorm(x_in)  # (n, d)
-        att = layer.self_attn
-        q = att.q_proj(xn).view(n, self.n_heads, self.head_dim).transpose(0, 1)  # (heads, n, hd)
-        k = att.k_proj(xn).view(n, self.n_kv_heads, self.head_dim).transpose(0, 1)  # (kv, n, hd)
-        v = att.v_proj(xn).view(n, self.n_kv_heads, self.head_dim).transpose(0, 1)  # (kv, n, hd)
-        positions = torch.arange(n, device=x_in.device)[None]  # (1, n)
-        cos, sin = self.model.model.rotary_emb(x_in[None], positions)  # (1, n, hd) each
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        return q, k, v
-
-    def merge_heads(self, layer_idx: int, per_head: torch.Tensor) -> torch.Tensor:
-        """(heads, n, hd) weighted sums of V -> what attention adds (n, d): concat, then o_proj."""
-        n = per_head.shape[1]
-        return self.layers()[layer_idx].self_attn.o_proj(per_head.transpose(0, 1).reshape(n, -1))
-
-    def kv_head(self, head: int) -> int:
-        """0-based query head -> the K/V head it reads (transformers' repeat_kv order)."""
-        return head // (self.n_heads // self.n_kv_heads)
-
-    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final norm + unembedding for any layer's residual stream (..., d) -> (..., vocab)."""
-        return self.model.lm_head(self.model.model.norm(hidden))
-
-
-class Bert(_Arch):
-    name = "bert"
-    causal = False
-    pre_norm = False
-
-    def layers(self):
-        return self.model.encoder.layer
-
-    def embed_rows(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_input_embeddings()(ids)
-
-    def hook_points(self, layer):
-        return layer.attention.output.dense, layer.output.dense
-
-    def qkv(self, layer_idx: int, x_in: torch.Tensor):
-        att = self.layers()[layer_idx].attention.self
-        n = x_in.shape[0]
-        split = lambda t: t.view(n, self.n_heads, self.head_dim).transpose(0, 1)  # noqa: E731 (heads, n, hd)
-        return split(att.query(x_in)), split(att.key(x_in)), split(att.value(x_in))
-
-    def merge_heads(self, layer_idx: int, per_head: torch.Tensor) -> torch.Tensor:
-        n = per_head.shape[1]
-        return self.layers()[layer_idx].attention.output.dense(per_head.transpose(0, 1).reshape(n, -1))
-
-    def kv_head(self, head: int) -> int:
-        return head
-
-    def lm_head(self, hidden):
-        raise UserInputError("MiniLM is an encoder without a next-token head: choose model "
-                             "'smollm2-135m-instruct' for next-token views.")
-
-
-def arch_of(model):
-    kind = getattr(model.config, "model_type", "")
-    if kind in ("llama", "mistral", "qwen2"):
-        return Llama(model)
-    if kind == "bert":
-        return Bert(model)
-    raise UserInputError(f"model type {kind!r} is not supported here: the views know llama and bert (pre-train "
-                         "a Llama-style model to open it here).")
-
+# --- architecture: one table for the whole engine (engine/core/arch.py) ------------------------
+# Llama, Mistral, Qwen2/3, Gemma 3, Phi-3 (fused QKV), GPT-2 (learned positions, Conv1D) and BERT;
+# another decoder-only type with the Llama layout is probed, and one without is refused by name.
 
 # --- the recorded forward -------------------------------------------------------------------
 

@@ -235,12 +235,23 @@ class Task:
     postprocess: Callable[[Any, Prepared], Any]
     example: str = ""
     variable: str = "pipe"  # the name the code snippet gives the pipeline
+    any_causal_lm: bool = False  # also every other causal LM of the registry (the operator's --model rows...)
 
-    def option(self, key: str) -> ModelOption:
-        for opt in self.options:
+    def options_in(self, registry=None) -> tuple[ModelOption, ...]:
+        """This task's options, and with any_causal_lm every other causal-LM row of `registry`, run
+        the way the first option is."""
+        if not (self.any_causal_lm and registry is not None):
+            return self.options
+        known = {o.key for o in self.options}
+        extra = tuple(ModelOption(k, self.options[0].method) for k in registry.keys("causal-lm") if k not in known)
+        return self.options + extra
+
+    def option(self, key: str, registry=None) -> ModelOption:
+        options = self.options_in(registry)
+        for opt in options:
             if opt.key == key:
                 return opt
-        valid = ", ".join(o.key for o in self.options)
+        valid = ", ".join(o.key for o in options)
         raise UserInputError(f"model {key!r} does not do {self.name}: choose one of {valid}.")
 
 
@@ -263,7 +274,7 @@ def model_options(engine, task_name: str) -> list[tuple[str, str, bool]]:
     """(label, key, usable here now) for each model of a task, for the picker."""
     task = get_task(task_name)
     out = []
-    for opt in task.options:
+    for opt in task.options_in(engine.registry):
         spec = engine.registry.get(opt.key)
         usable = engine.registry.usable(opt.key)
         if opt.is_fallback:
@@ -290,7 +301,7 @@ def default_model(engine, task_name: str) -> str | None:
 def describe_model(engine, task_name: str, key: str) -> str:
     """One line under the picker: where the model comes from, and what a fallback stands in for."""
     task = get_task(task_name)
-    opt = task.option(key)
+    opt = task.option(key, engine.registry)
     spec = engine.registry.get(key)
     if not engine.registry.usable(key):
         if not spec.hub_id and spec.embedded is not None:
@@ -321,7 +332,7 @@ def run(engine, task_name: str, key: str, text: str, settings=None, progress: Pr
         settings = make(task.settings_cls, **knobs)
     else:
         validate(settings)
-    opt = task.option(key)
+    opt = task.option(key, engine.registry)
     prepared = task.preprocess(text, settings)
     start = time.perf_counter()
     forward = task.forwards.get(opt.method)
@@ -362,8 +373,11 @@ def code(engine, task: Task, opt: ModelOption, prepared: Prepared) -> str:
 def _pipeline_code(pipeline_task: str, variable: str, spec, call_text: str, call_kwargs: dict,
                    imports: str = "from transformers import pipeline", pre: str = "") -> str:
     rev = f"    revision={spec.revision!r},\n" if spec.revision else ""
+    model = spec.hub_id or (spec.embedded.folder if spec.embedded else "")  # an operator's folder (--model)
+    if spec.embedded and spec.embedded.folder and spec.embedded.filename.endswith(".gguf"):
+        rev += f"    model_kwargs={{'gguf_file': {spec.embedded.filename!r}}},\n"
     return (f"{imports}\n\n{pre}"
-            f"{variable} = pipeline(\n    {pipeline_task!r},\n    model={spec.hub_id!r},\n{rev})\n"
+            f"{variable} = pipeline(\n    {pipeline_task!r},\n    model={model!r},\n{rev})\n"
             f"result = {variable}(\n    {call_text!r},\n{_fmt_kwargs(call_kwargs)})\n"
             f"print(result)\n")
 
@@ -459,7 +473,7 @@ register(Task(
     "text-generation", "Text generation", "text-generation", GenerationSettings,
     (ModelOption("smollm2-135m-instruct", "pipeline-lm"),),
     _gen_pre, {"pipeline-lm": _gen_forward}, _gen_post,
-    example="The best thing about learning a new language is",
+    example="The best thing about learning a new language is", any_causal_lm=True,
 ))
 
 

@@ -14,10 +14,11 @@ import copy
 import math
 import threading
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ..core import arch
 from ..core.models import Progress
 from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload, short_repr
 from ..core.lazy import no_grad, torch
@@ -29,7 +30,8 @@ from .runner import TrainUpdate
 QUOTES = ASSETS / "quotes" / "quotes.txt"
 DASH = " — "
 BASE_KEY = "smollm2-135m-instruct"
-LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LINEAR_NAMES = arch.LLAMA.linear  # the embedded SmolLM2's (Llama) linear layers
+DEFAULT_TARGETS = ["q_proj", "v_proj"]  # on another family: its own query/value layers (arch.Family.lora_default)
 MAX_DATASET_BYTES = 2_000_000  # an uploaded or pasted dataset
 MAX_EXAMPLE_CHARS = 1_000
 MIN_EXAMPLES, MAX_EXAMPLES = 4, 20_000
@@ -49,8 +51,9 @@ class LoraSettings:
                   step=1)
     alpha: int = knob(16, 1, 256, "The update is scaled by alpha / r before it is added to W", step=1)
     dropout: float = knob(0.05, 0.0, 0.5, "Dropout on the LoRA input while training", step=0.01)
-    target_modules: list = knob(["q_proj", "v_proj"], help="Which linear layers get an adapter",
-                                choices=LINEAR_NAMES, label="target modules")
+    target_modules: list = knob(DEFAULT_TARGETS, help="Which linear layers get an adapter (the default, q_proj + "
+                                "v_proj, means each family's query and value layers)",
+                                choices=arch.LINEAR_NAMES, label="target modules")
     learning_rate: float = knob(0.002, 0.00001, 0.01, "AdamW step size for the LoRA matrices",
                                 step=0.00001, label="learning rate")
     max_steps: int = knob(40, 1, 1000, "Optimizer steps (one batch each)", step=1, label="max steps")
@@ -266,10 +269,18 @@ def batches(n_examples: int, batch_size: int, seed: int) -> Iterator[list[int]]:
 
 # ---- one model tree per session, sharing the cached weights ----------------------------------------
 def linear_layer_names(model) -> list[str]:
-    """Distinct names of the linear layers inside the transformer blocks (lm_head left out)."""
-    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-             if isinstance(m, torch.nn.Linear) and ".layers." in f".{n}"}
-    return sorted(names, key=lambda s: (LINEAR_NAMES.index(s) if s in LINEAR_NAMES else 99, s))
+    """Distinct names of the linear layers inside the transformer blocks (lm_head left out), as the
+    architecture table finds them (nn.Linear, or GPT-2's Conv1D)."""
+    return arch.arch_of(model).linear_names()
+
+
+def targets_for(base_model, settings: LoraSettings) -> LoraSettings:
+    """settings with the default targets (q_proj, v_proj) turned into this model's family's query and
+    value layers (GPT-2: c_attn; Phi-3: qkv_proj); any other choice is kept and checked as given."""
+    if list(settings.target_modules) != DEFAULT_TARGETS:
+        return settings
+    targets = arch.arch_of(base_model).lora_targets()
+    return settings if targets == DEFAULT_TARGETS else replace(settings, target_modules=targets)
 
 
 def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -307,6 +318,7 @@ def session_model(base_model, settings: LoraSettings, hub_id: str = ""):
     from peft import get_peft_model
 
     validate(settings)
+    settings = targets_for(base_model, settings)
     check_targets(base_model, settings)
     torch.manual_seed(settings.seed)
     peft_model = get_peft_model(shared_copy(base_model), lora_config(settings))

@@ -297,14 +297,20 @@ def generate(model, tokenizer, text: str, *, templated: bool, seed: int = 0, max
 
 
 def comparison_keys(registry) -> tuple[str, str]:
-    """(base, instruct) for Base vs instruct: online, SmolLM2-135M and its instruct model (one family,
-    so the difference is post-training); offline, Gemma 3 270M base, the one embedded base model."""
+    """(base, instruct) for Base vs instruct: a pair the operator added (--model pair=BASE+INSTRUCT);
+    else online, SmolLM2-135M and its instruct model (one family, so the difference is post-training);
+    offline, Gemma 3 270M base, the one embedded base model."""
+    pairs = registry.pairs()
+    if pairs and registry.get(pairs[0][0]).origin == "operator":
+        return pairs[0]
     base = FAMILY_BASE_KEY if registry.online and registry.usable(FAMILY_BASE_KEY) else BASE_KEY
     return base, INSTRUCT_KEY
 
 
 def same_family(registry) -> bool:
-    return comparison_keys(registry)[0] == FAMILY_BASE_KEY
+    """Whether the two models of Base vs instruct are one model before and after post-training."""
+    base, instruct = comparison_keys(registry)
+    return registry.get(base).base_of == instruct
 
 
 def base_vs_instruct(engine, question: str, seed: int = 7, max_new_tokens: int = 48, temperature: float = 0.0,
