@@ -116,10 +116,17 @@ def _data_panel() -> dict:
                                f"{preference.MAX_PAIRS:,} pairs and {preference.MAX_PAIRS_BYTES // 1000:,} kB",
                          file_types=[".jsonl"])
         data_md = gr.Markdown(_about("bundled", bundled), elem_id="pref-data-about")
+    with gr.Accordion("From a class room: the class's votes (Class tab, activity 3) as comparison data", open=False):
+        with gr.Row():
+            room_code = gr.Textbox(label="Room code", max_lines=1, max_length=16, scale=1)
+            room_key = gr.Textbox(label="Host key (from the host link)", max_lines=1, max_length=64, type="password",
+                                  scale=2)
+            room_btn = gr.Button("Load the room's votes into the table", scale=1, elem_id="pref-room-votes")
     notice("Each prompt is the user's turn and each answer the assistant's: both trainings put them in the "
            "instruct model's chat template, as it is served. Edit a row and pick 'The table below' to train on "
            "your version.")
-    return dict(source=source, table=table, upload=upload, data_md=data_md)
+    return dict(source=source, table=table, upload=upload, data_md=data_md, room_code=room_code, room_key=room_key,
+                room_btn=room_btn)
 
 
 SCORE_PROMPT = "What is the capital of Italy?"
@@ -225,6 +232,24 @@ def do_upload(file):
     pairs = preference.read_pairs_file(file)
     return (preference.pairs_to_rows(pairs), "table",
             f"✅ Loaded **{len(pairs)} pairs** ({sum(p.held_out for p in pairs)} held out) into the table.")
+
+
+def make_room_votes(engine):
+    def do_room_votes(code, key):
+        """A class room's revealed vote rounds, each with a majority, as pairs: the answer most of the
+        class picked is chosen (the host key is checked as for the room's own downloads)."""
+        from engine.classroom.room import classroom_of
+
+        text, n = classroom_of(engine).votes_jsonl(code, key)
+        if n < preference.MIN_PAIRS:
+            raise UserInputError(f"room {str(code).strip().upper()} has {n} revealed vote round(s) with a majority: "
+                                 f"training needs {preference.MIN_PAIRS} to {preference.MAX_PAIRS:,} pairs, so run "
+                                 "and reveal more vote rounds in the Class tab (a tie says nothing and is left out).")
+        pairs = preference.parse_pairs(text)
+        return (preference.pairs_to_rows(pairs), "table",
+                f"✅ Loaded the class's **{n} vote{'s' if n > 1 else ''}** into the table "
+                f"({sum(p.held_out for p in pairs)} held out): the answer most students picked is *chosen*.")
+    return do_room_votes
 
 
 def _session(state):
@@ -335,6 +360,8 @@ def _wire(engine, session, data, reward, dpo, answers):
     source.input(user_errors(do_source), inputs=source, outputs=[table, data["data_md"]], api_name="pref_source")
     data["upload"].upload(user_errors(do_upload), inputs=data["upload"], outputs=[table, source, data["data_md"]],
                           api_name="pref_upload")
+    data["room_btn"].click(user_errors(make_room_votes(engine)), inputs=[data["room_code"], data["room_key"]],
+                           outputs=[table, source, data["data_md"]], api_name="pref_room_votes")
     reward["train_btn"].click(user_errors(make_rm_train(engine)), inputs=[source, table, *rm_inputs, session],
                               outputs=[reward["status"], reward["plot"], reward["eval_md"], reward["held"], session],
                               api_name="pref_reward_train", show_progress="minimal", **TRAIN)

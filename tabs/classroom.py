@@ -14,7 +14,8 @@ import gradio as gr
 
 from engine.classroom import activities, checks, plots
 from engine.core.errors import UserInputError, check_text
-from engine.classroom.room import LIMITS_TEXT, MAX_ANSWER_CHARS, MAX_NICK_CHARS, Classroom, suggest_nickname
+from engine.classroom.room import (LIMITS_TEXT, MAX_ANSWER_CHARS, MAX_NICK_CHARS, Classroom, classroom_of,
+                                   suggest_nickname)
 from tabs._ui import cheap_or_served, controls_for, model_picker, scratch_dir, user_errors
 
 TITLE = "Class"
@@ -157,7 +158,7 @@ def _host_panel(engine) -> tuple[_Host, dict, gr.DownloadButton, gr.DownloadButt
 
 
 def build(engine) -> None:
-    room = Classroom(engine, engine.config.class_db_url)
+    room = classroom_of(engine)
     gr.Markdown("### Class mode: the whole class answers, the projector shows the class beside the model")
     with gr.Tabs() as roles:
         with gr.Tab("Student", id="student"):

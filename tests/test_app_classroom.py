@@ -70,3 +70,38 @@ def test_a_class_of_40_answers_through_the_api(client, app_url, engine, smollm):
     after = client.predict(code, tokens[0], api_name="/class_student_refresh")[0]
     assert "model: next-token probability" in after and "Paris" in after
     store.close()
+
+
+def test_a_rooms_votes_load_into_post_training_as_pairs(client, engine):
+    """Activity 3's votes become Post-training's comparison data in one click: each revealed vote
+    round with a majority is one pair whose chosen answer is the one most students picked; a tie is
+    left out; the host key is required."""
+    from engine.classroom.room import classroom_of
+
+    code, key = client.predict(api_name="/class_create")[:2]
+    tokens = [client.predict(code, f"voter {i}", api_name="/class_join")[0] for i in range(3)]
+    with pytest.raises(Exception, match="has 0 revealed vote round"):
+        client.predict(code, key, api_name="/pref_room_votes")
+    store = Store(engine.config.class_db_url)
+    shown = []
+    rounds = [("Capital of Italy?", "Rome.", "Milan.", "AAB"), ("Two plus two?", "4", "5", "AB"),  # a tie
+              ("Largest planet?", "Jupiter.", "Mars.", "BBA"), ("Water boils at?", "100 °C.", "50 °C.", "AAA"),
+              ("Author of Hamlet?", "Shakespeare.", "Dickens.", "ABB")]
+    for prompt, first, second, picks in rounds:
+        client.predict(code, key, prompt, first, second, api_name="/class_open_vote")
+        for tok, side in zip(tokens, picks):  # (the API's vote radio gets its choices per session: the room's own call)
+            classroom_of(engine).answer(code, tok, side)
+        client.predict(code, key, api_name="/class_reveal")
+        shown.append(store.current_round(code).public)
+    store.close()
+    for bad in ("", tokens[0]):
+        with pytest.raises(Exception, match="host key"):
+            client.predict(code, bad, api_name="/pref_room_votes")
+    table, source, about = client.predict(code, key, api_name="/pref_room_votes")
+    assert source == "table" and "4 votes" in about
+    expected = []
+    for (prompt, _, _, picks), public in zip(rounds, shown):
+        a, b = picks.count("A"), picks.count("B")
+        if a != b:  # the class's majority is chosen, whichever text the room showed as A
+            expected.append([prompt, public["A"], public["B"]] if a > b else [prompt, public["B"], public["A"]])
+    assert [row[:3] for row in table["data"]] == expected and len(expected) == 4

@@ -349,6 +349,20 @@ class Classroom:
         return text, text.count("\n")
 
 
+_SHARED = threading.Lock()
+
+
+def classroom_of(engine) -> Classroom:
+    """The app's one Classroom (its store, limits and cache), made on first use and kept on the
+    engine: the Class tab and Post-training's "votes of a class room" read the same rooms."""
+    with _SHARED:
+        room = getattr(engine, "_classroom", None)
+        if room is None:
+            room = Classroom(engine, engine.config.class_db_url)
+            engine._classroom = room
+    return room
+
+
 def _cell(value: str) -> str:
     """A CSV cell a spreadsheet shows as text: a leading =, +, -, @ would start a formula."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
