@@ -110,6 +110,25 @@ def family_of(model) -> Family:
     return _probe(model)
 
 
+def context_length(config) -> int:
+    """The most positions the model was built for (max_position_embeddings, GPT-2's n_positions), or
+    0 when its config does not say. Past it a learned position table has no row (an IndexError), and
+    RoPE runs on positions the model never saw."""
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 0
+
+
+def check_context(tm, n_tokens: int, what: str = "The prompt") -> None:
+    """A UserInputError naming the model and its context when n_tokens do not fit in it."""
+    limit = context_length(tm.model.config)
+    if limit and n_tokens > limit:
+        raise UserInputError(f"{what} is {n_tokens} tokens long, more than {tm.source.spec.title}'s context "
+                             f"window: valid lengths are 1 to {limit} tokens. Shorten it.")
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
+from ..core.arch import context_length
 from ..core.chat import chat_ids
 from ..core.errors import UserInputError, check_choice, check_text
 from ..core.lazy import inference_mode, torch
@@ -197,8 +198,7 @@ def chosen_stats(logits: torch.Tensor, scores: torch.Tensor, probs: torch.Tensor
 # --- model plumbing ------------------------------------------------------------------------
 
 def max_context(tm) -> int:
-    cfg = tm.model.config
-    return int(getattr(cfg, "max_position_embeddings", 0) or getattr(cfg, "n_positions", 0) or 2048)
+    return context_length(tm.model.config) or 2048
 
 
 def eos_ids(tm) -> set[int]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.arch import check_context
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
@@ -68,6 +69,7 @@ def encode(bundle: TextModel, text: str, max_tokens: int = MAX_TOKENS) -> dict:
     if n > max_tokens:
         raise UserInputError(f"The text is {n} tokens long for {bundle.source.spec.title}: "
                              f"attention views take 1 to {max_tokens} tokens. Shorten the text.")
+    check_context(bundle, n, "The text")
     return {k: v.to(bundle.device) for k, v in enc.items()}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..core.arch import Arch, arch_of, rotate_half  # noqa: F401 (rotate_half: re-exported for older imports)
+from ..core.arch import Arch, arch_of, check_context, rotate_half  # noqa: F401 (rotate_half: re-exported for older imports)
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
@@ -184,6 +184,7 @@ def encode(bundle: TextModel, text, max_tokens: int = MAX_TOKENS) -> torch.Tenso
     if n > max_tokens:
         raise UserInputError(f"The prompt is {n} tokens long for {bundle.source.spec.title}: this tab takes "
                              f"1 to {max_tokens} tokens. Shorten the prompt.")
+    check_context(bundle, n)
     return ids
 
 

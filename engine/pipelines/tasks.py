@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from ..core.arch import check_context
 from ..core.device import DeviceInfo
 from ..core.errors import (
     ModelUnavailableError,
@@ -428,6 +429,9 @@ def _gen_forward(engine, opt, p: Prepared, progress):
         progress(None, f"Generating on {r.describe()}...")
         p.extra["served_by"] = r.describe()
         return _gen_served(bundle, r, p)
+    n = len(bundle.tokenizer(p.text)["input_ids"])  # the pipeline's own encoding of the prompt
+    check_context(bundle, n + p.settings.max_new_tokens, f"The prompt ({n} tokens) + max_new_tokens "
+                  f"({p.settings.max_new_tokens})")
     pipe = lm_pipeline(bundle)
     set_seed(p.settings.seed)
     progress(None, "Generating...")
