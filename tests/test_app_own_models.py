@@ -1,0 +1,217 @@
+"""Issue 35's "Done when" through the API: tiny random Llama, GPT-2 (learned positions, Conv1D) and
+Phi-3 (fused qkv) models, each saved to a folder and added through the operator setting
+(AppConfig.models, as --model adds them), sent by gradio_client through the language-model lessons'
+endpoints of a running app. Each answer is checked against the same folder loaded here with plain
+transformers."""
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+
+import pytest
+
+from tests.conftest import free_port, tiny_causal_lm
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# family -> (model type, config overrides)
+FAMILIES = {
+    "llama": ("llama", {}),
+    "gpt2": ("gpt2", dict(n_inner=64, bos_token_id=0, eos_token_id=0)),  # SmolLM2's <|endoftext|>
+    "phi3": ("phi3", dict(partial_rotary_factor=0.5, pad_token_id=0)),
+}
+KEYS = [f"own-{name}" for name in FAMILIES]
+PROMPT = "The quick brown fox jumps over the lazy dog"
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, smollm2_tokenizer):
+    root = tmp_path_factory.mktemp("own-app")
+    out = {}
+    for name, (model_type, overrides) in FAMILIES.items():
+        folder = root / name
+        tiny_causal_lm(model_type, max_position_embeddings=64, **overrides).save_pretrained(
+            folder, safe_serialization=True)
+        smollm2_tokenizer.save_pretrained(folder)
+        out[f"own-{name}"] = folder
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(folders, tmp_path_factory):
+    """The whole app, its engine given the three folders as the operator's models."""
+    import app
+    from gradio_client import Client
+
+    from engine import Engine
+    from engine.core.config import AppConfig
+
+    home = tmp_path_factory.mktemp("own-app-home")
+    engine = Engine(config=AppConfig(device="cpu", offline=True, models=tuple(str(f) for f in folders.values()),
+                                     home=str(home)), cache_bytes=2**30)
+    demo = app.build_demo(engine)
+    port = free_port()
+    app.launch_patiently(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                         **app.launch_kwargs())
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def raw(folders):
+    """Each folder loaded with plain transformers (eager attention, so weights come back)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return {key: (AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval(),
+                  AutoTokenizer.from_pretrained(folder)) for key, folder in folders.items()}
+
+
+def _rows(table):
+    return table["data"] if isinstance(table, dict) else table
+
+
+KNOBS = dict(temperature=1.0, top_k=5, top_p=1.0, min_p=0.0, typical_p=1.0, repetition_penalty=1.0, do_sample=False,
+             seed=1)
+
+
+def _ids(tok, text):
+    import torch
+
+    return torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
+
+
+def _attentions(model, tok, text):
+    import torch
+
+    with torch.no_grad():
+        return model(_ids(tok, text), output_attentions=True).attentions
+
+
+def _greedy(model, tok, text, n):
+    import torch
+
+    ids = _ids(tok, text)
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
+                             pad_token_id=tok.eos_token_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_every_picker_offers_the_added_models(client):
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for api, param in [("/next_token", "model"), ("/generate", "model"), ("/inside_journey", "model"),
+                       ("/inside_block", "model"), ("/inside_lens", "model"), ("/perplexity", "model_key"),
+                       ("/pipeline_text_generation", "key"), ("/attention", "model_key"), ("/token_ranks", "model_key"),
+                       ("/trust_calibration", "model")]:
+        (p,) = [p for p in info[api]["parameters"] if p["parameter_name"] == param]
+        assert all(f"'{key}'" in p["python_type"]["type"] for key in KEYS), (api, p["python_type"]["type"])
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_next_token_view_is_the_models_distribution(client, raw, key):
+    import torch
+
+    model, tok = raw[key]
+    _fig, summary, table, _steps, _context = client.predict(model=key, mode="raw", prompt=PROMPT, **KNOBS,
+                                                            api_name="/next_token")
+    rows = _rows(table)
+    with torch.no_grad():
+        probs = model(_ids(tok, PROMPT)).logits[0, -1].softmax(-1)
+    top = probs.topk(len(rows))
+    assert rows[0][2] == top.indices[0].item() and f"`{rows[0][1]}`" in summary
+    assert [r[3] for r in rows] == pytest.approx(top.values.tolist(), abs=2e-6)
+    kept = [r[6] for r in rows if r[10]]  # top-k = 5 renormalises the five kept tokens to sum 1
+    assert len(kept) == 5 and sum(kept) == pytest.approx(1, abs=1e-4)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_greedy_generation_is_model_generate(client, raw, key):
+    import html as H
+    import re
+
+    model, tok = raw[key]
+    want = _greedy(model, tok, PROMPT, 5)
+    page, stats, _ = client.predict(model=key, mode="raw", prompt=PROMPT, **KNOBS, max_new_tokens=5,
+                                    num_return_sequences=1, stop="", color_by="rank", api_name="/generate")
+    spans = re.findall(r"<span class='dec-tok' data-seq='0'[^>]*>(.*?)</span>", page)
+    assert [H.unescape(s) for s in spans] == [tok.decode([t]) for t in want]
+    _md, _status, out, _code = client.predict(PROMPT, key, 5, 0.0, 1, 1, api_name="/pipeline_text_generation")
+    assert out == [{"generated_text": PROMPT + tok.decode(want)}]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_inside_the_model_matches_the_forward_pass(client, raw, key):
+    import torch
+
+    model, tok = raw[key]
+    n = _ids(tok, PROMPT).shape[1]
+    page, _shapes, _layer, _head = client.predict(PROMPT, key, api_name="/inside_journey")
+    assert f"(1, {n}, 32)" in page and "49,152" in page
+    out = client.predict(PROMPT, key, 2, 3, api_name="/inside_block")
+    weights = [r[1:] for r in _rows(out[8])]
+    want = _attentions(model, tok, PROMPT)[1][0, 2]  # block 2, head 3 (the picker counts from 1)
+    assert torch.tensor(weights, dtype=torch.float32) == pytest.approx(want, abs=1e-3)
+    _plot, _target, table = client.predict(PROMPT, key, 4, api_name="/inside_lens")
+    rows = _rows(table)
+    with torch.no_grad():
+        top = model(_ids(tok, PROMPT)).logits[0].argmax(-1)
+    for row in rows:  # the last block's guess is the model's own next token at that position
+        assert row[-1].rsplit(" ", 1)[0] == tok.decode([top[row[0]].item()])
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_perplexity_is_exp_mean_nll(client, raw, key):
+    import math
+
+    import torch
+
+    model, tok = raw[key]
+    _html, arithmetic, _plot, numbers = client.predict(key, PROMPT, 64, 32, api_name="/perplexity")
+    ids = torch.cat([torch.tensor([[tok.convert_tokens_to_ids("<|endoftext|>")]]), _ids(tok, PROMPT)], 1)
+    with torch.no_grad():
+        nll = model(ids, labels=ids).loss.item()  # the text's tokens, each after <|endoftext|> and those before
+    assert numbers["tokens_scored"] == ids.shape[1] - 1
+    assert numbers["perplexity"] == pytest.approx(math.exp(nll), rel=1e-4)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_attention_map_is_the_models_attention(client, raw, key):
+    import torch
+
+    model, tok = raw[key]
+    out = client.predict(PROMPT, key, 2, 3, False, None, api_name="/attention")
+    summary, fig = out[3], json.loads(out[4]["plot"])
+    n = _ids(tok, PROMPT).shape[1]
+    assert f"2 x [1, 4, {n}, {n}]" in summary
+    z = fig["data"][0]["z"]  # plotly sends arrays as {"dtype", "bdata" (base64), "shape"}
+    z = torch.from_numpy(np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(n, n).copy())
+    z = torch.nan_to_num(z.float(), nan=0.0)  # the masked future is drawn blank (NaN)
+    assert z.float() == pytest.approx(_attentions(model, tok, PROMPT)[1][0, 2], abs=1e-3)
+
+
+LONG = " ".join(["The quick brown fox jumps over the lazy dog."] * 8)  # 80 tokens: past the 64 positions
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_past_the_context_window_each_lesson_refuses_by_name(client, key):
+    """The models hold 64 positions: GPT-2's learned table has no row 64 (it used to fail with an
+    IndexError in the journey, the attention map and the pipeline), RoPE models never saw one."""
+    from gradio_client.exceptions import AppError
+
+    calls = {
+        "/next_token": lambda: client.predict(model=key, mode="raw", prompt=LONG, **KNOBS, api_name="/next_token"),
+        "/generate": lambda: client.predict(model=key, mode="raw", prompt=PROMPT, **KNOBS, max_new_tokens=60,
+                                            num_return_sequences=1, stop="", color_by="rank", api_name="/generate"),
+        "/inside_journey": lambda: client.predict(LONG, key, api_name="/inside_journey"),
+        "/inside_lens": lambda: client.predict(LONG, key, 4, api_name="/inside_lens"),
+        "/attention": lambda: client.predict(LONG, key, 1, 1, False, None, api_name="/attention"),
+        "/pipeline_text_generation": lambda: client.predict(PROMPT, key, 60, 0.0, 1, 1,
+                                                            api_name="/pipeline_text_generation"),
+        "/perplexity": lambda: client.predict(key, LONG, 128, 64, api_name="/perplexity"),
+    }
+    for api, call in calls.items():
+        with pytest.raises(AppError, match=r"context.*(1|16) to 64") as refused:
+            call()
+        assert "Something went wrong" not in str(refused.value), api
