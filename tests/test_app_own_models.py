@@ -162,7 +162,7 @@ def test_inside_the_model_matches_the_forward_pass(client, raw, key):
 
 
 @pytest.mark.parametrize("key", KEYS)
-def test_perplexity_is_exp_mean_nll(client, raw, key):
+def test_perplexity_and_ranks_are_exp_mean_nll(client, raw, key):
     import math
 
     import torch
@@ -174,6 +174,9 @@ def test_perplexity_is_exp_mean_nll(client, raw, key):
         nll = model(ids, labels=ids).loss.item()  # the text's tokens, each after <|endoftext|> and those before
     assert numbers["tokens_scored"] == ids.shape[1] - 1
     assert numbers["perplexity"] == pytest.approx(math.exp(nll), rel=1e-4)
+    *_html, _plot, ranks = client.predict(key, PROMPT, "", api_name="/token_ranks")  # GLTR scores the same way
+    assert ranks["Text A"]["model"] == key and sum(ranks["Text A"]["counts"].values()) == ids.shape[1] - 1
+    assert ranks["Text A"]["perplexity"] == pytest.approx(math.exp(nll), rel=1e-4)
 
 
 @pytest.mark.parametrize("key", KEYS)
