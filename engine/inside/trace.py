@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..core.arch import Arch, arch_of, check_context, rotate_half  # noqa: F401 (rotate_half: re-exported for older imports)
+# rotate_half: re-exported for older imports
+from ..core.arch import Arch, arch_of, check_context, rotate_half  # noqa: F401
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
