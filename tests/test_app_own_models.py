@@ -11,6 +11,7 @@ import json
 import numpy as np
 
 import pytest
+import torch
 
 from tests.conftest import free_port, tiny_causal_lm
 
@@ -24,6 +25,10 @@ FAMILIES = {
 }
 KEYS = [f"own-{name}" for name in FAMILIES]
 PROMPT = "The quick brown fox jumps over the lazy dog"
+LONG = " ".join(["The quick brown fox jumps over the lazy dog."] * 8)  # 80 tokens: past the 64 positions
+# greedy, and top-k 5: the five kept tokens' probabilities are renormalised to sum 1
+KNOBS = dict(temperature=1.0, top_k=5, top_p=1.0, min_p=0.0, typical_p=1.0, repetition_penalty=1.0, do_sample=False,
+             seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -72,26 +77,17 @@ def _rows(table):
     return table["data"] if isinstance(table, dict) else table
 
 
-KNOBS = dict(temperature=1.0, top_k=5, top_p=1.0, min_p=0.0, typical_p=1.0, repetition_penalty=1.0, do_sample=False,
-             seed=1)
-
 
 def _ids(tok, text):
-    import torch
-
     return torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
 
 
 def _attentions(model, tok, text):
-    import torch
-
     with torch.no_grad():
         return model(_ids(tok, text), output_attentions=True).attentions
 
 
 def _greedy(model, tok, text, n):
-    import torch
-
     ids = _ids(tok, text)
     with torch.no_grad():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
@@ -111,8 +107,6 @@ def test_every_picker_offers_the_added_models(client):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_next_token_view_is_the_models_distribution(client, raw, key):
-    import torch
-
     model, tok = raw[key]
     _fig, summary, table, _steps, _context = client.predict(model=key, mode="raw", prompt=PROMPT, **KNOBS,
                                                             api_name="/next_token")
@@ -143,8 +137,6 @@ def test_greedy_generation_is_model_generate(client, raw, key):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_inside_the_model_matches_the_forward_pass(client, raw, key):
-    import torch
-
     model, tok = raw[key]
     n = _ids(tok, PROMPT).shape[1]
     page, _shapes, _layer, _head = client.predict(PROMPT, key, api_name="/inside_journey")
@@ -165,8 +157,6 @@ def test_inside_the_model_matches_the_forward_pass(client, raw, key):
 def test_perplexity_and_ranks_are_exp_mean_nll(client, raw, key):
     import math
 
-    import torch
-
     model, tok = raw[key]
     _html, arithmetic, _plot, numbers = client.predict(key, PROMPT, 64, 32, api_name="/perplexity")
     ids = torch.cat([torch.tensor([[tok.convert_tokens_to_ids("<|endoftext|>")]]), _ids(tok, PROMPT)], 1)
@@ -181,8 +171,6 @@ def test_perplexity_and_ranks_are_exp_mean_nll(client, raw, key):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_attention_map_is_the_models_attention(client, raw, key):
-    import torch
-
     model, tok = raw[key]
     out = client.predict(PROMPT, key, 2, 3, False, None, api_name="/attention")
     summary, fig = out[3], json.loads(out[4]["plot"])
@@ -193,8 +181,6 @@ def test_attention_map_is_the_models_attention(client, raw, key):
     z = torch.nan_to_num(z.float(), nan=0.0)  # the masked future is drawn blank (NaN)
     assert z.float() == pytest.approx(_attentions(model, tok, PROMPT)[1][0, 2], abs=1e-3)
 
-
-LONG = " ".join(["The quick brown fox jumps over the lazy dog."] * 8)  # 80 tokens: past the 64 positions
 
 
 @pytest.mark.parametrize("key", KEYS)
