@@ -246,7 +246,7 @@ def _wire_deep_link(demo: gr.Blocks, head: _Header, tab_ids: set[str],
     load = demo.load(apply_query, outputs=[head.present, *triggers.values()],
                      api_name=False, js=ON_LOAD_JS)
     for tid, trigger in triggers.items():
-        _wire_linked_tab(trigger, by_tab.get(tid, []), shares[tid])
+        _wire_linked_tab(tid, trigger, by_tab.get(tid, []), shares[tid])
     for tid, sh in shares.items():
         if sh.on_load is None:
             continue
@@ -261,7 +261,7 @@ def _wire_deep_link(demo: gr.Blocks, head: _Header, tab_ids: set[str],
         load.then(first_view, inputs=list(sh.run_inputs), outputs=sh.run_outputs, api_name=False)
 
 
-def _wire_linked_tab(trigger: gr.State, slots: list, share: Share) -> None:
+def _wire_linked_tab(tab_id: str, trigger: gr.State, slots: list, share: Share) -> None:
     """One tab's link chain, started when the page load sets its trigger: the linked knobs, then
     the linked text (a text change may run the tab, and it must see the linked knobs), then the
     tab's own run."""
@@ -277,7 +277,12 @@ def _wire_linked_tab(trigger: gr.State, slots: list, share: Share) -> None:
     steps = [dict(fn=fill(chosen), outputs=[c for _, _, c in chosen], show_progress="hidden")
              for chosen in (knobs, texts) if chosen]
     if share.run is not None:
-        steps.append(dict(fn=share.run, inputs=list(share.run_inputs), outputs=share.run_outputs))
+        def linked_run(request: gr.Request, *inputs, _n=len(share.run_outputs)):
+            # Only for a page whose URL links this tab (read from the request, as the fills above do).
+            if request is None or dict(request.query_params).get("tab") != tab_id:
+                return [gr.skip()] * _n if _n > 1 else gr.skip()
+            return share.run(*inputs)
+        steps.append(dict(fn=linked_run, inputs=list(share.run_inputs), outputs=share.run_outputs))
     chain = None
     for step in steps:
         chain = trigger.change(**step, api_name=False) if chain is None else chain.then(**step, api_name=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.core.errors import UserInputError
+from engine.core.errors import UserInputError, check_text
 from engine.core.settings import make
 from engine.training import lora
 from engine.training import plots as training_plots
@@ -240,6 +240,7 @@ def make_room_votes(engine):
         class picked is chosen (the host key is checked as for the room's own downloads)."""
         from engine.classroom.room import classroom_of
 
+        key = check_text("host key", key, max_chars=64, allow_empty=True)  # read first: its own message
         text, n = classroom_of(engine).votes_jsonl(code, key)
         if n < preference.MIN_PAIRS:
             raise UserInputError(f"room {str(code).strip().upper()} has {n} revealed vote round(s) with a majority: "
