@@ -20,7 +20,7 @@ from engine.core.threads import HEAVY_NICE, TRAINING_NICE, at_priority
 from engine.core.settings import MAX_UPLOAD_BYTES
 from tabs._queue import make_fair
 from tabs._ui import (MODEL_GROUPS, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, draw_initial_figures,
-                      on_gpu, user_errors)
+                      on_gpu, take_first_views, user_errors)
 
 CSS = """
 .notice { font-size: 0.95em; opacity: 0.85; }
@@ -31,6 +31,9 @@ body.present .gradio-container { zoom: 1.3; }
 #share-link textarea { font-family: monospace; font-size: 0.85em; }
 /* table headers wrap between words, never inside one ("perplexit|y") */
 .gradio-container th, .gradio-container th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: manual; }
+/* a slider needs room for its label, its number box and its minimum and maximum: rows of sliders
+   wrap onto another line rather than cut "0.01" to "0.(" (Gradio's own floor is 160 px) */
+.gradio-container .block:has(> .wrap input[type=range]) { min-width: min(250px, 100%) !important; }
 """
 
 # Presentation mode: larger everything for a projector; also `?present=1` in the URL.
@@ -147,6 +150,8 @@ def _lessons(engine, current_tab: gr.State) -> tuple[gr.Tabs, dict[str, Share], 
             if isinstance(share, Share):
                 shares[tab_id] = share
             tab.select(lambda t=tab_id: t, outputs=current_tab, api_name=False, queue=False)
+            for js in take_first_views():  # its default example, drawn when the tab first opens
+                tab.select(None, js=js, api_name=False, queue=False)
     return tab_set, shares, {m.__name__.split(".")[-1] for m in tabs.available()}
 
 

@@ -21,7 +21,7 @@ from engine.decoding.plots import (ALTERNATIVE_HEADERS, alternatives_rows, beam_
                                    steps_html)
 from engine.core.settings import knob_default, make
 from tabs._ui import (CHEAP, HEAVY, Plot, cheap_or_served, heavy_or_served, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
-                      data_table, examples, user_errors, WholeNumber)
+                      data_table, examples, first_view, user_errors, WholeNumber)
 
 TITLE = "Decoding"
 
@@ -139,7 +139,7 @@ class StepSlot:
 def build(engine) -> Share:
     top = _prompt_panel(engine)
     with gr.Row(elem_id="decoding-row"):
-        with gr.Column(scale=1, min_width=280):
+        with gr.Column(scale=1, min_width=280, elem_id="decoding-knobs") as knob_col:
             knobs = _knob_column()
         with gr.Column(scale=4, elem_id="decoding-main"):
             panes = _views_panel()
@@ -152,9 +152,29 @@ def build(engine) -> Share:
     branch_wiring = _wire_generate(engine, top, knob_inputs, panes["generate"], served)
     beam_wiring = _wire_beam(engine, panes["beam"], top["model"], top["mode"], top["prompt"])
     _wire_chat(engine, panes["chat"])
-    for name, tab in panes["tabs"].items():
-        tab.select(lambda n=name: n, outputs=view, api_name=False, queue=False)
+    _wire_view_controls(panes["tabs"], view, knob_col, top)
+    first_view(panes["next"]["run"], panes["next"]["chart"])  # the default prompt's chart, when the tab opens
     return _deep_link(top, knobs, knob_inputs, panes, view, show_next_token, beam_wiring, branch_wiring)
+
+
+# What each sub-view reads of the controls around it: (the sampling knobs on the left, the model,
+# prompt format and prompt above). Beam search has knobs of its own (its own repetition penalty) but
+# reads the prompt; the conversation always uses SmolLM2-135M-Instruct and its own knobs.
+VIEW_READS = {"next": (True, True), "generate": (True, True), "beam": (False, True), "chat": (False, False)}
+
+
+def view_controls(name: str) -> list:
+    """The updates for the knob column, model, prompt format and prompt when sub-view `name` opens:
+    a view hides the knobs it ignores and greys out the prompt boxes it does not read."""
+    knobs, prompt = VIEW_READS.get(name, (True, True))
+    return [name, gr.update(visible=knobs), *[gr.update(interactive=prompt)] * 3]
+
+
+def _wire_view_controls(tabs: dict, view, knob_col, top) -> None:
+    outputs = [view, knob_col, top["model"], top["mode"], top["prompt"]]
+    for name, tab in tabs.items():
+        tab.select(lambda n=name: view_controls(n), outputs=outputs, api_name=False, queue=False,
+                   show_progress="hidden")
 
 
 def _prompt_panel(engine) -> dict:
@@ -186,7 +206,7 @@ def _knob_column() -> dict:
 
 def _views_panel() -> dict:
     """The sub-views (next token, generate, beam search, conversation) as gr.Tabs, with their parts."""
-    with gr.Tabs(elem_id="decoding-views") as views:
+    with gr.Tabs(elem_id="decoding-views", overflow_behavior="wrap") as views:
         with gr.Tab("Next token, step by step", id="next") as next_view:
             next_parts = _next_panel()
         with gr.Tab("Generate", id="generate") as gen_view:
@@ -600,8 +620,8 @@ def _chat_panel() -> dict:
     gr.Markdown("<div class='notice'>💡 The model remembers nothing between turns: every turn, the app sends the "
                 "<b>whole</b> conversation again, with the chat template around it. When it no longer fits the "
                 "<b>context window</b>, the oldest whole turns are dropped, and what was said only there is gone. "
-                "Always SmolLM2-135M-Instruct, with the knobs below (temperature 0 = greedy); the knobs on the "
-                "left are for the other views.</div>")
+                "Always SmolLM2-135M-Instruct, with the knobs below (temperature 0 = greedy); the model and prompt "
+                "above are for the other views.</div>")
     parts["system"] = gr.Textbox("", label="System prompt (sent first, every turn)", max_lines=4,
                                  elem_id="decoding-chat-system", placeholder=f"empty = the template's own default: "
                                  f"'{CHAT_DEFAULT_SYSTEM}'")

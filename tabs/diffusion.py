@@ -147,7 +147,7 @@ def build(engine) -> None:
         with gr.Column(scale=1, min_width=320):
             ui.update(_knob_column(engine, ui, start, profile))
         with gr.Column(scale=2):
-            with gr.Tabs():
+            with gr.Tabs(overflow_behavior="wrap"):
                 with gr.Tab("Text to image"):
                     ui.update(_txt2img_panel(first_schedule))
                 with gr.Tab("Image to image"):

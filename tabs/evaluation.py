@@ -431,7 +431,7 @@ def _share(eval_tabs, ppl, score, suite_parts) -> Share:
 
 def build(engine) -> Share:
     gr.Markdown(INTRO)
-    with gr.Tabs() as eval_tabs:
+    with gr.Tabs(overflow_behavior="wrap") as eval_tabs:
         with gr.Tab("Perplexity & surprisal", id="eval-perplexity"):
             ppl = _perplexity_panel(engine)
         with gr.Tab("Natural vs shuffled vs random", id="eval-compare"):
