@@ -26,8 +26,13 @@ CSS = """
 .notice { font-size: 0.95em; opacity: 0.85; }
 footer { display: none !important; }
 body.present .gradio-container { zoom: 1.3; }
+/* on a projector the Decoding chart comes first: its intro paragraph and examples step aside */
+body.present #decoding-intro p, body.present #decoding-examples, body.present #decoding-mode .info-text { display: none; }
 .csv-download { max-width: 16em; }
 #app-title { min-width: 260px !important; }  /* the title stays on one line; the controls wrap */
+/* Every inline pastel background of the lessons' HTML views (token chips, chunks, probabilities)
+   carries dark text, in the dark theme too, where Gradio makes the text of .prose light. */
+.gradio-container .prose [style*="background:"] { color: #111; }
 #share-link textarea { font-family: monospace; font-size: 0.85em; }
 /* table headers wrap between words, never inside one ("perplexit|y") */
 .gradio-container th, .gradio-container th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: manual; }

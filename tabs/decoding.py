@@ -182,18 +182,19 @@ def _prompt_panel(engine) -> dict:
     gr.Markdown("## Decoding: how a model picks the next word\n"
                 "A language model does not write words: it gives a probability to **every** token of its "
                 "vocabulary. The knobs reshape that distribution before one token is picked; then the "
-                "token is appended and the model is asked again.")
+                "token is appended and the model is asked again.", elem_id="decoding-intro")
     parts = {}
-    with gr.Row():
-        parts["model"] = model_picker(engine, "causal-lm", session_model=True, scale=2)
+    with gr.Row():  # one row: on a projector the chart below starts higher up
+        parts["prompt"] = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=8, scale=3,
+                                     elem_id="decoding-prompt")
+        parts["model"] = model_picker(engine, "causal-lm", session_model=True, scale=2, min_width=220)
         parts["mode"] = gr.Radio([("Raw completion", "raw"), ("Chat template (instruct)", "chat")], value=MODES[0],
                                  label="Prompt format", info="Raw: the model continues your text. Chat: your text is "
-                                 "wrapped as a user message, and the model answers as the assistant.", scale=3)
-    parts["prompt"] = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=8,
-                                 elem_id="decoding-prompt")
+                                 "wrapped as a user message, and the model answers as the assistant.", scale=2,
+                                 min_width=220, elem_id="decoding-mode")
     parts["context"] = gr.HTML(context_html(0, 0, 0), elem_id="decoding-context")
     parts["state"] = gr.State(StepSlot, time_to_live=STATE_TTL_S)  # a StepSlot per browser session
-    parts["examples"] = gr.Column()  # examples go under the prompt; filled once the listener exists
+    parts["examples"] = gr.Column(elem_id="decoding-examples")  # under the prompt; filled once the listener exists
     return parts
 
 
@@ -222,14 +223,17 @@ def _views_panel() -> dict:
 def _next_panel() -> dict:
     """The Next token sub-tab: its buttons, the steps so far, the chart and the table."""
     parts = {}
-    with gr.Row():
-        parts["run"] = gr.Button("Next token", variant="primary", elem_id="decoding-next")
-        parts["step"] = gr.Button("Step: append a token", elem_id="decoding-step")
-        parts["per_click"] = gr.Slider(1, 16, value=1, step=1, label="tokens per step click")
-    parts["steps"] = gr.HTML(steps_html("", []), elem_id="decoding-steps")
-    parts["summary"] = gr.Markdown()
-    parts["chart"] = Plot(filename="next-token-distribution", label="Next-token distribution after each knob",
-                          show_label=False, elem_id="decoding-chart")
+    with gr.Row():  # the buttons and the text so far beside the chart: on a projector the chart starts at the top
+        with gr.Column(scale=2, min_width=300):
+            with gr.Row():
+                parts["run"] = gr.Button("Next token", variant="primary", elem_id="decoding-next")
+                parts["step"] = gr.Button("Step: append a token", elem_id="decoding-step")
+            parts["per_click"] = gr.Slider(1, 16, value=1, step=1, label="tokens per step click")
+            parts["steps"] = gr.HTML(steps_html("", []), elem_id="decoding-steps")
+            parts["summary"] = gr.Markdown()
+        with gr.Column(scale=3, min_width=420):
+            parts["chart"] = Plot(filename="next-token-distribution", label="Next-token distribution after each knob",
+                                  show_label=False, elem_id="decoding-chart")
     notice("Orange is the greedy pick, grey bars are tokens a knob cut. Raise the temperature and watch the long "
            "tail grow; lower top-p and watch the nucleus shrink to a few tokens; typical-p can cut even the most likely "
            "token, when it is far less surprising than the average.")

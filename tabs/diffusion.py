@@ -622,7 +622,7 @@ def _wire_teach_pictures(ui: dict) -> None:
     ui["add"].click(user_errors(_on_add), [pics, ui["pad"]], [pics, shown], api_name="teach_add_drawing")
     ui["load_set"].click(user_errors(_on_set), [ui["symbol_set"]], [pics, shown], api_name="teach_example_set")
     ui["uploads"].upload(user_errors(_on_upload), [pics, ui["uploads"]], [pics, shown], api_name="teach_upload")
-    ui["clear"].click(lambda: ([], []), None, [pics, shown], api_name=False, queue=False)
+    ui["clear"].click(lambda: ([], [], None), None, [pics, shown, ui["uploads"]], api_name=False, queue=False)
 
 
 def _on_method(m):
@@ -649,6 +649,8 @@ def _wire_teach_training(engine, ui: dict) -> None:
         state = state if isinstance(state, teach.TeachSession) else teach.TeachSession()
         if state.training:
             raise UserInputError("this session is already training: wait for it or press Stop.")
+        # the checks train() makes, before "Starting": a refused run leaves no "⏳ Starting..." behind
+        teach.check_word(w), teach.prepare_images(current)
         yield "⏳ Starting...", plots.teach_loss_figure([], s.steps), [], state
         cls_shown = []
         for u in teach.train(engine, state, current, w, s, progress=progress_callback(progress)):
@@ -660,7 +662,7 @@ def _wire_teach_training(engine, ui: dict) -> None:
     session, status = ui["session"], ui["status"]
     ui["train_btn"].click(user_errors(do_train), [ui["pics"], ui["word"], ui["method"], session],
                           inputs_kwargs=ui["ctl"], outputs=[status, ui["loss_plot"], ui["class_gallery"], session],
-                          api_name="teach_train", show_progress="minimal", **TEACH_TRAIN)
+                          api_name="teach_train", show_progress="minimal", show_progress_on=[status], **TEACH_TRAIN)
     ui["stop_btn"].click(_do_stop, [session], [status], api_name="teach_stop", concurrency_limit=None)
 
 

@@ -330,7 +330,7 @@ def _wire_documents(engine, library, ui: dict):
                           outputs=[ui["index_md"], ui["collection"], session], api_name="rag_index", **HEAVY)
     ui["upload_btn"].click(upload, inputs=[ui["files"], *chunk_inputs, session],
                            outputs=[ui["index_md"], ui["collection"], session, source, doc], api_name="rag_upload",
-                           **HEAVY)
+                           show_progress_on=[ui["index_md"]], **HEAVY)  # a refused file: no "Error" over the radio
     ui["clear_btn"].click(clear, inputs=[session], outputs=[ui["index_md"], ui["collection"], session, source, doc],
                           api_name="rag_clear")
     source.change(source_changed, inputs=[source, session], outputs=[doc], api_name=False)

@@ -20,7 +20,7 @@ CSS = """<style>
 .tkv .head b{font-size:15px}.tkv .sub{color:var(--body-text-color-subdued,#555);font-size:12.5px}
 .tkv .body{max-height:520px;overflow:auto;word-break:break-all}
 .tkv .t{color:#111;display:inline-block;border-radius:4px;padding:0 2px;margin:1px 1px;white-space:pre;vertical-align:top;line-height:1.35}
-.tkv .t i{font-style:normal;color:#8a8a99}
+.tkv .t i{font-style:normal;color:#5c5c6e}
 .tkv i.cp{font-style:normal;font-family:system-ui,sans-serif;font-size:9px;line-height:1;color:#9a3412;
  background:#ffedd5;border:1px solid #fb923c;border-radius:3px;padding:0 2px;margin:0 1px;vertical-align:middle}
 .tkv .t small{display:block;font-size:10px;color:#444;text-align:center;line-height:1.1}
