@@ -33,6 +33,9 @@ body.present #decoding-intro p, body.present #decoding-examples, body.present #d
 /* Every inline pastel background of the lessons' HTML views (token chips, chunks, probabilities)
    carries dark text, in the dark theme too, where Gradio makes the text of .prose light. */
 .gradio-container .prose [style*="background:"] { color: #111; }
+/* the attention heatmap keeps room for one upright label per token: on a phone it scrolls sideways */
+#att-heatmap { overflow-x: auto; }
+#att-heatmap .js-plotly-plot { min-width: 540px; }
 #share-link textarea { font-family: monospace; font-size: 0.85em; }
 /* table headers wrap between words, never inside one ("perplexit|y") */
 .gradio-container th, .gradio-container th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: manual; }

@@ -533,8 +533,9 @@ def _teach_pictures() -> dict:
             ui["symbol_set"] = gr.Dropdown(list(teach.SYMBOL_SETS), value="star", label="or an example set (drawn by "
                                            "scripts/draw_symbols.py)")
             ui["load_set"] = gr.Button("Load the example set", size="sm", elem_id="teach-load-set")
-            ui["uploads"] = gr.File(label="or upload pictures", file_count="multiple", file_types=["image"])
-            ui["clear"] = gr.Button("Clear the pictures", size="sm")
+            ui["uploads"] = gr.File(label="or upload pictures", file_count="multiple", file_types=["image"],
+                                     elem_id="teach-uploads")
+            ui["clear"] = gr.Button("Clear the pictures", size="sm", elem_id="teach-clear")
         ui["shown"] = gr.Gallery(label="As the model sees them (16x16)", columns=5, height=300, object_fit="contain",
                                  elem_id="teach-images", scale=1)
     return ui

@@ -34,12 +34,12 @@ def _format_html(fmt: dict) -> str:
     chips = "".join(
         f"<span style='display:inline-block;margin:2px;padding:1px 5px;border-radius:4px;"
         f"background:{'#f7d9a8' if t == fmt['eos'] else '#dde7f5'};font-family:monospace'>"
-        f"{esc(t.replace(' ', '·'))}<sub style='opacity:.6'>{i}</sub></span>"
+        f"{esc(t.replace(' ', '·'))}<sub style='opacity:.6;color:inherit'>{i}</sub></span>"
         for t, i in zip(fmt["tokens"], fmt["ids"]))
     rows = []
     for b, (ids, mask, labels) in enumerate(zip(fmt["input_ids"], fmt["attention_mask"], fmt["labels"])):
         def cells(xs, pad_check):
-            return "".join(f"<td style='padding:1px 4px;{'background:#eee;color:#999' if m == 0 else ''}'>{x}</td>"
+            return "".join(f"<td style='padding:1px 4px;{'background:#eee;color:#666' if m == 0 else ''}'>{x}</td>"
                            for x, m in zip(xs, pad_check))
         rows.append(f"<tr><th>ex {b + 1} input_ids</th>{cells(ids, mask)}</tr>"
                     f"<tr><th>attention_mask</th>{cells(mask, mask)}</tr>"

@@ -122,7 +122,7 @@ def _side_by_side_panel(choices, keys, defaults) -> dict:
     parts["view"] = gr.HTML(elem_id="tok-side-by-side")
     parts["stats"] = data_table("tokenizer-stats", headers=tokens.STATS_HEADERS, interactive=False, wrap=True,
                                 label="Per tokenizer", elem_id="tok-stats",
-                                column_widths=["15%", "13%", "6%", "7%", "7%", "7%", "13%", "7%", "13%", "12%"])
+                                column_widths=["13%", "11%", "6%", "9%", "9%", "7%", "12%", "7%", "13%", "13%"])
     gr.Markdown(f"<div class='notice'>{facts(keys)}</div>")
     with gr.Accordion("Decode round trip: does decode(encode(text)) give the text back?", open=False):
         parts["rt_run"] = gr.Button("Decode round trip")
