@@ -36,6 +36,9 @@ body.present #decoding-intro p, body.present #decoding-examples, body.present #d
 /* the attention heatmap keeps room for one upright label per token: on a phone it scrolls sideways */
 #att-heatmap { overflow-x: auto; }
 #att-heatmap .js-plotly-plot { min-width: 540px; }
+/* the perplexity arithmetic breaks between words only; a phone scrolls the table sideways */
+#eval-arithmetic { overflow-x: auto; }
+#eval-arithmetic td { word-break: normal !important; overflow-wrap: normal !important; }
 #share-link textarea { font-family: monospace; font-size: 0.85em; }
 /* table headers wrap between words, never inside one ("perplexit|y") */
 .gradio-container th, .gradio-container th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: manual; }
