@@ -172,12 +172,15 @@ def _dark(page):
 
 
 def _phone(page):
-    """390x844: the Decoding panel titles and the heatmap's labels do not overlap; the perplexity
-    arithmetic breaks no word."""
+    """390x844: the Decoding panel titles and the heatmap's labels do not overlap; the token cards
+    stack; the perplexity arithmetic breaks no word."""
     page.set_viewport_size({"width": 390, "height": 844})
     page.wait_for_timeout(1000)  # the charts follow the window's width
     checked, bad = page.evaluate(OVERLAP_JS, "#decoding-chart .annotation-text")
     assert checked == 7 and bad == []
+    _tab(page, "Tokens", "Side by side")
+    widths = page.evaluate("() => [...document.querySelectorAll('#tok-side-by-side .card')].map(c => c.offsetWidth)")
+    assert len(widths) == 4 and min(widths) > 300  # one card a row, not four 80 px columns
     _tab(page, "Embeddings & attention")
     page.locator("#att-heatmap .js-plotly-plot").wait_for(timeout=60_000)  # drawn when the tab opens
     checked, bad = page.evaluate(OVERLAP_JS, "#att-heatmap .xtick text")

@@ -159,12 +159,12 @@ def source_html(text: str, results: list[Tokenized]) -> str:
 
 
 def render_side_by_side(results: list[Tokenized], show_ids: bool = True, text: str | None = None) -> str:
-    cols = max(len(results), 1)
     most = max((r.n_tokens for r in results), default=0)
     cards = "".join(card_html(r, show_ids, most) for r in results)
     src = source_html(text, results) if text is not None else ""
-    return (f"{CSS}<div class='tkv'>{src}<div class='grid' style='grid-template-columns:repeat({cols},minmax(0,1fr))'>"
-            f"{cards}</div></div>")
+    # one column per tokenizer where they fit at 220 px each; on a phone they stack
+    return (f"{CSS}<div class='tkv'>{src}<div class='grid' style='grid-template-columns:"
+            f"repeat(auto-fit,minmax(min(220px,100%),1fr))'>{cards}</div></div>")
 
 
 # Installed once per page (from a .change listener of the view): one delegated listener lights up,
