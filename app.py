@@ -42,9 +42,6 @@ body.present #decoding-intro p, body.present #decoding-examples, body.present #d
 #share-link textarea { font-family: monospace; font-size: 0.85em; }
 /* table headers wrap between words, never inside one ("perplexit|y") */
 .gradio-container th, .gradio-container th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: manual; }
-/* a slider needs room for its label, its number box and its minimum and maximum: rows of sliders
-   wrap onto another line rather than cut "0.01" to "0.(" (Gradio's own floor is 160 px) */
-.gradio-container .block:has(> .wrap input[type=range]) { min-width: min(250px, 100%) !important; }
 """
 
 # Presentation mode: larger everything for a projector; also `?present=1` in the URL.

@@ -158,6 +158,9 @@ def progress_callback(progress: gr.Progress | None) -> Callable[[float | None, s
     return report
 
 
+SLIDER_MIN_WIDTH = 250
+
+
 def control_for(cls, name: str, **overrides) -> gr.components.Component:
     """One input component for a settings field: slider for a numeric range, dropdown or
     checkbox group for choices, checkbox for a bool, number otherwise. overrides: the component's
@@ -176,6 +179,9 @@ def control_for(cls, name: str, **overrides) -> gr.components.Component:
         return gr.Checkbox(value=default, **common)
     if info.minimum is not None and info.maximum is not None:
         step = info.step or (1 if isinstance(default, int) else (info.maximum - info.minimum) / 100)
+        # room for the label, the number box and the minimum and maximum: a row of sliders wraps onto
+        # another line rather than cut "0.01" to "0.(" (Gradio's floor is 160 px)
+        common.setdefault("min_width", SLIDER_MIN_WIDTH)
         return slider(minimum=info.minimum, maximum=info.maximum, step=step, value=default, **common)
     if isinstance(default, (int, float)):
         return (WholeNumber(value=default, **common) if isinstance(default, int)

@@ -112,6 +112,7 @@ def test_beam_tree_and_the_forgetting_example(page, app_url):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(app_url)
     page.get_by_role("tab", name="Decoding").click()
+    page.locator("#decoding-chart .js-plotly-plot").wait_for(timeout=90_000)  # drawn when the tab opens
     page.get_by_role("tab", name="Beam search").click()
     page.locator("#decoding-beam-run").click()
     page.wait_for_function("() => (document.querySelector('#decoding-beam-stats')?.innerText || '')"
