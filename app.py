@@ -20,14 +20,25 @@ from engine.core.threads import HEAVY_NICE, TRAINING_NICE, at_priority
 from engine.core.settings import MAX_UPLOAD_BYTES
 from tabs._queue import make_fair
 from tabs._ui import (MODEL_GROUPS, PLOT_FORMAT_HEAD, PLOT_FORMAT_JS, PLOT_FORMATS, Share, draw_initial_figures,
-                      on_gpu, user_errors)
+                      on_gpu, take_first_views, user_errors)
 
 CSS = """
 .notice { font-size: 0.95em; opacity: 0.85; }
 footer { display: none !important; }
 body.present .gradio-container { zoom: 1.3; }
+/* on a projector the Decoding chart comes first: its intro paragraph and examples step aside */
+body.present #decoding-intro p, body.present #decoding-examples, body.present #decoding-mode .info-text { display: none; }
 .csv-download { max-width: 16em; }
 #app-title { min-width: 260px !important; }  /* the title stays on one line; the controls wrap */
+/* Every inline pastel background of the lessons' HTML views (token chips, chunks, probabilities)
+   carries dark text, in the dark theme too, where Gradio makes the text of .prose light. */
+.gradio-container .prose [style*="background:"] { color: #111; }
+/* the attention heatmap keeps room for one upright label per token: on a phone it scrolls sideways */
+#att-heatmap { overflow-x: auto; }
+#att-heatmap .js-plotly-plot { min-width: 540px; }
+/* the perplexity arithmetic breaks between words only; a phone scrolls the table sideways */
+#eval-arithmetic { overflow-x: auto; }
+#eval-arithmetic td { word-break: normal !important; overflow-wrap: normal !important; }
 #share-link textarea { font-family: monospace; font-size: 0.85em; }
 /* table headers wrap between words, never inside one ("perplexit|y") */
 .gradio-container th, .gradio-container th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: manual; }
@@ -159,6 +170,8 @@ def _lessons(engine, current_tab: gr.State) -> tuple[dict[str, Share], set[str]]
             if isinstance(share, Share):
                 shares[tab_id] = share
             tab.select(lambda t=tab_id: t, outputs=current_tab, api_name=False, queue=False)
+            for js in take_first_views():  # its default example, drawn when the tab first opens
+                tab.select(None, js=js, api_name=False, queue=False)
     return shares, {m.__name__.split(".")[-1] for m in tabs.available()}
 
 

@@ -15,4 +15,5 @@ until curl -sf "http://127.0.0.1:$port/" >/dev/null; do sleep 1; done
 .venv/bin/python scripts/screenshot_embeddings.py "http://127.0.0.1:$port/"
 .venv/bin/python scripts/screenshot_lora.py "http://127.0.0.1:$port/"
 .venv/bin/python scripts/screenshot_evaluation2.py "http://127.0.0.1:$port/"
+.venv/bin/python scripts/screenshot_sizes.py "http://127.0.0.1:$port/"
 echo "screenshots refreshed in docs/screenshots/"

@@ -158,6 +158,9 @@ def progress_callback(progress: gr.Progress | None) -> Callable[[float | None, s
     return report
 
 
+SLIDER_MIN_WIDTH = 250
+
+
 def control_for(cls, name: str, **overrides) -> gr.components.Component:
     """One input component for a settings field: slider for a numeric range, dropdown or
     checkbox group for choices, checkbox for a bool, number otherwise. overrides: the component's
@@ -176,6 +179,9 @@ def control_for(cls, name: str, **overrides) -> gr.components.Component:
         return gr.Checkbox(value=default, **common)
     if info.minimum is not None and info.maximum is not None:
         step = info.step or (1 if isinstance(default, int) else (info.maximum - info.minimum) / 100)
+        # room for the label, the number box and the minimum and maximum: a row of sliders wraps onto
+        # another line rather than cut "0.01" to "0.(" (Gradio's floor is 160 px)
+        common.setdefault("min_width", SLIDER_MIN_WIDTH)
         return slider(minimum=info.minimum, maximum=info.maximum, step=step, value=default, **common)
     if isinstance(default, (int, float)):
         return (WholeNumber(value=default, **common) if isinstance(default, int)
@@ -353,6 +359,55 @@ def building_config():
     from gradio.context import Context
 
     return getattr(Context.root_block, "app_config", None)
+
+
+# ---- first views: a view shows its default example when it opens, not a blank box ------------
+
+# In the browser, when a tab opens: if the output (element id) shows nothing yet, click the button
+# (element id) once, so the view draws its default example with the button's own listener. Nothing
+# runs at page load, and nothing runs for a tab nobody opens; a view already drawn (by a click or a
+# link) is left as it is. The tab's content may mount a moment after the click on the tab: retry.
+FIRST_VIEW_JS = """() => {
+  const run = (left) => {
+    const out = document.getElementById(%(output)s), btn = document.getElementById(%(button)s);
+    if (!out || !btn || !out.offsetParent) { if (left > 0) setTimeout(() => run(left - 1), 150); return; }
+    const drawn = out.querySelector('.js-plotly-plot, img, svg.main-svg')
+      || [...out.querySelectorAll('td')].some(td => td.innerText.trim())
+      || [...out.querySelectorAll('.prose, .html-container')].some(p => p.innerText.trim());
+    if (!drawn && !btn.dataset.firstView) { btn.dataset.firstView = '1'; btn.click(); }
+  };
+  run(20);
+}"""
+
+
+def first_view_js(button: gr.components.Component, output: gr.components.Component) -> str:
+    """FIRST_VIEW_JS for a button and the output it fills (both need an elem_id)."""
+    if not button.elem_id or not output.elem_id:
+        raise ValueError("first_view needs elem_ids on the button and its output")
+    return FIRST_VIEW_JS % {"button": json.dumps(button.elem_id), "output": json.dumps(output.elem_id)}
+
+
+def first_view(button, output, tab=None) -> None:
+    """When `tab` opens (a sub-tab's gr.Tab; None: the lesson tab being built, wired by app.py after
+    the lesson's build) and `output` is still empty, press `button` once: the view shows its default
+    example. Runs in the browser only (no server call unless the button is pressed)."""
+    js = first_view_js(button, output)
+    if tab is not None:
+        tab.select(None, js=js, api_name=False, queue=False)
+        return
+    from gradio.context import Context
+
+    root = Context.root_block
+    root.first_views = [*getattr(root, "first_views", []), js]
+
+
+def take_first_views() -> list[str]:
+    """The first_view scripts registered for the lesson just built (app.py wires them to its tab)."""
+    from gradio.context import Context
+
+    root = Context.root_block
+    views, root.first_views = list(getattr(root, "first_views", [])), []
+    return views
 
 
 # ---- exports for slides: plots as 2x PNG or SVG, tables as CSV ---------------------------------

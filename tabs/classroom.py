@@ -110,7 +110,7 @@ def _student_panel() -> _Student:
 def _open_controls(engine) -> dict:
     """The host's activity pickers: one sub-tab per activity, each with its Open button."""
     c = {}
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("1. Predict the next token"):
             c["p_prompt"] = gr.Textbox("The capital of France is", label="Prompt", max_lines=2)
             c["p_model"] = model_picker(engine, "causal-lm")
@@ -160,7 +160,7 @@ def _host_panel(engine) -> tuple[_Host, dict, gr.DownloadButton, gr.DownloadButt
 def build(engine) -> None:
     room = classroom_of(engine)
     gr.Markdown("### Class mode: the whole class answers, the projector shows the class beside the model")
-    with gr.Tabs() as roles:
+    with gr.Tabs(overflow_behavior="wrap") as roles:
         with gr.Tab("Student", id="student"):
             student = _student_panel()
         with gr.Tab("Teacher (host)", id="host"):

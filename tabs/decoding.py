@@ -21,7 +21,7 @@ from engine.decoding.plots import (ALTERNATIVE_HEADERS, alternatives_rows, beam_
                                    steps_html)
 from engine.core.settings import knob_default, make
 from tabs._ui import (CHEAP, HEAVY, Plot, cheap_or_served, heavy_or_served, Share, controls_for, model_picker, notice, on_gpu, progress_callback, seed_box,
-                      data_table, examples, user_errors, WholeNumber)
+                      data_table, examples, first_view, user_errors, WholeNumber)
 
 TITLE = "Decoding"
 
@@ -139,7 +139,7 @@ class StepSlot:
 def build(engine) -> Share:
     top = _prompt_panel(engine)
     with gr.Row(elem_id="decoding-row"):
-        with gr.Column(scale=1, min_width=280):
+        with gr.Column(scale=1, min_width=280, elem_id="decoding-knobs") as knob_col:
             knobs = _knob_column()
         with gr.Column(scale=4, elem_id="decoding-main"):
             panes = _views_panel()
@@ -152,9 +152,29 @@ def build(engine) -> Share:
     branch_wiring = _wire_generate(engine, top, knob_inputs, panes["generate"], served)
     beam_wiring = _wire_beam(engine, panes["beam"], top["model"], top["mode"], top["prompt"])
     _wire_chat(engine, panes["chat"])
-    for name, tab in panes["tabs"].items():
-        tab.select(lambda n=name: n, outputs=view, api_name=False, queue=False)
+    _wire_view_controls(panes["tabs"], view, knob_col, top)
+    first_view(panes["next"]["run"], panes["next"]["chart"])  # the default prompt's chart, when the tab opens
     return _deep_link(top, knobs, knob_inputs, panes, view, show_next_token, beam_wiring, branch_wiring)
+
+
+# What each sub-view reads of the controls around it: (the sampling knobs on the left, the model,
+# prompt format and prompt above). Beam search has knobs of its own (its own repetition penalty) but
+# reads the prompt; the conversation always uses SmolLM2-135M-Instruct and its own knobs.
+VIEW_READS = {"next": (True, True), "generate": (True, True), "beam": (False, True), "chat": (False, False)}
+
+
+def view_controls(name: str) -> list:
+    """The updates for the knob column, model, prompt format and prompt when sub-view `name` opens:
+    a view hides the knobs it ignores and greys out the prompt boxes it does not read."""
+    knobs, prompt = VIEW_READS.get(name, (True, True))
+    return [name, gr.update(visible=knobs), *[gr.update(interactive=prompt)] * 3]
+
+
+def _wire_view_controls(tabs: dict, view, knob_col, top) -> None:
+    outputs = [view, knob_col, top["model"], top["mode"], top["prompt"]]
+    for name, tab in tabs.items():
+        tab.select(lambda n=name: view_controls(n), outputs=outputs, api_name=False, queue=False,
+                   show_progress="hidden")
 
 
 def _prompt_panel(engine) -> dict:
@@ -162,18 +182,19 @@ def _prompt_panel(engine) -> dict:
     gr.Markdown("## Decoding: how a model picks the next word\n"
                 "A language model does not write words: it gives a probability to **every** token of its "
                 "vocabulary. The knobs reshape that distribution before one token is picked; then the "
-                "token is appended and the model is asked again.")
+                "token is appended and the model is asked again.", elem_id="decoding-intro")
     parts = {}
-    with gr.Row():
-        parts["model"] = model_picker(engine, "causal-lm", session_model=True, scale=2)
+    with gr.Row():  # one row: on a projector the chart below starts higher up
+        parts["prompt"] = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=8, scale=3,
+                                     elem_id="decoding-prompt")
+        parts["model"] = model_picker(engine, "causal-lm", session_model=True, scale=2, min_width=220)
         parts["mode"] = gr.Radio([("Raw completion", "raw"), ("Chat template (instruct)", "chat")], value=MODES[0],
                                  label="Prompt format", info="Raw: the model continues your text. Chat: your text is "
-                                 "wrapped as a user message, and the model answers as the assistant.", scale=3)
-    parts["prompt"] = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, max_lines=8,
-                                 elem_id="decoding-prompt")
+                                 "wrapped as a user message, and the model answers as the assistant.", scale=2,
+                                 min_width=220, elem_id="decoding-mode")
     parts["context"] = gr.HTML(context_html(0, 0, 0), elem_id="decoding-context")
     parts["state"] = gr.State(StepSlot, time_to_live=STATE_TTL_S)  # a StepSlot per browser session
-    parts["examples"] = gr.Column()  # examples go under the prompt; filled once the listener exists
+    parts["examples"] = gr.Column(elem_id="decoding-examples")  # under the prompt; filled once the listener exists
     return parts
 
 
@@ -186,7 +207,7 @@ def _knob_column() -> dict:
 
 def _views_panel() -> dict:
     """The sub-views (next token, generate, beam search, conversation) as gr.Tabs, with their parts."""
-    with gr.Tabs(elem_id="decoding-views") as views:
+    with gr.Tabs(elem_id="decoding-views", overflow_behavior="wrap") as views:
         with gr.Tab("Next token, step by step", id="next") as next_view:
             next_parts = _next_panel()
         with gr.Tab("Generate", id="generate") as gen_view:
@@ -202,14 +223,17 @@ def _views_panel() -> dict:
 def _next_panel() -> dict:
     """The Next token sub-tab: its buttons, the steps so far, the chart and the table."""
     parts = {}
-    with gr.Row():
-        parts["run"] = gr.Button("Next token", variant="primary", elem_id="decoding-next")
-        parts["step"] = gr.Button("Step: append a token", elem_id="decoding-step")
-        parts["per_click"] = gr.Slider(1, 16, value=1, step=1, label="tokens per step click")
-    parts["steps"] = gr.HTML(steps_html("", []), elem_id="decoding-steps")
-    parts["summary"] = gr.Markdown()
-    parts["chart"] = Plot(filename="next-token-distribution", label="Next-token distribution after each knob",
-                          show_label=False, elem_id="decoding-chart")
+    with gr.Row():  # the buttons and the text so far beside the chart: on a projector the chart starts at the top
+        with gr.Column(scale=2, min_width=300):
+            with gr.Row():
+                parts["run"] = gr.Button("Next token", variant="primary", elem_id="decoding-next")
+                parts["step"] = gr.Button("Step: append a token", elem_id="decoding-step")
+            parts["per_click"] = gr.Slider(1, 16, value=1, step=1, label="tokens per step click")
+            parts["steps"] = gr.HTML(steps_html("", []), elem_id="decoding-steps")
+            parts["summary"] = gr.Markdown()
+        with gr.Column(scale=3, min_width=420):
+            parts["chart"] = Plot(filename="next-token-distribution", label="Next-token distribution after each knob",
+                                  show_label=False, elem_id="decoding-chart")
     notice("Orange is the greedy pick, grey bars are tokens a knob cut. Raise the temperature and watch the long "
            "tail grow; lower top-p and watch the nucleus shrink to a few tokens; typical-p can cut even the most likely "
            "token, when it is far less surprising than the average.")
@@ -600,8 +624,8 @@ def _chat_panel() -> dict:
     gr.Markdown("<div class='notice'>💡 The model remembers nothing between turns: every turn, the app sends the "
                 "<b>whole</b> conversation again, with the chat template around it. When it no longer fits the "
                 "<b>context window</b>, the oldest whole turns are dropped, and what was said only there is gone. "
-                "Always SmolLM2-135M-Instruct, with the knobs below (temperature 0 = greedy); the knobs on the "
-                "left are for the other views.</div>")
+                "Always SmolLM2-135M-Instruct, with the knobs below (temperature 0 = greedy); the model and prompt "
+                "above are for the other views.</div>")
     parts["system"] = gr.Textbox("", label="System prompt (sent first, every turn)", max_lines=4,
                                  elem_id="decoding-chat-system", placeholder=f"empty = the template's own default: "
                                  f"'{CHAT_DEFAULT_SYSTEM}'")

@@ -147,7 +147,7 @@ def build(engine) -> None:
         with gr.Column(scale=1, min_width=320):
             ui.update(_knob_column(engine, ui, start, profile))
         with gr.Column(scale=2):
-            with gr.Tabs():
+            with gr.Tabs(overflow_behavior="wrap"):
                 with gr.Tab("Text to image"):
                     ui.update(_txt2img_panel(first_schedule))
                 with gr.Tab("Image to image"):
@@ -533,8 +533,9 @@ def _teach_pictures() -> dict:
             ui["symbol_set"] = gr.Dropdown(list(teach.SYMBOL_SETS), value="star", label="or an example set (drawn by "
                                            "scripts/draw_symbols.py)")
             ui["load_set"] = gr.Button("Load the example set", size="sm", elem_id="teach-load-set")
-            ui["uploads"] = gr.File(label="or upload pictures", file_count="multiple", file_types=["image"])
-            ui["clear"] = gr.Button("Clear the pictures", size="sm")
+            ui["uploads"] = gr.File(label="or upload pictures", file_count="multiple", file_types=["image"],
+                                     elem_id="teach-uploads")
+            ui["clear"] = gr.Button("Clear the pictures", size="sm", elem_id="teach-clear")
         ui["shown"] = gr.Gallery(label="As the model sees them (16x16)", columns=5, height=300, object_fit="contain",
                                  elem_id="teach-images", scale=1)
     return ui
@@ -622,7 +623,7 @@ def _wire_teach_pictures(ui: dict) -> None:
     ui["add"].click(user_errors(_on_add), [pics, ui["pad"]], [pics, shown], api_name="teach_add_drawing")
     ui["load_set"].click(user_errors(_on_set), [ui["symbol_set"]], [pics, shown], api_name="teach_example_set")
     ui["uploads"].upload(user_errors(_on_upload), [pics, ui["uploads"]], [pics, shown], api_name="teach_upload")
-    ui["clear"].click(lambda: ([], []), None, [pics, shown], api_name=False, queue=False)
+    ui["clear"].click(lambda: ([], [], None), None, [pics, shown, ui["uploads"]], api_name=False, queue=False)
 
 
 def _on_method(m):
@@ -649,6 +650,8 @@ def _wire_teach_training(engine, ui: dict) -> None:
         state = state if isinstance(state, teach.TeachSession) else teach.TeachSession()
         if state.training:
             raise UserInputError("this session is already training: wait for it or press Stop.")
+        # the checks train() makes, before "Starting": a refused run leaves no "⏳ Starting..." behind
+        teach.check_word(w), teach.prepare_images(current)
         yield "⏳ Starting...", plots.teach_loss_figure([], s.steps), [], state
         cls_shown = []
         for u in teach.train(engine, state, current, w, s, progress=progress_callback(progress)):
@@ -660,7 +663,7 @@ def _wire_teach_training(engine, ui: dict) -> None:
     session, status = ui["session"], ui["status"]
     ui["train_btn"].click(user_errors(do_train), [ui["pics"], ui["word"], ui["method"], session],
                           inputs_kwargs=ui["ctl"], outputs=[status, ui["loss_plot"], ui["class_gallery"], session],
-                          api_name="teach_train", show_progress="minimal", **TEACH_TRAIN)
+                          api_name="teach_train", show_progress="minimal", show_progress_on=[status], **TEACH_TRAIN)
     ui["stop_btn"].click(_do_stop, [session], [status], api_name="teach_stop", concurrency_limit=None)
 
 

@@ -13,7 +13,7 @@ from engine.embeddings import attention as att
 from engine.embeddings import bertviz_page
 from engine.embeddings import vectors as emb
 from engine.embeddings import plots
-from tabs._ui import (HEAVY, ModelSlider, Plot, Share, clamp_slider, data_table, examples, notice, on_gpu,
+from tabs._ui import (HEAVY, ModelSlider, Plot, Share, clamp_slider, data_table, examples, first_view, notice, on_gpu,
                       progress_callback, user_errors, view_link)
 
 TITLE = "Embeddings & attention"
@@ -133,7 +133,7 @@ def build(engine) -> Share:
     gr.Markdown("## Inside the transformer: attention and contextual embeddings\n"
                 "Each layer lets every token gather information from other tokens (**attention**), "
                 "so a word's vector changes with its sentence (**contextual embeddings**).")
-    with gr.Tabs() as views:
+    with gr.Tabs(overflow_behavior="wrap") as views:
         with gr.Tab("Attention heatmaps", id="emb-attention") as attention_tab:
             heatmaps = _attention_panel(model_options(engine))
             pair = _compare_panel()
@@ -147,6 +147,7 @@ def build(engine) -> Share:
                                  "search": search_tab})
 
     attention = _wire_attention(engine, heatmaps)
+    first_view(heatmaps["run"], heatmaps["heat"])  # the default text's heatmap, drawn when the tab opens
     _wire_compare(engine, heatmaps["text"], pair)
     _wire_bertviz(engine, bertviz)
     embedding_similarity = _wire_context(engine, context)

@@ -221,7 +221,8 @@ def _perplexity_panel(engine) -> dict:
     notice("Red tokens surprised the model (low probability); pale ones were expected. The start of a "
            "text is hard to predict; words that repeat get cheaper.")
     with gr.Row():
-        math = gr.Markdown(elem_id="eval-arithmetic")
+        with gr.Column(min_width=340):  # narrower, on a phone its words broke mid-word
+            math = gr.Markdown(elem_id="eval-arithmetic")
         plot = Plot(filename="entropy-along-text", label="Entropy along the text")
     with gr.Accordion("All numbers (JSON, as the API returns them)", open=False):
         numbers = gr.JSON()
@@ -431,7 +432,7 @@ def _share(eval_tabs, ppl, score, suite_parts) -> Share:
 
 def build(engine) -> Share:
     gr.Markdown(INTRO)
-    with gr.Tabs() as eval_tabs:
+    with gr.Tabs(overflow_behavior="wrap") as eval_tabs:
         with gr.Tab("Perplexity & surprisal", id="eval-perplexity"):
             ppl = _perplexity_panel(engine)
         with gr.Tab("Natural vs shuffled vs random", id="eval-compare"):

@@ -35,7 +35,7 @@ VIEWS = ("kv", "batching", "utilization", "quantization", "speculative", "sparsi
 def build(engine) -> Share:
     top = _top_panel()
     tabs, panels = {}, {}
-    with gr.Tabs() as views:
+    with gr.Tabs(overflow_behavior="wrap") as views:
         for name, label, panel in (("kv", "Prefill, decode & KV cache", _kv_panel),
                                    ("batching", "Batching", _batching_panel),
                                    ("utilization", "Utilization", _utilization_panel),

@@ -11,7 +11,7 @@ from engine import inside
 from engine.inside import plots
 from engine.core.markdown import md_code, md_text
 from engine.core.settings import make
-from tabs._ui import (HEAVY, SESSION_CHOICE, ModelSlider, Plot, Share, clamp_slider, controls_for, data_table, examples, notice, on_gpu,
+from tabs._ui import (HEAVY, SESSION_CHOICE, ModelSlider, Plot, Share, clamp_slider, controls_for, data_table, examples, first_view, notice, on_gpu,
                       progress_callback, user_errors, view_link)
 
 TITLE = "Inside the model"
@@ -51,7 +51,7 @@ def _block_note(b: inside.BlockView) -> str:
 
 def build(engine) -> Share:
     top = _prompt_panel(model_options(engine))
-    with gr.Tabs() as views:
+    with gr.Tabs(overflow_behavior="wrap") as views:
         with gr.Tab("The journey", id="inside-journey-tab") as journey_tab:
             journey = _journey_panel()
         with gr.Tab("Inside one block", id="inside-block-tab") as block_tab:
@@ -70,6 +70,7 @@ def build(engine) -> Share:
     prompt, model = top["prompt"], top["model"]
     journey_outputs = [journey["html"], journey["shapes"], block["knobs"]["layer"], block["knobs"]["head"]]
     show_journey = _wire_journey(engine, top, journey_outputs)
+    first_view(top["run"], journey["html"])  # the default prompt's journey, drawn when the tab opens
     _wire_block(engine, prompt, model, block)
     _wire_lens(engine, prompt, model, lens)
     _wire_static(engine, model, static)

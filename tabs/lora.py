@@ -13,7 +13,7 @@ from engine.training import plots as training_plots
 from engine.core.errors import UserInputError
 from engine.core.settings import make
 from tabs._ui import (HEAVY, Plot, Share, budget_control, controls_for, data_table, duration_text, examples,
-                      notice, progress_callback, scratch_dir, seed_box, train_intro, user_errors)
+                      first_view, notice, progress_callback, scratch_dir, seed_box, train_intro, user_errors)
 
 TITLE = "LoRA"
 PREVIEW_ROWS = 12
@@ -34,12 +34,12 @@ def _format_html(fmt: dict) -> str:
     chips = "".join(
         f"<span style='display:inline-block;margin:2px;padding:1px 5px;border-radius:4px;"
         f"background:{'#f7d9a8' if t == fmt['eos'] else '#dde7f5'};font-family:monospace'>"
-        f"{esc(t.replace(' ', '·'))}<sub style='opacity:.6'>{i}</sub></span>"
+        f"{esc(t.replace(' ', '·'))}<sub style='opacity:.6;color:inherit'>{i}</sub></span>"
         for t, i in zip(fmt["tokens"], fmt["ids"]))
     rows = []
     for b, (ids, mask, labels) in enumerate(zip(fmt["input_ids"], fmt["attention_mask"], fmt["labels"])):
         def cells(xs, pad_check):
-            return "".join(f"<td style='padding:1px 4px;{'background:#eee;color:#999' if m == 0 else ''}'>{x}</td>"
+            return "".join(f"<td style='padding:1px 4px;{'background:#eee;color:#666' if m == 0 else ''}'>{x}</td>"
                            for x, m in zip(xs, pad_check))
         rows.append(f"<tr><th>ex {b + 1} input_ids</th>{cells(ids, mask)}</tr>"
                     f"<tr><th>attention_mask</th>{cells(mask, mask)}</tr>"
@@ -145,11 +145,11 @@ def _data_panel() -> dict:
             upload = gr.File(label="Upload .txt (one example a line) or .jsonl ({\"text\": ...} or "
                                    "{\"quote\": ..., \"author\": ...}), up to 2 MB",
                              file_types=[".txt", ".jsonl"], visible=False)
-            preview_btn = gr.Button("Preview data and training format")
+            preview_btn = gr.Button("Preview data and training format", elem_id="lora-preview")
             count_md = gr.Markdown()
         with gr.Column(scale=2):
             preview = data_table("lora-data-preview", headers=["quote", "author"], label=f"First {PREVIEW_ROWS} examples",
-                                   interactive=False, wrap=True, max_height=330,
+                                   interactive=False, elem_id="lora-data-preview", wrap=True, max_height=330,
                                    column_widths=["78%", "22%"])
     format_html = gr.HTML()
     notice("Every example ends with the EOS token. That is how the adapted model learns to stop after the "
@@ -415,6 +415,7 @@ def build(engine) -> Share:
     compare = _compare_panel()
     files = _files_panel()
     _wire(engine, session, data, settings, train, compare, files)
+    first_view(data["preview_btn"], data["preview"])  # the bundled quotes, listed when the tab opens
     _wire_plan(session, settings, train)
     # A link can preset the knobs and the prompt; training itself stays a deliberate click.
     c = settings["knobs"]

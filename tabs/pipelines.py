@@ -194,7 +194,7 @@ def _task_tabs(engine) -> dict[str, _TaskParts]:
 
 def build(engine) -> Share:
     gr.Markdown(INTRO)
-    with gr.Tabs() as views:
+    with gr.Tabs(overflow_behavior="wrap") as views:
         ui = _task_tabs(engine)
     _wire_model_info(engine, ui)
     runs = {task: wire(engine, ui[task]) for task, wire in (

@@ -303,7 +303,7 @@ def build(engine) -> Share:
     gr.Markdown(LICENSE_MD, elem_id="sft-license")
     session = gr.State(None)
     view = gr.Textbox("base", visible=False)  # the sub-tab a deep link opens
-    with gr.Tabs(elem_id="posttraining-views") as views:
+    with gr.Tabs(elem_id="posttraining-views", overflow_behavior="wrap") as views:
         with gr.Tab("Base vs instruct", id="base"):
             bvi = _base_vs_instruct_panel(engine)
         with gr.Tab("SFT: training format and loss mask", id="format"):

@@ -17,7 +17,7 @@ from engine.core.errors import UserInputError, check_choice
 from engine.core.markdown import md_text
 from engine.core.settings import knob_default, make
 from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, seed_box,
-                      user_errors)
+                      first_view, user_errors)
 
 TITLE = "Retrieval (RAG)"
 STATE_TTL_S = 3600  # an idle session's uploads are dropped after an hour
@@ -66,7 +66,7 @@ def build(engine) -> Share:
         with gr.Column(scale=1, min_width=300):
             ui.update(_documents_column(about))
         with gr.Column(scale=3):
-            with gr.Tabs():
+            with gr.Tabs(overflow_behavior="wrap"):
                 with gr.Tab("1 · Chunks"):
                     ui.update(_chunks_panel())
                 with gr.Tab("2 · Search"):
@@ -78,6 +78,7 @@ def build(engine) -> Share:
                     ui.update(_quality_panel())
 
     show_chunks, chunk_outputs = _wire_documents(engine, library, ui)
+    first_view(ui["chunks_btn"], ui["chunk_view"])  # the first document's chunks, drawn when the tab opens
     _wire_search(engine, library, ui)
     _wire_rerank(engine, library, ui)
     _wire_quality(engine, library, ui)
@@ -147,9 +148,9 @@ def _search_panel() -> dict:
                                           **{k: {"elem_id": f"rag-{k}"} for k in SEARCH_KNOBS})
     ui["example_box"] = gr.Column()
     ui["search_md"] = gr.Markdown(elem_id="rag-search-summary")
-    with gr.Row(elem_id="rag-results"):
+    with gr.Column(elem_id="rag-results"):  # one above the other: side by side a table showed 1.5 rows at 1280 px
         ui["tables"] = {m: data_table(f"rag-{m}", headers=HIT_HEADERS, label=label, wrap=True,
-                                      elem_id=f"rag-{m}", column_widths=["9%", "19%", "72%"], max_height=420)
+                                      elem_id=f"rag-{m}", column_widths=["8%", "14%", "78%"], max_height=380)
                         for m, label in (("dense", "Dense: cosine of MiniLM vectors"),
                                          ("sparse", "Sparse: TF-IDF (scikit-learn)"),
                                          ("hybrid", "Hybrid: reciprocal-rank fusion"))}
@@ -329,7 +330,7 @@ def _wire_documents(engine, library, ui: dict):
                           outputs=[ui["index_md"], ui["collection"], session], api_name="rag_index", **HEAVY)
     ui["upload_btn"].click(upload, inputs=[ui["files"], *chunk_inputs, session],
                            outputs=[ui["index_md"], ui["collection"], session, source, doc], api_name="rag_upload",
-                           **HEAVY)
+                           show_progress_on=[ui["index_md"]], **HEAVY)  # a refused file: no "Error" over the radio
     ui["clear_btn"].click(clear, inputs=[session], outputs=[ui["index_md"], ui["collection"], session, source, doc],
                           api_name="rag_clear")
     source.change(source_changed, inputs=[source, session], outputs=[doc], api_name=False)

@@ -6,7 +6,7 @@ import gradio as gr
 
 from engine import UserInputError
 from engine import tokens
-from tabs._ui import (Share, control_for, data_table, examples, notice, progress_callback, scratch_dir,
+from tabs._ui import (Share, control_for, data_table, examples, first_view, notice, progress_callback, scratch_dir,
                       user_errors, view_link, warn)
 
 TITLE = "Tokens"
@@ -77,7 +77,7 @@ def build(engine) -> Share:
     defaults = [k for k in DEFAULT_PICKS if k in keys] or keys[:2]
 
     gr.Markdown(INTRO)
-    with gr.Tabs() as views:
+    with gr.Tabs(overflow_behavior="wrap") as views:
         with gr.Tab("Side by side", id="side") as side_tab:
             side = _side_by_side_panel(choices, keys, defaults)
         with gr.Tab("Ids → text", id="ids") as ids_tab:
@@ -91,6 +91,7 @@ def build(engine) -> Share:
     compare_tokenizers = _wire_compare(engine, side, keys)
     _wire_exports(engine, side)
     _wire_batch(engine, batch)
+    first_view(batch["run"], batch["view"], tab=batch_tab)  # the default batch, drawn when the view opens
     _wire_chat_template(engine, special)
     _wire_decode(engine, dec, keys)
     # The hover highlight: one delegated listener, installed by the first render of either view.
@@ -120,7 +121,8 @@ def _side_by_side_panel(choices, keys, defaults) -> dict:
            "tokens in different tokenizers: more tokens = more compute and less room in the context.")
     parts["view"] = gr.HTML(elem_id="tok-side-by-side")
     parts["stats"] = data_table("tokenizer-stats", headers=tokens.STATS_HEADERS, interactive=False, wrap=True,
-                                label="Per tokenizer", elem_id="tok-stats")
+                                label="Per tokenizer", elem_id="tok-stats",
+                                column_widths=["13%", "11%", "6%", "9%", "9%", "7%", "12%", "7%", "13%", "13%"])
     gr.Markdown(f"<div class='notice'>{facts(keys)}</div>")
     with gr.Accordion("Decode round trip: does decode(encode(text)) give the text back?", open=False):
         parts["rt_run"] = gr.Button("Decode round trip")
@@ -174,7 +176,7 @@ def _batch_panel(choices, keys) -> dict:
                 parts["truncation"] = gr.Checkbox(value=True, label="truncate to max_length")
                 parts["add_special"] = gr.Checkbox(value=True, label="add the model's special tokens")
             parts["pad_to"] = gr.Radio(choices=list(tokens.PAD_TO), value="longest", label="pad to")
-    parts["run"] = gr.Button("Encode the batch", variant="primary")
+    parts["run"] = gr.Button("Encode the batch", variant="primary", elem_id="tok-batch-run")
     notice("BERT wraps every sentence in [CLS] … [SEP]; GPT-2 and the tiktoken encodings add nothing and "
            "have no pad token; Llama adds <s> at the start. Padding never changes the real tokens.")
     parts["view"] = gr.HTML(elem_id="tok-batch")
@@ -329,7 +331,7 @@ def _deep_link(engine, side, dec, compare_tokenizers, sub_view, views) -> Share:
                 warn(err)
         return out + [gr.skip(), gr.skip(), open_view(name)]
 
-    def first_view(name, text, keys, max_render, show_ids, ids, ids_key):
+    def drawn_on_load(name, text, keys, max_render, show_ids, ids, ids_key):
         """Every page load: the counts of the default text (tokenizers load once, then it is cheap)."""
         try:
             return list(compare_tokenizers(text, keys, max_render, show_ids)) + [gr.skip()] * 3
@@ -342,4 +344,4 @@ def _deep_link(engine, side, dec, compare_tokenizers, sub_view, views) -> Share:
     return Share(params={"text": side["text"], "picks": side["picks"], "show_ids": side["show_ids"],
                          "max_render": side["max_render"], "ids": dec["ids"], "ids_tok": dec["tok"], "view": view},
                  run=linked, run_inputs=[view, *cmp_in, dec["ids"], dec["tok"]],
-                 run_outputs=cmp_out + [dec["view"], dec["json"], views], on_load=first_view)
+                 run_outputs=cmp_out + [dec["view"], dec["json"], views], on_load=drawn_on_load)

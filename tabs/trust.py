@@ -292,7 +292,7 @@ def _wire(engine, c, g, s, p) -> None:
 
 def build(engine) -> Share:
     gr.Markdown(INTRO)
-    with gr.Tabs() as inner:
+    with gr.Tabs(overflow_behavior="wrap") as inner:
         with gr.Tab("Calibration", id="trust-calibration") as t_cal:
             c = _calibration_panel(engine)
         with gr.Tab("Grounding", id="trust-grounding") as t_gnd:

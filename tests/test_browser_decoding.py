@@ -20,11 +20,13 @@ def test_top_p_cut_chart_and_generation(page, app_url):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(app_url)
     page.get_by_role("tab", name="Decoding").click()
+    page.locator("#decoding-chart .js-plotly-plot").wait_for(timeout=120_000)  # the default, drawn on opening
     page.locator("#decoding-prompt textarea").fill("My favourite colour is")
     _set_number(page, "decoding-temperature", 1.0)
     _set_number(page, "decoding-top_p", 0.5)
     page.locator("#decoding-next").click()
-    page.wait_for_selector("#decoding-chart .js-plotly-plot", timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#decoding-chart').innerText.includes('top-p 0.5')",
+                           timeout=120_000)
     page.wait_for_timeout(800)
     chart = page.locator("#decoding-chart")
     assert "top-p 0.5" in chart.inner_text()
@@ -112,6 +114,7 @@ def test_beam_tree_and_the_forgetting_example(page, app_url):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(app_url)
     page.get_by_role("tab", name="Decoding").click()
+    page.locator("#decoding-chart .js-plotly-plot").wait_for(timeout=90_000)  # drawn when the tab opens
     page.get_by_role("tab", name="Beam search").click()
     page.locator("#decoding-beam-run").click()
     page.wait_for_function("() => (document.querySelector('#decoding-beam-stats')?.innerText || '')"

@@ -63,7 +63,7 @@ def _grid(n_rows: int, n_titles: int) -> str:
                         horizontal_spacing=0.06)
     fig.update_annotations(font=dict(size=13))
     # No figure title: the tab's summary line says the same, and a title collides with the modebar.
-    fig.update_layout(height=60 + 230 * n_rows, margin=dict(l=50, r=20, t=40, b=40), bargap=0.25, plot_bgcolor="white")
+    fig.update_layout(height=76 + 230 * n_rows, margin=dict(l=50, r=20, t=56, b=40), bargap=0.25, plot_bgcolor="white")
     return fig.layout.to_json()
 
 
@@ -112,16 +112,21 @@ def _pct(p: float) -> str:
 def _panel_title(st, index: int, view) -> str:
     if index == 0:
         if view.served_top:
-            return f"<b>1. raw</b>: top {len(view.served_top)} of {st.kept_count:,} tokens from the server"
-        return f"<b>1. raw</b>: all {st.kept_count:,} tokens"
+            return f"<b>1. raw</b><br>{_small(f'top {len(view.served_top)} of {st.kept_count:,} from the server')}"
+        return f"<b>1. raw</b><br>{_small(f'all {st.kept_count:,} tokens')}"
     head = f"<b>{index + 1}. {st.label}</b>"
     if not st.active:
         return f"{head} (off)"
+    # the detail on a second, smaller line: side by side on a phone two one-line titles overlapped
     if view.served_top and st.kept_count > len(view.served_top):  # the cut falls among tokens the server did not name
-        return f"{head}: reaches past the server's top {len(view.served_top)} (approximate)"
+        return f"{head}<br>{_small(f'reaches past the server top {len(view.served_top)} (approx.)')}"
     if st.name in ("repetition penalty", "temperature") and st.kept_count == view.stages[index - 1].kept_count:
-        return f"{head}: reshapes, cuts nothing"
-    return f"{head}: {st.kept_count:,} kept, {st.kept_mass:.1%} of mass survives"
+        return f"{head}<br>{_small('reshapes, cuts nothing')}"
+    return f"{head}<br>{_small(f'{st.kept_count:,} kept, {st.kept_mass:.1%} of mass')}"
+
+
+def _small(text: str) -> str:
+    return f"<span style='font-size:11px'>{text}</span>"
 
 
 def _color(value: float) -> str:
@@ -169,10 +174,11 @@ def token_spans(tokens, color_by: str = "probability", seq: int | None = None) -
 
 STYLE = """<style>
 .dec-wrap{display:flex;gap:12px;flex-wrap:wrap}
-.dec-col{flex:1 1 300px;border:1px solid #d1d5db;border-radius:8px;padding:10px;background:#fff;color:#111}
-.dec-head{font-weight:600;margin-bottom:6px;font-size:0.9em;color:#374151}
+/* theme colours (light or dark); a token on a pastel background gets dark text (the app's CSS) */
+.dec-col{flex:1 1 300px;border:1px solid var(--border-color-primary,#d1d5db);border-radius:8px;padding:10px;background:var(--block-background-fill,#fff)}
+.dec-head{font-weight:600;margin-bottom:6px;font-size:0.9em;color:var(--body-text-color-subdued,#374151)}
 .dec-body{font-family:ui-monospace,monospace;font-size:15px;line-height:1.9;white-space:pre-wrap;word-break:break-word}
-.dec-prompt{color:#6b7280}
+.dec-prompt{color:var(--body-text-color-subdued,#6b7280)}
 .dec-tok{border-radius:3px;padding:1px 0;margin:0 1px}
 .dec-tok[data-pos]{cursor:pointer}
 .dec-tok[data-pos]:hover,.dec-tok.dec-picked{outline:2px solid #4f46e5}
@@ -181,7 +187,7 @@ STYLE = """<style>
 .dec-bytes{font-size:0.8em;border:1px dashed #777;border-radius:3px;padding:0 2px}
 .dec-cp{font-family:system-ui,sans-serif;font-size:9px;color:#9a3412;background:#ffedd5;border:1px solid #fb923c;border-radius:3px;padding:0 2px;margin:0 1px;vertical-align:middle}
 .dec-stop{margin-top:8px;font-size:0.85em;padding:2px 8px;border-radius:10px;display:inline-block;background:#eef2ff;color:#3730a3}
-.dec-legend{font-size:0.85em;color:#4b5563;margin:6px 0}
+.dec-legend{font-size:0.85em;color:var(--body-text-color-subdued,#4b5563);margin:6px 0}
 .dec-ctx{height:12px;background:#e5e7eb;border-radius:6px;overflow:hidden;margin:4px 0}
 .dec-ctx>div{height:100%;float:left}
 </style>"""
@@ -223,7 +229,7 @@ ALTERNATIVE_HEADERS = ["rank", "token", "id", "p (%)", "in the text"]
 
 def branch_html(prompt: str, br, sequence: int, original_stop: str = "") -> str:
     """The original continuation and the branch side by side, from their common prefix (grey)."""
-    head = html.escape(prompt) + f"<span class='dec-prompt' style='color:#374151'>{html.escape(br.prefix_text)}</span>"
+    head = html.escape(prompt) + f"<span class='dec-prompt' style='color:var(--body-text-color,#374151)'>{html.escape(br.prefix_text)}</span>"
     original = "".join(f"<span class='dec-tok{' dec-fork' if i == 0 else ''}'>{_marked(t)}</span>"
                        for i, t in enumerate(br.original_pieces))
     new = "".join(f"<span class='dec-tok{' dec-fork' if i == 0 else ''}' style='background:{_color(t.p_raw)}' "

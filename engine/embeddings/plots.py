@@ -56,7 +56,7 @@ def heatmap(maps: AttentionMaps, layer: int, head: int | None, token: int | None
                                showscale=show_scale, colorbar=dict(title=dict(text="weight"), thickness=14)))
     ticks = dict(tickmode="array", tickvals=idx, ticktext=maps.tokens, tickfont=dict(size=_tick_font(n)),
                  showgrid=False)
-    fig.update_xaxes(side="top", tickangle=-60, **ticks)
+    fig.update_xaxes(side="top", tickangle=-90, **ticks)  # upright labels overlap on a phone (390 px)
     fig.update_yaxes(title_text="attending (query): one row per token", autorange="reversed", **ticks)
     if token is not None and 0 <= token < n:
         fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=token - 0.5, y1=token + 0.5,

@@ -85,28 +85,29 @@ def strip_img(matrix: np.ndarray, row_px: int = 14, alt: str = "") -> str:
 # --- the journey -------------------------------------------------------------------------------------
 
 JOURNEY_CSS = """<style>
-.jr{font-family:system-ui,sans-serif;color:#1d1d1f;display:flex;flex-wrap:wrap;align-items:stretch;gap:6px 0}
-.jr .card{border:1px solid #d6d6e0;border-radius:10px;padding:8px 10px;background:#fff;min-width:150px;max-width:440px;
+/* theme colours (light or dark); light backgrounds below set dark text of their own */
+.jr{font-family:system-ui,sans-serif;color:var(--body-text-color,#1d1d1f);display:flex;flex-wrap:wrap;align-items:stretch;gap:6px 0}
+.jr .card{border:1px solid var(--border-color-primary,#d6d6e0);border-radius:10px;padding:8px 10px;background:var(--block-background-fill,#fff);min-width:150px;max-width:440px;
  box-shadow:0 1px 2px rgba(0,0,0,.05)}
-.jr .card h4{margin:0 0 4px;font-size:14px;font-weight:700;color:#333}
-.jr .card .sub{font-size:12px;color:#666;margin-top:4px;line-height:1.35}
+.jr .card h4{margin:0 0 4px;font-size:14px;font-weight:700}
+.jr .card .sub{font-size:12px;color:var(--body-text-color-subdued,#666);margin-top:4px;line-height:1.35}
 .jr .arrow{display:flex;flex-direction:column;align-items:center;justify-content:center;min-width:74px;padding:0 2px}
 .jr .arrow .a{font-size:24px;color:#8a8fa3;line-height:1}
 .jr .arrow code{font-size:11.5px;background:#eef2ff;color:#3730a3;border-radius:4px;padding:1px 4px;white-space:nowrap}
-.jr .arrow i{font-size:11px;color:#777;font-style:normal;text-align:center}
+.jr .arrow i{font-size:11px;color:var(--body-text-color-subdued,#777);font-style:normal;text-align:center}
 .jr .ids{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px;word-break:break-all}
 .jr .strip{image-rendering:pixelated;width:100%;min-width:220px;border:1px solid #ccc;display:block}
 .jr .sg{display:flex;gap:4px;align-items:flex-start}
 .jr .sg .lab{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:10.5px;line-height:14px;text-align:right;
- white-space:pre;color:#444}
+ white-space:pre;color:var(--body-text-color-subdued,#444)}
 .jr .blocks{display:grid;grid-template-columns:repeat(10,1fr);gap:3px;min-width:300px}
-.jr .blk{border:1px solid #b9c3e6;background:#f3f5ff;border-radius:4px;font-size:10.5px;text-align:center;padding:1px 0 0}
+.jr .blk{border:1px solid #b9c3e6;background:#f3f5ff;color:#1d1d1f;border-radius:4px;font-size:10.5px;text-align:center;padding:1px 0 0}
 .jr .blk div{background:#4e79a7;height:3px;margin-top:2px}
 .jr .bar{display:flex;align-items:center;gap:6px;font-size:12.5px;margin:2px 0}
 .jr .bar span.b{display:inline-block;height:10px;background:#4e79a7;border-radius:2px}
 .jr .bar.pick span.b{background:#f28e2b}
 .jr .out{font-size:16px;line-height:1.5}
-.jr .out b{background:#ffe3c2;border-radius:4px;padding:0 3px}
+.jr .out b{background:#ffe3c2;color:#111;border-radius:4px;padding:0 3px}
 .jr .tk{line-height:1.9}
 </style>"""
 

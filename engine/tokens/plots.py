@@ -11,37 +11,39 @@ from .base import Batch, Piece, RoundTrip, Tok, Tokenized, piece_of
 
 
 CSS = """<style>
-.tkv{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:15px;line-height:1.9;color:#111}
+/* Text takes the theme's colour (var(--body-text-color), light or dark); every pastel or light background
+   sets dark text of its own, so nothing is white on white in the dark theme (?__theme=dark). */
+.tkv{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:15px;line-height:1.9;color:var(--body-text-color,#111)}
 .tkv .grid{display:grid;gap:12px}
-.tkv .card{border:1px solid #d6d6e0;border-radius:10px;padding:8px 10px;background:#fff;min-width:0}
-.tkv .head{font-family:system-ui,sans-serif;font-size:14px;margin-bottom:6px;color:#222;line-height:1.4}
-.tkv .head b{font-size:15px}.tkv .sub{color:#555;font-size:12.5px}
+.tkv .card{border:1px solid var(--border-color-primary,#d6d6e0);border-radius:10px;padding:8px 10px;background:var(--block-background-fill,#fff);min-width:0}
+.tkv .head{font-family:system-ui,sans-serif;font-size:14px;margin-bottom:6px;line-height:1.4}
+.tkv .head b{font-size:15px}.tkv .sub{color:var(--body-text-color-subdued,#555);font-size:12.5px}
 .tkv .body{max-height:520px;overflow:auto;word-break:break-all}
-.tkv .t{display:inline-block;border-radius:4px;padding:0 2px;margin:1px 1px;white-space:pre;vertical-align:top;line-height:1.35}
-.tkv .t i{font-style:normal;color:#8a8a99}
+.tkv .t{color:#111;display:inline-block;border-radius:4px;padding:0 2px;margin:1px 1px;white-space:pre;vertical-align:top;line-height:1.35}
+.tkv .t i{font-style:normal;color:#5c5c6e}
 .tkv i.cp{font-style:normal;font-family:system-ui,sans-serif;font-size:9px;line-height:1;color:#9a3412;
  background:#ffedd5;border:1px solid #fb923c;border-radius:3px;padding:0 2px;margin:0 1px;vertical-align:middle}
 .tkv .t small{display:block;font-size:10px;color:#444;text-align:center;line-height:1.1}
-.tkv .sp{outline:2px solid #333;font-weight:700}
+.tkv .sp{outline:2px solid var(--body-text-color,#333);font-weight:700}
 .tkv .by{font-size:12px;border:1px dashed #777}
 .tkv .pad{opacity:.45}
-.tkv .bar{height:6px;background:#eceff3;border-radius:3px;margin-top:4px}
+.tkv .bar{height:6px;background:var(--border-color-primary,#eceff3);border-radius:3px;margin-top:4px}
 .tkv .bar div{height:6px;background:#6366f1;border-radius:3px}
 .tkv .more{font-family:system-ui,sans-serif;font-size:12.5px;color:#7a4b00;background:#fff4d6;
  border-radius:6px;padding:2px 8px;margin-top:6px;display:inline-block}
 .tkv table.bt{border-collapse:collapse;margin:4px 0 10px}
-.tkv table.bt td,.tkv table.bt th{border:1px solid #e2e2ea;padding:2px 4px;text-align:center;font-size:12.5px}
-.tkv table.bt th{font-family:system-ui,sans-serif;background:#f5f5fa;font-weight:600}
-.tkv .m1{background:#1f9d55;color:#fff}.tkv .m0{background:#eceff3;color:#999}
-.tkv del{background:#ffd7d7;text-decoration:line-through}.tkv ins{background:#c9f2d0;text-decoration:none}
-.tkv pre{white-space:pre-wrap;background:#f7f7fb;border-radius:8px;padding:8px;font-size:13px}
+.tkv table.bt td,.tkv table.bt th{border:1px solid var(--border-color-primary,#e2e2ea);padding:2px 4px;text-align:center;font-size:12.5px}
+.tkv table.bt th{font-family:system-ui,sans-serif;background:var(--background-fill-secondary,#f5f5fa);font-weight:600}
+.tkv .m1{background:#1f9d55;color:#fff}.tkv .m0{background:#eceff3;color:#555}
+.tkv del{background:#ffd7d7;color:#111;text-decoration:line-through}.tkv ins{background:#c9f2d0;color:#111;text-decoration:none}
+.tkv pre{white-space:pre-wrap;background:var(--background-fill-secondary,#f7f7fb);border-radius:8px;padding:8px;font-size:13px}
 .tkv .src{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-all;
- background:#f7f7fb;border-radius:8px;padding:6px 8px;margin-bottom:8px;max-height:180px;overflow:auto;font-size:14px}
-.tkv .src span.on{background:#fde047;outline:1px solid #ca8a04}
+ background:var(--background-fill-secondary,#f7f7fb);border-radius:8px;padding:6px 8px;margin-bottom:8px;max-height:180px;overflow:auto;font-size:14px}
+.tkv .src span.on{background:#fde047;color:#111;outline:1px solid #ca8a04}
 .tkv .t.on{outline:3px solid #e11d48;outline-offset:0}.tkv .t.same{box-shadow:0 0 0 3px #2563eb}
 .tkv .t[data-i]{cursor:pointer}
 .tkv .t.add{outline:3px solid #7c3aed;outline-offset:1px}
-.tkv .recv{color:#5b21b6}
+.tkv .recv{color:#8b5cf6}
 </style>"""
 
 
@@ -157,12 +159,12 @@ def source_html(text: str, results: list[Tokenized]) -> str:
 
 
 def render_side_by_side(results: list[Tokenized], show_ids: bool = True, text: str | None = None) -> str:
-    cols = max(len(results), 1)
     most = max((r.n_tokens for r in results), default=0)
     cards = "".join(card_html(r, show_ids, most) for r in results)
     src = source_html(text, results) if text is not None else ""
-    return (f"{CSS}<div class='tkv'>{src}<div class='grid' style='grid-template-columns:repeat({cols},minmax(0,1fr))'>"
-            f"{cards}</div></div>")
+    # one column per tokenizer where they fit at 220 px each; on a phone they stack
+    return (f"{CSS}<div class='tkv'>{src}<div class='grid' style='grid-template-columns:"
+            f"repeat(auto-fit,minmax(min(220px,100%),1fr))'>{cards}</div></div>")
 
 
 # Installed once per page (from a .change listener of the view): one delegated listener lights up,
