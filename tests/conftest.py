@@ -20,6 +20,16 @@ os.environ["GRADIO_EXAMPLES_CACHE"] = tempfile.mkdtemp(prefix="examples-cache-")
 # The files Gradio serves and receives go to a folder of this process's own: two xdist workers
 # sharing /tmp/gradio refused a browser upload ("not uploaded by a user").
 os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="gradio-served-")
+GRADIO_FOLDER = os.environ["GRADIO_TEMP_DIR"]
+
+
+@pytest.fixture(autouse=True)
+def _gradio_folder_kept():
+    """Tests that run app.main() in this process give Gradio a new folder (use_gradio_cache): put the
+    process's own back after each, or the session app refuses its later uploads ("not uploaded by a
+    user": Gradio looks for them in the folder the variable names now)."""
+    yield
+    os.environ["GRADIO_TEMP_DIR"] = GRADIO_FOLDER
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -144,7 +144,7 @@ def _teach_leftovers(page, tmp_path):
     ImageDraw.Draw(image).line([(2, 2), (13, 13)], fill="black", width=2)
     image.save(picture)
     page.locator("#teach-uploads input[type=file]").set_input_files(str(picture))
-    page.locator("#teach-images img").first.wait_for(timeout=20_000)
+    page.locator("#teach-images img").first.wait_for(timeout=90_000)
     page.locator("#teach-train").click()  # one picture: refused (3 to 10)
     page.locator(".toast-body", has_text="picture").first.wait_for(timeout=20_000)
     page.wait_for_timeout(500)
