@@ -69,7 +69,26 @@ def one_thread():
 UNDER_XDIST = {"on": False}
 
 
+def _patient_clients() -> None:
+    """gradio_client's requests wait 5 s by default (httpx's own default). Two xdist workers each
+    serving an app on 2 cores answered a queue join later than that twice in full runs
+    (httpx.ReadTimeout), though the calls passed alone: test clients wait for an answer as long as
+    their stream does (no read limit; pytest-timeout bounds each test), 60 s for the rest."""
+    import gradio_client
+    import httpx
+
+    init = gradio_client.Client.__init__
+    if getattr(init, "patient", False):
+        return
+
+    def patient(self, *args, httpx_kwargs=None, **kwargs):
+        init(self, *args, httpx_kwargs={"timeout": httpx.Timeout(60.0, read=None), **(httpx_kwargs or {})}, **kwargs)
+    patient.patient = True
+    gradio_client.Client.__init__ = patient
+
+
 def pytest_configure(config):
+    _patient_clients()
     if hasattr(config, "workerinput"):  # set by xdist on its worker processes only
         import torch
 
