@@ -54,6 +54,9 @@ def test_a_host_and_two_phones_go_through_each_activity(contexts, app_url):
         phone = contexts(390, 844)
         phone.goto(join, timeout=120_000)
         phone.locator("#class-nick").wait_for(timeout=120_000)
+        # the tab opens in the browser at once; the link's room code arrives with the page load's answer
+        phone.wait_for_function("(document.querySelector('#class-code input, #class-code textarea') || {value: ''})"
+                                ".value.length > 0", timeout=TIMEOUT)
         phone.locator("#class-nick").get_by_role("textbox").fill(f"<b>Phone {i}</b>")  # shown as typed, never as markup
         phone.locator("#class-join").click()
         phone.get_by_text("Waiting for the host").wait_for(timeout=TIMEOUT)
