@@ -309,3 +309,19 @@ def test_two_processes_share_a_room(pg_url):
     view = room.host_view(code, key)
     assert view["round"]["answered"] == ["from the other process"] and view["students"] == ["from the other process"]
     room.store.close()
+
+
+def test_join_pressed_before_the_link_filled_the_boxes_takes_the_links_room():
+    """A fast student presses Join on a join link's page before the page load's answer filled the
+    code and the nickname: the link's room and a suggested nickname are used; typed values win."""
+    from types import SimpleNamespace
+
+    from tabs.classroom import _from_join_link
+
+    link = SimpleNamespace(query_params={"tab": "classroom", "room": "ABC123"})
+    code, nick = _from_join_link("", "", link)
+    assert code == "ABC123" and R.check_nickname(nick) == nick
+    assert _from_join_link("", "Ada", link) == ("ABC123", "Ada")
+    assert _from_join_link("XYZ789", "", link) == ("XYZ789", "")  # a typed code: the room's own checks apply
+    assert _from_join_link("", "", SimpleNamespace(query_params={"room": "ABC123"})) == ("", "")  # not a join link
+    assert _from_join_link("", "", None) == ("", "")
