@@ -185,12 +185,13 @@ def next_prompt(i: int, turn: int, examples: list[str]) -> str:
     return examples[(i + turn) % len(examples)]
 
 
-def student(app: App, session: str, i: int, until: float, tally: Tally) -> None:
+def student(app: App, session: str, i: int, until: float, tally: Tally, stop: threading.Event | None = None) -> None:
+    """Student i clicks the cheap calls in turn until `until` (or until `stop` is set)."""
     rng = random.Random(i)
     turn = rng.randrange(len(CHEAP))
     examples = example_prompts()
     time.sleep(rng.uniform(0, THINK_S[1]))  # a class does not click in the same instant
-    while time.perf_counter() < until:
+    while time.perf_counter() < until and not (stop is not None and stop.is_set()):
         api, values = CHEAP[turn % len(CHEAP)]
         if api == "next_token":
             values = dict(values, prompt=next_prompt(i, turn, examples))

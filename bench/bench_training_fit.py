@@ -7,6 +7,11 @@ included) and the load average before and after.
 
     python -m bench training_fit                     # all five defaults
     BENCH_TRAININGS=lora,dpo python -m bench training_fit  # some of them
+    BENCH_SESSIONS=8 python -m bench training_fit    # while 8 other sessions make model calls
+
+With BENCH_SESSIONS=N, the app runs in its own process (bench_load.App) and N simulated students
+click its cheap model calls (tokenize, next token, Step; bench_load.student, 1-3 s between clicks)
+for as long as the trainings run; their p50/p95 are printed at the end.
 
 Nothing here is compared with a raw library: the "raw" column is the run's own promise."""
 from __future__ import annotations
@@ -61,7 +66,48 @@ def measure(start_run) -> dict:
     return dict(last=last, promised=promised, first_fit=first_fit, call=call)
 
 
+class OtherSessions:
+    """N students clicking the app's cheap model calls (in the app's own process) until close()."""
+
+    def __init__(self, n: int):
+        import threading
+        import uuid
+
+        from bench import bench_load as L
+
+        self.L, self.stop, self.tally = L, threading.Event(), L.Tally()
+        self.app = L.App(L.ROOT, 5)
+        warm = uuid.uuid4().hex[:12]
+        for api, values in L.CHEAP:  # SmolLM2 loaded in the app before the trainings start
+            self.app.call(warm, api, values)
+        self.threads = [threading.Thread(target=L.student, args=(self.app, uuid.uuid4().hex[:12], i, math.inf,
+                                                                 self.tally, self.stop), daemon=True)
+                        for i in range(n)]
+        for t in self.threads:
+            t.start()
+        print(f"  {n} other sessions clicking tokenize / next token / Step on the app", flush=True)
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+        for api, got in sorted(self.tally.seconds.items()):
+            print(f"  other sessions' {api}: {len(got)} calls, {self.tally.errors.get(api, 0)} errors, p50 "
+                  f"{self.L.percentile(got, 50):.2f} s, p95 {self.L.percentile(got, 95):.2f} s", flush=True)
+        self.app.close()
+
+
 def run(ctx) -> list[Row]:
+    sessions = int(os.environ.get("BENCH_SESSIONS", "0") or 0)
+    others = OtherSessions(sessions) if sessions > 0 else None
+    try:
+        return _run_all(ctx)
+    finally:
+        if others is not None:
+            others.close()
+
+
+def _run_all(ctx) -> list[Row]:
     from engine.training import runner
 
     chosen = [x.strip() for x in os.environ.get("BENCH_TRAININGS", ",".join(LESSONS)).split(",") if x.strip()]
