@@ -269,6 +269,24 @@ class Deadline:
         self.batch = self.requested_batch = batch  # a loop that passes its batch size lets the fit lower it
         self.since, self.predicted = 0, math.nan  # the pace at a lowered batch: timed from step `since` on
         self.measured = math.nan  # the pace at the first fit
+        self.every, self.extra_s = 0, 0.0  # work made every `every` steps (a validation loss) and its time
+        self.extra_at: dict[int, float] = {}  # step -> seconds of that work inside the step's time
+
+    def periodic(self, every: int, seconds: float) -> None:
+        """The loop also does some work every `every` steps (inside those steps' time) that took
+        `seconds` when first timed: the pace leaves it out and the time left counts it."""
+        self.every, self.extra_s = max(0, int(every)), max(0.0, float(seconds))
+
+    def extra_done(self, step: int, seconds: float) -> None:
+        """The periodic work of step `step` took `seconds` (it also updates the expected time)."""
+        self.extra_at[step] = max(0.0, float(seconds))
+        self.extra_s = self.extra_at[step]
+
+    def extra_left(self, step: int, steps: int) -> float:
+        """Seconds of periodic work in steps step+1 .. steps."""
+        if not self.every or steps <= step:
+            return 0.0
+        return self.extra_s * (steps // self.every - step // self.every)
 
     def begin(self) -> None:
         """Step 1 begins now (when the clock was started earlier, e.g. before building a Trainer)."""
@@ -315,7 +333,8 @@ class Deadline:
         first_low, low = low, max(low, len(times) - 1 - PACE_WINDOW)
         while low > first_low and times[-1] - times[low] < PROBE_SECONDS:
             low -= 1
-        return (times[-1] - times[low]) / (len(times) - 1 - low)
+        extra = sum(self.extra_at.get(k, 0.0) for k in range(low + 1, len(times)))  # counted apart
+        return max(0.0, times[-1] - times[low] - extra) / (len(times) - 1 - low)
 
     def step_done(self, step: int) -> None:
         """Step `step` has ended: time it, and fit the run once its first steps are timed (probed)."""
@@ -325,7 +344,7 @@ class Deadline:
             return
         if step >= self.requested:
             return
-        target = self.seconds * (1.0 - MARGIN)
+        target = self.seconds * (1.0 - MARGIN) - self.extra_left(step, self.requested)
         self.steps = fit_steps(self.requested, step, elapsed, self.sec_per_step(), target)
         if not self.fitted:
             self.fitted, self.measured = True, self.sec_per_step()
@@ -348,7 +367,7 @@ class Deadline:
         """Where the run stands after step `step`."""
         per = self.sec_per_step()
         steps = self.steps if self.steps is not None else step
-        left = min(per * max(0, steps - step), self.left()) if self.ends else math.nan
+        left = min(per * max(0, steps - step) + self.extra_left(step, steps), self.left()) if self.ends else math.nan
         return Pace(self.requested or steps, steps, per, left, self.seconds if self.seconds is not None else math.inf,
                     self.name, self.fitted, self.refused, self.batch, self.requested_batch,
                     len(self.ends) > self.since, self.measured)
