@@ -414,3 +414,18 @@ def test_a_validation_loss_every_few_steps_is_counted_in_the_promise_not_in_the_
         clock.step(3.0)
         update = short.step_update(step, losses)
     assert update.max_steps == 2 + (95 - 20 - 6) // 3
+
+
+def test_the_status_line_promises_up_to_a_margin_over_its_estimate_and_never_past_the_cap(clock):
+    deadline = R.Deadline(300.0, 40)
+    for step in (1, 2):
+        clock.step(3.0)
+        u = deadline.step_update(step, [1.0])
+    assert u.pace.left == 38 * 3.0 and u.pace.up_to == pytest.approx(38 * 3.0 * (1 + R.LOAD_MARGIN))
+    assert u.pace.line(2) == ("fitted to the 5 min cap: all 40 steps, measured 3.0 s/step · about 1 min 54 s "
+                              "left, up to 2 min 33 s if the machine gets busier")
+    tight = R.Deadline(100.0, 40)
+    for step in (1, 2):
+        clock.step(3.0)
+        u = tight.step_update(step, [1.0])
+    assert u.pace.up_to == 100.0 - 6.0 and u.pace.left < u.pace.up_to  # the cap bounds the promise

@@ -66,6 +66,13 @@ class Pace:
     requested_batch: int | None = None
     timed_at_batch: bool = True  # False until a step at a lowered batch is timed (sec_per_step: scaled)
     measured: float = math.nan  # the pace the run was fitted on (at the requested batch)
+    budget_left: float = math.inf  # seconds left under the budget when this was measured
+
+    @property
+    def up_to(self) -> float:
+        """The time left if the machine gets busier while the run goes: `left` plus LOAD_MARGIN of
+        it, never past the budget (the promise a status line makes; `left` is its estimate)."""
+        return min(self.left * (1.0 + LOAD_MARGIN), max(self.left, self.budget_left))
 
     @property
     def note(self) -> str:
@@ -91,6 +98,8 @@ class Pace:
         if not self.fitted and self.requested > PROBE_STEPS and math.isfinite(self.budget):
             return f"timing the first steps, then fitting the run to {self.budget_name}"
         left = f"about {seconds_text(self.left)} left" if math.isfinite(self.left) else ""
+        if left and seconds_text(self.up_to) != seconds_text(self.left):
+            left += f", up to {seconds_text(self.up_to)} if the machine gets busier"
         return " · ".join(x for x in (self.note, left) if x)
 
 
@@ -138,6 +147,10 @@ PROBE_SECONDS = 5.0  # ... and seconds they span: a step of 0.4 s is too short t
 PACE_WINDOW = 5  # the pace is the mean of the last steps (at least this many, spanning at least
 #                  PROBE_SECONDS): the load changes while a run goes on
 MARGIN = 0.05  # share of the budget the fit leaves free, so that a run a little slower still ends in time
+# How much longer than its first estimate a run may take when the load grows while it goes: measured
+# here (bench training_fit, 8 other sessions clicking model calls on 2 shared cores, other work
+# starting and stopping) the five defaults took 0.75-1.31x the estimate made after their first steps.
+LOAD_MARGIN = 0.35
 MIN_SHARE = 0.5  # a run is made only when at least this share of the requested steps fits
 
 
@@ -370,7 +383,7 @@ class Deadline:
         left = min(per * max(0, steps - step) + self.extra_left(step, steps), self.left()) if self.ends else math.nan
         return Pace(self.requested or steps, steps, per, left, self.seconds if self.seconds is not None else math.inf,
                     self.name, self.fitted, self.refused, self.batch, self.requested_batch,
-                    len(self.ends) > self.since, self.measured)
+                    len(self.ends) > self.since, self.measured, self.left())
 
     def refusal(self) -> str:
         """Why a refused run was not made, and what would fit."""
