@@ -289,14 +289,18 @@ def _fit_md(res) -> tuple[str, dict | None]:
         return f"⚠️ No fit: {exc}", None
     except RuntimeError as exc:  # curve_fit found no minimum
         return f"⚠️ No fit: {exc}", None
+    lo, hi = min(r["params"] for r in finals), max(r["params"] for r in finals)
+    tokens = max(r["tokens"] for r in finals)
     md = (f"**Your fit:** L(N) = {fit['a']:.3g} · N^(−**{fit['alpha']:.3f}**) + {fit['c']:.3g} "
           f"(R² = {fit['r2']:.3f}, {len(finals)} sizes). **Published:** Kaplan et al. 2020 found α_N ≈ "
           f"{scaling.KAPLAN_ALPHA_N} for large models trained on enough data; Chinchilla (Hoffmann et al. 2022) "
           f"puts the compute-optimal point at about {scaling.CHINCHILLA_TOKENS_PER_PARAM:g} training tokens per "
-          "parameter.  \n*A toy regime:* these models are 10,000 to 100,000 times smaller than the smallest in "
-          "those papers, trained for minutes on one small corpus, with one learning rate for all sizes; the big "
-          "ones are far from trained. The exponent you get here says how your runs behave, not what GPT-scale "
-          "models do; expect it to move with the token budget and the seed.")
+          f"parameter.  \n*A toy regime:* your sizes run from {lo:,} to {hi:,} non-embedding parameters, at the "
+          "very bottom of Kaplan et al.'s range (768 to 1.5 billion) and far below Chinchilla's (70 million to over 16 "
+          f"billion). Each trained for minutes on {tokens:,} tokens of one small corpus, with one learning rate for "
+          f"all sizes: the largest saw {tokens / hi:.2g} tokens per parameter, far from trained. The exponent you "
+          "get here says how your runs behave, not what GPT-scale models do; expect it to move with the token "
+          "budget and the seed.")
     return md, fit
 
 

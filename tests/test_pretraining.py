@@ -175,3 +175,14 @@ def test_an_upload_is_bounded_and_tokenized_like_the_corpus(tmp_path):
     ok.write_text(TEXT[:20_000])
     p = train.prepare(data.read_upload(ok), tiny(tokenizer="bpe", bpe_vocab=300), "mine")
     assert p.vocab.size == 300 and p.vocab.decode(p.train_ids.tolist()) + p.vocab.decode(p.val_ids.tolist()) == TEXT[:20_000]
+
+
+def test_the_fit_caveat_states_the_sizes_and_the_published_ranges():
+    from tabs import pretraining as tab
+
+    ns = [16_480, 73_968, 295_392, 787_328, 2_361_024]
+    rows = [dict(params=n, tokens=200_704, val_loss=scaling.power_law(n, 40.0, 0.3, 1.2), share=1.0) for n in ns]
+    md, fit = tab._fit_md(scaling.SweepResult(rows=rows))
+    assert fit["alpha"] == pytest.approx(0.3, rel=0.05)
+    assert "16,480 to 2,361,024 non-embedding parameters" in md and "768 to 1.5 billion" in md
+    assert "0.085 tokens per parameter" in md and "times smaller" not in md
