@@ -271,7 +271,7 @@ def _sweep_panel(engine) -> dict:
                           label="Loss vs compute", elem_id="pretraining-scaling-compute")
     fit_md = gr.Markdown(elem_id="pretraining-fit")
     with gr.Row():
-        compute = gr.Number(value=1e11, label="Your compute budget (FLOPs)", info="C = 6·N·D: read the best size "
+        compute = gr.Number(value=2e11, label="Your compute budget (FLOPs)", info="C = 6·N·D: read the best size "
                             "for it from your runs", minimum=1e3, maximum=1e20)
         optimal_btn = gr.Button("Find the compute-optimal size")
     optimal_md = gr.Markdown()
@@ -334,19 +334,32 @@ def make_sweep(engine):
     return named_inputs(do_sweep, [*DATA_INPUTS, *SWEEP_KNOBS, "lesson"])
 
 
+def _budget_hint(rows) -> str:
+    span = scaling.shared_budgets(rows)
+    if span is None:
+        return " No two sizes' runs reach a common budget: raise the tokens per model."
+    return (f" Two sizes' runs both reach budgets between {plots.fmt_flops(span[0])} and "
+            f"{plots.fmt_flops(span[1])}: pick one there.")
+
+
 def do_optimal(budget, lesson):
     if not isinstance(lesson, pt_train.Lesson) or lesson.sweep is None or not lesson.sweep.rows:
         raise UserInputError("no sweep in this session yet: run the sweep first.")
-    best = scaling.compute_optimal(lesson.sweep.rows, budget)
-    fig = plots.scaling_compute(lesson.sweep.rows, best, budget)
+    rows = lesson.sweep.rows
+    best = scaling.compute_optimal(rows, budget)
+    fig = plots.scaling_compute(rows, best, budget)
     if best is None:
-        lo = min(r["compute"] for r in lesson.sweep.rows)
-        hi = max(r["compute"] for r in lesson.sweep.rows)
-        return (f"No size's runs reach {plots.fmt_flops(budget)} between two checkpoints: pick a budget between "
-                f"{plots.fmt_flops(lo)} and {plots.fmt_flops(hi)}."), fig
+        return f"No size's runs reach {plots.fmt_flops(budget)} between two checkpoints." + _budget_hint(rows), fig
+    if len(best["compared"]) == 1:
+        return (f"At {plots.fmt_flops(budget)} only one size's runs reach the budget (N = {best['params']:,}, "
+                f"{best['tokens']:,.0f} tokens, validation loss {best['val_loss']:.3f}): nothing to compare it with."
+                + _budget_hint(rows)), fig
+    others = ", ".join(f"N = {c['params']:,}: {c['val_loss']:.3f} after {c['tokens']:,.0f} tokens"
+                       for c in best["compared"])
     return (f"At {plots.fmt_flops(budget)} your runs say: **N = {best['params']:,}** non-embedding parameters "
             f"trained on **D = {best['tokens']:,.0f} tokens** reach the lowest validation loss "
-            f"({best['val_loss']:.3f}): **{best['tokens_per_param']:.2g} tokens per parameter** "
+            f"({best['val_loss']:.3f}) of the {len(best['compared'])} sizes whose runs reach that budget ({others}): "
+            f"**{best['tokens_per_param']:.2g} tokens per parameter** "
             f"(Chinchilla: about {scaling.CHINCHILLA_TOKENS_PER_PARAM:g})."), fig
 
 

@@ -177,6 +177,24 @@ def test_an_upload_is_bounded_and_tokenized_like_the_corpus(tmp_path):
     assert p.vocab.size == 300 and p.vocab.decode(p.train_ids.tolist()) + p.vocab.decode(p.val_ids.tolist()) == TEXT[:20_000]
 
 
+def test_the_compute_optimal_answer_names_the_sizes_it_compared():
+    from tabs import pretraining as tab
+
+    rows = [dict(params=n, tokens=d, val_loss=loss, compute=6 * n * d) for n, d, loss in
+            [(1000, 1e4, 3.0), (1000, 1e5, 2.8), (3000, 1e4, 3.2), (3000, 1e5, 2.5), (100_000, 1e4, 3.5),
+             (100_000, 1e5, 2.4)]]
+    best = scaling.compute_optimal(rows, 3e8)  # D = 5e4 for N = 1,000 and 1.7e4 for N = 3,000: two sizes reach it
+    assert [c["params"] for c in best["compared"]] == [1000, 3000] and best["params"] == 1000
+    assert scaling.shared_budgets(rows) == pytest.approx((1.8e8, 6e8))
+    lesson = train.Lesson()
+    lesson.sweep = scaling.SweepResult(rows=rows)
+    text, _ = tab.do_optimal(3e8, lesson)
+    assert "of the 2 sizes" in text and "N = 3,000: 3.045 after 16,667 tokens" in text, text
+    alone, _ = tab.do_optimal(3e10, lesson)  # only N = 100,000 reaches it (D = 5e4)
+    assert "only one size" in alone and "nothing to compare" in alone, alone
+    assert "between 180 MFLOP and 600 MFLOP" in alone, alone
+
+
 def test_the_fit_caveat_states_the_sizes_and_the_published_ranges():
     from tabs import pretraining as tab
 
