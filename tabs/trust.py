@@ -139,20 +139,27 @@ def make_grounding(engine):
                  "no passage" if not r["passages"] else
                  (f"supported by [{r['supported_by']}]" if r["supported_by"] else "unsupported"),
                  " ".join(f"[{n}] {t}" for n, t in enumerate(r["passages"], 1))] for r in res["rows"]]
-        by = {r["condition"]: r for r in res["summary"]}
-        note = ""
-        if "gold passage" in by:
-            a, b = by["closed book"]["accuracy"], by["gold passage"]["accuracy"]
-            note = (f"With the gold passage accuracy is {b:.0%} against {a:.0%} closed book"
-                    + (": the passage helped." if b > a else ": here the passage did **not** help this model."))
-        if "misleading" in by:
-            m = by["misleading"]
-            note += (f" With the misleading passage {m['repeats_false']:.0%} of the answers repeat its false answer "
-                     f"and {m['hallucination']:.0%} are wrong in all: errors the passage brought in.")
-        if res["left_out"]:
-            note += f" Time budget reached: {', '.join(res['left_out'])} not run."
-        return summary, plots.grounding_figure(res), rows, note
+        return summary, plots.grounding_figure(res), rows, grounding_note(res["summary"], res["left_out"])
     return named_inputs(run, ["model", *GROUND_KNOBS])
+
+
+def grounding_note(summary: list[dict], left_out: list[str]) -> str:
+    """What the grounding run measured, in words: only what the summary's figures say."""
+    by = {r["condition"]: r for r in summary}
+    closed = by.get("closed book")
+    note = ""
+    if closed and "gold passage" in by:
+        a, b = closed["accuracy"], by["gold passage"]["accuracy"]
+        note = (f"With the gold passage accuracy is {b:.0%} against {a:.0%} closed book"
+                + (": the passage helped." if b > a else ": here the passage did **not** help this model."))
+    if closed and "misleading" in by:
+        m = by["misleading"]
+        note += (f" With the misleading passage {m['repeats_false']:.0%} of the answers repeat its false answer "
+                 f"(errors the passage brought in), and {m['hallucination']:.0%} are wrong in all, against "
+                 f"{closed['hallucination']:.0%} closed book.")
+    if left_out:
+        note += f" Time budget reached: {', '.join(left_out)} not run."
+    return note.strip()
 
 
 def _grounding_panel(engine) -> dict:

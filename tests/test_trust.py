@@ -161,3 +161,16 @@ def test_gold_passage_beats_closed_book_on_the_embedded_model(smollm):
         probs = torch.softmax(smollm.model(ids).logits[0, -1].float(), -1)
     row = G.answer_batch(smollm.model, smollm.tokenizer, [prompt], 4)[0]
     assert row["first_token_p"] == pytest.approx(float(probs.max()), abs=1e-4)
+
+
+def test_the_grounding_note_says_only_what_the_figures_say():
+    from tabs.trust import grounding_note
+
+    row = lambda cond, acc, rep=None: dict(condition=cond, accuracy=acc, hallucination=1 - acc, repeats_false=rep)
+    worse = grounding_note([row("closed book", 0.5), row("gold passage", 0.25), row("misleading", 0.25, 0.5)], [])
+    assert "25% against 50% closed book: here the passage did **not** help" in worse
+    assert "50% of the answers repeat its false answer (errors the passage brought in), and 75% are wrong in all, " \
+           "against 50% closed book." in worse  # not every wrong answer is blamed on the passage
+    better = grounding_note([row("closed book", 0.25), row("gold passage", 0.75)], ["misleading"])
+    assert better == ("With the gold passage accuracy is 75% against 25% closed book: the passage helped. "
+                      "Time budget reached: misleading not run.")
