@@ -91,6 +91,16 @@ def test_a_forced_prefix_starts_the_continuation_verbatim(tiny_llama):
     ids = S.plain_ids(tiny_llama.tokenizer, prefix)
     assert tiny_llama.tokenizer.decode(ids) == prefix and tiny_llama.tokenizer.eos_token_id not in ids
     assert len(r["forced_steps"]) == 5 and all(0 <= s["p_correction"] <= 1 for s in r["forced_steps"])
+    # the continuation is the model's greedy continuation of the question AND the prefix (the prefix was read)
+    ids = S.prompt_ids(tiny_llama.tokenizer, "What is the capital of Australia?") + ids
+    first_p = None
+    for _ in range(5):
+        with torch.no_grad():
+            probs = torch.softmax(tiny_llama.model(torch.tensor([ids])).logits[0, -1].float(), -1)  # (V,)
+        first_p = float(probs.max()) if first_p is None else first_p
+        ids.append(int(probs.argmax()))
+    assert r["continuation"] == tiny_llama.tokenizer.decode(ids[-5:], skip_special_tokens=True)
+    assert r["forced_steps"][0]["p_token"] == pytest.approx(first_p, abs=1e-5)
 
 
 def test_few_shot_curve_points_equal_task_suite_runs(tiny_llama):
