@@ -103,12 +103,13 @@ def _data_md(p: pt_train.Prepared, s) -> str:
             "of the training text.")
 
 
-def _compare_rows(p: pt_train.Prepared, s) -> list[list]:
-    """The three tokenizers on the first COMPARE_CHARS characters of the training text."""
+def _compare_rows(p: pt_train.Prepared, s) -> tuple[list[list], vocab.Vocab]:
+    """The three tokenizers on the first COMPARE_CHARS characters of the training text; and the BPE
+    trained on them (its merges are shown when the run's own tokenizer has none)."""
     sample = p.head[:COMPARE_CHARS]
     vocabs = [vocab.char_vocab(sample), vocab.bpe_vocab(sample, s.bpe_vocab), vocab.gpt2_vocab()]
     return [[r["tokenizer"], r["vocab"], r["tokens"], round(r["chars_per_token"], 2)]
-            for r in vocab.compare(sample, vocabs)]
+            for r in vocab.compare(sample, vocabs)], vocabs[1]
 
 
 def do_prepare(source, upload, kind, bpe, val_share, start, context, steps, batch, budget_tokens):
@@ -116,13 +117,18 @@ def do_prepare(source, upload, kind, bpe, val_share, start, context, steps, batc
              max_steps=steps, batch_size=batch, token_budget=budget_tokens)
     p = _prepared(source, upload, s)
     pt_train.check_fits(p, s)
-    merges = [list(m) for m in vocab.show_merges(p.vocab)]
+    rows, sample_bpe = _compare_rows(p, s)
+    own = p.vocab.kind == "bpe"
+    merges = [list(m) for m in vocab.show_merges(p.vocab if own else sample_bpe)]
     top = max(0, len(p.train_ids) - s.context - 1)
     start = check_range("window start", 0 if start is None else start, 0, 100_000, integer=True)
     start = min(start, top)
     w = data.window(p.train_ids[start:start + s.context + 1].tolist(), 0, s.context, p.vocab.piece)
-    return (_data_md(p, s), plots.window_html(w, p.vocab.kind), pd.DataFrame(merges, columns=["rank", "left", "right",
-            "merged"]), pd.DataFrame(_compare_rows(p, s), columns=["tokenizer", "vocab", "tokens", "chars_per_token"]))
+    where = ("the BPE this run uses, trained on the whole training text" if own else
+             f"a BPE of {s.bpe_vocab:,} tokens trained on the first {COMPARE_CHARS:,} characters (the comparison's)")
+    md = f"{_data_md(p, s)}  \nThe merges table shows {where}."
+    return (md, plots.window_html(w, p.vocab.kind), pd.DataFrame(merges, columns=["rank", "left", "right", "merged"]),
+            pd.DataFrame(rows, columns=["tokenizer", "vocab", "tokens", "chars_per_token"]))
 
 
 # ---- 2. the model and its training ------------------------------------------------------------------------

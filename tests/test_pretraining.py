@@ -204,3 +204,13 @@ def test_the_fit_caveat_states_the_sizes_and_the_published_ranges():
     assert fit["alpha"] == pytest.approx(0.3, rel=0.05)
     assert "16,480 to 2,361,024 non-embedding parameters" in md and "768 to 1.5 billion" in md
     assert "0.085 tokens per parameter" in md and "times smaller" not in md
+
+
+def test_the_data_step_shows_bpe_merges_in_order_whatever_the_runs_tokenizer():
+    from tabs import pretraining as tab
+
+    md, window, merges, compare = tab.do_prepare("bundled", None, "char", 300, 0.1, 0, 32, 300, 32, 0)
+    assert len(merges) == vocab.SHOW_MERGES and merges["rank"].tolist() == list(range(1, vocab.SHOW_MERGES + 1))
+    assert (merges["merged"] == merges["left"] + merges["right"]).all()
+    assert "trained on the first 100,000 characters" in md
+    assert compare["vocab"].tolist()[1] == 300 and "input ids" in window
