@@ -54,9 +54,13 @@ def calibration_view(result, measure, tau):
     if not result:
         return plots.reliability_figure(), plots.coverage_figure(), [], "Press **Run** first.", []
     measure = check_choice("confidence measure", measure, cal.MEASURES)
+    if measure not in measured(result):
+        return (plots.reliability_figure(), plots.coverage_figure(), [],
+                f"**{measure}** was not measured in this run (samples k = 0): pick another confidence, or run "
+                "again with k ≥ 1.", [])
     rows = result["rows"]
     y = [r["correct"] for r in rows]
-    curves = {m: cal.coverage_curve([r["confidence"][m] for r in rows], y) for m in cal.MEASURES}
+    curves = {m: cal.coverage_curve([r["confidence"][m] for r in rows], y) for m in measured(result)}
     d = cal.declined(rows, measure, tau)
     ranked = [[r["question"], r["gold"], r["answer"], _mark(r["correct"]), *(round(r["confidence"][m], 3)
                for m in cal.MEASURES), " | ".join(r["samples"])] for r in cal.ranked(rows, measure)]
@@ -68,14 +72,31 @@ def calibration_view(result, measure, tau):
     return plots.reliability_figure(result, measure), plots.coverage_figure(curves, d["tau"]), ranked, text, declined
 
 
+def measured(result) -> tuple[str, ...]:
+    """The confidences this run measured: agreement needs k >= 1 samples."""
+    return cal.MEASURES if result["settings"]["samples"] else tuple(m for m in cal.MEASURES if m != "agreement")
+
+
+def score_table(result) -> list[list]:
+    """ECE, Brier and mean confidence per confidence; a measure the run did not take says so."""
+    summ, rows = result["summary"], []
+    for m in cal.MEASURES:
+        if m not in measured(result):
+            rows.append([m, cal.MEASURE_HELP[m], "not measured (k = 0)", "–", "–"])
+            continue
+        sc = summ["measures"][m]
+        rows.append([m, cal.MEASURE_HELP[m], round(sc["ece"], 4), round(sc["brier"], 4),
+                     round(sc["mean_confidence"], 3)])
+    return rows
+
+
 def make_calibration(engine):
     def run(model_key, *values, progress=gr.Progress()):
         *knob_values, measure, tau = values
         s = make(cal.CalibrationSettings, **dict(zip(CAL_KNOBS, knob_values)))
         result = cal.run(engine, model_key, s, progress_callback(progress))
         summ = result["summary"]
-        table = [[m, cal.MEASURE_HELP[m], round(summ["measures"][m]["ece"], 4), round(summ["measures"][m]["brier"], 4),
-                  round(summ["measures"][m]["mean_confidence"], 3)] for m in cal.MEASURES]
+        table = score_table(result)
         stop = (f" The time budget ({s.max_seconds} s) ran out: {summ['n']} of {result['asked']} questions answered."
                 if result["stopped"] else "")
         head = (f"**{summ['n']} questions, accuracy {summ['accuracy']:.0%}** (normalised exact or alias match), "

@@ -184,3 +184,20 @@ def test_the_grounding_note_says_only_what_the_figures_say():
     better = grounding_note([row("closed book", 0.25), row("gold passage", 0.75)], ["misleading"])
     assert better == ("With the gold passage accuracy is 75% against 25% closed book: the passage helped. "
                       "Time budget reached: misleading not run.")
+
+
+def test_agreement_is_not_scored_when_no_samples_were_drawn():
+    from tabs.trust import calibration_view, score_table
+
+    rows = [dict(question=str(i), gold="a", answer="a" if i % 2 else "b", correct=bool(i % 2), samples=[],
+                 confidence={"first token": 0.1 * i, "sequence": 0.05 * i, "agreement": 0.0}) for i in range(1, 9)]
+    summ = C.summarize(rows, 5)
+    result = dict(rows=rows, summary=summ, settings=dict(samples=0))
+    table = {r[0]: r[2:] for r in score_table(result)}
+    assert table["agreement"] == ["not measured (k = 0)", "–", "–"]
+    assert table["first token"][0] == round(summ["measures"]["first token"]["ece"], 4)
+    _rel, cov, ranked, text, _ = calibration_view(result, "first token", 0.5)
+    assert {t.name for t in cov.data if t.name} == {"first token", "sequence"} and len(ranked) == 8
+    assert "was not measured" in calibration_view(result, "agreement", 0.5)[3]
+    result["settings"]["samples"] = 3
+    assert isinstance(score_table(result)[2][2], float)
