@@ -26,6 +26,7 @@ KNOBS = ["arch", "layers", "width", "heads", "context", "learning_rate", "warmup
 DATA_KNOBS = ["tokenizer", "bpe_vocab", "val_share"]
 SWEEP_KNOBS = ["token_budget", "context", "batch_size", "learning_rate", "minutes", "seed"]
 COMPARE_CHARS = pt_train.HEAD_CHARS
+COMPARE_HEADERS = ["tokenizer", "vocabulary", "tokens", "chars per token"]  # words: a narrow column wraps at spaces
 # (tokenizer, BPE size, architecture, layers, width, heads, steps, prompt)
 EXAMPLES = [["char", 512, "llama", 3, 128, 4, 300, "The "], ["char", 512, "llama", 1, 64, 2, 200, "The "],
             ["char", 512, "gpt2", 3, 128, 4, 300, "The "], ["bpe", 512, "llama", 3, 128, 4, 300, "The "],
@@ -82,7 +83,7 @@ def _data_panel() -> dict:
     with gr.Row():
         merges = data_table("pretraining-bpe-merges", headers=["rank", "left", "right", "merged"],
                             label="BPE: the first merges, in the order learned (· is a space)", max_height=300)
-        compare = data_table("pretraining-tokenizers", headers=["tokenizer", "vocab", "tokens", "chars_per_token"],
+        compare = data_table("pretraining-tokenizers", headers=COMPARE_HEADERS,
                              label=f"The same {COMPARE_CHARS:,} characters of training text, three tokenizers",
                              max_height=300)
     notice("A bigger vocabulary makes sequences shorter (more text per token, so more text fits in the context "
@@ -128,7 +129,7 @@ def do_prepare(source, upload, kind, bpe, val_share, start, context, steps, batc
              f"a BPE of {s.bpe_vocab:,} tokens trained on the first {COMPARE_CHARS:,} characters (the comparison's)")
     md = f"{_data_md(p, s)}  \nThe merges table shows {where}."
     return (md, plots.window_html(w, p.vocab.kind), pd.DataFrame(merges, columns=["rank", "left", "right", "merged"]),
-            pd.DataFrame(rows, columns=["tokenizer", "vocab", "tokens", "chars_per_token"]))
+            pd.DataFrame(rows, columns=COMPARE_HEADERS))
 
 
 # ---- 2. the model and its training ------------------------------------------------------------------------

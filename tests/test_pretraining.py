@@ -213,4 +213,13 @@ def test_the_data_step_shows_bpe_merges_in_order_whatever_the_runs_tokenizer():
     assert len(merges) == vocab.SHOW_MERGES and merges["rank"].tolist() == list(range(1, vocab.SHOW_MERGES + 1))
     assert (merges["merged"] == merges["left"] + merges["right"]).all()
     assert "trained on the first 100,000 characters" in md
-    assert compare["vocab"].tolist()[1] == 300 and "input ids" in window
+    assert compare["vocabulary"].tolist()[1] == 300 and "input ids" in window
+    assert all(" " in h for h in compare.columns[3:])  # a long header wraps at a space instead of being cut
+
+
+def test_the_samples_box_opens_on_the_newest_sample():
+    from engine.pretraining import plots
+
+    html = plots.samples_html([(0, 0, "The xq"), (50, 1600, "The cat"), (100, 3200, "The dog")], "The ")
+    assert html.index("step 0") < html.index("step 50") < html.index("step 100")  # read top-down, oldest first
+    assert "flex-direction:column-reverse" in html and "overflow-y:auto" in html  # scrolled to the end at first
