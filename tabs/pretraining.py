@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 
 import gradio as gr
 import pandas as pd
@@ -19,6 +20,7 @@ from tabs._ui import (Plot, Share, budget_control, controls_for, data_table, dur
 
 TITLE = "Pre-training"
 TRAIN = dict(concurrency_id="pretraining_train", concurrency_limit=2)
+DRAW_EVERY_S = 1.0  # the loss plot and the samples are sent at most this often while training (and at the end)
 SOURCES = [("Bundled: Python 3.11 docs, prose (2.6 MB, PSF licence)", "bundled"), ("Upload a .txt", "upload")]
 PROMPT = "The "
 KNOBS = ["arch", "layers", "width", "heads", "context", "learning_rate", "warmup_steps", "batch_size", "max_steps",
@@ -234,6 +236,7 @@ def make_train(engine):
             sess = pt_train.new_session(p, s, prompt)
             lesson.run = sess
             yield lesson, _status(None, sess), *_figures(sess)
+            drawn = time.monotonic()
             for u in pt_train.train(sess, runner.cap_seconds(engine), lesson.stop,
                                     on_cpu=engine.device.kind == "cpu"):
                 shared = False
@@ -241,7 +244,11 @@ def make_train(engine):
                     lesson.run = None
                 elif u.done and sess.steps_done:  # finished or stopped with a model: the other tabs may open it
                     shared = engine.session_models.put(current_session(), *pt_train.session_model(sess))
-                yield lesson, _status(u, sess, shared), *_figures(sess)
+                if u.done or time.monotonic() - drawn >= DRAW_EVERY_S:
+                    drawn = time.monotonic()
+                    yield lesson, _status(u, sess, shared), *_figures(sess)
+                else:  # the figures are redrawn at most once a second: drawing one costs ~1/3 of a default step
+                    yield lesson, _status(u, sess, shared), gr.skip(), gr.skip()
         except runner.TrainingBusy as busy:
             yield lesson, f"⏳ {busy}", gr.skip(), gr.skip()
         finally:

@@ -223,3 +223,21 @@ def test_the_samples_box_opens_on_the_newest_sample():
     html = plots.samples_html([(0, 0, "The xq"), (50, 1600, "The cat"), (100, 3200, "The dog")], "The ")
     assert html.index("step 0") < html.index("step 50") < html.index("step 100")  # read top-down, oldest first
     assert "flex-direction:column-reverse" in html and "overflow-y:auto" in html  # scrolled to the end at first
+
+
+def test_the_tab_redraws_the_figures_at_most_once_a_second_while_training(monkeypatch):
+    from types import SimpleNamespace
+
+    from engine.core.sessions import SessionModels
+    from tabs import pretraining as tab
+
+    engine = SimpleNamespace(config=SimpleNamespace(train_minutes=2), device=SimpleNamespace(kind="cpu"),
+                             session_models=SessionModels())
+    monkeypatch.setattr(tab, "DRAW_EVERY_S", 3600.0)  # no redraw falls due during this run: only the first and last
+    knobs = dict(arch="llama", layers=1, width=32, heads=2, context=32, learning_rate=0.01, warmup_steps=5,
+                 batch_size=8, max_steps=30, token_budget=0, sample_every=10, eval_every=10, seed=0)
+    outs = list(tab.make_train(engine)("bundled", None, "char", 512, 0.1, *[knobs[k] for k in tab.KNOBS], "The ",
+                                       2.0, None))
+    drawn = [i for i, o in enumerate(outs) if not (isinstance(o[2], dict) and o[2].get("__type__") == "update")]
+    assert len(outs) == 31 and drawn == [0, 30]  # every step's status, the figures only before and at the end
+    assert "Done" in outs[-1][1] and outs[-1][3].count("step ") == 4  # the last draw holds every sample
