@@ -87,7 +87,7 @@ def _data_panel() -> dict:
                             label="BPE: the first merges, in the order learned (· is a space)", max_height=300)
         compare = data_table("pretraining-tokenizers", headers=COMPARE_HEADERS,
                              label=f"The same {COMPARE_CHARS:,} characters of training text, three tokenizers",
-                             max_height=300)
+                             max_height=300, wrap=True, column_widths=["46%", "20%", "16%", "18%"])
     notice("A bigger vocabulary makes sequences shorter (more text per token, so more text fits in the context "
            "and each step sees more), but every token then costs an embedding row and an output logit, and "
            "each one is seen fewer times.")
