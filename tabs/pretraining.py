@@ -40,8 +40,9 @@ INTRO = (
     "## Pre-training: a language model from nothing\n"
     "A language model learns by predicting the next token of raw text. Nobody labels anything: the label of "
     "each position is simply the token that comes next (self-supervision). Here you build the data, pick a "
-    "tokenizer, train a small transformer from random weights on your CPU, watch its samples turn from noise "
-    "into words, then train several sizes and fit a scaling law to your own runs."
+    "tokenizer, train a small transformer from random weights on the CPU (the server's, when the app runs on "
+    "one), watch its samples turn from noise into words, then train several sizes and fit a scaling law to your "
+    "own runs."
 )
 
 

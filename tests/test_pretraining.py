@@ -241,3 +241,6 @@ def test_the_tab_redraws_the_figures_at_most_once_a_second_while_training(monkey
     drawn = [i for i, o in enumerate(outs) if not (isinstance(o[2], dict) and o[2].get("__type__") == "update")]
     assert len(outs) == 31 and drawn == [0, 30]  # every step's status, the figures only before and at the end
     assert "Done" in outs[-1][1] and outs[-1][3].count("step ") == 4  # the last draw holds every sample
+    lesson = outs[-1][0]
+    assert {p.device.type for p in lesson.run.model.parameters()} == {"cpu"}  # what the intro says
+    assert "on the CPU (the server's, when the app runs on one)" in tab.INTRO
