@@ -208,3 +208,16 @@ def test_textual_inversion_export_loads_with_load_textual_inversion(engine, tmp_
     assert torch.equal(pipe.text_encoder.get_input_embeddings().weight[new_id],
                        s.text_encoder.get_input_embeddings().weight[-1])
     assert len(shared.tokenizer) == len(pipe.tokenizer) - 1  # the shared tokenizer has no new token
+
+
+def test_a_teaching_run_refits_its_threads_as_the_load_changes(engine, monkeypatch):
+    """Under 8 other sessions a teaching run fitted 2 threads at a load of 2.7, the load rose, and its
+    steps went from 0.2 to 0.6+ s: the threads are fitted again every 10 steps, as LoRA's every 5."""
+    from engine.training import runner as R
+
+    calls = []
+    monkeypatch.setattr(R, "fit_threads", lambda default: calls.append(default) or 1)
+    s = T.TeachSettings(method="textual_inversion", steps=12, batch_size=1, prior_preservation=False)
+    updates = list(T.train(engine, T.TeachSession(), T.load_symbol_set("star"), "zorb", s))
+    assert updates[-1].done and updates[-1].step == 12
+    assert len(calls) == 3  # before step 1, after steps 1 and 11

@@ -329,6 +329,8 @@ def train(engine, session: TeachSession, images: list, word: str, settings: Teac
                 if update.done:
                     final = update
                     break
+                if update.step % 10 == 1:  # the load changes while a run goes on (2 threads on a busy
+                    run.fit_threads()      # 2-core machine wait on each other: steps 3-5x slower)
                 yield update
             if final is not None and final.refused:  # the timed steps are not a run: nothing is kept
                 session.unet, session.losses, session.steps_done = None, [], 0
