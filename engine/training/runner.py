@@ -149,7 +149,7 @@ PACE_WINDOW = 5  # the pace is the mean of the last steps (at least this many, s
 MARGIN = 0.05  # share of the budget the fit leaves free, so that a run a little slower still ends in time
 # How much longer than its first estimate a run may take when the load grows while it goes: measured
 # here (bench training_fit, 8 other sessions clicking model calls on 2 shared cores, other work
-# starting and stopping) the five defaults took 0.75-1.31x the estimate made after their first steps.
+# starting and stopping) the five defaults took 0.72-1.32x the estimate made after their first steps.
 LOAD_MARGIN = 0.35
 MIN_SHARE = 0.5  # a run is made only when at least this share of the requested steps fits
 
