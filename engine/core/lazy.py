@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import threading
 
 
 class LazyModule:
@@ -87,3 +88,19 @@ def _torch_context(name: str):
 
 no_grad = _torch_context("no_grad")
 inference_mode = _torch_context("inference_mode")
+
+
+_TRANSFORMERS_LOCK = threading.Lock()
+
+
+def from_transformers(*names: str):
+    """transformers' top-level names (one value, or a tuple of them), resolved one thread at a time.
+    Its lazy module resolves a name by importing a submodule; two request threads doing that at once
+    failed here with "cannot import name 'PreTrainedTokenizerFast' from 'transformers'" (and
+    'AutoModel'). Once resolved, a name is a plain attribute and the lock is held for no time."""
+    with _TRANSFORMERS_LOCK:
+        import transformers
+
+        values = tuple(getattr(transformers, name) for name in names)
+    return values[0] if len(values) == 1 else values
+

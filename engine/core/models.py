@@ -18,6 +18,7 @@ from .config import default_home
 from .device import DeviceInfo
 from .lazy import torch
 from .registry import Source
+from .lazy import from_transformers
 
 Progress = Callable[[float | None, str], None]
 
@@ -137,7 +138,7 @@ def _adopt(legacy: Path, out: Path) -> bool:
 def _dequantize(folder: str, gguf_file: str, out: Path) -> None:
     """Load the GGUF through transformers (dequantized to float32), rebuild the model from its
     config so that it can be saved, and write model + tokenizer as safetensors into `out`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = from_transformers("AutoModelForCausalLM", "AutoTokenizer")
 
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
@@ -182,7 +183,7 @@ def float_copy_of_gguf(folder: str, gguf_file: str, progress: Progress = no_prog
 def load_causal_lm(source: Source, device: DeviceInfo, variant: str = "default",
                    progress: Progress = no_progress) -> TextModel:
     """variant: "default" (sdpa attention) or "eager" (returns attention weights)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = from_transformers("AutoModelForCausalLM", "AutoTokenizer")
 
     start = time.perf_counter()
     path, kwargs = source.path, _pretrained_kwargs(source)
@@ -228,7 +229,7 @@ def attention_twin(tm: TextModel, implementation: str) -> TextModel:
 def load_encoder(source: Source, device: DeviceInfo, variant: str = "default",
                  progress: Progress = no_progress) -> TextModel:
     """A BERT-style encoder with eager attention, so output_attentions returns the weights."""
-    from transformers import AutoModel, AutoTokenizer
+    AutoModel, AutoTokenizer = from_transformers("AutoModel", "AutoTokenizer")
 
     start = time.perf_counter()
     kwargs = _pretrained_kwargs(source)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .errors import ModelUnavailableError, UserInputError
 from .registry import Embedded, ModelSpec, Source
+from .lazy import from_transformers
 
 ROLES = ("causal-lm", "pair", "encoder", "tokenizer")
 ORIGIN = "operator"
@@ -152,7 +153,7 @@ def _refuse(spec: ModelSpec, why: str) -> ModelUnavailableError:
 
 def check_config(spec: ModelSpec, config: dict) -> None:
     """No remote code: no auto_map, and a model type this transformers knows."""
-    from transformers import CONFIG_MAPPING
+    CONFIG_MAPPING = from_transformers("CONFIG_MAPPING")
 
     if config.get("auto_map") or config.get("trust_remote_code"):
         wants = sorted(config.get("auto_map") or {})

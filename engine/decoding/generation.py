@@ -28,6 +28,7 @@ from ..core.settings import knob, validate
 from ..serving import use_server
 from ..tokens import bytes_label, hf_token_bytes, invisible_code
 from . import prefill, served
+from ..core.lazy import from_transformers
 
 MODES = ("raw", "chat")  # raw completion, or the instruct model's chat template
 MAX_PROMPT_CHARS = 8_000
@@ -244,7 +245,7 @@ def encode(tm, prompt: str, mode: str, *, reserve: int = 0) -> tuple[str, torch.
 
 def new_cache(tm):
     """An empty KV cache for tm's model (transformers' Cache API). _forward fills it in place."""
-    from transformers import DynamicCache
+    DynamicCache = from_transformers("DynamicCache")
 
     return DynamicCache(config=tm.model.config)
 

@@ -28,6 +28,7 @@ from ..core.registry import Source
 from ..core.settings import check_knob, knob, validate
 from . import schedule
 from .plots import grid_image
+from ..core.lazy import from_transformers
 
 # Display name -> diffusers scheduler class name. All are built from the model's own config.
 SCHEDULERS = {
@@ -187,7 +188,7 @@ def load_pixel_pipeline(folder: str, dtype: torch.dtype | None = None):
     """The digits model (or any folder of the same layout) as a PixelDiffusionPipeline, in
     `dtype` (float32 when None)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    CLIPTextModel, CLIPTokenizer = from_transformers("CLIPTextModel", "CLIPTokenizer")
 
     from .pipeline import PixelDiffusionPipeline
 

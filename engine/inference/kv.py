@@ -11,6 +11,7 @@ from ..core.errors import UserInputError, check_text
 from ..core.lazy import torch
 from ..decoding import kvcache
 from .measure import Clock, describe_device, timer_for
+from ..core.lazy import from_transformers
 
 MAX_PROMPT_TOKENS = 256
 
@@ -48,7 +49,7 @@ def prompt_ids(tm, text: str):
 
 
 def new_cache(model):
-    from transformers import DynamicCache
+    DynamicCache = from_transformers("DynamicCache")
 
     return DynamicCache(config=model.config)
 

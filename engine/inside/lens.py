@@ -21,6 +21,7 @@ from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
 from ..core.sessions import SESSION_MODEL_KEY
 from .trace import MAX_CHARS, MODELS, Trace, check_model, encode, load, run_trace
+from ..core.lazy import from_transformers
 
 CAUSAL = MODELS[0]
 RANDOM_SEED = 0
@@ -173,7 +174,7 @@ def random_model(engine, progress: Progress = no_progress) -> TextModel:
     key = (spec.key, engine.device.kind, engine.device.dtype_name, RANDOM_VARIANT)
 
     def build():
-        from transformers import AutoModelForCausalLM
+        AutoModelForCausalLM = from_transformers("AutoModelForCausalLM")
 
         progress(0.5, "Building SmolLM2's architecture with random weights (once)...")
         with torch.random.fork_rng(devices=[]):

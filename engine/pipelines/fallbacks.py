@@ -15,11 +15,12 @@ from ..core.errors import UserInputError
 from ..core.lazy import torch
 from ..core.models import TextModel
 from .base import Prepared
+from ..core.lazy import from_transformers
 
 
 def lm_pipeline(bundle: TextModel):
     """transformers' text-generation pipeline around an already loaded causal LM (cheap: ~2 ms)."""
-    from transformers import pipeline
+    pipeline = from_transformers("pipeline")
 
     return pipeline("text-generation", model=bundle.model, tokenizer=bundle.tokenizer)
 

@@ -41,6 +41,7 @@ from .fallbacks import (
     summary_messages,
     zero_shot_by_similarity,
 )
+from ..core.lazy import from_transformers
 
 MAX_CHARS = 5000
 MAX_LABELS_CHARS = 2000  # zero-shot: 1 to 12 labels, comma separated
@@ -118,7 +119,7 @@ class PipelineModel:
 
 def load_pipeline(source: Source, device: DeviceInfo, variant: str = "default",
                   progress: Progress = no_progress) -> PipelineModel:
-    from transformers import pipeline
+    pipeline = from_transformers("pipeline")
 
     start = time.perf_counter()
     progress(0.3, f"Loading {source.spec.title} with pipeline({source.spec.task!r})...")
@@ -131,7 +132,7 @@ def load_seq2seq(source: Source, device: DeviceInfo, variant: str = "default",
                  progress: Progress = no_progress) -> TextModel:
     """Encoder-decoder models (summarization, translation): transformers 5 removed their
     pipelines, so these run through AutoModelForSeq2SeqLM.generate()."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    AutoModelForSeq2SeqLM, AutoTokenizer = from_transformers("AutoModelForSeq2SeqLM", "AutoTokenizer")
 
     start = time.perf_counter()
     kwargs = _pretrained_kwargs(source)
@@ -421,7 +422,7 @@ def _gen_kwargs(s: GenerationSettings) -> dict:
 
 
 def _gen_forward(engine, opt, p: Prepared, progress):
-    from transformers import set_seed
+    set_seed = from_transformers("set_seed")
 
     bundle = engine.load(opt.key, progress=progress)
     r = serving.use_server(bundle)

@@ -13,6 +13,7 @@ from ..core.lazy import torch
 from ..core.settings import knob, validate
 from ..training import runner
 from .vocab import KINDS, MAX_BPE, MIN_BPE
+from ..core.lazy import from_transformers
 
 ARCHS = ("llama", "gpt2")
 MAX_CONTEXT = 256
@@ -74,7 +75,7 @@ class PretrainSettings:
 
 def config(s: PretrainSettings, vocab_size: int):
     """The transformers config of a fresh model: tied input/output embeddings, no dropout."""
-    from transformers import GPT2Config, LlamaConfig
+    GPT2Config, LlamaConfig = from_transformers("GPT2Config", "LlamaConfig")
 
     if s.arch == "gpt2":
         return GPT2Config(vocab_size=vocab_size, n_positions=s.context, n_embd=s.width, n_layer=s.layers,
@@ -88,7 +89,7 @@ def config(s: PretrainSettings, vocab_size: int):
 
 def build(s: PretrainSettings, vocab_size: int):
     """A fresh model with random weights (seeded)."""
-    from transformers import AutoModelForCausalLM
+    AutoModelForCausalLM = from_transformers("AutoModelForCausalLM")
 
     torch.manual_seed(s.seed)
     model = AutoModelForCausalLM.from_config(config(s, vocab_size))
@@ -115,7 +116,7 @@ def size(s: PretrainSettings, vocab_size: int) -> dict:
 def save_folder(model, tok, out_dir: Path) -> Path:
     """The model as a plain transformers folder: config.json, model.safetensors and the tokenizer
     (tokenizer.json through PreTrainedTokenizerFast), which AutoModelForCausalLM and AutoTokenizer load."""
-    from transformers import PreTrainedTokenizerFast
+    PreTrainedTokenizerFast = from_transformers("PreTrainedTokenizerFast")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)

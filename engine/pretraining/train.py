@@ -15,6 +15,7 @@ from ..core.lazy import F, no_grad, torch
 from ..training import lora, runner
 from . import data, model as model_mod, vocab as vocab_mod
 from .model import PretrainSettings
+from ..core.lazy import from_transformers
 
 VAL_WINDOWS = 32  # windows of the validation text scored at each evaluation
 SAMPLE_TOKENS = {"char": 120, "bpe": 48, "gpt2": 40}  # new tokens per sample (about the same text length)
@@ -232,7 +233,7 @@ def session_model(sess: PretrainSession):
     """The session's trained model as the engine's TextModel (tokenizer in transformers' form), for the
     other lessons to open through Engine.load(SESSION_MODEL_KEY); and its weight bytes. The model is
     the session's own object: a new run builds a new one, so this one is never trained again."""
-    from transformers import PreTrainedTokenizerFast
+    PreTrainedTokenizerFast = from_transformers("PreTrainedTokenizerFast")
 
     from ..core.models import TextModel
     from ..core.registry import ModelSpec, Source

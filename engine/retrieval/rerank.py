@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..core.lazy import torch
 from ..core.models import Progress, TextModel, no_progress
 from ..core.settings import knob
+from ..core.lazy import from_transformers
 
 RERANKER = "ms-marco-minilm-l6"  # engine/core/registry.py, RETRIEVAL_SPECS
 MAX_PAIR_TOKENS = 512  # question + chunk, [CLS] and [SEP]s included (MiniLM's position limit)
@@ -31,7 +32,7 @@ class RerankSettings:
 def load_cross_encoder(source, device, variant: str = "default", progress: Progress = no_progress) -> TextModel:
     """A sequence-classification model that scores (question, passage) pairs, with its tokenizer.
     Hub ids and local folders go through the same from_pretrained call."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    AutoModelForSequenceClassification, AutoTokenizer = from_transformers("AutoModelForSequenceClassification", "AutoTokenizer")
 
     start = time.perf_counter()
     kwargs = {"revision": source.revision} if source.is_hub and source.revision else {}

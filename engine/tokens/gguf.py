@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..core.errors import ModelUnavailableError, UserInputError
 from ..core.scratch import work_dir
+from ..core.lazy import from_transformers
 
 _WORDS = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
 _LLAMA3 = ("(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}"
@@ -132,7 +133,7 @@ def gguf_tokenizer_files(path: Path) -> tuple[str, dict, str | None]:
         config = _token_names(fields, fields["tokenizer.ggml.tokens"])
         return json.dumps(data, ensure_ascii=False), config, chat
     if model == "llama":  # SentencePiece (Llama 2, Gemma, ...): transformers converts these
-        from transformers import AutoTokenizer
+        AutoTokenizer = from_transformers("AutoTokenizer")
 
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         with work_dir("tokenizer") as tmp:

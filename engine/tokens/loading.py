@@ -12,6 +12,7 @@ from ..core.chat import chat_ids, plain_ids
 from ..core.config import temporary_env
 from ..core.errors import UserInputError
 from .base import Tok
+from ..core.lazy import from_transformers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +237,7 @@ class HFTok(Tok):
         """The transformers tokenizer around the same backend (built on first use)."""
         with self._hf_lock:
             if self._hf is None:
-                from transformers import PreTrainedTokenizerFast
+                PreTrainedTokenizerFast = from_transformers("PreTrainedTokenizerFast")
 
                 kwargs = {k: v for k, v in self.config.items() if k in SPECIAL_NAMES and v}
                 self._hf = PreTrainedTokenizerFast(tokenizer_object=self.backend, chat_template=self.chat_template,
@@ -278,7 +279,7 @@ def load_hf_tokenizer(source, device=None, variant="default", progress=None) -> 
     (tokenizer.json.gz) or a package folder with tokenizer.json (BERT from the MiniLM package)."""
     spec = source.spec
     if source.is_hub:
-        from transformers import AutoTokenizer
+        AutoTokenizer = from_transformers("AutoTokenizer")
 
         kwargs = {"revision": source.revision} if source.revision else {}
         hf = AutoTokenizer.from_pretrained(source.path, **kwargs)

@@ -38,6 +38,7 @@ from ..core.threads import TRAINING_NICE, niced
 from . import lora
 from . import runner
 from . import sft
+from ..core.lazy import from_transformers
 
 PAIRS = ASSETS / "preference" / "pairs.jsonl"  # length says nothing about which side is chosen
 SHORT_PAIRS = ASSETS / "preference" / "pairs_short.jsonl"  # the reward-hacking lesson: chosen = shorter, always
@@ -273,7 +274,7 @@ def dpo_trainer(base_model, tokenizer, pairs: list[Pair], s: DPOSettings, out_di
 def reward_base(base_model, pad_id: int):
     """A sequence-classification model (one output: the reward) whose backbone is a shared copy of
     the cached causal LM's (same storage), with a new scalar head."""
-    from transformers import AutoModelForSequenceClassification
+    AutoModelForSequenceClassification = from_transformers("AutoModelForSequenceClassification")
 
     twin = lora.shared_copy(base_model)
     config = twin.config.__class__.from_dict(twin.config.to_dict())

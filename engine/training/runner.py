@@ -47,6 +47,7 @@ from ..core.errors import UserInputError, short_repr
 from ..core.lazy import torch
 from ..core.settings import knob
 from ..core.threads import SLOTS
+from ..core.lazy import from_transformers
 
 
 
@@ -477,7 +478,7 @@ def trainer_callback(events: queue.Queue, stop: threading.Event, deadline: Deadl
     Stop ("stopped"), at the time cap ("capped"), when refused after its timed steps ("refused"), or
     at the fitted step count (state.max_steps lowered: the Trainer ends as at its own last step).
     The learning rate needs no refit: the trainers here use a constant schedule."""
-    from transformers import TrainerCallback
+    TrainerCallback = from_transformers("TrainerCallback")
 
     class Stream(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
