@@ -284,3 +284,64 @@ def test_views_with_fixed_models_add_only_the_operators_and_the_hubs(tiny_folder
     online = Registry(online=True)
     assert online.added("causal-lm") == ["smollm2-135m-base", "smollm2-1.7b-instruct", "smollm2-1.7b-base"]
     assert online.added("encoder") == ["bge-base-en-v1.5"]
+
+
+# --- training lessons on an added model (LoRA, post-training) -------------------------------------
+
+@pytest.fixture(scope="module")
+def neox_folder(tmp_path_factory, smollm2_tokenizer):
+    """A tiny GPT-NeoX: a type transformers ships that has no row in engine/core/arch.py and not the
+    Llama layout (gpt_neox.layers[i].attention.query_key_value), so LoRA's targets are unknown."""
+    folder = tmp_path_factory.mktemp("own") / "Tiny-NeoX"
+    tiny_causal_lm("gpt_neox").save_pretrained(folder, safe_serialization=True)
+    smollm2_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_lora_offers_trainable_added_models_and_refuses_unknown_targets_by_name(tiny_folder, neox_folder, tmp_path):
+    from engine.training import lora
+
+    engine = _engine(tmp_path, tiny_folder, neox_folder)
+    assert lora.base_keys(engine) == [lora.BASE_KEY, "own-tiny-llama"]  # the lesson's own model first
+    assert lora.base_layout(engine, "own-tiny-llama")[1] == ["q_proj", "v_proj"]
+    with pytest.raises(UserInputError, match=r"LoRA cannot train Tiny-NeoX .*lacks its blocks at model\.layers"):
+        lora.check_base(engine, "own-tiny-neox")
+    with pytest.raises(UserInputError, match="not a valid choice"):
+        lora.check_base(engine, "minilm-l6")  # an encoder is no base model
+
+
+def test_a_lora_step_on_an_added_model_trains_only_the_adapter_from_the_models_own_loss(tiny_folder, tmp_path):
+    """The first step's loss is the folder's own loss on that batch (B starts at 0, so the adapted model
+    is the base); after it only lora_A/lora_B differ from the folder's weights, and the cached model
+    the engine shares is unchanged."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.core.settings import make
+    from engine.training import lora
+
+    engine = _engine(tmp_path, tiny_folder)
+    texts = lora.load_quotes()[:24]
+    s = make(lora.LoraSettings, max_steps=1, batch_size=4, max_length=32, val_share=0.0, seed=3, learning_rate=0.01)
+    session = lora.LoraSession()
+    updates = list(lora.train(engine, session, texts, s, base_key="own-tiny-llama"))
+    assert updates[-1].done and updates[-1].step == 1
+    raw = AutoModelForCausalLM.from_pretrained(tiny_folder).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_folder)
+    examples = lora.encode_examples(tok, texts, 32)
+    batch = lora.collate([examples[i] for i in next(lora.batches(len(examples), 4, 3))], lora.pad_id_of(tok))
+    with torch.no_grad():
+        want = raw(**batch).loss.item()
+    assert session.losses[0] == pytest.approx(want, abs=1e-5)
+    raw_weights = dict(raw.named_parameters())
+    adapters = []
+    for name, p in session.model.named_parameters():
+        if "lora_" in name:
+            adapters.append((name.split(".")[-4], p))  # ...q_proj.lora_B.default.weight
+            continue
+        plain = name.replace("base_model.model.", "").replace(".base_layer", "")
+        assert torch.equal(p, raw_weights[plain]), name
+    assert {layer for layer, _ in adapters} == {"q_proj", "v_proj"}
+    assert all(float(p.detach().abs().max()) > 0 for layer, p in adapters)  # B left 0 after one step: it trained
+    cached = engine.load("own-tiny-llama").model
+    assert all(torch.equal(p, raw_weights[n]) for n, p in cached.named_parameters())

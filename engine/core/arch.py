@@ -349,3 +349,19 @@ class Arch:
 
 def arch_of(model) -> Arch:
     return Arch(model)
+
+
+def lora_layout(config) -> tuple[list[str], list[str]]:
+    """(linear layer names in the blocks, default LoRA targets) of a model from its config alone, no
+    weight read: a family row's names for a type the table holds; else the model built on the meta
+    device (no memory) and read by Arch, whose probe refuses by name a type without a known layout."""
+    kind = getattr(config, "model_type", "")
+    for family in FAMILIES:
+        if kind in family.model_types:
+            return list(family.linear), list(family.lora_default)
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    found = Arch(model)
+    return found.linear_names(), found.lora_targets()

@@ -292,3 +292,21 @@ def preflight(source: Source, budget: int, bytes_per: int, api=None) -> None:
         _gguf_checks(spec, Path(source.path) / source.filename, budget)
     else:
         _folder_checks(spec, Path(source.path), bytes_per, budget)
+
+
+def config_of(spec: ModelSpec):
+    """The transformers config of an operator's folder or GGUF row, read without any weight (a
+    folder's config.json, a GGUF file's metadata), or None for a Hub row (nothing is fetched here) and
+    for a row that is not the operator's. A config that asks for remote code is refused by name."""
+    emb = spec.embedded
+    if spec.origin != ORIGIN or emb is None or not emb.folder:
+        return None
+    from transformers import AutoConfig
+
+    if emb.filename:
+        return AutoConfig.from_pretrained(emb.folder, gguf_file=emb.filename)
+    config_path = Path(emb.folder) / "config.json"
+    if not config_path.is_file():
+        raise _refuse(spec, f"the folder {emb.folder} has no config.json: give a folder that save_pretrained wrote.")
+    check_config(spec, json.loads(config_path.read_text()))
+    return AutoConfig.from_pretrained(emb.folder)

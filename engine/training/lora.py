@@ -11,6 +11,7 @@ thread count of a training are the runner's (runner.py).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import threading
 import zipfile
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 from ..core import arch
 from ..core.models import Progress
-from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload, short_repr
+from ..core.errors import UserInputError, check_choice, check_range, check_text, parse_json, read_text_upload, short_repr
 from ..core.lazy import no_grad, torch
 from ..core.registry import ASSETS
 from ..core.settings import MAX_UPLOAD_BYTES, knob, make, validate
@@ -265,6 +266,63 @@ def batches(n_examples: int, batch_size: int, seed: int) -> Iterator[list[int]]:
         order = torch.randperm(n_examples, generator=g).tolist()
         for i in range(0, n_examples - batch_size + 1, batch_size):
             yield order[i : i + batch_size]
+
+
+# ---- which causal LMs a training lesson offers ---------------------------------------------------------
+@functools.lru_cache(maxsize=128)
+def _layout(spec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(linear layer names, default targets) of a registry row, from its config alone (own.config_of).
+    The app's own rows (SmolLM2, Gemma 3, the Hub's SmolLM2 pair) and an operator's Hub row, whose
+    config is not fetched here, read as the Llama layout; loading checks the real model again."""
+    from ..core import own
+
+    config = own.config_of(spec)
+    if config is None:
+        return tuple(LINEAR_NAMES), tuple(DEFAULT_TARGETS)
+    names, targets = arch.lora_layout(config)
+    return tuple(names), tuple(targets)
+
+
+def base_layout(engine, key: str) -> tuple[list[str], list[str]]:
+    """(linear layer names, default LoRA targets) of causal LM `key`, read from its config, or a
+    UserInputError naming the model and what it lacks when LoRA's targets cannot be found in it."""
+    spec = engine.registry.get(key)
+    try:
+        names, targets = _layout(spec)
+    except UserInputError as exc:
+        raise UserInputError(f"LoRA cannot train {spec.title}: {exc}") from None
+    return list(names), list(targets)
+
+
+def base_keys(engine, default: str = BASE_KEY) -> list[str]:
+    """The base models a training lesson offers: its own `default` first, then the causal LMs added to
+    the registry (the operator's, and online the Hub's) whose LoRA targets are known."""
+    keys = []
+    for key in engine.registry.lesson_keys([default]):
+        try:
+            base_layout(engine, key)
+        except UserInputError:
+            continue
+        keys.append(key)
+    return keys
+
+
+def check_trainable(base_model, spec) -> None:
+    """A loaded model whose blocks engine/core/arch.py cannot read, or that has none of its family's
+    LoRA targets, is refused naming the model and what it lacks."""
+    try:
+        arch.arch_of(base_model).lora_targets()
+    except UserInputError as exc:
+        raise UserInputError(f"LoRA cannot train {spec.title}: {exc}") from None
+
+
+def check_base(engine, key, default: str = BASE_KEY) -> str:
+    """`key` when it is one of base_keys(engine, default); a model that is there but cannot be
+    LoRA-trained is refused by name with what it lacks, anything else with the valid keys."""
+    if isinstance(key, str) and key in engine.registry.lesson_keys([default]):
+        base_layout(engine, key)
+        return key
+    return check_choice("base model", key, base_keys(engine, default))
 
 
 # ---- one model tree per session, sharing the cached weights ----------------------------------------
@@ -516,6 +574,7 @@ def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
             examples = encode(bundle.tokenizer, texts, settings.max_length)
             curves = Curves(held_out=encode(bundle.tokenizer, held_out, settings.max_length) if held_out else [])
             spec = engine.registry.get(base_key)
+            check_trainable(bundle.model, spec)
             session.model = session_model(bundle.model, settings, spec.hub_id)
             session.tokenizer, session.settings = bundle.tokenizer, settings
             session.losses, session.steps_done, session.examples, session.source = [], 0, len(examples), "trained"
@@ -717,12 +776,15 @@ def load_adapter_file(base_model, path: str | Path, hub_id: str = ""):
     return model, settings
 
 
-def import_adapter(engine, session: LoraSession, path: str | Path, progress: Progress | None = None) -> dict:
-    """Load an uploaded adapter into the session (validated by load_adapter_file)."""
+def import_adapter(engine, session: LoraSession, path: str | Path, progress: Progress | None = None,
+                   base_key: str = BASE_KEY) -> dict:
+    """Load an uploaded adapter for base model `base_key` into the session (validated by load_adapter_file)."""
     if session.training:
         raise UserInputError("a training is running in this session: press Stop first, then upload.")
-    bundle = engine.load(BASE_KEY, progress=progress)
-    model, settings = load_adapter_file(bundle.model, path, engine.registry.get(BASE_KEY).hub_id)
+    bundle = engine.load(base_key, progress=progress)
+    spec = engine.registry.get(base_key)
+    check_trainable(bundle.model, spec)
+    model, settings = load_adapter_file(bundle.model, path, spec.hub_id)
     session.model, session.tokenizer, session.settings = model, bundle.tokenizer, settings
     session.losses, session.steps_done, session.examples, session.source = [], 0, 0, "uploaded"
     session.held_out, session.curves = [], Curves()
@@ -741,5 +803,6 @@ __all__ = [
     "dataset_texts", "encode_examples", "collate", "show_format", "session_model", "shared_copy",
     "param_report", "count_params", "expected_trainable", "train", "train_steps", "generate_pair",
     "export_adapter", "import_adapter", "load_adapter_file", "linear_layer_names", "adapter_shapes",
-    "check_targets", "TrainUpdate", "split_validation", "lr_at", "validation_loss", "Curves", "SCHEDULES",
+    "check_targets", "check_trainable", "check_base", "base_keys", "base_layout", "TrainUpdate",
+    "split_validation", "lr_at", "validation_loss", "Curves", "SCHEDULES",
 ]
