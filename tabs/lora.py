@@ -289,7 +289,7 @@ def make_inspect(engine):
         model = lora.session_model(bundle.model, s)
         s = lora.targets_for(bundle.model, s)  # the default: the family's own query/value layers
         md = _report_markdown(lora.param_report(model, s), s)
-        return md, gr.update(choices=lora.linear_layer_names(bundle.model))
+        return md, gr.update(choices=lora.linear_layer_names(bundle.model), value=list(s.target_modules))
     return do_inspect
 
 
@@ -392,7 +392,7 @@ def _wire(engine, session, data, settings, train, compare, files):
                        c["batch_size"], c["max_length"], settings["seed"]]
     source, pasted, upload, base = data["source"], data["pasted"], data["upload"], data["base"]
     source.change(show_source, inputs=source, outputs=[pasted, upload], api_name=False, queue=False)
-    base.change(user_errors(show_base(engine)), inputs=base, outputs=targets, api_name=False, queue=False)
+    base.change(user_errors(show_base(engine)), inputs=base, outputs=targets, api_name="lora_base", queue=False)
     data["preview_btn"].click(user_errors(make_preview(engine)),
                               inputs=[source, pasted, upload, c["max_length"], base],
                               outputs=[data["count_md"], data["preview"], data["format_html"]],
