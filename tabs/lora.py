@@ -341,7 +341,8 @@ def _ready_adapter(state):
 
 def do_compare(text, seed_v, n_new, temp, state):
     _ready_adapter(state)
-    pair = lora.generate_pair(state.model, state.tokenizer, text, seed_v, n_new, temp)
+    pair = lora.generate_pair(state.model, state.tokenizer, text, seed_v, n_new, temp,
+                              name=state.base_title or "the model")
     b, a = pair["base"], pair["adapted"]
 
     def how(x):

@@ -275,3 +275,49 @@ def test_lora_trains_each_family_and_merges_only_its_targets(client, folders, ra
     moved = {name for name, p in model.state_dict().items()
              if name in merged and not torch.equal(merged[name], p.to(merged[name].dtype))}
     assert moved and {name.split(".")[-2] for name in moved} == set(TARGETS[key]), moved
+
+
+# --- the training lessons: post-training (SFT, reward model, DPO) ----------------------------------
+def test_sft_format_and_training_run_on_an_added_model(client, raw):
+    """The format's losses are the added model's own on that conversation; SFT trains 2 steps on it."""
+    import re
+
+    from engine.training import sft
+
+    layers = client.predict("own-gpt2", api_name="/posttraining_sft_base")
+    assert layers["value"] == ["c_attn", "c_proj"], layers  # GPT-2's attention projections
+    model, tok = raw["own-phi3"]
+    text, view = client.predict(p="What is 23 + 58?", resp="81", base="own-phi3", api_name="/posttraining_format")
+    assert "Base model: phi3 (added · folder" in view and "<|im_start|>user\nWhat is 23 + 58?<|im_end|>" in text
+    shown = [float(x) for x in re.findall(r"loss under the base model ([\d.]+) nats/token", view)]
+    want = [sft.loss_of(model, e["ids"], e["labels"]) for e in
+            (sft.encode_pair(tok, "What is 23 + 58?", "81", mask, 256) for mask in sft.MASKS)]
+    assert shown == pytest.approx(want, abs=6e-4)
+    layers = client.predict("own-llama", api_name="/posttraining_sft_base")  # the picker, as in the browser
+    assert layers["value"] == ["q_proj", "k_proj", "v_proj", "o_proj"], layers
+    status, _ = client.predict(src="bundled", file=None, mask="response", r=4, lr=0.002, steps=2, batch=2, max_len=40,
+                               seed_v=1, tmods=layers["value"], base="own-llama", api_name="/posttraining_sft_train")
+    assert "Done" in status and "2 / 2" in status, status
+
+
+def test_reward_model_and_dpo_train_on_an_added_model(client):
+    """GPT-2 (Conv1D, learned positions, a reward head on transformer.h): the bundled pairs do not fit its
+    64 positions and are refused by name; short pairs train both, and DPO's first loss is log 2, since
+    the adapter starts at zero and the policy is its own reference."""
+    from gradio_client.exceptions import AppError
+
+    bundled = {"headers": ["prompt", "chosen", "rejected", "held out"], "data": [["", "", "", ""]]}
+    rm = dict(src="bundled", rows=bundled, lr=0.001, steps=2, batch=2, r=4, max_len=64, seed=42, base="own-gpt2")
+    with pytest.raises(AppError, match=r"Held-out pair \d+ .* more than gpt2 \(added · folder .*'s context window: "
+                                       r"valid lengths are 1 to 64 tokens"):
+        client.predict(**rm, api_name="/pref_reward_train")
+    rows = [[f"What is {a} + {b}?", f"{a + b}.", f"{a + b + 1}.", "yes" if a > 5 else ""] for a, b in
+            [(1, 2), (2, 3), (3, 4), (4, 5), (6, 1), (7, 2)]]
+    short = dict(rm, src="table", rows={"headers": bundled["headers"], "data": rows})
+    status, _plot, md, held = client.predict(**short, api_name="/pref_reward_train")
+    assert "Done" in status and "2 / 2" in status and "Held-out pairwise accuracy" in md, status
+    assert [r[0] for r in held["data"]] == ["What is 6 + 1?", "What is 7 + 2?"]
+    scored = client.predict(prompt="What is 2 + 2?", responses="4.\nfive", api_name="/pref_reward_score")
+    assert [r[0] for r in scored["data"]] == ["4.", "five"]
+    status, _plot, ba, _ba_plot = client.predict(**dict(short, beta=0.1), api_name="/pref_dpo_train")
+    assert "Done" in status and "loss 0.693 →" in status and "before (adapter off)" in ba, status
