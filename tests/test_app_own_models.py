@@ -321,3 +321,15 @@ def test_reward_model_and_dpo_train_on_an_added_model(client):
     assert [r[0] for r in scored["data"]] == ["4.", "five"]
     status, _plot, ba, _ba_plot = client.predict(**dict(short, beta=0.1), api_name="/pref_dpo_train")
     assert "Done" in status and "loss 0.693 →" in status and "before (adapter off)" in ba, status
+
+
+# --- Retrieval's answer model -------------------------------------------------------------------------
+def test_rag_offers_the_added_models_and_refuses_one_too_short_by_name(client):
+    from gradio_client.exceptions import AppError
+
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    listed = _param(info, "/rag_answer", "model")
+    assert listed.index("'smollm2-135m-instruct'") < min(listed.index(f"'{k}'") for k in KEYS), listed
+    with pytest.raises(AppError, match=r"gpt2 \(added · folder .*\) reads 64 tokens at most, less than the smallest "
+                                       r"context budget \(128\)"):
+        client.predict(query="Where does the zebra live?", model="own-gpt2", api_name="/rag_answer")

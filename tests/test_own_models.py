@@ -345,3 +345,32 @@ def test_a_lora_step_on_an_added_model_trains_only_the_adapter_from_the_models_o
     assert all(float(p.detach().abs().max()) > 0 for layer, p in adapters)  # B left 0 after one step: it trained
     cached = engine.load("own-tiny-llama").model
     assert all(torch.equal(p, raw_weights[n]) for n, p in cached.named_parameters())
+
+
+# --- Retrieval's answer model -----------------------------------------------------------------------
+
+def test_rag_answers_with_an_added_model_as_its_own_generate_does(tiny_folder, tmp_path):
+    """The answer without retrieval is the added model's own greedy continuation of the question in its
+    chat template; the one with retrieval reads the chunks that fit its 256 positions."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.retrieval import rag
+
+    engine = _engine(tmp_path, tiny_folder)
+    assert rag.models(engine) == [rag.LM, "own-tiny-llama"]
+    hits = [dict(title=f"doc {i}", doc_id="d", chunk=i, tokens=40, text=("zebra " * 40).strip()) for i in range(6)]
+    question = "Where does the zebra live?"
+    out = rag.answer(engine, question, hits, rag.AnswerSettings(budget=256, max_new_tokens=8), model="own-tiny-llama")
+    assert out["done"] and out["prompt"]["included"] and out["prompt"]["dropped"]
+    assert out["prompt"]["tokens"] + 8 <= 256
+    model = AutoModelForCausalLM.from_pretrained(tiny_folder).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_folder)
+    ids = torch.tensor([tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                                tokenize=True, return_dict=False)])
+    with torch.no_grad():
+        new = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                             pad_token_id=tok.eos_token_id)[0, ids.shape[1]:]
+    assert out["plain"] == tok.decode(new, skip_special_tokens=True)
+    with pytest.raises(UserInputError, match="answer model = 'minilm-l6' is not a valid choice"):
+        rag.answer(engine, question, hits, model="minilm-l6")
