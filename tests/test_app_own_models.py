@@ -333,3 +333,12 @@ def test_rag_offers_the_added_models_and_refuses_one_too_short_by_name(client):
     with pytest.raises(AppError, match=r"gpt2 \(added · folder .*\) reads 64 tokens at most, less than the smallest "
                                        r"context budget \(128\)"):
         client.predict(query="Where does the zebra live?", model="own-gpt2", api_name="/rag_answer")
+
+
+# --- Tokens: an added causal LM's tokenizer ---------------------------------------------------------
+def test_the_tokens_tab_offers_each_added_models_tokenizer(client, raw):
+    text = "Hello world, the café costs 3.50 €"
+    for key in KEYS:
+        _table, data = client.predict(text, f"{key}-tokenizer", 800, api_name="/tokenize")
+        assert data["ids"] == raw[key][1](text, add_special_tokens=False)["input_ids"]
+        assert data["vocab_size"] == len(raw[key][1])

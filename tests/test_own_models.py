@@ -37,7 +37,14 @@ def test_entries_become_labelled_rows_of_their_role(tmp_path):
     rows = own.specs_from(["org/My-Model@abc123", f"encoder={tmp_path / 'enc'}", str(gguf),
                            f"pair=org/Base+{tmp_path / 'enc'}", "tokenizer=org/Tok"], taken=["own-enc"])
     by_key = {r.key: r for r in rows}
-    assert list(by_key) == ["own-my-model", "own-enc-2", "own-m-q4", "own-base", "own-enc-3", "own-tok"]
+    # each causal LM's tokenizer joins as well, but a folder without tokenizer.json (enc) has none to give
+    assert list(by_key) == ["own-my-model", "own-enc-2", "own-m-q4", "own-base", "own-enc-3", "own-tok",
+                            "own-my-model-tokenizer", "own-m-q4-tokenizer", "own-base-tokenizer"]
+    tok = by_key["own-m-q4-tokenizer"]
+    assert (tok.task, tok.embedded, tok.loader) == ("tokenizer", by_key["own-m-q4"].embedded,
+                                                    "engine.tokens.loading:load_gguf_tokenizer")
+    assert by_key["own-my-model-tokenizer"].title == by_key["own-my-model"].title + " · its tokenizer"
+    assert (by_key["own-base-tokenizer"].hub_id, by_key["own-base-tokenizer"].revision) == ("org/Base", "")
     hub = by_key["own-my-model"]
     assert (hub.task, hub.hub_id, hub.revision, hub.origin) == ("causal-lm", "org/My-Model", "abc123", "operator")
     assert "added · Hub org/My-Model@abc123" in hub.title
@@ -206,6 +213,22 @@ def test_an_added_tokenizer_joins_the_tokens_tab(tiny_folder, tmp_path, smollm2_
     assert ids == smollm2_tokenizer(text, add_special_tokens=False)["input_ids"] and tok.decode(ids) == text
 
 
+def test_an_added_causal_lm_brings_its_tokenizer_to_the_tokens_tab(tiny_folder, tmp_path, smollm2_tokenizer):
+    """No tokenizer= entry needed: the model's folder gives its tokenizer, with the Tokens tab's counts
+    and round trip; given as both, the tokenizer is listed once."""
+    from engine.tokens import views
+
+    engine = _engine(tmp_path, tiny_folder)
+    key = "own-tiny-llama-tokenizer"
+    assert key in views.tokenizer_keys(engine) and engine.registry.get(key).title.endswith(" · its tokenizer")
+    text = "Hello world, the café costs 3.50 €"
+    shown = views.tokenize(engine, key, text)
+    assert shown.ids == smollm2_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert views.get(engine, key).decode(shown.ids) == text
+    both = _engine(tmp_path, tiny_folder, f"tokenizer={tiny_folder}")
+    assert [k for k in views.tokenizer_keys(both) if k.startswith("own-")] == ["own-tiny-llama-2"]
+
+
 @pytest.fixture(scope="module")
 def small_bpe():
     """A byte-level BPE of ~300 pieces trained here in milliseconds: a GGUF with SmolLM2's 49,152
@@ -242,6 +265,10 @@ def test_a_gguf_file_loads_through_the_flag_as_the_same_model(model_type, small_
     assert tm.tokenizer(text, return_tensors="pt").input_ids.tolist() == ids.tolist()
     with torch.no_grad():
         assert torch.equal(tm.model(ids).logits, model(ids).logits)
+    from engine.tokens import views  # the file's vocabulary, in the Tokens tab, without dequantizing
+
+    tok = views.get(engine, f"{key}-tokenizer")
+    assert tok.encode(text) == small_bpe(text, add_special_tokens=False)["input_ids"] and tok.decode(tok.encode(text)) == text
 
 
 def test_an_added_pair_is_what_base_vs_instruct_compares(tiny_folder, tmp_path):
