@@ -348,8 +348,8 @@ def do_compare(text, seed_v, n_new, temp, state):
     def how(x):
         return "stopped at EOS" if x["stopped_at_eos"] else "ran out of tokens (no EOS)"
     origin = (f"trained {state.steps_done} steps" if state.source == "trained" else "uploaded")
-    md = (f"Base: {b['new_tokens']} new tokens, {how(b)}. Adapted ({origin}, r={state.settings.r}): "
-          f"{a['new_tokens']} new tokens, {how(a)}.")
+    md = (f"Base{f' ({state.base_title})' if state.base_title else ''}: {b['new_tokens']} new tokens, {how(b)}. "
+          f"Adapted ({origin}, r={state.settings.r}): {a['new_tokens']} new tokens, {how(a)}.")
     return b["text"], a["text"], md
 
 

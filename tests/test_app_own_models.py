@@ -267,6 +267,8 @@ def test_lora_trains_each_family_and_merges_only_its_targets(client, folders, ra
     status, _plot = client.predict(**dict(LORA, tmods=TARGETS[key]), base=key, api_name="/lora_train")
     first, last = map(float, re.search(r"loss ([\d.]+) → \*\*([\d.]+)\*\*", status).groups())
     assert "Done" in status and "5 / 5" in status and last < first, status
+    _base, _adapted, md = client.predict(text="Life is", seed_v=7, n_new=8, temp=0.0, api_name="/lora_compare")
+    assert f"Base ({key.removeprefix('own-')} (added · folder" in md, md
     path, _md = client.predict(api_name="/lora_merge")
     with zipfile.ZipFile(path) as zf:
         zf.extractall(tmp_path)
