@@ -266,6 +266,10 @@ def test_a_gguf_file_loads_through_the_flag_as_the_same_model(model_type, small_
     with torch.no_grad():
         assert torch.equal(tm.model(ids).logits, model(ids).logits)
     from engine.tokens import views  # the file's vocabulary, in the Tokens tab, without dequantizing
+    from engine.training import lora
+
+    assert own.gguf_architecture(path) == own.gguf_params(path)[1]  # from the header's first entries
+    assert key in lora.base_keys(engine) and lora.base_layout(engine, key)[1] == ["q_proj", "v_proj"]
 
     tok = views.get(engine, f"{key}-tokenizer")
     assert tok.encode(text) == small_bpe(text, add_special_tokens=False)["input_ids"] and tok.decode(tok.encode(text)) == text

@@ -362,15 +362,19 @@ def arch_of(model) -> Arch:
     return Arch(model)
 
 
+def family_for_type(kind: str | None) -> Family | None:
+    """The row of FAMILIES for a model_type, or None."""
+    return next((f for f in FAMILIES if kind in f.model_types), None)
+
+
 def lora_layout(config) -> tuple[list[str], list[str], list[str]]:
     """(linear layer names in the blocks, default LoRA targets, attention projections) of a model from
     its config alone, no weight read: a family row's names for a type the table holds; else the model
     built on the meta device (no memory) and read by Arch, whose probe refuses by name a type without
     a known layout."""
-    kind = getattr(config, "model_type", "")
-    for family in FAMILIES:
-        if kind in family.model_types:
-            return list(family.linear), list(family.lora_default), list(family.attention_projections)
+    family = family_for_type(getattr(config, "model_type", ""))
+    if family is not None:
+        return list(family.linear), list(family.lora_default), list(family.attention_projections)
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):

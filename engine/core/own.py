@@ -326,6 +326,50 @@ def preflight(source: Source, budget: int, bytes_per: int, api=None) -> None:
         _folder_checks(spec, Path(source.path), bytes_per, budget)
 
 
+GGUF_TYPES = {"gemma3": "gemma3_text"}  # a GGUF architecture -> the model_type transformers gives it, where they differ
+_GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # value type -> bytes
+
+
+def gguf_architecture(path: Path, max_keys: int = 64) -> str | None:
+    """general.architecture from a GGUF file's first metadata entries (where llama.cpp writes it),
+    reading a few hundred bytes instead of the whole table; None when it is not among them."""
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            return None
+        f.read(4 + 8)  # version, tensor count
+        (n_kv,) = struct.unpack("<Q", f.read(8))
+        for _ in range(min(n_kv, max_keys)):
+            (n,) = struct.unpack("<Q", f.read(8))
+            key = f.read(n).decode("utf-8", "replace")
+            (kind,) = struct.unpack("<I", f.read(4))
+            if kind == 8:  # a string
+                (n,) = struct.unpack("<Q", f.read(8))
+                value = f.read(n)
+                if key == "general.architecture":
+                    return value.decode("utf-8", "replace")
+            elif kind in _GGUF_SCALARS:
+                f.read(_GGUF_SCALARS[kind])
+            else:  # an array (the vocabulary): the architecture was not written first
+                return None
+    return None
+
+
+def model_type_of(spec: ModelSpec) -> str | None:
+    """The model_type of an operator's folder (its config.json) or GGUF file (its architecture), read
+    without transformers; None for a Hub row, a row that is not the operator's, or a file that does not say."""
+    emb = spec.embedded
+    if spec.origin != ORIGIN or emb is None or not emb.folder:
+        return None
+    if emb.filename:
+        arch = gguf_architecture(Path(emb.folder) / emb.filename)
+        return GGUF_TYPES.get(arch, arch) if arch else None
+    config_path = Path(emb.folder) / "config.json"
+    try:
+        return json.loads(config_path.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def config_of(spec: ModelSpec):
     """The transformers config of an operator's folder or GGUF row, read without any weight (a
     folder's config.json, a GGUF file's metadata), or None for a Hub row (nothing is fetched here) and

@@ -278,7 +278,10 @@ def _layout(spec) -> tuple[tuple[str, ...], ...]:
     real model again."""
     from ..core import own
 
-    config = own.config_of(spec)
+    family = arch.family_for_type(own.model_type_of(spec))  # a folder's config.json, a GGUF's header
+    if family is not None:
+        return tuple(family.linear), tuple(family.lora_default), tuple(family.attention_projections)
+    config = own.config_of(spec)  # a type without a row: its full config, then the model on the meta device
     if config is None:
         return tuple(LINEAR_NAMES), tuple(DEFAULT_TARGETS), tuple(ATTENTION_TARGETS)
     return tuple(tuple(names) for names in arch.lora_layout(config))
