@@ -398,5 +398,5 @@ def build_preference(engine) -> Share:
     _wire(engine, session, base, data, reward, dpo, answers)
     # A link can preset the knobs; training itself stays a deliberate click.
     rc, dc = reward["knobs"], dpo["knobs"]
-    return Share(params={"pref_model": base, "beta": dc["beta"], "dpo_steps": dc["max_steps"], "dpo_lr": dc["learning_rate"],
-                         "rm_steps": rc["max_steps"]})
+    return Share(params={"pref_model": base, "beta": dc["beta"], "dpo_steps": dc["max_steps"],
+                         "dpo_lr": dc["learning_rate"], "rm_steps": rc["max_steps"]})

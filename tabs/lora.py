@@ -1,6 +1,6 @@
-"""LoRA: fine-tune SmolLM2 (or a causal LM the operator added) on quotes in the browser, watch the loss fall, and compare the base
-and the adapted model on the same prompt and seed. Each browser session has its own adapter
-(gr.State); the shared base model is never changed; one training runs at a time."""
+"""LoRA: fine-tune SmolLM2 (or a causal LM the operator added) on quotes in the browser, watch the loss
+fall, and compare the base and the adapted model on the same prompt and seed. Each browser session has
+its own adapter (gr.State); the shared base model is never changed; one training runs at a time."""
 from __future__ import annotations
 
 import html
@@ -256,10 +256,12 @@ def show_source(src):
 
 
 def show_base(engine):
-    def on_base(key):
-        """The target layers of the picked base model (its linear layers; its family's defaults ticked)."""
+    def on_base(key, ticked=None):
+        """The target layers of the picked base model: its linear layers; the ticked ones kept where it has
+        them all (a link's), else its family's defaults ticked."""
         names, targets = lora.base_layout(engine, lora.check_base(engine, key))
-        return gr.update(choices=names, value=targets)
+        keep = list(ticked or []) and set(ticked) <= set(names)
+        return gr.update(choices=names, value=list(ticked) if keep else targets)
     return on_base
 
 
@@ -393,7 +395,8 @@ def _wire(engine, session, data, settings, train, compare, files):
                        c["batch_size"], c["max_length"], settings["seed"]]
     source, pasted, upload, base = data["source"], data["pasted"], data["upload"], data["base"]
     source.change(show_source, inputs=source, outputs=[pasted, upload], api_name=False, queue=False)
-    base.change(user_errors(show_base(engine)), inputs=base, outputs=targets, api_name="lora_base", queue=False)
+    base.change(user_errors(show_base(engine)), inputs=[base, targets], outputs=targets, api_name="lora_base",
+                queue=False)
     data["preview_btn"].click(user_errors(make_preview(engine)),
                               inputs=[source, pasted, upload, c["max_length"], base],
                               outputs=[data["count_md"], data["preview"], data["format_html"]],
@@ -441,6 +444,7 @@ def build(engine) -> Share:
     _wire_plan(session, settings, train)
     # A link can preset the knobs and the prompt; training itself stays a deliberate click.
     c = settings["knobs"]
-    return Share(params={"model": data["base"], "prompt": compare["prompt"], "r": c["r"], "alpha": c["alpha"], "steps": c["max_steps"],
-                         "targets": settings["targets"], "lr": c["learning_rate"], "val": c["val_share"],
+    return Share(params={"model": data["base"], "prompt": compare["prompt"], "r": c["r"], "alpha": c["alpha"],
+                         "steps": c["max_steps"], "targets": settings["targets"], "lr": c["learning_rate"],
+                         "val": c["val_share"],
                          "every": c["eval_every"], "schedule": c["schedule"], "warmup": c["warmup_steps"]})

@@ -204,10 +204,12 @@ def make_base_vs_instruct(engine):
 
 
 def show_base(engine):
-    def on_base(key):
-        """The picked model's linear layers; its attention projections ticked (SFT's default)."""
+    def on_base(key, ticked=None):
+        """The picked model's linear layers; the ticked ones kept where it has them all, else its attention
+        projections ticked (SFT's default)."""
         names, targets = lora.base_layout(engine, lora.check_base(engine, key, sft.BASE_KEY), attention=True)
-        return gr.update(choices=names, value=targets)
+        keep = list(ticked or []) and set(ticked) <= set(names)
+        return gr.update(choices=names, value=list(ticked) if keep else targets)
     return on_base
 
 
@@ -295,7 +297,7 @@ def _wire(engine, session, bvi, fmt, tune):
                      inputs=[bvi["question"], bvi["seed"], bvi["new"], bvi["temp"]],
                      outputs=[bvi["out_base"], bvi["out_iraw"], bvi["out_ichat"], bvi["md"]],
                      api_name="posttraining_base_vs_instruct", **HEAVY)
-    tune["base"].change(user_errors(show_base(engine)), inputs=tune["base"], outputs=tune["targets"],
+    tune["base"].change(user_errors(show_base(engine)), inputs=[tune["base"], tune["targets"]], outputs=tune["targets"],
                         api_name="posttraining_sft_base", queue=False)
     fmt["btn"].click(user_errors(make_format(engine)), inputs=[fmt["prompt"], fmt["response"], tune["base"]],
                      outputs=[fmt["text"], fmt["html"]], api_name="posttraining_format", **HEAVY)

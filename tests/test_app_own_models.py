@@ -234,7 +234,7 @@ def test_training_pickers_offer_the_added_models_after_the_lessons_own(client):
         assert listed.index("'smollm2-135m-instruct'") < min(listed.index(f"'{k}'") for k in KEYS), (api, listed)
 
 
-def test_the_lora_link_keeps_the_base_model(demo):
+def test_the_lora_link_keeps_the_base_model(demo, client):  # client: launched with the Gradio folder it is built in
     from types import SimpleNamespace
     from urllib.parse import parse_qsl
 
@@ -258,7 +258,9 @@ def test_lora_trains_each_family_and_merges_only_its_targets(client, folders, ra
 
     from safetensors.torch import load_file
 
-    layers = client.predict(key, api_name="/lora_base")  # as the picker does: this session's target layers
+    if key == "own-llama":  # ticked layers the model has (a link's) are kept
+        assert client.predict(key, ["q_proj", "k_proj"], api_name="/lora_base")["value"] == ["q_proj", "k_proj"]
+    layers = client.predict(key, [], api_name="/lora_base")  # as the picker does: this session's target layers
     assert layers["value"] == TARGETS[key] and set(TARGETS[key]) < {c[0] for c in layers["choices"]}, layers
     md, _choices = client.predict(*[dict(LORA, tmods=TARGETS[key])[k] for k in (
         "r", "alpha", "dropout", "tmods", "lr", "steps", "batch", "max_len", "seed_v")], key, api_name="/lora_params")
@@ -286,7 +288,7 @@ def test_sft_format_and_training_run_on_an_added_model(client, raw):
 
     from engine.training import sft
 
-    layers = client.predict("own-gpt2", api_name="/posttraining_sft_base")
+    layers = client.predict("own-gpt2", [], api_name="/posttraining_sft_base")
     assert layers["value"] == ["c_attn", "c_proj"], layers  # GPT-2's attention projections
     model, tok = raw["own-phi3"]
     text, view = client.predict(p="What is 23 + 58?", resp="81", base="own-phi3", api_name="/posttraining_format")
@@ -295,7 +297,7 @@ def test_sft_format_and_training_run_on_an_added_model(client, raw):
     want = [sft.loss_of(model, e["ids"], e["labels"]) for e in
             (sft.encode_pair(tok, "What is 23 + 58?", "81", mask, 256) for mask in sft.MASKS)]
     assert shown == pytest.approx(want, abs=6e-4)
-    layers = client.predict("own-llama", api_name="/posttraining_sft_base")  # the picker, as in the browser
+    layers = client.predict("own-llama", [], api_name="/posttraining_sft_base")  # the picker, as in the browser
     assert layers["value"] == ["q_proj", "k_proj", "v_proj", "o_proj"], layers
     status, _ = client.predict(src="bundled", file=None, mask="response", r=4, lr=0.002, steps=2, batch=2, max_len=40,
                                seed_v=1, tmods=layers["value"], base="own-llama", api_name="/posttraining_sft_train")

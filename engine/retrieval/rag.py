@@ -1,6 +1,7 @@
 """Augmentation and generation: the retrieved chunks go into a prompt template, within a token
-budget; SmolLM2 (or another causal LM of the registry: models()) answers the same question with that prompt and with the question alone, same
-seed, streamed side by side; the answer's words found in the chunks are marked (groundedness).
+budget; SmolLM2 (or another causal LM of the registry: models()) answers the same question with that
+prompt and with the question alone, same seed, streamed side by side; the answer's words found in the
+chunks are marked (groundedness).
 """
 from __future__ import annotations
 
