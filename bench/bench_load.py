@@ -2,7 +2,8 @@
 (`python app.py --offline`). N simulated students (24, then 40), each a session of its own,
 first open the page together (the page and its load event, as a browser does; timed, but before
 the clock), then for the measured window click the cheap interactive calls in turn (Tokens'
-tokenize, Decoding's next-token view and Step on the cached SmolLM2) with a 1-3 s think time
+tokenize, Decoding's next-token view and Step on the cached SmolLM2; the next-token prompts are the
+lesson's example prompts, and one click in four a student's own text) with a 1-3 s think time
 between clicks, while one LoRA training runs (restarted when it ends) and one other student builds
 Retrieval indexes back to back (a new chunk size each time, so none is cached). It prints p50/p95
 seconds per endpoint from the click to the answer, a trivial request's time (the server's own
@@ -169,12 +170,31 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def student(app: App, session: str, i: int, until: float, tally: Tally) -> None:
+def example_prompts() -> list[str]:
+    """The Decoding lesson's own example prompts (raw format): what a class clicks."""
+    from tabs.decoding import EXAMPLES
+
+    return list(dict.fromkeys(prompt for _, prompt, mode, _ in EXAMPLES if mode == "raw"))
+
+
+def next_prompt(i: int, turn: int, examples: list[str]) -> str:
+    """Student i's prompt for a next-token click: one of the lesson's examples, or, one click in four,
+    a text of the student's own that no one else sends (so it always costs its own forward)."""
+    if turn % 4 == 3:
+        return f"Student {i} wonders what comes after the number {turn} in"
+    return examples[(i + turn) % len(examples)]
+
+
+def student(app: App, session: str, i: int, until: float, tally: Tally, stop: threading.Event | None = None) -> None:
+    """Student i clicks the cheap calls in turn until `until` (or until `stop` is set)."""
     rng = random.Random(i)
     turn = rng.randrange(len(CHEAP))
+    examples = example_prompts()
     time.sleep(rng.uniform(0, THINK_S[1]))  # a class does not click in the same instant
-    while time.perf_counter() < until:
+    while time.perf_counter() < until and not (stop is not None and stop.is_set()):
         api, values = CHEAP[turn % len(CHEAP)]
+        if api == "next_token":
+            values = dict(values, prompt=next_prompt(i, turn, examples))
         turn += 1
         try:
             tally.add(api, app.call(session, api, dict(values, seed=i)))

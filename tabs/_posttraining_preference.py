@@ -364,7 +364,8 @@ def _wire(engine, session, base, data, reward, dpo, answers):
     data["upload"].upload(user_errors(do_upload), inputs=data["upload"], outputs=[table, source, data["data_md"]],
                           api_name="pref_upload")
     data["room_btn"].click(user_errors(make_room_votes(engine)), inputs=[data["room_code"], data["room_key"]],
-                           outputs=[table, source, data["data_md"]], api_name="pref_room_votes")
+                           outputs=[table, source, data["data_md"]], api_name="pref_room_votes",
+                           show_progress_on=[table])  # a refused load marks the table, not the data's description
     reward["train_btn"].click(user_errors(make_rm_train(engine)), inputs=[source, table, *rm_inputs, session, base],
                               outputs=[reward["status"], reward["plot"], reward["eval_md"], reward["held"], session],
                               api_name="pref_reward_train", show_progress="minimal", **TRAIN)

@@ -184,6 +184,16 @@ def _inputs_for(rnd: dict | None) -> list:
     return [guess, gr.update(visible=act == "predict"), choice, gr.update(visible=act == "sample")]
 
 
+def _from_join_link(code: str, nick: str, request: gr.Request | None) -> tuple[str, str]:
+    """Join pressed on a join link's page before the page load filled the boxes: the link's room, and
+    a suggested nickname when that box is empty too. Typed values always win."""
+    q = dict(getattr(request, "query_params", None) or {})
+    link_room = (q.get("room") or "")[:16] if q.get("tab") == "classroom" else ""
+    if (code or "").strip() or not link_room:
+        return code, nick
+    return link_room, nick if (nick or "").strip() else suggest_nickname()
+
+
 def _student_refresh(room: Classroom):
     def refresh(code, token, seen):
         """The student's view; the answer inputs change only when the round does."""
@@ -217,6 +227,7 @@ def _wire_student(room: Classroom, s: _Student) -> None:
         return page, [(rnd and rnd["number"], rnd and rnd["state"]), hash(page)]
 
     def join(code, nick, request: gr.Request = None):
+        code, nick = _from_join_link(code, nick, request)
         token, _ = room.join(code, nick, session=getattr(request, "session_hash", "") or "")
         return token, code.strip().upper(), gr.Timer(active=True), None
 
@@ -236,7 +247,7 @@ def _wire_student(room: Classroom, s: _Student) -> None:
     s.guess.submit(checked(answer), inputs=[s.code, s.token, s.guess], outputs=[s.view, s.seen],
                    api_name=False, **ROOM_GROUP)
     s.choice.input(checked(answer), inputs=[s.code, s.token, s.choice], outputs=[s.view, s.seen],
-                   api_name="class_choose", **ROOM_GROUP)
+                   api_name=False, **ROOM_GROUP)  # its choices are set per page: API clients use /class_answer
     s.sample.click(checked(sample), inputs=[s.code, s.token], outputs=[s.view, s.seen], api_name="class_sample",
                    **ROOM_GROUP)
     s.timer.tick(refresh, inputs=[s.code, s.token, s.seen], outputs=outs, api_name="class_student_refresh",

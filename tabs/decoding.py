@@ -132,7 +132,7 @@ class StepSlot:
         """The session for this model, prompt and format: the one in the slot, else a new one."""
         with self.lock:
             if self.session is None or not self.session.matches(tm, prompt, mode):
-                self.session = StepSession(tm, prompt, mode, seed=seed)
+                self.session = StepSession(tm, prompt, mode, seed=seed, shared_prefill=True)
             return self.session
 
 
@@ -316,7 +316,7 @@ def _next_listeners(engine):
                         do_sample, seed, progress=gr.Progress()):
         settings = _settings(temperature, top_k, top_p, min_p, typical_p, repetition_penalty, do_sample, seed)
         tm = engine.load(model, progress=progress_callback(progress))
-        session = StepSession(tm, prompt, mode, seed=settings.seed)
+        session = StepSession(tm, prompt, mode, seed=settings.seed, shared_prefill=True)
         fig, text, rows = _view_outputs(session, settings)
         return (fig, text, rows, steps_html(session.text, session.steps),
                 _context_with_kv(session), StepSlot(session))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 
 import gradio as gr
 import pandas as pd
@@ -19,6 +20,7 @@ from tabs._ui import (Plot, Share, budget_control, controls_for, data_table, dur
 
 TITLE = "Pre-training"
 TRAIN = dict(concurrency_id="pretraining_train", concurrency_limit=2)
+DRAW_EVERY_S = 1.0  # the loss plot and the samples are sent at most this often while training (and at the end)
 SOURCES = [("Bundled: Python 3.11 docs, prose (2.6 MB, PSF licence)", "bundled"), ("Upload a .txt", "upload")]
 PROMPT = "The "
 KNOBS = ["arch", "layers", "width", "heads", "context", "learning_rate", "warmup_steps", "batch_size", "max_steps",
@@ -26,6 +28,7 @@ KNOBS = ["arch", "layers", "width", "heads", "context", "learning_rate", "warmup
 DATA_KNOBS = ["tokenizer", "bpe_vocab", "val_share"]
 SWEEP_KNOBS = ["token_budget", "context", "batch_size", "learning_rate", "minutes", "seed"]
 COMPARE_CHARS = pt_train.HEAD_CHARS
+COMPARE_HEADERS = ["tokenizer", "vocabulary", "tokens", "chars per token"]  # words: a narrow column wraps at spaces
 # (tokenizer, BPE size, architecture, layers, width, heads, steps, prompt)
 EXAMPLES = [["char", 512, "llama", 3, 128, 4, 300, "The "], ["char", 512, "llama", 1, 64, 2, 200, "The "],
             ["char", 512, "gpt2", 3, 128, 4, 300, "The "], ["bpe", 512, "llama", 3, 128, 4, 300, "The "],
@@ -37,8 +40,9 @@ INTRO = (
     "## Pre-training: a language model from nothing\n"
     "A language model learns by predicting the next token of raw text. Nobody labels anything: the label of "
     "each position is simply the token that comes next (self-supervision). Here you build the data, pick a "
-    "tokenizer, train a small transformer from random weights on your CPU, watch its samples turn from noise "
-    "into words, then train several sizes and fit a scaling law to your own runs."
+    "tokenizer, train a small transformer from random weights on the CPU (the server's, when the app runs on "
+    "one), watch its samples turn from noise into words, then train several sizes and fit a scaling law to your "
+    "own runs."
 )
 
 
@@ -82,9 +86,9 @@ def _data_panel() -> dict:
     with gr.Row():
         merges = data_table("pretraining-bpe-merges", headers=["rank", "left", "right", "merged"],
                             label="BPE: the first merges, in the order learned (· is a space)", max_height=300)
-        compare = data_table("pretraining-tokenizers", headers=["tokenizer", "vocab", "tokens", "chars_per_token"],
+        compare = data_table("pretraining-tokenizers", headers=COMPARE_HEADERS,
                              label=f"The same {COMPARE_CHARS:,} characters of training text, three tokenizers",
-                             max_height=300)
+                             max_height=300, wrap=True, column_widths=["46%", "20%", "16%", "18%"])
     notice("A bigger vocabulary makes sequences shorter (more text per token, so more text fits in the context "
            "and each step sees more), but every token then costs an embedding row and an output logit, and "
            "each one is seen fewer times.")
@@ -103,12 +107,13 @@ def _data_md(p: pt_train.Prepared, s) -> str:
             "of the training text.")
 
 
-def _compare_rows(p: pt_train.Prepared, s) -> list[list]:
-    """The three tokenizers on the first COMPARE_CHARS characters of the training text."""
+def _compare_rows(p: pt_train.Prepared, s) -> tuple[list[list], vocab.Vocab]:
+    """The three tokenizers on the first COMPARE_CHARS characters of the training text; and the BPE
+    trained on them (its merges are shown when the run's own tokenizer has none)."""
     sample = p.head[:COMPARE_CHARS]
     vocabs = [vocab.char_vocab(sample), vocab.bpe_vocab(sample, s.bpe_vocab), vocab.gpt2_vocab()]
     return [[r["tokenizer"], r["vocab"], r["tokens"], round(r["chars_per_token"], 2)]
-            for r in vocab.compare(sample, vocabs)]
+            for r in vocab.compare(sample, vocabs)], vocabs[1]
 
 
 def do_prepare(source, upload, kind, bpe, val_share, start, context, steps, batch, budget_tokens):
@@ -116,13 +121,18 @@ def do_prepare(source, upload, kind, bpe, val_share, start, context, steps, batc
              max_steps=steps, batch_size=batch, token_budget=budget_tokens)
     p = _prepared(source, upload, s)
     pt_train.check_fits(p, s)
-    merges = [list(m) for m in vocab.show_merges(p.vocab)]
+    rows, sample_bpe = _compare_rows(p, s)
+    own = p.vocab.kind == "bpe"
+    merges = [list(m) for m in vocab.show_merges(p.vocab if own else sample_bpe)]
     top = max(0, len(p.train_ids) - s.context - 1)
     start = check_range("window start", 0 if start is None else start, 0, 100_000, integer=True)
     start = min(start, top)
     w = data.window(p.train_ids[start:start + s.context + 1].tolist(), 0, s.context, p.vocab.piece)
-    return (_data_md(p, s), plots.window_html(w, p.vocab.kind), pd.DataFrame(merges, columns=["rank", "left", "right",
-            "merged"]), pd.DataFrame(_compare_rows(p, s), columns=["tokenizer", "vocab", "tokens", "chars_per_token"]))
+    where = ("the BPE this run uses, trained on the whole training text" if own else
+             f"a BPE of {s.bpe_vocab:,} tokens trained on the first {COMPARE_CHARS:,} characters (the comparison's)")
+    md = f"{_data_md(p, s)}  \nThe merges table shows {where}."
+    return (md, plots.window_html(w, p.vocab.kind), pd.DataFrame(merges, columns=["rank", "left", "right", "merged"]),
+            pd.DataFrame(rows, columns=COMPARE_HEADERS))
 
 
 # ---- 2. the model and its training ------------------------------------------------------------------------
@@ -227,6 +237,7 @@ def make_train(engine):
             sess = pt_train.new_session(p, s, prompt)
             lesson.run = sess
             yield lesson, _status(None, sess), *_figures(sess)
+            drawn = time.monotonic()
             for u in pt_train.train(sess, runner.cap_seconds(engine), lesson.stop,
                                     on_cpu=engine.device.kind == "cpu"):
                 shared = False
@@ -234,7 +245,11 @@ def make_train(engine):
                     lesson.run = None
                 elif u.done and sess.steps_done:  # finished or stopped with a model: the other tabs may open it
                     shared = engine.session_models.put(current_session(), *pt_train.session_model(sess))
-                yield lesson, _status(u, sess, shared), *_figures(sess)
+                if u.done or time.monotonic() - drawn >= DRAW_EVERY_S:
+                    drawn = time.monotonic()
+                    yield lesson, _status(u, sess, shared), *_figures(sess)
+                else:  # the figures are redrawn at most once a second: drawing one costs ~1/3 of a default step
+                    yield lesson, _status(u, sess, shared), gr.skip(), gr.skip()
         except runner.TrainingBusy as busy:
             yield lesson, f"⏳ {busy}", gr.skip(), gr.skip()
         finally:
@@ -271,7 +286,7 @@ def _sweep_panel(engine) -> dict:
                           label="Loss vs compute", elem_id="pretraining-scaling-compute")
     fit_md = gr.Markdown(elem_id="pretraining-fit")
     with gr.Row():
-        compute = gr.Number(value=1e11, label="Your compute budget (FLOPs)", info="C = 6·N·D: read the best size "
+        compute = gr.Number(value=2e11, label="Your compute budget (FLOPs)", info="C = 6·N·D: read the best size "
                             "for it from your runs", minimum=1e3, maximum=1e20)
         optimal_btn = gr.Button("Find the compute-optimal size")
     optimal_md = gr.Markdown()
@@ -289,14 +304,18 @@ def _fit_md(res) -> tuple[str, dict | None]:
         return f"⚠️ No fit: {exc}", None
     except RuntimeError as exc:  # curve_fit found no minimum
         return f"⚠️ No fit: {exc}", None
+    lo, hi = min(r["params"] for r in finals), max(r["params"] for r in finals)
+    tokens = max(r["tokens"] for r in finals)
     md = (f"**Your fit:** L(N) = {fit['a']:.3g} · N^(−**{fit['alpha']:.3f}**) + {fit['c']:.3g} "
           f"(R² = {fit['r2']:.3f}, {len(finals)} sizes). **Published:** Kaplan et al. 2020 found α_N ≈ "
           f"{scaling.KAPLAN_ALPHA_N} for large models trained on enough data; Chinchilla (Hoffmann et al. 2022) "
           f"puts the compute-optimal point at about {scaling.CHINCHILLA_TOKENS_PER_PARAM:g} training tokens per "
-          "parameter.  \n*A toy regime:* these models are 10,000 to 100,000 times smaller than the smallest in "
-          "those papers, trained for minutes on one small corpus, with one learning rate for all sizes; the big "
-          "ones are far from trained. The exponent you get here says how your runs behave, not what GPT-scale "
-          "models do; expect it to move with the token budget and the seed.")
+          f"parameter.  \n*A toy regime:* your sizes run from {lo:,} to {hi:,} non-embedding parameters, at the "
+          "very bottom of Kaplan et al.'s range (768 to 1.5 billion) and far below Chinchilla's (70 million to over 16 "
+          f"billion). Each trained for minutes on {tokens:,} tokens of one small corpus, with one learning rate for "
+          f"all sizes: the largest saw {tokens / hi:.2g} tokens per parameter, far from trained. The exponent you "
+          "get here says how your runs behave, not what GPT-scale models do; expect it to move with the token "
+          "budget and the seed.")
     return md, fit
 
 
@@ -330,19 +349,32 @@ def make_sweep(engine):
     return named_inputs(do_sweep, [*DATA_INPUTS, *SWEEP_KNOBS, "lesson"])
 
 
+def _budget_hint(rows) -> str:
+    span = scaling.shared_budgets(rows)
+    if span is None:
+        return " No two sizes' runs reach a common budget: raise the tokens per model."
+    return (f" Two sizes' runs both reach budgets between {plots.fmt_flops(span[0])} and "
+            f"{plots.fmt_flops(span[1])}: pick one there.")
+
+
 def do_optimal(budget, lesson):
     if not isinstance(lesson, pt_train.Lesson) or lesson.sweep is None or not lesson.sweep.rows:
         raise UserInputError("no sweep in this session yet: run the sweep first.")
-    best = scaling.compute_optimal(lesson.sweep.rows, budget)
-    fig = plots.scaling_compute(lesson.sweep.rows, best, budget)
+    rows = lesson.sweep.rows
+    best = scaling.compute_optimal(rows, budget)
+    fig = plots.scaling_compute(rows, best, budget)
     if best is None:
-        lo = min(r["compute"] for r in lesson.sweep.rows)
-        hi = max(r["compute"] for r in lesson.sweep.rows)
-        return (f"No size's runs reach {plots.fmt_flops(budget)} between two checkpoints: pick a budget between "
-                f"{plots.fmt_flops(lo)} and {plots.fmt_flops(hi)}."), fig
+        return f"No size's runs reach {plots.fmt_flops(budget)} between two checkpoints." + _budget_hint(rows), fig
+    if len(best["compared"]) == 1:
+        return (f"At {plots.fmt_flops(budget)} only one size's runs reach the budget (N = {best['params']:,}, "
+                f"{best['tokens']:,.0f} tokens, validation loss {best['val_loss']:.3f}): nothing to compare it with."
+                + _budget_hint(rows)), fig
+    others = ", ".join(f"N = {c['params']:,}: {c['val_loss']:.3f} after {c['tokens']:,.0f} tokens"
+                       for c in best["compared"])
     return (f"At {plots.fmt_flops(budget)} your runs say: **N = {best['params']:,}** non-embedding parameters "
             f"trained on **D = {best['tokens']:,.0f} tokens** reach the lowest validation loss "
-            f"({best['val_loss']:.3f}): **{best['tokens_per_param']:.2g} tokens per parameter** "
+            f"({best['val_loss']:.3f}) of the {len(best['compared'])} sizes whose runs reach that budget ({others}): "
+            f"**{best['tokens_per_param']:.2g} tokens per parameter** "
             f"(Chinchilla: about {scaling.CHINCHILLA_TOKENS_PER_PARAM:g})."), fig
 
 

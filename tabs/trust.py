@@ -54,9 +54,13 @@ def calibration_view(result, measure, tau):
     if not result:
         return plots.reliability_figure(), plots.coverage_figure(), [], "Press **Run** first.", []
     measure = check_choice("confidence measure", measure, cal.MEASURES)
+    if measure not in measured(result):
+        return (plots.reliability_figure(), plots.coverage_figure(), [],
+                f"**{measure}** was not measured in this run (samples k = 0): pick another confidence, or run "
+                "again with k ≥ 1.", [])
     rows = result["rows"]
     y = [r["correct"] for r in rows]
-    curves = {m: cal.coverage_curve([r["confidence"][m] for r in rows], y) for m in cal.MEASURES}
+    curves = {m: cal.coverage_curve([r["confidence"][m] for r in rows], y) for m in measured(result)}
     d = cal.declined(rows, measure, tau)
     ranked = [[r["question"], r["gold"], r["answer"], _mark(r["correct"]), *(round(r["confidence"][m], 3)
                for m in cal.MEASURES), " | ".join(r["samples"])] for r in cal.ranked(rows, measure)]
@@ -68,14 +72,31 @@ def calibration_view(result, measure, tau):
     return plots.reliability_figure(result, measure), plots.coverage_figure(curves, d["tau"]), ranked, text, declined
 
 
+def measured(result) -> tuple[str, ...]:
+    """The confidences this run measured: agreement needs k >= 1 samples."""
+    return cal.MEASURES if result["settings"]["samples"] else tuple(m for m in cal.MEASURES if m != "agreement")
+
+
+def score_table(result) -> list[list]:
+    """ECE, Brier and mean confidence per confidence; a measure the run did not take says so."""
+    summ, rows = result["summary"], []
+    for m in cal.MEASURES:
+        if m not in measured(result):
+            rows.append([m, cal.MEASURE_HELP[m], "not measured (k = 0)", "–", "–"])
+            continue
+        sc = summ["measures"][m]
+        rows.append([m, cal.MEASURE_HELP[m], round(sc["ece"], 4), round(sc["brier"], 4),
+                     round(sc["mean_confidence"], 3)])
+    return rows
+
+
 def make_calibration(engine):
     def run(model_key, *values, progress=gr.Progress()):
         *knob_values, measure, tau = values
         s = make(cal.CalibrationSettings, **dict(zip(CAL_KNOBS, knob_values)))
         result = cal.run(engine, model_key, s, progress_callback(progress))
         summ = result["summary"]
-        table = [[m, cal.MEASURE_HELP[m], round(summ["measures"][m]["ece"], 4), round(summ["measures"][m]["brier"], 4),
-                  round(summ["measures"][m]["mean_confidence"], 3)] for m in cal.MEASURES]
+        table = score_table(result)
         stop = (f" The time budget ({s.max_seconds} s) ran out: {summ['n']} of {result['asked']} questions answered."
                 if result["stopped"] else "")
         head = (f"**{summ['n']} questions, accuracy {summ['accuracy']:.0%}** (normalised exact or alias match), "
@@ -139,20 +160,27 @@ def make_grounding(engine):
                  "no passage" if not r["passages"] else
                  (f"supported by [{r['supported_by']}]" if r["supported_by"] else "unsupported"),
                  " ".join(f"[{n}] {t}" for n, t in enumerate(r["passages"], 1))] for r in res["rows"]]
-        by = {r["condition"]: r for r in res["summary"]}
-        note = ""
-        if "gold passage" in by:
-            a, b = by["closed book"]["accuracy"], by["gold passage"]["accuracy"]
-            note = (f"With the gold passage accuracy is {b:.0%} against {a:.0%} closed book"
-                    + (": the passage helped." if b > a else ": here the passage did **not** help this model."))
-        if "misleading" in by:
-            m = by["misleading"]
-            note += (f" With the misleading passage {m['repeats_false']:.0%} of the answers repeat its false answer "
-                     f"and {m['hallucination']:.0%} are wrong in all: errors the passage brought in.")
-        if res["left_out"]:
-            note += f" Time budget reached: {', '.join(res['left_out'])} not run."
-        return summary, plots.grounding_figure(res), rows, note
+        return summary, plots.grounding_figure(res), rows, grounding_note(res["summary"], res["left_out"])
     return named_inputs(run, ["model", *GROUND_KNOBS])
+
+
+def grounding_note(summary: list[dict], left_out: list[str]) -> str:
+    """What the grounding run measured, in words: only what the summary's figures say."""
+    by = {r["condition"]: r for r in summary}
+    closed = by.get("closed book")
+    note = ""
+    if closed and "gold passage" in by:
+        a, b = closed["accuracy"], by["gold passage"]["accuracy"]
+        note = (f"With the gold passage accuracy is {b:.0%} against {a:.0%} closed book"
+                + (": the passage helped." if b > a else ": here the passage did **not** help this model."))
+    if closed and "misleading" in by:
+        m = by["misleading"]
+        note += (f" With the misleading passage {m['repeats_false']:.0%} of the answers repeat its false answer "
+                 f"(errors the passage brought in), and {m['hallucination']:.0%} are wrong in all, against "
+                 f"{closed['hallucination']:.0%} closed book.")
+    if left_out:
+        note += f" Time budget reached: {', '.join(left_out)} not run."
+    return note.strip()
 
 
 def _grounding_panel(engine) -> dict:

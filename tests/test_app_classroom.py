@@ -76,8 +76,6 @@ def test_a_rooms_votes_load_into_post_training_as_pairs(client, engine):
     """Activity 3's votes become Post-training's comparison data in one click: each revealed vote
     round with a majority is one pair whose chosen answer is the one most students picked; a tie is
     left out; the host key is required."""
-    from engine.classroom.room import classroom_of
-
     code, key = client.predict(api_name="/class_create")[:2]
     tokens = [client.predict(code, f"voter {i}", api_name="/class_join")[0] for i in range(3)]
     with pytest.raises(Exception, match="has 0 revealed vote round"):
@@ -89,14 +87,15 @@ def test_a_rooms_votes_load_into_post_training_as_pairs(client, engine):
               ("Author of Hamlet?", "Shakespeare.", "Dickens.", "ABB")]
     for prompt, first, second, picks in rounds:
         client.predict(code, key, prompt, first, second, api_name="/class_open_vote")
-        for tok, side in zip(tokens, picks):  # (the API's vote radio gets its choices per session: the room's own call)
-            classroom_of(engine).answer(code, tok, side)
+        for tok, side in zip(tokens, picks):  # an API client votes through /class_answer, as it guesses
+            client.predict(code, tok, side, api_name="/class_answer")
         client.predict(code, key, api_name="/class_reveal")
         shown.append(store.current_round(code).public)
     store.close()
     for bad in ("", tokens[0]):
         with pytest.raises(Exception, match="host key"):
             client.predict(code, bad, api_name="/pref_room_votes")
+    assert "/class_choose" not in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     table, source, about = client.predict(code, key, api_name="/pref_room_votes")
     assert source == "table" and "4 votes" in about
     expected = []

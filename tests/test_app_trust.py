@@ -18,8 +18,9 @@ def test_calibration_snowball_and_a_bad_prompting_input(client, smollm):
     assert len(rows) == 8 and "8 questions" in head
     right = [r[3] == "✅" for r in rows]
     ece = C.ece([float(r[4]) for r in rows], right, 5)
-    shown = {r[0]: float(r[2]) for r in table["data"]}
-    assert shown["first token"] == pytest.approx(ece, abs=0.01)
+    shown = {r[0]: r[2] for r in table["data"]}
+    assert float(shown["first token"]) == pytest.approx(ece, abs=0.01)
+    assert shown["agreement"] == "not measured (k = 0)"  # samples k = 0 above
     assert "τ = 0.50" in declined_md
 
     prefix = "The capital of Australia is Sydney"

@@ -6,9 +6,9 @@ trainer, two processes sharing a room. The model is a tiny random Llama with Smo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -288,24 +288,48 @@ def test_every_lesson_has_three_quick_checks_with_computed_answers(tiny_llama):
     assert len(lessons) >= 3 and all(len(v) >= 3 for v in lessons.values())
 
 
-CROSS = """
-import sys
-sys.path.insert(0, {root!r})
-from engine.classroom.room import Classroom
-room = Classroom(None, {url!r})
-token, _ = room.join({code!r}, "from the other process")
-room.answer({code!r}, token, "B")
-"""
+@pytest.mark.slow  # two app processes
+def test_two_app_processes_share_a_room(pg_url):
+    """Two app processes (replicas) on one PostgreSQL, driven through their APIs: the host's room is
+    made on the first, a student joins and votes on the second, the first's projector shows that
+    answer, and the student on the second sees the first's reveal."""
+    from gradio_client import Client
+
+    from tests.test_start_under_load import start_app, stop_app
+
+    apps = [start_app(port, "--class-db", pg_url) for port in (free_port(), free_port())]
+    try:
+        urls = []
+        for proc, lines, up in apps:
+            assert up.wait(240), "".join(lines)[-3000:]
+            urls.append(re.search(r"Running on local URL:\s*(\S+)", "".join(lines)).group(1))
+        host, student = (Client(u, verbose=False) for u in urls)
+        code, key = host.predict(api_name="/class_create")[:2]
+        host.predict(code, key, "Which is better?", "this", "that", api_name="/class_open_vote")
+        token = student.predict(code, "from the other replica", api_name="/class_join")[0]
+        student.predict(code, token, "B", api_name="/class_answer")
+        page = host.predict(code, key, False, api_name="/class_host_refresh")
+        assert "<b>1</b> of 1 answered" in page and "from the other replica" in page
+        before = student.predict(code, token, api_name="/class_student_refresh")[0]
+        host.predict(code, key, api_name="/class_reveal")
+        after = student.predict(code, token, api_name="/class_student_refresh")[0]
+        assert "Fleiss" not in before and "Fleiss" in after
+    finally:
+        for proc, _, _ in apps:
+            stop_app(proc)
 
 
-def test_two_processes_share_a_room(pg_url):
-    """An answer sent through a second process shows on the first one's projector."""
-    room = R.Classroom(None, pg_url)
-    code, key, _ = _class(room, 0)
-    room.open_vote(code, key, "Which is better?", "this", "that")
-    out = subprocess.run([sys.executable, "-c", CROSS.format(root=str(ROOT), url=pg_url, code=code)],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    view = room.host_view(code, key)
-    assert view["round"]["answered"] == ["from the other process"] and view["students"] == ["from the other process"]
-    room.store.close()
+def test_join_pressed_before_the_link_filled_the_boxes_takes_the_links_room():
+    """A fast student presses Join on a join link's page before the page load's answer filled the
+    code and the nickname: the link's room and a suggested nickname are used; typed values win."""
+    from types import SimpleNamespace
+
+    from tabs.classroom import _from_join_link
+
+    link = SimpleNamespace(query_params={"tab": "classroom", "room": "ABC123"})
+    code, nick = _from_join_link("", "", link)
+    assert code == "ABC123" and R.check_nickname(nick) == nick
+    assert _from_join_link("", "Ada", link) == ("ABC123", "Ada")
+    assert _from_join_link("XYZ789", "", link) == ("XYZ789", "")  # a typed code: the room's own checks apply
+    assert _from_join_link("", "", SimpleNamespace(query_params={"room": "ABC123"})) == ("", "")  # not a join link
+    assert _from_join_link("", "", None) == ("", "")

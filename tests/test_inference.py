@@ -75,7 +75,7 @@ def test_with_a_server_set_the_same_requests_go_there_too(gqa, monkeypatch):
     route = SimpleNamespace(client=SimpleNamespace(config=SimpleNamespace(concurrency=32)),
                             describe=lambda: "smollm2 at http://127.0.0.1:9/v1")
     monkeypatch.setattr(batching.serving, "use_server", lambda tm: route)
-    monkeypatch.setattr(batching.serving, "complete", lambda r, ids, max_tokens: sent.append(ids) or
+    monkeypatch.setattr(batching.serving, "complete", lambda r, ids, max_tokens, min_tokens: sent.append(ids) or
                         {"usage": {"completion_tokens": max_tokens}})
     rows, where, _ = batching.batching(gqa, 2, 4, clock=FakeClock(1.0))
     assert [(r.where, r.batch) for r in rows] == [("in-process", 1), ("server", 1), ("in-process", 2), ("server", 2)]

@@ -175,3 +175,72 @@ def test_an_upload_is_bounded_and_tokenized_like_the_corpus(tmp_path):
     ok.write_text(TEXT[:20_000])
     p = train.prepare(data.read_upload(ok), tiny(tokenizer="bpe", bpe_vocab=300), "mine")
     assert p.vocab.size == 300 and p.vocab.decode(p.train_ids.tolist()) + p.vocab.decode(p.val_ids.tolist()) == TEXT[:20_000]
+
+
+def test_the_compute_optimal_answer_names_the_sizes_it_compared():
+    from tabs import pretraining as tab
+
+    rows = [dict(params=n, tokens=d, val_loss=loss, compute=6 * n * d) for n, d, loss in
+            [(1000, 1e4, 3.0), (1000, 1e5, 2.8), (3000, 1e4, 3.2), (3000, 1e5, 2.5), (100_000, 1e4, 3.5),
+             (100_000, 1e5, 2.4)]]
+    best = scaling.compute_optimal(rows, 3e8)  # D = 5e4 for N = 1,000 and 1.7e4 for N = 3,000: two sizes reach it
+    assert [c["params"] for c in best["compared"]] == [1000, 3000] and best["params"] == 1000
+    assert scaling.shared_budgets(rows) == pytest.approx((1.8e8, 6e8))
+    lesson = train.Lesson()
+    lesson.sweep = scaling.SweepResult(rows=rows)
+    text, _ = tab.do_optimal(3e8, lesson)
+    assert "of the 2 sizes" in text and "N = 3,000: 3.045 after 16,667 tokens" in text, text
+    alone, _ = tab.do_optimal(3e10, lesson)  # only N = 100,000 reaches it (D = 5e4)
+    assert "only one size" in alone and "nothing to compare" in alone, alone
+    assert "between 180 MFLOP and 600 MFLOP" in alone, alone
+
+
+def test_the_fit_caveat_states_the_sizes_and_the_published_ranges():
+    from tabs import pretraining as tab
+
+    ns = [16_480, 73_968, 295_392, 787_328, 2_361_024]
+    rows = [dict(params=n, tokens=200_704, val_loss=scaling.power_law(n, 40.0, 0.3, 1.2), share=1.0) for n in ns]
+    md, fit = tab._fit_md(scaling.SweepResult(rows=rows))
+    assert fit["alpha"] == pytest.approx(0.3, rel=0.05)
+    assert "16,480 to 2,361,024 non-embedding parameters" in md and "768 to 1.5 billion" in md
+    assert "0.085 tokens per parameter" in md and "times smaller" not in md
+
+
+def test_the_data_step_shows_bpe_merges_in_order_whatever_the_runs_tokenizer():
+    from tabs import pretraining as tab
+
+    md, window, merges, compare = tab.do_prepare("bundled", None, "char", 300, 0.1, 0, 32, 300, 32, 0)
+    assert len(merges) == vocab.SHOW_MERGES and merges["rank"].tolist() == list(range(1, vocab.SHOW_MERGES + 1))
+    assert (merges["merged"] == merges["left"] + merges["right"]).all()
+    assert "trained on the first 100,000 characters" in md
+    assert compare["vocabulary"].tolist()[1] == 300 and "input ids" in window
+    assert all(" " in h for h in compare.columns[3:])  # a long header wraps at a space instead of being cut
+
+
+def test_the_samples_box_opens_on_the_newest_sample():
+    from engine.pretraining import plots
+
+    html = plots.samples_html([(0, 0, "The xq"), (50, 1600, "The cat"), (100, 3200, "The dog")], "The ")
+    assert html.index("step 0") < html.index("step 50") < html.index("step 100")  # read top-down, oldest first
+    assert "flex-direction:column-reverse" in html and "overflow-y:auto" in html  # scrolled to the end at first
+
+
+def test_the_tab_redraws_the_figures_at_most_once_a_second_while_training(monkeypatch):
+    from types import SimpleNamespace
+
+    from engine.core.sessions import SessionModels
+    from tabs import pretraining as tab
+
+    engine = SimpleNamespace(config=SimpleNamespace(train_minutes=2), device=SimpleNamespace(kind="cpu"),
+                             session_models=SessionModels())
+    monkeypatch.setattr(tab, "DRAW_EVERY_S", 3600.0)  # no redraw falls due during this run: only the first and last
+    knobs = dict(arch="llama", layers=1, width=32, heads=2, context=32, learning_rate=0.01, warmup_steps=5,
+                 batch_size=8, max_steps=30, token_budget=0, sample_every=10, eval_every=10, seed=0)
+    outs = list(tab.make_train(engine)("bundled", None, "char", 512, 0.1, *[knobs[k] for k in tab.KNOBS], "The ",
+                                       2.0, None))
+    drawn = [i for i, o in enumerate(outs) if not (isinstance(o[2], dict) and o[2].get("__type__") == "update")]
+    assert len(outs) == 31 and drawn == [0, 30]  # every step's status, the figures only before and at the end
+    assert "Done" in outs[-1][1] and outs[-1][3].count("step ") == 4  # the last draw holds every sample
+    lesson = outs[-1][0]
+    assert {p.device.type for p in lesson.run.model.parameters()} == {"cpu"}  # what the intro says
+    assert "on the CPU (the server's, when the app runs on one)" in tab.INTRO

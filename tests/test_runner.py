@@ -387,3 +387,45 @@ def test_no_training_promises_a_duration_it_did_not_measure(engine):
     for promise in ("one to two minutes", "about 90 seconds", "about a minute", "measured: 88 s"):
         assert promise not in texts
     assert texts.count("Its first steps are timed on this machine as it is now") >= 4  # LoRA, SFT, reward, DPO
+
+
+def test_a_validation_loss_every_few_steps_is_counted_in_the_promise_not_in_the_pace(clock):
+    """A loop that scores its held-out examples every 10 steps (LoRA, SFT): the time left promised
+    after the first timed steps includes those scorings, the pace leaves them out, and a run that
+    goes as timed ends exactly when it promised (in a class trial the promise missed four of them)."""
+    deadline = R.Deadline(300.0, 40)
+    deadline.periodic(10, 5.0)  # the scoring before step 1 took 5 s
+    losses, promise = [1.0], None
+    for step in range(1, 41):
+        clock.step(3.0)
+        if step % 10 == 0:
+            clock.step(5.0)
+            deadline.extra_done(step, 5.0)
+        update = deadline.step_update(step, losses)
+        if step == 2:
+            assert update.pace.sec_per_step == 3.0 and update.pace.left == 38 * 3.0 + 4 * 5.0
+            promise = deadline.elapsed() + update.pace.left
+        if step == 12:  # the scoring at step 10 is inside the window the pace is read from
+            assert update.pace.sec_per_step == 3.0 and update.pace.left == 28 * 3.0 + 3 * 5.0
+    assert update.done and update.step == 40 and deadline.elapsed() == promise == 40 * 3.0 + 4 * 5.0
+    short = R.Deadline(100.0, 40)  # the fit leaves room for the scorings it will make
+    short.periodic(10, 5.0)
+    for step in (1, 2):
+        clock.step(3.0)
+        update = short.step_update(step, losses)
+    assert update.max_steps == 2 + (95 - 20 - 6) // 3
+
+
+def test_the_status_line_promises_up_to_a_margin_over_its_estimate_and_never_past_the_cap(clock):
+    deadline = R.Deadline(300.0, 40)
+    for step in (1, 2):
+        clock.step(3.0)
+        u = deadline.step_update(step, [1.0])
+    assert u.pace.left == 38 * 3.0 and u.pace.up_to == pytest.approx(38 * 3.0 * (1 + R.LOAD_MARGIN))
+    assert u.pace.line(2) == ("fitted to the 5 min cap: all 40 steps, measured 3.0 s/step · about 1 min 54 s "
+                              "left, up to 2 min 33 s if the machine gets busier")
+    tight = R.Deadline(100.0, 40)
+    for step in (1, 2):
+        clock.step(3.0)
+        u = tight.step_update(step, [1.0])
+    assert u.pace.up_to == 100.0 - 6.0 and u.pace.left < u.pace.up_to  # the cap bounds the promise

@@ -263,6 +263,72 @@ def test_pipelines_text_generation_and_rag_answers_come_from_the_server_and_equa
     assert (a["rag"], a["plain"]) == (b["rag"], b["plain"]) and a["rag"]
 
 
+def test_the_inference_lessons_batching_sends_its_requests_to_the_server(served_tm, smollm):
+    """Issue 38: the Batching view's server rows come from the real server (continuous batching): the
+    tokens it reports, and its greedy completions of the lesson's prompts equal the in-process ones."""
+    from engine.inference import batching
+    from engine.serving import choice_tokens, complete, use_server
+
+    rows, where, note = batching.batching(served_tm, 4, 6)
+    server = [r for r in rows if r.where == "server"]
+    assert [r.batch for r in server] == [1, 2, 4] and f"server: {KEY} at" in where and not note
+    for r in server:  # tokens/s counts what the server says it made: 6 per request
+        assert r.tokens_per_s * r.seconds == pytest.approx(6 * r.batch, rel=1e-6) and 0 < r.latency_s <= r.seconds
+    route = use_server(served_tm)
+    for prompt in batching.prompts_for(4):
+        ids = smollm.tokenizer(prompt, add_special_tokens=False).input_ids
+        got = [t["id"] for t in choice_tokens(complete(route, ids, max_tokens=6, min_tokens=6, logprobs=1)["choices"][0])]
+        assert got == batching.generate_batch(smollm, [prompt], 6)[0].tolist()
+    one, four = server[0].tokens_per_s, server[-1].tokens_per_s
+    print(f"served batching: batch 1 {one:.1f} tokens/s, batch 4 {four:.1f} tokens/s ({four / one:.2f}x)")
+
+
+def test_class_rounds_served_score_and_draw_from_the_real_model(served, smollm, tmp_path):
+    """Issue 34: a class round on a served model. A guess past the server's top N gets the model's own
+    probability and rank (the server's logprob of that token), equal to the in-process softmax; a
+    sampling round whose knobs reach past the top N draws through the server with the student's seed
+    (the same seed draws the same token again), and a draw's rank is the model's."""
+    import torch
+
+    from engine.classroom import activities as act
+    from engine.classroom.room import Classroom
+
+    prompt = "The capital of France is"
+    ids = smollm.tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        probs = smollm.model(input_ids=ids).logits[0, -1].float().softmax(-1)
+    room = Classroom(served, f"sqlite:///{tmp_path / 'served-class.sqlite3'}")
+    try:
+        code, key = room.create_room()
+        tokens = [room.join(code, f"student {i}")[0] for i in range(3)]
+        room.open_predict(code, key, prompt, KEY)
+        for tok, word in zip(tokens, ["Paris", "banana", "the"]):
+            room.answer(code, tok, word)
+        rows = room.store.answers_of(room.store.current_round(code).id)
+        ranks = []
+        for a in rows:
+            tid = smollm.tokenizer.encode(" " + a["value"], add_special_tokens=False)[0]
+            want_rank = int((probs > probs[tid]).sum()) + 1
+            assert a["score"] == pytest.approx(float(probs[tid]), rel=0.02) and a["rank"] == want_rank
+            ranks.append(want_rank)
+        assert max(ranks) > use_top_n(served) and room.model_calls == 1  # one guess lies past the top N
+        room.open_sample(code, key, prompt, KEY, 1.0, 0, 1.0)  # the whole vocabulary: drawn by the server
+        first = [room.sample(code, tok) for tok in tokens]
+        again = [room.sample(code, tok) for tok in tokens]
+        assert [d["token"] for d in first] == [d["token"] for d in again]
+        for a in room.store.answers_of(room.store.current_round(code).id):
+            tid = next(t for t in range(len(probs)) if act.generation.token_label(smollm, t)[:200] == a["value"])
+            assert a["rank"] == int((probs > probs[tid]).sum()) + 1
+    finally:
+        room.store.close()
+
+
+def use_top_n(engine) -> int:
+    from engine.serving import use_server
+
+    return use_server(engine.load(KEY)).top_n
+
+
 def test_16_concurrent_generate_calls_through_the_app_then_a_stopped_server(vllm_server, served, engine):
     import app
     from gradio_client import Client

@@ -23,11 +23,11 @@ def busy_processes(n: int, seconds: float) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", SPIN, str(seconds)]) for _ in range(n)]
 
 
-def start_app(port: int) -> tuple[subprocess.Popen, list[str], threading.Event]:
-    """The app as an operator starts it; its output lines are collected, and `up` is set once
-    its server listens."""
+def start_app(port: int, *flags: str) -> tuple[subprocess.Popen, list[str], threading.Event]:
+    """The app as an operator starts it (with these flags too); its output lines are collected, and
+    `up` is set once its server listens."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--offline", "--port", str(port)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "app.py", "--offline", "--port", str(port), *flags], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     up = threading.Event()
@@ -40,6 +40,15 @@ def start_app(port: int) -> tuple[subprocess.Popen, list[str], threading.Event]:
 
     threading.Thread(target=read, daemon=True).start()
     return proc, lines, up
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.slow
@@ -69,12 +78,7 @@ def test_the_app_starts_while_the_cpu_is_saturated():
         for p in spinners:
             p.kill()
             p.wait()
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_app(proc)
 
 
 class _SlowPage:

@@ -91,6 +91,16 @@ def test_a_forced_prefix_starts_the_continuation_verbatim(tiny_llama):
     ids = S.plain_ids(tiny_llama.tokenizer, prefix)
     assert tiny_llama.tokenizer.decode(ids) == prefix and tiny_llama.tokenizer.eos_token_id not in ids
     assert len(r["forced_steps"]) == 5 and all(0 <= s["p_correction"] <= 1 for s in r["forced_steps"])
+    # the continuation is the model's greedy continuation of the question AND the prefix (the prefix was read)
+    ids = S.prompt_ids(tiny_llama.tokenizer, "What is the capital of Australia?") + ids
+    first_p = None
+    for _ in range(5):
+        with torch.no_grad():
+            probs = torch.softmax(tiny_llama.model(torch.tensor([ids])).logits[0, -1].float(), -1)  # (V,)
+        first_p = float(probs.max()) if first_p is None else first_p
+        ids.append(int(probs.argmax()))
+    assert r["continuation"] == tiny_llama.tokenizer.decode(ids[-5:], skip_special_tokens=True)
+    assert r["forced_steps"][0]["p_token"] == pytest.approx(first_p, abs=1e-5)
 
 
 def test_few_shot_curve_points_equal_task_suite_runs(tiny_llama):
@@ -161,3 +171,33 @@ def test_gold_passage_beats_closed_book_on_the_embedded_model(smollm):
         probs = torch.softmax(smollm.model(ids).logits[0, -1].float(), -1)
     row = G.answer_batch(smollm.model, smollm.tokenizer, [prompt], 4)[0]
     assert row["first_token_p"] == pytest.approx(float(probs.max()), abs=1e-4)
+
+
+def test_the_grounding_note_says_only_what_the_figures_say():
+    from tabs.trust import grounding_note
+
+    row = lambda cond, acc, rep=None: dict(condition=cond, accuracy=acc, hallucination=1 - acc, repeats_false=rep)
+    worse = grounding_note([row("closed book", 0.5), row("gold passage", 0.25), row("misleading", 0.25, 0.5)], [])
+    assert "25% against 50% closed book: here the passage did **not** help" in worse
+    assert "50% of the answers repeat its false answer (errors the passage brought in), and 75% are wrong in all, " \
+           "against 50% closed book." in worse  # not every wrong answer is blamed on the passage
+    better = grounding_note([row("closed book", 0.25), row("gold passage", 0.75)], ["misleading"])
+    assert better == ("With the gold passage accuracy is 75% against 25% closed book: the passage helped. "
+                      "Time budget reached: misleading not run.")
+
+
+def test_agreement_is_not_scored_when_no_samples_were_drawn():
+    from tabs.trust import calibration_view, score_table
+
+    rows = [dict(question=str(i), gold="a", answer="a" if i % 2 else "b", correct=bool(i % 2), samples=[],
+                 confidence={"first token": 0.1 * i, "sequence": 0.05 * i, "agreement": 0.0}) for i in range(1, 9)]
+    summ = C.summarize(rows, 5)
+    result = dict(rows=rows, summary=summ, settings=dict(samples=0))
+    table = {r[0]: r[2:] for r in score_table(result)}
+    assert table["agreement"] == ["not measured (k = 0)", "–", "–"]
+    assert table["first token"][0] == round(summ["measures"]["first token"]["ece"], 4)
+    _rel, cov, ranked, text, _ = calibration_view(result, "first token", 0.5)
+    assert {t.name for t in cov.data if t.name} == {"first token", "sequence"} and len(ranked) == 8
+    assert "was not measured" in calibration_view(result, "agreement", 0.5)[3]
+    result["settings"]["samples"] = 3
+    assert isinstance(score_table(result)[2][2], float)

@@ -15,6 +15,7 @@ from ..core.errors import UserInputError, check_text
 from ..core.lazy import torch
 from ..core.settings import knob, make, validate
 from ..decoding import generation
+from ..serving import choice_tokens, complete, use_server
 
 ACTIVITIES = ("predict", "sample", "vote", "check")
 TITLES = {"predict": "Predict the next token", "sample": "The class is the sampler", "vote": "Vote on answers",
@@ -83,9 +84,21 @@ def score_guess(tm, probs: torch.Tensor, prompt: str, guess: str) -> tuple[float
     """(probability the model gave the guess's first token, its rank among all tokens (1 = most
     likely), the token as a label). A guess past the top-k keeps its real probability and rank."""
     tid = first_token(tm, prompt, guess)
-    p = probs[tid]
+    p = float(probs[tid])
     rank = int((probs > p).sum()) + 1
-    return float(p), rank, generation.token_label(tm, tid)
+    r = use_server(tm)
+    if r is not None and rank > r.top_n:  # a server answers only its top N: the stored tail is an even spread
+        p, rank = served_token(r, tm, prompt, tid)
+    return p, rank, generation.token_label(tm, tid)
+
+
+def served_token(r, tm, prompt: str, tid: int) -> tuple[float, int]:
+    """The probability and whole-vocabulary rank the served model gives token `tid` after the prompt:
+    the server's prompt logprob of that token appended to the prompt (exact, as perplexity reads it)."""
+    ids = generation.encode(tm, prompt, "raw")[1][0].tolist()
+    entry = complete(r, ids + [int(tid)], max_tokens=1, prompt_logprobs=1)["choices"][0]["prompt_logprobs"][-1]
+    target = {int(k): v for k, v in entry.items()}[int(tid)]
+    return math.exp(float(target["logprob"])), int(target["rank"])
 
 
 # --- the class is the sampler -------------------------------------------------------------------
@@ -103,6 +116,15 @@ def draw(knobbed: torch.Tensor, seed: int) -> int:
     """One token id drawn from the knob distribution with a generator seeded by `seed`."""
     g = torch.Generator().manual_seed(int(seed))
     return int(torch.multinomial(knobbed, 1, generator=g)[0])
+
+
+def served_draw(r, tm, prompt: str, s: SamplerSettings, seed: int) -> int:
+    """One token drawn by the operator's server with the round's knobs and the student's seed: used when
+    the knobs keep more tokens than the server's top N, whose order and probabilities only it knows."""
+    ids = generation.encode(tm, prompt, "raw")[1][0].tolist()
+    out = complete(r, ids, max_tokens=1, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed,
+                   logprobs=1)
+    return int(choice_tokens(out["choices"][0])[0]["id"])
 
 
 def round_seed(student_seed: int, round_number: int) -> int:

@@ -254,13 +254,20 @@ class Classroom:
             raise UserInputError("this round is not a sampling round: answer the question instead.")
         tm = self._tm(r.public["model"])
         probs = act.from_bytes(self.store.dist(r.id))
-        knobbed = act.after_knobs(probs, make(act.SamplerSettings, **r.public["knobs"]))
+        knobs = make(act.SamplerSettings, **r.public["knobs"])
+        knobbed = act.after_knobs(probs, knobs)
         seed = act.round_seed(member.seed, r.number)
-        tid = act.draw(knobbed, seed)
+        server = act.use_server(tm)
+        if server is not None and int((knobbed > 0).sum()) > server.top_n:  # past what the stored top N knows
+            tid = act.served_draw(server, tm, r.public["prompt"], knobs, seed)
+        else:
+            tid = act.draw(knobbed, seed)
         label = act.generation.token_label(tm, tid)[:200]
-        rank = int((probs > probs[tid]).sum()) + 1
-        self.store.answer(r.id, member.id, label, float(knobbed[tid]), rank)
-        return dict(round=r.number, token=label, p=float(knobbed[tid]), seed=seed)
+        p, rank = float(knobbed[tid]), int((probs > probs[tid]).sum()) + 1
+        if server is not None and rank > server.top_n:  # a token of the tail: its own probability and rank
+            p, rank = act.served_token(server, tm, r.public["prompt"], tid)
+        self.store.answer(r.id, member.id, label, p, rank)
+        return dict(round=r.number, token=label, p=p, seed=seed)
 
     # --- what each side sees ----------------------------------------------------------------
     def _results(self, r, answers: list[dict]) -> dict:

@@ -27,7 +27,7 @@ from ..core.lazy import inference_mode, torch
 from ..core.settings import knob, validate
 from ..serving import use_server
 from ..tokens import bytes_label, hf_token_bytes, invisible_code
-from . import served
+from . import prefill, served
 
 MODES = ("raw", "chat")  # raw completion, or the instruct model's chat template
 MAX_PROMPT_CHARS = 8_000
@@ -413,7 +413,7 @@ class StepSession:
     generate() does, when the model writes its end-of-sequence token (stop_reason "EOS").
     Steps from several threads on one session run one after the other (a lock per session)."""
 
-    def __init__(self, tm, prompt: str, mode: str = "raw", seed: int = 42):
+    def __init__(self, tm, prompt: str, mode: str = "raw", seed: int = 42, shared_prefill: bool = False):
         check_model(tm)
         self.tm = tm
         self.key = tm.key
@@ -428,15 +428,27 @@ class StepSession:
             self.logits, self.served_top = served.next_logits(r, self.ids.tolist(), vocab_size(tm))
             self.forward_tokens = []
         else:
-            self.cache = new_cache(tm)
-            self.logits = _forward(tm, ids, self.cache)[0]  # (vocab,) for the next position
-            self.forward_tokens = [ids.shape[1]]  # tokens each forward pass read (proves cache reuse)
+            self._prefill(ids, prefill.SHARED if shared_prefill else None)
         self.steps: list[dict] = []  # each: id, label, p_raw, p_final, rank, how
         self.stop_reason = ""  # "" while the text goes on; "EOS" once the model ended it
         self.seed = None
         self.generator = None
         self.eos = eos_ids(tm)
         self._lock = threading.Lock()
+
+    def _prefill(self, ids: torch.Tensor, shared) -> None:
+        """The forward over the prompt, or a copy of the one another session ran (prefill.py)."""
+        key = tuple(ids[0].tolist())
+        kept = shared.get(self.tm.model, key) if shared is not None else None
+        if kept is not None:
+            self.logits, self.cache = kept
+            self.forward_tokens = [0]  # tokens each forward pass read: none, the prompt's was shared
+            return
+        self.cache = new_cache(self.tm)
+        self.logits = _forward(self.tm, ids, self.cache)[0]  # (vocab,) for the next position
+        self.forward_tokens = [ids.shape[1]]  # tokens each forward pass read (proves cache reuse)
+        if shared is not None:
+            shared.put(self.tm.model, key, self.logits, self.cache)
 
     def matches(self, tm, prompt: str, mode: str) -> bool:
         return tm.key == self.key and tm is self.tm and prompt == self.prompt and mode == self.mode

@@ -79,11 +79,12 @@ def _in_process(tm, batch: int, new_tokens: int, timer) -> BatchRow:
 
 
 def _served(route, tm, batch: int, new_tokens: int, timer) -> BatchRow:
-    """`batch` requests sent at once; each request's own latency, the tokens the server reports."""
+    """`batch` requests sent at once; each request's own latency, the tokens the server reports (exactly
+    `new_tokens` each, as in-process: no end of sequence before that)."""
     prompts = [tm.tokenizer(p, add_special_tokens=False).input_ids for p in prompts_for(batch)]
 
     def one(ids):
-        answer, s = timer.run(serving.complete, route, ids, max_tokens=new_tokens)
+        answer, s = timer.run(serving.complete, route, ids, max_tokens=new_tokens, min_tokens=new_tokens)
         return s, int((answer.get("usage") or {}).get("completion_tokens") or new_tokens)
 
     with ThreadPoolExecutor(max_workers=batch) as pool:

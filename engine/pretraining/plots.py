@@ -42,8 +42,10 @@ def samples_html(samples: list, prompt: str) -> str:
         rows.append(f"<tr><td style='white-space:nowrap;padding:2px 8px;vertical-align:top'>step {step}<br>"
                     f"<span style='opacity:.6'>{tokens:,} tokens</span></td><td style='font-family:monospace;"
                     f"padding:2px 8px;white-space:pre-wrap'><b>{html.escape(prompt)}</b>{html.escape(body)}</td></tr>")
-    return ("<div id='pretraining-samples' style='max-height:420px;overflow-y:auto'><table style='border-collapse:"
-            "collapse;font-size:0.9em'>" + "".join(rows) + "</table></div>")
+    # column-reverse: a box taller than 420 px opens scrolled to its end, so the newest sample shows, the oldest above
+    return ("<div id='pretraining-samples' style='max-height:420px;overflow-y:auto;display:flex;"
+            "flex-direction:column-reverse'><table style='border-collapse:collapse;font-size:0.9em'>"
+            + "".join(rows) + "</table></div>")
 
 
 def window_html(w, kind: str) -> str:

@@ -135,21 +135,45 @@ def fit_power_law(params: list[float], losses: list[float]) -> dict:
     return dict(a=float(a), alpha=float(alpha), c=float(c), r2=r2)
 
 
+def _loss_at(pts: list[dict], d: float) -> float | None:
+    """A size's validation loss after `d` tokens, read between its checkpoints (linear in log D)."""
+    for lo, hi in zip(pts, pts[1:]):
+        if lo["tokens"] <= d <= hi["tokens"]:
+            t = math.log(d / lo["tokens"]) / math.log(hi["tokens"] / lo["tokens"])
+            return lo["val_loss"] + t * (hi["val_loss"] - lo["val_loss"])
+    return None
+
+
 def compute_optimal(rows: list[dict], budget: float) -> dict | None:
     """The size with the lowest validation loss at `budget` FLOPs (C = 6·N·D), each size's loss at
-    D = C / (6N) read between its checkpoints (linear in log D); None when no size's runs reach it."""
+    D = C / (6N) read between its checkpoints (linear in log D); None when no size's runs reach it.
+    `compared` lists every size that reaches it (one alone is no comparison)."""
     budget = check_range("compute budget", budget, 1e3, 1e20)
-    best = None
     by_size: dict = {}
     for r in rows:
         by_size.setdefault(r["params"], []).append(r)
-    for n, pts in by_size.items():
-        pts = sorted(pts, key=lambda r: r["tokens"])
+    compared = []
+    for n, pts in sorted(by_size.items()):
         d = budget / (6.0 * n)
-        for lo, hi in zip(pts, pts[1:]):
-            if lo["tokens"] <= d <= hi["tokens"]:
-                t = math.log(d / lo["tokens"]) / math.log(hi["tokens"] / lo["tokens"])
-                loss = lo["val_loss"] + t * (hi["val_loss"] - lo["val_loss"])
-                if best is None or loss < best["val_loss"]:
-                    best = dict(params=n, tokens=d, val_loss=loss, tokens_per_param=d / n)
+        loss = _loss_at(sorted(pts, key=lambda r: r["tokens"]), d)
+        if loss is not None:
+            compared.append(dict(params=n, tokens=d, val_loss=loss, tokens_per_param=d / n))
+    if not compared:
+        return None
+    return {**min(compared, key=lambda c: c["val_loss"]), "compared": compared}
+
+
+def shared_budgets(rows: list[dict]) -> tuple[float, float] | None:
+    """The widest compute range that two neighbouring sizes' runs both reach: the budgets where the
+    compute-optimal size is a comparison (None when no two sizes overlap)."""
+    spans = {}
+    for r in rows:
+        lo, hi = spans.get(r["params"], (math.inf, 0.0))
+        spans[r["params"]] = (min(lo, r["compute"]), max(hi, r["compute"]))
+    ordered = [spans[n] for n in sorted(spans)]
+    best = None
+    for (lo1, hi1), (lo2, hi2) in zip(ordered, ordered[1:]):
+        lo, hi = max(lo1, lo2), min(hi1, hi2)
+        if lo < hi and (best is None or hi / lo > best[1] / best[0]):
+            best = (lo, hi)
     return best

@@ -157,9 +157,10 @@ def token_id(label: str) -> int:
 def complete(r: Route, prompt, *, max_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
              top_k: int = 0, min_p: float = 0.0, repetition_penalty: float = 1.0, n: int = 1,
              seed: int | None = None, stop: list[str] | None = None, logprobs: int | None = None,
-             echo: bool = False, prompt_logprobs: int | None = None) -> dict:
+             echo: bool = False, prompt_logprobs: int | None = None, min_tokens: int = 0) -> dict:
     """One /completions call with the sampling knobs the app has. prompt: text or token ids.
-    Returns the server's JSON. top_k 0 = off (sent as -1, vLLM's spelling)."""
+    Returns the server's JSON. top_k 0 = off (sent as -1, vLLM's spelling). min_tokens: no end of
+    sequence before that many tokens (vLLM's parameter, as transformers' min_new_tokens)."""
     payload = dict(model=r.served_as, prompt=prompt, max_tokens=int(max_tokens), temperature=float(temperature),
                    top_p=float(top_p), top_k=int(top_k) if top_k > 0 else -1, min_p=float(min_p),
                    repetition_penalty=float(repetition_penalty), n=int(n), echo=bool(echo),
@@ -168,6 +169,8 @@ def complete(r: Route, prompt, *, max_tokens: int, temperature: float = 0.0, top
         payload["seed"] = int(seed)
     if stop:
         payload["stop"] = list(stop)
+    if min_tokens:
+        payload["min_tokens"] = int(min_tokens)
     if logprobs is not None:
         payload["logprobs"] = int(min(logprobs, r.top_n))
     if prompt_logprobs is not None:

@@ -495,7 +495,10 @@ def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
     deadline = deadline or runner.Deadline(max_seconds, settings.max_steps, minutes=settings.time_budget,
                                            batch=settings.batch_size)
     curves = curves if curves is not None else Curves()
+    started = runner.now()
     curves.evaluate(peft_model, 0, pad_id, collate_fn)  # in step 1's time (the warm-up step the fit leaves out)
+    if curves.held_out:  # the validation losses every eval_every steps: their time is counted apart
+        deadline.periodic(settings.eval_every, runner.now() - started)
     peft_model.train()
     try:
         for step in range(1, settings.max_steps + 1):
@@ -516,7 +519,10 @@ def train_steps(peft_model, examples: list, settings: LoraSettings, pad_id: int,
             losses.append(float(loss.detach()))
             curves.lrs.append(lr)
             if step % settings.eval_every == 0:
+                started = runner.now()
                 curves.evaluate(peft_model, step, pad_id, collate_fn)
+                if curves.held_out:
+                    deadline.extra_done(step, runner.now() - started)
             update = deadline.step_update(step, losses)
             yield update
             if update.done:

@@ -66,6 +66,13 @@ class Pace:
     requested_batch: int | None = None
     timed_at_batch: bool = True  # False until a step at a lowered batch is timed (sec_per_step: scaled)
     measured: float = math.nan  # the pace the run was fitted on (at the requested batch)
+    budget_left: float = math.inf  # seconds left under the budget when this was measured
+
+    @property
+    def up_to(self) -> float:
+        """The time left if the machine gets busier while the run goes: `left` plus LOAD_MARGIN of
+        it, never past the budget (the promise a status line makes; `left` is its estimate)."""
+        return min(self.left * (1.0 + LOAD_MARGIN), max(self.left, self.budget_left))
 
     @property
     def note(self) -> str:
@@ -91,6 +98,8 @@ class Pace:
         if not self.fitted and self.requested > PROBE_STEPS and math.isfinite(self.budget):
             return f"timing the first steps, then fitting the run to {self.budget_name}"
         left = f"about {seconds_text(self.left)} left" if math.isfinite(self.left) else ""
+        if left and seconds_text(self.up_to) != seconds_text(self.left):
+            left += f", up to {seconds_text(self.up_to)} if the machine gets busier"
         return " · ".join(x for x in (self.note, left) if x)
 
 
@@ -138,6 +147,10 @@ PROBE_SECONDS = 5.0  # ... and seconds they span: a step of 0.4 s is too short t
 PACE_WINDOW = 5  # the pace is the mean of the last steps (at least this many, spanning at least
 #                  PROBE_SECONDS): the load changes while a run goes on
 MARGIN = 0.05  # share of the budget the fit leaves free, so that a run a little slower still ends in time
+# How much longer than its first estimate a run may take when the load grows while it goes: measured
+# here (bench training_fit, 8 other sessions clicking model calls on 2 shared cores, other work
+# starting and stopping) the five defaults took 0.75-1.31x the estimate made after their first steps.
+LOAD_MARGIN = 0.35
 MIN_SHARE = 0.5  # a run is made only when at least this share of the requested steps fits
 
 
@@ -269,6 +282,24 @@ class Deadline:
         self.batch = self.requested_batch = batch  # a loop that passes its batch size lets the fit lower it
         self.since, self.predicted = 0, math.nan  # the pace at a lowered batch: timed from step `since` on
         self.measured = math.nan  # the pace at the first fit
+        self.every, self.extra_s = 0, 0.0  # work made every `every` steps (a validation loss) and its time
+        self.extra_at: dict[int, float] = {}  # step -> seconds of that work inside the step's time
+
+    def periodic(self, every: int, seconds: float) -> None:
+        """The loop also does some work every `every` steps (inside those steps' time) that took
+        `seconds` when first timed: the pace leaves it out and the time left counts it."""
+        self.every, self.extra_s = max(0, int(every)), max(0.0, float(seconds))
+
+    def extra_done(self, step: int, seconds: float) -> None:
+        """The periodic work of step `step` took `seconds` (it also updates the expected time)."""
+        self.extra_at[step] = max(0.0, float(seconds))
+        self.extra_s = self.extra_at[step]
+
+    def extra_left(self, step: int, steps: int) -> float:
+        """Seconds of periodic work in steps step+1 .. steps."""
+        if not self.every or steps <= step:
+            return 0.0
+        return self.extra_s * (steps // self.every - step // self.every)
 
     def begin(self) -> None:
         """Step 1 begins now (when the clock was started earlier, e.g. before building a Trainer)."""
@@ -315,7 +346,8 @@ class Deadline:
         first_low, low = low, max(low, len(times) - 1 - PACE_WINDOW)
         while low > first_low and times[-1] - times[low] < PROBE_SECONDS:
             low -= 1
-        return (times[-1] - times[low]) / (len(times) - 1 - low)
+        extra = sum(self.extra_at.get(k, 0.0) for k in range(low + 1, len(times)))  # counted apart
+        return max(0.0, times[-1] - times[low] - extra) / (len(times) - 1 - low)
 
     def step_done(self, step: int) -> None:
         """Step `step` has ended: time it, and fit the run once its first steps are timed (probed)."""
@@ -325,7 +357,7 @@ class Deadline:
             return
         if step >= self.requested:
             return
-        target = self.seconds * (1.0 - MARGIN)
+        target = self.seconds * (1.0 - MARGIN) - self.extra_left(step, self.requested)
         self.steps = fit_steps(self.requested, step, elapsed, self.sec_per_step(), target)
         if not self.fitted:
             self.fitted, self.measured = True, self.sec_per_step()
@@ -348,10 +380,10 @@ class Deadline:
         """Where the run stands after step `step`."""
         per = self.sec_per_step()
         steps = self.steps if self.steps is not None else step
-        left = min(per * max(0, steps - step), self.left()) if self.ends else math.nan
+        left = min(per * max(0, steps - step) + self.extra_left(step, steps), self.left()) if self.ends else math.nan
         return Pace(self.requested or steps, steps, per, left, self.seconds if self.seconds is not None else math.inf,
                     self.name, self.fitted, self.refused, self.batch, self.requested_batch,
-                    len(self.ends) > self.since, self.measured)
+                    len(self.ends) > self.since, self.measured, self.left())
 
     def refusal(self) -> str:
         """Why a refused run was not made, and what would fit."""
