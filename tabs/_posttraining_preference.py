@@ -12,7 +12,7 @@ from engine.training import lora
 from engine.training import plots as training_plots
 from engine.training import preference, runner
 from tabs._ui import (HEAVY, Plot, Share, budget_control, controls_for, data_table, duration_text, examples,
-                      notice, progress_callback, scratch_dir, train_intro, user_errors, WholeNumber)
+                      model_picker, notice, progress_callback, scratch_dir, train_intro, user_errors, WholeNumber)
 
 # One training at a time (the engine's gate); a second is told at once that the machine is busy.
 TRAIN = dict(concurrency_id="lora_train", concurrency_limit=2)
@@ -261,7 +261,8 @@ def _session(state):
 
 
 def make_rm_train(engine):
-    def do_rm_train(src, rows, lr, steps, batch, r, max_len, seed, budget, state, progress=gr.Progress()):
+    def do_rm_train(src, rows, lr, steps, batch, r, max_len, seed, budget, state, base=lora.BASE_KEY,
+                    progress=gr.Progress()):
         s = make(preference.RewardSettings, drop_none=True, learning_rate=lr, max_steps=steps, batch_size=batch,
                  r=r, max_length=max_len, seed=seed, time_budget=budget)
         pairs = _pairs(src, rows)
@@ -269,7 +270,7 @@ def make_rm_train(engine):
         report = progress_callback(progress)
         yield "⏳ Starting: preparing the model and the data...", training_plots.preference_figure(
             {"loss": [], "margin": []}, s.max_steps, "Reward model"), "", None, state
-        for u in preference.train_reward(engine, state, pairs, s, progress=report):
+        for u in preference.train_reward(engine, state, pairs, s, progress=report, base_key=base):
             fig = training_plots.preference_figure(u.history, u.max_steps, "Reward model")
             if u.done and state.reward_eval:
                 ev = state.reward_eval
@@ -312,7 +313,8 @@ def do_score(prompt, responses, state):
 
 
 def make_dpo_train(engine):
-    def do_dpo_train(src, rows, beta, lr, steps, batch, r, max_len, seed, budget, state, progress=gr.Progress()):
+    def do_dpo_train(src, rows, beta, lr, steps, batch, r, max_len, seed, budget, state, base=lora.BASE_KEY,
+                     progress=gr.Progress()):
         s = make(preference.DPOSettings, drop_none=True, beta=beta, learning_rate=lr, max_steps=steps,
                  batch_size=batch, r=r, max_length=max_len, seed=seed, time_budget=budget)
         pairs = _pairs(src, rows)
@@ -322,7 +324,7 @@ def make_dpo_train(engine):
         yield ("⏳ Starting: preparing the model and the data...",
                training_plots.preference_figure(empty, s.max_steps), "", training_plots.before_after_figure(None, None),
                state)
-        for u in preference.train_dpo(engine, state, pairs, s, progress=report):
+        for u in preference.train_dpo(engine, state, pairs, s, progress=report, base_key=base):
             fig = training_plots.preference_figure(u.history, u.max_steps)
             if u.done and state.after:
                 yield (_status(u, "DPO", "Now answer the held-out prompts below, or download the adapter."), fig,
@@ -351,7 +353,7 @@ def do_download(state):
 
 
 # ---- wiring ------------------------------------------------------------------------------------------
-def _wire(engine, session, data, reward, dpo, answers):
+def _wire(engine, session, base, data, reward, dpo, answers):
     rc, dc = reward["knobs"], dpo["knobs"]
     rm_inputs = [rc["learning_rate"], rc["max_steps"], rc["batch_size"], rc["r"], rc["max_length"], rc["seed"],
                  rc["time_budget"]]
@@ -364,14 +366,14 @@ def _wire(engine, session, data, reward, dpo, answers):
     data["room_btn"].click(user_errors(make_room_votes(engine)), inputs=[data["room_code"], data["room_key"]],
                            outputs=[table, source, data["data_md"]], api_name="pref_room_votes",
                            show_progress_on=[table])  # a refused load marks the table, not the data's description
-    reward["train_btn"].click(user_errors(make_rm_train(engine)), inputs=[source, table, *rm_inputs, session],
+    reward["train_btn"].click(user_errors(make_rm_train(engine)), inputs=[source, table, *rm_inputs, session, base],
                               outputs=[reward["status"], reward["plot"], reward["eval_md"], reward["held"], session],
                               api_name="pref_reward_train", show_progress="minimal", **TRAIN)
     reward["stop_btn"].click(user_errors(do_stop), inputs=session, outputs=reward["status"],
                              api_name="pref_reward_stop", concurrency_limit=None)
     reward["sc_btn"].click(user_errors(do_score), inputs=[reward["sc_prompt"], reward["sc_responses"], session],
                            outputs=reward["sc_out"], api_name="pref_reward_score", **HEAVY)
-    dpo["train_btn"].click(user_errors(make_dpo_train(engine)), inputs=[source, table, *dpo_inputs, session],
+    dpo["train_btn"].click(user_errors(make_dpo_train(engine)), inputs=[source, table, *dpo_inputs, session, base],
                            outputs=[dpo["status"], dpo["plot"], dpo["ba_md"], dpo["ba_plot"], session],
                            api_name="pref_dpo_train", show_progress="minimal", **TRAIN)
     dpo["stop_btn"].click(user_errors(do_stop), inputs=session, outputs=dpo["status"], api_name="pref_dpo_stop",
@@ -387,12 +389,15 @@ def build_preference(engine) -> Share:
     gr.Markdown(INTRO)
     gr.Markdown(METHODS)
     session = gr.State(None)
+    base = model_picker(engine, "causal-lm", label="Model the reward model and DPO start from (training on another "
+                        "model drops what this session trained on the last one)", keys=lora.base_keys(engine),
+                        elem_id="pref-base-model")
     data = _data_panel()
     reward = _reward_panel(engine)
     dpo = _dpo_panel(engine)
     answers = _answers_panel()
-    _wire(engine, session, data, reward, dpo, answers)
+    _wire(engine, session, base, data, reward, dpo, answers)
     # A link can preset the knobs; training itself stays a deliberate click.
     rc, dc = reward["knobs"], dpo["knobs"]
-    return Share(params={"beta": dc["beta"], "dpo_steps": dc["max_steps"], "dpo_lr": dc["learning_rate"],
-                         "rm_steps": rc["max_steps"]})
+    return Share(params={"pref_model": base, "beta": dc["beta"], "dpo_steps": dc["max_steps"],
+                         "dpo_lr": dc["learning_rate"], "rm_steps": rc["max_steps"]})

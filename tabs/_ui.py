@@ -195,15 +195,14 @@ def controls_for(cls, names: list[str] | None = None, **per_field) -> dict[str, 
     return {n: control_for(cls, n, **per_field.get(n, {})) for n in names}
 
 
+def choice_label(engine, key: str) -> str:
+    spec = engine.registry.get(key)
+    return spec.title + (f" (offline stand-in for {spec.stands_in_for})" if spec.stands_in_for else "")
+
+
 def model_choices(engine, task: str) -> list[tuple[str, str]]:
     """(label, key) pairs for a picker: the models of a task usable here now."""
-    out = []
-    for key in engine.registry.keys(task):
-        spec = engine.registry.get(key)
-        if not engine.registry.usable(key):
-            continue
-        label = spec.title + (f" (offline stand-in for {spec.stands_in_for})" if spec.stands_in_for else "")
-        out.append((label, key))
+    out = [(choice_label(engine, key), key) for key in engine.registry.keys(task) if engine.registry.usable(key)]
     first = getattr(getattr(engine, "config", None), "default_model", "")  # --default-model: the picker starts there
     return sorted(out, key=lambda choice: choice[1] != first) if first else out
 
@@ -213,9 +212,13 @@ def model_choices(engine, task: str) -> list[tuple[str, str]]:
 SESSION_CHOICE = (SESSION_MODEL_TITLE, SESSION_MODEL_KEY)
 
 
-def model_picker(engine, task: str, label: str = "Model", session_model: bool = False, **kwargs) -> gr.Dropdown:
-    """session_model: offer SESSION_CHOICE after the registry's models."""
-    choices = model_choices(engine, task) + ([SESSION_CHOICE] if session_model else [])
+def model_picker(engine, task: str, label: str = "Model", session_model: bool = False, keys=None,
+                 **kwargs) -> gr.Dropdown:
+    """session_model: offer SESSION_CHOICE after the registry's models. keys: offer these registry keys,
+    in this order (a lesson's own model first, then the ones added to it), instead of every usable
+    model of `task`."""
+    choices = model_choices(engine, task) if keys is None else [(choice_label(engine, k), k) for k in keys]
+    choices += [SESSION_CHOICE] if session_model else []
     value = choices[0][1] if choices else None
     return gr.Dropdown(choices=choices, value=value, label=label, **kwargs)
 

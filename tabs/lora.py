@@ -1,6 +1,6 @@
-"""LoRA: fine-tune SmolLM2 on quotes in the browser, watch the loss fall, and compare the base
-and the adapted model on the same prompt and seed. Each browser session has its own adapter
-(gr.State); the shared base model is never changed; one training runs at a time."""
+"""LoRA: fine-tune SmolLM2 (or a causal LM the operator added) on quotes in the browser, watch the loss
+fall, and compare the base and the adapted model on the same prompt and seed. Each browser session has
+its own adapter (gr.State); the shared base model is never changed; one training runs at a time."""
 from __future__ import annotations
 
 import html
@@ -13,7 +13,8 @@ from engine.training import plots as training_plots
 from engine.core.errors import UserInputError
 from engine.core.settings import make
 from tabs._ui import (HEAVY, Plot, Share, budget_control, controls_for, data_table, duration_text, examples,
-                      first_view, notice, progress_callback, scratch_dir, seed_box, train_intro, user_errors)
+                      first_view, model_picker, notice, progress_callback, scratch_dir, seed_box, train_intro,
+                      user_errors)
 
 TITLE = "LoRA"
 PREVIEW_ROWS = 12
@@ -129,16 +130,20 @@ INTRO = (
     "Instead of changing all 135 million weights of SmolLM2, LoRA freezes them and learns a small "
     "low-rank update **B·A** beside some layers. Train one here on quotes written as "
     "`<quote> — <author>` + end-of-sequence, then give the base and the adapted model the same "
-    "prompt and seed: the adapted one writes a quote, signs it and stops."
+    "prompt and seed: the adapted one writes a quote, signs it and stops. The base-model picker also "
+    "offers the causal LMs the operator added (`--model`); LoRA's target layers come from each one's "
+    "architecture."
 )
 
 
 # ---- layout (each function creates its components in the current Blocks context) ---------------
-def _data_panel() -> dict:
-    """1. Data: the dataset source, a preview of it and the training format."""
+def _data_panel(engine) -> dict:
+    """1. Data: the base model, the dataset source, a preview of it and the training format."""
     gr.Markdown("### 1. Data")
     with gr.Row():
         with gr.Column(scale=1):
+            base = model_picker(engine, "causal-lm", label="Base model (frozen; LoRA trains beside it)",
+                                keys=lora.base_keys(engine), elem_id="lora-base-model")
             source = gr.Radio(choices=SOURCES, value="quotes", label="Dataset")
             pasted = gr.Textbox(label="Your examples (one a line)", lines=5, visible=False,
                                 placeholder="Stay hungry, stay foolish. — Stewart Brand")
@@ -154,8 +159,8 @@ def _data_panel() -> dict:
     format_html = gr.HTML()
     notice("Every example ends with the EOS token. That is how the adapted model learns to stop after the "
            "author, while the base model keeps rambling until it runs out of tokens.")
-    return dict(source=source, pasted=pasted, upload=upload, preview_btn=preview_btn, count_md=count_md,
-                preview=preview, format_html=format_html)
+    return dict(base=base, source=source, pasted=pasted, upload=upload, preview_btn=preview_btn,
+                count_md=count_md, preview=preview, format_html=format_html)
 
 
 def _settings_panel() -> dict:
@@ -164,7 +169,7 @@ def _settings_panel() -> dict:
     with gr.Row():
         knobs = controls_for(lora.LoraSettings, ["r", "alpha", "dropout"])
     with gr.Row():
-        targets = controls_for(lora.LoraSettings, ["target_modules"],  # the base model's (Llama) layers
+        targets = controls_for(lora.LoraSettings, ["target_modules"],  # the default base model's (Llama) layers
                                target_modules=dict(choices=lora.LINEAR_NAMES))["target_modules"]
     with gr.Row():
         knobs.update(controls_for(lora.LoraSettings, ["learning_rate", "max_steps", "batch_size", "max_length"]))
@@ -236,9 +241,9 @@ def _files_panel() -> dict:
     with gr.Row():
         with gr.Column():
             merge_btn = gr.Button("Merge into the base and download the full model (.zip)")
-            merge_md = gr.Markdown("W + (alpha/r)·B·A is written into each adapted weight of a copy of SmolLM2, "
-                                   f"saved in {merge.EXPORT_DTYPE} (about 260 MiB): a model folder that "
-                                   "`AutoModelForCausalLM.from_pretrained` loads, no peft needed.")
+            merge_md = gr.Markdown("W + (alpha/r)·B·A is written into each adapted weight of a copy of the base "
+                                   f"model, saved in {merge.EXPORT_DTYPE} (about 260 MiB for SmolLM2): a model "
+                                   "folder that `AutoModelForCausalLM.from_pretrained` loads, no peft needed.")
         merge_file = gr.File(label="merged-model/: config.json, model.safetensors, tokenizer files",
                              interactive=False, elem_id="lora-merged-file")
     return dict(download_btn=download_btn, download_file=download_file, adapter_upload=adapter_upload,
@@ -250,11 +255,21 @@ def show_source(src):
     return gr.update(visible=src == "paste"), gr.update(visible=src == "upload")
 
 
+def show_base(engine):
+    def on_base(key, ticked=None):
+        """The target layers of the picked base model: its linear layers; the ticked ones kept where it has
+        them all (a link's), else its family's defaults ticked."""
+        names, targets = lora.base_layout(engine, lora.check_base(engine, key))
+        keep = list(ticked or []) and set(ticked) <= set(names)
+        return gr.update(choices=names, value=list(ticked) if keep else targets)
+    return on_base
+
+
 def make_preview(engine):
-    def do_preview(src, text, file, max_len, progress=gr.Progress()):
+    def do_preview(src, text, file, max_len, base=lora.BASE_KEY, progress=gr.Progress()):
         texts = lora.dataset_texts(src, text, file)
         max_len = make(lora.LoraSettings, drop_none=True, max_length=max_len).max_length
-        bundle = engine.load(lora.BASE_KEY, progress=progress_callback(progress))
+        bundle = engine.load(lora.check_base(engine, base), progress=progress_callback(progress))
         fmt = lora.show_format(bundle.tokenizer, texts, max_len)
         rows = [list(lora.split_quote(t)) for t in texts[:PREVIEW_ROWS]]
         ids = lora.encode_examples(bundle.tokenizer, texts, max_len)
@@ -267,26 +282,31 @@ def make_preview(engine):
 
 
 def make_inspect(engine):
-    def do_inspect(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, progress=gr.Progress()):
+    def do_inspect(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, base=lora.BASE_KEY,
+                   progress=gr.Progress()):
         s = _settings(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v)
-        bundle = engine.load(lora.BASE_KEY, progress=progress_callback(progress))
+        key = lora.check_base(engine, base)
+        bundle = engine.load(key, progress=progress_callback(progress))
+        lora.check_trainable(bundle.model, engine.registry.get(key))
         model = lora.session_model(bundle.model, s)
+        s = lora.targets_for(bundle.model, s)  # the default: the family's own query/value layers
         md = _report_markdown(lora.param_report(model, s), s)
-        return md, gr.update(choices=lora.linear_layer_names(bundle.model))
+        return md, gr.update(choices=lora.linear_layer_names(bundle.model), value=list(s.target_modules))
     return do_inspect
 
 
 def make_train(engine):
     def do_train(src, text, file, r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, budget, state,
-                 val=None, every=None, sched=None, warm=None, progress=gr.Progress()):
+                 val=None, every=None, sched=None, warm=None, base=lora.BASE_KEY, progress=gr.Progress()):
         s = _settings(r, alpha, dropout, tmods, lr, steps, batch, max_len, seed_v, budget, val, every, sched, warm)
+        key = lora.check_base(engine, base)
         texts = lora.dataset_texts(src, text, file)
         state = state if isinstance(state, lora.LoraSession) else lora.LoraSession()
         if state.training:
             raise UserInputError("this session is already training: wait for it or press Stop.")
         report = progress_callback(progress)
         yield "⏳ Starting: preparing the model and the data...", _figure(None, s), state
-        for u in lora.train(engine, state, texts, s, progress=report):
+        for u in lora.train(engine, state, texts, s, progress=report, base_key=key):
             if u.step:
                 report(u.step / u.max_steps, f"step {u.step}/{u.max_steps}, loss {u.loss:.3f}")
             yield _status(u, state.examples or len(texts), state), _figure(state, s, u), state
@@ -323,14 +343,15 @@ def _ready_adapter(state):
 
 def do_compare(text, seed_v, n_new, temp, state):
     _ready_adapter(state)
-    pair = lora.generate_pair(state.model, state.tokenizer, text, seed_v, n_new, temp)
+    pair = lora.generate_pair(state.model, state.tokenizer, text, seed_v, n_new, temp,
+                              name=state.base_title or "the model")
     b, a = pair["base"], pair["adapted"]
 
     def how(x):
         return "stopped at EOS" if x["stopped_at_eos"] else "ran out of tokens (no EOS)"
     origin = (f"trained {state.steps_done} steps" if state.source == "trained" else "uploaded")
-    md = (f"Base: {b['new_tokens']} new tokens, {how(b)}. Adapted ({origin}, r={state.settings.r}): "
-          f"{a['new_tokens']} new tokens, {how(a)}.")
+    md = (f"Base{f' ({state.base_title})' if state.base_title else ''}: {b['new_tokens']} new tokens, {how(b)}. "
+          f"Adapted ({origin}, r={state.settings.r}): {a['new_tokens']} new tokens, {how(a)}.")
     return b["text"], a["text"], md
 
 
@@ -356,11 +377,12 @@ def do_merge(state):
 
 
 def make_upload(engine):
-    def do_upload(file, state, progress=gr.Progress()):
+    def do_upload(file, state, base=lora.BASE_KEY, progress=gr.Progress()):
         if not file:
             return "Choose a file to upload.", state
         state = state if isinstance(state, lora.LoraSession) else lora.LoraSession()
-        info = lora.import_adapter(engine, state, file, progress=progress_callback(progress))
+        info = lora.import_adapter(engine, state, file, progress=progress_callback(progress),
+                                   base_key=lora.check_base(engine, base))
         return (f"✅ Loaded: r={info['r']}, alpha={info['alpha']}, {', '.join(info['target_modules'])}, "
                 f"{info['tensors']} tensors; every name, shape and value checked. Compare it in step 4."), state
     return do_upload
@@ -371,16 +393,19 @@ def _wire(engine, session, data, settings, train, compare, files):
     c, targets = settings["knobs"], settings["targets"]
     settings_inputs = [c["r"], c["alpha"], c["dropout"], targets, c["learning_rate"], c["max_steps"],
                        c["batch_size"], c["max_length"], settings["seed"]]
-    source, pasted, upload = data["source"], data["pasted"], data["upload"]
+    source, pasted, upload, base = data["source"], data["pasted"], data["upload"], data["base"]
     source.change(show_source, inputs=source, outputs=[pasted, upload], api_name=False, queue=False)
-    data["preview_btn"].click(user_errors(make_preview(engine)), inputs=[source, pasted, upload, c["max_length"]],
+    base.change(user_errors(show_base(engine)), inputs=[base, targets], outputs=targets, api_name="lora_base",
+                queue=False)
+    data["preview_btn"].click(user_errors(make_preview(engine)),
+                              inputs=[source, pasted, upload, c["max_length"], base],
                               outputs=[data["count_md"], data["preview"], data["format_html"]],
                               api_name="lora_preview", **HEAVY)
-    settings["inspect_btn"].click(user_errors(make_inspect(engine)), inputs=settings_inputs,
+    settings["inspect_btn"].click(user_errors(make_inspect(engine)), inputs=[*settings_inputs, base],
                                   outputs=[settings["report_md"], targets], api_name="lora_params", **HEAVY)
     extra = [c["val_share"], c["eval_every"], c["schedule"], c["warmup_steps"]]
     train["train_btn"].click(user_errors(make_train(engine)),
-                             inputs=[source, pasted, upload, *settings_inputs, train["budget"], session, *extra],
+                             inputs=[source, pasted, upload, *settings_inputs, train["budget"], session, *extra, base],
                              outputs=[train["status_md"], train["loss_plot"], session], api_name="lora_train",
                              show_progress="minimal", **TRAIN)
     train["stop_btn"].click(user_errors(do_stop), inputs=session, outputs=train["status_md"], api_name="lora_stop",
@@ -394,7 +419,7 @@ def _wire(engine, session, data, settings, train, compare, files):
                                 api_name="lora_download", **HEAVY)
     files["merge_btn"].click(user_errors(do_merge), inputs=session, outputs=[files["merge_file"], files["merge_md"]],
                              api_name="lora_merge", concurrency_id="lora_merge", concurrency_limit=1)
-    files["adapter_upload"].upload(user_errors(make_upload(engine)), inputs=[files["adapter_upload"], session],
+    files["adapter_upload"].upload(user_errors(make_upload(engine)), inputs=[files["adapter_upload"], session, base],
                                    outputs=[files["upload_md"], session], api_name="lora_upload", **HEAVY)
 
 
@@ -409,7 +434,7 @@ def _wire_plan(session, settings, train):
 def build(engine) -> Share:
     gr.Markdown(INTRO)
     session = gr.State(None)
-    data = _data_panel()
+    data = _data_panel(engine)
     settings = _settings_panel()
     train = _train_panel(engine)
     compare = _compare_panel()
@@ -419,6 +444,7 @@ def build(engine) -> Share:
     _wire_plan(session, settings, train)
     # A link can preset the knobs and the prompt; training itself stays a deliberate click.
     c = settings["knobs"]
-    return Share(params={"prompt": compare["prompt"], "r": c["r"], "alpha": c["alpha"], "steps": c["max_steps"],
-                         "targets": settings["targets"], "lr": c["learning_rate"], "val": c["val_share"],
+    return Share(params={"model": data["base"], "prompt": compare["prompt"], "r": c["r"], "alpha": c["alpha"],
+                         "steps": c["max_steps"], "targets": settings["targets"], "lr": c["learning_rate"],
+                         "val": c["val_share"],
                          "every": c["eval_every"], "schedule": c["schedule"], "warmup": c["warmup_steps"]})

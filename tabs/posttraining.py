@@ -14,8 +14,8 @@ from engine.training import lora
 from engine.training import plots as training_plots
 from engine.training import runner, sft
 from tabs._posttraining_preference import build_preference
-from tabs._ui import (HEAVY, Plot, Share, budget_control, controls_for, data_table, duration_text, examples, notice,
-                      progress_callback, scratch_dir, seed_box, train_intro, user_errors)
+from tabs._ui import (HEAVY, Plot, Share, budget_control, controls_for, data_table, duration_text, examples,
+                      model_picker, notice, progress_callback, scratch_dir, seed_box, train_intro, user_errors)
 
 TITLE = "Post-training"
 TRAIN = dict(concurrency_id="lora_train", concurrency_limit=2)  # the same one-at-a-time gate as LoRA
@@ -147,8 +147,12 @@ def _format_panel() -> dict:
 
 
 def _sft_panel(engine) -> dict:
-    """The "SFT: train and compare" sub-tab: data, knobs (knobs: name -> control), training, before/after."""
+    """The "SFT: train and compare" sub-tab: base model, data, knobs (knobs: name -> control), training,
+    before/after."""
     with gr.Row():
+        base = model_picker(engine, "causal-lm", label="Base model to tune (also the one the training format "
+                            "sub-tab renders and scores with)", keys=lora.base_keys(engine, sft.BASE_KEY),
+                            elem_id="sft-base-model")
         src = gr.Radio([("Bundled: 288 checkable tasks (ours)", "bundled"), ("Upload .jsonl", "upload")],
                        value="bundled", label="Dataset")
         upload = gr.File(label='Upload .jsonl: {"prompt": ..., "response": ...} a line, up to 2 MB',
@@ -180,7 +184,7 @@ def _sft_panel(engine) -> dict:
     with gr.Row():
         download_btn = gr.Button("Download adapter (.zip)")
         download_file = gr.File(label="adapter_model.safetensors + adapter_config.json", interactive=False)
-    return dict(src=src, upload=upload, knobs=knobs, seed=seed, targets=targets, train_btn=train_btn,
+    return dict(base=base, src=src, upload=upload, knobs=knobs, seed=seed, targets=targets, train_btn=train_btn,
                 stop_btn=stop_btn, status_md=status_md, loss_plot=loss_plot, per_task=per_task, eval_btn=eval_btn,
                 score_md=score_md, table=table, download_btn=download_btn, download_file=download_file)
 
@@ -199,16 +203,28 @@ def make_base_vs_instruct(engine):
     return do_bvi
 
 
+def show_base(engine):
+    def on_base(key, ticked=None):
+        """The picked model's linear layers; the ticked ones kept where it has them all, else its attention
+        projections ticked (SFT's default)."""
+        names, targets = lora.base_layout(engine, lora.check_base(engine, key, sft.BASE_KEY), attention=True)
+        keep = list(ticked or []) and set(ticked) <= set(names)
+        return gr.update(choices=names, value=list(ticked) if keep else targets)
+    return on_base
+
+
 def make_format(engine):
-    def do_format(p, resp, progress=gr.Progress()):
-        bundle = engine.load(sft.BASE_KEY, progress=progress_callback(progress))
+    def do_format(p, resp, base=sft.BASE_KEY, progress=gr.Progress()):
+        key = lora.check_base(engine, base, sft.BASE_KEY)
+        bundle = engine.load(key, progress=progress_callback(progress))
         fmt = sft.show_format(bundle.tokenizer, p, resp, 256, model=bundle.model)
-        return fmt["text"], _mask_html(fmt)
+        return fmt["text"], f"<p>Base model: {html.escape(engine.registry.get(key).title)}</p>" + _mask_html(fmt)
     return do_format
 
 
 def make_train(engine):
-    def do_train(src, file, mask, r, lr, steps, batch, max_len, seed_v, tmods, budget, state, progress=gr.Progress()):
+    def do_train(src, file, mask, r, lr, steps, batch, max_len, seed_v, tmods, budget, state, base=sft.BASE_KEY,
+                 progress=gr.Progress()):
         r = None if r is None else check_knob(sft.SftSettings, "r", r)  # checked before it is doubled
         s = make(sft.SftSettings, drop_none=True, mask=mask, r=r, alpha=None if r is None else 2 * r,
                  learning_rate=lr, max_steps=steps, batch_size=batch, max_length=max_len, seed=seed_v,
@@ -219,7 +235,7 @@ def make_train(engine):
             raise UserInputError("this session is already training: wait for it or press Stop.")
         yield ("⏳ Starting: loading the base model and encoding the data...",
                training_plots.loss_figure([], s.max_steps), state)
-        for u in sft.train(engine, state, rows, s, progress=progress_callback(progress)):
+        for u in sft.train(engine, state, rows, s, progress=progress_callback(progress), base_key=base):
             yield _status(u, len(rows)), training_plots.loss_figure(u.losses, u.max_steps), state
     return do_train
 
@@ -281,13 +297,15 @@ def _wire(engine, session, bvi, fmt, tune):
                      inputs=[bvi["question"], bvi["seed"], bvi["new"], bvi["temp"]],
                      outputs=[bvi["out_base"], bvi["out_iraw"], bvi["out_ichat"], bvi["md"]],
                      api_name="posttraining_base_vs_instruct", **HEAVY)
-    fmt["btn"].click(user_errors(make_format(engine)), inputs=[fmt["prompt"], fmt["response"]],
+    tune["base"].change(user_errors(show_base(engine)), inputs=[tune["base"], tune["targets"]], outputs=tune["targets"],
+                        api_name="posttraining_sft_base", queue=False)
+    fmt["btn"].click(user_errors(make_format(engine)), inputs=[fmt["prompt"], fmt["response"], tune["base"]],
                      outputs=[fmt["text"], fmt["html"]], api_name="posttraining_format", **HEAVY)
     c = tune["knobs"]
     tune["train_btn"].click(user_errors(make_train(engine)),
                             inputs=[tune["src"], tune["upload"], c["mask"], c["r"], c["learning_rate"], c["max_steps"],
                                     c["batch_size"], c["max_length"], tune["seed"], tune["targets"], c["time_budget"],
-                                    session],
+                                    session, tune["base"]],
                             outputs=[tune["status_md"], tune["loss_plot"], session], api_name="posttraining_sft_train",
                             show_progress="minimal", **TRAIN)
     tune["stop_btn"].click(user_errors(do_stop), inputs=session, outputs=tune["status_md"],
@@ -314,6 +332,7 @@ def build(engine) -> Share:
             preference_share = build_preference(engine)
     _wire(engine, session, bvi, fmt, tune)
     params = {"question": bvi["question"], "prompt": fmt["prompt"], "response": fmt["response"],
+              "sft_model": tune["base"],
               "steps": tune["knobs"]["max_steps"], "mask": tune["knobs"]["mask"], "view": view}
     params.update(preference_share.params)
     return Share(params=params, run=open_view, run_inputs=[view], run_outputs=[views])

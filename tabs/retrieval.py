@@ -16,8 +16,8 @@ from engine.retrieval import chunking, corpus, plots, quality, rag, rerank, sear
 from engine.core.errors import UserInputError, check_choice
 from engine.core.markdown import md_text
 from engine.core.settings import knob_default, make
-from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, notice, progress_callback, seed_box,
-                      first_view, user_errors)
+from tabs._ui import (HEAVY, Plot, Share, controls_for, data_table, examples, model_picker, notice, progress_callback,
+                      seed_box, first_view, user_errors)
 
 TITLE = "Retrieval (RAG)"
 STATE_TTL_S = 3600  # an idle session's uploads are dropped after an hour
@@ -59,7 +59,7 @@ def build(engine) -> Share:
                 "A vector database turns documents into vectors, finds the chunks most similar to a question, "
                 "and the chunks go into the prompt, so the model answers from them instead of inventing. Here the "
                 f"database is **Qdrant** ({library.store.mode}), the vectors come from **MiniLM** and the answers "
-                "from **SmolLM2**, all on this machine.")
+                "from **SmolLM2** (or the answer model picked in step 3), all on this machine.")
     ui = {"session": gr.State(None, time_to_live=STATE_TTL_S, delete_callback=search.close_session),
           "last": gr.State(None)}  # last: the last search (query + hits), for the map
     with gr.Row(elem_id="rag-row"):
@@ -73,7 +73,7 @@ def build(engine) -> Share:
                     ui.update(_search_panel())
                     ui.update(_rerank_panel(engine))
                 with gr.Tab("3 · Answer"):
-                    ui.update(_answer_panel())
+                    ui.update(_answer_panel(engine))
                 with gr.Tab("4 · Quality"):
                     ui.update(_quality_panel())
 
@@ -90,7 +90,7 @@ def build(engine) -> Share:
     chunk_knobs, search_knobs = ui["chunk_knobs"], ui["search_knobs"]
     return Share(params={"query": ui["query"], "doc": ui["doc"], **{n: chunk_knobs[n] for n in CHUNK_KNOBS},
                          **{n: search_knobs[n] for n in SEARCH_KNOBS}, "rerank_from": ui["rerank_from"],
-                         "pool": ui["pool"]},
+                         "pool": ui["pool"], "answer_model": ui["answer_model"]},
                  run=show_chunks, run_inputs=[ui["source"], ui["doc"], *_chunk_inputs(ui), ui["session"]],
                  run_outputs=chunk_outputs)
 
@@ -183,8 +183,10 @@ def _rerank_panel(engine) -> dict:
     return ui
 
 
-def _answer_panel() -> dict:
+def _answer_panel(engine) -> dict:
     ui = {}
+    ui["answer_model"] = model_picker(engine, "causal-lm", label="Answer model", keys=rag.models(engine),
+                                      elem_id="rag-answer-model")
     with gr.Row():
         ui["answer_knobs"] = controls_for(rag.AnswerSettings, ANSWER_KNOBS,
                                           **{k: {"elem_id": f"rag-{k}"} for k in ANSWER_KNOBS})
@@ -370,15 +372,16 @@ def _wire_search(engine, library, ui: dict) -> None:
                 kb.info())
 
     def answer(source, query, size, overlap, strategy, top_k, threshold, rrf_k, candidates, method, budget,
-               max_new_tokens, temperature, seed, sess, progress=gr.Progress()):
+               max_new_tokens, temperature, seed, sess, model=rag.LM, progress=gr.Progress()):
         check_choice("method", method, search.METHODS)
+        check_choice("answer model", model, rag.models(engine))  # before any search
         s = make(search.SearchSettings, top_k=top_k, threshold=threshold, rrf_k=rrf_k, candidates=candidates)
         a = make(rag.AnswerSettings, budget=budget, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
         query = search.check_query(query)
         kb, sess = _kb(library, source, size, overlap, strategy, sess, progress)
         found = search.search(engine, kb, query, s, progress_callback(progress))
         hits = found[method]
-        for step in rag.answer_stream(engine, found["query"], hits, a, progress_callback(progress)):
+        for step in rag.answer_stream(engine, found["query"], hits, a, progress_callback(progress), model=model):
             yield (*_answer_views(step, method), sess)
 
     run_search, answer = map(user_errors, (run_search, answer))
@@ -391,7 +394,7 @@ def _wire_search(engine, library, ui: dict) -> None:
     ui["search_btn"].click(run_search, api_name="rag_search", **search_args, **HEAVY)
     query.submit(run_search, api_name="rag_search_submit", **search_args, **HEAVY)
     ui["answer_btn"].click(answer, inputs=[source, query, *chunk_inputs, *search_inputs, ui["method"], *answer_inputs,
-                                           session],
+                                           session, ui["answer_model"]],
                            outputs=[ui["prompt_view"], ui["with_rag"], ui["without_rag"], ui["answer_md"], session],
                            api_name="rag_answer", **HEAVY)
 

@@ -33,7 +33,7 @@ def test_train_compare_download_and_the_base_stays_the_same(client, smollm, tmp_
     assert "on 2 held-out lines" in status and "2,614 training examples" in status, status
     base, adapted, md = client.predict(text="Life is", seed_v=7, n_new=12, temp=0.0, api_name="/lora_compare")
     assert base.startswith("Life is") and adapted.startswith("Life is")
-    assert "Base:" in md and "Adapted" in md
+    assert "Base (SmolLM2-135M-Instruct):" in md and "Adapted" in md  # the session's base, named
     assert torch.equal(base_logits(smollm), before)  # the shared model did not move
     path = client.predict(api_name="/lora_download")
     with zipfile.ZipFile(path) as zf:

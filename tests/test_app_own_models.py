@@ -20,7 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # family -> (model type, config overrides)
 FAMILIES = {
     "llama": ("llama", {}),
-    "gpt2": ("gpt2", dict(n_inner=64, bos_token_id=0, eos_token_id=0)),  # SmolLM2's <|endoftext|>
+    "gpt2": ("gpt2", dict(n_inner=64, bos_token_id=0, eos_token_id=0,  # SmolLM2's <|endoftext|>
+                          attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0)),  # a LoRA step is not noisier
     "phi3": ("phi3", dict(partial_rotary_factor=0.5, pad_token_id=0)),
 }
 KEYS = [f"own-{name}" for name in FAMILIES]
@@ -45,10 +46,9 @@ def folders(tmp_path_factory, smollm2_tokenizer):
 
 
 @pytest.fixture(scope="module")
-def client(folders, tmp_path_factory):
+def demo(folders, tmp_path_factory):
     """The whole app, its engine given the three folders as the operator's models."""
     import app
-    from gradio_client import Client
 
     from engine import Engine
     from engine.core.config import AppConfig
@@ -56,7 +56,14 @@ def client(folders, tmp_path_factory):
     home = tmp_path_factory.mktemp("own-app-home")
     engine = Engine(config=AppConfig(device="cpu", offline=True, models=tuple(str(f) for f in folders.values()),
                                      home=str(home)), cache_bytes=2**30)
-    demo = app.build_demo(engine)
+    return app.build_demo(engine)
+
+
+@pytest.fixture(scope="module")
+def client(demo):
+    import app
+    from gradio_client import Client
+
     port = free_port()
     app.launch_patiently(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
                          **app.launch_kwargs())
@@ -204,3 +211,138 @@ def test_past_the_context_window_each_lesson_refuses_by_name(client, key):
         with pytest.raises(AppError, match=r"context.*(1|16) to 64") as refused:
             call()
         assert "Something went wrong" not in str(refused.value), api
+
+
+# --- the training lessons: LoRA -------------------------------------------------------------------
+# four pasted lines, a batch of four: each step sees the same examples, so the loss must fall
+LINES = "\n".join(["Stay hungry, stay foolish. — Stewart Brand", "Less is more. — Mies van der Rohe",
+                   "Know thyself. — Socrates", "Simplicity is the ultimate sophistication. — Leonardo"])
+LORA = dict(src="paste", text=LINES, file=None, r=8, alpha=16, dropout=0.0, tmods=["q_proj", "v_proj"], lr=0.01,
+            steps=5, batch=4, max_len=24, seed_v=1, val=0.0, sched="constant", warm=0)
+TARGETS = {"own-llama": ["q_proj", "v_proj"], "own-gpt2": ["c_attn"], "own-phi3": ["qkv_proj"]}
+
+
+def _param(info, api, name):
+    (p,) = [p for p in info[api]["parameters"] if p["parameter_name"] == name]
+    return p["python_type"]["type"]
+
+
+def test_training_pickers_offer_the_added_models_after_the_lessons_own(client):
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for api in ("/lora_preview", "/lora_params", "/lora_train", "/lora_upload"):
+        listed = _param(info, api, "base")
+        assert listed.index("'smollm2-135m-instruct'") < min(listed.index(f"'{k}'") for k in KEYS), (api, listed)
+
+
+def test_the_lora_link_keeps_the_base_model(demo, client):  # client: launched with the Gradio folder it is built in
+    from types import SimpleNamespace
+    from urllib.parse import parse_qsl
+
+    import app
+
+    slots = demo.share_slots
+    values = [("own-gpt2" if name == "model" else None) if tid == "lora" else None for tid, name, _ in slots]
+    query = app.link_query(slots, "lora", values)
+    assert "model=own-gpt2" in query
+    _, _, updates = app._query_updates(slots, SimpleNamespace(query_params=dict(parse_qsl(query))), text_fields=False)
+    (got,) = [u for (tid, name, _), u in zip(slots, updates) if tid == "lora" and name == "model"]
+    assert got["value"] == "own-gpt2"
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_lora_trains_each_family_and_merges_only_its_targets(client, folders, raw, key, tmp_path):
+    """5 steps on the added model: the loss falls; the parameter count names the family's own query/value
+    layers; the merged model differs from the folder's weights in those layers only."""
+    import re
+    import zipfile
+
+    from safetensors.torch import load_file
+
+    if key == "own-llama":  # ticked layers the model has (a link's) are kept
+        assert client.predict(key, ["q_proj", "k_proj"], api_name="/lora_base")["value"] == ["q_proj", "k_proj"]
+    layers = client.predict(key, [], api_name="/lora_base")  # as the picker does: this session's target layers
+    assert layers["value"] == TARGETS[key] and set(TARGETS[key]) < {c[0] for c in layers["choices"]}, layers
+    md, _choices = client.predict(*[dict(LORA, tmods=TARGETS[key])[k] for k in (
+        "r", "alpha", "dropout", "tmods", "lr", "steps", "batch", "max_len", "seed_v")], key, api_name="/lora_params")
+    assert f"{', '.join(TARGETS[key])} in every block" in md, md
+    # the count ticked the family's layers in this session's picker, as the browser shows them
+    status, _plot = client.predict(**dict(LORA, tmods=TARGETS[key]), base=key, api_name="/lora_train")
+    first, last = map(float, re.search(r"loss ([\d.]+) → \*\*([\d.]+)\*\*", status).groups())
+    assert "Done" in status and "5 / 5" in status and last < first, status
+    _base, _adapted, md = client.predict(text="Life is", seed_v=7, n_new=8, temp=0.0, api_name="/lora_compare")
+    assert f"Base ({key.removeprefix('own-')} (added · folder" in md, md
+    path, _md = client.predict(api_name="/lora_merge")
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(tmp_path)
+    merged = load_file(tmp_path / "merged-model" / "model.safetensors")
+    model, _tok = raw[key]
+    moved = {name for name, p in model.state_dict().items()
+             if name in merged and not torch.equal(merged[name], p.to(merged[name].dtype))}
+    assert moved and {name.split(".")[-2] for name in moved} == set(TARGETS[key]), moved
+
+
+# --- the training lessons: post-training (SFT, reward model, DPO) ----------------------------------
+def test_sft_format_and_training_run_on_an_added_model(client, raw):
+    """The format's losses are the added model's own on that conversation; SFT trains 2 steps on it."""
+    import re
+
+    from engine.training import sft
+
+    layers = client.predict("own-gpt2", [], api_name="/posttraining_sft_base")
+    assert layers["value"] == ["c_attn", "c_proj"], layers  # GPT-2's attention projections
+    model, tok = raw["own-phi3"]
+    text, view = client.predict(p="What is 23 + 58?", resp="81", base="own-phi3", api_name="/posttraining_format")
+    assert "Base model: phi3 (added · folder" in view and "<|im_start|>user\nWhat is 23 + 58?<|im_end|>" in text
+    shown = [float(x) for x in re.findall(r"loss under the base model ([\d.]+) nats/token", view)]
+    want = [sft.loss_of(model, e["ids"], e["labels"]) for e in
+            (sft.encode_pair(tok, "What is 23 + 58?", "81", mask, 256) for mask in sft.MASKS)]
+    assert shown == pytest.approx(want, abs=6e-4)
+    layers = client.predict("own-llama", [], api_name="/posttraining_sft_base")  # the picker, as in the browser
+    assert layers["value"] == ["q_proj", "k_proj", "v_proj", "o_proj"], layers
+    status, _ = client.predict(src="bundled", file=None, mask="response", r=4, lr=0.002, steps=2, batch=2, max_len=40,
+                               seed_v=1, tmods=layers["value"], base="own-llama", api_name="/posttraining_sft_train")
+    assert "Done" in status and "2 / 2" in status, status
+
+
+def test_reward_model_and_dpo_train_on_an_added_model(client):
+    """GPT-2 (Conv1D, learned positions, a reward head on transformer.h): the bundled pairs do not fit its
+    64 positions and are refused by name; short pairs train both, and DPO's first loss is log 2, since
+    the adapter starts at zero and the policy is its own reference."""
+    from gradio_client.exceptions import AppError
+
+    bundled = {"headers": ["prompt", "chosen", "rejected", "held out"], "data": [["", "", "", ""]]}
+    rm = dict(src="bundled", rows=bundled, lr=0.001, steps=2, batch=2, r=4, max_len=64, seed=42, base="own-gpt2")
+    with pytest.raises(AppError, match=r"Held-out pair \d+ .* more than gpt2 \(added · folder .*'s context window: "
+                                       r"valid lengths are 1 to 64 tokens"):
+        client.predict(**rm, api_name="/pref_reward_train")
+    rows = [[f"What is {a} + {b}?", f"{a + b}.", f"{a + b + 1}.", "yes" if a > 5 else ""] for a, b in
+            [(1, 2), (2, 3), (3, 4), (4, 5), (6, 1), (7, 2)]]
+    short = dict(rm, src="table", rows={"headers": bundled["headers"], "data": rows})
+    status, _plot, md, held = client.predict(**short, api_name="/pref_reward_train")
+    assert "Done" in status and "2 / 2" in status and "Held-out pairwise accuracy" in md, status
+    assert [r[0] for r in held["data"]] == ["What is 6 + 1?", "What is 7 + 2?"]
+    scored = client.predict(prompt="What is 2 + 2?", responses="4.\nfive", api_name="/pref_reward_score")
+    assert [r[0] for r in scored["data"]] == ["4.", "five"]
+    status, _plot, ba, _ba_plot = client.predict(**dict(short, beta=0.1), api_name="/pref_dpo_train")
+    assert "Done" in status and "loss 0.693 →" in status and "before (adapter off)" in ba, status
+
+
+# --- Retrieval's answer model -------------------------------------------------------------------------
+def test_rag_offers_the_added_models_and_refuses_one_too_short_by_name(client):
+    from gradio_client.exceptions import AppError
+
+    info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    listed = _param(info, "/rag_answer", "model")
+    assert listed.index("'smollm2-135m-instruct'") < min(listed.index(f"'{k}'") for k in KEYS), listed
+    with pytest.raises(AppError, match=r"gpt2 \(added · folder .*\) reads 64 tokens at most, less than the smallest "
+                                       r"context budget \(128\)"):
+        client.predict(query="Where does the zebra live?", model="own-gpt2", api_name="/rag_answer")
+
+
+# --- Tokens: an added causal LM's tokenizer ---------------------------------------------------------
+def test_the_tokens_tab_offers_each_added_models_tokenizer(client, raw):
+    text = "Hello world, the café costs 3.50 €"
+    for key in KEYS:
+        _table, data = client.predict(text, f"{key}-tokenizer", 800, api_name="/tokenize")
+        assert data["ids"] == raw[key][1](text, add_special_tokens=False)["input_ids"]
+        assert data["vocab_size"] == len(raw[key][1])

@@ -37,7 +37,14 @@ def test_entries_become_labelled_rows_of_their_role(tmp_path):
     rows = own.specs_from(["org/My-Model@abc123", f"encoder={tmp_path / 'enc'}", str(gguf),
                            f"pair=org/Base+{tmp_path / 'enc'}", "tokenizer=org/Tok"], taken=["own-enc"])
     by_key = {r.key: r for r in rows}
-    assert list(by_key) == ["own-my-model", "own-enc-2", "own-m-q4", "own-base", "own-enc-3", "own-tok"]
+    # each causal LM's tokenizer joins as well, but a folder without tokenizer.json (enc) has none to give
+    assert list(by_key) == ["own-my-model", "own-enc-2", "own-m-q4", "own-base", "own-enc-3", "own-tok",
+                            "own-my-model-tokenizer", "own-m-q4-tokenizer", "own-base-tokenizer"]
+    tok = by_key["own-m-q4-tokenizer"]
+    assert (tok.task, tok.embedded, tok.loader) == ("tokenizer", by_key["own-m-q4"].embedded,
+                                                    "engine.tokens.loading:load_gguf_tokenizer")
+    assert by_key["own-my-model-tokenizer"].title == by_key["own-my-model"].title + " · its tokenizer"
+    assert (by_key["own-base-tokenizer"].hub_id, by_key["own-base-tokenizer"].revision) == ("org/Base", "")
     hub = by_key["own-my-model"]
     assert (hub.task, hub.hub_id, hub.revision, hub.origin) == ("causal-lm", "org/My-Model", "abc123", "operator")
     assert "added · Hub org/My-Model@abc123" in hub.title
@@ -206,6 +213,22 @@ def test_an_added_tokenizer_joins_the_tokens_tab(tiny_folder, tmp_path, smollm2_
     assert ids == smollm2_tokenizer(text, add_special_tokens=False)["input_ids"] and tok.decode(ids) == text
 
 
+def test_an_added_causal_lm_brings_its_tokenizer_to_the_tokens_tab(tiny_folder, tmp_path, smollm2_tokenizer):
+    """No tokenizer= entry needed: the model's folder gives its tokenizer, with the Tokens tab's counts
+    and round trip; given as both, the tokenizer is listed once."""
+    from engine.tokens import views
+
+    engine = _engine(tmp_path, tiny_folder)
+    key = "own-tiny-llama-tokenizer"
+    assert key in views.tokenizer_keys(engine) and engine.registry.get(key).title.endswith(" · its tokenizer")
+    text = "Hello world, the café costs 3.50 €"
+    shown = views.tokenize(engine, key, text)
+    assert shown.ids == smollm2_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert views.get(engine, key).decode(shown.ids) == text
+    both = _engine(tmp_path, tiny_folder, f"tokenizer={tiny_folder}")
+    assert [k for k in views.tokenizer_keys(both) if k.startswith("own-")] == ["own-tiny-llama-2"]
+
+
 @pytest.fixture(scope="module")
 def small_bpe():
     """A byte-level BPE of ~300 pieces trained here in milliseconds: a GGUF with SmolLM2's 49,152
@@ -242,6 +265,15 @@ def test_a_gguf_file_loads_through_the_flag_as_the_same_model(model_type, small_
     assert tm.tokenizer(text, return_tensors="pt").input_ids.tolist() == ids.tolist()
     with torch.no_grad():
         assert torch.equal(tm.model(ids).logits, model(ids).logits)
+    from engine.tokens import views  # the file's vocabulary, in the Tokens tab, without dequantizing
+    from engine.training import lora
+
+    assert own.gguf_architecture(path) == own.gguf_params(path)[1]  # from the header's first entries
+    assert key in lora.base_keys(engine) and lora.base_layout(engine, key)[1] == ["q_proj", "v_proj"]
+
+    tok = views.get(engine, f"{key}-tokenizer")
+    ids = tok.encode(text)
+    assert ids == small_bpe(text, add_special_tokens=False)["input_ids"] and tok.decode(ids) == text
 
 
 def test_an_added_pair_is_what_base_vs_instruct_compares(tiny_folder, tmp_path):
@@ -284,3 +316,93 @@ def test_views_with_fixed_models_add_only_the_operators_and_the_hubs(tiny_folder
     online = Registry(online=True)
     assert online.added("causal-lm") == ["smollm2-135m-base", "smollm2-1.7b-instruct", "smollm2-1.7b-base"]
     assert online.added("encoder") == ["bge-base-en-v1.5"]
+
+
+# --- training lessons on an added model (LoRA, post-training) -------------------------------------
+
+@pytest.fixture(scope="module")
+def neox_folder(tmp_path_factory, smollm2_tokenizer):
+    """A tiny GPT-NeoX: a type transformers ships that has no row in engine/core/arch.py and not the
+    Llama layout (gpt_neox.layers[i].attention.query_key_value), so LoRA's targets are unknown."""
+    folder = tmp_path_factory.mktemp("own") / "Tiny-NeoX"
+    tiny_causal_lm("gpt_neox").save_pretrained(folder, safe_serialization=True)
+    smollm2_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_lora_offers_trainable_added_models_and_refuses_unknown_targets_by_name(tiny_folder, neox_folder, tmp_path):
+    from engine.training import lora
+
+    engine = _engine(tmp_path, tiny_folder, neox_folder)
+    assert lora.base_keys(engine) == [lora.BASE_KEY, "own-tiny-llama"]  # the lesson's own model first
+    assert lora.base_layout(engine, "own-tiny-llama")[1] == ["q_proj", "v_proj"]
+    with pytest.raises(UserInputError, match=r"LoRA cannot train Tiny-NeoX .*lacks its blocks at model\.layers"):
+        lora.check_base(engine, "own-tiny-neox")
+    with pytest.raises(UserInputError, match="not a valid choice"):
+        lora.check_base(engine, "minilm-l6")  # an encoder is no base model
+
+
+def test_a_lora_step_on_an_added_model_trains_only_the_adapter_from_the_models_own_loss(tiny_folder, tmp_path):
+    """The first step's loss is the folder's own loss on that batch (B starts at 0, so the adapted model
+    is the base); after it only lora_A/lora_B differ from the folder's weights, and the cached model
+    the engine shares is unchanged."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.core.settings import make
+    from engine.training import lora
+
+    engine = _engine(tmp_path, tiny_folder)
+    texts = lora.load_quotes()[:24]
+    s = make(lora.LoraSettings, max_steps=1, batch_size=4, max_length=32, val_share=0.0, seed=3, learning_rate=0.01)
+    session = lora.LoraSession()
+    updates = list(lora.train(engine, session, texts, s, base_key="own-tiny-llama"))
+    assert updates[-1].done and updates[-1].step == 1
+    raw = AutoModelForCausalLM.from_pretrained(tiny_folder).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_folder)
+    examples = lora.encode_examples(tok, texts, 32)
+    batch = lora.collate([examples[i] for i in next(lora.batches(len(examples), 4, 3))], lora.pad_id_of(tok))
+    with torch.no_grad():
+        want = raw(**batch).loss.item()
+    assert session.losses[0] == pytest.approx(want, abs=1e-5)
+    raw_weights = dict(raw.named_parameters())
+    adapters = []
+    for name, p in session.model.named_parameters():
+        if "lora_" in name:
+            adapters.append((name.split(".")[-4], p))  # ...q_proj.lora_B.default.weight
+            continue
+        plain = name.replace("base_model.model.", "").replace(".base_layer", "")
+        assert torch.equal(p, raw_weights[plain]), name
+    assert {layer for layer, _ in adapters} == {"q_proj", "v_proj"}
+    assert all(float(p.detach().abs().max()) > 0 for layer, p in adapters)  # B left 0 after one step: it trained
+    cached = engine.load("own-tiny-llama").model
+    assert all(torch.equal(p, raw_weights[n]) for n, p in cached.named_parameters())
+
+
+# --- Retrieval's answer model -----------------------------------------------------------------------
+
+def test_rag_answers_with_an_added_model_as_its_own_generate_does(tiny_folder, tmp_path):
+    """The answer without retrieval is the added model's own greedy continuation of the question in its
+    chat template; the one with retrieval reads the chunks that fit its 256 positions."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.retrieval import rag
+
+    engine = _engine(tmp_path, tiny_folder)
+    assert rag.models(engine) == [rag.LM, "own-tiny-llama"]
+    hits = [dict(title=f"doc {i}", doc_id="d", chunk=i, tokens=40, text=("zebra " * 40).strip()) for i in range(6)]
+    question = "Where does the zebra live?"
+    out = rag.answer(engine, question, hits, rag.AnswerSettings(budget=256, max_new_tokens=8), model="own-tiny-llama")
+    assert out["done"] and out["prompt"]["included"] and out["prompt"]["dropped"]
+    assert out["prompt"]["tokens"] + 8 <= 256
+    model = AutoModelForCausalLM.from_pretrained(tiny_folder).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_folder)
+    ids = torch.tensor([tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                                tokenize=True, return_dict=False)])
+    with torch.no_grad():
+        new = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                             pad_token_id=tok.eos_token_id)[0, ids.shape[1]:]
+    assert out["plain"] == tok.decode(new, skip_special_tokens=True)
+    with pytest.raises(UserInputError, match="answer model = 'minilm-l6' is not a valid choice"):
+        rag.answer(engine, question, hits, model="minilm-l6")

@@ -46,6 +46,11 @@ class Family:
     lora_default: tuple[str, ...] = ("q_proj", "v_proj")  # query and value: the LoRA paper's choice
     probed: bool = False  # not a row of FAMILIES: read as Llama because it has the layout (checked on first use)
 
+    @property
+    def attention_projections(self) -> tuple[str, ...]:
+        """The attention's linear layers: Q, K, V (or the fused one), then the output projection."""
+        return ((self.qkv,) if self.qkv else (self.q, self.k, self.v)) + ((self.out,) if self.out else ())
+
 
 LLAMA = Family("llama", ("llama", "mistral", "qwen2"))
 FAMILIES: tuple[Family, ...] = (
@@ -121,12 +126,18 @@ def context_length(config) -> int:
     return 0
 
 
+def check_fits(config, n_tokens: int, name: str, what: str = "The prompt", low: int = 1,
+               fix: str = "Shorten it.") -> None:
+    """A UserInputError naming the model (`name`) and its context when n_tokens do not fit in it."""
+    limit = context_length(config)
+    if limit and n_tokens > limit:
+        raise UserInputError(f"{what} is {n_tokens} tokens long, more than {name}'s context window: valid "
+                             f"lengths are {low} to {limit} tokens. {fix}")
+
+
 def check_context(tm, n_tokens: int, what: str = "The prompt") -> None:
     """A UserInputError naming the model and its context when n_tokens do not fit in it."""
-    limit = context_length(tm.model.config)
-    if limit and n_tokens > limit:
-        raise UserInputError(f"{what} is {n_tokens} tokens long, more than {tm.source.spec.title}'s context "
-                             f"window: valid lengths are 1 to {limit} tokens. Shorten it.")
+    check_fits(tm.model.config, n_tokens, tm.source.spec.title, what)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -349,3 +360,24 @@ class Arch:
 
 def arch_of(model) -> Arch:
     return Arch(model)
+
+
+def family_for_type(kind: str | None) -> Family | None:
+    """The row of FAMILIES for a model_type, or None."""
+    return next((f for f in FAMILIES if kind in f.model_types), None)
+
+
+def lora_layout(config) -> tuple[list[str], list[str], list[str]]:
+    """(linear layer names in the blocks, default LoRA targets, attention projections) of a model from
+    its config alone, no weight read: a family row's names for a type the table holds; else the model
+    built on the meta device (no memory) and read by Arch, whose probe refuses by name a type without
+    a known layout."""
+    family = family_for_type(getattr(config, "model_type", ""))
+    if family is not None:
+        return list(family.linear), list(family.lora_default), list(family.attention_projections)
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    found = Arch(model)
+    return found.linear_names(), found.lora_targets(), list(found.family.attention_projections)

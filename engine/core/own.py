@@ -7,6 +7,8 @@ One entry reads [ROLE=]SOURCE. ROLE is one of ROLES (causal-lm when left out); S
 - a local folder (a path that exists, or that starts with /, ./, ../ or ~) saved by save_pretrained;
 - a local .gguf file (transformers dequantizes it to float once, as for the embedded SmolLM2).
 The role `pair` takes BASE+INSTRUCT (two sources) and adds a base and an instruct causal-LM row.
+Each causal LM also adds a row for its tokenizer (the Tokens tab offers it), unless the same source
+is given as a tokenizer= entry too: a folder's tokenizer.json, a GGUF file's vocabulary, a Hub id's.
 
 Loading rules (preflight, run by the Engine before a row's loader reads anything):
 - never trust_remote_code: a config with auto_map, or a model type transformers does not know,
@@ -23,7 +25,7 @@ import json
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import ModelUnavailableError, UserInputError
@@ -111,10 +113,29 @@ def _spec(entry: Entry, task: str, key: str, suffix: str = "", base_of: str = ""
     return ModelSpec(embedded=Embedded(folder=str(path)), **common)
 
 
+def _tokenizer_of(entry: Entry, key: str, of_title: str) -> ModelSpec | None:
+    """The tokenizer row that goes with causal LM `entry`, or None for a folder without tokenizer.json."""
+    if entry.kind == "folder" and not (Path(entry.where) / "tokenizer.json").is_file():
+        return None
+    spec = _spec(entry, "tokenizer", key)
+    loader = "engine.tokens.loading:load_gguf_tokenizer" if entry.kind == "gguf" else spec.loader
+    return replace(spec, loader=loader, title=f"{of_title} · its tokenizer",
+                   notes="The tokenizer of a causal LM added by the operator (" + FLAG + ").")
+
+
+def _split(raw: str) -> tuple[str, str]:
+    """(role, rest) of one entry; a bare source (whose path may hold '=') is a causal LM."""
+    role, sep, rest = raw.partition("=")
+    if not sep or role.strip() not in ROLES and "/" in role:
+        return "causal-lm", raw
+    return role.strip(), rest
+
+
 def specs_from(entries, taken=()) -> tuple[ModelSpec, ...]:
     """Registry rows for the operator's entries (AppConfig.models). Keys are own-<name>, made unique
-    against `taken` (the embedded rows' keys) and each other."""
-    used, rows = set(taken), []
+    against `taken` (the embedded rows' keys) and each other; a causal LM's tokenizer row is
+    <its key>-tokenizer."""
+    used, rows, models = set(taken), [], []
 
     def key_for(name: str) -> str:
         base = f"own-{_slug(name)}"
@@ -125,10 +146,7 @@ def specs_from(entries, taken=()) -> tuple[ModelSpec, ...]:
         return key
 
     for raw in entries:
-        role, sep, rest = raw.partition("=")
-        if not sep or role.strip() not in ROLES and "/" in role:  # a bare source (its path may hold '=')
-            role, rest = "causal-lm", raw
-        role = role.strip()
+        role, rest = _split(raw)
         if role not in ROLES:
             raise UserInputError(f"{FLAG}: role {role!r} in {raw!r} is not one of {', '.join(ROLES)}.")
         if role == "pair":
@@ -139,9 +157,21 @@ def specs_from(entries, taken=()) -> tuple[ModelSpec, ...]:
             base_key, instruct_key = key_for(base_entry.name), key_for(instruct_entry.name)
             rows.append(_spec(base_entry, "causal-lm", base_key, " · base", base_of=instruct_key))
             rows.append(_spec(instruct_entry, "causal-lm", instruct_key, " · instruct"))
+            models += [(base_entry, rows[-2]), (instruct_entry, rows[-1])]
             continue
         entry = parse_source(rest, role)
         rows.append(_spec(entry, role, key_for(entry.name)))
+        if role == "causal-lm":
+            models.append((entry, rows[-1]))
+    given = {(s.hub_id, s.revision, s.embedded) for s in rows if s.task == "tokenizer"}
+    for entry, spec in models:
+        if (spec.hub_id, spec.revision, spec.embedded) in given or f"{spec.key}-tokenizer" in used:
+            continue
+        tok = _tokenizer_of(entry, f"{spec.key}-tokenizer", spec.title)
+        if tok is not None:
+            used.add(tok.key)
+            given.add((spec.hub_id, spec.revision, spec.embedded))
+            rows.append(tok)
     return tuple(rows)
 
 
@@ -233,6 +263,8 @@ def _gguf_checks(spec: ModelSpec, path: Path, budget: int) -> None:
         if f.read(4) != b"GGUF":
             raise _refuse(spec, f"{path} is not a GGUF file (its first bytes are not 'GGUF').")
     n_params, arch = gguf_params(path)
+    if spec.task == "tokenizer":  # its vocabulary only is read, not the weights
+        return
     if spec.task == "causal-lm" and arch not in GGUF_CONFIG_MAPPING:
         raise _refuse(spec, f"its GGUF architecture {arch!r} is not one transformers reads (it reads "
                             f"{', '.join(sorted(GGUF_CONFIG_MAPPING))}).")
@@ -293,3 +325,65 @@ def preflight(source: Source, budget: int, bytes_per: int, api=None) -> None:
         _gguf_checks(spec, Path(source.path) / source.filename, budget)
     else:
         _folder_checks(spec, Path(source.path), bytes_per, budget)
+
+
+GGUF_TYPES = {"gemma3": "gemma3_text"}  # a GGUF architecture -> the model_type transformers gives it, where they differ
+_GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # value type -> bytes
+
+
+def gguf_architecture(path: Path, max_keys: int = 64) -> str | None:
+    """general.architecture from a GGUF file's first metadata entries (where llama.cpp writes it),
+    reading a few hundred bytes instead of the whole table; None when it is not among them."""
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            return None
+        f.read(4 + 8)  # version, tensor count
+        (n_kv,) = struct.unpack("<Q", f.read(8))
+        for _ in range(min(n_kv, max_keys)):
+            (n,) = struct.unpack("<Q", f.read(8))
+            key = f.read(n).decode("utf-8", "replace")
+            (kind,) = struct.unpack("<I", f.read(4))
+            if kind == 8:  # a string
+                (n,) = struct.unpack("<Q", f.read(8))
+                value = f.read(n)
+                if key == "general.architecture":
+                    return value.decode("utf-8", "replace")
+            elif kind in _GGUF_SCALARS:
+                f.read(_GGUF_SCALARS[kind])
+            else:  # an array (the vocabulary): the architecture was not written first
+                return None
+    return None
+
+
+def model_type_of(spec: ModelSpec) -> str | None:
+    """The model_type of an operator's folder (its config.json) or GGUF file (its architecture), read
+    without transformers; None for a Hub row, a row that is not the operator's, or a file that does not say."""
+    emb = spec.embedded
+    if spec.origin != ORIGIN or emb is None or not emb.folder:
+        return None
+    if emb.filename:
+        arch = gguf_architecture(Path(emb.folder) / emb.filename)
+        return GGUF_TYPES.get(arch, arch) if arch else None
+    config_path = Path(emb.folder) / "config.json"
+    try:
+        return json.loads(config_path.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def config_of(spec: ModelSpec):
+    """The transformers config of an operator's folder or GGUF row, read without any weight (a
+    folder's config.json, a GGUF file's metadata), or None for a Hub row (nothing is fetched here) and
+    for a row that is not the operator's. A config that asks for remote code is refused by name."""
+    emb = spec.embedded
+    if spec.origin != ORIGIN or emb is None or not emb.folder:
+        return None
+    from transformers import AutoConfig
+
+    if emb.filename:
+        return AutoConfig.from_pretrained(emb.folder, gguf_file=emb.filename)
+    config_path = Path(emb.folder) / "config.json"
+    if not config_path.is_file():
+        raise _refuse(spec, f"the folder {emb.folder} has no config.json: give a folder that save_pretrained wrote.")
+    check_config(spec, json.loads(config_path.read_text()))
+    return AutoConfig.from_pretrained(emb.folder)

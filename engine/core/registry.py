@@ -407,6 +407,13 @@ class Registry:
         return [s.key for s in self.specs if s.task == task and self.usable(s.key)
                 and (s.origin == "operator" or (self.online and s.embedded is None))]
 
+    def lesson_keys(self, fixed, task: str = "causal-lm") -> list[str]:
+        """A lesson's own models (`fixed`, in their order: where one is not installed, loading it says
+        how to install it), then the rows of `task` that views with fixed models offer as well
+        (added: the operator's and, online, the Hub's)."""
+        keys = list(fixed)
+        return keys + [k for k in self.added(task) if k not in keys]
+
     def pairs(self) -> list[tuple[str, str]]:
         """(base, instruct) keys of the base/instruct pairs usable here now: the operator's first."""
         found = [(s.key, s.base_of) for s in self.specs if s.base_of and s.base_of in self._by_key

@@ -1,6 +1,7 @@
 """Augmentation and generation: the retrieved chunks go into a prompt template, within a token
-budget; SmolLM2 answers the same question with that prompt and with the question alone, same
-seed, streamed side by side; the answer's words found in the chunks are marked (groundedness).
+budget; SmolLM2 (or another causal LM of the registry: models()) answers the same question with that
+prompt and with the question alone, same seed, streamed side by side; the answer's words found in the
+chunks are marked (groundedness).
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from ..core.errors import UserInputError, check_range
+from ..core.errors import UserInputError, check_choice, check_range
 from ..core.models import Progress, no_progress
 from ..core.settings import knob, make
 from ..decoding import generation
@@ -30,6 +31,12 @@ class AnswerSettings:
     seed: int = knob(42, 0, 2**32 - 1, "Same seed for both answers", step=1)
 
 
+def models(engine) -> list[str]:
+    """The answer models: SmolLM2 first, then the causal LMs added to the registry (the operator's and,
+    online, the Hub's)."""
+    return engine.registry.lesson_keys([LM])
+
+
 def context(chunks: list[dict]) -> str:
     return "\n\n".join(CHUNK_LINE.format(n=i + 1, title=c["title"], text=c["text"].strip())
                        for i, c in enumerate(chunks))
@@ -42,7 +49,11 @@ def prompt_tokens(tm, prompt: str) -> int:
 def build_prompt(tm, question: str, hits: list[dict], budget: int, max_new_tokens: int) -> dict:
     """The prompt with as many retrieved chunks (in rank order) as fit in budget - max_new_tokens
     tokens (and in the decoding tab's prompt limit of characters); the others are listed as dropped."""
-    budget = check_range("budget", budget, 128, generation.max_context(tm), integer=True)
+    lowest, window = 128, generation.max_context(tm)
+    if window < lowest:
+        raise UserInputError(f"{tm.source.spec.title} reads {window} tokens at most, less than the smallest "
+                             f"context budget ({lowest}): pick an answer model with a longer context window.")
+    budget = check_range("budget", budget, lowest, window, integer=True)
     room = budget - max_new_tokens
     base = prompt_tokens(tm, TEMPLATE.format(context="", question=question))
     if base > room:
@@ -107,10 +118,11 @@ def _decoding(s: AnswerSettings):
 
 
 def answer_stream(engine, question: str, hits: list[dict], settings: AnswerSettings,
-                  progress: Progress = no_progress):
-    """Yield dicts with both answers so far: 'rag' (prompt with the chunks) and 'plain' (the
-    question alone), advanced one token each in turn with the same decoding settings and seed."""
-    tm = engine.load(LM, progress=progress)
+                  progress: Progress = no_progress, model: str = LM):
+    """Yield dicts with both answers of causal LM `model` (one of models(engine)) so far: 'rag' (prompt
+    with the chunks) and 'plain' (the question alone), advanced one token each in turn with the same
+    decoding settings and seed."""
+    tm = engine.load(check_choice("answer model", model, models(engine)), progress=progress)
     built = build_prompt(tm, question, hits, settings.budget, settings.max_new_tokens)
     dec = _decoding(settings)
     streams = {"rag": generation.generate_stream(tm, built["prompt"], dec, "chat"),
@@ -133,8 +145,8 @@ def answer_stream(engine, question: str, hits: list[dict], settings: AnswerSetti
                    seconds=time.perf_counter() - t0)
 
 
-def answer(engine, question: str, hits: list[dict], settings: AnswerSettings | None = None) -> dict:
+def answer(engine, question: str, hits: list[dict], settings: AnswerSettings | None = None, model: str = LM) -> dict:
     out = None
-    for out in answer_stream(engine, question, hits, settings or AnswerSettings()):
+    for out in answer_stream(engine, question, hits, settings or AnswerSettings(), model=model):
         pass
     return out

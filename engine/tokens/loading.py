@@ -292,6 +292,21 @@ def load_hf_tokenizer(source, device=None, variant="default", progress=None) -> 
     return HFTok(backend, config, chat, key=spec.key, title=spec.title)
 
 
+def load_gguf_tokenizer(source, device=None, variant="default", progress=None) -> HFTok:
+    """The vocabulary of an operator's GGUF file (engine/core/own.py), read from the file's metadata by
+    transformers (no weight is dequantized)."""
+    if source.is_hub or not (source.filename or "").lower().endswith(".gguf"):
+        return load_hf_tokenizer(source, device, variant, progress)
+    from transformers import AutoTokenizer
+
+    spec = source.spec
+    hf = AutoTokenizer.from_pretrained(source.path, gguf_file=source.filename)
+    if not getattr(hf, "is_fast", False):
+        raise UserInputError(f"{spec.title}: only fast (tokenizers) tokenizers are supported here")
+    config = {k: getattr(hf, k, None) for k in SPECIAL_NAMES}
+    return HFTok(hf.backend_tokenizer, config, getattr(hf, "chat_template", None), hf, key=spec.key, title=spec.title)
+
+
 def load_assembled_tokenizer(source, device=None, variant="default", progress=None) -> HFTok:
     """The tokenizer of a GGUF shipped in chunk packages (Gemma 3): offline, read from the float
     copy the model row makes (the first use dequantizes the model once, ~90 s on 2 cores)."""

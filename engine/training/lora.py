@@ -11,6 +11,7 @@ thread count of a training are the runner's (runner.py).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import threading
 import zipfile
@@ -20,10 +21,10 @@ from typing import Any, Callable, Iterator
 
 from ..core import arch
 from ..core.models import Progress
-from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload, short_repr
+from ..core.errors import UserInputError, check_choice, check_range, check_text, parse_json, read_text_upload, short_repr
 from ..core.lazy import no_grad, torch
 from ..core.registry import ASSETS
-from ..core.settings import MAX_UPLOAD_BYTES, knob, make, validate
+from ..core.settings import MAX_UPLOAD_BYTES, knob, knob_info, make, validate
 from . import runner
 from .runner import TrainUpdate
 
@@ -32,6 +33,7 @@ DASH = " — "
 BASE_KEY = "smollm2-135m-instruct"
 LINEAR_NAMES = arch.LLAMA.linear  # the embedded SmolLM2's (Llama) linear layers
 DEFAULT_TARGETS = ["q_proj", "v_proj"]  # on another family: its own query/value layers (arch.Family.lora_default)
+ATTENTION_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # elsewhere: the family's attention projections
 MAX_DATASET_BYTES = 2_000_000  # an uploaded or pasted dataset
 MAX_EXAMPLE_CHARS = 1_000
 MIN_EXAMPLES, MAX_EXAMPLES = 4, 20_000
@@ -267,6 +269,67 @@ def batches(n_examples: int, batch_size: int, seed: int) -> Iterator[list[int]]:
             yield order[i : i + batch_size]
 
 
+# ---- which causal LMs a training lesson offers ---------------------------------------------------------
+@functools.lru_cache(maxsize=128)
+def _layout(spec) -> tuple[tuple[str, ...], ...]:
+    """(linear layer names, default targets, attention projections) of a registry row, from its config
+    alone (own.config_of). The app's own rows (SmolLM2, Gemma 3, the Hub's SmolLM2 pair) and an
+    operator's Hub row, whose config is not fetched here, read as the Llama layout; loading checks the
+    real model again."""
+    from ..core import own
+
+    family = arch.family_for_type(own.model_type_of(spec))  # a folder's config.json, a GGUF's header
+    if family is not None:
+        return tuple(family.linear), tuple(family.lora_default), tuple(family.attention_projections)
+    config = own.config_of(spec)  # a type without a row: its full config, then the model on the meta device
+    if config is None:
+        return tuple(LINEAR_NAMES), tuple(DEFAULT_TARGETS), tuple(ATTENTION_TARGETS)
+    return tuple(tuple(names) for names in arch.lora_layout(config))
+
+
+def base_layout(engine, key: str, attention: bool = False) -> tuple[list[str], list[str]]:
+    """(linear layer names, default LoRA targets) of causal LM `key`, read from its config; with
+    `attention`, the defaults are its attention projections (SFT's choice). A UserInputError names the
+    model and what it lacks when LoRA's targets cannot be found in it."""
+    spec = engine.registry.get(key)
+    try:
+        names, targets, attention_layers = _layout(spec)
+    except UserInputError as exc:
+        raise UserInputError(f"LoRA cannot train {spec.title}: {exc}") from None
+    return list(names), list(attention_layers if attention else targets)
+
+
+def base_keys(engine, default: str = BASE_KEY) -> list[str]:
+    """The base models a training lesson offers: its own `default` first, then the causal LMs added to
+    the registry (the operator's, and online the Hub's) whose LoRA targets are known."""
+    keys = []
+    for key in engine.registry.lesson_keys([default]):
+        try:
+            base_layout(engine, key)
+        except UserInputError:
+            continue
+        keys.append(key)
+    return keys
+
+
+def check_trainable(base_model, spec) -> None:
+    """A loaded model whose blocks engine/core/arch.py cannot read, or that has none of its family's
+    LoRA targets, is refused naming the model and what it lacks."""
+    try:
+        arch.arch_of(base_model).lora_targets()
+    except UserInputError as exc:
+        raise UserInputError(f"LoRA cannot train {spec.title}: {exc}") from None
+
+
+def check_base(engine, key, default: str = BASE_KEY) -> str:
+    """`key` when it is one of base_keys(engine, default); a model that is there but cannot be
+    LoRA-trained is refused by name with what it lacks, anything else with the valid keys."""
+    if isinstance(key, str) and key in engine.registry.lesson_keys([default]):
+        base_layout(engine, key)
+        return key
+    return check_choice("base model", key, base_keys(engine, default))
+
+
 # ---- one model tree per session, sharing the cached weights ----------------------------------------
 def linear_layer_names(model) -> list[str]:
     """Distinct names of the linear layers inside the transformer blocks (lm_head left out), as the
@@ -276,11 +339,16 @@ def linear_layer_names(model) -> list[str]:
 
 def targets_for(base_model, settings: LoraSettings) -> LoraSettings:
     """settings with the default targets (q_proj, v_proj) turned into this model's family's query and
-    value layers (GPT-2: c_attn; Phi-3: qkv_proj); any other choice is kept and checked as given."""
-    if list(settings.target_modules) != DEFAULT_TARGETS:
+    value layers (GPT-2: c_attn; Phi-3: qkv_proj), and Llama's four attention projections (SFT's
+    default) into the family's own (GPT-2: c_attn, c_proj); any other choice is kept and checked as given."""
+    wanted = list(settings.target_modules)
+    if wanted == DEFAULT_TARGETS:
+        targets = arch.arch_of(base_model).lora_targets()
+    elif wanted == ATTENTION_TARGETS:
+        targets = list(arch.arch_of(base_model).family.attention_projections)
+    else:
         return settings
-    targets = arch.arch_of(base_model).lora_targets()
-    return settings if targets == DEFAULT_TARGETS else replace(settings, target_modules=targets)
+    return settings if targets == wanted else replace(settings, target_modules=targets)
 
 
 def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -474,6 +542,7 @@ class LoraSession:
     steps_done: int = 0
     examples: int = 0
     source: str = ""  # "trained", "uploaded"
+    base_title: str = ""  # the base model's title
     held_out: list = field(default_factory=list)  # the examples kept out of training (texts or rows)
     curves: Curves = field(default_factory=Curves)  # learning rate per step, validation loss
     training: bool = False
@@ -522,8 +591,11 @@ def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
             examples = encode(bundle.tokenizer, texts, settings.max_length)
             curves = Curves(held_out=encode(bundle.tokenizer, held_out, settings.max_length) if held_out else [])
             spec = engine.registry.get(base_key)
+            check_trainable(bundle.model, spec)
+            arch.check_fits(bundle.model.config, settings.max_length, spec.title, "max length",
+                            low=knob_info(type(settings), "max_length").minimum, fix="Lower max length.")
             session.model = session_model(bundle.model, settings, spec.hub_id)
-            session.tokenizer, session.settings = bundle.tokenizer, settings
+            session.tokenizer, session.settings, session.base_title = bundle.tokenizer, settings, spec.title
             session.losses, session.steps_done, session.examples, session.source = [], 0, len(examples), "trained"
             session.held_out, session.curves = held_out, curves
             run.fit_threads()
@@ -552,8 +624,9 @@ def train(engine, session: LoraSession, texts: list, settings: LoraSettings,
 # ---- base vs adapted -------------------------------------------------------------------------
 @no_grad
 def generate_pair(peft_model, tokenizer, prompt: str, seed: int, max_new_tokens: int = 48,
-                  temperature: float = 0.8, top_p: float = 0.95) -> dict:
-    """The same prompt and seed through the base (adapter disabled) and the adapted model."""
+                  temperature: float = 0.8, top_p: float = 0.95, name: str = "the model") -> dict:
+    """The same prompt and seed through the base (adapter disabled) and the adapted model (`name`: the
+    base model's title, for a refusal)."""
     prompt = check_text("prompt", prompt, max_chars=500)
     seed = check_range("seed", seed, 0, 2**32 - 1, integer=True)
     max_new_tokens = check_range("max new tokens", max_new_tokens, 1, 200, integer=True)
@@ -561,6 +634,8 @@ def generate_pair(peft_model, tokenizer, prompt: str, seed: int, max_new_tokens:
     device = next(peft_model.parameters()).device
     enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
     n_prompt = enc["input_ids"].shape[1]
+    arch.check_fits(peft_model.config, n_prompt + max_new_tokens, name, "The prompt with its new tokens",
+                    fix="Lower max new tokens or shorten the prompt.")
     kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id_of(tokenizer),
                   eos_token_id=tokenizer.eos_token_id)
     if temperature > 0:
@@ -723,14 +798,18 @@ def load_adapter_file(base_model, path: str | Path, hub_id: str = ""):
     return model, settings
 
 
-def import_adapter(engine, session: LoraSession, path: str | Path, progress: Progress | None = None) -> dict:
-    """Load an uploaded adapter into the session (validated by load_adapter_file)."""
+def import_adapter(engine, session: LoraSession, path: str | Path, progress: Progress | None = None,
+                   base_key: str = BASE_KEY) -> dict:
+    """Load an uploaded adapter for base model `base_key` into the session (validated by load_adapter_file)."""
     if session.training:
         raise UserInputError("a training is running in this session: press Stop first, then upload.")
-    bundle = engine.load(BASE_KEY, progress=progress)
-    model, settings = load_adapter_file(bundle.model, path, engine.registry.get(BASE_KEY).hub_id)
+    bundle = engine.load(base_key, progress=progress)
+    spec = engine.registry.get(base_key)
+    check_trainable(bundle.model, spec)
+    model, settings = load_adapter_file(bundle.model, path, spec.hub_id)
     session.model, session.tokenizer, session.settings = model, bundle.tokenizer, settings
     session.losses, session.steps_done, session.examples, session.source = [], 0, 0, "uploaded"
+    session.base_title = spec.title
     session.held_out, session.curves = [], Curves()
     return dict(r=settings.r, alpha=settings.alpha, target_modules=settings.target_modules,
                 tensors=len(get_state_keys(model)))
@@ -747,5 +826,6 @@ __all__ = [
     "dataset_texts", "encode_examples", "collate", "show_format", "session_model", "shared_copy",
     "param_report", "count_params", "expected_trainable", "train", "train_steps", "generate_pair",
     "export_adapter", "import_adapter", "load_adapter_file", "linear_layer_names", "adapter_shapes",
-    "check_targets", "TrainUpdate", "split_validation", "lr_at", "validation_loss", "Curves", "SCHEDULES",
+    "check_targets", "check_trainable", "check_base", "base_keys", "base_layout", "TrainUpdate",
+    "split_validation", "lr_at", "validation_loss", "Curves", "SCHEDULES",
 ]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..core import arch
 from ..core.chat import chat_ids, control_strings_in
 from ..core.models import Progress
 from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload
@@ -84,10 +85,12 @@ class RewardSettings:
     time_budget: float = runner.budget_knob()
 
 
-def _lora_of(s) -> lora.LoraSettings:
-    """The LoRA lesson's settings for the adapter of a preference run (no dropout: trl turns it off)."""
-    return make(lora.LoraSettings, r=s.r, alpha=2 * s.r, dropout=0.0, target_modules=["q_proj", "v_proj"],
-                learning_rate=s.learning_rate, seed=s.seed)
+def _lora_of(s, base_model) -> lora.LoraSettings:
+    """The LoRA lesson's settings for the adapter of a preference run (no dropout: trl turns it off), on
+    the base model's query and value layers (its family's own: GPT-2's c_attn, Phi-3's qkv_proj)."""
+    return lora.targets_for(base_model, make(lora.LoraSettings, r=s.r, alpha=2 * s.r, dropout=0.0,
+                                             target_modules=lora.DEFAULT_TARGETS, learning_rate=s.learning_rate,
+                                             seed=s.seed))
 
 
 # ---- comparison data ---------------------------------------------------------------------------
@@ -261,7 +264,7 @@ def dpo_trainer(base_model, tokenizer, pairs: list[Pair], s: DPOSettings, out_di
     the peft model from our LoRA config, seeded); reference = the adapter disabled."""
     from trl import DPOConfig, DPOTrainer
 
-    lora_s = _lora_of(s)
+    lora_s = _lora_of(s, base_model)
     lora.check_targets(base_model, lora_s)
     args = _config(DPOConfig, s, out_dir, _on_cpu(base_model), beta=s.beta, loss_type=["sigmoid"])
     with warnings.catch_warnings():
@@ -294,7 +297,7 @@ def reward_trainer(base_model, tokenizer, pairs: list[Pair], s: RewardSettings, 
     from peft import LoraConfig
     from trl import RewardConfig, RewardTrainer
 
-    lora_s = _lora_of(s)
+    lora_s = _lora_of(s, base_model)
     lora.check_targets(base_model, lora_s)
     torch.manual_seed(s.seed)
     model = reward_base(base_model, lora.pad_id_of(tokenizer))
@@ -328,6 +331,7 @@ def batch_loss(trainer, pairs: list[Pair]) -> float:
 class PreferenceSession:
     """One browser session's DPO adapter and reward model (kept in gr.State). Never shared."""
 
+    base_key: str = ""  # the model both are trained on (one tokenizer serves both)
     policy: Any = None  # PeftModel (LoRA over a shared copy of the instruct model)
     reward: Any = None  # PeftModel for sequence classification (LoRA + scalar head)
     tokenizer: Any = None
@@ -344,6 +348,14 @@ class PreferenceSession:
 
     def __deepcopy__(self, memo):  # gr.State may copy its initial value; a new session is empty
         return PreferenceSession()
+
+    def use_base(self, key: str) -> None:
+        """Train on `key` from now on: what was trained on another model (whose tokenizer differs) is dropped."""
+        if self.base_key and self.base_key != key:
+            self.policy = self.reward = self.tokenizer = self.dpo = self.before = self.after = None
+            self.reward_eval = None
+            self.dpo_history, self.reward_history, self.dpo_steps, self.reward_steps = {}, {}, 0, 0
+        self.base_key = key
 
 
 DPO_METRICS = {"loss": "loss", "rewards/chosen": "chosen", "rewards/rejected": "rejected",
@@ -395,6 +407,17 @@ def check_fits(tokenizer, pairs: list[Pair], s) -> None:
                              f"template (the shortest needs {need}): set it to {need} to 256.")
 
 
+def check_context(config, tokenizer, pairs: list[Pair], s, name: str) -> None:
+    """Refuse, naming model `name`, a max length or a held-out pair (scored whole after training) longer
+    than the model's context window: past it a learned position table has no row (GPT-2)."""
+    arch.check_fits(config, s.max_length, name, "max length", low=knob_info(type(s), "max_length").minimum,
+                    fix="Lower max length.")
+    numbered = [(n, p) for n, p in enumerate(pairs, 1) if p.held_out][:MAX_HELD_OUT]
+    for (n, _), length in zip(numbered, reward_lengths(tokenizer, [p for _, p in numbered])):
+        arch.check_fits(config, length, name, f"Held-out pair {n} (its longer side in the chat template)",
+                        fix="Shorten it, or train on pairs whose held-out ones fit.")
+
+
 def _worker(trainer, events: queue.Queue) -> threading.Thread:
     """trainer.train() in a started daemon thread; its end (or its exception) goes to `events`."""
     def work():
@@ -411,7 +434,7 @@ def _worker(trainer, events: queue.Queue) -> threading.Thread:
 
 
 def _steps(run, trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, metrics: dict,
-           progress: Progress | None) -> Iterator[tuple[RunUpdate, Any]]:
+           progress: Progress | None, base_key: str) -> Iterator[tuple[RunUpdate, Any]]:
     """Inside the gate: build the trainer, train it in a worker thread and yield (update, trainer)
     after each step but the last; return the last one (ended by the fitted step count, Stop, the
     cap, or a refusal after the timed first steps)."""
@@ -420,15 +443,19 @@ def _steps(run, trainer_fn, engine, session: PreferenceSession, pairs: list[Pair
     events: queue.Queue = queue.Queue()
     worker = None
     try:
-        bundle = engine.load(lora.BASE_KEY, progress=progress)
+        bundle = engine.load(base_key, progress=progress)
+        spec = engine.registry.get(base_key)
+        lora.check_trainable(bundle.model, spec)
         check_pairs(bundle.tokenizer, pairs, s)  # numbered as the user gave them
+        check_context(bundle.model.config, bundle.tokenizer, pairs, s, spec.title)
         check_fits(bundle.tokenizer, train_pairs, s)
+        session.use_base(base_key)
         session.tokenizer = bundle.tokenizer
         run.fit_threads()
         deadline = run.deadline(s.max_steps, s.time_budget)
         trainer = trainer_fn(bundle.model, bundle.tokenizer, train_pairs, s, out_dir,
                              [runner.trainer_callback(events, session.stop, deadline)])
-        trainer.model.peft_config["default"].base_model_name_or_path = engine.registry.get(lora.BASE_KEY).hub_id
+        trainer.model.peft_config["default"].base_model_name_or_path = spec.hub_id
         worker = _worker(trainer, events)
         history: dict = {v: [] for v in metrics.values()}
         step, ended, pace = 0, None, None
@@ -464,12 +491,13 @@ def _steps(run, trainer_fn, engine, session: PreferenceSession, pairs: list[Pair
 
 
 def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, metrics: dict,
-         progress: Progress | None) -> Iterator[tuple[RunUpdate, Any]]:
+         progress: Progress | None, base_key: str = lora.BASE_KEY) -> Iterator[tuple[RunUpdate, Any]]:
     """Train under the runner's gate, time cap and thread count, yielding (update, trainer) after
     each step. The last update comes once the gate is free: the held-out scoring that the caller
     runs on it does not hold the machine's one training slot. The session stays `training` until
     the caller has taken that last update."""
     validate(s)
+    base_key = lora.check_base(engine, base_key)
     train_pairs, _ = split(pairs)
     if len(train_pairs) < 2:
         raise UserInputError(f"only {len(train_pairs)} training pairs: give at least 2 that are not held out.")
@@ -482,20 +510,21 @@ def _run(trainer_fn, engine, session: PreferenceSession, pairs: list[Pair], s, m
     session.training = True
     try:
         with run:
-            last = yield from _steps(run, trainer_fn, engine, session, pairs, s, metrics, progress)
+            last = yield from _steps(run, trainer_fn, engine, session, pairs, s, metrics, progress, base_key)
         yield last
     finally:
         session.training = False
 
 
 def train_dpo(engine, session: PreferenceSession, pairs: list[Pair], s: DPOSettings,
-              progress: Progress | None = None) -> Iterator[RunUpdate]:
-    """DPO with LoRA on the instruct model; the held-out pairs are scored with the adapter off
-    (before) and on (after) once training ends. The session keeps what was trained on Stop."""
+              progress: Progress | None = None, base_key: str = lora.BASE_KEY) -> Iterator[RunUpdate]:
+    """DPO with LoRA on the instruct model (`base_key`: one of lora.base_keys(engine)); the held-out
+    pairs are scored with the adapter off (before) and on (after) once training ends. The session
+    keeps what was trained on Stop."""
     if session.training:
         raise UserInputError("this session is already training: wait for it or press Stop.")
     _, held = split(pairs)
-    for u, trainer in _run(dpo_trainer, engine, session, pairs, s, DPO_METRICS, progress):
+    for u, trainer in _run(dpo_trainer, engine, session, pairs, s, DPO_METRICS, progress, base_key):
         if trainer is not None:
             session.policy, session.dpo, session.dpo_history, session.dpo_steps = trainer.model, s, u.history, u.step
             session.before = session.after = None
@@ -509,12 +538,13 @@ def train_dpo(engine, session: PreferenceSession, pairs: list[Pair], s: DPOSetti
 
 
 def train_reward(engine, session: PreferenceSession, pairs: list[Pair], s: RewardSettings,
-                 progress: Progress | None = None) -> Iterator[RunUpdate]:
-    """The reward model (Bradley–Terry); held-out pairwise accuracy once training ends."""
+                 progress: Progress | None = None, base_key: str = lora.BASE_KEY) -> Iterator[RunUpdate]:
+    """The reward model (Bradley–Terry) on causal LM `base_key`'s backbone; held-out pairwise accuracy
+    once training ends."""
     if session.training:
         raise UserInputError("this session is already training: wait for it or press Stop.")
     _, held = split(pairs)
-    for u, trainer in _run(reward_trainer, engine, session, pairs, s, REWARD_METRICS, progress):
+    for u, trainer in _run(reward_trainer, engine, session, pairs, s, REWARD_METRICS, progress, base_key):
         if trainer is not None:
             session.reward, session.reward_history, session.reward_steps = trainer.model, u.history, u.step
             session.reward_eval = None
@@ -606,6 +636,7 @@ def rewards(model, tokenizer, prompt: str, responses: list[str], batch: int = 16
         x = torch.full((len(chunk), longest), pad, dtype=torch.long)  # (b, n)
         mask = torch.zeros_like(x)
         for j, seq in enumerate(chunk):
+            arch.check_fits(model.config, len(seq), "the reward model", f"Response {i + j + 1} in the chat template")
             x[j, :len(seq)], mask[j, :len(seq)] = torch.tensor(seq), 1
         out += model(input_ids=x.to(device), attention_mask=mask.to(device)).logits[:, 0].float().tolist()
     return out
@@ -657,8 +688,8 @@ def compare_outputs(session: PreferenceSession, prompts: list[str], seed: int, m
     for p in prompts:
         p = check_text("prompt", p, max_chars=MAX_FIELD_CHARS).strip()  # as user_turn gives it to training
         with session.policy.disable_adapter():
-            base = sft.generate(session.policy, session.tokenizer, p, **kw)
-        tuned = sft.generate(session.policy, session.tokenizer, p, **kw)
+            base = sft.generate(session.policy, session.tokenizer, p, name="the DPO model", **kw)
+        tuned = sft.generate(session.policy, session.tokenizer, p, name="the DPO model", **kw)
         out.append(dict(prompt=p, base=base["answer"], tuned=tuned["answer"]))
     return out
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ..core import arch
 from ..core.chat import chat_ids, plain_ids
 from ..core.errors import UserInputError, check_range, check_text, parse_json
 from ..core.lazy import no_grad, torch
@@ -250,12 +251,14 @@ def show_format(tokenizer, prompt: str, response: str, max_length: int = 256, mo
 
 # ---- training: the LoRA lesson's loop with this format ------------------------------------------------
 def train(engine, session: lora.LoraSession, rows: list[dict], settings: SftSettings,
-          progress=None) -> Iterator[lora.TrainUpdate]:
-    """A fresh adapter on the base model for `session`, through lora.train (gate, cap, stop)."""
+          progress=None, base_key: str = BASE_KEY) -> Iterator[lora.TrainUpdate]:
+    """A fresh adapter on base model `base_key` (one of lora.base_keys(engine, BASE_KEY)) for
+    `session`, through lora.train (gate, cap, stop)."""
     if not isinstance(settings, SftSettings):
         raise TypeError("settings must be SftSettings (use make(SftSettings, ...))")
+    base_key = lora.check_base(engine, base_key, BASE_KEY)
     encode = functools.partial(encode_pairs, mask=settings.mask)
-    yield from lora.train(engine, session, rows, settings, progress, base_key=BASE_KEY, encode=encode,
+    yield from lora.train(engine, session, rows, settings, progress, base_key=base_key, encode=encode,
                           collate_fn=collate_sft)
 
 
@@ -271,8 +274,9 @@ def stop_ids(tokenizer) -> list[int]:
 
 @no_grad
 def generate(model, tokenizer, text: str, *, templated: bool, seed: int = 0, max_new_tokens: int = 48,
-             temperature: float = 0.0) -> dict:
-    """One answer: `text` as it is (the tokenizer's own BOS rule) or inside the chat template."""
+             temperature: float = 0.0, name: str = "the model") -> dict:
+    """One answer: `text` as it is (the tokenizer's own BOS rule) or inside the chat template (`name`:
+    the model's title, for a refusal)."""
     seed = check_range("seed", seed, 0, 2**32 - 1, integer=True)
     max_new_tokens = check_range("max new tokens", max_new_tokens, 1, 200, integer=True)
     temperature = check_range("temperature", temperature, 0.0, 2.0)
@@ -280,6 +284,8 @@ def generate(model, tokenizer, text: str, *, templated: bool, seed: int = 0, max
         ids = prompt_ids(tokenizer, text)
     else:
         ids = tokenizer(text)["input_ids"]
+    arch.check_fits(model.config, len(ids) + max_new_tokens, name, "The prompt with its new tokens",
+                    fix="Lower max new tokens or shorten the prompt.")
     device = next(model.parameters()).device
     enc = torch.tensor([ids], device=device)  # (1, prompt)
     kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=stop_ids(tokenizer),
