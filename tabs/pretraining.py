@@ -312,8 +312,8 @@ def _fit_md(res) -> tuple[str, dict | None]:
           f"puts the compute-optimal point at about {scaling.CHINCHILLA_TOKENS_PER_PARAM:g} training tokens per "
           f"parameter.  \n*A toy regime:* your sizes run from {lo:,} to {hi:,} non-embedding parameters, at the "
           "very bottom of Kaplan et al.'s range (768 to 1.5 billion) and far below Chinchilla's (70 million to over 16 "
-          f"billion). Each trained for seconds to minutes on {tokens:,} tokens of one small corpus, with one learning rate for "
-          f"all sizes: the largest saw {tokens / hi:.2g} tokens per parameter, far from trained. The exponent you "
+          f"billion). Each trained for seconds to minutes on {tokens:,} tokens of one small corpus, with one "
+          f"learning rate for all sizes: the largest saw {tokens / hi:.2g} tokens per parameter, far from trained. The exponent you "
           "get here says how your runs behave, not what GPT-scale models do; expect it to move with the token "
           "budget and the seed.")
     return md, fit
