@@ -39,6 +39,7 @@ class Recorder(torch.nn.Module):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(1))
         self.vocab, self.eos, self.seen = vocab, eos, []
+        self.config = SimpleNamespace(max_position_embeddings=8192)  # read by the context-window checks
 
     def forward(self, input_ids, **kw):
         self.seen.append(input_ids.tolist())
