@@ -1,5 +1,5 @@
-"""Issue 35's "Done when" through the API: tiny random Llama, GPT-2 (learned positions, Conv1D) and
-Phi-3 (fused qkv) models, each saved to a folder and added through the operator setting
+"""Issue 35's "Done when" through the API: tiny random Llama, GPT-2 (learned positions, Conv1D),
+Phi-3 (fused qkv), Qwen2, Mistral and Gemma 3 models, each saved to a folder and added through the operator setting
 (AppConfig.models, as --model adds them), sent by gradio_client through the language-model lessons'
 endpoints of a running app. Each answer is checked against the same folder loaded here with plain
 transformers."""
@@ -23,6 +23,9 @@ FAMILIES = {
     "gpt2": ("gpt2", dict(n_inner=64, bos_token_id=0, eos_token_id=0,  # SmolLM2's <|endoftext|>
                           attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0)),  # a LoRA step is not noisier
     "phi3": ("phi3", dict(partial_rotary_factor=0.5, pad_token_id=0)),
+    "qwen2": ("qwen2", {}),
+    "mistral": ("mistral", {}),
+    "gemma3": ("gemma3_text", dict(head_dim=16, query_pre_attn_scalar=16)),
 }
 KEYS = [f"own-{name}" for name in FAMILIES]
 PROMPT = "The quick brown fox jumps over the lazy dog"
@@ -219,7 +222,8 @@ LINES = "\n".join(["Stay hungry, stay foolish. — Stewart Brand", "Less is more
                    "Know thyself. — Socrates", "Simplicity is the ultimate sophistication. — Leonardo"])
 LORA = dict(src="paste", text=LINES, file=None, r=8, alpha=16, dropout=0.0, tmods=["q_proj", "v_proj"], lr=0.01,
             steps=5, batch=4, max_len=24, seed_v=1, val=0.0, sched="constant", warm=0)
-TARGETS = {"own-llama": ["q_proj", "v_proj"], "own-gpt2": ["c_attn"], "own-phi3": ["qkv_proj"]}
+TARGETS = {"own-llama": ["q_proj", "v_proj"], "own-gpt2": ["c_attn"], "own-phi3": ["qkv_proj"],
+           "own-qwen2": ["q_proj", "v_proj"], "own-mistral": ["q_proj", "v_proj"], "own-gemma3": ["q_proj", "v_proj"]}
 
 
 def _param(info, api, name):
