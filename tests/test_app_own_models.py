@@ -350,3 +350,33 @@ def test_the_tokens_tab_offers_each_added_models_tokenizer(client, raw):
         _table, data = client.predict(text, f"{key}-tokenizer", 800, api_name="/tokenize")
         assert data["ids"] == raw[key][1](text, add_special_tokens=False)["input_ids"]
         assert data["vocab_size"] == len(raw[key][1])
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_trust_and_a_class_round_run_on_each_added_model(client, raw, key):
+    """Trust's calibration and a Class round on the added model: the calibration's ECE agrees with the
+    answers it lists; a predict-the-next-token guess scores the model's own next-token probability."""
+    import csv
+
+    from engine.trust import calibration as C
+
+    head, table, _rel, _cov, ranked, _declined_md, _declined = client.predict(
+        key, 8, "all", 0, 1.0, 5, 6, 0, 60, "first token", 0.5, api_name="/trust_calibration")
+    rows = ranked["data"]
+    assert len(rows) == 8 and "8 questions" in head and all(0.0 <= float(r[4]) <= 1.0 for r in rows)
+    shown = {r[0]: r[2] for r in table["data"]}
+    ece = C.ece([float(r[4]) for r in rows], [r[3] == "✅" for r in rows], 5)
+    assert float(shown["first token"]) == pytest.approx(ece, abs=0.01)
+
+    code, host = client.predict(api_name="/class_create")[:2]
+    client.predict(code, host, PROMPT, key, api_name="/class_open_predict")
+    student = client.predict(code, f"student of {key}", api_name="/class_join")[0]
+    client.predict(code, student, "the", api_name="/class_answer")
+    with open(client.predict(code, host, api_name="/class_csv"), newline="") as f:
+        (answer,) = [r for r in csv.DictReader(f) if r["answer"] == "the"]
+    model, tok = raw[key]
+    with torch.no_grad():
+        probs = model(_ids(tok, PROMPT)).logits[0, -1].float().softmax(-1)
+    tid = tok(" the", add_special_tokens=False)["input_ids"][0]
+    assert float(answer["score"]) == pytest.approx(float(probs[tid]), rel=1e-3)
+    assert int(answer["rank"]) == int((probs > probs[tid]).sum()) + 1
