@@ -395,12 +395,11 @@ def _wire(engine, session, data, settings, train, compare, files):
                        c["batch_size"], c["max_length"], settings["seed"]]
     source, pasted, upload, base = data["source"], data["pasted"], data["upload"], data["base"]
     source.change(show_source, inputs=source, outputs=[pasted, upload], api_name=False, queue=False)
+    preview_args = dict(fn=user_errors(make_preview(engine)), inputs=[source, pasted, upload, c["max_length"], base],
+                        outputs=[data["count_md"], data["preview"], data["format_html"]], **HEAVY)
     base.change(user_errors(show_base(engine)), inputs=[base, targets], outputs=targets, api_name="lora_base",
-                queue=False)
-    data["preview_btn"].click(user_errors(make_preview(engine)),
-                              inputs=[source, pasted, upload, c["max_length"], base],
-                              outputs=[data["count_md"], data["preview"], data["format_html"]],
-                              api_name="lora_preview", **HEAVY)
+                queue=False).success(api_name=False, **preview_args)  # the format in the new base's tokens
+    data["preview_btn"].click(api_name="lora_preview", **preview_args)
     settings["inspect_btn"].click(user_errors(make_inspect(engine)), inputs=[*settings_inputs, base],
                                   outputs=[settings["report_md"], targets], api_name="lora_params", **HEAVY)
     extra = [c["val_share"], c["eval_every"], c["schedule"], c["warmup_steps"]]

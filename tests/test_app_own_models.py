@@ -50,7 +50,7 @@ def folders(tmp_path_factory, smollm2_tokenizer):
 
 @pytest.fixture(scope="module")
 def demo(folders, tmp_path_factory):
-    """The whole app, its engine given the three folders as the operator's models."""
+    """The whole app, its engine given the six folders as the operator's models."""
     import app
 
     from engine import Engine
@@ -380,3 +380,13 @@ def test_trust_and_a_class_round_run_on_each_added_model(client, raw, key):
     tid = tok(" the", add_special_tokens=False)["input_ids"][0]
     assert float(answer["score"]) == pytest.approx(float(probs[tid]), rel=1e-3)
     assert int(answer["rank"]) == int((probs > probs[tid]).sum()) + 1
+
+
+def test_picking_another_lora_base_redraws_the_data_preview(demo):
+    """The preview shows the training format in the base model's own tokens: after the picker's
+    change (/lora_base) succeeds, the preview runs again for the new base."""
+    deps = demo.config["dependencies"]
+    (base,) = [d for d in deps if d.get("api_name") == "lora_base"]
+    (preview,) = [d for d in deps if d.get("api_name") == "lora_preview"]
+    after = [d for d in deps if d.get("trigger_after") == base["id"] and d.get("trigger_only_on_success")]
+    assert len(after) == 1 and after[0]["outputs"] == preview["outputs"] and after[0]["inputs"] == preview["inputs"]
