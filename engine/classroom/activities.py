@@ -92,11 +92,16 @@ def score_guess(tm, probs: torch.Tensor, prompt: str, guess: str) -> tuple[float
     return p, rank, generation.token_label(tm, tid)
 
 
+def prompt_ids(tm, prompt: str) -> list[int]:
+    """The prompt's ids as the round's distribution read them (the decoding lesson's raw format)."""
+    return generation.encode(tm, prompt, "raw")[1][0].tolist()
+
+
 def served_token(r, tm, prompt: str, tid: int) -> tuple[float, int]:
     """The probability and whole-vocabulary rank the served model gives token `tid` after the prompt:
     the server's prompt logprob of that token appended to the prompt (exact, as perplexity reads it)."""
-    ids = generation.encode(tm, prompt, "raw")[1][0].tolist()
-    entry = complete(r, ids + [int(tid)], max_tokens=1, prompt_logprobs=1)["choices"][0]["prompt_logprobs"][-1]
+    out = complete(r, prompt_ids(tm, prompt) + [int(tid)], max_tokens=1, prompt_logprobs=1)
+    entry = out["choices"][0]["prompt_logprobs"][-1]
     target = {int(k): v for k, v in entry.items()}[int(tid)]
     return math.exp(float(target["logprob"])), int(target["rank"])
 
@@ -121,9 +126,8 @@ def draw(knobbed: torch.Tensor, seed: int) -> int:
 def served_draw(r, tm, prompt: str, s: SamplerSettings, seed: int) -> int:
     """One token drawn by the operator's server with the round's knobs and the student's seed: used when
     the knobs keep more tokens than the server's top N, whose order and probabilities only it knows."""
-    ids = generation.encode(tm, prompt, "raw")[1][0].tolist()
-    out = complete(r, ids, max_tokens=1, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed,
-                   logprobs=1)
+    out = complete(r, prompt_ids(tm, prompt), max_tokens=1, temperature=s.temperature, top_k=s.top_k,
+                   top_p=s.top_p, seed=seed, logprobs=1)
     return int(choice_tokens(out["choices"][0])[0]["id"])
 
 

@@ -16,9 +16,8 @@ from typing import Any, Callable
 
 from .config import default_home
 from .device import DeviceInfo
-from .lazy import torch
+from .lazy import from_transformers, torch
 from .registry import Source
-from .lazy import from_transformers
 
 Progress = Callable[[float | None, str], None]
 

@@ -23,12 +23,11 @@ from typing import Iterator
 from ..core.arch import context_length
 from ..core.chat import chat_ids
 from ..core.errors import UserInputError, check_choice, check_text
-from ..core.lazy import inference_mode, torch
+from ..core.lazy import from_transformers, inference_mode, torch
 from ..core.settings import knob, validate
 from ..serving import use_server
 from ..tokens import bytes_label, hf_token_bytes, invisible_code
 from . import prefill, served
-from ..core.lazy import from_transformers
 
 MODES = ("raw", "chat")  # raw completion, or the instruct model's chat template
 MAX_PROMPT_CHARS = 8_000

@@ -22,13 +22,12 @@ from PIL import Image, PngImagePlugin
 from ..core.device import DeviceInfo
 from ..core.errors import UserInputError, check_choice, check_range, check_text
 from ..core.images import check_pixels
-from ..core.lazy import torch
+from ..core.lazy import from_transformers, torch
 from ..core.models import Progress, no_progress
 from ..core.registry import Source
 from ..core.settings import check_knob, knob, validate
 from . import schedule
 from .plots import grid_image
-from ..core.lazy import from_transformers
 
 # Display name -> diffusers scheduler class name. All are built from the model's own config.
 SCHEDULERS = {

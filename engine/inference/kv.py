@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.errors import UserInputError, check_text
-from ..core.lazy import torch
+from ..core.lazy import from_transformers, torch
 from ..decoding import kvcache
 from .measure import Clock, describe_device, timer_for
-from ..core.lazy import from_transformers
 
 MAX_PROMPT_TOKENS = 256
 

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import UserInputError, check_range, check_text
-from ..core.lazy import torch
+from ..core.lazy import from_transformers, torch
 from ..core.models import Progress, TextModel, no_progress
 from ..core.sessions import SESSION_MODEL_KEY
 from .trace import MAX_CHARS, MODELS, Trace, check_model, encode, load, run_trace
-from ..core.lazy import from_transformers
 
 CAUSAL = MODELS[0]
 RANDOM_SEED = 0

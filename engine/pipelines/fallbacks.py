@@ -12,10 +12,9 @@ import re
 
 from ..core.chat import chat_ids
 from ..core.errors import UserInputError
-from ..core.lazy import torch
+from ..core.lazy import from_transformers, torch
 from ..core.models import TextModel
 from .base import Prepared
-from ..core.lazy import from_transformers
 
 
 def lm_pipeline(bundle: TextModel):

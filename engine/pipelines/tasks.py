@@ -26,7 +26,7 @@ from ..core.errors import (
     check_choice,
     check_text,
 )
-from ..core.lazy import torch
+from ..core.lazy import from_transformers, torch
 from ..core.models import Progress, TextModel, _pretrained_kwargs, no_progress
 from ..core.registry import Source
 from ..core.settings import knob, make, validate
@@ -41,7 +41,6 @@ from .fallbacks import (
     summary_messages,
     zero_shot_by_similarity,
 )
-from ..core.lazy import from_transformers
 
 MAX_CHARS = 5000
 MAX_LABELS_CHARS = 2000  # zero-shot: 1 to 12 labels, comma separated

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import UserInputError
-from ..core.lazy import torch
+from ..core.lazy import from_transformers, torch
 from ..core.settings import knob, validate
 from ..training import runner
 from .vocab import KINDS, MAX_BPE, MIN_BPE
-from ..core.lazy import from_transformers
 
 ARCHS = ("llama", "gpt2")
 MAX_CONTEXT = 256

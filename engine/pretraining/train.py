@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from ..core.errors import UserInputError, check_text
-from ..core.lazy import F, no_grad, torch
+from ..core.lazy import F, from_transformers, no_grad, torch
 from ..training import lora, runner
 from . import data, model as model_mod, vocab as vocab_mod
 from .model import PretrainSettings
-from ..core.lazy import from_transformers
 
 VAL_WINDOWS = 32  # windows of the validation text scored at each evaluation
 SAMPLE_TOKENS = {"char": 120, "bpe": 48, "gpt2": 40}  # new tokens per sample (about the same text length)

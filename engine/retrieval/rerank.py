@@ -13,10 +13,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..core.lazy import torch
+from ..core.lazy import from_transformers, torch
 from ..core.models import Progress, TextModel, no_progress
 from ..core.settings import knob
-from ..core.lazy import from_transformers
 
 RERANKER = "ms-marco-minilm-l6"  # engine/core/registry.py, RETRIEVAL_SPECS
 MAX_PAIR_TOKENS = 512  # question + chunk, [CLS] and [SEP]s included (MiniLM's position limit)

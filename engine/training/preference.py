@@ -31,7 +31,7 @@ from ..core import arch
 from ..core.chat import chat_ids, control_strings_in
 from ..core.models import Progress
 from ..core.errors import UserInputError, check_range, check_text, parse_json, read_text_upload
-from ..core.lazy import no_grad, torch
+from ..core.lazy import from_transformers, no_grad, torch
 from ..core.registry import ASSETS
 from ..core.scratch import new_work_dir, remove_work_dir
 from ..core.settings import knob, knob_info, make, validate
@@ -39,7 +39,6 @@ from ..core.threads import TRAINING_NICE, niced
 from . import lora
 from . import runner
 from . import sft
-from ..core.lazy import from_transformers
 
 PAIRS = ASSETS / "preference" / "pairs.jsonl"  # length says nothing about which side is chosen
 SHORT_PAIRS = ASSETS / "preference" / "pairs_short.jsonl"  # the reward-hacking lesson: chosen = shorter, always

@@ -44,10 +44,9 @@ from dataclasses import dataclass
 
 from ..core.config import MAX_TRAIN_MINUTES
 from ..core.errors import UserInputError, short_repr
-from ..core.lazy import torch
+from ..core.lazy import from_transformers, torch
 from ..core.settings import knob
 from ..core.threads import SLOTS
-from ..core.lazy import from_transformers
 
 
 
