@@ -240,7 +240,7 @@ def _wire_student(room: Classroom, s: _Student) -> None:
         return drawn(code, token)
 
     s.join.click(checked(join), inputs=[s.code, s.nick], outputs=[s.token, s.code, s.timer, s.seen],
-                 api_name="class_join", **ROOM_GROUP).success(
+                 api_name="class_join", show_progress_on=[s.view], **ROOM_GROUP).success(
         refresh, inputs=[s.code, s.token, s.seen], outputs=outs, api_name=False, **ROOM_GROUP)
     s.send.click(checked(answer), inputs=[s.code, s.token, s.guess], outputs=[s.view, s.seen],
                  api_name="class_answer", **ROOM_GROUP)
